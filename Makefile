@@ -1,0 +1,30 @@
+# Two commands: `make run` (demo samples -> analyses -> limits) and `make test`.
+# Both create .venv and install the package into it on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO := demo
+WORKERS ?= 2
+
+.PHONY: run test install clean bench
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --prefer-binary -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(WORKERS) -q
+
+run: $(STAMP)
+	$(VENV)/bin/belle-rare demo --out $(DEMO) --workers $(WORKERS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_generation.py
+
+clean:
+	rm -rf $(DEMO) .pytest_cache
