@@ -1,0 +1,83 @@
+"""Schema of the sample catalogue ``configs/processes.yaml``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+import pydantic
+
+from configs.loader import StrictModel, config_path, load_config
+
+
+class ForcedDecay(StrictModel):
+    """One particle (or its antiparticle) forced into ``products`` (given for the particle)."""
+
+    particle: int
+    products: list[int] = pydantic.Field(min_length=2)
+
+
+class Scalar(StrictModel):
+    pdg: int
+    decays: list[list[int]] = pydantic.Field(min_length=1)
+
+
+class Process(StrictModel):
+    kind: Literal["background", "signal"]
+    description: str
+    generator: Literal["pythia", "upsilon4s", "bhabha", "zprime"]
+    cross_section: list[str] | None = None
+    base: str | None = None
+    pythia: list[str] = []
+    extra_pythia: list[str] = []
+    b_pair: Literal["neutral", "charged", "both"] | None = None
+    forced_decay: ForcedDecay | None = None
+    forced_decay_charged: ForcedDecay | None = None
+    scalar: Scalar | None = None
+    parameters: dict[str, float] = {}
+    sub_branching_fraction: float = pydantic.Field(default=1.0, gt=0, le=1)
+    reference_branching_fraction: float | None = pydantic.Field(default=None, gt=0)
+    reference_cross_section_nb: float | None = pydantic.Field(default=None, gt=0)
+
+
+class Catalogue(StrictModel):
+    pythia_common: list[str]
+    tau_decays: list[tuple[float, int, list[int]]]
+    processes: dict[str, Process]
+
+    @pydantic.model_validator(mode="after")
+    def _bases_exist(self) -> "Catalogue":
+        for name, proc in self.processes.items():
+            if proc.base is not None and proc.base not in self.processes:
+                raise ValueError(f"processes.{name}.base: unknown process '{proc.base}'")
+            if proc.generator == "upsilon4s" and proc.b_pair is None:
+                raise ValueError(f"processes.{name}.b_pair: required for the upsilon4s generator")
+        total = sum(bf for bf, _, _ in self.tau_decays)
+        if abs(total - 1.0) > 1e-3:
+            raise ValueError(f"tau_decays: branching fractions sum to {total:.4f}, not 1")
+        return self
+
+    def get(self, name: str) -> Process:
+        try:
+            return self.processes[name]
+        except KeyError:
+            known = ", ".join(self.processes)
+            raise KeyError(f"unknown process '{name}' (known: {known})") from None
+
+    def pythia_settings(self, name: str) -> list[str]:
+        """The process's own Pythia lines, its base process's first."""
+        proc = self.get(name)
+        base = self.processes[proc.base].pythia if proc.base else []
+        return [*base, *proc.pythia, *proc.extra_pythia]
+
+    def cross_section_keys(self, name: str) -> list[str] | None:
+        proc = self.get(name)
+        if proc.cross_section is None and proc.base:
+            return self.processes[proc.base].cross_section
+        return proc.cross_section
+
+
+@lru_cache(maxsize=None)
+def load_catalogue() -> Catalogue:
+    """The validated sample catalogue."""
+    return load_config(config_path("processes.yaml"), Catalogue)

@@ -1,0 +1,111 @@
+"""Generators for what Pythia has no process for: Bhabha scattering and e+e- -> mu mu Z'.
+
+The hard process is sampled here (``bhabha.py``, ``zprime.py``) at each event's own CM energy after
+collinear ISR (``isr.py``), boosted into the laboratory and handed to Pythia through a Les Houches
+file for QED final-state radiation, so that radiation off the leptons is Pythia's.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+
+from configs.experiment import Experiment
+from configs.processes import Catalogue
+from simulation.beams import sample_beams
+from simulation.generators import bhabha, zprime
+from simulation.generators.isr import ELECTRON_MASS, sample_isr
+from simulation.generators.lhef import write_lhef
+from simulation.generators.phase_space import boost, decay_two_body, isotropic_directions
+from simulation.generators.pythia import LHEF_SETTINGS, _MAX_SEED, prt_to_truth, run_on_lhef
+
+ZPRIME_PDG = 32  # invisible: written as a stable final-state particle
+# Bhabha generated for 10 deg < theta* < 170 deg (the acceptance of the Physics Book's 300 nb)
+BHABHA_THETA_MIN_DEG = 10.0
+# hardest ISR kept: half the beam energy (harder ISR leaves nothing that passes any selection)
+BHABHA_ISR_X_MAX = 0.5
+
+
+class DedicatedGenerator:
+    """Bhabha or mu mu Z' events; ``generate(n)`` returns a truth record in the lab frame."""
+
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        process: str,
+        exp: Experiment,
+        seed: int,
+        chunk_index: int = 0,
+        parameters: dict[str, float] | None = None,
+    ) -> None:
+        import pythia8mc
+
+        self.proc = catalogue.get(process)
+        self.exp = exp
+        self.seed = seed
+        self.params = {**self.proc.parameters, **(parameters or {})}
+        self.rng = np.random.default_rng([seed, 2])
+        self._tmp = tempfile.TemporaryDirectory(prefix="belle-rare-lhef-")
+        self.settings = [
+            *catalogue.pythia_common,
+            "Random:setSeed = on",
+            f"Random:seed = {seed % _MAX_SEED + 1}",
+            *LHEF_SETTINGS,
+            "PartonLevel:FSR = on",
+            # leptons are written with their masses; Pythia must not reshuffle them
+            "LesHouches:setLeptonMass = 0",
+            # FSR recoils inside the final state: the beams are not in the shower (no ISR here)
+            "TimeShower:allowBeamRecoil = off",
+            f"{ZPRIME_PDG}:mayDecay = off",
+        ]
+        self._pythia = pythia8mc.Pythia("", False)
+        for line in self.settings:
+            if not self._pythia.readString(line):
+                raise ValueError(f"Pythia rejected setting '{line}' for process '{process}'")
+
+    def _hard_process(self, hard: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Outgoing particles' PDG codes and CM-frame four-momenta for hard systems ``hard`` (n, 4)."""
+        n = len(hard)
+        sqrt_s = np.sqrt(hard[:, 3] ** 2 - np.sum(hard[:, :3] ** 2, axis=1))
+        if self.proc.generator == "bhabha":
+            c_max = math.cos(math.radians(BHABHA_THETA_MIN_DEG))
+            cos_theta = bhabha.sample_cos_theta(n, self.exp.sqrt_s, -c_max, c_max, self.rng)
+            # the e- scatters by theta* from the e- beam (+z in the hard frame)
+            e_minus, e_plus = decay_two_body(
+                sqrt_s, ELECTRON_MASS, ELECTRON_MASS, isotropic_directions(n, self.rng, cos_theta)
+            )
+            return np.array([11, -11]), [e_minus, e_plus]
+        mu_minus, mu_plus, zp = zprime.sample_events(sqrt_s, self.params["mass"], self.rng)
+        return np.array([13, -13, ZPRIME_PDG]), [mu_minus, mu_plus, zp]
+
+    def _isr_x_max(self) -> float:
+        if self.proc.generator == "bhabha":
+            return BHABHA_ISR_X_MAX
+        threshold = self.params["mass"] + 2 * zprime.MUON_MASS
+        return 0.9 * (1.0 - (threshold / self.exp.sqrt_s) ** 2)
+
+    def generate(self, n: int) -> ak.Array:
+        her, ler = sample_beams(self.exp, n, self.rng)
+        photon, hard = sample_isr(her + ler, her, ler, self._isr_x_max(), self.rng)
+        pdg_out, p4_out = self._hard_process(hard)
+        p4 = np.stack([her, ler, photon, *(boost(p, hard) for p in p4_out)], axis=1)
+        pdg = np.array([11, -11, 22, *pdg_out])
+        status = np.array([-1, -1] + [1] * (len(pdg) - 2))
+        mothers = np.array([[0, 0], [0, 0]] + [[1, 2]] * (len(pdg) - 2))
+        scale = np.sqrt(np.clip(hard[:, 3] ** 2 - np.sum(hard[:, :3] ** 2, axis=1), 0, None))
+        path = Path(self._tmp.name) / f"{self.proc.generator}_{self.seed}.lhe"
+        write_lhef(path, pdg, status, mothers, p4, (self.exp.her.energy, self.exp.ler.energy), scale)
+        prt = run_on_lhef(self._pythia, path, n)
+        if self.proc.generator == "zprime":
+            sig = ak.to_numpy(ak.fill_none(ak.argmax(prt.id == ZPRIME_PDG, axis=1), -1))
+        else:
+            sig = None
+        truth = prt_to_truth(prt, self.exp, self.rng, sig if sig is not None else np.full(n, -1))
+        return truth
+
+    def close(self) -> None:
+        self._tmp.cleanup()
