@@ -1,0 +1,77 @@
+"""Dataset manifests: one JSON file per dataset beside its ROOT files.
+
+A manifest records what a later ``belle-rare run`` needs to normalise a sample (cross section,
+generator-filter efficiency, generated events) and what is needed to reproduce it (seed,
+generator settings, experiment, code version).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+NB_TO_INV_FB = 1.0e6  # 1 nb = 10^6 fb
+
+
+def equivalent_luminosity_fb(events: int, cross_section_nb: float, filter_efficiency: float = 1.0) -> float:
+    """Integrated luminosity (/fb) at which ``events`` generated events are expected."""
+    return events / (cross_section_nb * filter_efficiency * NB_TO_INV_FB)
+
+
+def code_version() -> str:
+    """``git describe`` of the checkout the code runs from, or 'unknown'."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to ``path`` through a temporary file in the same directory."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(payload, out, indent=2, sort_keys=False)
+            out.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """Read one manifest; errors name the file."""
+    path = Path(path)
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a readable dataset manifest ({err})") from None
+    for key in ("dataset", "files", "cross_section_nb", "events"):
+        if key not in manifest:
+            raise ValueError(f"{path}: dataset manifest lacks '{key}'")
+    return manifest
+
+
+def find_manifests(samples: Path) -> list[Path]:
+    """A manifest file, or every ``*.json`` manifest in a sample directory."""
+    samples = Path(samples)
+    if samples.is_file():
+        return [samples]
+    if not samples.is_dir():
+        raise FileNotFoundError(f"{samples}: no such sample directory or manifest")
+    found = sorted(p for p in samples.glob("*.json") if not p.name.startswith("."))
+    if not found:
+        raise FileNotFoundError(f"{samples}: no dataset manifests (*.json)")
+    return found

@@ -1,0 +1,90 @@
+"""Write NanoAOD-like ROOT ntuples (one TTree per file) in basf2 naming habits, atomically.
+
+Event-level branches (``__experiment__``, ``__run__``, ``__event__``, ``__weight__``, ``Ecms``,
+``beamE``, ``beamPx``, ``beamPy``, ``beamPz``, ``mcSignalIndex``) and jagged collections written as a
+counter plus one branch per field (``nTrack``, ``Track_px``, ...), the layout of basf2's
+``VariablesToEventBasedTree`` and of NanoAOD. The truth record is the ``MCParticle`` collection.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import uproot
+
+TREE_NAME = "tree"
+
+# truth-record field -> MCParticle branch suffix
+MCPARTICLE_FIELDS = {
+    "pdg": "PDG",
+    "status": "status",
+    "mother": "motherIndex",
+    "px": "px",
+    "py": "py",
+    "pz": "pz",
+    "E": "E",
+    "mass": "mass",
+    "x": "prodVertexX",
+    "y": "prodVertexY",
+    "z": "prodVertexZ",
+}
+
+
+def mcparticle_collection(truth: ak.Array) -> ak.Array:
+    """The truth record as the ``MCParticle`` collection (float32 kinematics, int32 codes)."""
+    columns = {}
+    for field, name in MCPARTICLE_FIELDS.items():
+        values = truth.mc[field]
+        dtype = np.int32 if field in ("pdg", "status", "mother") else np.float32
+        columns[name] = ak.values_astype(values, dtype)
+    return ak.zip(columns)
+
+
+def event_columns(truth: ak.Array, experiment_number: int, run: int, first_event: int) -> dict[str, np.ndarray]:
+    """Event-level branches from the truth record."""
+    n = len(truth)
+    beam_e = ak.to_numpy(truth.beam_E)
+    beam_p = np.stack([ak.to_numpy(truth[f"beam_p{c}"]) for c in "xyz"], axis=1)
+    return {
+        "__experiment__": np.full(n, experiment_number, np.int32),
+        "__run__": np.full(n, run, np.int32),
+        "__event__": np.arange(first_event, first_event + n, dtype=np.int64),
+        "__weight__": ak.to_numpy(truth.weight).astype(np.float32),
+        "Ecms": np.sqrt(beam_e**2 - np.sum(beam_p**2, axis=1)).astype(np.float32),
+        "beamE": beam_e.astype(np.float32),
+        "beamPx": beam_p[:, 0].astype(np.float32),
+        "beamPy": beam_p[:, 1].astype(np.float32),
+        "beamPz": beam_p[:, 2].astype(np.float32),
+        "mcSignalIndex": ak.to_numpy(truth.signal_index).astype(np.int32),
+    }
+
+
+def write_ntuple(
+    path: Path,
+    events: dict[str, np.ndarray],
+    collections: dict[str, ak.Array],
+    tree: str = TREE_NAME,
+) -> None:
+    """Write one TTree with flat ``events`` branches and jagged ``collections`` to ``path``.
+
+    The file is written under a temporary name in the same directory and renamed when complete,
+    so an interrupted write never leaves a partial file at ``path``.
+    """
+    path = Path(path)
+    branch_types: dict[str, object] = {name: values.dtype for name, values in events.items()}
+    for name, records in collections.items():
+        branch_types[name] = records.type.content
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".root.part", dir=path.parent)
+    os.close(fd)
+    try:
+        with uproot.recreate(tmp_name, compression=uproot.ZLIB(4)) as out:
+            out.mktree(tree, branch_types, title="belle-rare simulated events")
+            out[tree].extend({**events, **collections})
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
