@@ -40,10 +40,23 @@ class Process(StrictModel):
     reference_cross_section_nb: float | None = pydantic.Field(default=None, gt=0)
 
 
+class GeneratorFilter(StrictModel):
+    """Keep events with a final-state photon above ``min_photon_energy`` inside ``photon_theta_deg``."""
+
+    min_photon_energy: float = pydantic.Field(ge=0)
+    photon_theta_deg: tuple[float, float]
+
+
+class PseudoData(StrictModel):
+    components: list[str] = pydantic.Field(min_length=1)
+    filters: dict[str, GeneratorFilter] = {}
+
+
 class Catalogue(StrictModel):
     pythia_common: list[str]
     tau_decays: list[tuple[float, int, list[int]]]
     processes: dict[str, Process]
+    pseudo_data: PseudoData
 
     @pydantic.model_validator(mode="after")
     def _bases_exist(self) -> "Catalogue":
@@ -52,6 +65,9 @@ class Catalogue(StrictModel):
                 raise ValueError(f"processes.{name}.base: unknown process '{proc.base}'")
             if proc.generator == "upsilon4s" and proc.b_pair is None:
                 raise ValueError(f"processes.{name}.b_pair: required for the upsilon4s generator")
+        for name in [*self.pseudo_data.components, *self.pseudo_data.filters]:
+            if name not in self.processes or self.processes[name].kind != "background":
+                raise ValueError(f"pseudo_data: '{name}' is not a background process")
         total = sum(bf for bf, _, _ in self.tau_decays)
         if abs(total - 1.0) > 1e-3:
             raise ValueError(f"tau_decays: branching fractions sum to {total:.4f}, not 1")

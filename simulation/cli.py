@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--list", action="store_true", help="list the processes and exit")
     p.add_argument("--experiment", choices=EXPERIMENTS, help="belle or belle2")
-    p.add_argument("--process", help="process name (see --list)")
+    p.add_argument("--process", help="process name (see --list), or 'data' for pseudo-data")
+    p.add_argument("--luminosity", type=float, help="integrated luminosity of pseudo-data (/fb), with --process data")
     p.add_argument("--events", type=int, help="number of events")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--out", type=Path, help="sample directory")
@@ -53,6 +54,8 @@ def _generate(args: argparse.Namespace) -> int:
     if args.list:
         print_process_list(Console())
         return 0
+    if args.process == "data":
+        return _generate_pseudo_data(args, console)
     missing = [f"--{n}" for n in ("experiment", "process", "events", "out") if getattr(args, n) is None]
     if missing:
         raise UserError(f"missing required argument(s): {', '.join(missing)}")
@@ -73,4 +76,24 @@ def _generate(args: argparse.Namespace) -> int:
         f"{len(manifest['files'])} file(s), sigma = {manifest['cross_section_nb']:.4g} nb, "
         f"L_eq = {manifest['equivalent_luminosity_fb']:.4g} /fb, {rate:.0f} events/s -> {args.out}"
     )
+    return 0
+
+
+def _generate_pseudo_data(args: argparse.Namespace, console: Console) -> int:
+    from analyses.errors import UserError
+    from simulation.production import produce_pseudo_data
+
+    missing = [f"--{n}" for n in ("experiment", "luminosity", "out") if getattr(args, n) is None]
+    if missing:
+        raise UserError(f"missing required argument(s) for pseudo-data: {', '.join(missing)}")
+    m = produce_pseudo_data(
+        args.experiment, args.luminosity, args.seed, args.out, args.events_per_file,
+        args.workers, args.scheduler, progress=console.is_terminal,
+    )
+    for name, comp in m["components"].items():
+        console.print(
+            f"  {name}: {comp['generated']} generated, {comp['written']} written "
+            f"(filter efficiency {comp['filter_efficiency']:.4g})"
+        )
+    console.print(f"{m['experiment']} pseudo-data: {m['events']} events at {m['luminosity_fb']:g} /fb -> {args.out}")
     return 0

@@ -17,8 +17,8 @@ import numpy as np
 
 from analyses.errors import UserError
 from configs.experiment import EXPERIMENTS, load_experiment
-from configs.processes import load_catalogue
-from simulation.manifest import code_version, equivalent_luminosity_fb, write_json_atomic
+from configs.processes import GeneratorFilter, load_catalogue
+from simulation.manifest import NB_TO_INV_FB, code_version, equivalent_luminosity_fb, write_json_atomic
 from simulation.ntuple import TREE_NAME, event_columns, mcparticle_collection, write_ntuple
 
 DEFAULT_EVENTS_PER_FILE = 10_000
@@ -35,12 +35,14 @@ class Request:
     out: Path
     events_per_file: int = DEFAULT_EVENTS_PER_FILE
     parameters: dict[str, float] = field(default_factory=dict)
+    generator_filter: GeneratorFilter | None = None
+    prefix: str = ""  # "data_" for the components of pseudo-data
 
     @property
     def dataset(self) -> str:
-        """Dataset name: the process, with its parameters if any (e.g. ``sig_zprime_m3.0``)."""
+        """Dataset name: the process, with its parameters if any (e.g. ``sig_zprime_m3``)."""
         suffix = "".join(f"_{'m' if k == 'mass' else k}{v:g}" for k, v in sorted(self.parameters.items()))
-        return f"{self.process}{suffix}"
+        return f"{self.prefix}{self.process}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,8 @@ def produce_chunk(req: Request, chunk: Chunk) -> dict[str, Any]:
         settings = list(getattr(generator, "settings", []))
     finally:
         generator.close()
+    if req.generator_filter is not None:
+        truth = truth[passes_filter(truth, req.generator_filter)]
     exp = load_experiment(req.experiment)
     reco = simulate_detector(truth, load_detector(req.experiment), np.random.default_rng([chunk.seed, 3]))
     collections = {**reco, "MCParticle": mcparticle_collection(truth)}
@@ -125,12 +129,24 @@ def produce_chunk(req: Request, chunk: Chunk) -> dict[str, Any]:
     write_ntuple(path, event_columns(truth, exp.experiment_number, chunk.index, chunk.first_event), collections)
     return {
         "path": path.name,
-        "entries": chunk.events,
+        "entries": len(truth),
+        "generated": chunk.events,
         "chunk": chunk.index,
         "seed": chunk.seed,
         "seconds": round(time.perf_counter() - start, 3),
         "generator_settings": settings,
     }
+
+
+def passes_filter(truth, spec: GeneratorFilter) -> np.ndarray:
+    """Events with a final-state photon above the energy threshold inside the polar-angle range."""
+    import awkward as ak
+
+    mc = truth.mc
+    cos_theta = mc.pz / np.sqrt(mc.px**2 + mc.py**2 + mc.pz**2)
+    lo, hi = np.cos(np.radians(spec.photon_theta_deg[1])), np.cos(np.radians(spec.photon_theta_deg[0]))
+    photon = (mc.pdg == 22) & (mc.status > 0) & (mc.E > spec.min_photon_energy) & (cos_theta > lo) & (cos_theta < hi)
+    return ak.to_numpy(ak.any(photon, axis=1))
 
 
 def cross_section(req: Request) -> tuple[float, str]:
@@ -179,12 +195,11 @@ def _executor_map(req: Request, chunks: list[Chunk], workers: int, scheduler: st
             yield fut.result()
 
 
-def produce(req: Request, workers: int = 1, scheduler: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run a whole request; write ``<out>/<experiment>_<dataset>.json`` last. Returns the manifest."""
+def run_chunks(req: Request, workers: int = 1, scheduler: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Produce every chunk of a request; on failure remove the files written and re-raise."""
     validate_request(req)
     chunks = plan_chunks(req.events, req.events_per_file, req.seed)
     results: list[dict[str, Any]] = []
-    start = time.perf_counter()
     try:
         if progress:
             from rich.progress import Progress
@@ -193,14 +208,25 @@ def produce(req: Request, workers: int = 1, scheduler: str | None = None, progre
                 task = bar.add_task(f"{req.experiment} {req.dataset}", total=req.events)
                 for result in _executor_map(req, chunks, workers, scheduler):
                     results.append(result)
-                    bar.advance(task, result["entries"])
+                    bar.advance(task, result["generated"])
         else:
             results.extend(_executor_map(req, chunks, workers, scheduler))
     except BaseException:
-        for c in chunks:
-            chunk_path(req, c).unlink(missing_ok=True)
+        remove_files(req, chunks)
         raise
     results.sort(key=lambda r: r["chunk"])
+    return results
+
+
+def remove_files(req: Request, chunks: list[Chunk]) -> None:
+    for c in chunks:
+        chunk_path(req, c).unlink(missing_ok=True)
+
+
+def produce(req: Request, workers: int = 1, scheduler: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run a whole request; write ``<out>/<experiment>_<dataset>.json`` last. Returns the manifest."""
+    start = time.perf_counter()
+    results = run_chunks(req, workers, scheduler, progress)
     settings = results[0].pop("generator_settings")
     for r in results[1:]:
         r.pop("generator_settings")
@@ -229,6 +255,83 @@ def produce(req: Request, workers: int = 1, scheduler: str | None = None, progre
         "wall_seconds": round(time.perf_counter() - start, 2),
     }
     write_json_atomic(req.out / f"{req.experiment}_{req.dataset}.json", manifest)
+    return manifest
+
+
+def produce_pseudo_data(
+    experiment: str,
+    luminosity_fb: float,
+    seed: int,
+    out: Path,
+    events_per_file: int = DEFAULT_EVENTS_PER_FILE,
+    workers: int = 1,
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Pseudo-data: every background with Poisson(sigma x L) events, unweighted, one manifest.
+
+    Components with a generator-level filter (``pseudo_data.filters``) are generated in full and
+    only the events passing the filter are written; the measured efficiency is recorded.
+    """
+    if experiment not in EXPERIMENTS:
+        raise UserError(f"--experiment: unknown experiment '{experiment}' (choose from {', '.join(EXPERIMENTS)})")
+    if luminosity_fb <= 0:
+        raise UserError(f"--luminosity: must be positive, got {luminosity_fb}")
+    start = time.perf_counter()
+    catalogue = load_catalogue()
+    rng = np.random.default_rng([seed, 4])
+    components: dict[str, Any] = {}
+    files: list[dict[str, Any]] = []
+    done: list[tuple[Request, list[Chunk]]] = []
+    try:
+        for i, process in enumerate(catalogue.pseudo_data.components):
+            req = Request(experiment, process, 1, seed + 1000 * (i + 1), out, events_per_file, prefix="data_")
+            xsec, source = cross_section(req)
+            generated = int(rng.poisson(xsec * luminosity_fb * NB_TO_INV_FB))
+            components[process] = {"cross_section_nb": xsec, "cross_section_source": source, "generated": generated}
+            if generated == 0:
+                components[process].update(written=0, filter_efficiency=1.0)
+                continue
+            req = Request(
+                experiment, process, generated, req.seed, out, events_per_file,
+                generator_filter=catalogue.pseudo_data.filters.get(process), prefix="data_",
+            )
+            done.append((req, plan_chunks(req.events, req.events_per_file, req.seed)))
+            results = run_chunks(req, workers, scheduler, progress)
+            written = sum(r["entries"] for r in results)
+            components[process].update(
+                written=written,
+                filter_efficiency=written / generated,
+                filter=req.generator_filter.model_dump() if req.generator_filter else None,
+            )
+            for r in results:
+                r.pop("generator_settings")
+                files.append({**r, "component": process})
+    except BaseException:
+        for req, chunks in done:
+            remove_files(req, chunks)
+        raise
+    manifest = {
+        "dataset": "data",
+        "process": "data",
+        "kind": "data",
+        "is_data": True,
+        "description": "pseudo-data: unweighted mixture of " + ", ".join(catalogue.pseudo_data.components),
+        "experiment": experiment,
+        "luminosity_fb": luminosity_fb,
+        "events": sum(f["entries"] for f in files),
+        "cross_section_nb": sum(c["cross_section_nb"] for c in components.values()),
+        "filter_efficiency": 1.0,
+        "components": components,
+        "seed": seed,
+        "tree": TREE_NAME,
+        "files": files,
+        "generator": {"pythia8mc": _pythia_version()},
+        "detector": f"configs/detector/{experiment}.yaml",
+        "code_version": code_version(),
+        "wall_seconds": round(time.perf_counter() - start, 2),
+    }
+    write_json_atomic(out / f"{experiment}_data.json", manifest)
     return manifest
 
 
