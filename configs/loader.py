@@ -57,7 +57,9 @@ def validate(data: object, model: type[Model], source: str | Path) -> Model:
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as err:
-        first = err.errors()[0]
+        # an unknown key is usually a typo of a required one: name the typo first
+        errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        first = errors[0]
         more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
         raise ConfigError(f"{source}: {_format_location(first['loc'])}: {first['msg']}{more}") from None
 

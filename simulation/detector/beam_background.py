@@ -1,0 +1,85 @@
+"""Beam-induced background: extra soft photons (mostly in the endcaps) and low-pT tracks off the IP.
+
+Background enters the response as pseudo-particles (``mc_index`` -1, ``mc_pdg`` 0) that then go
+through the same calorimeter / tracking smearing as real particles, but are never lost to
+inefficiency: the configured means count reconstructed objects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulation.detector import pdg as pdgtab
+from simulation.detector.flat import Particles
+from simulation.detector.kinematics import direction
+from simulation.detector.params import DetectorParams, Range
+
+
+def _uniform_cos_theta(ranges_deg: list[Range], which: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Polar angles uniform in cos(theta) inside range ``ranges_deg[which[i]]``."""
+    low = np.array([np.cos(np.radians(r.high)) for r in ranges_deg])[which]
+    high = np.array([np.cos(np.radians(r.low)) for r in ranges_deg])[which]
+    return np.arccos(rng.uniform(low, high))
+
+
+def _pseudo_particles(event: np.ndarray, pdg: np.ndarray, charge: np.ndarray, mass: np.ndarray,
+                      momentum: tuple[np.ndarray, ...], vertex: tuple[np.ndarray, ...]) -> Particles:
+    n = len(event)
+    px, py, pz = momentum
+    return Particles(
+        event=event,
+        mc_index=np.full(n, -1, np.int32),
+        mc_pdg=np.zeros(n, np.int32),
+        pdg=pdg.astype(np.int32),
+        mother=np.full(n, -1, np.int32),
+        charge=charge.astype(np.float64),
+        mass=mass,
+        px=px,
+        py=py,
+        pz=pz,
+        E=np.sqrt(px**2 + py**2 + pz**2 + mass**2),
+        x=vertex[0],
+        y=vertex[1],
+        z=vertex[2],
+        background=np.ones(n, dtype=bool),
+    )
+
+
+def background_photons(n_events: int, params: DetectorParams, rng: np.random.Generator) -> Particles:
+    cfg = params.beam_background.photons
+    regions = params.calorimeter.regions_deg
+    event = np.repeat(np.arange(n_events), rng.poisson(cfg.mean, n_events))
+    n = len(event)
+    which = rng.choice(3, size=n, p=cfg.region_fractions)
+    theta = _uniform_cos_theta([regions.forward, regions.barrel, regions.backward], which, rng)
+    phi = rng.uniform(-np.pi, np.pi, n)
+    energy = cfg.energy_min + rng.exponential(cfg.energy_slope, n)
+    ux, uy, uz = direction(theta, phi)
+    zero = np.zeros(n)
+    return _pseudo_particles(
+        event, np.full(n, pdgtab.PHOTON), zero, zero, (energy * ux, energy * uy, energy * uz), (zero, zero, zero)
+    )
+
+
+def background_tracks(n_events: int, params: DetectorParams, rng: np.random.Generator) -> Particles:
+    cfg = params.beam_background.tracks
+    event = np.repeat(np.arange(n_events), rng.poisson(cfg.mean, n_events))
+    n = len(event)
+    theta = _uniform_cos_theta([params.tracking.theta_range_deg], np.zeros(n, dtype=np.int64), rng)
+    phi = rng.uniform(-np.pi, np.pi, n)
+    pt = cfg.pt_min + rng.exponential(cfg.pt_slope, n)
+    charge = rng.choice(np.array([-1.0, 1.0]), size=n)
+    # origin displaced perpendicular to the track, so that the transverse impact parameter is d
+    # and the longitudinal one is z
+    d = rng.normal(0.0, cfg.dr_sigma, n)
+    z = rng.normal(0.0, cfg.dz_sigma, n)
+    momentum = (pt * np.cos(phi), pt * np.sin(phi), pt / np.tan(theta))
+    vertex = (d * np.sin(phi), -d * np.cos(phi), z)
+    return _pseudo_particles(
+        event, (pdgtab.PION * charge).astype(np.int32), charge, np.full(n, pdgtab.mass(pdgtab.PION)), momentum, vertex
+    )
+
+
+def background_particles(n_events: int, params: DetectorParams, rng: np.random.Generator) -> Particles:
+    """Beam-background photons and tracks for ``n_events`` events, grouped by event."""
+    return Particles.concatenate([background_photons(n_events, params, rng), background_tracks(n_events, params, rng)])

@@ -1,0 +1,180 @@
+"""Electromagnetic calorimeter: one cluster per particle at most, with region, energy, angles,
+shower shape (E9/E21) and timing.
+
+Deposits by species: photons the full energy, electrons ~all of it (E/p ~ 1), muons a MIP,
+charged hadrons a MIP or a hadronic shower carrying a fraction of the kinetic energy, K_L and
+neutrons a cluster with a configured probability. The cluster sits where the particle's straight
+line from its production vertex meets the ECL (barrel cylinder or endcap face) and its angles
+are measured from the IP; charged particles reach the barrel only if their helix is wide enough.
+Clusters of reconstructed tracks are matched to them (``Track.clusterE``); all other clusters
+are the ``Photon`` collection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulation.detector import pdg as pdgtab
+from simulation.detector.flat import Particles
+from simulation.detector.kinematics import direction, helix_radius_cm, polar_angles
+from simulation.detector.params import Calorimeter, EclRegions
+
+# basf2 clusterReg codes
+REGION_NONE, REGION_FORWARD, REGION_BARREL, REGION_BACKWARD = 0, 1, 2, 3
+REGION_FORWARD_GAP, REGION_BACKWARD_GAP = 11, 13
+
+
+@dataclass
+class Clusters:
+    """Per Particles row: whether a cluster exists and its measured properties (undefined where not)."""
+
+    exists: np.ndarray
+    energy: np.ndarray
+    theta: np.ndarray
+    phi: np.ndarray
+    region: np.ndarray
+    e9e21: np.ndarray
+    timing: np.ndarray
+
+
+def region_of(theta: np.ndarray, regions: EclRegions) -> np.ndarray:
+    """basf2 clusterReg code of polar angles (rad): 1/2/3 forward/barrel/backward, 11/13 gaps, 0 outside."""
+    deg = np.degrees(theta)
+    f, b, k = regions.forward, regions.barrel, regions.backward
+    conditions = [
+        (deg >= f.low) & (deg <= f.high),
+        (deg > f.high) & (deg < b.low),
+        (deg >= b.low) & (deg <= b.high),
+        (deg > b.high) & (deg < k.low),
+        (deg >= k.low) & (deg <= k.high),
+    ]
+    codes = [REGION_FORWARD, REGION_FORWARD_GAP, REGION_BARREL, REGION_BACKWARD_GAP, REGION_BACKWARD]
+    return np.select(conditions, codes, REGION_NONE).astype(np.int32)
+
+
+def energy_resolution(energy: np.ndarray, cfg: Calorimeter) -> np.ndarray:
+    """sigma_E / E at energies ``energy`` > 0 (GeV)."""
+    r = cfg.energy_resolution
+    return np.sqrt((r.noise / energy) ** 2 + (r.stochastic / energy**0.25) ** 2 + r.constant**2)
+
+
+def _impact_point(p: Particles, cfg: Calorimeter) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where straight lines from the production vertices meet the ECL (barrel cylinder or endcap plane)."""
+    g = cfg.geometry
+    norm = np.maximum(p.p, np.finfo(float).tiny)
+    ux, uy, uz = p.px / norm, p.py / norm, p.pz / norm
+    a = ux * ux + uy * uy
+    b = 2.0 * (p.x * ux + p.y * uy)
+    c = p.x**2 + p.y**2 - g.barrel_radius**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_barrel = np.where(a > 0, (-b + np.sqrt(np.maximum(b * b - 4 * a * c, 0.0))) / (2 * a), np.inf)
+        z_plane = np.where(uz >= 0, g.forward_z, g.backward_z)
+        t_endcap = np.where(uz != 0, (z_plane - p.z) / uz, np.inf)
+    t = np.minimum(t_barrel, t_endcap)
+    return p.x + t * ux, p.y + t * uy, p.z + t * uz
+
+
+def _deposits(p: Particles, cfg: Calorimeter, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """True deposited energy per row and whether the shower is hadronic."""
+    n = len(p)
+    apdg = np.abs(p.pdg)
+    kinetic = np.maximum(p.E - p.mass, 0.0)
+    mip = np.clip(rng.normal(cfg.mip.mean, cfg.mip.width, n), 0.0, kinetic)
+    shower_u = rng.random(n)
+    hadron_fraction = rng.beta(cfg.hadron_shower.fraction.alpha, cfg.hadron_shower.fraction.beta, n)
+    klong_fraction = rng.beta(cfg.klong.fraction.alpha, cfg.klong.fraction.beta, n)
+    neutron_fraction = rng.beta(cfg.neutron.fraction.alpha, cfg.neutron.fraction.beta, n)
+
+    is_photon = apdg == pdgtab.PHOTON
+    is_electron = apdg == pdgtab.ELECTRON
+    is_muon = apdg == pdgtab.MUON
+    is_hadron = np.isin(apdg, (pdgtab.PION, pdgtab.KAON, pdgtab.PROTON))
+    showers = is_hadron & (shower_u < cfg.hadron_shower.probability)
+    is_klong = (apdg == pdgtab.KLONG) & (shower_u < cfg.klong.probability)
+    is_neutron = (apdg == pdgtab.NEUTRON) & (shower_u < cfg.neutron.probability)
+
+    deposit = np.select(
+        [is_photon, is_electron, is_muon, showers, is_hadron, is_klong, is_neutron],
+        [p.E, cfg.electron_energy_scale * p.E, mip, hadron_fraction * kinetic, mip,
+         klong_fraction * kinetic, neutron_fraction * kinetic],
+        0.0,
+    )
+    hadronic = showers | is_klong | is_neutron
+    return deposit, hadronic
+
+
+def ecl_response(p: Particles, cfg: Calorimeter, field_tesla: float, rng: np.random.Generator) -> Clusters:
+    """Clusters of all rows of ``p`` (vectorised; every random number is drawn for every row)."""
+    n = len(p)
+    deposit, hadronic = _deposits(p, cfg, rng)
+    g = cfg.geometry
+
+    hx, hy, hz = _impact_point(p, cfg)
+    theta_true, phi_true = polar_angles(hx, hy, hz)
+    region = region_of(theta_true, cfg.regions_deg)
+    inside = (np.hypot(p.x, p.y) < g.barrel_radius) & (p.z > g.backward_z) & (p.z < g.forward_z)
+    # a charged particle reaches the barrel only if its helix diameter exceeds the barrel radius
+    reaches = (p.charge == 0) | (region != REGION_BARREL) | (2.0 * helix_radius_cm(p.pt, field_tesla) > g.barrel_radius)
+    in_gap = (region == REGION_FORWARD_GAP) | (region == REGION_BACKWARD_GAP)
+
+    eff = np.where((np.abs(p.pdg) == pdgtab.PHOTON) & ~p.background, cfg.photon_efficiency, 1.0)
+    eff = eff * np.where(in_gap, cfg.gap.efficiency, 1.0)
+    deposit = deposit * np.where(in_gap, cfg.gap.energy_scale, 1.0)
+
+    # rows without a deposit get a dummy energy for the resolution (they make no cluster anyway)
+    sigma = energy_resolution(np.where(deposit > 0, deposit, 1.0), cfg)
+    energy = deposit * (1.0 + sigma * rng.standard_normal(n))
+    exists = (
+        (deposit > 0) & inside & reaches & (region != REGION_NONE)
+        & (rng.random(n) < eff) & (energy > cfg.cluster_threshold)
+    )
+
+    sigma_angle = cfg.angular_resolution(np.maximum(energy, cfg.cluster_threshold))
+    theta = np.clip(theta_true + sigma_angle * rng.standard_normal(n), 0.0, np.pi)
+    phi = phi_true + sigma_angle / np.maximum(np.sin(theta_true), 1e-6) * rng.standard_normal(n)
+    phi = np.arctan2(np.sin(phi), np.cos(phi))
+
+    shape = {
+        "photon": rng.beta(cfg.e9e21_photon.alpha, cfg.e9e21_photon.beta, n),
+        "hadron": rng.beta(cfg.e9e21_hadron.alpha, cfg.e9e21_hadron.beta, n),
+        "background": rng.beta(cfg.e9e21_background.alpha, cfg.e9e21_background.beta, n),
+    }
+    e9e21 = np.where(p.background, shape["background"], np.where(hadronic, shape["hadron"], shape["photon"]))
+
+    t = cfg.timing
+    timing = np.where(
+        p.background,
+        rng.uniform(-t.background_window, t.background_window, n),
+        t.resolution(np.maximum(energy, cfg.cluster_threshold)) * rng.standard_normal(n),
+    )
+    return Clusters(exists, energy, theta, phi, np.where(exists, region, REGION_NONE), e9e21, timing)
+
+
+def photon_rows(clusters: Clusters, track_rows: np.ndarray) -> np.ndarray:
+    """Particles rows whose cluster is not matched to a reconstructed track (grouped by event)."""
+    matched = np.zeros(len(clusters.exists), dtype=bool)
+    matched[track_rows] = True
+    return np.flatnonzero(clusters.exists & ~matched)
+
+
+def photon_columns(p: Particles, clusters: Clusters, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Photon-collection fields (massless, pointing from the IP) for the given rows."""
+    energy = clusters.energy[rows]
+    theta, phi = clusters.theta[rows], clusters.phi[rows]
+    ux, uy, uz = direction(theta, phi)
+    f32 = np.float32
+    return {
+        "E": energy.astype(f32),
+        "px": (energy * ux).astype(f32),
+        "py": (energy * uy).astype(f32),
+        "pz": (energy * uz).astype(f32),
+        "theta": theta.astype(f32),
+        "phi": phi.astype(f32),
+        "clusterE9E21": clusters.e9e21[rows].astype(f32),
+        "clusterReg": clusters.region[rows].astype(np.int32),
+        "clusterTiming": clusters.timing[rows].astype(f32),
+        "mcIndex": p.mc_index[rows].astype(np.int32),
+        "mcPDG": p.mc_pdg[rows].astype(np.int32),
+    }

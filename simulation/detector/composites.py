@@ -1,0 +1,199 @@
+"""Composite candidates: pi0 -> gamma gamma from photon pairs, and V0 vertices from track pairs.
+
+Both are built basf2-like from every pair in an event (``flat.pairs_within_events``) and then
+selected with vectorised masks; the truth record only decides which V0 pairs are real.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulation.detector import pdg as pdgtab
+from simulation.detector.calorimeter import (
+    REGION_BACKWARD,
+    REGION_BACKWARD_GAP,
+    REGION_BARREL,
+    REGION_FORWARD,
+    REGION_FORWARD_GAP,
+)
+from simulation.detector.flat import FlatTruth, Particles, local_index, pairs_within_events
+from simulation.detector.kinematics import invariant_mass
+from simulation.detector.params import Pi0, V0
+
+
+@dataclass
+class Candidates:
+    """Rows of one composite collection, grouped by event."""
+
+    event: np.ndarray
+    columns: dict[str, np.ndarray]
+
+
+def mother_pdg(flat: FlatTruth, event: np.ndarray, mother: np.ndarray) -> np.ndarray:
+    """PDG code of the mothers (local indices; 0 where there is none)."""
+    has = mother >= 0
+    out = np.zeros(len(mother), dtype=np.int32)
+    out[has] = flat["pdg"][flat.global_index(event[has], mother[has])]
+    return out
+
+
+# ---------------------------------------------------------------------------------------- pi0
+def build_pi0(
+    photon_event: np.ndarray,
+    photons: dict[str, np.ndarray],
+    photon_mother: np.ndarray,
+    flat: FlatTruth,
+    cfg: Pi0,
+) -> Candidates:
+    """pi0 candidates from pairs of Photon-collection entries passing the per-region energy cuts."""
+    t = cfg.photon_min_energy
+    region = photons["clusterReg"]
+    threshold = np.select(
+        [region == REGION_FORWARD, region == REGION_BARREL, region == REGION_BACKWARD,
+         (region == REGION_FORWARD_GAP) | (region == REGION_BACKWARD_GAP)],
+        [t.forward, t.barrel, t.backward, t.gap],
+        np.inf,
+    )
+    usable = np.flatnonzero(photons["E"] > threshold)
+    pair_event, a, b = pairs_within_events(photon_event[usable], flat.n_events)
+    a, b = usable[a], usable[b]
+
+    E = photons["E"][a].astype(np.float64) + photons["E"][b]
+    px = photons["px"][a].astype(np.float64) + photons["px"][b]
+    py = photons["py"][a].astype(np.float64) + photons["py"][b]
+    pz = photons["pz"][a].astype(np.float64) + photons["pz"][b]
+    mass = invariant_mass(E, px, py, pz)
+    keep = (mass > cfg.mass_window.low) & (mass < cfg.mass_window.high)
+    pair_event, a, b = pair_event[keep], a[keep], b[keep]
+
+    # truth: both clusters are photons from the same true pi0
+    same = (photon_mother[a] == photon_mother[b]) & (photon_mother[a] >= 0)
+    both_photons = (photons["mcPDG"][a] == pdgtab.PHOTON) & (photons["mcPDG"][b] == pdgtab.PHOTON)
+    is_pi0 = same & both_photons & (mother_pdg(flat, pair_event, photon_mother[a]) == pdgtab.PI0)
+
+    photon_local = local_index(photon_event, flat.n_events)
+    f32 = np.float32
+    return Candidates(
+        pair_event,
+        {
+            "px": px[keep].astype(f32),
+            "py": py[keep].astype(f32),
+            "pz": pz[keep].astype(f32),
+            "E": E[keep].astype(f32),
+            "M": mass[keep].astype(f32),
+            "gamma1Index": photon_local[a],
+            "gamma2Index": photon_local[b],
+            "mcIsPi0": is_pi0.astype(np.int32),
+        },
+    )
+
+
+# ----------------------------------------------------------------------------------------- V0
+def _closest_approach(o1, u1, o2, u2) -> np.ndarray:
+    """Midpoint of the shortest segment between lines o1 + s u1 and o2 + t u2 (unit u; arrays (n, 3))."""
+    w0 = o1 - o2
+    b = np.sum(u1 * u2, axis=1)
+    d = np.sum(u1 * w0, axis=1)
+    e = np.sum(u2 * w0, axis=1)
+    denom = 1.0 - b * b
+    parallel = denom < 1e-12
+    safe = np.where(parallel, 1.0, denom)
+    s = np.where(parallel, 0.0, (b * e - d) / safe)
+    t = np.where(parallel, e, (e - b * d) / safe)
+    return 0.5 * ((o1 + s[:, None] * u1) + (o2 + t[:, None] * u2))
+
+
+def build_v0(
+    track_event: np.ndarray,
+    track_p: np.ndarray,
+    track_charge: np.ndarray,
+    track_rows: np.ndarray,
+    particles: Particles,
+    flat: FlatTruth,
+    cfg: V0,
+    rng: np.random.Generator,
+) -> Candidates:
+    """V0 candidates: opposite-charge track pairs from a common displaced mother, plus fakes.
+
+    ``track_p`` is the (n, 3) measured momentum; vertices of true V0s are the true decay point
+    smeared by the configured resolution, those of fake pairs the closest approach of the two
+    straight tracks (so fakes from prompt tracks sit near the IP).
+    """
+    n_events = flat.n_events
+    pair_event, i, j = pairs_within_events(track_event, n_events)
+    opposite = track_charge[i] * track_charge[j] < 0
+    pair_event, i, j = pair_event[opposite], i[opposite], j[opposite]
+
+    row_i, row_j = track_rows[i], track_rows[j]
+    mother = particles.mother[row_i]
+    origin_i = np.stack([particles.x[row_i], particles.y[row_i], particles.z[row_i]], axis=1)
+    origin_j = np.stack([particles.x[row_j], particles.y[row_j], particles.z[row_j]], axis=1)
+
+    # a true V0: same mother, born displaced from the mother's own production point
+    common = (mother >= 0) & (mother == particles.mother[row_j])
+    mother_vertex = np.zeros_like(origin_i)
+    mglob = flat.global_index(pair_event[common], mother[common])
+    mother_vertex[common] = np.stack([flat["x"][mglob], flat["y"][mglob], flat["z"][mglob]], axis=1)
+    flight = np.linalg.norm(origin_i - mother_vertex, axis=1)
+    true_pair = common & (flight > cfg.min_flight)
+
+    u_found, u_fake = rng.random(len(i)), rng.random(len(i))
+    # fakes: keep each other pair with probability rate / (other pairs in the event)
+    n_other = np.bincount(pair_event[~true_pair], minlength=n_events)
+    p_fake = np.minimum(1.0, cfg.fake_rate_per_event / np.maximum(n_other[pair_event], 1))
+    keep = np.where(true_pair, u_found < cfg.efficiency, u_fake < p_fake)
+    pair_event, i, j, true_pair = pair_event[keep], i[keep], j[keep], true_pair[keep]
+
+    # positive track first, as basf2 orders V0 daughters
+    swap = track_charge[i] < 0
+    i, j = np.where(swap, j, i), np.where(swap, i, j)
+    row_i, row_j = track_rows[i], track_rows[j]
+    origin_i = np.stack([particles.x[row_i], particles.y[row_i], particles.z[row_i]], axis=1)
+    origin_j = np.stack([particles.x[row_j], particles.y[row_j], particles.z[row_j]], axis=1)
+
+    p1, p2 = track_p[i], track_p[j]
+    m_pi = pdgtab.mass(pdgtab.PION)
+    e1 = np.sqrt(np.sum(p1**2, axis=1) + m_pi**2)
+    e2 = np.sqrt(np.sum(p2**2, axis=1) + m_pi**2)
+    mom = p1 + p2
+    energy = e1 + e2
+    mass = invariant_mass(energy, mom[:, 0], mom[:, 1], mom[:, 2])
+
+    u1 = p1 / np.linalg.norm(p1, axis=1, keepdims=True)
+    u2 = p2 / np.linalg.norm(p2, axis=1, keepdims=True)
+    fake_vertex = _closest_approach(origin_i, u1, origin_j, u2)
+    vertex = np.where(true_pair[:, None], origin_i, fake_vertex)
+    rho = np.hypot(vertex[:, 0], vertex[:, 1])
+    sigma = cfg.vertex_resolution.constant + cfg.vertex_resolution.per_radius * rho
+    vertex = vertex + sigma[:, None] * rng.standard_normal(vertex.shape)
+    direction = mom / np.maximum(np.linalg.norm(mom, axis=1, keepdims=True), np.finfo(float).tiny)
+    flight_distance = np.sum(vertex * direction, axis=1)
+
+    u = rng.random(len(i))
+    p_value = np.where(true_pair, u, u**cfg.fake_pvalue_power)
+    mc_index = np.where(true_pair, particles.mother[row_i], -1).astype(np.int32)
+    mc_pdg = np.where(true_pair, mother_pdg(flat, pair_event, np.where(true_pair, particles.mother[row_i], -1)), 0)
+
+    track_local = local_index(track_event, n_events)
+    f32 = np.float32
+    return Candidates(
+        pair_event,
+        {
+            "px": mom[:, 0].astype(f32),
+            "py": mom[:, 1].astype(f32),
+            "pz": mom[:, 2].astype(f32),
+            "E": energy.astype(f32),
+            "M": mass.astype(f32),
+            "trackIndex1": track_local[i],
+            "trackIndex2": track_local[j],
+            "x": vertex[:, 0].astype(f32),
+            "y": vertex[:, 1].astype(f32),
+            "z": vertex[:, 2].astype(f32),
+            "flightDistance": flight_distance.astype(f32),
+            "pValue": p_value.astype(f32),
+            "mcIndex": mc_index,
+            "mcPDG": mc_pdg.astype(np.int32),
+        },
+    )

@@ -1,0 +1,152 @@
+"""Flat numpy views of the truth record and the way back to jagged per-event collections.
+
+The response works on flat numpy columns (one row per particle, rows grouped by event in event
+order) and turns its results into jagged awkward arrays only at the end, so every step is a
+vectorised numpy operation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import awkward as ak
+import numpy as np
+
+from simulation.detector import pdg as pdgtab
+from simulation.truth import MC_FIELDS, MC_INT_FIELDS
+
+
+@dataclass(frozen=True)
+class FlatTruth:
+    """The ``mc`` record of all events as flat columns, plus the event bookkeeping."""
+
+    n_events: int
+    offsets: np.ndarray  # (n_events + 1,) first flat row of each event
+    event: np.ndarray  # event number of each flat row
+    columns: dict[str, np.ndarray]
+
+    @classmethod
+    def from_truth(cls, truth: ak.Array) -> "FlatTruth":
+        mc = truth.mc
+        counts = ak.to_numpy(ak.num(mc)).astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        # explicit dtypes: an all-empty input has no inferred type
+        columns = {
+            f: ak.to_numpy(ak.flatten(mc[f])).astype(np.int64 if f in MC_INT_FIELDS else np.float64)
+            for f in MC_FIELDS
+        }
+        event = np.repeat(np.arange(len(counts)), counts)
+        return cls(len(counts), offsets, event, columns)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    @property
+    def local(self) -> np.ndarray:
+        """Index of each row inside its event's ``mc`` list."""
+        return np.arange(len(self.event)) - self.offsets[self.event]
+
+    def global_index(self, event: np.ndarray, local: np.ndarray) -> np.ndarray:
+        """Flat row of particle ``local`` of ``event`` (``local`` must be >= 0)."""
+        return self.offsets[event] + local
+
+
+@dataclass
+class Particles:
+    """Detector inputs: final-state truth particles and beam-background pseudo-particles.
+
+    ``pdg`` is the species the response treats the row as (beam-background tracks are pions);
+    ``mc_index`` / ``mc_pdg`` are what is written out (-1 / 0 for beam background).
+    """
+
+    event: np.ndarray
+    mc_index: np.ndarray
+    mc_pdg: np.ndarray
+    pdg: np.ndarray
+    mother: np.ndarray  # local index of the mother in the event's mc list, -1 if none
+    charge: np.ndarray
+    mass: np.ndarray
+    px: np.ndarray
+    py: np.ndarray
+    pz: np.ndarray
+    E: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    background: np.ndarray  # bool
+
+    def __len__(self) -> int:
+        return len(self.event)
+
+    @classmethod
+    def from_columns(cls, columns: dict[str, np.ndarray]) -> "Particles":
+        return cls(**{f.name: columns[f.name] for f in fields(cls)})
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_truth(cls, flat: FlatTruth) -> "Particles":
+        """The final-state particles of the truth record, masses and charges from ``particle``."""
+        final = flat["status"] > 0
+        pdg = flat["pdg"][final]
+        mass, charge = pdgtab.lookup(pdg)
+        # unknown codes (no table mass) fall back to the generated mass
+        mass = np.where(np.isnan(mass), flat["mass"][final], mass)
+        return cls(
+            event=flat.event[final],
+            mc_index=flat.local[final].astype(np.int32),
+            mc_pdg=pdg.astype(np.int32),
+            pdg=pdg.astype(np.int32),
+            mother=flat["mother"][final].astype(np.int32),
+            charge=charge,
+            mass=mass,
+            **{c: flat[c][final] for c in ("px", "py", "pz", "E", "x", "y", "z")},
+            background=np.zeros(int(final.sum()), dtype=bool),
+        )
+
+    @classmethod
+    def concatenate(cls, parts: list["Particles"]) -> "Particles":
+        """Rows of all parts, re-grouped by event (stable, so each event keeps the parts' order)."""
+        columns = {name: np.concatenate([p.columns()[name] for p in parts]) for name in parts[0].columns()}
+        order = np.argsort(columns["event"], kind="stable")
+        return cls.from_columns({name: values[order] for name, values in columns.items()})
+
+    @property
+    def pt(self) -> np.ndarray:
+        return np.hypot(self.px, self.py)
+
+    @property
+    def p(self) -> np.ndarray:
+        return np.sqrt(self.px**2 + self.py**2 + self.pz**2)
+
+
+def event_counts(event: np.ndarray, n_events: int) -> np.ndarray:
+    return np.bincount(event, minlength=n_events).astype(np.int64)
+
+
+def local_index(event: np.ndarray, n_events: int) -> np.ndarray:
+    """Position of each row inside its event, for rows grouped by event."""
+    counts = event_counts(event, n_events)
+    starts = np.cumsum(counts) - counts
+    return (np.arange(len(event)) - starts[event]).astype(np.int32)
+
+
+def to_jagged(columns: dict[str, np.ndarray], event: np.ndarray, n_events: int) -> ak.Array:
+    """Jagged record array (one list per event) from flat columns whose rows are grouped by event."""
+    if len(event) > 1 and np.any(np.diff(event) < 0):
+        raise ValueError("rows must be grouped by event in event order")
+    record = ak.zip({name: np.asarray(values) for name, values in columns.items()})
+    return ak.unflatten(record, event_counts(event, n_events))
+
+
+def pairs_within_events(event: np.ndarray, n_events: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All unordered pairs i < j of rows sharing an event: (event, row i, row j), grouped by event."""
+    counts = event_counts(event, n_events)
+    pairs = ak.combinations(ak.unflatten(np.arange(len(event)), counts), 2, fields=["first", "second"])
+    n_pairs = counts * (counts - 1) // 2
+    return (
+        np.repeat(np.arange(n_events), n_pairs),
+        ak.to_numpy(ak.flatten(pairs.first)).astype(np.int64),
+        ak.to_numpy(ak.flatten(pairs.second)).astype(np.int64),
+    )

@@ -1,0 +1,403 @@
+"""Schema of a detector-response configuration (``configs/detector/<name>.yaml``) and its loader.
+
+Every number the parametric response uses lives in the YAML file with a source comment; this
+module only fixes the shape of the data and checks it (unknown keys, wrong types, tables whose
+lengths do not match, values outside their physical range are all ``ConfigError``s naming the
+file and the key).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import pydantic
+
+from configs.loader import StrictModel, config_path, load_config
+
+DETECTORS = ("belle", "belle2")
+
+#: the species a track can be, in the order used for PID tables (e, mu, pi, K, p)
+PID_SPECIES = ("e", "mu", "pi", "K", "p")
+
+Fraction = Annotated[float, pydantic.Field(ge=0, le=1)]
+Positive = Annotated[float, pydantic.Field(gt=0)]
+NonNegative = Annotated[float, pydantic.Field(ge=0)]
+Count = Annotated[int, pydantic.Field(ge=0)]
+
+
+class Table(StrictModel):
+    """A step function of momentum: ``values[i]`` holds for ``p_edges[i] <= p < p_edges[i+1]``.
+
+    Momenta outside the edges take the first / last value.
+    """
+
+    p_edges: list[NonNegative] = pydantic.Field(min_length=2, description="GeV/c, increasing")
+    values: list[Fraction]
+
+    @pydantic.model_validator(mode="after")
+    def _shape(self) -> "Table":
+        if len(self.values) != len(self.p_edges) - 1:
+            raise ValueError(f"{len(self.p_edges)} p_edges need {len(self.p_edges) - 1} values, got {len(self.values)}")
+        if np.any(np.diff(self.p_edges) <= 0):
+            raise ValueError("p_edges must be strictly increasing")
+        return self
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        """Tabulated value at momenta ``p`` (vectorised)."""
+        bins = np.clip(np.searchsorted(self.p_edges, p, side="right") - 1, 0, len(self.values) - 1)
+        return np.asarray(self.values, dtype=np.float64)[bins]
+
+
+class Range(StrictModel):
+    low: float
+    high: float
+
+    @pydantic.model_validator(mode="after")
+    def _ordered(self) -> "Range":
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class BetaShape(StrictModel):
+    """Beta(alpha, beta) distribution of a quantity in [0, 1]."""
+
+    alpha: Positive
+    beta: Positive
+
+
+class QuadratureResolution(StrictModel):
+    """sigma = constant (+) scaled / x**power, added in quadrature; ``x`` is given by the caller."""
+
+    constant: NonNegative
+    scaled: NonNegative
+    power: NonNegative = pydantic.Field(description="exponent of x in the second term")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.hypot(self.constant, self.scaled / np.power(x, self.power))
+
+
+# ---------------------------------------------------------------------------------- tracking
+class MomentumResolution(StrictModel):
+    """sigma(pT)/pT = pt_term * pT (+) beta_term / beta."""
+
+    pt_term: NonNegative = pydantic.Field(description="per GeV/c")
+    beta_term: NonNegative
+
+
+class ImpactParameterResolution(StrictModel):
+    """sigma = constant (+) multiple_scattering / (p beta sin(theta)**sin_power), cm."""
+
+    constant: NonNegative = pydantic.Field(description="cm")
+    multiple_scattering: NonNegative = pydantic.Field(description="cm GeV/c")
+    sin_power: NonNegative
+
+
+class DisplacedEfficiency(StrictModel):
+    """Tracking efficiency vs production radius: 1 below ``full_radius``, falling linearly to 0 at ``zero_radius``."""
+
+    full_radius: NonNegative = pydantic.Field(description="cm")
+    zero_radius: Positive = pydantic.Field(description="cm")
+
+    @pydantic.model_validator(mode="after")
+    def _ordered(self) -> "DisplacedEfficiency":
+        if not self.full_radius < self.zero_radius:
+            raise ValueError("full_radius must be below zero_radius")
+        return self
+
+
+class DriftChamber(StrictModel):
+    inner_radius: Positive = pydantic.Field(description="cm")
+    outer_radius: Positive = pydantic.Field(description="cm")
+    z_backward: float = pydantic.Field(description="cm, backward end plate (negative)")
+    z_forward: float = pydantic.Field(description="cm, forward end plate")
+    n_layers: Annotated[int, pydantic.Field(gt=0)]
+    hit_efficiency: Fraction
+
+
+class TrackFit(StrictModel):
+    """p-values: uniform for good fits; a fraction of badly fitted tracks gets u**bad_fit_power."""
+
+    bad_fit_fraction: Fraction
+    bad_fit_power: Positive
+
+
+class Tracking(StrictModel):
+    magnetic_field: Positive = pydantic.Field(description="T, solenoid field")
+    theta_range_deg: Range
+    pt_min: NonNegative = pydantic.Field(description="GeV/c, no track below")
+    pt_turn_on: Positive = pydantic.Field(description="GeV/c, scale of 1 - exp(-(pT - pt_min)/pt_turn_on)")
+    efficiency: Fraction = pydantic.Field(description="plateau per-track efficiency")
+    displaced: DisplacedEfficiency
+    momentum_resolution: MomentumResolution
+    angular_resolution: QuadratureResolution = pydantic.Field(description="rad; x = p*beta in GeV/c")
+    dr_resolution: ImpactParameterResolution
+    dz_resolution: ImpactParameterResolution
+    cdc: DriftChamber
+    fit: TrackFit
+
+
+# ------------------------------------------------------------------------------- calorimeter
+class EnergyResolution(StrictModel):
+    """sigma_E/E = noise/E (+) stochastic/E**(1/4) (+) constant (E in GeV)."""
+
+    noise: NonNegative = pydantic.Field(description="GeV")
+    stochastic: NonNegative = pydantic.Field(description="GeV^(1/4)")
+    constant: NonNegative
+
+
+class EclRegions(StrictModel):
+    """Polar-angle coverage (deg) of the three ECL parts, seen from the interaction point."""
+
+    forward: Range
+    barrel: Range
+    backward: Range
+
+    @pydantic.model_validator(mode="after")
+    def _ordered(self) -> "EclRegions":
+        if not (self.forward.high <= self.barrel.low and self.barrel.high <= self.backward.low):
+            raise ValueError("regions must be ordered forward < barrel < backward without overlap")
+        return self
+
+
+class EclGeometry(StrictModel):
+    barrel_radius: Positive = pydantic.Field(description="cm, inner radius of the barrel crystals")
+    forward_z: Positive = pydantic.Field(description="cm, forward endcap front face")
+    backward_z: float = pydantic.Field(lt=0, description="cm, backward endcap front face")
+
+
+class GapResponse(StrictModel):
+    """Clusters whose direction falls between two ECL parts."""
+
+    efficiency: Fraction
+    energy_scale: Fraction = pydantic.Field(description="fraction of the energy seen")
+
+
+class MipDeposit(StrictModel):
+    mean: NonNegative = pydantic.Field(description="GeV")
+    width: NonNegative = pydantic.Field(description="GeV, Gaussian sigma")
+
+
+class HadronShower(StrictModel):
+    probability: Fraction = pydantic.Field(description="probability to shower instead of a MIP")
+    fraction: BetaShape = pydantic.Field(description="fraction of the kinetic energy deposited")
+
+
+class NeutralHadronDeposit(StrictModel):
+    probability: Fraction = pydantic.Field(description="probability of an ECL cluster")
+    fraction: BetaShape = pydantic.Field(description="fraction of the kinetic energy deposited")
+
+
+class Timing(StrictModel):
+    resolution: QuadratureResolution = pydantic.Field(description="ns; x = E in GeV")
+    background_window: Positive = pydantic.Field(description="ns, beam-background clusters are uniform in +-window")
+
+
+class Calorimeter(StrictModel):
+    regions_deg: EclRegions
+    geometry: EclGeometry
+    gap: GapResponse
+    energy_resolution: EnergyResolution
+    angular_resolution: QuadratureResolution = pydantic.Field(description="rad; x = E in GeV")
+    cluster_threshold: NonNegative = pydantic.Field(description="GeV, no cluster below")
+    photon_efficiency: Fraction
+    electron_energy_scale: Positive = pydantic.Field(description="mean E_cluster / E of electrons")
+    mip: MipDeposit
+    hadron_shower: HadronShower
+    klong: NeutralHadronDeposit
+    neutron: NeutralHadronDeposit
+    e9e21_photon: BetaShape
+    e9e21_hadron: BetaShape
+    e9e21_background: BetaShape
+    timing: Timing
+
+
+# -------------------------------------------------------------------------------------- PID
+class SpeciesTables(StrictModel):
+    """Probability that the PID variable exceeds its standard cut, per true species, vs momentum."""
+
+    e: Table
+    mu: Table
+    pi: Table
+    K: Table
+    p: Table
+
+
+class PidVariable(StrictModel):
+    cut: float = pydantic.Field(gt=0, lt=1, description="the standard cut the tables refer to")
+    efficiency: SpeciesTables
+
+
+class Pid(StrictModel):
+    latent_width: Positive = pydantic.Field(description="sigma of the Gaussian logit(PID) per species")
+    variables: dict[str, PidVariable]
+
+    @pydantic.field_validator("variables")
+    @classmethod
+    def _names(cls, variables: dict[str, PidVariable]) -> dict[str, PidVariable]:
+        bad = [name for name in variables if not name.isidentifier()]
+        if bad:
+            raise ValueError(f"PID variable names must be identifiers (branch suffixes): {bad}")
+        if not variables:
+            raise ValueError("at least one PID variable is needed")
+        return variables
+
+
+# -------------------------------------------------------------------------------------- KLM
+class KlmMuons(StrictModel):
+    min_momentum: NonNegative = pydantic.Field(description="GeV/c, muons below do not reach the KLM")
+    momentum_per_layer: Positive = pydantic.Field(description="GeV/c of range per traversed layer")
+    layer_efficiency: Fraction
+
+
+class KlmHadrons(StrictModel):
+    punch_through_probability: Fraction = pydantic.Field(description="charged hadrons above min_momentum leaving KLM hits")
+    mean_layers: NonNegative = pydantic.Field(description="mean extra layers (Poisson) beyond the first")
+
+
+class KlmClusters(StrictModel):
+    klong_efficiency: Table
+    neutron_efficiency: Table
+    innermost_layer_probability: Fraction = pydantic.Field(description="per-layer probability to start the shower")
+    mean_layers: NonNegative = pydantic.Field(description="mean extra layers (Poisson) at 0 GeV/c")
+    mean_layers_per_gev: NonNegative
+    angular_resolution: NonNegative = pydantic.Field(description="rad")
+
+
+class Klm(StrictModel):
+    theta_range_deg: Range
+    n_layers: Annotated[int, pydantic.Field(gt=0)]
+    muons: KlmMuons
+    hadrons: KlmHadrons
+    clusters: KlmClusters
+
+
+# ------------------------------------------------------------------------------- composites
+class Pi0PhotonThresholds(StrictModel):
+    """Minimum photon energy (GeV) per ECL region for pi0 candidates."""
+
+    forward: NonNegative
+    barrel: NonNegative
+    backward: NonNegative
+    gap: NonNegative
+
+
+class Pi0(StrictModel):
+    mass_window: Range = pydantic.Field(description="GeV, gamma-gamma invariant mass")
+    photon_min_energy: Pi0PhotonThresholds
+
+
+class V0Vertex(StrictModel):
+    """sigma per coordinate = constant + per_radius * (transverse vertex radius)."""
+
+    constant: NonNegative = pydantic.Field(description="cm")
+    per_radius: NonNegative
+
+
+class V0(StrictModel):
+    min_flight: NonNegative = pydantic.Field(description="cm; daughters born closer to the mother's origin are prompt")
+    efficiency: Fraction = pydantic.Field(description="vertex finding/fit efficiency for a true pair of tracks")
+    vertex_resolution: V0Vertex
+    fake_rate_per_event: NonNegative = pydantic.Field(description="mean number of fake pairs per event")
+    fake_pvalue_power: Positive = pydantic.Field(description="fake vertices: pValue = u**power")
+
+
+# ---------------------------------------------------------------------------------- tagging
+class PerBCharge(StrictModel):
+    charged: Fraction
+    neutral: Fraction
+
+
+class Tagging(StrictModel):
+    algorithm: Literal["FEI", "NeuroBayes"]
+    correct_efficiency: PerBCharge = pydantic.Field(description="correctly reconstructed tag per B Bbar event")
+    data_mc_factor: PerBCharge = pydantic.Field(description="multiplies correct_efficiency (data/MC calibration)")
+    misreconstructed_fraction: float = pydantic.Field(
+        ge=0,
+        lt=1,
+        description="fraction of tag candidates in B Bbar events that are misreconstructed"
+    )
+    momentum_resolution: NonNegative = pydantic.Field(description="GeV, per CM momentum component")
+    energy_resolution: NonNegative = pydantic.Field(description="GeV, on the CM energy (deltaE width)")
+    mbc_min: Positive = pydantic.Field(description="GeV, lower end of the stored Mbc range")
+    argus_c: float = pydantic.Field(lt=0, description="ARGUS curvature of wrong / fake tags")
+    delta_e_range: Range = pydantic.Field(description="GeV, flat deltaE of wrong / fake tags")
+    sig_prob_correct: BetaShape
+    sig_prob_wrong: BetaShape
+    fake_rate_per_event: Fraction = pydantic.Field(description="tag candidates per non-B Bbar event (the weight)")
+    fake_min_tracks: Count = pydantic.Field(description="no fake tag in events with fewer tracks")
+    fake_charged_fraction: Fraction
+
+    def candidate_weight(self, charged: np.ndarray) -> np.ndarray:
+        """Weight of a B Bbar tag candidate: the probability that the event has one (correct or not)."""
+        eff = np.where(
+            charged,
+            self.correct_efficiency.charged * self.data_mc_factor.charged,
+            self.correct_efficiency.neutral * self.data_mc_factor.neutral,
+        )
+        return eff / (1.0 - self.misreconstructed_fraction)
+
+
+# -------------------------------------------------------------------------- beam background
+class BackgroundPhotons(StrictModel):
+    mean: NonNegative = pydantic.Field(description="mean number per event (Poisson)")
+    region_fractions: list[Fraction] = pydantic.Field(
+        min_length=3, max_length=3, description="forward, barrel, backward shares"
+    )
+    energy_min: NonNegative = pydantic.Field(description="GeV")
+    energy_slope: Positive = pydantic.Field(description="GeV, mean of the exponential above energy_min")
+
+    @pydantic.field_validator("region_fractions")
+    @classmethod
+    def _sum_to_one(cls, fractions: list[float]) -> list[float]:
+        if abs(sum(fractions) - 1.0) > 1e-6:
+            raise ValueError(f"region fractions must sum to 1, got {sum(fractions)}")
+        return fractions
+
+
+class BackgroundTracks(StrictModel):
+    mean: NonNegative = pydantic.Field(description="mean number per event (Poisson)")
+    pt_min: NonNegative = pydantic.Field(description="GeV/c")
+    pt_slope: Positive = pydantic.Field(description="GeV/c, mean of the exponential above pt_min")
+    dz_sigma: Positive = pydantic.Field(description="cm, Gaussian spread of the origin along z")
+    dr_sigma: Positive = pydantic.Field(description="cm, Gaussian transverse distance from the beam")
+
+
+class BeamBackground(StrictModel):
+    photons: BackgroundPhotons
+    tracks: BackgroundTracks
+
+
+# ------------------------------------------------------------------------------------- all
+class DetectorParams(StrictModel):
+    name: Literal["belle", "belle2"] = pydantic.Field(description="also selects configs/experiments/<name>.yaml")
+    label: str
+    tracking: Tracking
+    calorimeter: Calorimeter
+    pid: Pid
+    klm: Klm
+    pi0: Pi0
+    v0: V0
+    tagging: Tagging
+    beam_background: BeamBackground
+
+
+@lru_cache(maxsize=None)
+def _load_shipped(name: str) -> DetectorParams:
+    return load_config(config_path("detector", f"{name}.yaml"), DetectorParams)
+
+
+def load_detector(name: str | Path) -> DetectorParams:
+    """The validated detector response of ``belle`` or ``belle2``, or of a YAML file given by path.
+
+    The shipped files are read once and cached (the model is frozen); files given by path are
+    read on every call.
+    """
+    if str(name) in DETECTORS:
+        return _load_shipped(str(name))
+    if str(name).endswith((".yaml", ".yml")):
+        return load_config(Path(name), DetectorParams)
+    raise ValueError(f"unknown detector '{name}' (choose from {', '.join(DETECTORS)} or give a .yaml path)")

@@ -1,0 +1,98 @@
+"""The detector-response chain: truth record in, reconstructed collections out.
+
+Order of the steps (and so of the random draws, which makes the output a deterministic function
+of the truth and the generator state): beam background, tracking, calorimeter, PID, KLM,
+Photon collection, pi0, V0, KLM clusters, B tag.
+"""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+
+from simulation.detector.beam_background import background_particles
+from simulation.detector.calorimeter import ecl_response, photon_columns, photon_rows
+from simulation.detector.composites import build_pi0, build_v0
+from simulation.detector.flat import FlatTruth, Particles, event_counts, to_jagged
+from simulation.detector.kinematics import polar_angles
+from simulation.detector.klm import klm_clusters, track_layers
+from simulation.detector.params import DetectorParams
+from simulation.detector.pid import pid_values
+from simulation.detector.tagging import build_btag
+from simulation.detector.tracking import reconstruct_tracks
+
+COLLECTIONS = ("Track", "Photon", "KLMCluster", "Pi0", "V0", "Btag")
+
+
+def simulate_detector(truth: ak.Array, params: DetectorParams, rng: np.random.Generator) -> dict[str, ak.Array]:
+    """Reconstructed collections (jagged record arrays, one list per event) for a truth record.
+
+    Keys: ``Track``, ``Photon``, ``KLMCluster``, ``Pi0``, ``V0``, ``Btag``; field names are the
+    ntuple branch suffixes (``reco["Track"].px`` -> ``Track_px``).
+    """
+    flat = FlatTruth.from_truth(truth)
+    n = flat.n_events
+    particles = Particles.concatenate([Particles.from_truth(flat), background_particles(n, params, rng)])
+
+    # --- tracks, their clusters, PID and KLM layers
+    tracks = reconstruct_tracks(particles, params.tracking, rng)
+    clusters = ecl_response(particles, params.calorimeter, params.tracking.magnetic_field, rng)
+    rows = tracks.rows
+    track_event = particles.event[rows]
+    momentum = tracks.p
+    cluster_e = np.where(clusters.exists[rows], clusters.energy[rows], 0.0)
+    pid = pid_values(particles.pdg[rows], momentum, params.pid, rng)
+    theta, _ = polar_angles(tracks.px, tracks.py, tracks.pz)
+    klm_layers = track_layers(particles.pdg[rows], momentum, theta, params.klm, rng)
+    f32, i32 = np.float32, np.int32
+    track_columns = {
+        "px": tracks.px.astype(f32),
+        "py": tracks.py.astype(f32),
+        "pz": tracks.pz.astype(f32),
+        "E": tracks.energy.astype(f32),
+        "charge": tracks.charge.astype(i32),
+        "dr": tracks.dr.astype(f32),
+        "dz": tracks.dz.astype(f32),
+        "pValue": tracks.p_value.astype(f32),
+        "nCDCHits": tracks.n_cdc_hits.astype(i32),
+        "clusterE": cluster_e.astype(f32),
+        "EoverP": (cluster_e / momentum).astype(f32),
+        "klmLayers": klm_layers,
+        **{name: values.astype(f32) for name, values in pid.items()},
+        "mcIndex": particles.mc_index[rows].astype(i32),
+        "mcPDG": particles.mc_pdg[rows].astype(i32),
+    }
+
+    # --- neutral clusters and composites
+    gamma_rows = photon_rows(clusters, rows)
+    gamma_event = particles.event[gamma_rows]
+    photons = photon_columns(particles, clusters, gamma_rows)
+    pi0 = build_pi0(gamma_event, photons, particles.mother[gamma_rows], flat, params.pi0)
+    v0 = build_v0(
+        track_event,
+        np.stack([tracks.px, tracks.py, tracks.pz], axis=1),
+        tracks.charge,
+        rows,
+        particles,
+        flat,
+        params.v0,
+        rng,
+    )
+    klm_rows, klm_columns = klm_clusters(particles, params.klm, rng)
+    btag = build_btag(
+        flat,
+        ak.to_numpy(truth.signal_index),
+        event_counts(track_event, n),
+        params.name,
+        params.tagging,
+        rng,
+    )
+
+    return {
+        "Track": to_jagged(track_columns, track_event, n),
+        "Photon": to_jagged(photons, gamma_event, n),
+        "KLMCluster": to_jagged(klm_columns, particles.event[klm_rows], n),
+        "Pi0": to_jagged(pi0.columns, pi0.event, n),
+        "V0": to_jagged(v0.columns, v0.event, n),
+        "Btag": to_jagged(btag.columns, btag.event, n),
+    }

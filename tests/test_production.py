@@ -1,0 +1,137 @@
+"""Sample production end to end: files, manifest, reproducibility, the schema, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+from analyses.cli import main
+from configs.experiment import Experiment
+from configs.loader import ConfigError, load_config
+from simulation.production import Request, produce
+
+
+def _generate(out: Path, process: str = "tautau", events: int = 600, seed: int = 5, **kw) -> dict:
+    return produce(Request("belle2", process, events, seed, out, events_per_file=250, **kw), progress=False)
+
+
+def test_manifest_cross_section_and_luminosity(tmp_path, belle2):
+    m = _generate(tmp_path)
+    assert m["events"] == 600
+    assert [f["entries"] for f in m["files"]] == [250, 250, 100]
+    assert m["cross_section_nb"] == pytest.approx(belle2.cross_section("tautau"))
+    # L = N / sigma, 1 nb = 1e6 fb
+    assert m["equivalent_luminosity_fb"] == pytest.approx(600 / (0.919 * 1e6))
+    on_disk = json.loads((tmp_path / "belle2_tautau.json").read_text())
+    assert on_disk["files"] == m["files"]
+    entries = sum(uproot.open(tmp_path / f["path"])["tree"].num_entries for f in m["files"])
+    assert entries == 600
+
+
+def test_signal_normalisation_includes_both_taus(tmp_path, belle2):
+    m = _generate(tmp_path, "sig_tau3mu", events=100)
+    assert m["cross_section_nb"] == pytest.approx(2 * belle2.cross_section("tautau") * 1e-8)
+
+
+def test_same_seed_gives_identical_files(tmp_path):
+    a = _generate(tmp_path / "a", events=300, seed=9)
+    b = _generate(tmp_path / "b", events=300, seed=9)
+    c = _generate(tmp_path / "c", events=300, seed=10)
+    for fa, fb, fc in zip(a["files"], b["files"], c["files"]):
+        ta = uproot.open(tmp_path / "a" / fa["path"])["tree"].arrays(library="np")
+        tb = uproot.open(tmp_path / "b" / fb["path"])["tree"].arrays(library="np")
+        tc = uproot.open(tmp_path / "c" / fc["path"])["tree"].arrays(library="np")
+        assert ta.keys() == tb.keys()
+        for key in ta:
+            assert all(np.array_equal(x, y) for x, y in zip(ta[key], tb[key])), key
+        assert not all(np.array_equal(x, y) for x, y in zip(ta["MCParticle_px"], tc["MCParticle_px"]))
+
+
+def test_schema_reads_the_ntuples(tmp_path):
+    from coffea.nanoevents import NanoEventsFactory
+
+    from processors.schema import BelleSchema
+
+    m = _generate(tmp_path, "mumu", events=300)
+    events = NanoEventsFactory.from_root(
+        {str(tmp_path / m["files"][0]["path"]): "tree"}, schemaclass=BelleSchema, mode="eager"
+    ).events()
+    for collection in ("Track", "Photon", "MCParticle"):
+        assert collection in events.fields
+    muons = events.MCParticle[(abs(events.MCParticle.PDG) == 13) & (events.MCParticle.status > 0)]
+    assert np.allclose(ak.to_numpy(ak.flatten(muons.mass)), 0.10566, atol=2e-3)
+    assert ak.sum(ak.num(events.Track)) > 0
+    assert np.all(np.abs(ak.to_numpy(ak.flatten(events.Track.charge))) == 1)
+    assert np.all(ak.to_numpy(ak.flatten(events.Track.mass)) > 0)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--process", "nope", "--events", "10"], "--process"),
+        (["--process", "tautau", "--events", "0"], "--events"),
+        (["--process", "tautau", "--events", "-5"], "--events"),
+        (["--process", "sig_zprime", "--events", "10", "--ctau", "1"], "--ctau"),
+    ],
+)
+def test_bad_arguments_give_one_line_errors_and_no_files(tmp_path, capsys, args, message):
+    out = tmp_path / "out"
+    code = main(["generate", "--experiment", "belle2", "--out", str(out), *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and message in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path, capsys):
+    if os.geteuid() == 0:
+        target = Path("/proc/belle-rare-cannot-write-here")
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target = locked / "out"
+    code = main(["generate", "--experiment", "belle2", "--process", "tautau", "--events", "10", "--out", str(target)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--out" in err and len(err.strip().splitlines()) == 1
+
+
+def test_malformed_config_names_file_and_key(tmp_path):
+    bad = tmp_path / "belle2.yaml"
+    text = Path(__file__).parents[1].joinpath("configs", "experiments", "belle2.yaml").read_text()
+    bad.write_text(text.replace("energy: 7.004", "energy: seven"))
+    with pytest.raises(ConfigError, match=r"belle2.yaml: her.energy"):
+        load_config(bad, Experiment)
+    bad.write_text(text.replace("sqrt_s_nominal", "sqrt_s_nomnal"))
+    with pytest.raises(ConfigError, match=r"belle2.yaml: sqrt_s_nomnal"):
+        load_config(bad, Experiment)
+
+
+def test_failed_chunk_leaves_no_partial_output(tmp_path, monkeypatch):
+    import simulation.production as production
+
+    calls = {"n": 0}
+    real = production.produce_chunk
+
+    def flaky(req, chunk):
+        calls["n"] += 1
+        if chunk.index == 1:
+            raise RuntimeError("worker lost")
+        return real(req, chunk)
+
+    monkeypatch.setattr(production, "produce_chunk", flaky)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        _generate(tmp_path, events=600)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_list_runs():
+    out = subprocess.run([sys.executable, "-m", "analyses.cli", "generate", "--list"], capture_output=True, text=True)
+    assert out.returncode == 0 and "sig_kstartautau" in out.stdout
