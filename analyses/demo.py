@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     from simulation.production import Request, produce
 
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     samples = args.out / "samples"
     table = Table(title=f"demo samples in {samples}")
     for col in ("experiment", "dataset", "kind", "events", "sigma x BR (nb)", "L_eq (/fb)", "files", "s"):

@@ -63,6 +63,11 @@ class Catalogue(StrictModel):
         for name, proc in self.processes.items():
             if proc.base is not None and proc.base not in self.processes:
                 raise ValueError(f"processes.{name}.base: unknown process '{proc.base}'")
+            has_xsec = proc.cross_section or proc.reference_cross_section_nb or (
+                proc.base and self.processes[proc.base].cross_section
+            )
+            if not has_xsec:
+                raise ValueError(f"processes.{name}: needs cross_section, a base process or reference_cross_section_nb")
             if proc.generator == "upsilon4s" and proc.b_pair is None:
                 raise ValueError(f"processes.{name}.b_pair: required for the upsilon4s generator")
         for name in [*self.pseudo_data.components, *self.pseudo_data.filters]:
