@@ -1,0 +1,128 @@
+"""Datasets from sample manifests: the coffea fileset, normalisation, and input validation.
+
+Every file is checked before processing (exists, is ROOT, has the tree, has the branches the
+search reads, has the entries its manifest says), so that bad input is a one-line error naming
+the file — or, with ``--skip-bad-files``, a listed skip — instead of a failure deep in a worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uproot
+
+from analyses.errors import UserError
+from simulation.manifest import NB_TO_INV_FB, find_manifests, read_manifest
+
+
+@dataclass
+class Dataset:
+    """One dataset of a sample directory, as its manifest describes it."""
+
+    name: str
+    kind: str  # signal | background | data
+    experiment: str
+    cross_section_nb: float
+    filter_efficiency: float
+    events: int
+    tree: str
+    files: dict[str, int]  # absolute path -> entries
+    manifest: Path
+    parameters: dict[str, float] = field(default_factory=dict)
+    luminosity_fb: float | None = None  # pseudo-data only
+
+    @property
+    def is_data(self) -> bool:
+        return self.kind == "data"
+
+    def scale(self, luminosity_fb: float, processed_events: int) -> float:
+        """Weight per processed event that normalises this dataset to ``luminosity_fb``."""
+        if self.is_data or processed_events == 0:
+            return 1.0
+        return self.cross_section_nb * NB_TO_INV_FB * self.filter_efficiency * luminosity_fb / processed_events
+
+
+def load_datasets(samples: Path, experiment: str) -> dict[str, Dataset]:
+    """All datasets of ``experiment`` in a sample directory (or one manifest)."""
+    try:
+        paths = find_manifests(Path(samples))
+    except FileNotFoundError as err:
+        raise UserError(f"--samples: {err}") from None
+    datasets: dict[str, Dataset] = {}
+    for path in paths:
+        try:
+            m = read_manifest(path)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        if m.get("experiment") != experiment:
+            continue
+        files = {str((path.parent / f["path"]).resolve()): int(f["entries"]) for f in m["files"]}
+        datasets[m["dataset"]] = Dataset(
+            name=m["dataset"],
+            kind=m.get("kind", "background"),
+            experiment=m["experiment"],
+            cross_section_nb=float(m["cross_section_nb"]),
+            filter_efficiency=float(m.get("filter_efficiency", 1.0)),
+            events=int(m["events"]),
+            tree=m.get("tree", "tree"),
+            files=files,
+            manifest=path,
+            parameters=m.get("parameters", {}),
+            luminosity_fb=m.get("luminosity_fb"),
+        )
+    if not datasets:
+        raise UserError(f"--samples: no {experiment} datasets in {samples}")
+    return datasets
+
+
+def check_file(path: str, tree: str, branches: list[str], entries: int) -> None:
+    """Raise ``UserError`` naming ``path`` if it cannot be processed."""
+    if not Path(path).is_file():
+        raise UserError(f"{path}: file does not exist")
+    if Path(path).stat().st_size == 0:
+        raise UserError(f"{path}: file is empty")
+    try:
+        with uproot.open(path) as f:
+            if tree not in f:
+                raise UserError(f"{path}: no tree '{tree}' (has: {', '.join(f.keys(cycle=False)) or 'nothing'})")
+            t = f[tree]
+            missing = [b for b in branches if b not in t]
+            if missing:
+                raise UserError(f"{path}: missing branch '{missing[0]}'" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
+            if t.num_entries != entries:
+                raise UserError(f"{path}: {t.num_entries} entries, manifest says {entries}")
+            # read the last basket of one branch: a truncated file fails here, not in a worker
+            if entries and branches:
+                t[branches[0]].array(entry_start=entries - 1, entry_stop=entries, library="np")
+    except UserError:
+        raise
+    except Exception as err:  # uproot raises many types for corrupt input
+        raise UserError(f"{path}: not a readable ROOT file ({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
+
+
+def validate_inputs(
+    datasets: dict[str, Dataset], branches: list[str], skip_bad_files: bool
+) -> list[dict[str, Any]]:
+    """Check every file; drop bad ones when ``skip_bad_files`` (returned as skips), else raise."""
+    skipped = []
+    for ds in datasets.values():
+        for path, entries in list(ds.files.items()):
+            try:
+                check_file(path, ds.tree, branches, entries)
+            except UserError as err:
+                if not skip_bad_files:
+                    raise
+                skipped.append({"dataset": ds.name, "file": path, "entries": entries, "reason": str(err)})
+                del ds.files[path]
+    return skipped
+
+
+def fileset(datasets: dict[str, Dataset]) -> dict[str, dict[str, Any]]:
+    """coffea fileset ``{dataset: {"files": {path: tree}}}`` (datasets with no files left are dropped)."""
+    return {
+        name: {"files": {p: ds.tree for p in ds.files}, "metadata": {"is_data": ds.is_data}}
+        for name, ds in datasets.items()
+        if ds.files
+    }

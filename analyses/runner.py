@@ -1,0 +1,138 @@
+"""Run one search over a sample directory with coffea's ``processor.Runner``.
+
+configs -> datasets (manifests) -> validated fileset -> Runner(executor, BelleSchema) -> merged
+histograms and cutflows -> per-dataset luminosity scaling -> event accounting -> outputs.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coffea import processor
+
+from analyses.datasets import Dataset, fileset, load_datasets, validate_inputs
+from analyses.errors import UserError
+from analyses.executors import make_executor
+from configs.experiment import load_experiment
+from processors.histograms import scale_datasets
+from processors.registry import load_search
+from processors.schema import BelleSchema
+from simulation.manifest import code_version
+
+
+@dataclass
+class RunOptions:
+    search: str
+    experiment: str
+    samples: Path
+    out: Path
+    executor: str = "iterative"
+    workers: int = 1
+    scheduler: str | None = None
+    cluster: str | None = None
+    chunksize: int = 50_000
+    max_chunks: int | None = None
+    skip_bad_files: bool = False
+    progress: bool = True
+
+
+def luminosity_for(datasets: dict[str, Dataset], search_config: Any, experiment: str) -> tuple[float, str]:
+    """Pseudo-data's luminosity if present (so simulation matches it), else the search's data set."""
+    data = [d for d in datasets.values() if d.is_data and d.luminosity_fb]
+    if data:
+        return float(data[0].luminosity_fb), f"pseudo-data '{data[0].name}'"
+    key = search_config.luminosity
+    lumi = load_experiment(experiment).luminosity_fb
+    if key not in lumi:
+        raise UserError(f"configs/searches: luminosity '{key}' not in configs/experiments/{experiment}.yaml")
+    return lumi[key], f"configs/experiments/{experiment}.yaml luminosity_fb.{key}"
+
+
+def account_events(datasets: dict[str, Dataset], processed: dict[str, dict[str, int]], skipped: list[dict], max_chunks: int | None) -> dict[str, Any]:
+    """Compare events read per file with the manifests; name every file that fell short."""
+    report: dict[str, Any] = {"datasets": {}, "failed": [], "skipped": skipped}
+    for name, ds in datasets.items():
+        read = processed.get(name, {})
+        expected = sum(ds.files.values()) + sum(s["entries"] for s in skipped if s["dataset"] == name)
+        got = sum(read.values())
+        report["datasets"][name] = {"manifest_events": ds.events, "expected": expected, "read": got}
+        if max_chunks is None:
+            for path, entries in ds.files.items():
+                if read.get(path, 0) != entries:
+                    report["failed"].append(
+                        {"dataset": name, "file": path, "expected": entries, "read": read.get(path, 0),
+                         "reason": "chunk(s) failed while reading; see the console warnings"}
+                    )
+    return report
+
+
+def run_search(opts: RunOptions) -> dict[str, Any]:
+    """Run a search; returns ``{"histograms", "cutflow", "metadata"}`` (outputs not yet written)."""
+    try:
+        search = load_search(opts.search)
+    except KeyError as err:
+        raise UserError(str(err.args[0])) from None
+    datasets = load_datasets(opts.samples, opts.experiment)
+    proc = search.processor_class(opts.experiment, search.config)
+    skipped = validate_inputs(datasets, proc.required_branches(), opts.skip_bad_files)
+    files = fileset(datasets)
+    if not files:
+        raise UserError("no input files left to process")
+    start = time.perf_counter()
+    with make_executor(opts.executor, opts.workers, opts.scheduler, opts.cluster, status=opts.progress) as executor:
+        runner = processor.Runner(
+            executor=executor,
+            schema=BelleSchema,
+            chunksize=opts.chunksize,
+            maxchunks=opts.max_chunks,
+            skipbadfiles=opts.skip_bad_files,
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            output = runner(files, proc, treename="tree")
+    elapsed = time.perf_counter() - start
+    histograms = output.get("histograms", {})
+    processed = output.get("processed", {})
+    lumi, lumi_source = luminosity_for(datasets, search.config, opts.experiment)
+    scales = {name: ds.scale(lumi, sum(processed.get(name, {}).values())) for name, ds in datasets.items()}
+    scale_datasets(histograms, scales)
+    cutflow = output.get("cutflow", {})
+    for name, channels in cutflow.items():
+        for counts in channels.values():
+            counts["weighted"] = {k: v * scales.get(name, 1.0) for k, v in counts["weighted"].items()}
+    accounting = account_events(datasets, processed, skipped, opts.max_chunks)
+    metadata = {
+        "search": opts.search,
+        "experiment": opts.experiment,
+        "luminosity_fb": lumi,
+        "luminosity_source": lumi_source,
+        "samples": str(opts.samples),
+        "inputs": {name: str(ds.manifest) for name, ds in datasets.items()},
+        "datasets": {
+            name: {"kind": ds.kind, "cross_section_nb": ds.cross_section_nb, "scale": scales[name], "parameters": ds.parameters}
+            for name, ds in datasets.items()
+        },
+        "events": accounting["datasets"],
+        "chunk_report": {
+            "chunksize": opts.chunksize,
+            "max_chunks": opts.max_chunks,
+            "failed": accounting["failed"],
+            "skipped_files": accounting["skipped"],
+            "warnings": sorted({str(w.message) for w in caught})[:50],
+        },
+        "executor": {"name": opts.executor, "workers": opts.workers, "scheduler": opts.scheduler, "cluster": opts.cluster},
+        "seeds": {name: _manifest_seed(ds) for name, ds in datasets.items()},
+        "code_version": code_version(),
+        "wall_seconds": round(elapsed, 2),
+    }
+    return {"histograms": histograms, "cutflow": cutflow, "metadata": metadata, "processor": proc}
+
+
+def _manifest_seed(ds: Dataset) -> Any:
+    import json
+
+    return json.loads(ds.manifest.read_text()).get("seed")

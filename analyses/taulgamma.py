@@ -1,0 +1,178 @@
+"""tau -> l gamma outputs beyond the histograms: efficiency and resolution report, validation.json, plots.
+
+Efficiency, M_bc and dE/sqrt(s) resolutions are measured on the product's own signal samples and
+written beside the paper's numbers (JHEP 10 (2021) 019, sec. 2-3).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import hist
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from analyses.resolution import fit_bifurcated_gaussian
+from processors.taulgamma import CHANNELS
+
+LABELS = {"mugamma": r"$\tau\to\mu\gamma$", "egamma": r"$\tau\to e\gamma$"}
+
+
+def _plane(h: hist.Hist, dataset: str | list[str], channel: str) -> hist.Hist:
+    """(M_bc, dE/sqrt(s)) after all cuts, both regions and tag classes, nominal."""
+    datasets = [dataset] if isinstance(dataset, str) else dataset
+    out = None
+    for d in datasets:
+        if d not in h.axes["dataset"]:
+            continue
+        part = h[{"dataset": d, "channel": channel, "variation": "nominal", "region": sum, "tag": sum}]
+        out = part if out is None else out + part
+    return out
+
+
+def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Our efficiency, resolutions and expected background next to the paper's, per channel."""
+    cfg = result["processor"].config
+    meta = result["metadata"]
+    h = result["histograms"]["mbc_de"]
+    rows: list[dict[str, Any]] = []
+    backgrounds = [d for d, info in meta["datasets"].items() if info["kind"] == "background"]
+    for channel in CHANNELS:
+        dataset = cfg.signal_datasets[channel]
+        paper = {k: v[channel] for k, v in cfg.paper.items()}
+        if dataset not in meta["datasets"]:
+            rows.append({"quantity": f"signal efficiency ({channel})", "ours": None, "paper": paper["efficiency"],
+                         "unit": "", "note": f"no '{dataset}' sample in the input"})
+            continue
+        counts = result["cutflow"][dataset][channel]["raw"]
+        n_all, n_sr = counts["all events"], counts["signal region"]
+        eff = n_sr / n_all if n_all else float("nan")
+        eff_err = np.sqrt(eff * (1 - eff) / n_all) if n_all else float("nan")
+        rows.append({"quantity": f"signal efficiency ({channel})", "ours": eff, "ours_error": eff_err,
+                     "paper": paper["efficiency"], "unit": "", "note": f"{int(n_sr)} of {int(n_all)} generated signal events in the 2 sigma ellipse"})
+        plane = _plane(h, dataset, channel)
+        ellipse = cfg.ellipse(channel)
+        for axis, key, half_window in (("mbc", "mbc", 0.06), ("de", "de", 0.03)):
+            proj = plane.project(axis)
+            centres = proj.axes[0].centers
+            centre = ellipse.mbc_mean if axis == "mbc" else ellipse.de_mean
+            window = np.abs(centres - centre) < half_window
+            values = proj.values()[window] / meta["datasets"][dataset]["scale"]  # raw counts for Poisson errors
+            label = "sigma_mbc" if axis == "mbc" else "sigma_de"
+            unit = "GeV" if axis == "mbc" else ""
+            try:
+                fit = fit_bifurcated_gaussian(centres[window], values)
+                ours = {"high": fit.sigma_high, "low": fit.sigma_low}
+                errs = {"high": fit.sigma_high_err, "low": fit.sigma_low_err}
+                note = f"bifurcated Gaussian on {int(values.sum())} selected signal events; mean {fit.mean:.5g}"
+            except (ValueError, RuntimeError) as err:
+                ours, errs, note = {"high": None, "low": None}, {"high": None, "low": None}, f"fit failed: {err}"
+            for side in ("high", "low"):
+                rows.append({"quantity": f"{label}_{side} ({channel})", "ours": ours[side], "ours_error": errs[side],
+                             "paper": paper[f"{label}_{side}"], "unit": unit, "note": note})
+        sr = h[{"channel": channel, "variation": "nominal", "region": "signal", "tag": sum, "mbc": sum, "de": sum}]
+        bkg = sum((sr[{"dataset": d}] for d in backgrounds if d in sr.axes["dataset"]), start=None) if backgrounds else None
+        value = float(bkg.value) if bkg is not None else None
+        error = float(np.sqrt(bkg.variance)) if bkg is not None else None
+        rows.append({"quantity": f"expected background in the signal region ({channel})", "ours": value, "ours_error": error,
+                     "paper": paper["expected_background"], "unit": "events",
+                     "note": f"simulated backgrounds {', '.join(backgrounds) or 'none'} scaled to {meta['luminosity_fb']:g} /fb; error from simulation statistics"})
+    return rows
+
+
+def print_report(rows: list[dict[str, Any]], console: Console) -> str:
+    table = Table(title="tau -> l gamma: ours vs Belle JHEP 10 (2021) 019")
+    for col in ("quantity", "ours", "paper", "ratio", "note"):
+        table.add_column(col)
+    lines = []
+    for r in rows:
+        ours = r["ours"]
+        ratio = (ours / r["paper"]) if (ours not in (None, 0) and r["paper"]) else None
+        fmt = lambda x: "-" if x is None else f"{x:.4g}"  # noqa: E731
+        err = f" +- {r['ours_error']:.2g}" if r.get("ours_error") else ""
+        table.add_row(r["quantity"], fmt(ours) + err, fmt(r["paper"]), fmt(ratio), r["note"])
+        lines.append(f"{r['quantity']:<55} ours {fmt(ours)}{err:<12} paper {fmt(r['paper']):<10} ratio {fmt(ratio):<8} {r['note']}")
+    console.print(table)
+    return "\n".join(lines) + "\n"
+
+
+def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
+    """Stacked backgrounds with signal overlaid, and the (M_bc, dE) plane with the ellipse."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mplhep as hep
+    from matplotlib.patches import Ellipse as EllipsePatch
+
+    hep.style.use("ROOT")
+    cfg = result["processor"].config
+    meta = result["metadata"]
+    hists = result["histograms"]
+    backgrounds = [d for d, i in meta["datasets"].items() if i["kind"] == "background"]
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def save(fig, name: str) -> None:
+        for ext in ("png", "pdf"):
+            path = plot_dir / f"{name}.{ext}"
+            fig.savefig(path, bbox_inches="tight")
+            written.append(path)
+        plt.close(fig)
+
+    for channel in CHANNELS:
+        signal = cfg.signal_datasets[channel]
+        one_d = {name: h for name, h in hists.items() if name.startswith("nminus1_")}
+        plane = hists["mbc_de"]
+        one_d["mbc"] = plane[{"tag": sum, "de": sum}]
+        one_d["de"] = plane[{"tag": sum, "mbc": sum}]
+        for name, h in one_d.items():
+            sel = {"channel": channel, "variation": "nominal", "region": sum}
+            if "tag" in h.axes.name:
+                sel["tag"] = sum
+            fig, ax = plt.subplots()
+            stack = [h[{**sel, "dataset": d}] for d in backgrounds if d in h.axes["dataset"]]
+            if stack:
+                hep.histplot(stack, stack=True, histtype="fill", label=[d for d in backgrounds if d in h.axes["dataset"]], ax=ax)
+            if signal in h.axes["dataset"]:
+                sig = h[{**sel, "dataset": signal}]
+                total_bkg = sum(s.values().sum() for s in stack) if stack else 0.0
+                norm = (total_bkg / sig.values().sum()) if sig.values().sum() > 0 and total_bkg > 0 else 1.0
+                hep.histplot(sig * norm, color="black", label=f"{signal} (scaled x{norm:.3g})", ax=ax)
+            ax.set_ylabel("events")
+            ax.legend(fontsize="x-small")
+            hep.label.exp_text("Belle", "Simulation", ax=ax, loc=0)
+            save(fig, f"{channel}_{name}")
+        fig, ax = plt.subplots()
+        sig_plane = _plane(plane, signal, channel)
+        bkg_plane = _plane(plane, backgrounds, channel)
+        if bkg_plane is not None:
+            hep.hist2dplot(bkg_plane, ax=ax, cmap="Greys", cbar=False)
+        if sig_plane is not None:
+            mbc_c, de_c = np.meshgrid(sig_plane.axes[0].centers, sig_plane.axes[1].centers, indexing="ij")
+            sel = sig_plane.values() > 0
+            ax.scatter(mbc_c[sel], de_c[sel], s=4, color="tab:blue", label=signal)
+        e = cfg.ellipse(channel)
+        n = cfg.signal_region["n_sigma"]
+        ax.add_patch(EllipsePatch((e.mbc_mean, e.de_mean), 2 * n * 0.5 * (e.sigma_mbc_high + e.sigma_mbc_low),
+                                  2 * n * 0.5 * (e.sigma_de_high + e.sigma_de_low), fill=False, color="magenta", lw=2,
+                                  label=f"{n:g} sigma signal region"))
+        ax.set_xlim(1.6, 2.0)
+        ax.set_ylim(-0.1, 0.05)
+        ax.set_xlabel(r"$M_{bc}$ [GeV]")
+        ax.set_ylabel("ΔE/√s")
+        ax.set_title(LABELS[channel])
+        ax.legend(fontsize="x-small")
+        save(fig, f"{channel}_mbc_de_plane")
+    return written
+
+
+def write_reports(result: dict[str, Any], out_dir: Path, console: Console) -> None:
+    """validation.json, efficiency_report.txt and plots/ into the (temporary) output directory."""
+    rows = measure(result)
+    (out_dir / "validation.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out_dir / "efficiency_report.txt").write_text(print_report(rows, console))
+    make_plots(result, out_dir / "plots")
