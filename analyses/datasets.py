@@ -85,6 +85,9 @@ def check_file(path: str, tree: str, branches: list[str], entries: int) -> None:
         raise UserError(f"{path}: file is empty")
     try:
         with uproot.open(path) as f:
+            # the header records where the file ends: a shorter file was cut off while written or copied
+            if Path(path).stat().st_size < f.file.fEND:
+                raise UserError(f"{path}: truncated ({Path(path).stat().st_size} of {f.file.fEND} bytes)")
             if tree not in f:
                 raise UserError(f"{path}: no tree '{tree}' (has: {', '.join(f.keys(cycle=False)) or 'nothing'})")
             t = f[tree]
@@ -93,9 +96,10 @@ def check_file(path: str, tree: str, branches: list[str], entries: int) -> None:
                 raise UserError(f"{path}: missing branch '{missing[0]}'" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
             if t.num_entries != entries:
                 raise UserError(f"{path}: {t.num_entries} entries, manifest says {entries}")
-            # read the last basket of one branch: a truncated file fails here, not in a worker
-            if entries and branches:
-                t[branches[0]].array(entry_start=entries - 1, entry_stop=entries, library="np")
+            # read the last entry of every branch the search uses: damaged baskets fail here, not in a worker
+            if entries:
+                for branch in branches:
+                    t[branch].array(entry_start=entries - 1, entry_stop=entries, library="np")
     except UserError:
         raise
     except Exception as err:  # uproot raises many types for corrupt input

@@ -25,22 +25,36 @@ def root_key(name: str, region: str, channel: str, dataset: str, variation: str)
     return f"{region}/{channel}/{dataset}/{name}__{variation}"
 
 
+def _physics_slices(name: str, h: hist.Hist):
+    """(key suffix, histogram) pairs over any extra categorical axis (e.g. a tag class): the sum
+    first, then one per category value, so that only physics axes remain."""
+    extra = [a.name for a in h.axes if isinstance(a, hist.axis.StrCategory) and a.name not in CATEGORY_AXES]
+    if not extra:
+        yield name, h
+        return
+    axis = extra[0]
+    yield from _physics_slices(name, h[{axis: sum}])
+    for value in h.axes[axis]:
+        yield from _physics_slices(f"{name}_{axis}_{value}", h[{axis: value}])
+
+
 def write_root(path: Path, histograms: dict[str, hist.Hist]) -> int:
-    """One TH1/TH2 per (histogram, region, channel, dataset, variation). Returns how many."""
+    """One TH1/TH2 per (histogram, region, channel, dataset, variation[, extra category]). Returns how many."""
     written = 0
     with uproot.recreate(path) as out:
-        for name, h in histograms.items():
-            if len([a for a in h.axes.name if a not in CATEGORY_AXES]) > 2:
-                continue  # ROOT TH3 and beyond: keep in the .coffea file only
-            for dataset in h.axes["dataset"]:
-                for channel in h.axes["channel"]:
-                    for region in h.axes["region"]:
-                        for variation in h.axes["variation"]:
-                            sliced = h[{"dataset": dataset, "channel": channel, "region": region, "variation": variation}]
-                            if sliced.sum(flow=True).value == 0 and variation != "nominal":
-                                continue
-                            out[root_key(name, region, channel, dataset, variation)] = sliced
-                            written += 1
+        for hist_name, full in histograms.items():
+            for name, h in _physics_slices(hist_name, full):
+                if h.ndim - len(CATEGORY_AXES) > 2:
+                    continue  # TH3 and beyond: in the .coffea file only
+                for dataset in h.axes["dataset"]:
+                    for channel in h.axes["channel"]:
+                        for region in h.axes["region"]:
+                            for variation in h.axes["variation"]:
+                                sliced = h[{"dataset": dataset, "channel": channel, "region": region, "variation": variation}]
+                                if variation != "nominal" and sliced.sum(flow=True).value == 0:
+                                    continue
+                                out[root_key(name, region, channel, dataset, variation)] = sliced
+                                written += 1
     return written
 
 

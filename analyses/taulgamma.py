@@ -74,12 +74,18 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
                 rows.append({"quantity": f"{label}_{side} ({channel})", "ours": ours[side], "ours_error": errs[side],
                              "paper": paper[f"{label}_{side}"], "unit": unit, "note": note})
         sr = h[{"channel": channel, "variation": "nominal", "region": "signal", "tag": sum, "mbc": sum, "de": sum}]
-        bkg = sum((sr[{"dataset": d}] for d in backgrounds if d in sr.axes["dataset"]), start=None) if backgrounds else None
-        value = float(bkg.value) if bkg is not None else None
-        error = float(np.sqrt(bkg.variance)) if bkg is not None else None
+        present = [d for d in backgrounds if d in sr.axes["dataset"]]
+        # a background with no selected event never entered the histogram's dataset axis: it counts 0
+        value = float(sum(sr[{"dataset": d}].value for d in present)) if backgrounds else None
+        error = float(np.sqrt(sum(sr[{"dataset": d}].variance for d in present))) if backgrounds else None
+        raw = sum(result["cutflow"].get(d, {}).get(channel, {}).get("raw", {}).get("signal region", 0.0) for d in present)
+        note = f"{int(raw)} simulated background events ({', '.join(backgrounds) or 'none'}) in the ellipse, scaled to {meta['luminosity_fb']:g} /fb"
+        if backgrounds and raw == 0:
+            # no event left: quote the weight one event would carry as the scale of what is unresolved
+            weights = [meta["datasets"][d]["scale"] for d in backgrounds]
+            note += f"; none selected, one event of the largest-weight sample would be {max(weights):.3g} events (samples too small)"
         rows.append({"quantity": f"expected background in the signal region ({channel})", "ours": value, "ours_error": error,
-                     "paper": paper["expected_background"], "unit": "events",
-                     "note": f"simulated backgrounds {', '.join(backgrounds) or 'none'} scaled to {meta['luminosity_fb']:g} /fb; error from simulation statistics"})
+                     "paper": paper["expected_background"], "unit": "events", "note": note})
     return rows
 
 

@@ -77,6 +77,19 @@ def _pick(values: ak.Array, mask: ak.Array) -> ak.Array:
     return ak.firsts(values[mask])
 
 
+def _expand(values: Any, keep: np.ndarray) -> Any:
+    """Scatter per-selected-event results back to all events (False / NaN / 0 for the others)."""
+    if isinstance(values, dict):
+        return {k: _expand(v, keep) for k, v in values.items()}
+    if values is None:
+        return None
+    values = np.asarray(values)
+    fill = False if values.dtype == bool else (np.nan if values.dtype.kind == "f" else 0)
+    out = np.full(len(keep), fill, dtype=values.dtype)
+    out[keep] = values
+    return out
+
+
 class TauLGammaProcessor(SearchProcessor):
     """tau -> mu gamma / e gamma (Belle, 988 /fb): M_bc and dE/sqrt(s) in a 2 sigma ellipse."""
 
@@ -111,7 +124,17 @@ class TauLGammaProcessor(SearchProcessor):
 
     # ------------------------------------------------------------------ physics
     def _select(self, events: ak.Array, channel: str, momentum_scale: float, photon_energy_scale: float) -> dict[str, Any]:
-        """All selection variables and cut masks for one channel under one calibration."""
+        """All selection variables and cut masks for one channel under one calibration.
+
+        Only events with two opposite tracks go through the full computation (most background
+        does not); the results are expanded back to one entry per input event.
+        """
+        trk = events.Track
+        keep = ak.to_numpy((ak.num(trk.px) == self.config.tracks["n_tracks"]) & (ak.sum(trk.charge, axis=1) == 0))
+        return _expand(self._select_two_track(events[keep], channel, momentum_scale, photon_energy_scale), keep)
+
+    def _select_two_track(self, events: ak.Array, channel: str, momentum_scale: float, photon_energy_scale: float) -> dict[str, Any]:
+        """``_select`` on events that already have two opposite tracks."""
         cfg = self.config
         beam = kin.P4(events.beamPx, events.beamPy, events.beamPz, events.beamE)
         beta = kin.cm_boost(beam.E, beam.px, beam.py, beam.pz)

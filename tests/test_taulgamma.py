@@ -1,0 +1,184 @@
+"""The tau -> l gamma search end to end on tiny generated samples: physics numbers, executors,
+chunking, correction variations and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import particle
+import pytest
+import uproot
+
+from analyses.cli import main
+from analyses.errors import UserError
+from analyses.runner import RunOptions, run_search
+from simulation.production import Request, produce
+
+TAU_MASS = particle.Particle.from_pdgid(15).mass / 1000.0
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("taulgamma_samples")
+    for process, events in (("sig_taumugamma", 3000), ("sig_tauegamma", 1500), ("tautau", 1500), ("mumu", 1000)):
+        produce(Request("belle", process, events, 21, out, events_per_file=1500), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_samples(tmp_path_factory) -> Path:
+    """One file per dataset, for the bad-input tests."""
+    out = tmp_path_factory.mktemp("taulgamma_small")
+    for process, events in (("sig_taumugamma", 1000), ("mumu", 500)):
+        produce(Request("belle", process, events, 22, out, events_per_file=1000), progress=False)
+    return out
+
+
+def _run(samples: Path, out: Path, **kw):
+    opts = RunOptions(search="taulgamma", experiment="belle", samples=samples, out=out, progress=False, **kw)
+    return run_search(opts)
+
+
+@pytest.fixture(scope="module")
+def nominal(samples, tmp_path_factory):
+    return _run(samples, tmp_path_factory.mktemp("run"), executor="iterative")
+
+
+def test_signal_peaks_at_the_tau_mass_with_percent_level_efficiency(nominal):
+    h = nominal["histograms"]["mbc_de"]
+    sig = h[{"dataset": "sig_taumugamma", "channel": "mugamma", "variation": "nominal", "region": sum, "tag": sum}]
+    mbc = sig.project("mbc")
+    centres, values = mbc.axes[0].centers, mbc.values()
+    window = np.abs(centres - TAU_MASS) < 0.05
+    peak = np.average(centres[window], weights=values[window])
+    assert peak == pytest.approx(TAU_MASS, abs=0.01)
+    de = sig.project("de")
+    assert np.average(de.axes[0].centers, weights=de.values()) == pytest.approx(0.0, abs=0.01)
+    counts = nominal["cutflow"]["sig_taumugamma"]["mugamma"]["raw"]
+    efficiency = counts["signal region"] / counts["all events"]
+    assert 0.01 < efficiency < 0.15  # paper 3.7 %: the same order, within the sample's statistics
+    # the cutflow only ever decreases
+    steps = list(counts.values())
+    assert all(a >= b for a, b in zip(steps, steps[1:]))
+
+
+def test_every_event_is_accounted_for(nominal):
+    events = nominal["metadata"]["events"]
+    assert events["sig_taumugamma"]["read"] == 3000
+    assert all(d["read"] == d["expected"] for d in events.values())
+    assert nominal["metadata"]["chunk_report"]["failed"] == []
+
+
+def _assert_same_histograms(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        va, vb = a[name], b[name]
+        assert list(va.axes["dataset"]) and set(va.axes["dataset"]) == set(vb.axes["dataset"]), name
+        # category order can differ between runs: compare dataset by dataset
+        for d in va.axes["dataset"]:
+            for c in va.axes["channel"]:
+                for v in va.axes["variation"]:
+                    sa = va[{"dataset": d, "channel": c, "variation": v}]
+                    sb = vb[{"dataset": d, "channel": c, "variation": v}]
+                    ra, rb = sorted(sa.axes["region"]), sorted(sb.axes["region"])
+                    assert ra == rb
+                    for r in ra:
+                        np.testing.assert_allclose(sa[{"region": r}].values(), sb[{"region": r}].values(), rtol=1e-9, atol=1e-12)
+
+
+def test_executors_and_chunk_sizes_agree(samples, tmp_path):
+    signal = samples / "belle_sig_taumugamma.json"  # one manifest: 3000 events in two files
+    iterative = _run(signal, tmp_path / "i", executor="iterative", chunksize=1500)
+    futures = _run(signal, tmp_path / "f", executor="futures", workers=2, chunksize=1000)
+    _assert_same_histograms(iterative["histograms"], futures["histograms"])
+    dask = _run(signal, tmp_path / "d", executor="dask", workers=2, chunksize=1500)
+    _assert_same_histograms(iterative["histograms"], dask["histograms"])
+    assert futures["metadata"]["events"]["sig_taumugamma"]["read"] == 3000
+
+
+def _sr_yield(result, variation: str, dataset: str = "sig_taumugamma", channel: str = "mugamma") -> float:
+    h = result["histograms"]["mbc_de"]
+    return h[{"dataset": dataset, "channel": channel, "variation": variation, "region": "signal", "tag": sum, "mbc": sum, "de": sum}].value
+
+
+@pytest.mark.parametrize("source", ["tracking", "photonEff", "trigger", "luminosity", "leptonID"])
+def test_weight_variations_move_the_yield_the_right_way(nominal, source):
+    nom = _sr_yield(nominal, "nominal")
+    assert _sr_yield(nominal, f"{source}Up") > nom > _sr_yield(nominal, f"{source}Down")
+
+
+def test_photon_energy_scale_shifts_delta_e(nominal):
+    h = nominal["histograms"]["mbc_de"]
+
+    def mean_de(variation: str) -> float:
+        de = h[{"dataset": "sig_taumugamma", "channel": "mugamma", "variation": variation, "region": sum, "tag": sum}].project("de")
+        return float(np.average(de.axes[0].centers, weights=de.values()))
+
+    assert mean_de("photonEnergyUp") > mean_de("nominal") > mean_de("photonEnergyDown")
+
+
+def test_outputs_written_atomically_with_reports(samples, tmp_path):
+    code = main(["run", "taulgamma", "--experiment", "belle", "--samples", str(samples), "--out", str(tmp_path), "--executor", "iterative"])
+    assert code == 0
+    out = tmp_path / "taulgamma"
+    for name in ("histograms.coffea", "histograms.root", "cutflow.json", "metadata.json", "validation.json", "efficiency_report.txt"):
+        assert (out / name).is_file(), name
+    assert (out / "plots" / "mugamma_mbc_de_plane.png").is_file()
+    assert (out / "plots" / "mugamma_mbc_de_plane.pdf").is_file()
+    rows = json.loads((out / "validation.json").read_text())
+    assert {"quantity", "ours", "paper", "unit", "note"} <= set(rows[0])
+    assert any("efficiency" in r["quantity"] for r in rows)
+    with uproot.open(out / "histograms.root") as f:
+        h = f["signal/mugamma/sig_taumugamma/mbc_de__nominal"]
+        assert h.classname.startswith("TH2")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def _bad_copy(samples: Path, tmp_path: Path, kind: str) -> tuple[Path, str]:
+    bad = tmp_path / "samples"
+    shutil.copytree(samples, bad)
+    target = bad / "belle_mumu_0000.root"
+    if kind == "truncated":
+        data = target.read_bytes()
+        target.write_bytes(data[: len(data) // 2])
+    elif kind == "not_root":
+        target.write_text("this is not a ROOT file\n")
+    elif kind == "empty":
+        target.write_bytes(b"")
+    elif kind in ("missing_branch", "wrong_tree"):
+        _rewrite(samples / target.name, target, tree="tree" if kind == "missing_branch" else "ntuple",
+                 drop="Photon" if kind == "missing_branch" else None)
+    return bad, str(target)
+
+
+def _rewrite(src: Path, dst: Path, tree: str, drop: str | None) -> None:
+    """Copy an ntuple into another tree name and/or without one collection."""
+    import awkward as ak
+
+    from simulation.ntuple import write_ntuple
+
+    arrays = uproot.open(src)["tree"].arrays()
+    names = sorted({f.split("_")[0] for f in arrays.fields if "_" in f and not f.startswith("__")})
+    collections = {
+        c: ak.zip({f[len(c) + 1 :]: arrays[f] for f in arrays.fields if f.startswith(c + "_")})
+        for c in names if c != drop
+    }
+    flat = [f for f in arrays.fields if not any(f.startswith(c + "_") or f == "n" + c for c in names)]
+    write_ntuple(dst, {f: ak.to_numpy(arrays[f]) for f in flat}, collections, tree=tree)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "not_root", "empty", "missing_branch", "wrong_tree"])
+def test_bad_input_files(small_samples, tmp_path, kind):
+    bad, target = _bad_copy(small_samples, tmp_path, kind)
+    with pytest.raises(UserError, match=target.replace(".", r"\.")):
+        _run(bad, tmp_path / "out", executor="iterative")
+    result = _run(bad, tmp_path / "out2", executor="iterative", skip_bad_files=True)
+    skipped = result["metadata"]["chunk_report"]["skipped_files"]
+    assert [s["file"] for s in skipped] == [target]
+    events = result["metadata"]["events"]
+    assert events["sig_taumugamma"]["read"] == 1000
+    assert events["mumu"]["read"] == 0  # its only file was skipped; the rest ran
+    assert events["mumu"]["expected"] == 500
