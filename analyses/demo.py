@@ -1,8 +1,9 @@
-"""``belle-rare demo``: the `make run` job — a small demo sample set for both experiments.
+"""``belle-rare demo``: the `make run` job.
 
-Generates every background and every signal for Belle and Belle II into one sample directory and
-prints a summary table (process, events, cross section, equivalent luminosity, files). Later
-stages (analyses, limits) run on this directory.
+1. Generates every background and every signal for Belle and Belle II into ``OUT/samples`` and
+   prints a summary table (process, events, cross section, equivalent luminosity, files).
+2. Runs the searches that exist on them with the dask executor (``OUT/results/SEARCH``: histograms,
+   cutflow, metadata, validation.json, report and plots).
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from configs.experiment import EXPERIMENTS
 from configs.processes import load_catalogue
 
 DEMO_EVENTS = 4000
-DEMO_EVENTS_PER_FILE = 2000
+DEMO_EVENTS_PER_FILE = 10_000
+# the samples a search's efficiency and resolution are measured on get more events
+LARGER_SAMPLES = {("belle", "sig_taumugamma"): 20_000, ("belle", "sig_tauegamma"): 20_000, ("belle", "tautau"): 20_000}
+# search -> experiment it runs on in the demo
+DEMO_SEARCHES = {"taulgamma": "belle"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +48,7 @@ def run_demo(args: argparse.Namespace) -> int:
             req = Request(
                 experiment=experiment,
                 process=process,
-                events=args.events,
+                events=LARGER_SAMPLES.get((experiment, process), args.events),
                 seed=args.seed + 100 * i + j,
                 out=samples,
                 events_per_file=DEMO_EVENTS_PER_FILE,
@@ -61,4 +66,23 @@ def run_demo(args: argparse.Namespace) -> int:
             )
             console.print(f"  {experiment} {m['dataset']}: {m['events']} events, {m['wall_seconds']:.1f} s")
     console.print(table)
+    run_searches(args.out, args.workers, console)
     return 0
+
+
+def run_searches(out: Path, workers: int, console: Console) -> None:
+    """Every demo search on the demo samples, with the dask executor."""
+    import importlib
+
+    from analyses.outputs import write_run_outputs
+    from analyses.run_command import REPORTS
+    from analyses.runner import RunOptions, run_search
+
+    for search, experiment in DEMO_SEARCHES.items():
+        opts = RunOptions(search=search, experiment=experiment, samples=out / "samples", out=out / "results",
+                          executor="dask", workers=workers, progress=console.is_terminal)
+        result = run_search(opts)
+        report = importlib.import_module(REPORTS[search]).write_reports
+        target = write_run_outputs(opts.out, search, result["histograms"], result["cutflow"], result["metadata"],
+                                   extra=lambda tmp: report(result, tmp, console))
+        console.print(f"{search}: {sum(d['read'] for d in result['metadata']['events'].values())} events -> {target}")
