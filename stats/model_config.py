@@ -1,0 +1,286 @@
+"""Schema of a per-search stats-model description, ``configs/stats/<search>.yaml``.
+
+The YAML names, for every pyhf channel, the histogram and region that feed it, the samples
+(which datasets, or a data-driven sideband estimate) and their modifiers; for every signal
+process how a limit on it becomes a branching fraction or cross section, and the published
+limits to compare with. See ``configs/stats/taulgamma.yaml`` for a complete example.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import pydantic
+
+from configs.loader import ConfigError, StrictModel, config_path, load_config
+from stats.limits import DEFAULT_SEED
+
+DatasetKind = Literal["signal", "background", "data"]
+
+
+class DatasetSelection(StrictModel):
+    """Datasets of the run metadata: by kind, by name (glob patterns), or both."""
+
+    kind: DatasetKind | None = None
+    names: list[str] | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _not_empty(self) -> "DatasetSelection":
+        if self.kind is None and not self.names:
+            raise ValueError("select datasets by 'kind' and/or 'names'")
+        return self
+
+    def select(self, datasets: dict[str, dict]) -> list[str]:
+        """Names in ``datasets`` (metadata name -> info) matching this selection, sorted."""
+        out = []
+        for name, info in datasets.items():
+            if self.kind is not None and info.get("kind") != self.kind:
+                continue
+            if self.names and not any(fnmatch.fnmatchcase(name, pattern) for pattern in self.names):
+                continue
+            out.append(name)
+        return sorted(out)
+
+
+class NormSys(StrictModel):
+    """Normalisation uncertainty: symmetric ``rel`` or asymmetric ``up`` / ``down`` (relative)."""
+
+    type: Literal["normsys"]
+    name: str
+    rel: float | None = pydantic.Field(default=None, gt=0, lt=1)
+    up: float | None = pydantic.Field(default=None, gt=0)
+    down: float | None = pydantic.Field(default=None, gt=0, lt=1)
+
+    @pydantic.model_validator(mode="after")
+    def _one_form(self) -> "NormSys":
+        if (self.rel is None) == (self.up is None and self.down is None):
+            raise ValueError(f"normsys '{self.name}': give either 'rel' or both 'up' and 'down'")
+        if self.rel is None and (self.up is None or self.down is None):
+            raise ValueError(f"normsys '{self.name}': give both 'up' and 'down'")
+        return self
+
+    @property
+    def hi_lo(self) -> tuple[float, float]:
+        if self.rel is not None:
+            return 1.0 + self.rel, 1.0 - self.rel
+        return 1.0 + self.up, 1.0 - self.down
+
+
+class Lumi(StrictModel):
+    """Luminosity uncertainty (size: ``luminosity_uncertainty`` at the top level)."""
+
+    type: Literal["lumi"]
+
+
+class StatError(StrictModel):
+    """Simulation statistics, from the Weight() variances (Barlow-Beeston lite, per channel)."""
+
+    type: Literal["staterror"]
+
+
+class HistoSys(StrictModel):
+    """Shape + normalisation systematics from the ``variation`` axis ("<syst>Up" / "<syst>Down")."""
+
+    type: Literal["histosys"]
+    systematics: list[str] | Literal["all"] = "all"
+
+
+Modifier = Annotated[Union[NormSys, Lumi, StatError, HistoSys], pydantic.Field(discriminator="type")]
+
+
+class TransferFactor(StrictModel):
+    """Sideband -> signal region transfer factor: a number +- uncertainty, or MC(SR) / MC(SB)."""
+
+    value: float | None = pydantic.Field(default=None, gt=0)
+    uncertainty: float = pydantic.Field(default=0.0, ge=0)
+    from_mc: DatasetSelection | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one_source(self) -> "TransferFactor":
+        if (self.value is None) == (self.from_mc is None):
+            raise ValueError("transfer_factor: give either 'value' or 'from_mc'")
+        return self
+
+
+class DataDriven(StrictModel):
+    """Background = (observed count in the sideband region) x transfer factor, Poisson-constrained."""
+
+    sideband_region: str
+    histogram: str | None = None  # default: the channel's histogram
+    transfer_factor: TransferFactor
+
+
+class Sample(StrictModel):
+    name: str
+    signal: str | None = None  # key in ``signals``: this sample scales with that signal's POI
+    datasets: DatasetSelection | None = None
+    data_driven: DataDriven | None = None
+    modifiers: list[Modifier] = []
+
+    @pydantic.model_validator(mode="after")
+    def _source(self) -> "Sample":
+        if (self.datasets is None) == (self.data_driven is None):
+            raise ValueError(f"sample '{self.name}': give either 'datasets' or 'data_driven'")
+        if self.signal is not None and self.data_driven is not None:
+            raise ValueError(f"sample '{self.name}': a signal sample cannot be data-driven")
+        return self
+
+
+class Window(StrictModel):
+    """For scans: count only bins of ``axis`` within centre +- half width, both from the hypothesis."""
+
+    axis: str
+    centre: str  # hypothesis parameter holding the centre, e.g. "mass"
+    half_width: float | None = pydantic.Field(default=None, gt=0)
+    half_width_parameter: str | None = None  # hypothesis parameter, e.g. "resolution"
+    n_sigma: float = pydantic.Field(default=1.0, gt=0)
+
+    @pydantic.model_validator(mode="after")
+    def _width(self) -> "Window":
+        if (self.half_width is None) == (self.half_width_parameter is None):
+            raise ValueError("window: give either 'half_width' or 'half_width_parameter'")
+        return self
+
+
+class Channel(StrictModel):
+    name: str
+    histogram: str
+    channel: str | None = None  # value on the histogram's channel axis; default: ``name``
+    region: str
+    counting: bool = False  # sum all fit-variable bins into one
+    window: Window | None = None
+    observation: DatasetSelection = DatasetSelection(kind="data")
+    samples: list[Sample]
+
+    @property
+    def channel_value(self) -> str:
+        return self.channel or self.name
+
+    @pydantic.model_validator(mode="after")
+    def _checks(self) -> "Channel":
+        names = [s.name for s in self.samples]
+        if len(set(names)) != len(names):
+            raise ValueError(f"channel '{self.name}': sample names must be unique")
+        if any(s.data_driven for s in self.samples) and not self.counting:
+            raise ValueError(f"channel '{self.name}': data-driven samples need 'counting: true'")
+        if self.window is not None and not self.counting:
+            raise ValueError(f"channel '{self.name}': a window needs 'counting: true'")
+        return self
+
+
+class Exposure(StrictModel):
+    """A published count for a given luminosity; scaled to the luminosity of the run."""
+
+    value: float = pydantic.Field(gt=0)
+    luminosity_fb: float = pydantic.Field(gt=0)
+
+
+class SignalNormalisation(StrictModel):
+    """How the POI (signal strength relative to the simulated reference) maps to physics.
+
+    The signal histograms are normalised to a reference branching fraction / cross section,
+    read from the run metadata (``datasets[<name>][reference_key]``) or given here. With
+    ``reference_key: cross_section_nb`` (the runner's sigma x BR) the reference is derived from
+    the parents' production cross section.
+    """
+
+    quantity: Literal["branching_fraction", "cross_section"]
+    parents: Literal["tau_pairs", "b_pairs", "none"]
+    reference_key: str = "branching_fraction"
+    reference_value: float | None = pydantic.Field(default=None, gt=0)
+    n_tau_pairs: Exposure | None = None  # default: L x sigma_tautau of the experiment config
+    n_bb_key: str | None = None  # key of ``n_bb`` / ``luminosity_fb`` in the experiment config
+    b_fraction: float = pydantic.Field(default=1.0, gt=0, le=1)
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> "SignalNormalisation":
+        if self.quantity == "cross_section" and self.parents != "none":
+            raise ValueError("a cross section has parents: none")
+        if self.quantity == "branching_fraction" and self.parents == "none":
+            raise ValueError("a branching fraction needs parents: tau_pairs or b_pairs")
+        if self.parents == "b_pairs" and self.n_bb_key is None:
+            raise ValueError("parents: b_pairs needs n_bb_key")
+        return self
+
+
+class Published(StrictModel):
+    observed: float | None = None
+    expected: float | None = None
+    cl: float = pydantic.Field(gt=0, lt=1)
+    source: str
+    method: str = ""
+
+
+class Signal(StrictModel):
+    label: str
+    normalisation: SignalNormalisation
+    scan: list[str] = []  # hypothesis parameters (metadata datasets[...]["parameters"]) for a scan
+    published: dict[str, Published] = {}  # by limit name: a channel name or "combined"
+
+
+class ScanSettings(StrictModel):
+    method: Literal["auto", "fast", "pyhf"] = "auto"
+    executor: Literal["local", "dask"] = "local"
+    workers: int = pydantic.Field(default=2, ge=1)
+    scheduler: str | None = None  # dask scheduler address; default: a LocalCluster
+
+
+class StatsConfig(StrictModel):
+    search: str
+    experiment: Literal["belle", "belle2"]
+    description: str = ""
+    cl: float = pydantic.Field(default=0.90, gt=0, lt=1)
+    calculator: Literal["auto", "asymptotics", "toybased"] = "auto"
+    ntoys: int = pydantic.Field(default=1000, ge=50)
+    seed: int = DEFAULT_SEED
+    luminosity_uncertainty: float = pydantic.Field(default=0.0, ge=0, lt=1)
+    signals: dict[str, Signal]
+    channels: list[Channel]
+    scan: ScanSettings = ScanSettings()
+
+    @pydantic.model_validator(mode="after")
+    def _references(self) -> "StatsConfig":
+        names = [c.name for c in self.channels]
+        if len(set(names)) != len(names):
+            raise ValueError("channel names must be unique")
+        used = set()
+        for channel in self.channels:
+            signals = [s.signal for s in channel.samples if s.signal is not None]
+            if len(set(signals)) != len(signals):
+                raise ValueError(f"channel '{channel.name}': one sample per signal")
+            for sig in signals:
+                if sig not in self.signals:
+                    raise ValueError(f"channel '{channel.name}': unknown signal '{sig}'")
+            used.update(signals)
+        for sig, spec in self.signals.items():
+            if sig not in used:
+                raise ValueError(f"signal '{sig}' is in no channel")
+            for key in spec.published:
+                if key != "combined" and key not in names:
+                    raise ValueError(f"signal '{sig}': published limit for unknown channel '{key}'")
+        return self
+
+    def channels_with(self, signal: str) -> list[Channel]:
+        return [c for c in self.channels if any(s.signal == signal for s in c.samples)]
+
+
+def stats_config_path(search: str) -> Path:
+    return config_path("stats", f"{search}.yaml")
+
+
+def available_searches() -> list[str]:
+    """Searches that have a stats-model description."""
+    return sorted(p.stem for p in config_path("stats").glob("*.yaml"))
+
+
+def load_stats_config(search: str) -> StatsConfig:
+    """The validated stats model of ``search`` (ConfigError names the file and key)."""
+    if not stats_config_path(search).is_file():
+        have = ", ".join(available_searches()) or "none"
+        raise ConfigError(f"no stats model for search '{search}' ({stats_config_path(search)}; have: {have})")
+    config = load_config(stats_config_path(search), StatsConfig)
+    if config.search != search:
+        raise ConfigError(f"{stats_config_path(search)}: search: '{config.search}' differs from the file name '{search}'")
+    return config

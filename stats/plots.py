@@ -1,0 +1,88 @@
+"""Limit plots: CLs versus the POI for a single limit, Brazil bands for scans (mplhep style)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import mplhep  # noqa: E402
+import numpy as np  # noqa: E402
+
+from stats.limits import LimitResult  # noqa: E402
+from stats.output import save_figure  # noqa: E402
+
+EXPERIMENT_LABELS = {"belle": "Belle", "belle2": "Belle II"}
+
+
+def _label(ax, experiment: str, lumi_fb: float | None) -> None:
+    text = EXPERIMENT_LABELS.get(experiment, experiment)
+    ax.text(0.02, 1.01, f"{text} (simulation)", transform=ax.transAxes, fontsize=13, weight="bold", va="bottom")
+    if lumi_fb is not None:
+        ax.text(0.98, 1.01, f"{lumi_fb:g} fb$^{{-1}}$", transform=ax.transAxes, fontsize=12, ha="right", va="bottom")
+
+
+def plot_cls_curve(result: LimitResult, path: str | Path, title: str, experiment: str = "", lumi_fb: float | None = None) -> list[Path]:
+    """CLs (observed, expected median and bands) against the POI, with the CL line and limits marked."""
+    pts = sorted(result.points, key=lambda p: p.poi)
+    x = np.array([p.poi for p in pts])
+    obs = np.array([p.cls_obs for p in pts])
+    exp = np.array([p.cls_exp for p in pts])  # columns -2..+2 sigma
+    plt.style.use(mplhep.style.ROOT)
+    fig, ax = plt.subplots(figsize=(8, 6))
+    try:
+        ax.fill_between(x, exp[:, 0], exp[:, 4], color="#F5BB54", label=r"Expected $\pm 2\sigma$")
+        ax.fill_between(x, exp[:, 1], exp[:, 3], color="#607641", label=r"Expected $\pm 1\sigma$")
+        ax.plot(x, exp[:, 2], "k--", label="Expected")
+        ax.plot(x, obs, "k-", marker="o", ms=3, label="Observed")
+        alpha = 1.0 - result.cl
+        ax.axhline(alpha, color="red", lw=1, label=f"{100 * result.cl:g}% CL")
+        ax.axvline(result.observed, color="gray", lw=0.8, ls=":")
+        ax.set_xlabel(result.poi)
+        ax.set_ylabel(r"CL$_s$")
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{title} ({result.calculator})", fontsize=12, pad=22)
+        ax.legend(loc="upper right", fontsize=11)
+        _label(ax, experiment, lumi_fb)
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_brazil(
+    x: np.ndarray,
+    observed: np.ndarray,
+    expected: np.ndarray,
+    path: str | Path,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    experiment: str = "",
+    lumi_fb: float | None = None,
+    logy: bool = True,
+) -> list[Path]:
+    """Observed limit and expected median with +-1/+-2 sigma bands versus a scan parameter.
+
+    ``expected`` has shape (5, len(x)), rows -2..+2 sigma.
+    """
+    order = np.argsort(x)
+    x, observed, expected = np.asarray(x)[order], np.asarray(observed)[order], np.asarray(expected)[:, order]
+    plt.style.use(mplhep.style.ROOT)
+    fig, ax = plt.subplots(figsize=(8, 6))
+    try:
+        ax.fill_between(x, expected[0], expected[4], color="#F5BB54", label=r"Expected $\pm 2\sigma$")
+        ax.fill_between(x, expected[1], expected[3], color="#607641", label=r"Expected $\pm 1\sigma$")
+        ax.plot(x, expected[2], "k--", label="Expected")
+        ax.plot(x, observed, "k-", marker="o", ms=3, label="Observed")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if logy and np.all(expected[0] > 0):
+            ax.set_yscale("log")
+        ax.set_title(title, fontsize=12, pad=22)
+        ax.legend(loc="best", fontsize=11)
+        _label(ax, experiment, lumi_fb)
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)

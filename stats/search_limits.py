@@ -1,0 +1,315 @@
+"""Limits of one search from its run output: histograms + stats YAML -> limits.json, workspaces, plots.
+
+For every signal of ``configs/stats/<search>.yaml``: one limit per channel that contains it and
+a combined one if there are several; for a scanned signal, that for every hypothesis. Outputs
+under ``DIR/SEARCH/``:
+
+* ``limits.json`` -- POI limits, signal-event limits and the physics quantity (branching
+  fraction or cross section) with its normalisation, observed and expected (-2..+2 sigma);
+* ``workspace.json`` -- all channels and signals (one measurement per signal; for a scan the
+  first hypothesis), reproducible with pyhf alone; ``workspaces/<limit>.json`` -- the exact
+  workspace behind each single (non-scan) limit;
+* ``plots/`` -- CLs versus POI per single limit, Brazil bands per scan (PNG and PDF).
+
+Everything is computed before anything is written, and every file is written atomically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from configs.experiment import load_experiment
+from stats import plots
+from stats.errors import StatsError
+from stats.histograms import RunOutput, load_run_output, run_output_dir
+from stats.counting import exact_counting_limit, one_bin_summary
+from stats.limits import (
+    LimitResult,
+    choose_calculator,
+    model_and_data,
+    poi_bounds,
+    upper_limit,
+    workspace_from_spec,
+)
+from stats.model_config import StatsConfig, load_stats_config
+from stats.normalisation import (
+    FB_PER_NB,
+    Normalisation,
+    b_decay_normalisation,
+    cross_section_normalisation,
+    tau_decay_normalisation,
+    tau_pairs,
+)
+from stats.output import write_json
+from stats.scan import SCAN_RULE, ScanTask, run_scan
+from stats.workspace import Hypothesis, build_workspace, hypotheses, poi_name
+
+COMBINED = "combined"
+
+
+@dataclass
+class Settings:
+    """Overrides of the YAML defaults (None: take the YAML value)."""
+
+    cl: float | None = None
+    calculator: str | None = None
+    ntoys: int | None = None
+    workers: int | None = None
+    scan_method: str | None = None
+    executor: str | None = None
+    # toy-based limits of one-bin models: "exact" (infinite toys, fast) or "pyhf" (ToyCalculator)
+    toy_engine: str = "exact"
+
+
+@dataclass
+class SearchLimits:
+    search: str
+    document: dict  # limits.json
+    workspaces: dict[str, dict] = field(default_factory=dict)  # relative path -> spec
+    cls_plots: list[tuple[str, LimitResult, str]] = field(default_factory=list)  # (file stem, result, title)
+    brazil_plots: list[dict] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# normalisation
+# ---------------------------------------------------------------------------------------------
+
+
+def reference_value(config: StatsConfig, signal: str, run: RunOutput, hyp: Hypothesis) -> float:
+    """The BR / cross section (fb) the signal histograms of this hypothesis are normalised to.
+
+    From the YAML (``reference_value``), from a metadata key holding it directly, or -- with
+    ``reference_key: cross_section_nb``, what the runner writes -- from the signal's production
+    cross section: sigma x BR / (2 sigma_tautau) for tau decays, / (2 sigma_Y(4S) f) for B
+    decays, x 1e6 for a cross section in fb.
+    """
+    norm = config.signals[signal].normalisation
+    if norm.reference_value is not None:
+        return norm.reference_value
+    values = {run.datasets[d].get(norm.reference_key) for d in hyp.datasets}
+    if None in values or len(values) != 1:
+        raise StatsError(
+            f"signal '{signal}': every dataset of {hyp.label} needs the same metadata '{norm.reference_key}' "
+            f"(the value its histograms are normalised to), or set normalisation.reference_value in the YAML"
+        )
+    value = float(values.pop())
+    if not value > 0:
+        raise StatsError(f"signal '{signal}': metadata '{norm.reference_key}' must be positive, got {value}")
+    if norm.reference_key != "cross_section_nb":
+        return value
+    exp = load_experiment(config.experiment)
+    if norm.parents == "tau_pairs":
+        return value / (2.0 * exp.cross_section("tautau"))
+    if norm.parents == "b_pairs":
+        return value / (2.0 * exp.cross_section("upsilon4s") * norm.b_fraction)
+    return value * FB_PER_NB
+
+
+def signal_normalisation(config: StatsConfig, signal: str, run: RunOutput, hyp: Hypothesis, signal_events: float) -> tuple[Normalisation, float]:
+    """(normalisation, reference value) with the efficiency implied by the simulated signal yield."""
+    norm = config.signals[signal].normalisation
+    ref = reference_value(config, signal, run, hyp)
+    exp = load_experiment(config.experiment)
+    lumi = run.luminosity_fb
+    if norm.parents == "tau_pairs":
+        if norm.n_tau_pairs is not None:
+            n_pairs = norm.n_tau_pairs.value * lumi / norm.n_tau_pairs.luminosity_fb
+            label = f"2 N_tautau, N_tautau = {norm.n_tau_pairs.value:.4g} x {lumi:g}/{norm.n_tau_pairs.luminosity_fb:g} = {n_pairs:.4g}"
+        else:
+            sigma = exp.cross_section("tautau")
+            n_pairs = tau_pairs(lumi, sigma)
+            label = f"2 N_tautau, N_tautau = L sigma_tautau = {lumi:g} /fb x {sigma:g} nb = {n_pairs:.4g}"
+        eff = signal_events / (ref * 2.0 * n_pairs)
+        return tau_decay_normalisation(eff, n_pairs, label), ref
+    if norm.parents == "b_pairs":
+        key = norm.n_bb_key
+        if key not in exp.n_bb or key not in exp.luminosity_fb:
+            raise StatsError(f"signal '{signal}': no n_bb / luminosity_fb '{key}' in configs/experiments/{exp.name}.yaml")
+        n_bb = exp.n_bb[key] * lumi / exp.luminosity_fb[key]
+        eff = signal_events / (ref * 2.0 * n_bb * norm.b_fraction)
+        label = f"2 N_BB f, N_BB = {exp.n_bb[key]:.4g} x {lumi:g}/{exp.luminosity_fb[key]:g} = {n_bb:.4g}, f = {norm.b_fraction:g}"
+        return b_decay_normalisation(eff, n_bb, norm.b_fraction, label), ref
+    eff = signal_events / (ref * lumi)
+    return cross_section_normalisation(eff, lumi), ref
+
+
+# ---------------------------------------------------------------------------------------------
+# limits
+# ---------------------------------------------------------------------------------------------
+
+
+def _targets(config: StatsConfig, signal: str) -> list[tuple[str, list[str]]]:
+    channels = [c.name for c in config.channels_with(signal)]
+    targets = [(c, [c]) for c in channels]
+    if len(channels) > 1:
+        targets.append((COMBINED, channels))
+    return targets
+
+
+def _entry(config, run, signal, target, channels, hyp, built, cl, observed, expected, calculator, reason, method) -> dict:
+    s_nom = sum(built.signal_events[signal].values())
+    norm, ref = signal_normalisation(config, signal, run, hyp, s_nom)
+    events_obs, events_exp = observed * s_nom, [e * s_nom for e in expected]
+    published = config.signals[signal].published.get(target)
+    return {
+        "signal": signal,
+        "label": config.signals[signal].label,
+        "limit": target,
+        "channels": channels,
+        "hypothesis": hyp.as_dict(),
+        "cl": cl,
+        "calculator": calculator,
+        "calculator_reason": reason,
+        "method": method,
+        "poi": poi_name(signal),
+        "poi_limit": {"observed": observed, "expected": expected},
+        "signal_events": {"per_unit_poi": s_nom, "observed": events_obs, "expected": events_exp},
+        "physics": {
+            "quantity": norm.quantity,
+            "unit": norm.unit,
+            "observed": norm.from_events(events_obs),
+            "expected": [norm.from_events(e) for e in events_exp],
+        },
+        "normalisation": {**norm.to_dict(), "reference_value": ref, "poi_meaning": f"signal strength relative to {norm.quantity} = {ref:g}"},
+        "background_events": sum(built.background_events[c] for c in channels),
+        "observed_events": sum(built.observed_events[c] for c in channels),
+        "asimov_observation": built.asimov,
+        "published": published.model_dump() if published else None,
+    }
+
+
+def _single_limit(config, run, signal, hyp, target, channels, s: Settings, cl, out: SearchLimits, notes):
+    built = build_workspace(config, run, {signal: hyp}, channels)
+    notes.extend(n for n in built.notes if n not in notes)
+    model, data = model_and_data(workspace_from_spec(built.spec, f"{signal}/{target}"), measurement=signal)
+    calculator, reason = choose_calculator(model, s.calculator or config.calculator)
+    one_bin = one_bin_summary(built.spec, signal)
+    if calculator == "toybased" and one_bin is not None and s.toy_engine == "exact":
+        res = exact_counting_limit(one_bin, cl, model.config.poi_name, poi_bounds(model), reason)
+        method = "exact Poisson CLs"
+    else:
+        ntoys = s.ntoys or config.ntoys
+        res = upper_limit(model, data, cl=cl, calculator=calculator, ntoys=ntoys, seed=config.seed, workers=s.workers or 1)
+        method = f"pyhf {res.calculator}"
+    stem = f"{signal}_{target}"
+    entry = _entry(config, run, signal, target, channels, hyp, built, cl, res.observed, list(res.expected), res.calculator, res.calculator_reason, method)
+    entry.update(ntoys=res.ntoys, seed=res.seed, workspace=f"workspaces/{stem}.json", cls_points=res.points_dict())
+    out.workspaces[f"workspaces/{stem}.json"] = built.spec
+    out.cls_plots.append((f"cls_{stem}", res, f"{config.signals[signal].label}, {target}"))
+    return entry
+
+
+def _scan_limits(config, run, signal, hyps, s: Settings, cl, out: SearchLimits, notes) -> list[dict]:
+    tasks, builds = [], []
+    for hyp in hyps:
+        for target, channels in _targets(config, signal):
+            built = build_workspace(config, run, {signal: hyp}, channels)
+            notes.extend(n for n in built.notes if n not in notes)
+            tasks.append(ScanTask({"hyp": hyp, "target": target, "channels": channels}, built.spec, signal))
+            builds.append(built)
+    results = run_scan(
+        tasks,
+        cl,
+        method=s.scan_method or config.scan.method,
+        calculator=s.calculator or config.calculator,
+        ntoys=s.ntoys or config.ntoys,
+        seed=config.seed,
+        executor=s.executor or config.scan.executor,
+        workers=s.workers or config.scan.workers,
+        scheduler=config.scan.scheduler,
+    )
+    entries = []
+    for res, built in zip(results, builds):
+        k = res.key
+        reason = "; ".join(["scan: " + SCAN_RULE, *res.notes])
+        entries.append(_entry(config, run, signal, k["target"], k["channels"], k["hyp"], built, cl, res.observed, res.expected, res.calculator, reason, res.method))
+    # Brazil band per (limit, other parameters) against the first scan parameter
+    keys = config.signals[signal].scan
+    groups: dict[tuple, list[dict]] = {}
+    for e in entries:
+        others = tuple((k, e["hypothesis"][k]) for k in keys[1:])
+        groups.setdefault((e["limit"], others), []).append(e)
+    for (target, others), rows in groups.items():
+        suffix = "".join(f"_{k}{v:g}" for k, v in others)
+        out.brazil_plots.append(
+            {
+                "stem": f"brazil_{signal}_{target}{suffix}",
+                "x": np.array([r["hypothesis"][keys[0]] for r in rows]),
+                "observed": np.array([r["physics"]["observed"] for r in rows]),
+                "expected": np.array([r["physics"]["expected"] for r in rows]).T,
+                "xlabel": keys[0],
+                "ylabel": f"{100 * cl:g}% CL limit on {rows[0]['physics']['quantity'].replace('_', ' ')}",
+                "title": f"{config.signals[signal].label}, {target}" + "".join(f", {k} = {v:g}" for k, v in others),
+            }
+        )
+    return entries
+
+
+def compute_search_limits(
+    search: str, results_dir: str | Path, settings: Settings | None = None, config: StatsConfig | None = None
+) -> SearchLimits:
+    """All limits of ``search`` from ``DIR/SEARCH`` (nothing is written).
+
+    ``config`` defaults to ``configs/stats/<search>.yaml``.
+    """
+    s = settings or Settings()
+    config = config or load_stats_config(search)
+    run = load_run_output(results_dir, search)
+    if run.experiment != config.experiment:
+        raise StatsError(f"run output is for experiment '{run.experiment}', the stats model for '{config.experiment}'")
+    cl = s.cl or config.cl
+    out = SearchLimits(search, {})
+    notes: list[str] = []
+    entries: list[dict] = []
+    first_hyps: dict[str, Hypothesis] = {}
+    for signal, spec in config.signals.items():
+        hyps = hypotheses(config, run, signal)
+        first_hyps[signal] = hyps[0]
+        if spec.scan:
+            entries += _scan_limits(config, run, signal, hyps, s, cl, out, notes)
+        else:
+            for target, channels in _targets(config, signal):
+                entries.append(_single_limit(config, run, signal, hyps[0], target, channels, s, cl, out, notes))
+    combined = build_workspace(config, run, first_hyps)
+    out.workspaces["workspace.json"] = combined.spec
+    out.document = {
+        "search": search,
+        "experiment": config.experiment,
+        "luminosity_fb": run.luminosity_fb,
+        "cl": cl,
+        "observations": "Asimov background-only (no pseudo-data dataset)" if combined.asimov else "pseudo-data",
+        "notes": notes,
+        "workspace": "workspace.json (all channels; one measurement per signal"
+        + ("; scans: first hypothesis)" if any(sp.scan for sp in config.signals.values()) else ")"),
+        "limits": entries,
+    }
+    return out
+
+
+def write_search_limits(result: SearchLimits, results_dir: str | Path, make_plots: bool = True) -> list[Path]:
+    """Write limits.json, the workspaces and the plots under ``DIR/SEARCH``; returns the paths."""
+    base = run_output_dir(results_dir, result.search)
+    written = []
+    for rel, spec in result.workspaces.items():
+        write_json(base / rel, spec)
+        written.append(base / rel)
+    if make_plots:
+        meta = (result.document.get("experiment", ""), result.document.get("luminosity_fb"))
+        for stem, res, title in result.cls_plots:
+            written += plots.plot_cls_curve(res, base / "plots" / stem, title, *meta)
+        for p in result.brazil_plots:
+            written += plots.plot_brazil(p["x"], p["observed"], p["expected"], base / "plots" / p["stem"], p["xlabel"], p["ylabel"], p["title"], *meta)
+    write_json(base / "limits.json", result.document)  # last: its presence means the set is complete
+    written.append(base / "limits.json")
+    return written
+
+
+def run_search_limits(
+    search: str, results_dir: str | Path, settings: Settings | None = None, make_plots: bool = True, config: StatsConfig | None = None
+) -> SearchLimits:
+    result = compute_search_limits(search, results_dir, settings, config)
+    write_search_limits(result, results_dir, make_plots)
+    return result

@@ -1,0 +1,92 @@
+"""Limits of every search that has run output and a stats model, and one summary table.
+
+``limit_all(results_dir)`` is what ``make run`` calls after the analyses; it writes each
+search's ``limits.json``, workspaces and plots, and returns one row per limit (per signal and
+channel / combined; a scan gives one row per limit with its strongest point).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from analyses.errors import UserError
+from configs.loader import ConfigError
+from stats.histograms import has_run_output
+from stats.model_config import available_searches
+from stats.search_limits import Settings, run_search_limits
+
+
+def _rows_of(search: str, document: dict) -> list[dict]:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for e in document["limits"]:
+        groups.setdefault((e["signal"], e["limit"]), []).append(e)
+    rows = []
+    for (signal, limit), entries in groups.items():
+        best = min(entries, key=lambda e: e["physics"]["expected"][2])  # a scan: its most sensitive point
+        published = best["published"] or {}
+        rows.append(
+            {
+                "search": search,
+                "signal": signal,
+                "label": best["label"],
+                "channel": limit,
+                "cl": best["cl"],
+                "quantity": best["physics"]["quantity"],
+                "unit": best["physics"]["unit"],
+                "expected": best["physics"]["expected"][2],
+                "observed": best["physics"]["observed"],
+                "published_expected": published.get("expected"),
+                "published_observed": published.get("observed"),
+                "method": best["method"],
+                "hypotheses": len(entries),
+                "hypothesis": best["hypothesis"] if len(entries) > 1 else {},
+                "asimov": best["asimov_observation"],
+            }
+        )
+    return rows
+
+
+def limit_all(results_dir: str | Path, settings: Settings | None = None, searches: list[str] | None = None) -> list[dict]:
+    """Compute and write the limits of every search with run output under ``results_dir``.
+
+    A search that fails gives one row with an ``error`` message; the others still run.
+    """
+    rows: list[dict] = []
+    for search in searches or available_searches():
+        if not has_run_output(results_dir, search):
+            continue
+        try:
+            result = run_search_limits(search, results_dir, settings)
+        except (UserError, ConfigError, ValueError) as err:
+            rows.append({"search": search, "error": str(err)})
+            continue
+        rows += _rows_of(search, result.document)
+    return rows
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def print_summary(rows: list[dict], console: Console | None = None) -> None:
+    """One table: search, channel, our expected and observed limit, the published ones."""
+    console = console or Console(width=None if Console().is_terminal else 150)
+    table = Table(title="Upper limits (ours vs published)")
+    numeric = ("CL", "expected", "observed", "publ. exp.", "publ. obs.")
+    for col in ("search", "signal", "channel", "CL", "quantity", *numeric[1:], "method"):
+        table.add_column(col, justify="right" if col in numeric else "left")
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["search"], "", "", "", "", "", "", "", "", f"[red]error: {r['error']}[/red]")
+            continue
+        quantity = ("BR" if r["quantity"] == "branching_fraction" else "sigma") + (f" [{r['unit']}]" if r["unit"] else "")
+        channel = r["channel"] + (f" ({r['hypotheses']} hyp., best)" if r["hypotheses"] > 1 else "")
+        method = r["method"] + (" [Asimov]" if r["asimov"] else "")
+        table.add_row(
+            r["search"], r["label"], channel, f"{r['cl']:.2f}", quantity, _fmt(r["expected"]), _fmt(r["observed"]),
+            _fmt(r["published_expected"]), _fmt(r["published_observed"]), method,
+        )
+    console.print(table)

@@ -1,0 +1,290 @@
+"""Build pyhf workspaces from the processors' histograms and a stats-model description.
+
+One builder serves every use: a single channel or all of them, one signal or several (one
+measurement per signal, the other signals' POIs fixed to 0), the nominal signal or one
+hypothesis of a scan. Modifiers:
+
+* ``normsys`` -- efficiency / cross-section uncertainties, given in the YAML;
+* ``lumi`` -- pyhf's luminosity modifier, sized by ``luminosity_uncertainty``;
+* ``staterror`` -- simulation statistics from the ``Weight()`` variances;
+* ``histosys`` -- "<syst>Up" / "<syst>Down" slices of the ``variation`` axis;
+* data-driven samples -- sideband count x transfer factor, with a Poisson (``shapesys``)
+  constraint of the sideband statistics and a ``normsys`` for the transfer-factor uncertainty.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stats import histograms as H
+from stats.errors import StatsError
+from stats.model_config import Channel, DataDriven, HistoSys, Lumi, NormSys, Sample, StatError, StatsConfig
+from stats.histograms import RunOutput, Yields
+
+LUMI_PARAMETER = "lumi"
+
+
+def poi_name(signal: str) -> str:
+    return f"mu_{signal}"
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """The signal datasets that make one hypothesis (all of them for a search without a scan)."""
+
+    signal: str
+    datasets: tuple[str, ...]
+    parameters: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def label(self) -> str:
+        if not self.parameters:
+            return self.signal
+        return self.signal + "_" + "_".join(f"{k}{v:g}" for k, v in self.parameters)
+
+    def as_dict(self) -> dict:
+        return dict(self.parameters)
+
+
+@dataclass
+class BuiltWorkspace:
+    """A workspace spec and what went into it."""
+
+    spec: dict
+    signal_events: dict[str, dict[str, float]]  # signal -> channel -> expected events at POI = 1
+    background_events: dict[str, float]  # channel -> expected background
+    observed_events: dict[str, float]  # channel -> observed (or Asimov) total
+    asimov: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def hypotheses(config: StatsConfig, run: RunOutput, signal: str) -> list[Hypothesis]:
+    """The hypotheses of ``signal``: one per distinct ``hypothesis`` in the metadata if it is scanned."""
+    selected: set[str] = set()
+    for channel in config.channels_with(signal):
+        for sample in channel.samples:
+            if sample.signal == signal:
+                selected.update(sample.datasets.select(run.datasets))
+    if not selected:
+        raise StatsError(f"signal '{signal}': no dataset of the run matches its samples")
+    keys = config.signals[signal].scan
+    if not keys:
+        return [Hypothesis(signal, tuple(sorted(selected)))]
+    groups: dict[tuple, list[str]] = {}
+    for name in sorted(selected):
+        # the runner writes a sample's generator parameters as "parameters"
+        params = run.datasets[name].get("hypothesis") or run.datasets[name].get("parameters") or {}
+        missing = [k for k in keys if k not in params]
+        if missing:
+            raise StatsError(f"dataset '{name}': metadata hypothesis lacks {', '.join(missing)} (needed for the scan)")
+        groups.setdefault(tuple((k, float(params[k])) for k in keys), []).append(name)
+    return [Hypothesis(signal, tuple(names), params) for params, names in sorted(groups.items())]
+
+
+class _ChannelBuilder:
+    """Yields of one channel, reduced to one bin for counting channels."""
+
+    def __init__(self, config: StatsConfig, run: RunOutput, channel: Channel, hypotheses: dict[str, Hypothesis]):
+        self.config, self.run, self.channel = config, run, channel
+        self.h = run.histogram(channel.histogram)
+        self.mask = self._window_mask(hypotheses)
+
+    def _window_mask(self, hyps: dict[str, Hypothesis]) -> np.ndarray | None:
+        win = self.channel.window
+        if win is None:
+            return None
+        params = {}
+        for hyp in hyps.values():
+            params.update(hyp.as_dict())
+        if win.centre not in params:
+            raise StatsError(f"channel '{self.channel.name}': window centre '{win.centre}' is not a hypothesis parameter")
+        if win.half_width is not None:
+            half = win.half_width
+        elif win.half_width_parameter in params:
+            half = win.n_sigma * params[win.half_width_parameter]
+        else:
+            raise StatsError(f"channel '{self.channel.name}': no hypothesis parameter '{win.half_width_parameter}'")
+        centre = params[win.centre]
+        return H.window_mask(self.h, win.axis, centre - half, centre + half)
+
+    def reduce(self, y: Yields) -> Yields:
+        if self.mask is not None:
+            return y.masked(self.mask)
+        return y.summed() if self.channel.counting else y
+
+    def nominal(self, datasets: list[str], region: str | None = None, histogram=None) -> Yields:
+        h = histogram if histogram is not None else self.h
+        return self.reduce(H.summed_yields(h, datasets, self.channel.channel_value, region or self.channel.region))
+
+    def varied(self, datasets: list[str], syst: str) -> tuple[Yields, Yields]:
+        up, down = H.varied_yields(self.h, datasets, self.channel.channel_value, self.channel.region, syst)
+        return self.reduce(up), self.reduce(down)
+
+
+def build_workspace(
+    config: StatsConfig,
+    run: RunOutput,
+    hypotheses_by_signal: dict[str, Hypothesis],
+    channels: list[str] | None = None,
+) -> BuiltWorkspace:
+    """A pyhf workspace of ``channels`` (default: all with one of the signals) for these signals."""
+    signals = list(hypotheses_by_signal)
+    chosen = [c for c in config.channels if (channels is None or c.name in channels)]
+    chosen = [c for c in chosen if any(s.signal in signals for s in c.samples)]
+    if not chosen:
+        raise StatsError(f"no channel of {config.search} contains signal(s) {', '.join(signals)}")
+    notes: list[str] = []
+    spec_channels, observations = [], []
+    signal_events: dict[str, dict[str, float]] = {s: {} for s in signals}
+    background_events: dict[str, float] = {}
+    observed_events: dict[str, float] = {}
+    asimov = False
+    uses_lumi = False
+    for channel in chosen:
+        cb = _ChannelBuilder(config, run, channel, hypotheses_by_signal)
+        samples, background_total = [], None
+        for sample in channel.samples:
+            if sample.signal is not None and sample.signal not in signals:
+                continue  # another signal's sample: not part of this model
+            built, nominal, lumi = _build_sample(cb, sample, hypotheses_by_signal, notes)
+            if built is None:
+                continue
+            uses_lumi |= lumi
+            samples.append(built)
+            if sample.signal is not None:
+                signal_events[sample.signal][channel.name] = float(nominal.sum())
+            else:
+                background_total = nominal if background_total is None else background_total + nominal
+        if background_total is None:
+            background_total = np.zeros_like(cb.reduce(H.summed_yields(cb.h, [], channel.channel_value, channel.region)).values)
+        data_sets = channel.observation.select(run.datasets)
+        if data_sets:
+            observed = cb.nominal(data_sets).values
+        else:
+            observed = background_total.copy()
+            asimov = True
+            notes.append(f"{channel.name}: no pseudo-data dataset: observations are the Asimov background-only sum")
+        background_events[channel.name] = float(background_total.sum())
+        observed_events[channel.name] = float(observed.sum())
+        spec_channels.append({"name": channel.name, "samples": samples})
+        observations.append({"name": channel.name, "data": [float(v) for v in observed]})
+    for sig in signals:
+        if not signal_events[sig] or sum(signal_events[sig].values()) <= 0:
+            raise StatsError(f"signal '{sig}' ({hypotheses_by_signal[sig].label}): no expected signal in the chosen channels")
+    measurements = [
+        _measurement(sig, signals, signal_events, background_events, observed_events, config, uses_lumi)
+        for sig in signals
+    ]
+    spec = {"channels": spec_channels, "observations": observations, "measurements": measurements, "version": "1.0.0"}
+    return BuiltWorkspace(spec, signal_events, background_events, observed_events, asimov, notes)
+
+
+def _build_sample(cb: _ChannelBuilder, sample: Sample, hyps: dict[str, Hypothesis], notes: list[str]):
+    """(pyhf sample dict, nominal yields, uses lumi) or (None, ...) for an empty background."""
+    if sample.data_driven is not None:
+        return _data_driven_sample(cb, sample, notes)
+    datasets = sample.datasets.select(cb.run.datasets)
+    if sample.signal is not None:
+        datasets = [d for d in datasets if d in hyps[sample.signal].datasets]
+    nominal = cb.nominal(datasets)
+    if sample.signal is None and not nominal.values.any():
+        notes.append(f"{cb.channel.name}: sample '{sample.name}' is empty and left out")
+        return None, None, False
+    modifiers: list[dict] = []
+    if sample.signal is not None:
+        modifiers.append({"name": poi_name(sample.signal), "type": "normfactor", "data": None})
+    uses_lumi = False
+    for mod in sample.modifiers:
+        if isinstance(mod, NormSys):
+            hi, lo = mod.hi_lo
+            modifiers.append({"name": mod.name, "type": "normsys", "data": {"hi": hi, "lo": lo}})
+        elif isinstance(mod, Lumi):
+            if cb.config.luminosity_uncertainty > 0:
+                modifiers.append({"name": LUMI_PARAMETER, "type": "lumi", "data": None})
+                uses_lumi = True
+        elif isinstance(mod, StatError):
+            sigma = np.sqrt(nominal.variances)
+            if np.any(sigma > 0):
+                # pyhf takes the absolute uncertainty per bin; bins are combined per channel
+                modifiers.append({"name": f"staterror_{cb.channel.name}", "type": "staterror", "data": sigma.tolist()})
+        elif isinstance(mod, HistoSys):
+            modifiers.extend(_histosys(cb, datasets, mod, nominal))
+    return {"name": sample.name, "data": nominal.values.tolist(), "modifiers": modifiers}, nominal.values, uses_lumi
+
+
+def _histosys(cb: _ChannelBuilder, datasets: list[str], mod: HistoSys, nominal: Yields) -> list[dict]:
+    available = H.systematics(cb.h)
+    wanted = available if mod.systematics == "all" else mod.systematics
+    missing = [s for s in wanted if s not in available]
+    if missing:
+        raise StatsError(f"histogram '{cb.channel.histogram}': no variation(s) {', '.join(s + 'Up/Down' for s in missing)}")
+    out = []
+    for syst in wanted:
+        up, down = cb.varied(datasets, syst)
+        if np.allclose(up.values, nominal.values) and np.allclose(down.values, nominal.values):
+            continue  # this systematic does not touch these datasets
+        out.append({"name": syst, "type": "histosys", "data": {"hi_data": up.values.tolist(), "lo_data": down.values.tolist()}})
+    return out
+
+
+def _data_driven_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
+    dd: DataDriven = sample.data_driven
+    channel = cb.channel
+    h_sb = cb.run.histogram(dd.histogram) if dd.histogram else cb.h
+    data_sets = channel.observation.select(cb.run.datasets)
+    tf = dd.transfer_factor
+    if tf.from_mc is not None:
+        mc = tf.from_mc.select(cb.run.datasets)
+        sr, sb = cb.nominal(mc), cb.nominal(mc, dd.sideband_region, h_sb)
+        sr_v, sb_v = float(sr.values[0]), float(sb.values[0])
+        if sb_v <= 0:
+            raise StatsError(f"{channel.name}: no simulated background in sideband '{dd.sideband_region}' for the transfer factor")
+        r = sr_v / sb_v
+        rel_r = math.sqrt(sr.variances[0] / sr_v**2 + sb.variances[0] / sb_v**2) if sr_v > 0 else 0.0
+        source = f"r_MC = MC(SR) / MC({dd.sideband_region}) = {r:.4g} +- {rel_r * r:.2g}"
+    else:
+        r, rel_r = tf.value, tf.uncertainty / tf.value
+        mc = [n for n, i in cb.run.datasets.items() if i.get("kind") == "background"]
+        source = f"transfer factor {r:.4g} +- {tf.uncertainty:.2g}"
+    if data_sets:
+        n_sb = float(cb.nominal(data_sets, dd.sideband_region, h_sb).values[0])
+    else:
+        n_sb = float(cb.nominal(mc, dd.sideband_region, h_sb).values[0])
+        notes.append(f"{channel.name}: no pseudo-data: sideband count {n_sb:.3g} taken from simulation (Asimov)")
+    b = r * n_sb
+    notes.append(f"{channel.name}: background '{sample.name}' = N_SB {n_sb:.4g} x {source} = {b:.4g}")
+    if b <= 0:
+        notes.append(f"{channel.name}: empty sideband: background '{sample.name}' is zero and left out")
+        return None, None, False
+    modifiers: list[dict] = [
+        # the sideband count is a Poisson measurement of b / r: pyhf's shapesys with tau = N_SB
+        {"name": f"sideband_{channel.name}", "type": "shapesys", "data": [b / math.sqrt(n_sb)]}
+    ]
+    if rel_r > 0:
+        modifiers.append({"name": f"transfer_{channel.name}", "type": "normsys", "data": {"hi": 1 + rel_r, "lo": max(1 - rel_r, 1e-3)}})
+    for mod in sample.modifiers:
+        if isinstance(mod, NormSys):
+            hi, lo = mod.hi_lo
+            modifiers.append({"name": mod.name, "type": "normsys", "data": {"hi": hi, "lo": lo}})
+        else:
+            raise StatsError(f"{channel.name}: data-driven sample '{sample.name}' takes only normsys modifiers")
+    return {"name": sample.name, "data": [b], "modifiers": modifiers}, np.array([b]), False
+
+
+def _measurement(sig, signals, signal_events, background_events, observed_events, config, uses_lumi) -> dict:
+    s = sum(signal_events[sig].values())
+    chans = signal_events[sig]
+    n_plus_b = sum(observed_events[c] + background_events[c] for c in chans)
+    # any CLs limit lies far below 10 x (n + b + 5) signal events: a range that always holds it
+    upper = 10.0 * (n_plus_b + 5.0) / s
+    parameters: list[dict] = [{"name": poi_name(sig), "bounds": [[0.0, upper]], "inits": [1.0]}]
+    parameters += [{"name": poi_name(o), "fixed": True, "inits": [0.0]} for o in signals if o != sig]
+    if uses_lumi:
+        u = config.luminosity_uncertainty
+        parameters.append(
+            {"name": LUMI_PARAMETER, "auxdata": [1.0], "sigmas": [u], "bounds": [[max(1 - 5 * u, 1e-3), 1 + 5 * u]], "inits": [1.0]}
+        )
+    return {"name": sig, "config": {"poi": poi_name(sig), "parameters": parameters}}
