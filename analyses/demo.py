@@ -4,6 +4,7 @@
    prints a summary table (process, events, cross section, equivalent luminosity, files).
 2. Runs the searches that exist on them with the dask executor (``OUT/results/SEARCH``: histograms,
    cutflow, metadata, validation.json, report and plots).
+3. Computes the limits of every search with run output and ends with one summary table.
 """
 
 from __future__ import annotations
@@ -67,7 +68,11 @@ def run_demo(args: argparse.Namespace) -> int:
             console.print(f"  {experiment} {m['dataset']}: {m['events']} events, {m['wall_seconds']:.1f} s")
     console.print(table)
     run_searches(args.out, args.workers, console)
-    return 0
+    from stats.summary import limit_all, print_summary
+
+    rows = limit_all(args.out / "results")
+    print_summary(rows, console)
+    return 1 if any("error" in r for r in rows) else 0
 
 
 def run_searches(out: Path, workers: int, console: Console) -> None:
