@@ -21,7 +21,7 @@ from simulation.generators import bhabha, zprime
 from simulation.generators.isr import ELECTRON_MASS, sample_isr
 from simulation.generators.lhef import write_lhef
 from simulation.generators.phase_space import boost, decay_two_body, isotropic_directions
-from simulation.generators.pythia import LHEF_SETTINGS, _MAX_SEED, prt_to_truth, run_on_lhef
+from simulation.generators.pythia import LHEF_SETTINGS, _MAX_SEED, make_pythia, prt_to_truth, run_on_lhef
 
 ZPRIME_PDG = 32  # invisible: written as a stable final-state particle
 # Bhabha generated for 10 deg < theta* < 170 deg (the acceptance of the Physics Book's 300 nb)
@@ -42,8 +42,6 @@ class DedicatedGenerator:
         chunk_index: int = 0,
         parameters: dict[str, float] | None = None,
     ) -> None:
-        import pythia8mc
-
         self.proc = catalogue.get(process)
         self.exp = exp
         self.seed = seed
@@ -62,10 +60,7 @@ class DedicatedGenerator:
             "TimeShower:allowBeamRecoil = off",
             f"{ZPRIME_PDG}:mayDecay = off",
         ]
-        self._pythia = pythia8mc.Pythia("", False)
-        for line in self.settings:
-            if not self._pythia.readString(line):
-                raise ValueError(f"Pythia rejected setting '{line}' for process '{process}'")
+        self._pythia = make_pythia(self.settings, process)
 
     def _hard_process(self, hard: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Outgoing particles' PDG codes and CM-frame four-momenta for hard systems ``hard`` (n, 4)."""

@@ -191,6 +191,17 @@ def run_on_lhef(pythia, path: Path, n: int) -> ak.Array:
     return next_batch(pythia, n)
 
 
+def make_pythia(settings: list[str], process: str):
+    """A quiet Pythia instance with ``settings`` read in; a rejected line names the process."""
+    import pythia8mc  # heavy import, only where Pythia runs
+
+    pythia = pythia8mc.Pythia("", False)
+    for line in settings:
+        if not pythia.readString(line):
+            raise ValueError(f"Pythia rejected setting '{line}' for process '{process}'")
+    return pythia
+
+
 class PythiaGenerator:
     """One Pythia instance for one chunk: ``generate(n)`` returns a truth record in the lab frame."""
 
@@ -203,8 +214,6 @@ class PythiaGenerator:
         chunk_index: int = 0,
         parameters: dict[str, float] | None = None,
     ) -> None:
-        import pythia8mc  # heavy import, only where Pythia runs
-
         self.proc = catalogue.get(process)
         self.exp = exp
         self.seed = seed
@@ -230,10 +239,7 @@ class PythiaGenerator:
         self.settings += catalogue.pythia_settings(process)
         for fd, anti in self.forced:
             self.settings += forced_decay_settings(fd, anti)
-        self._pythia = pythia8mc.Pythia("", False)
-        for line in self.settings:
-            if not self._pythia.readString(line):
-                raise ValueError(f"Pythia rejected setting '{line}' for process '{process}'")
+        self._pythia = make_pythia(self.settings, process)
         if self.proc.generator != "upsilon4s" and not self._pythia.init():
             raise RuntimeError(f"Pythia failed to initialise for process '{process}'")
 
