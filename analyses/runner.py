@@ -77,7 +77,10 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
     except KeyError as err:
         raise UserError(str(err.args[0])) from None
     datasets = load_datasets(opts.samples, opts.experiment)
-    proc = search.processor_class(opts.experiment, search.config)
+    try:
+        proc = search.processor_class(opts.experiment, search.config)
+    except ValueError as err:
+        raise UserError(f"--experiment: {err}") from None
     skipped = validate_inputs(datasets, proc.required_branches(), opts.skip_bad_files)
     files = fileset(datasets)
     if not files:
@@ -93,7 +96,11 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
         )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            output = runner(files, proc, treename="tree")
+            try:
+                output = runner(files, proc, treename="tree")
+            except Exception as err:  # coffea wraps a chunk's failure with its file and entry range
+                first = str(err).splitlines()[0] if str(err) else type(err).__name__
+                raise UserError(f"processing failed (nothing written): {first[:400]}") from err
     elapsed = time.perf_counter() - start
     histograms = output.get("histograms", {})
     processed = output.get("processed", {})
