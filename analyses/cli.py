@@ -18,6 +18,7 @@ from configs.loader import ConfigError
 COMMAND_MODULES = (
     "simulation.cli",
     "analyses.run_command",
+    "analyses.train_command",
     "stats.cli",
     "analyses.demo",
 )

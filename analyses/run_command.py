@@ -15,7 +15,7 @@ from configs.experiment import EXPERIMENTS
 from processors.registry import SEARCHES
 
 # per-search reports written with the outputs (validation.json, report, plots)
-REPORTS = {"taulgamma": "analyses.taulgamma"}
+REPORTS = {"taulgamma": "analyses.taulgamma", "tau3mu": "analyses.tau3mu", "taulphi": "analyses.taulphi"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

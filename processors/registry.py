@@ -10,6 +10,8 @@ from configs.loader import config_path, load_config
 # name -> (module, processor class); the class names its config model as ``config_model``
 SEARCHES: dict[str, tuple[str, str]] = {
     "taulgamma": ("processors.taulgamma", "TauLGammaProcessor"),
+    "tau3mu": ("processors.tau3mu", "Tau3MuProcessor"),
+    "taulphi": ("processors.taulphi", "TauLPhiProcessor"),
 }
 
 

@@ -1,0 +1,175 @@
+"""``belle-rare train SEARCH``: k-fold BDT training on a sample directory, Punzi working point, artefacts.
+
+The features come from the search's own processor (``collect_features=True``), run with coffea
+over the samples like ``belle-rare run``; signal is the search's signal dataset(s), background
+every simulated background, each weighted to the search luminosity. Folds are ``__event__ % k``.
+Writes ``OUT/<search>_<experiment>.json`` (boosters) and ``..._meta.json`` (``processors.bdt``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xgboost
+from coffea import processor
+
+from analyses.datasets import fileset, load_datasets, validate_inputs
+from analyses.errors import UserError
+from analyses.executors import EXECUTORS, make_executor
+from analyses.runner import _manifest_seed, luminosity_for
+from configs.experiment import EXPERIMENTS
+from processors import bdt
+from processors.registry import load_search
+from processors.schema import BelleSchema
+from simulation.manifest import code_version
+
+TRAINABLE = ("tau3mu", "taulphi")
+
+
+@dataclass
+class TrainOptions:
+    search: str
+    experiment: str
+    samples: Path
+    out: Path = bdt.MODELS_DIR
+    executor: str = "iterative"
+    workers: int = 1
+    chunksize: int = 100_000
+    progress: bool = False
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a search's k-fold BDT and store it (models/)")
+    p.add_argument("search", choices=TRAINABLE)
+    p.add_argument("--experiment", choices=EXPERIMENTS, required=True)
+    p.add_argument("--samples", type=Path, required=True, help="sample directory or one manifest")
+    p.add_argument("--out", type=Path, default=bdt.MODELS_DIR, help="directory for the model artefacts (default models/)")
+    p.add_argument("--executor", choices=EXECUTORS, default="iterative")
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(handler=_train)
+
+
+def _signal_datasets(config: Any) -> dict[str, str]:
+    """channel -> signal dataset."""
+    if hasattr(config, "signal_datasets"):
+        return dict(config.signal_datasets)
+    return {"3mu": config.signal_dataset}
+
+
+def _sr_fraction(proc: Any, channel: str) -> float:
+    region = proc.config.signal_region
+    return region.area_ratio() if hasattr(region, "area_ratio") else region.sr_fraction(channel)
+
+
+def collect(opts: TrainOptions) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Run the search processor in feature mode; returns (processor, coffea output, datasets)."""
+    try:
+        search = load_search(opts.search)
+    except KeyError as err:
+        raise UserError(str(err.args[0])) from None
+    if opts.search not in TRAINABLE:
+        raise UserError(f"search '{opts.search}' has no BDT (trainable: {', '.join(TRAINABLE)})")
+    proc = search.processor_class(opts.experiment, search.config, collect_features=True, use_model=False, training_pid=True)
+    datasets = load_datasets(opts.samples, opts.experiment)
+    validate_inputs(datasets, proc.required_branches(), False)
+    with make_executor(opts.executor, opts.workers, None, None, status=opts.progress) as executor:
+        runner = processor.Runner(executor=executor, schema=BelleSchema, chunksize=opts.chunksize)
+        output = runner(fileset(datasets), proc, treename="tree")
+    return proc, output, {"datasets": datasets, "config": search.config}
+
+
+def train(opts: TrainOptions) -> dict[str, Any]:
+    """Collect features, train k folds, choose the Punzi working point, write the artefacts."""
+    start = time.perf_counter()
+    proc, output, info = collect(opts)
+    config, datasets = info["config"], info["datasets"]
+    lumi, lumi_source = luminosity_for({k: v for k, v in datasets.items() if not v.is_data}, config, opts.experiment)
+    processed = {name: sum(files.values()) for name, files in output.get("processed", {}).items()}
+    signals = _signal_datasets(config)
+    features_out = output.get("features", {})
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("X", "y", "w", "event", "in_sr", "in_window", "nominal", "channel")}
+    n_signal_total = 0.0
+    used: dict[str, int] = {}
+    for name, ds in datasets.items():
+        if ds.is_data or name not in features_out:
+            continue
+        per = features_out[name]
+        channels = per if isinstance(next(iter(per.values()), None), dict) else {"3mu": per}
+        is_signal_ds = name in signals.values()
+        if ds.kind == "signal" and not is_signal_ds:
+            continue
+        scale = ds.scale(lumi, processed.get(name, 0))
+        for channel, cols in channels.items():
+            if is_signal_ds and signals.get(channel) != name:
+                continue  # a signal sample counts only in its own channel
+            n = len(cols["X"].value)
+            if n == 0:
+                continue
+            rows["X"].append(cols["X"].value)
+            rows["y"].append(np.full(n, int(is_signal_ds)))
+            rows["w"].append(cols["weight"].value * (1.0 if is_signal_ds else scale))
+            rows["event"].append(cols["event"].value)
+            rows["in_sr"].append(cols["in_sr"].value.astype(bool))
+            rows["in_window"].append(cols["in_window"].value.astype(bool))
+            rows["nominal"].append(cols["nominal_pid"].value.astype(bool))
+            rows["channel"].append(np.full(n, channel))
+            used[f"{name}/{channel}"] = n
+    for channel, name in signals.items():
+        if name in datasets:
+            n_signal_total += float(output["cutflow"].get(name, {}).get(channel, {}).get("weighted", {}).get("all events", 0.0))
+    if not rows["X"] or n_signal_total == 0:
+        raise UserError(f"no signal / background events to train on in {opts.samples}")
+    data = {k: np.concatenate(v) for k, v in rows.items()}
+    y = data["y"]
+    if not ((y == 1).any() and (y == 0).any()):
+        raise UserError(f"training needs both signal ({', '.join(signals.values())}) and background samples in {opts.samples}")
+    cfg = config.bdt
+    settings = bdt.TrainingSettings(folds=int(cfg["folds"]), n_estimators=int(cfg["n_estimators"]), max_depth=int(cfg["max_depth"]),
+                                    learning_rate=float(cfg["learning_rate"]), seed=int(cfg["seed"]), punzi_a=float(cfg["punzi_a"]))
+    # the classifier is trained on nominal-ID signal (the signal as selected) against loose-ID background
+    train_mask = (y == 0) | data["nominal"]
+    X = np.nan_to_num(data["X"][train_mask], nan=-999.0)
+    model, oof_part = bdt.train_kfold(X, y[train_mask], data["w"][train_mask], data["event"][train_mask], config.features, settings)
+    oof = np.full(len(y), np.nan)
+    oof[train_mask] = oof_part
+    # Punzi: signal in the SR (nominal ID) over all generated; B = loose-ID background in the window
+    # x SR/window area x fraction of the background passing the nominal ID (at least one event)
+    sig = (y == 1) & data["nominal"] & data["in_sr"]
+    bkg = (y == 0) & data["in_window"]
+    frac = np.array([_sr_fraction(proc, c) for c in data["channel"]])
+    n_bkg_loose = int(bkg.sum())
+    n_bkg_nominal = int((bkg & data["nominal"]).sum())
+    pid_fraction = max(n_bkg_nominal, 1) / max(n_bkg_loose, 1)
+    wp = bdt.punzi_working_point(oof[sig], data["w"][sig], n_signal_total, oof[bkg], data["w"][bkg] * frac[bkg] * pid_fraction,
+                                 a=settings.punzi_a)
+    meta = {
+        "working_point": wp,
+        "punzi": {"a": settings.punzi_a, "background": "loose-ID background in the outer window x SR/window area x nominal-ID fraction",
+                  "pid_fraction": pid_fraction, "background_events_loose_id": n_bkg_loose, "background_events_nominal_id": n_bkg_nominal},
+        "hyperparameters": {"n_estimators": settings.n_estimators, "max_depth": settings.max_depth, "learning_rate": settings.learning_rate},
+        "seeds": {"bdt": settings.seed, "samples": {name: _manifest_seed(ds) for name, ds in datasets.items()}},
+        "training_samples": {"samples": str(opts.samples), "events": used, "manifests": {n: str(d.manifest) for n, d in datasets.items()},
+                             "n_signal": int((y[train_mask] == 1).sum()), "n_background": int((y[train_mask] == 0).sum())},
+        "luminosity_fb": lumi, "luminosity_source": lumi_source,
+        "xgboost": xgboost.__version__, "code_version": code_version(),
+        "wall_seconds": round(time.perf_counter() - start, 2),
+    }
+    model_path, meta_path = bdt.save_model(model, opts.search, opts.experiment, meta, opts.out)
+    return {"model": model, "meta": model.meta, "paths": (model_path, meta_path), "oof": oof, "data": data}
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    result = train(TrainOptions(search=args.search, experiment=args.experiment, samples=args.samples, out=args.out,
+                                executor=args.executor, workers=args.workers, progress=console.is_terminal))
+    wp = result["meta"]["working_point"]
+    console.print(f"{args.search}: working point BDT > {wp['cut']:.4f} (eps {wp['efficiency']:.3f}, B {wp['background']:.3g}, "
+                  f"Punzi {wp['fom']:.4g}) -> {result['paths'][0]}, {result['paths'][1]}")
+    return 0

@@ -1,0 +1,181 @@
+"""Shared BDT machinery for the searches: k-fold xgboost training, Punzi working point, artefacts.
+
+* Folds are keyed on the event number: an event with ``__event__ % k == i`` is in fold ``i``;
+  model ``i`` is trained on every other fold and is the only model that ever scores fold ``i``
+  (``fold_of`` / ``KFoldModel.score``), so no event is scored by a model that saw it.
+* The working point maximises the Punzi figure of merit eps_sig / (a/2 + sqrt(B)) (Punzi,
+  physics/0308063) over the out-of-fold scores (``punzi_working_point``).
+* Artefacts: ``<name>.json`` holds the k boosters (xgboost JSON, one per fold) and
+  ``<name>_meta.json`` the feature list, folds, working point, samples, seeds and version.
+  ``load_model`` refuses a model whose feature list differs from the one asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from analyses.errors import UserError
+
+ARTEFACT_FORMAT = "belle-rare-kfold-xgboost"
+ARTEFACT_VERSION = 1
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+NO_MODEL_SCORE = -1.0
+
+
+class FeatureMismatchError(UserError, ValueError):
+    """A stored model was trained on another feature list than the processor computes (a one-line CLI error)."""
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    folds: int = 3
+    n_estimators: int = 100
+    max_depth: int = 3
+    learning_rate: float = 0.1
+    seed: int = 1
+    punzi_a: float = 3.0
+
+
+def fold_of(event_number: np.ndarray, folds: int) -> np.ndarray:
+    """Fold index of each event: ``__event__ % folds``."""
+    return np.asarray(event_number, dtype=np.int64) % folds
+
+
+def model_paths(search: str, experiment: str, models_dir: Path | None = None) -> tuple[Path, Path]:
+    base = Path(models_dir or MODELS_DIR)
+    return base / f"{search}_{experiment}.json", base / f"{search}_{experiment}_meta.json"
+
+
+@dataclass
+class KFoldModel:
+    """k boosters; ``score`` applies booster ``i`` to the events of fold ``i`` only."""
+
+    features: list[str]
+    boosters: list[Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def folds(self) -> int:
+        return len(self.boosters)
+
+    @property
+    def working_point(self) -> float:
+        return float(self.meta.get("working_point", {}).get("cut", 0.5))
+
+    def score(self, X: np.ndarray, event_number: np.ndarray) -> np.ndarray:
+        import xgboost as xgb
+
+        X = np.asarray(X, dtype=float).reshape(-1, len(self.features))
+        out = np.full(len(X), NO_MODEL_SCORE)
+        fold = fold_of(event_number, self.folds)
+        for i, booster in enumerate(self.boosters):
+            sel = fold == i
+            if sel.any():
+                out[sel] = booster.predict(xgb.DMatrix(X[sel], feature_names=self.features))
+        return out
+
+
+def train_fold(X: np.ndarray, y: np.ndarray, w: np.ndarray, features: Sequence[str], settings: TrainingSettings, fold: int) -> Any:
+    """One booster on the given (training) events; classes weighted to equal totals. Deterministic."""
+    import xgboost as xgb
+
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"fold {fold}: training needs both signal and background events")
+    wt = np.asarray(w, dtype=float).copy()
+    for cls in (0, 1):
+        tot = wt[y == cls].sum()
+        if tot > 0:
+            wt[y == cls] /= tot
+    params = {"objective": "binary:logistic", "max_depth": settings.max_depth, "eta": settings.learning_rate,
+              "seed": settings.seed + fold, "nthread": 1, "tree_method": "hist", "eval_metric": "logloss"}
+    dtrain = xgb.DMatrix(X, label=y, weight=wt * len(wt), feature_names=list(features))
+    return xgb.train(params, dtrain, num_boost_round=settings.n_estimators)
+
+
+def train_kfold(X: np.ndarray, y: np.ndarray, w: np.ndarray, event_number: np.ndarray, features: Sequence[str],
+                settings: TrainingSettings = TrainingSettings()) -> tuple[KFoldModel, np.ndarray]:
+    """Train one booster per fold on the other folds; returns the model and out-of-fold scores."""
+    import xgboost as xgb
+
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=int)
+    w = np.asarray(w, dtype=float)
+    fold = fold_of(event_number, settings.folds)
+    oof = np.full(len(y), np.nan)
+    boosters = []
+    for i in range(settings.folds):
+        train, test = fold != i, fold == i
+        booster = train_fold(X[train], y[train], w[train], features, settings, i)
+        boosters.append(booster)
+        if test.any():
+            oof[test] = booster.predict(xgb.DMatrix(X[test], feature_names=list(features)))
+    return KFoldModel(list(features), boosters), oof
+
+
+def punzi_working_point(sig_score: np.ndarray, sig_weight: np.ndarray, n_signal_total: float,
+                        bkg_score: np.ndarray, bkg_weight: np.ndarray, a: float = 3.0,
+                        cuts: np.ndarray | None = None) -> dict[str, float]:
+    """The cut on the score maximising eps_sig / (a/2 + sqrt(B)).
+
+    eps_sig: signal weight with score > cut over ``n_signal_total``; B: background weight
+    (already scaled to the search luminosity and region) with score > cut.
+    """
+    if cuts is None:
+        cuts = np.unique(np.concatenate([[0.0], np.asarray(sig_score, float), np.asarray(bkg_score, float)]))
+        cuts = cuts[np.isfinite(cuts)] - 1e-12
+    sig_score, bkg_score = np.asarray(sig_score, float), np.asarray(bkg_score, float)
+    eps = np.array([np.sum(sig_weight[sig_score > c]) for c in cuts]) / n_signal_total
+    b = np.array([np.sum(bkg_weight[bkg_score > c]) for c in cuts])
+    fom = eps / (a / 2.0 + np.sqrt(np.clip(b, 0, None)))
+    best = int(np.argmax(fom))
+    return {"cut": float(cuts[best]), "fom": float(fom[best]), "efficiency": float(eps[best]), "background": float(b[best]), "a": a}
+
+
+def save_model(model: KFoldModel, search: str, experiment: str, meta: dict[str, Any], models_dir: Path | None = None) -> tuple[Path, Path]:
+    """Write the boosters (one JSON) and the metadata JSON; returns both paths."""
+    model_path, meta_path = model_paths(search, experiment, models_dir)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    boosters = [json.loads(bytes(b.save_raw("json")).decode()) for b in model.boosters]
+    model_path.write_text(json.dumps({"format": ARTEFACT_FORMAT, "version": ARTEFACT_VERSION, "features": model.features,
+                                      "boosters": boosters}))
+    full = {"format": ARTEFACT_FORMAT, "version": ARTEFACT_VERSION, "search": search, "experiment": experiment,
+            "features": model.features, "folds": model.folds, "fold_key": "__event__ % folds", **meta}
+    meta_path.write_text(json.dumps(full, indent=2) + "\n")
+    model.meta = full
+    return model_path, meta_path
+
+
+def load_model(search: str, experiment: str, features: Sequence[str], models_dir: Path | None = None) -> KFoldModel | None:
+    """The stored model, or None if there is none; a different feature list is an error."""
+    import xgboost as xgb
+
+    model_path, meta_path = model_paths(search, experiment, models_dir)
+    if not model_path.is_file() or not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    payload = json.loads(model_path.read_text())
+    if payload.get("format") != ARTEFACT_FORMAT or payload.get("version") != ARTEFACT_VERSION:
+        raise ValueError(f"{model_path}: not a {ARTEFACT_FORMAT} v{ARTEFACT_VERSION} artefact")
+    stored = list(meta.get("features", []))
+    if stored != list(features) or list(payload.get("features", [])) != stored:
+        missing = sorted(set(features) - set(stored))
+        extra = sorted(set(stored) - set(features))
+        raise FeatureMismatchError(
+            f"{meta_path}: model trained on a different feature list (missing from the model: {missing or 'none'}; "
+            f"not computed by the processor: {extra or 'none'}; order differs: {not missing and not extra}); "
+            f"retrain with `belle-rare train {search} --experiment {experiment}`"
+        )
+    boosters = []
+    for b in payload["boosters"]:
+        booster = xgb.Booster()
+        booster.load_model(bytearray(json.dumps(b).encode()))
+        booster.feature_names = stored
+        boosters.append(booster)
+    if len(boosters) != meta.get("folds"):
+        raise ValueError(f"{model_path}: {len(boosters)} boosters but metadata says {meta.get('folds')} folds")
+    return KFoldModel(stored, boosters, meta)
