@@ -21,9 +21,17 @@ from configs.processes import load_catalogue
 DEMO_EVENTS = 4000
 DEMO_EVENTS_PER_FILE = 10_000
 # the samples a search's efficiency and resolution are measured on get more events
-LARGER_SAMPLES = {("belle", "sig_taumugamma"): 20_000, ("belle", "sig_tauegamma"): 20_000, ("belle", "tautau"): 20_000}
+LARGER_SAMPLES = {
+    ("belle", "sig_taumugamma"): 20_000,
+    ("belle", "sig_tauegamma"): 20_000,
+    ("belle", "tautau"): 20_000,
+    ("belle2", "sig_tau3mu"): 20_000,
+    ("belle2", "sig_taumuphi"): 10_000,
+    ("belle2", "sig_tauephi"): 10_000,
+    ("belle2", "tautau"): 20_000,
+}
 # search -> experiment it runs on in the demo
-DEMO_SEARCHES = {"taulgamma": "belle"}
+DEMO_SEARCHES = {"taulgamma": "belle", "tau3mu": "belle2", "taulphi": "belle2"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
