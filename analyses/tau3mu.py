@@ -6,15 +6,14 @@ Numbers are measured on the product's own samples and written beside the paper's
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import hist
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
+from analyses.report import save_figure, write_comparison
 from analyses.resolution import fit_bifurcated_gaussian
 from processors.tau3mu import REGIONS
 
@@ -119,19 +118,6 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def print_report(rows: list[dict[str, Any]], console: Console, title: str = "tau -> 3 mu: ours vs Belle II arXiv:2405.07386") -> str:
-    """Console table and the text of efficiency_report.txt."""
-    table = Table(title=title)
-    for col in ("quantity", "ours", "paper", "note"):
-        table.add_column(col)
-    lines = []
-    fmt = lambda x: "-" if x is None else f"{x:.4g}"  # noqa: E731
-    for r in rows:
-        err = f" +- {r['ours_error']:.2g}" if r.get("ours_error") else ""
-        table.add_row(r["quantity"], fmt(r["ours"]) + err, fmt(r["paper"]), r["note"])
-        lines.append(f"{r['quantity']:<62} ours {fmt(r['ours'])}{err:<12} paper {fmt(r['paper']):<10} {r['note']}")
-    console.print(table)
-    return "\n".join(lines) + "\n"
 
 
 def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
@@ -151,11 +137,7 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
     written: list[Path] = []
 
     def save(fig: Any, name: str) -> None:
-        for ext in ("png", "pdf"):
-            path = plot_dir / f"{name}.{ext}"
-            fig.savefig(path, bbox_inches="tight")
-            written.append(path)
-        plt.close(fig)
+        written.extend(save_figure(fig, plot_dir, name))
 
     h = hists["m_de"]
     sel = {"channel": CHANNEL, "variation": "nominal", "region": sum}
@@ -210,7 +192,5 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
 
 def write_reports(result: dict[str, Any], out_dir: Path, console: Console) -> None:
     """validation.json, efficiency_report.txt and plots/ into the (temporary) output directory."""
-    rows = measure(result)
-    (out_dir / "validation.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out_dir / "efficiency_report.txt").write_text(print_report(rows, console))
+    write_comparison(measure(result), out_dir, console, "tau -> 3 mu: ours vs Belle II arXiv:2405.07386")
     make_plots(result, out_dir / "plots")

@@ -6,15 +6,14 @@ written beside the paper's numbers (JHEP 10 (2021) 019, sec. 2-3).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import hist
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
+from analyses.report import save_figure, write_comparison
 from analyses.resolution import fit_bifurcated_gaussian
 from processors.taulgamma import CHANNELS
 
@@ -89,20 +88,6 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def print_report(rows: list[dict[str, Any]], console: Console) -> str:
-    table = Table(title="tau -> l gamma: ours vs Belle JHEP 10 (2021) 019")
-    for col in ("quantity", "ours", "paper", "ratio", "note"):
-        table.add_column(col)
-    lines = []
-    for r in rows:
-        ours = r["ours"]
-        ratio = (ours / r["paper"]) if (ours not in (None, 0) and r["paper"]) else None
-        fmt = lambda x: "-" if x is None else f"{x:.4g}"  # noqa: E731
-        err = f" +- {r['ours_error']:.2g}" if r.get("ours_error") else ""
-        table.add_row(r["quantity"], fmt(ours) + err, fmt(r["paper"]), fmt(ratio), r["note"])
-        lines.append(f"{r['quantity']:<55} ours {fmt(ours)}{err:<12} paper {fmt(r['paper']):<10} ratio {fmt(ratio):<8} {r['note']}")
-    console.print(table)
-    return "\n".join(lines) + "\n"
 
 
 def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
@@ -122,12 +107,8 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
     plot_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 
-    def save(fig, name: str) -> None:
-        for ext in ("png", "pdf"):
-            path = plot_dir / f"{name}.{ext}"
-            fig.savefig(path, bbox_inches="tight")
-            written.append(path)
-        plt.close(fig)
+    def save(fig: Any, name: str) -> None:
+        written.extend(save_figure(fig, plot_dir, name))
 
     for channel in CHANNELS:
         signal = cfg.signal_datasets[channel]
@@ -178,7 +159,5 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
 
 def write_reports(result: dict[str, Any], out_dir: Path, console: Console) -> None:
     """validation.json, efficiency_report.txt and plots/ into the (temporary) output directory."""
-    rows = measure(result)
-    (out_dir / "validation.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out_dir / "efficiency_report.txt").write_text(print_report(rows, console))
+    write_comparison(measure(result), out_dir, console, "tau -> l gamma: ours vs Belle JHEP 10 (2021) 019")
     make_plots(result, out_dir / "plots")

@@ -6,7 +6,6 @@ Compared with the Belle II tau -> l phi paper (190 /fb), Table 3: efficiency 6.1
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,8 @@ import hist
 import numpy as np
 from rich.console import Console
 
+from analyses.report import save_figure, write_comparison
 from analyses.resolution import fit_bifurcated_gaussian
-from analyses.tau3mu import print_report
 from processors.taulphi import CHANNELS, PHI_MASS
 
 FIT_HALF_WINDOW = {"m": 0.03, "de": 0.10}
@@ -123,11 +122,7 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
     written: list[Path] = []
 
     def save(fig: Any, name: str) -> None:
-        for ext in ("png", "pdf"):
-            path = plot_dir / f"{name}.{ext}"
-            fig.savefig(path, bbox_inches="tight")
-            written.append(path)
-        plt.close(fig)
+        written.extend(save_figure(fig, plot_dir, name))
 
     box = cfg.signal_region
     for channel in CHANNELS:
@@ -168,7 +163,5 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
 
 def write_reports(result: dict[str, Any], out_dir: Path, console: Console) -> None:
     """validation.json, efficiency_report.txt and plots/ into the (temporary) output directory."""
-    rows = measure(result)
-    (out_dir / "validation.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out_dir / "efficiency_report.txt").write_text(print_report(rows, console, title="tau -> l phi: ours vs Belle II (190 /fb)"))
+    write_comparison(measure(result), out_dir, console, "tau -> l phi: ours vs Belle II (190 /fb)")
     make_plots(result, out_dir / "plots")

@@ -13,7 +13,6 @@ carries the signal alternates between chunks so both charges are represented.
 
 from __future__ import annotations
 
-import math
 import tempfile
 from functools import lru_cache
 from pathlib import Path
