@@ -91,16 +91,28 @@ Modifier = Annotated[Union[NormSys, Lumi, StatError, HistoSys], pydantic.Field(d
 
 
 class TransferFactor(StrictModel):
-    """Sideband -> signal region transfer factor: a number +- uncertainty, or MC(SR) / MC(SB)."""
+    """Sideband -> signal region transfer factor: a number +- uncertainty, or a ratio of yields.
+
+    ``from_mc``: MC(numerator) / MC(denominator) of the selected simulation; ``from_data``: the
+    same ratio in the channel's observation (simulated background when there is none), e.g. ABCD
+    with b_A = N_B x N_C / N_D. ``regions`` = [numerator, denominator]; default (``from_mc``
+    only) [the channel's region, the sideband region].
+    """
 
     value: float | None = pydantic.Field(default=None, gt=0)
     uncertainty: float = pydantic.Field(default=0.0, ge=0)
     from_mc: DatasetSelection | None = None
+    from_data: bool = False
+    regions: list[str] | None = pydantic.Field(default=None, min_length=2, max_length=2)
 
     @pydantic.model_validator(mode="after")
     def _one_source(self) -> "TransferFactor":
-        if (self.value is None) == (self.from_mc is None):
-            raise ValueError("transfer_factor: give either 'value' or 'from_mc'")
+        if sum([self.value is not None, self.from_mc is not None, self.from_data]) != 1:
+            raise ValueError("transfer_factor: give one of 'value', 'from_mc' or 'from_data: true'")
+        if self.value is not None and self.regions is not None:
+            raise ValueError("transfer_factor: 'regions' needs 'from_mc' or 'from_data'")
+        if self.from_data and self.regions is None:
+            raise ValueError("transfer_factor: 'from_data' needs 'regions' (two control regions, not the signal region)")
         return self
 
 

@@ -236,28 +236,40 @@ def _data_driven_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
     h_sb = cb.run.histogram(dd.histogram) if dd.histogram else cb.h
     data_sets = channel.observation.select(cb.run.datasets)
     tf = dd.transfer_factor
-    if tf.from_mc is not None:
-        mc = tf.from_mc.select(cb.run.datasets)
-        sr, sb = cb.nominal(mc), cb.nominal(mc, dd.sideband_region, h_sb)
-        sr_v, sb_v = float(sr.values[0]), float(sb.values[0])
-        if sb_v <= 0:
-            raise StatsError(f"{channel.name}: no simulated background in sideband '{dd.sideband_region}' for the transfer factor")
-        r = sr_v / sb_v
-        rel_r = math.sqrt(sr.variances[0] / sr_v**2 + sb.variances[0] / sb_v**2) if sr_v > 0 else 0.0
-        source = f"r_MC = MC(SR) / MC({dd.sideband_region}) = {r:.4g} +- {rel_r * r:.2g}"
-    else:
-        r, rel_r = tf.value, tf.uncertainty / tf.value
-        mc = [n for n, i in cb.run.datasets.items() if i.get("kind") == "background"]
-        source = f"transfer factor {r:.4g} +- {tf.uncertainty:.2g}"
+    mc = tf.from_mc.select(cb.run.datasets) if tf.from_mc is not None else [n for n, i in cb.run.datasets.items() if i.get("kind") == "background"]
     if data_sets:
         n_sb = float(cb.nominal(data_sets, dd.sideband_region, h_sb).values[0])
     else:
         n_sb = float(cb.nominal(mc, dd.sideband_region, h_sb).values[0])
         notes.append(f"{channel.name}: no pseudo-data: sideband count {n_sb:.3g} taken from simulation (Asimov)")
+    if n_sb <= 0:  # no transfer factor needed (nor, with small samples, always computable)
+        notes.append(f"{channel.name}: empty sideband '{dd.sideband_region}': background '{sample.name}' is zero and left out")
+        return None, None, False
+    if tf.from_mc is not None or tf.from_data:
+        if tf.from_mc is not None:
+            ratio_sets, what = mc, "MC"
+        else:
+            ratio_sets, what = (data_sets, "data") if data_sets else (mc, "MC")
+        if tf.regions is None:
+            num_region, den_region = channel.region, dd.sideband_region
+            num = cb.nominal(ratio_sets)
+        else:
+            num_region, den_region = tf.regions
+            num = cb.nominal(ratio_sets, num_region, h_sb)
+        den = cb.nominal(ratio_sets, den_region, h_sb)
+        num_v, den_v = float(num.values[0]), float(den.values[0])
+        if den_v <= 0:
+            raise StatsError(f"{channel.name}: no {what} yield in region '{den_region}' for the transfer factor")
+        r = num_v / den_v
+        rel_r = math.sqrt(num.variances[0] / num_v**2 + den.variances[0] / den_v**2) if num_v > 0 else 0.0
+        source = f"r_{what} = {what}({num_region}) / {what}({den_region}) = {r:.4g} +- {rel_r * r:.2g}"
+    else:
+        r, rel_r = tf.value, tf.uncertainty / tf.value
+        source = f"transfer factor {r:.4g} +- {tf.uncertainty:.2g}"
     b = r * n_sb
     notes.append(f"{channel.name}: background '{sample.name}' = N_SB {n_sb:.4g} x {source} = {b:.4g}")
     if b <= 0:
-        notes.append(f"{channel.name}: empty sideband: background '{sample.name}' is zero and left out")
+        notes.append(f"{channel.name}: background '{sample.name}' is zero and left out")
         return None, None, False
     modifiers: list[dict] = [
         # the sideband count is a Poisson measurement of b / r: pyhf's shapesys with tau = N_SB

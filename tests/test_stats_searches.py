@@ -1,0 +1,152 @@
+"""Stats models of tau3mu (ABCD background) and taulphi (RSB x r_MC): limits.json from a faked run output.
+
+The run outputs follow the processors' convention (``m_de`` histogram, regions and channels of
+processors/tau3mu.py and processors/taulphi.py, metadata as analyses/runner.py writes it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import hist
+import pytest
+
+from configs.loader import ConfigError
+from stats.model_config import TransferFactor
+from stats.search_limits import compute_search_limits, run_search_limits
+from stats.summary import limit_all
+from stats.synthetic import SIGMA_TAUTAU_NB, empty_histogram, set_bins, write_run_output
+
+BR_REF = 1.0e-8
+
+
+def _m_de():
+    return empty_histogram(hist.axis.Regular(2, 1.70, 1.85, name="m"), hist.axis.Regular(2, -0.1, 0.1, name="de"))
+
+
+def _signal_meta():
+    return {"kind": "signal", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * BR_REF, "parameters": {}}
+
+
+def _background_meta():
+    return {"kind": "background", "cross_section_nb": SIGMA_TAUTAU_NB, "parameters": {}}
+
+
+def tau3mu_output(results_dir, n_b=2.0, n_c=10.0, n_d=40.0, n_a=1.0, efficiency=0.20):
+    """Data in the ABCD regions (A = SR_pass observed), signal at BR_REF with ``efficiency``."""
+    lumi = 424.0
+    h = _m_de()
+    s = 2 * lumi * SIGMA_TAUTAU_NB * 1e6 * BR_REF * efficiency
+    set_bins(h, "sig_tau3mu", "3mu", "SR_pass", s / 4, (0.01 * s / 4) ** 2)
+    for region, n in (("SR_pass", 0.3), ("outer_pass", 1.0), ("SR_fail", 5.0), ("outer_fail", 20.0), ("far", 50.0)):
+        set_bins(h, "tautau", "3mu", region, n / 4, n / 40)
+    for region, n in (("SR_pass", n_a), ("outer_pass", n_b), ("SR_fail", n_c), ("outer_fail", n_d)):
+        set_bins(h, "data", "3mu", region, n / 4, n / 4)
+    datasets = {"sig_tau3mu": _signal_meta(), "tautau": _background_meta(), "data": {"kind": "data", "parameters": {}}}
+    return write_run_output(results_dir, "tau3mu", "belle2", lumi, datasets, {"m_de": h})
+
+
+def taulphi_output(results_dir, n_rsb=None, efficiency=None):
+    """Simulated background with r_MC = 0.23 / 0.12; data in RSB (the paper's 1 / 3) and SR (2 / 0)."""
+    lumi = 190.0
+    n_rsb = n_rsb or {"ephi": 1.0, "muphi": 3.0}
+    efficiency = efficiency or {"ephi": 0.061, "muphi": 0.065}
+    r_mc = {"ephi": 0.23, "muphi": 0.12}
+    n_sr = {"ephi": 2.0, "muphi": 0.0}
+    h = _m_de()
+    datasets = {"tautau": _background_meta(), "uds": _background_meta(), "data": {"kind": "data", "parameters": {}}}
+    for ch, sig in (("ephi", "sig_tauephi"), ("muphi", "sig_taumuphi")):
+        datasets[sig] = _signal_meta()
+        s = 2 * lumi * SIGMA_TAUTAU_NB * 1e6 * BR_REF * efficiency[ch]
+        set_bins(h, sig, ch, "SR", s / 4, (0.01 * s / 4) ** 2)
+        for name in ("tautau", "uds"):  # MC: RSB 10 per dataset, SR r_MC x that
+            set_bins(h, name, ch, "RSB", 10.0 / 4, 0.5 / 4)
+            set_bins(h, name, ch, "SR", 10.0 * r_mc[ch] / 4, 0.1 / 4)
+            set_bins(h, name, ch, "SR_presel", 100.0 / 4, 5.0 / 4)
+        set_bins(h, "data", ch, "RSB", n_rsb[ch] / 4, n_rsb[ch] / 4)
+        set_bins(h, "data", ch, "SR", n_sr[ch] / 4, n_sr[ch] / 4)
+    return write_run_output(results_dir, "taulphi", "belle2", lumi, datasets, {"m_de": h})
+
+
+def _by_limit(document):
+    return {e["limit"]: e for e in document["limits"]}
+
+
+def _assert_good(entry):
+    br = entry["physics"]["observed"]
+    assert entry["physics"]["quantity"] == "branching_fraction" and entry["cl"] == 0.90
+    assert math.isfinite(br) and br > 0
+    assert all(math.isfinite(v) and v > 0 for v in entry["physics"]["expected"])
+    assert entry["calculator"] == "toybased" and entry["method"] == "exact Poisson CLs"
+
+
+def test_tau3mu_abcd_limit_written(tmp_path):
+    tau3mu_output(tmp_path)
+    run_search_limits("tau3mu", tmp_path, make_plots=False)
+    doc = json.loads((tmp_path / "tau3mu" / "limits.json").read_text())
+    entry = _by_limit(doc)["3mu"]
+    _assert_good(entry)
+    assert entry["background_events"] == pytest.approx(2.0 * 10.0 / 40.0)  # N_B x N_C / N_D
+    assert entry["observed_events"] == pytest.approx(1.0)
+    # BR = s / (2 eps N_tautau), N_tautau = L sigma_tautau
+    assert entry["normalisation"]["efficiency"] == pytest.approx(0.20)
+    n_tautau = 424.0 * SIGMA_TAUTAU_NB * 1e6
+    assert entry["physics"]["observed"] == pytest.approx(entry["signal_events"]["observed"] / (2 * 0.20 * n_tautau))
+    assert entry["published"]["observed"] == 1.9e-8
+
+
+def test_taulphi_rsb_times_rmc_limits_written(tmp_path):
+    taulphi_output(tmp_path)
+    run_search_limits("taulphi", tmp_path, make_plots=False)
+    doc = json.loads((tmp_path / "taulphi" / "limits.json").read_text())
+    limits = _by_limit(doc)
+    assert set(limits) == {"ephi", "muphi"}
+    for ch, (n_rsb, r_mc, published) in {"ephi": (1.0, 0.23, 2.3e-7), "muphi": (3.0, 0.12, 9.7e-8)}.items():
+        _assert_good(limits[ch])
+        assert limits[ch]["background_events"] == pytest.approx(n_rsb * r_mc)
+        assert limits[ch]["published"]["observed"] == published
+
+
+def test_larger_background_gives_weaker_limit(tmp_path):
+    def tau3mu_expected(n_b):
+        tau3mu_output(tmp_path / f"t{n_b}", n_b=n_b)
+        return _by_limit(compute_search_limits("tau3mu", tmp_path / f"t{n_b}").document)["3mu"]
+
+    low, high = tau3mu_expected(2.0), tau3mu_expected(40.0)
+    assert high["background_events"] > low["background_events"]
+    assert high["physics"]["expected"][2] > low["physics"]["expected"][2]
+
+    def taulphi_expected(n):
+        taulphi_output(tmp_path / f"p{n}", n_rsb={"ephi": n, "muphi": n})
+        return _by_limit(compute_search_limits("taulphi", tmp_path / f"p{n}").document)
+
+    low, high = taulphi_expected(1.0), taulphi_expected(30.0)
+    for ch in ("ephi", "muphi"):
+        assert high[ch]["background_events"] > low[ch]["background_events"]
+        assert high[ch]["physics"]["expected"][2] > low[ch]["physics"]["expected"][2]
+
+
+def test_limit_all_handles_both_searches(tmp_path):
+    tau3mu_output(tmp_path)
+    taulphi_output(tmp_path)
+    rows = limit_all(tmp_path, searches=["tau3mu", "taulphi"])
+    assert not [r for r in rows if "error" in r]
+    assert {(r["search"], r["channel"]) for r in rows} == {("tau3mu", "3mu"), ("taulphi", "ephi"), ("taulphi", "muphi")}
+    for search in ("tau3mu", "taulphi"):
+        assert (tmp_path / search / "limits.json").is_file()
+
+
+def test_empty_sideband_needs_no_transfer_factor(tmp_path):
+    # small samples: nothing in the sidebands nor the control regions -> zero background, no error
+    tau3mu_output(tmp_path, n_b=0.0, n_c=0.0, n_d=0.0, n_a=0.0)
+    entry = _by_limit(compute_search_limits("tau3mu", tmp_path).document)["3mu"]
+    _assert_good(entry)
+    assert entry["background_events"] == 0.0
+
+
+def test_transfer_factor_from_data_needs_control_regions():
+    assert TransferFactor(from_data=True, regions=["SR_fail", "outer_fail"]).regions == ["SR_fail", "outer_fail"]
+    for bad in ({"from_data": True}, {"value": 0.2, "regions": ["a", "b"]}, {"value": 0.2, "from_data": True}):
+        with pytest.raises((ValueError, ConfigError)):
+            TransferFactor(**bad)
