@@ -71,7 +71,7 @@ def account_events(datasets: dict[str, Dataset], processed: dict[str, dict[str, 
 
 
 def run_search(opts: RunOptions) -> dict[str, Any]:
-    """Run a search; returns ``{"histograms", "cutflow", "metadata"}`` (outputs not yet written)."""
+    """Run a search; returns ``{"histograms", "cutflow", "metadata", "processor", "candidates"}`` (outputs not yet written)."""
     try:
         search = load_search(opts.search)
     except KeyError as err:
@@ -136,7 +136,9 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
         "code_version": code_version(),
         "wall_seconds": round(elapsed, 2),
     }
-    return {"histograms": histograms, "cutflow": cutflow, "metadata": metadata, "processor": proc}
+    # per-candidate columns some searches collect for their reports (e.g. tau3mu's signal-ellipse fit)
+    candidates = output.get("candidates", {})
+    return {"histograms": histograms, "cutflow": cutflow, "metadata": metadata, "processor": proc, "candidates": candidates}
 
 
 def _manifest_seed(ds: Dataset) -> Any:

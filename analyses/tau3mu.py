@@ -15,6 +15,7 @@ from rich.console import Console
 
 from analyses.report import save_figure, write_comparison
 from analyses.resolution import fit_bifurcated_gaussian
+from analyses.signal_ellipse import fit_signal_ellipse
 from processors.tau3mu import REGIONS
 
 CHANNEL = "3mu"
@@ -95,6 +96,7 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
                 key = f"{'m' if axis == 'm' else 'de'}_{part}" if part == "mean" else f"sigma_{'m' if axis == 'm' else 'de'}_{part.split('_')[1]}"
                 rows.append({"quantity": f"{name} {part}", "ours": ours[part], "ours_error": errs[part], "paper": paper[key],
                              "unit": "GeV", "note": note})
+    rows.extend(ellipse_rows(result))
     data = [d for d, i in meta["datasets"].items() if i["kind"] == "data"]
     backgrounds = [d for d, i in meta["datasets"].items() if i["kind"] == "background"]
     source = data or backgrounds
@@ -118,6 +120,30 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+
+
+def ellipse_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The signal ellipse fitted on this run's signal candidates, beside the configured one."""
+    cfg = result["processor"].config
+    cols = result.get("candidates", {}).get(cfg.signal_dataset)
+    if not cols or len(cols["m"].value) == 0:
+        return []
+    configured = cfg.signal_region
+    try:
+        fit = fit_signal_ellipse(cols["m"].value, cols["de"].value, cols["weight"].value)
+    except (ValueError, RuntimeError) as err:
+        return [{"quantity": "signal ellipse rotation angle", "ours": None, "paper": None, "unit": "rad",
+                 "note": f"ellipse fit failed: {err}"}]
+    note = (f"fit to {fit.n_events:.0f} signal candidates before the BDT (analyses/signal_ellipse.py); "
+            "configs/searches/tau3mu.yaml signal_region has {:.4g}")
+    rows = [{"quantity": "signal ellipse rotation angle", "ours": fit.angle, "paper": None, "unit": "rad",
+             "note": f"minus arctan of the slope {fit.slope:.3f} +- {fit.slope_error:.3f} of the profile of M in dE bins (the paper's method); "
+                     + note.format(configured.angle)}]
+    for field, label in (("sigma_m_high", "along M, high side"), ("sigma_m_low", "along M, low side"),
+                         ("sigma_de_high", "along dE, high side"), ("sigma_de_low", "along dE, low side")):
+        rows.append({"quantity": f"signal ellipse width {label}", "ours": getattr(fit, field), "paper": None, "unit": "GeV",
+                     "note": "bifurcated Gaussian along the rotated axis; " + note.format(getattr(configured, field))})
+    return rows
 
 
 def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:

@@ -22,6 +22,7 @@ from analyses.datasets import fileset, load_datasets, validate_inputs
 from analyses.errors import UserError
 from analyses.executors import EXECUTORS, make_executor
 from analyses.runner import _manifest_seed, luminosity_for
+from analyses.signal_ellipse import fit_signal_ellipse
 from configs.experiment import EXPERIMENTS
 from processors import bdt
 from processors.registry import load_search
@@ -92,7 +93,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     processed = {name: sum(files.values()) for name, files in output.get("processed", {}).items()}
     signals = _signal_datasets(config)
     features_out = output.get("features", {})
-    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("X", "y", "w", "event", "in_sr", "in_window", "nominal", "channel")}
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("X", "y", "w", "event", "in_sr", "in_window", "nominal", "channel", "m", "de")}
     n_signal_total = 0.0
     used: dict[str, int] = {}
     for name, ds in datasets.items():
@@ -118,6 +119,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             rows["in_window"].append(cols["in_window"].value.astype(bool))
             rows["nominal"].append(cols["nominal_pid"].value.astype(bool))
             rows["channel"].append(np.full(n, channel))
+            rows["m"].append(cols["m"].value)
+            rows["de"].append(cols["de"].value)
             used[f"{name}/{channel}"] = n
     for channel, name in signals.items():
         if name in datasets:
@@ -130,7 +133,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         raise UserError(f"training needs both signal ({', '.join(signals.values())}) and background samples in {opts.samples}")
     cfg = config.bdt
     settings = bdt.TrainingSettings(folds=int(cfg["folds"]), n_estimators=int(cfg["n_estimators"]), max_depth=int(cfg["max_depth"]),
-                                    learning_rate=float(cfg["learning_rate"]), seed=int(cfg["seed"]), punzi_a=float(cfg["punzi_a"]))
+                                    learning_rate=float(cfg["learning_rate"]), seed=int(cfg["seed"]), punzi_a=float(cfg["punzi_a"]),
+                                    min_background_events=int(cfg.get("min_background_events", 0)))
     # the classifier is trained on nominal-ID signal (the signal as selected) against loose-ID background
     train_mask = (y == 0) | data["nominal"]
     X = np.nan_to_num(data["X"][train_mask], nan=-999.0)
@@ -146,11 +150,12 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     n_bkg_nominal = int((bkg & data["nominal"]).sum())
     pid_fraction = max(n_bkg_nominal, 1) / max(n_bkg_loose, 1)
     wp = bdt.punzi_working_point(oof[sig], data["w"][sig], n_signal_total, oof[bkg], data["w"][bkg] * frac[bkg] * pid_fraction,
-                                 a=settings.punzi_a)
+                                 a=settings.punzi_a, min_background_events=settings.min_background_events)
     meta = {
         "working_point": wp,
         "punzi": {"a": settings.punzi_a, "background": "loose-ID background in the outer window x SR/window area x nominal-ID fraction",
-                  "pid_fraction": pid_fraction, "background_events_loose_id": n_bkg_loose, "background_events_nominal_id": n_bkg_nominal},
+                  "pid_fraction": pid_fraction, "background_events_loose_id": n_bkg_loose, "background_events_nominal_id": n_bkg_nominal,
+                  "min_background_events": settings.min_background_events},
         "hyperparameters": {"n_estimators": settings.n_estimators, "max_depth": settings.max_depth, "learning_rate": settings.learning_rate},
         "seeds": {"bdt": settings.seed, "samples": {name: _manifest_seed(ds) for name, ds in datasets.items()}},
         "training_samples": {"samples": str(opts.samples), "events": used, "manifests": {n: str(d.manifest) for n, d in datasets.items()},
@@ -159,8 +164,22 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         "xgboost": xgboost.__version__, "code_version": code_version(),
         "wall_seconds": round(time.perf_counter() - start, 2),
     }
+    if opts.search == "tau3mu":
+        meta["signal_region_fit"] = _ellipse_fit(data, config)
     model_path, meta_path = bdt.save_model(model, opts.search, opts.experiment, meta, opts.out)
     return {"model": model, "meta": model.meta, "paths": (model_path, meta_path), "oof": oof, "data": data}
+
+
+def _ellipse_fit(data: dict[str, np.ndarray], config: Any) -> dict[str, Any]:
+    """The tau -> 3 mu signal ellipse fitted on the nominal-ID training signal, recorded beside the configured one."""
+    signal = (data["y"] == 1) & data["nominal"]
+    try:
+        fit = fit_signal_ellipse(data["m"][signal], data["de"][signal], data["w"][signal])
+    except (ValueError, RuntimeError) as err:
+        return {"error": str(err)}
+    configured = config.signal_region
+    return {"fitted": fit.as_config(), "profile_slope": [fit.slope, fit.slope_error], "signal_events": fit.n_events,
+            "configured": {k: getattr(configured, k) for k in fit.as_config()}}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -172,4 +191,9 @@ def _train(args: argparse.Namespace) -> int:
     wp = result["meta"]["working_point"]
     console.print(f"{args.search}: working point BDT > {wp['cut']:.4f} (eps {wp['efficiency']:.3f}, B {wp['background']:.3g}, "
                   f"Punzi {wp['fom']:.4g}) -> {result['paths'][0]}, {result['paths'][1]}")
+    ellipse = result["meta"].get("signal_region_fit")
+    if ellipse and "fitted" in ellipse:
+        fitted, configured = ellipse["fitted"], ellipse["configured"]
+        console.print("signal ellipse fitted on the training signal (configured value in brackets): "
+                      + ", ".join(f"{k} {fitted[k]:.4g} ({configured[k]:.4g})" for k in fitted))
     return 0

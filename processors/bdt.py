@@ -39,6 +39,7 @@ class TrainingSettings:
     learning_rate: float = 0.1
     seed: int = 1
     punzi_a: float = 3.0
+    min_background_events: int = 0
 
 
 def fold_of(event_number: np.ndarray, folds: int) -> np.ndarray:
@@ -117,23 +118,39 @@ def train_kfold(X: np.ndarray, y: np.ndarray, w: np.ndarray, event_number: np.nd
     return KFoldModel(list(features), boosters), oof
 
 
+def _weight_above(score: np.ndarray, weight: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    """Sum of ``weight`` over entries with ``score > cut``, for every cut (sorted cumulative sums)."""
+    order = np.argsort(score)
+    above = np.concatenate([np.cumsum(weight[order][::-1])[::-1], [0.0]])
+    return above[np.searchsorted(score[order], cuts, side="right")]
+
+
 def punzi_working_point(sig_score: np.ndarray, sig_weight: np.ndarray, n_signal_total: float,
                         bkg_score: np.ndarray, bkg_weight: np.ndarray, a: float = 3.0,
-                        cuts: np.ndarray | None = None) -> dict[str, float]:
+                        cuts: np.ndarray | None = None, min_background_events: int = 0) -> dict[str, float]:
     """The cut on the score maximising eps_sig / (a/2 + sqrt(B)).
 
     eps_sig: signal weight with score > cut over ``n_signal_total``; B: background weight
-    (already scaled to the search luminosity and region) with score > cut.
+    (already scaled to the search luminosity and region) with score > cut.  Only cuts that leave
+    at least ``min_background_events`` simulated background events are eligible (when any does),
+    so that B is measured rather than a fluctuation of a nearly empty tail.
     """
-    if cuts is None:
-        cuts = np.unique(np.concatenate([[0.0], np.asarray(sig_score, float), np.asarray(bkg_score, float)]))
-        cuts = cuts[np.isfinite(cuts)] - 1e-12
     sig_score, bkg_score = np.asarray(sig_score, float), np.asarray(bkg_score, float)
-    eps = np.array([np.sum(sig_weight[sig_score > c]) for c in cuts]) / n_signal_total
-    b = np.array([np.sum(bkg_weight[bkg_score > c]) for c in cuts])
+    sig_weight, bkg_weight = np.asarray(sig_weight, float), np.asarray(bkg_weight, float)
+    if cuts is None:
+        cuts = np.unique(np.concatenate([[0.0], sig_score, bkg_score]))
+        cuts = cuts[np.isfinite(cuts)] - 1e-12
+    cuts = np.asarray(cuts, float)
+    eps = _weight_above(sig_score, sig_weight, cuts) / n_signal_total
+    b = _weight_above(bkg_score, bkg_weight, cuts)
+    n_bkg = _weight_above(bkg_score, np.ones_like(bkg_score), cuts)
     fom = eps / (a / 2.0 + np.sqrt(np.clip(b, 0, None)))
+    eligible = n_bkg >= min_background_events
+    if eligible.any():
+        fom = np.where(eligible, fom, -np.inf)
     best = int(np.argmax(fom))
-    return {"cut": float(cuts[best]), "fom": float(fom[best]), "efficiency": float(eps[best]), "background": float(b[best]), "a": a}
+    return {"cut": float(cuts[best]), "fom": float(fom[best]), "efficiency": float(eps[best]), "background": float(b[best]), "a": a,
+            "background_events_above_cut": int(n_bkg[best])}
 
 
 def save_model(model: KFoldModel, search: str, experiment: str, meta: dict[str, Any], models_dir: Path | None = None) -> tuple[Path, Path]:

@@ -343,6 +343,7 @@ class Tau3MuProcessor(SearchProcessor):
     def analyse(self, events: ak.Array, dataset: str) -> tuple[dict[str, Any], dict[str, Cutflow]]:
         hists = self._book()
         self._features_out: dict[str, Any] = {}
+        self._candidates_out: dict[str, Any] = {}
         channel = CHANNELS[0]
         gen_w = ak.to_numpy(events["__weight__"]).astype(float)
         event_number = ak.to_numpy(events["__event__"]).astype(np.int64)
@@ -380,6 +381,11 @@ class Tau3MuProcessor(SearchProcessor):
                                    d=np.nan_to_num(d[passed], nan=1e9), weight=weight[passed])
             for step, mask in sel["steps"].items():
                 cutflow.add(step, mask, weight)
+            if dataset == self.config.signal_dataset:
+                # unbinned signal candidates before the BDT: the report fits the signal ellipse on them
+                self._candidates_out = {dataset: {"m": column_accumulator(sel["m"][passed]),
+                                                  "de": column_accumulator(sel["de"][passed]),
+                                                  "weight": column_accumulator(weight[passed])}}
             cutflow.add("outer region", passed & (d < ell.outer_n_sigma), weight)
             cutflow.add("signal region (no BDT)", in_sr, weight)
             cutflow.add("BDT", passed & (d < ell.outer_n_sigma) & bdt_pass, weight)
@@ -397,6 +403,7 @@ class Tau3MuProcessor(SearchProcessor):
 
     def process(self, events: ak.Array) -> dict[str, Any]:
         out = super().process(events)
+        out["candidates"] = self._candidates_out
         if self.collect_features:
             out["features"] = self._features_out
         return out

@@ -70,6 +70,20 @@ def test_punzi_working_point_maximises_the_figure_of_merit():
     assert none["efficiency"] == pytest.approx(0.5)
 
 
+def test_punzi_working_point_keeps_the_requested_background_events():
+    rng = np.random.default_rng(2)
+    sig = rng.beta(5, 1, 2000)
+    bkg = rng.beta(1, 5, 300)  # few simulated events: the unconstrained optimum sits in a nearly empty tail
+    w_sig, w_bkg = np.ones_like(sig), np.full_like(bkg, 5.0)
+    free = bdt.punzi_working_point(sig, w_sig, 4000.0, bkg, w_bkg)
+    kept = bdt.punzi_working_point(sig, w_sig, 4000.0, bkg, w_bkg, min_background_events=30)
+    assert free["background_events_above_cut"] < 30 <= kept["background_events_above_cut"]
+    assert kept["background_events_above_cut"] == np.sum(bkg > kept["cut"])
+    assert kept["cut"] < free["cut"] and kept["fom"] <= free["fom"]
+    # more than the sample holds: the constraint cannot be met and the unconstrained optimum is kept
+    assert bdt.punzi_working_point(sig, w_sig, 4000.0, bkg, w_bkg, min_background_events=10_000)["cut"] == free["cut"]
+
+
 def test_artefacts_round_trip_and_refuse_another_feature_list(trained, tmp_path):
     model, _, (X, _, _, event), _ = trained
     meta = {"working_point": {"cut": 0.42}}

@@ -65,6 +65,8 @@ def test_regions_variations_and_validation(run):
     assert all({"quantity", "ours", "paper", "unit", "note"} <= set(r) for r in rows)
     names = [r["quantity"] for r in rows]
     assert "signal efficiency" in names and "expected background in the signal region" in names
+    angle = next(r for r in rows if r["quantity"] == "signal ellipse rotation angle")
+    assert angle["ours"] is not None and abs(angle["ours"]) < 1.2  # the fit ran on the run's signal candidates
     assert (run / "plots" / "m_de_plane.png").is_file() and (run / "plots" / "m_de_plane.pdf").is_file()
 
 
@@ -84,3 +86,5 @@ def test_train_command_writes_a_model_with_metadata(samples, tmp_path):
     assert meta["features"] == load_search("tau3mu").config.features
     assert meta["folds"] == 3 and {"cut", "fom", "efficiency", "background"} <= set(meta["working_point"])
     assert bdt.load_model("tau3mu", "belle2", meta["features"], tmp_path).folds == 3
+    fitted = meta["signal_region_fit"]["fitted"]
+    assert fitted["m_mean"] == pytest.approx(TAU_MASS, abs=0.005) and 0.002 < fitted["sigma_m_low"] < 0.010
