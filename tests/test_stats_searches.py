@@ -19,6 +19,8 @@ from stats.summary import limit_all
 from stats.synthetic import SIGMA_TAUTAU_NB, empty_histogram, set_bins, write_run_output
 
 BR_REF = 1.0e-8
+# the corrections-layer systematics both stats models take as histosys, with a size per test sample
+CORRECTION_SHIFTS = {"leptonID": 0.08, "tracking": 0.012, "trigger": 0.009, "momentumScale": 0.005, "luminosity": 0.006}
 
 
 def _m_de():
@@ -33,12 +35,20 @@ def _background_meta():
     return {"kind": "background", "cross_section_nb": SIGMA_TAUTAU_NB, "parameters": {}}
 
 
+def set_signal(h, dataset, channel, region, s):
+    """Signal yield ``s`` (nominal) and its <syst>Up / Down slices shifted by CORRECTION_SHIFTS."""
+    set_bins(h, dataset, channel, region, s / 4, (0.01 * s / 4) ** 2)
+    for syst, rel in CORRECTION_SHIFTS.items():
+        for suffix, sign in (("Up", 1), ("Down", -1)):
+            set_bins(h, dataset, channel, region, s * (1 + sign * rel) / 4, (0.01 * s / 4) ** 2, variation=syst + suffix)
+
+
 def tau3mu_output(results_dir, n_b=2.0, n_c=10.0, n_d=40.0, n_a=1.0, efficiency=0.20):
     """Data in the ABCD regions (A = SR_pass observed), signal at BR_REF with ``efficiency``."""
     lumi = 424.0
     h = _m_de()
     s = 2 * lumi * SIGMA_TAUTAU_NB * 1e6 * BR_REF * efficiency
-    set_bins(h, "sig_tau3mu", "3mu", "SR_pass", s / 4, (0.01 * s / 4) ** 2)
+    set_signal(h, "sig_tau3mu", "3mu", "SR_pass", s)
     for region, n in (("SR_pass", 0.3), ("outer_pass", 1.0), ("SR_fail", 5.0), ("outer_fail", 20.0), ("far", 50.0)):
         set_bins(h, "tautau", "3mu", region, n / 4, n / 40)
     for region, n in (("SR_pass", n_a), ("outer_pass", n_b), ("SR_fail", n_c), ("outer_fail", n_d)):
@@ -59,7 +69,7 @@ def taulphi_output(results_dir, n_rsb=None, efficiency=None):
     for ch, sig in (("ephi", "sig_tauephi"), ("muphi", "sig_taumuphi")):
         datasets[sig] = _signal_meta()
         s = 2 * lumi * SIGMA_TAUTAU_NB * 1e6 * BR_REF * efficiency[ch]
-        set_bins(h, sig, ch, "SR", s / 4, (0.01 * s / 4) ** 2)
+        set_signal(h, sig, ch, "SR", s)
         for name in ("tautau", "uds"):  # MC: RSB 10 per dataset, SR r_MC x that
             set_bins(h, name, ch, "RSB", 10.0 / 4, 0.5 / 4)
             set_bins(h, name, ch, "SR", 10.0 * r_mc[ch] / 4, 0.1 / 4)
@@ -94,6 +104,15 @@ def test_tau3mu_abcd_limit_written(tmp_path):
     n_tautau = 424.0 * SIGMA_TAUTAU_NB * 1e6
     assert entry["physics"]["observed"] == pytest.approx(entry["signal_events"]["observed"] / (2 * 0.20 * n_tautau))
     assert entry["published"]["observed"] == 1.9e-8
+    # the corrections layer's variations enter as histosys with the Up / Down signal yields
+    workspace = json.loads((tmp_path / "tau3mu" / "workspace.json").read_text())
+    signal = next(smp for smp in workspace["channels"][0]["samples"] if smp["name"] == "signal")
+    histosys = {m["name"]: m["data"] for m in signal["modifiers"] if m["type"] == "histosys"}
+    assert set(histosys) == set(CORRECTION_SHIFTS)
+    nominal = sum(signal["data"])
+    for syst, rel in CORRECTION_SHIFTS.items():
+        assert sum(histosys[syst]["hi_data"]) == pytest.approx(nominal * (1 + rel))
+        assert sum(histosys[syst]["lo_data"]) == pytest.approx(nominal * (1 - rel))
 
 
 def test_taulphi_rsb_times_rmc_limits_written(tmp_path):
