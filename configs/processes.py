@@ -25,7 +25,7 @@ class Scalar(StrictModel):
 class Process(StrictModel):
     kind: Literal["background", "signal"]
     description: str
-    generator: Literal["pythia", "upsilon4s", "bhabha", "zprime"]
+    generator: Literal["pythia", "upsilon4s", "bhabha", "zprime", "two_photon"]
     cross_section: list[str] | None = None
     base: str | None = None
     pythia: list[str] = []

@@ -1,6 +1,6 @@
-"""Generators for what Pythia has no process for: Bhabha scattering and e+e- -> mu mu Z'.
+"""Generators for what Pythia does not cover: Bhabha scattering, e+e- -> mu mu Z' and two-photon lepton pairs.
 
-The hard process is sampled here (``bhabha.py``, ``zprime.py``) at each event's own CM energy after
+The hard process is sampled here (``bhabha.py``, ``zprime.py``, ``two_photon.py``) at each event's own CM energy after
 collinear ISR (``isr.py``), boosted into the laboratory and handed to Pythia through a Les Houches
 file for QED final-state radiation, so that radiation off the leptons is Pythia's.
 """
@@ -17,7 +17,7 @@ import numpy as np
 from configs.experiment import Experiment
 from configs.processes import Catalogue
 from simulation.beams import sample_beams
-from simulation.generators import bhabha, zprime
+from simulation.generators import bhabha, two_photon, zprime
 from simulation.generators.isr import ELECTRON_MASS, sample_isr
 from simulation.generators.lhef import write_lhef
 from simulation.generators.phase_space import boost, decay_two_body, isotropic_directions
@@ -31,7 +31,7 @@ BHABHA_ISR_X_MAX = 0.5
 
 
 class DedicatedGenerator:
-    """Bhabha or mu mu Z' events; ``generate(n)`` returns a truth record in the lab frame."""
+    """Bhabha, mu mu Z' or two-photon events; ``generate(n)`` returns a truth record in the lab frame."""
 
     def __init__(
         self,
@@ -74,11 +74,15 @@ class DedicatedGenerator:
                 sqrt_s, ELECTRON_MASS, ELECTRON_MASS, isotropic_directions(n, self.rng, cos_theta)
             )
             return np.array([11, -11]), [e_minus, e_plus]
+        if self.proc.generator == "two_photon":
+            lepton = int(self.params["lepton"])
+            momenta = two_photon.sample_events(sqrt_s, lepton, self.params["w_min"], self.params["q2_max_over_w2"], self.rng)
+            return np.array([11, -11, lepton, -lepton]), list(momenta)
         mu_minus, mu_plus, zp = zprime.sample_events(sqrt_s, self.params["mass"], self.rng)
         return np.array([13, -13, ZPRIME_PDG]), [mu_minus, mu_plus, zp]
 
     def _isr_x_max(self) -> float:
-        if self.proc.generator == "bhabha":
+        if self.proc.generator in ("bhabha", "two_photon"):
             return BHABHA_ISR_X_MAX
         threshold = self.params["mass"] + 2 * zprime.MUON_MASS
         return 0.9 * (1.0 - (threshold / self.exp.sqrt_s) ** 2)
