@@ -24,10 +24,16 @@ def _label(ax, experiment: str, lumi_fb: float | None) -> None:
         ax.text(0.98, 1.01, f"{lumi_fb:g} fb$^{{-1}}$", transform=ax.transAxes, fontsize=12, ha="right", va="bottom")
 
 
-def plot_cls_curve(result: LimitResult, path: str | Path, title: str, experiment: str = "", lumi_fb: float | None = None) -> list[Path]:
-    """CLs (observed, expected median and bands) against the POI, with the CL line and limits marked."""
+def plot_cls_curve(result: LimitResult, path: str | Path, title: str, experiment: str = "", lumi_fb: float | None = None,
+                   x_scale: float = 1.0, x_label: str | None = None) -> list[Path]:
+    """CLs (observed, expected median and bands) against the POI (or POI x ``x_scale``, e.g. the branching
+    fraction, labelled ``x_label``), with the CL line and the observed limit marked."""
     pts = sorted(result.points, key=lambda p: p.poi)
-    x = np.array([p.poi for p in pts])
+    x = np.array([p.poi for p in pts]) * x_scale
+    # a physics axis (1e-8 ...) carries its power of ten in the label, not in the offset text
+    power = int(np.floor(np.log10(abs(x_scale * result.observed)))) if x_scale != 1.0 and result.observed > 0 else 0
+    x_scale_shown = x_scale / 10.0**power
+    x = x / 10.0**power
     obs = np.array([p.cls_obs for p in pts])
     exp = np.array([p.cls_exp for p in pts])  # columns -2..+2 sigma
     plt.style.use(mplhep.style.ROOT)
@@ -39,8 +45,8 @@ def plot_cls_curve(result: LimitResult, path: str | Path, title: str, experiment
         ax.plot(x, obs, "k-", marker="o", ms=3, label="Observed")
         alpha = 1.0 - result.cl
         ax.axhline(alpha, color="red", lw=1, label=f"{100 * result.cl:g}% CL")
-        ax.axvline(result.observed, color="gray", lw=0.8, ls=":")
-        ax.set_xlabel(result.poi)
+        ax.axvline(result.observed * x_scale_shown, color="gray", lw=0.8, ls=":")
+        ax.set_xlabel((x_label or result.poi) + (f" [$10^{{{power}}}$]" if power else ""), fontsize=18)
         ax.set_ylabel(r"CL$_s$")
         ax.set_ylim(0, 1.05)
         ax.set_title(f"{title} ({result.calculator})", fontsize=12, pad=22)

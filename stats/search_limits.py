@@ -69,7 +69,8 @@ class SearchLimits:
     search: str
     document: dict  # limits.json
     workspaces: dict[str, dict] = field(default_factory=dict)  # relative path -> spec
-    cls_plots: list[tuple[str, LimitResult, str]] = field(default_factory=list)  # (file stem, result, title)
+    # (file stem, result, title, physics quantity per unit POI, its axis label)
+    cls_plots: list[tuple[str, LimitResult, str, float, str]] = field(default_factory=list)
     brazil_plots: list[dict] = field(default_factory=list)
 
 
@@ -198,7 +199,10 @@ def _single_limit(config, run, signal, hyp, target, channels, s: Settings, cl, o
     entry = _entry(config, run, signal, target, channels, hyp, built, cl, res.observed, list(res.expected), res.calculator, res.calculator_reason, method)
     entry.update(ntoys=res.ntoys, seed=res.seed, workspace=f"workspaces/{stem}.json", cls_points=res.points_dict())
     out.workspaces[f"workspaces/{stem}.json"] = built.spec
-    out.cls_plots.append((f"cls_{stem}", res, f"{config.signals[signal].label}, {target}"))
+    physics = entry["physics"]
+    per_poi = physics["observed"] / res.observed if res.observed else 1.0  # the normalisation is linear in the POI
+    axis = f"{physics['quantity'].replace('_', ' ')} of {config.signals[signal].label}" + (f" [{physics['unit']}]" if physics["unit"] else "")
+    out.cls_plots.append((f"cls_{stem}", res, f"{config.signals[signal].label}, {target}", per_poi, axis))
     return entry
 
 
@@ -298,8 +302,8 @@ def write_search_limits(result: SearchLimits, results_dir: str | Path, make_plot
         written.append(base / rel)
     if make_plots:
         meta = (result.document.get("experiment", ""), result.document.get("luminosity_fb"))
-        for stem, res, title in result.cls_plots:
-            written += plots.plot_cls_curve(res, base / "plots" / stem, title, *meta)
+        for stem, res, title, per_poi, axis in result.cls_plots:
+            written += plots.plot_cls_curve(res, base / "plots" / stem, title, *meta, x_scale=per_poi, x_label=axis)
         for p in result.brazil_plots:
             written += plots.plot_brazil(p["x"], p["observed"], p["expected"], base / "plots" / p["stem"], p["xlabel"], p["ylabel"], p["title"], *meta)
     write_json(base / "limits.json", result.document)  # last: its presence means the set is complete
