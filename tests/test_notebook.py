@@ -11,7 +11,6 @@ from analyses.cli import main
 from simulation.production import Request, produce
 
 NOTEBOOKS = Path(__file__).parents[1] / "analyses" / "notebooks"
-NOTEBOOK = NOTEBOOKS / "inspect_taulgamma.ipynb"
 
 
 def _execute(notebook: Path) -> str:
@@ -22,26 +21,27 @@ def _execute(notebook: Path) -> str:
     return "".join(o.get("text", "") for o in outputs)
 
 
-def test_inspect_taulgamma_notebook_executes(tmp_path, monkeypatch):
+def _run_and_execute(tmp_path: Path, monkeypatch, search: str, experiment: str, processes: tuple[str, str],
+                     extra: tuple[list[str], ...] = ()) -> str:
+    """Generate signal (1500) + background (500), run ``search`` (and the ``extra`` CLI calls), execute its notebook."""
     samples = tmp_path / "samples"
-    for process, events in (("sig_taumugamma", 1500), ("tautau", 500)):
-        produce(Request("belle", process, events, 5, samples, events_per_file=1500), progress=False)
-    assert main(["run", "taulgamma", "--experiment", "belle", "--samples", str(samples), "--out", str(tmp_path / "out"),
+    for process, events in zip(processes, (1500, 500)):
+        produce(Request(experiment, process, events, 5, samples, events_per_file=1500), progress=False)
+    assert main(["run", search, "--experiment", experiment, "--samples", str(samples), "--out", str(tmp_path / "out"),
                  "--executor", "iterative"]) == 0
-    monkeypatch.setenv("BELLE_RARE_RUN", str(tmp_path / "out" / "taulgamma"))
+    for args in extra:
+        assert main(args) == 0
+    monkeypatch.setenv("BELLE_RARE_RUN", str(tmp_path / "out" / search))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    text = _execute(NOTEBOOK)
+    return _execute(NOTEBOOKS / f"inspect_{search}.ipynb")
+
+
+def test_inspect_taulgamma_notebook_executes(tmp_path, monkeypatch):
+    text = _run_and_execute(tmp_path, monkeypatch, "taulgamma", "belle", ("sig_taumugamma", "tautau"))
     assert "mbc_de" in text and "sig_taumugamma" in text
 
 
 def test_inspect_tau3mu_notebook_executes(tmp_path, monkeypatch):
-    samples = tmp_path / "samples"
-    for process, events in (("sig_tau3mu", 1500), ("tautau", 500)):
-        produce(Request("belle2", process, events, 5, samples, events_per_file=1500), progress=False)
-    assert main(["run", "tau3mu", "--experiment", "belle2", "--samples", str(samples), "--out", str(tmp_path / "out"),
-                 "--executor", "iterative"]) == 0
-    assert main(["limit", "tau3mu", "--results", str(tmp_path / "out")]) == 0
-    monkeypatch.setenv("BELLE_RARE_RUN", str(tmp_path / "out" / "tau3mu"))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    text = _execute(NOTEBOOKS / "inspect_tau3mu.ipynb")
+    text = _run_and_execute(tmp_path, monkeypatch, "tau3mu", "belle2", ("sig_tau3mu", "tautau"),
+                            extra=(["limit", "tau3mu", "--results", str(tmp_path / "out")],))
     assert "SR_pass" in text and "sig_tau3mu" in text and "BR <" in text

@@ -24,9 +24,10 @@ import numpy as np
 import particle
 from scipy.constants import fine_structure as ALPHA
 
+from simulation.generators.isr import ELECTRON_MASS
 from simulation.generators.phase_space import boost, decay_two_body
+from simulation.generators.unweighting import hit_or_miss
 
-ELECTRON_MASS = particle.Particle.from_pdgid(11).mass / 1000.0
 LEPTON_MASS = {11: ELECTRON_MASS, 13: particle.Particle.from_pdgid(13).mass / 1000.0}
 
 
@@ -137,16 +138,12 @@ def sample_events(sqrt_s: np.ndarray, lepton: int, w_min: float, q2_max_over_w2:
     pilot = sample_fractions(np.full(200_000, sqrt_s.max() ** 2), w_min, m, q2_max_over_w2, rng)[2]
     w_max = 1.5 * float(pilot.max())
     n = sqrt_s.size
-    x1, x2 = np.zeros(n), np.zeros(n)
-    pending = np.arange(n)
-    while pending.size:  # rounds of hit-or-miss, vectorised over the events still pending
-        idx = np.repeat(pending, tries_per_round)
+
+    def propose(idx: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         a, b, w = sample_fractions(sqrt_s[idx] ** 2, w_min, m, q2_max_over_w2, rng)
-        keep = rng.uniform(size=idx.size) * w_max < w
-        events, first = np.unique(idx[keep], return_index=True)
-        rows = np.flatnonzero(keep)[first]
-        x1[events], x2[events] = a[rows], b[rows]
-        pending = np.setdiff1d(pending, events, assume_unique=True)
+        return w, [a, b]
+
+    x1, x2 = hit_or_miss(n, propose, w_max, rng, [(), ()], tries_per_round)
     energy = sqrt_s / 2
     q2_max = q2_max_over_w2 * x1 * x2 * sqrt_s**2
     q2 = []

@@ -15,6 +15,7 @@ import numpy as np
 import particle
 
 from simulation.generators.phase_space import three_body
+from simulation.generators.unweighting import hit_or_miss
 
 MUON_MASS = particle.Particle.from_pdgid(13).mass / 1000.0
 
@@ -45,15 +46,10 @@ def sample_events(
         raise ValueError(f"--mass {mass} GeV: Z' must be lighter than sqrt(s) - 2 m_mu")
     pilot = three_body(np.full(200_000, sqrt_s.max()), MUON_MASS, MUON_MASS, mass, rng)
     w_max = 1.5 * float(np.max(pilot[3] * matrix_element_weight(*pilot[:3])))
-    out = np.zeros((3, n, 4))
-    pending = np.arange(n)
-    while pending.size:
-        idx = np.repeat(pending, tries_per_round)
+
+    def propose(idx: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         mu1, mu2, zp, ps_weight = three_body(sqrt_s[idx], MUON_MASS, MUON_MASS, mass, rng)
-        keep = rng.uniform(size=len(idx)) * w_max < ps_weight * matrix_element_weight(mu1, mu2, zp)
-        # the first accepted candidate of each pending event
-        events, first = np.unique(idx[keep], return_index=True)
-        rows = np.flatnonzero(keep)[first]
-        out[0, events], out[1, events], out[2, events] = mu1[rows], mu2[rows], zp[rows]
-        pending = np.setdiff1d(pending, events, assume_unique=True)
-    return out[0], out[1], out[2]
+        return ps_weight * matrix_element_weight(mu1, mu2, zp), [mu1, mu2, zp]
+
+    mu_minus, mu_plus, zp = hit_or_miss(n, propose, w_max, rng, [(4,)] * 3, tries_per_round)
+    return mu_minus, mu_plus, zp
