@@ -11,16 +11,16 @@ import argparse
 import importlib
 import sys
 
-from analyses.errors import UserError
-from configs.loader import ConfigError
+from belle_rare.core.errors import UserError
+from belle_rare.configs.loader import ConfigError
 
 # module path -> provides register(subparsers); order is the order of `belle-rare --help`
 COMMAND_MODULES = (
-    "simulation.cli",
-    "analyses.run_command",
-    "analyses.train_command",
-    "stats.cli",
-    "analyses.demo",
+    "belle_rare.simulation.cli",
+    "belle_rare.analyses.run_command",
+    "belle_rare.analyses.train_command",
+    "belle_rare.stats.cli",
+    "belle_rare.analyses.demo",
 )
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import uproot
 
-from analyses.errors import UserError
-from simulation.manifest import NB_TO_INV_FB, find_manifests, read_manifest
+from belle_rare.core.errors import UserError
+from belle_rare.simulation.manifest import NB_TO_INV_FB, find_manifests, read_manifest
 
 
 @dataclass

@@ -15,8 +15,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from configs.experiment import EXPERIMENTS
-from configs.processes import load_catalogue
+from belle_rare.configs.experiment import EXPERIMENTS
+from belle_rare.configs.processes import load_catalogue
 
 DEMO_EVENTS = 4000
 DEMO_EVENTS_PER_FILE = 10_000
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from simulation.production import Request, produce
+    from belle_rare.simulation.production import Request, produce
 
     console = Console(width=max(Console().width, 120))
     samples = args.out / "samples"
@@ -76,7 +76,7 @@ def run_demo(args: argparse.Namespace) -> int:
             console.print(f"  {experiment} {m['dataset']}: {m['events']} events, {m['wall_seconds']:.1f} s")
     console.print(table)
     run_searches(args.out, args.workers, console)
-    from stats.summary import limit_all, print_summary
+    from belle_rare.stats.summary import limit_all, print_summary
 
     rows = limit_all(args.out / "results")
     print_summary(rows, console)
@@ -87,9 +87,9 @@ def run_searches(out: Path, workers: int, console: Console) -> None:
     """Every demo search on the demo samples, with the dask executor."""
     import importlib
 
-    from analyses.outputs import write_run_outputs
-    from analyses.run_command import REPORTS
-    from analyses.runner import RunOptions, run_search
+    from belle_rare.analyses.outputs import write_run_outputs
+    from belle_rare.analyses.run_command import REPORTS
+    from belle_rare.analyses.runner import RunOptions, run_search
 
     for search, experiment in DEMO_SEARCHES.items():
         opts = RunOptions(search=search, experiment=experiment, samples=out / "samples", out=out / "results",

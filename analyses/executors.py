@@ -9,8 +9,8 @@ from typing import Any
 
 from coffea import processor
 
-from analyses.errors import UserError
-from configs.loader import StrictModel, config_path, load_config
+from belle_rare.core.errors import UserError
+from belle_rare.configs.loader import StrictModel, config_path, load_config
 
 EXECUTORS = ("iterative", "futures", "dask")
 

@@ -17,7 +17,7 @@ import hist
 import uproot
 from coffea.util import save
 
-from processors.histograms import CATEGORY_AXES
+from belle_rare.processors.histograms import CATEGORY_AXES
 
 
 def root_key(name: str, region: str, channel: str, dataset: str, variation: str) -> str:

@@ -9,12 +9,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from analyses.executors import EXECUTORS
-from configs.experiment import EXPERIMENTS
-from processors.registry import SEARCHES
+from belle_rare.analyses.executors import EXECUTORS
+from belle_rare.configs.experiment import EXPERIMENTS
+from belle_rare.processors.registry import SEARCHES
 
 # per-search reports written with the outputs (validation.json, report, plots)
-REPORTS = {"taulgamma": "analyses.taulgamma", "tau3mu": "analyses.tau3mu", "taulphi": "analyses.taulphi"}
+REPORTS = {"taulgamma": "belle_rare.analyses.taulgamma", "tau3mu": "belle_rare.analyses.tau3mu", "taulphi": "belle_rare.analyses.taulphi"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from processors.registry import load_search
+    from belle_rare.processors.registry import load_search
 
     table = Table(title="belle-rare searches")
     table.add_column("search")
@@ -50,8 +50,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from analyses.outputs import write_run_outputs
-    from analyses.runner import RunOptions, run_search
+    from belle_rare.analyses.outputs import write_run_outputs
+    from belle_rare.analyses.runner import RunOptions, run_search
 
     console = Console(stderr=True)
     opts = RunOptions(

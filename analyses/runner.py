@@ -14,14 +14,14 @@ from typing import Any
 
 from coffea import processor
 
-from analyses.datasets import Dataset, fileset, load_datasets, validate_inputs
-from analyses.errors import UserError
-from analyses.executors import make_executor
-from configs.experiment import load_experiment
-from processors.histograms import scale_datasets
-from processors.registry import load_search
-from processors.schema import BelleSchema
-from simulation.manifest import code_version
+from belle_rare.analyses.datasets import Dataset, fileset, load_datasets, validate_inputs
+from belle_rare.core.errors import UserError
+from belle_rare.analyses.executors import make_executor
+from belle_rare.configs.experiment import load_experiment
+from belle_rare.processors.histograms import scale_datasets
+from belle_rare.processors.registry import load_search
+from belle_rare.processors.schema import BelleSchema
+from belle_rare.core.provenance import code_version
 
 
 @dataclass

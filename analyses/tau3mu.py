@@ -13,10 +13,10 @@ import hist
 import numpy as np
 from rich.console import Console
 
-from analyses.report import save_figure, write_comparison
-from analyses.resolution import fit_bifurcated_gaussian
-from analyses.signal_ellipse import fit_signal_ellipse
-from processors.tau3mu import REGIONS
+from belle_rare.analyses.report import save_figure, write_comparison
+from belle_rare.analyses.resolution import fit_bifurcated_gaussian
+from belle_rare.analyses.signal_ellipse import fit_signal_ellipse
+from belle_rare.processors.tau3mu import REGIONS
 
 CHANNEL = "3mu"
 FIT_HALF_WINDOW = {"m": 0.03, "de": 0.10}  # GeV around the configured peak

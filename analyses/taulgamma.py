@@ -13,9 +13,9 @@ import hist
 import numpy as np
 from rich.console import Console
 
-from analyses.report import save_figure, write_comparison
-from analyses.resolution import fit_bifurcated_gaussian
-from processors.taulgamma import CHANNELS
+from belle_rare.analyses.report import save_figure, write_comparison
+from belle_rare.analyses.resolution import fit_bifurcated_gaussian
+from belle_rare.processors.taulgamma import CHANNELS
 
 LABELS = {"mugamma": r"$\tau\to\mu\gamma$", "egamma": r"$\tau\to e\gamma$"}
 

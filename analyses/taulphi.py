@@ -13,9 +13,9 @@ import hist
 import numpy as np
 from rich.console import Console
 
-from analyses.report import save_figure, write_comparison
-from analyses.resolution import fit_bifurcated_gaussian
-from processors.taulphi import CHANNELS, PHI_MASS
+from belle_rare.analyses.report import save_figure, write_comparison
+from belle_rare.analyses.resolution import fit_bifurcated_gaussian
+from belle_rare.processors.taulphi import CHANNELS, PHI_MASS
 
 FIT_HALF_WINDOW = {"m": 0.03, "de": 0.10}
 

@@ -18,16 +18,16 @@ import numpy as np
 import xgboost
 from coffea import processor
 
-from analyses.datasets import fileset, load_datasets, validate_inputs
-from analyses.errors import UserError
-from analyses.executors import EXECUTORS, make_executor
-from analyses.runner import _manifest_seed, luminosity_for
-from analyses.signal_ellipse import fit_signal_ellipse
-from configs.experiment import EXPERIMENTS
-from processors import bdt
-from processors.registry import load_search
-from processors.schema import BelleSchema
-from simulation.manifest import code_version
+from belle_rare.analyses.datasets import fileset, load_datasets, validate_inputs
+from belle_rare.core.errors import UserError
+from belle_rare.analyses.executors import EXECUTORS, make_executor
+from belle_rare.analyses.runner import _manifest_seed, luminosity_for
+from belle_rare.analyses.signal_ellipse import fit_signal_ellipse
+from belle_rare.configs.experiment import EXPERIMENTS
+from belle_rare.processors import bdt
+from belle_rare.processors.registry import load_search
+from belle_rare.processors.schema import BelleSchema
+from belle_rare.core.provenance import code_version
 
 TRAINABLE = ("tau3mu", "taulphi")
 

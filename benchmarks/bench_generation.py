@@ -16,9 +16,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from configs.experiment import load_experiment
-from configs.processes import load_catalogue
-from simulation.production import Chunk, Request, make_generator
+from belle_rare.configs.experiment import load_experiment
+from belle_rare.configs.processes import load_catalogue
+from belle_rare.simulation.production import Chunk, Request, make_generator
 
 
 def time_process(process: str, experiment: str, events: int, detector: bool, params: dict) -> float:
@@ -28,7 +28,7 @@ def time_process(process: str, experiment: str, events: int, detector: bool, par
     start = time.perf_counter()
     truth = gen.generate(events)
     if detector:
-        from simulation.detector import load_detector, simulate_detector
+        from belle_rare.simulation.detector import load_detector, simulate_detector
 
         simulate_detector(truth, load_detector(experiment), np.random.default_rng(1))
     gen.close()
@@ -39,7 +39,7 @@ def time_default_tau_decays(experiment: str, events: int) -> float:
     """tau pairs with Pythia's default tau treatment (mode 1) and default tau table."""
     import pythia8mc
 
-    from simulation.generators.pythia import beam_settings
+    from belle_rare.simulation.generators.pythia import beam_settings
 
     catalogue = load_catalogue()
     py = pythia8mc.Pythia("", False)

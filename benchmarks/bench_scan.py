@@ -24,7 +24,7 @@ import pyhf
 from rich.console import Console
 from rich.table import Table
 
-from stats import fast_scan
+from belle_rare.stats import fast_scan
 
 
 def hypotheses(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

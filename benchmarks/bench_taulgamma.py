@@ -16,10 +16,10 @@ from pathlib import Path
 import uproot
 from rich.console import Console
 
-from analyses.datasets import load_datasets
-from analyses.runner import RunOptions, run_search
-from processors.registry import load_search
-from simulation.production import Request, produce
+from belle_rare.analyses.datasets import load_datasets
+from belle_rare.analyses.runner import RunOptions, run_search
+from belle_rare.processors.registry import load_search
+from belle_rare.simulation.production import Request, produce
 
 
 def timed_run(samples: Path, out: Path, executor: str, workers: int) -> tuple[float, int]:

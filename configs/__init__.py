@@ -4,6 +4,6 @@ The YAML files are data; ``configs.loader`` reads them with ``yaml.safe_load`` a
 them against pydantic models, so that a wrong key or type is reported with the file and key.
 """
 
-from configs.loader import ConfigError, config_path, load_config
+from belle_rare.configs.loader import ConfigError, config_path, load_config
 
 __all__ = ["ConfigError", "config_path", "load_config"]

@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 import pydantic
 
-from configs.loader import StrictModel, config_path, load_config
+from belle_rare.configs.loader import StrictModel, config_path, load_config
 
 EXPERIMENTS = ("belle", "belle2")
 

@@ -7,13 +7,15 @@ Every error is one line naming the file and the offending key, e.g.::
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
 import pydantic
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent
+# package data, found through importlib.resources (works from a wheel as from the checkout)
+CONFIG_DIR = Path(str(resources.files("belle_rare.configs")))
 
 Model = TypeVar("Model", bound=pydantic.BaseModel)
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 import pydantic
 
-from configs.loader import StrictModel, config_path, load_config
+from belle_rare.configs.loader import StrictModel, config_path, load_config
 
 
 class ForcedDecay(StrictModel):

@@ -6,9 +6,9 @@ names processors fill and ``syst_for`` maps one of them onto a correction's ``sy
 The payloads are built from the sourced table in ``corrections/build_payloads.py``.
 """
 
-from corrections.loader import load, payload_path
-from corrections.variations import SOURCES, SYSTS, VARIATIONS, Syst, syst_for
-from corrections.weights import (
+from belle_rare.corrections.loader import load, payload_path
+from belle_rare.corrections.variations import SOURCES, SYSTS, VARIATIONS, Syst, syst_for
+from belle_rare.corrections.weights import (
     fake_rate_weight,
     lepton_id_weight,
     luminosity_uncertainty,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 import correctionlib
 
-from configs.experiment import EXPERIMENTS
+from belle_rare.configs.experiment import EXPERIMENTS
 
-PAYLOAD_DIR = Path(__file__).resolve().parent
+PAYLOAD_DIR = Path(str(resources.files("belle_rare.corrections")))
 
 
 def payload_path(experiment: str) -> Path:

@@ -15,7 +15,7 @@ import awkward as ak
 import correctionlib
 import numpy as np
 
-from corrections.variations import SYSTS, Syst
+from belle_rare.corrections.variations import SYSTS, Syst
 
 Array = Union[ak.Array, np.ndarray, float]
 SPECIES = ("e", "mu")

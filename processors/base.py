@@ -1,77 +1,244 @@
-"""What every search processor shares: dataset bookkeeping, cutflows and the output layout.
+"""The machinery every search processor shares, so that a search module is only its physics.
 
-A search subclasses ``SearchProcessor`` and implements ``analyse(events, dataset)``, returning
-its histograms; the base class adds the cutflow and the per-file event count the runner uses to
-account for every input event. Physics lives in the search module; this file holds none.
+A search subclasses ``SearchProcessor`` and writes four steps:
+
+* ``objects(events, calibration)`` -- channel-independent objects (frames, calibrated tracks and
+  photons, thrust, hemispheres, composite candidates), computed once per chunk and calibration;
+* ``select(events, objects, channel)`` -- a ``Selection``: a coffea ``PackedSelection`` of named
+  cuts in cutflow order, per-event values, region masks (full-length, one entry per event);
+* ``add_weights(weights, selection, channel)`` -- correction weights with their up/down
+  variations, on a coffea ``Weights`` that already holds the generator weight;
+* ``fill(hists, selection, channel, variation, weight)`` for the histograms the stats model reads
+  (once per systematic variation) and ``fill_nominal(...)`` for the rest (nominal only).
+
+The base class loops over calibrations (momentum and photon-energy scale: the selection is re-run)
+and weight variations, builds the cutflow from the ``PackedSelection`` and returns everything:
+``{"histograms": {dataset: {name: Hist}}, "cutflow": {dataset: {channel: {"raw", "weighted"}}},
+"processed": {dataset: {file: events}}, "columns": {kind: {dataset: {channel: {name: column}}}}}``
+-- plain dicts, hists and ``column_accumulator``s that coffea merges across chunks. Nothing is
+stored on ``self`` while processing.
 """
 
 from __future__ import annotations
 
-from abc import abstractmethod
-from collections import defaultdict
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
 
 import awkward as ak
+import hist
 import numpy as np
 from coffea import processor
+from coffea.analysis_tools import PackedSelection, Weights
+from coffea.processor import column_accumulator
+
+from belle_rare import corrections
+from belle_rare.core.histograms import NOMINAL
+from belle_rare.corrections.variations import SOURCES, Syst, syst_for
+
+# sources that shift reconstructed quantities (the selection is re-run), not weights
+CALIBRATION_SOURCES = ("momentumScale", "photonEnergy")
+WEIGHT_SOURCES = tuple(s for s in SOURCES if s not in CALIBRATION_SOURCES)
+ALL_EVENTS = "all events"
 
 
-class Cutflow:
-    """Ordered event counts (raw and weighted) after each named selection step, per channel."""
+@dataclass(frozen=True)
+class Calibration:
+    """One calibration of the reconstructed objects: momentum and photon-energy scale settings."""
 
-    def __init__(self) -> None:
-        self.raw: dict[str, float] = {}
-        self.weighted: dict[str, float] = {}
+    momentum: Syst = "nominal"
+    photon_energy: Syst = "nominal"
+    momentum_scale: float = 1.0
+    photon_energy_scale: float = 1.0
 
-    def add(self, step: str, mask: np.ndarray | ak.Array, weight: np.ndarray | None = None) -> None:
-        mask = ak.to_numpy(mask).astype(bool)
-        self.raw[step] = self.raw.get(step, 0.0) + float(mask.sum())
-        w = mask if weight is None else np.where(mask, weight, 0.0)
-        self.weighted[step] = self.weighted.get(step, 0.0) + float(np.sum(w))
+    @property
+    def is_nominal(self) -> bool:
+        return self.momentum == "nominal" and self.photon_energy == "nominal"
 
-    def as_dict(self) -> dict[str, dict[str, float]]:
-        return {"raw": dict(self.raw), "weighted": dict(self.weighted)}
+    def variations(self, is_data: bool) -> list[str]:
+        """The variations filled with this calibration: nominal and every weight variation for the
+        nominal calibration (simulation), the calibration's own name otherwise."""
+        if not self.is_nominal:
+            source, syst = ("momentumScale", self.momentum) if self.momentum != "nominal" else ("photonEnergy", self.photon_energy)
+            return [f"{source}{syst.capitalize()}"]
+        if is_data:
+            return [NOMINAL]
+        return [NOMINAL] + [f"{s}{d}" for s in WEIGHT_SOURCES for d in ("Up", "Down")]
+
+
+def calibrations(experiment: str, nominal_only: bool) -> list[Calibration]:
+    """Nominal first, then momentum scale up/down and photon-energy scale up/down (simulation)."""
+    cset = corrections.load(experiment)
+    settings = [("nominal", "nominal")]
+    if not nominal_only:
+        settings += [("up", "nominal"), ("down", "nominal"), ("nominal", "up"), ("nominal", "down")]
+    return [Calibration(m, g, corrections.momentum_scale(cset, m), corrections.photon_energy_scale(cset, g)) for m, g in settings]
+
+
+def vary(correction: Callable[[Syst], Any], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(nominal, up, down) per-event arrays of a correction evaluated at the three systs."""
+    return tuple(np.broadcast_to(np.asarray(correction(s), dtype=float), (size,)).copy() for s in ("nominal", "up", "down"))
+
+
+@dataclass
+class Selection:
+    """What a search's ``select`` returns for one channel (every array has one entry per event).
+
+    ``cuts``: named boolean cuts in cutflow order. ``cutflow``: optional explicit steps
+    ``(label, (cut names...))`` when the cutflow is not the running AND of ``cuts`` in order.
+    ``values``: per-event quantities for weights and fills; ``regions``: named masks.
+    """
+
+    cuts: PackedSelection
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    regions: dict[str, np.ndarray] = field(default_factory=dict)
+    cutflow: list[tuple[str, tuple[str, ...]]] | None = None
+
+    def steps(self) -> list[tuple[str, tuple[str, ...]]]:
+        if self.cutflow is not None:
+            return self.cutflow
+        names = list(self.cuts.names)
+        return [(name, tuple(names[: i + 1])) for i, name in enumerate(names)]
+
+    def passing(self, *names: str) -> np.ndarray:
+        """Events passing every cut named (all of them if none is named)."""
+        return self.cuts.all(*(names or self.cuts.names))
+
+
+def packed(cuts: Mapping[str, Any]) -> PackedSelection:
+    """A PackedSelection of ``cuts`` (name -> boolean array; None entries count as failing), in order."""
+    selection = PackedSelection(dtype="uint64")
+    for name, mask in cuts.items():
+        selection.add(name, np.asarray(ak.to_numpy(ak.fill_none(mask, False)) if isinstance(mask, ak.Array) else mask, dtype=bool))
+    return selection
 
 
 class SearchProcessor(processor.ProcessorABC):
-    """Base of every search's coffea processor.
-
-    Output of ``process``: ``{"histograms": {name: Hist}, "cutflow": {dataset: {channel: {"raw":
-    {...}, "weighted": {...}}}}, "processed": {dataset: {filename: events}}}`` — plain dicts and
-    hist objects, which coffea merges across chunks by addition.
-    """
+    """Base of every search's coffea processor (see the module docstring for the four steps)."""
 
     #: search name, as in ``belle-rare run SEARCH``
-    name: str = ""
+    name: ClassVar[str] = ""
     #: experiments the search is defined for
-    experiments: tuple[str, ...] = ()
+    experiments: ClassVar[tuple[str, ...]] = ()
+    #: channels; ``select``/``fill`` run once per channel
+    channels: ClassVar[tuple[str, ...]] = ()
     #: branches every input file must have (checked by the runner before processing)
-    branches: tuple[str, ...] = ()
+    branches: ClassVar[tuple[str, ...]] = ()
+    #: pydantic model of the search YAML
+    config_model: ClassVar[type] = object
 
-    def __init__(self, experiment: str, config: Any, corrections: Any = None) -> None:
+    def __init__(self, experiment: str, config: Any, *, model_dir: Path | None = None, training: bool = False) -> None:
         if self.experiments and experiment not in self.experiments:
             raise ValueError(f"search '{self.name}' is defined for {', '.join(self.experiments)}, not '{experiment}'")
         self.experiment = experiment
         self.config = config
-        self.corrections = corrections
+        self.model_dir = model_dir
+        #: training mode: nominal pass only, ``features`` columns collected, no stored model needed
+        self.training = training
+        self.setup()
+
+    # ------------------------------------------------------------------ what a search writes
+    def setup(self) -> None:
+        """Load what processing needs once (models, lookup tables). Default: nothing."""
+
+    def book(self) -> dict[str, hist.Hist]:
+        """Fresh, empty histograms for one chunk (``belle_rare.core.histograms.new_hist``)."""
+        raise NotImplementedError
+
+    def objects(self, events: ak.Array, calibration: Calibration) -> Any:
+        """Channel-independent objects under one calibration. Default: none."""
+        return None
+
+    def select(self, events: ak.Array, objects: Any, channel: str) -> Selection:
+        raise NotImplementedError
+
+    def add_weights(self, weights: Weights, selection: Selection, channel: str) -> None:
+        """Add correction weights (``weights.add(source, nominal, up, down)``, sources as in
+        ``corrections.SOURCES``). Not called for data. Default: none."""
+
+    def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
+        """Fill the histograms with a ``variation`` axis (called once per variation)."""
+
+    def fill_nominal(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, weight: np.ndarray) -> None:
+        """Fill the nominal-only histograms (called once, nominal calibration and weights)."""
+
+    def columns(self, events: ak.Array, selection: Selection, channel: str, weight: np.ndarray, dataset: str) -> dict[str, dict[str, np.ndarray]]:
+        """Unbinned columns to return (kind -> name -> per-event array), nominal pass only. Default: none."""
+        return {}
+
+    # ------------------------------------------------------------------ machinery
+    @property
+    def corrections(self) -> Any:
+        return corrections.load(self.experiment)
 
     def required_branches(self) -> list[str]:
         return list(self.branches)
 
-    @abstractmethod
-    def analyse(self, events: ak.Array, dataset: str) -> tuple[dict[str, Any], dict[str, Cutflow]]:
-        """Select and fill; return ``(histograms, {channel: Cutflow})``."""
+    def event_weights(self, events: ak.Array, selection: Selection, channel: str, is_data: bool) -> Weights:
+        weights = Weights(len(events), storeIndividual=False)
+        weights.add("generator", np.asarray(ak.to_numpy(events["__weight__"]), dtype=float))
+        if not is_data:
+            self.add_weights(weights, selection, channel)
+        return weights
+
+    def _passes(self, events: ak.Array, is_data: bool) -> Iterator[tuple[Calibration, str, Selection, Weights]]:
+        for calibration in calibrations(self.experiment, nominal_only=is_data or self.training):
+            objects = self.objects(events, calibration)
+            for channel in self.channels:
+                selection = self.select(events, objects, channel)
+                yield calibration, channel, selection, self.event_weights(events, selection, channel, is_data)
 
     def process(self, events: ak.Array) -> dict[str, Any]:
         dataset = events.metadata["dataset"]
-        histograms, cutflows = self.analyse(events, dataset)
-        processed: dict[str, dict[str, int]] = defaultdict(dict)
-        processed[dataset][events.metadata["filename"]] = len(events)
+        is_data = bool(events.metadata.get("is_data", False))
+        hists = self.book()
+        cutflows: dict[str, dict[str, dict[str, float]]] = {}
+        columns: dict[str, dict[str, dict[str, Any]]] = {}
+        generator_weight = np.asarray(ak.to_numpy(events["__weight__"]), dtype=float)
+        for calibration, channel, selection, weights in self._passes(events, is_data):
+            for variation in calibration.variations(is_data):
+                modifier = None if variation == NOMINAL or not calibration.is_nominal else variation
+                self.fill(hists, selection, channel, variation, weights.weight(modifier))
+            if not calibration.is_nominal:
+                continue
+            nominal = weights.weight()
+            self.fill_nominal(hists, selection, channel, nominal)
+            cutflows[channel] = cutflow(selection, nominal, generator_weight)
+            for kind, cols in self.columns(events, selection, channel, nominal, dataset).items():
+                columns.setdefault(kind, {}).setdefault(dataset, {})[channel] = {
+                    name: column_accumulator(np.asarray(col)) for name, col in cols.items()
+                }
         return {
-            "histograms": histograms,
-            "cutflow": {dataset: {channel: cf.as_dict() for channel, cf in cutflows.items()}},
-            "processed": dict(processed),
+            "histograms": {dataset: hists},
+            "cutflow": {dataset: cutflows},
+            "processed": {dataset: {events.metadata["filename"]: len(events)}},
+            "columns": columns,
         }
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
         return accumulator
+
+
+def cutflow(selection: Selection, weight: np.ndarray, generator_weight: np.ndarray) -> dict[str, dict[str, float]]:
+    """Raw and weighted counts after each step; "all events" carries the generator weight only
+    (the normalisation of an efficiency), the steps the full nominal weight."""
+    raw = {ALL_EVENTS: float(len(generator_weight))}
+    weighted = {ALL_EVENTS: float(np.sum(generator_weight))}
+    for label, names in selection.steps():
+        mask = selection.passing(*names)
+        raw[label] = float(mask.sum())
+        weighted[label] = float(np.sum(np.where(mask, weight, 0.0)))
+    return {"raw": raw, "weighted": weighted}
+
+
+def variation_names(is_data: bool = False) -> list[str]:
+    """Every variation a simulated sample fills, in order (nominal only for data)."""
+    if is_data:
+        return [NOMINAL]
+    return [NOMINAL] + [f"{s}{d}" for s in SOURCES for d in ("Up", "Down")]
+
+
+def syst(variation: str, source: str) -> Syst:
+    """The payload ``syst`` of ``source`` under ``variation`` (re-exported for searches)."""
+    return syst_for(variation, source)

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from analyses.errors import UserError
+from belle_rare.core.errors import UserError
 
 ARTEFACT_FORMAT = "belle-rare-kfold-xgboost"
 ARTEFACT_VERSION = 1
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+# the trained models shipped as package data (belle_rare.models)
+MODELS_DIR = Path(str(resources.files("belle_rare.models")))
 NO_MODEL_SCORE = -1.0
 
 

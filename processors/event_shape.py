@@ -21,7 +21,7 @@ import awkward as ak
 import numba
 import numpy as np
 
-from processors.kinematics import Array, Vec3, cos_angle, momentum
+from belle_rare.processors.kinematics import Array, Vec3, cos_angle, momentum
 
 # 2**(5-1) = 16 sign-combination seeds: cheap at B-factory multiplicities (30-40 particles)
 DEFAULT_SEED_PARTICLES = 5

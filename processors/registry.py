@@ -1,33 +1,124 @@
-"""The searches this product knows: name -> processor class and its config file."""
+"""The searches this installation knows, each described once.
+
+A search module defines one ``Search`` object (its processor, its YAMLs, its report, its BDT
+training recipe, its demo samples) and installs it under the entry-point group
+``belle_rare.searches``; ``belle-rare list/run/train/limit/demo`` iterate over that group. The
+built-in searches register themselves in this package's ``pyproject.toml``; a physicist's own
+package adds a search the same way (README, "Adding a search from your own package"). No shared
+code names a search.
+"""
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import metadata, resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from configs.loader import config_path, load_config
+from belle_rare.configs.loader import load_config
+from belle_rare.core.errors import UserError
 
-# name -> (module, processor class); the class names its config model as ``config_model``
-SEARCHES: dict[str, tuple[str, str]] = {
-    "taulgamma": ("processors.taulgamma", "TauLGammaProcessor"),
-    "tau3mu": ("processors.tau3mu", "Tau3MuProcessor"),
-    "taulphi": ("processors.taulphi", "TauLPhiProcessor"),
-}
+if TYPE_CHECKING:
+    from belle_rare.processors.base import SearchProcessor
+
+ENTRY_POINT_GROUP = "belle_rare.searches"
+
+
+@dataclass(frozen=True)
+class Training:
+    """How ``belle-rare train`` builds a search's k-fold BDT from its processor's ``features`` columns.
+
+    ``sr_fraction(config, channel)``: area of the signal region over the window the Punzi
+    background is counted in; ``extra_metadata(data, config)``: search-specific records for the
+    model metadata (e.g. a signal-shape fit), or None.
+    """
+
+    sr_fraction: Callable[[Any, str], float]
+    extra_metadata: Callable[[dict, Any], dict] | None = None
+
+
+@dataclass(frozen=True)
+class Demo:
+    """What ``make run`` does with a search: the experiment it runs on and the samples that need
+    more than the default number of events (process -> events)."""
+
+    experiment: str
+    larger_samples: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Search:
+    """Everything the framework needs to know about one search.
+
+    ``config_file`` / ``stats_file``: the search YAML (validated against
+    ``processor.config_model``) and the stats-model YAML (None: no limits). ``report``:
+    ``"module:function"`` writing validation.json / plots into a run's output directory, called as
+    ``function(result, out_dir, console)`` (imported only when a run writes its outputs).
+    """
+
     name: str
-    processor_class: type
-    config: object
-    description: str
+    processor: type[SearchProcessor]
+    config_file: Path
+    stats_file: Path | None = None
+    report: str | None = None
+    training: Training | None = None
+    demo: Demo | None = None
+
+    @property
+    def experiments(self) -> tuple[str, ...]:
+        return tuple(self.processor.experiments)
+
+    @property
+    def description(self) -> str:
+        return (self.processor.__doc__ or self.name).strip().splitlines()[0]
+
+    def load_config(self) -> Any:
+        """The validated search config (a ConfigError names the file and the key)."""
+        return load_config(self.config_file, self.processor.config_model)
+
+    def report_function(self) -> Callable[..., None] | None:
+        if self.report is None:
+            return None
+        module, _, function = self.report.partition(":")
+        return getattr(importlib.import_module(module), function)
 
 
-def load_search(name: str) -> Search:
-    """Processor class and validated config (``configs/searches/<name>.yaml``) of a search."""
-    if name not in SEARCHES:
-        raise KeyError(f"unknown search '{name}' (known: {', '.join(SEARCHES)})")
-    module_name, class_name = SEARCHES[name]
-    cls = getattr(importlib.import_module(module_name), class_name)
-    config = load_config(config_path("searches", f"{name}.yaml"), cls.config_model)
-    return Search(name, cls, config, (cls.__doc__ or "").strip().splitlines()[0])
+def builtin_file(*parts: str) -> Path:
+    """A YAML shipped in ``belle_rare.configs`` (for the built-in searches' ``Search`` objects)."""
+    return Path(str(resources.files("belle_rare.configs").joinpath(*parts)))
+
+
+@lru_cache(maxsize=None)
+def _discover() -> dict[str, Search]:
+    found: dict[str, Search] = {}
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            search = ep.load()
+        except Exception as err:  # a broken plug-in names itself, the others still load
+            raise UserError(f"search entry point '{ep.name} = {ep.value}' ({ENTRY_POINT_GROUP}) failed to load: "
+                            f"{type(err).__name__}: {err}") from err
+        if not isinstance(search, Search):
+            raise UserError(f"search entry point '{ep.name} = {ep.value}' is a {type(search).__name__}, not a "
+                            "belle_rare.processors.registry.Search")
+        if search.name != ep.name:
+            raise UserError(f"search entry point '{ep.name}' points at the search named '{search.name}'")
+        if ep.name in found:
+            raise UserError(f"two installed packages register the search '{ep.name}' ({ENTRY_POINT_GROUP})")
+        found[ep.name] = search
+    return found
+
+
+def searches() -> dict[str, Search]:
+    """Every installed search, by name (built-in and from other packages)."""
+    return dict(_discover())
+
+
+def get_search(name: str) -> Search:
+    """The search called ``name``; an unknown name is a UserError listing the known ones."""
+    known = _discover()
+    if name not in known:
+        raise UserError(f"unknown search '{name}' (installed: {', '.join(known) or 'none'})")
+    return known[name]

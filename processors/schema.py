@@ -8,7 +8,7 @@ Branches ``X_field`` with a counter ``nX`` become the collection ``events.X`` wi
 Usage::
 
     from coffea.nanoevents import NanoEventsFactory
-    from processors.schema import BelleSchema
+    from belle_rare.processors.schema import BelleSchema
     events = NanoEventsFactory.from_root({"file.root": "tree"}, schemaclass=BelleSchema).events()
     events.Track.mass, events.Photon.E, events.MCParticle.PDG
 """

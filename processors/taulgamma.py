@@ -11,18 +11,18 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import awkward as ak
-import corrections
+from belle_rare import corrections
 import hist
 import numpy as np
 import particle
 import pydantic
 
-from configs.loader import StrictModel
-from processors import kinematics as kin
-from processors.base import Cutflow, SearchProcessor
-from processors.event_shape import hemisphere, thrust_axis
-from processors.histograms import new_hist, regular
-from processors.variations import Variation, variations
+from belle_rare.configs.loader import StrictModel
+from belle_rare.processors import kinematics as kin
+from belle_rare.processors.base import Cutflow, SearchProcessor
+from belle_rare.processors.event_shape import hemisphere, thrust_axis
+from belle_rare.processors.histograms import new_hist, regular
+from belle_rare.processors.variations import Variation, variations
 
 TAU_MASS = particle.Particle.from_pdgid(15).mass / 1000.0
 CHANNELS = ("mugamma", "egamma")

@@ -14,21 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import awkward as ak
-import corrections
+from belle_rare import corrections
 import hist
 import numpy as np
 import particle
 import pydantic
 from coffea.processor import column_accumulator
 
-from configs.loader import StrictModel
-from processors import bdt
-from processors import kinematics as kin
-from processors.base import Cutflow, SearchProcessor
-from processors.event_shape import fox_wolfram_r2, hemisphere
-from processors.histograms import new_hist, regular
-from processors.tau3mu import _in, _np, best_index, event_frame, expand, good_tracks, scaled_tracks, take, thrust_of
-from processors.variations import Variation, variations
+from belle_rare.configs.loader import StrictModel
+from belle_rare.processors import bdt
+from belle_rare.processors import kinematics as kin
+from belle_rare.processors.base import Cutflow, SearchProcessor
+from belle_rare.processors.event_shape import fox_wolfram_r2, hemisphere
+from belle_rare.processors.histograms import new_hist, regular
+from belle_rare.processors.tau3mu import _in, _np, best_index, event_frame, expand, good_tracks, scaled_tracks, take, thrust_of
+from belle_rare.processors.variations import Variation, variations
 
 KAON_MASS = particle.Particle.from_pdgid(321).mass / 1000.0
 PHI_MASS = particle.Particle.from_pdgid(333).mass / 1000.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from corrections import VARIATIONS, Syst, syst_for
+from belle_rare.corrections import VARIATIONS, Syst, syst_for
 
 # sources that shift reconstructed quantities (the selection is re-run), not weights
 CALIBRATION_SOURCES = ("momentumScale", "photonEnergy")

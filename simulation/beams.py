@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from configs.experiment import Experiment
+from belle_rare.configs.experiment import Experiment
 
 
 def beam_directions(exp: Experiment) -> tuple[np.ndarray, np.ndarray]:

@@ -8,8 +8,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from configs.experiment import EXPERIMENTS, load_experiment
-from configs.processes import load_catalogue
+from belle_rare.configs.experiment import EXPERIMENTS, load_experiment
+from belle_rare.configs.processes import load_catalogue
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,8 +47,8 @@ def print_process_list(console: Console) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from analyses.errors import UserError
-    from simulation.production import Request, produce
+    from belle_rare.core.errors import UserError
+    from belle_rare.simulation.production import Request, produce
 
     console = Console(stderr=True)
     if args.list:
@@ -80,8 +80,8 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _generate_pseudo_data(args: argparse.Namespace, console: Console) -> int:
-    from analyses.errors import UserError
-    from simulation.production import produce_pseudo_data
+    from belle_rare.core.errors import UserError
+    from belle_rare.simulation.production import produce_pseudo_data
 
     missing = [f"--{n}" for n in ("experiment", "luminosity", "out") if getattr(args, n) is None]
     if missing:

@@ -8,47 +8,15 @@ generator settings, experiment, code version).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
-NB_TO_INV_FB = 1.0e6  # 1 nb = 10^6 fb
+from belle_rare.core.units import FB_PER_NB as NB_TO_INV_FB
 
 
 def equivalent_luminosity_fb(events: int, cross_section_nb: float, filter_efficiency: float = 1.0) -> float:
     """Integrated luminosity (/fb) at which ``events`` generated events are expected."""
     return events / (cross_section_nb * filter_efficiency * NB_TO_INV_FB)
-
-
-def code_version() -> str:
-    """``git describe`` of the checkout the code runs from, or 'unknown'."""
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to ``path`` through a temporary file in the same directory."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(payload, out, indent=2, sort_keys=False)
-            out.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

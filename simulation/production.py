@@ -15,11 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from analyses.errors import UserError
-from configs.experiment import EXPERIMENTS, load_experiment
-from configs.processes import GeneratorFilter, load_catalogue
-from simulation.manifest import NB_TO_INV_FB, code_version, equivalent_luminosity_fb, write_json_atomic
-from simulation.ntuple import TREE_NAME, event_columns, mcparticle_collection, write_ntuple
+from belle_rare.core.errors import UserError
+from belle_rare.configs.experiment import EXPERIMENTS, load_experiment
+from belle_rare.configs.processes import GeneratorFilter, load_catalogue
+from belle_rare.core.atomic import write_json as write_json_atomic
+from belle_rare.core.provenance import code_version
+from belle_rare.simulation.manifest import NB_TO_INV_FB, equivalent_luminosity_fb
+from belle_rare.simulation.ntuple import TREE_NAME, event_columns, mcparticle_collection, write_ntuple
 
 DEFAULT_EVENTS_PER_FILE = 10_000
 
@@ -101,17 +103,17 @@ def make_generator(req: Request, chunk: Chunk):
     proc = catalogue.get(req.process)
     exp = load_experiment(req.experiment)
     if proc.generator in ("pythia", "upsilon4s"):
-        from simulation.generators.pythia import PythiaGenerator
+        from belle_rare.simulation.generators.pythia import PythiaGenerator
 
         return PythiaGenerator(catalogue, req.process, exp, chunk.seed, chunk.index, req.parameters)
-    from simulation.generators.dedicated import DedicatedGenerator
+    from belle_rare.simulation.generators.dedicated import DedicatedGenerator
 
     return DedicatedGenerator(catalogue, req.process, exp, chunk.seed, chunk.index, req.parameters)
 
 
 def produce_chunk(req: Request, chunk: Chunk) -> dict[str, Any]:
     """Generate, simulate and write one chunk; returns its manifest entry."""
-    from simulation.detector import load_detector, simulate_detector
+    from belle_rare.simulation.detector import load_detector, simulate_detector
 
     start = time.perf_counter()
     generator = make_generator(req, chunk)

@@ -14,9 +14,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from analyses.errors import UserError
-from stats.limits import CALCULATORS, DEFAULT_NTOYS, DEFAULT_SEED, LimitResult, load_workspace, model_and_data, upper_limit
-from stats.output import write_json
+from belle_rare.core.errors import UserError
+from belle_rare.stats.limits import CALCULATORS, DEFAULT_NTOYS, DEFAULT_SEED, LimitResult, load_workspace, model_and_data, upper_limit
+from belle_rare.core.atomic import write_json
 
 BAND_LABELS = ("-2 sigma", "-1 sigma", "median", "+1 sigma", "+2 sigma")
 
@@ -124,8 +124,8 @@ def print_limit(result: LimitResult, source: str, console: Console | None = None
 
 
 def _search_limit(args: argparse.Namespace) -> int:
-    from stats.search_limits import Settings, compute_search_limits, write_search_limits
-    from stats.summary import _rows_of, print_summary
+    from belle_rare.stats.search_limits import Settings, compute_search_limits, write_search_limits
+    from belle_rare.stats.summary import _rows_of, print_summary
 
     settings = Settings(
         cl=args.cl,
@@ -147,7 +147,7 @@ def _search_limit(args: argparse.Namespace) -> int:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    from stats.validation import AGREEMENT, validation_rows
+    from belle_rare.stats.validation import AGREEMENT, validation_rows
 
     rows = validation_rows()
     console = _console()

@@ -22,8 +22,8 @@ from typing import Literal
 
 import numpy as np
 
-from stats import fast_scan
-from stats.limits import CLsPoint, LimitResult
+from belle_rare.stats import fast_scan
+from belle_rare.stats.limits import CLsPoint, LimitResult
 
 BackgroundModel = Literal["shapesys", "normsys"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analyses.errors import UserError
+from belle_rare.core.errors import UserError
 
 
 class StatsError(UserError):

@@ -18,7 +18,7 @@ from pathlib import Path
 import hist
 import numpy as np
 
-from stats.errors import StatsError
+from belle_rare.stats.errors import StatsError
 
 CATEGORY_AXES = ("dataset", "channel", "region", "variation")
 NOMINAL = "nominal"

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -32,7 +30,8 @@ import numpy as np
 import pyhf
 from scipy.optimize import toms748
 
-from stats.errors import FitError, LimitOutOfBounds, StatsError, WorkspaceError
+from belle_rare.core.parallel import parallel_map
+from belle_rare.stats.errors import FitError, LimitOutOfBounds, StatsError, WorkspaceError
 
 Calculator = Literal["auto", "asymptotics", "toybased"]
 CALCULATORS: tuple[str, ...] = get_args(Calculator)
@@ -259,11 +258,7 @@ def cls_scan(
 ) -> list[CLsPoint]:
     """CLs at several POI values, optionally in ``workers`` local processes (same seed: common toys)."""
     tasks = [(model, data, float(v), calculator, ntoys, seed) for v in poi_values]
-    if workers <= 1 or len(tasks) <= 1:
-        return [_hypotest_task(t) for t in tasks]
-    # spawn, not fork: pyhf/scipy may hold threads, and forked BLAS pools can deadlock
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(_hypotest_task, tasks))
+    return parallel_map(_hypotest_task, tasks, "local", workers)
 
 
 # ---------------------------------------------------------------------------------------------

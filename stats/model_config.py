@@ -14,8 +14,8 @@ from typing import Annotated, Literal, Union
 
 import pydantic
 
-from configs.loader import ConfigError, StrictModel, config_path, load_config
-from stats.limits import DEFAULT_SEED
+from belle_rare.configs.loader import ConfigError, StrictModel, config_path, load_config
+from belle_rare.stats.limits import DEFAULT_SEED
 
 DatasetKind = Literal["signal", "background", "data"]
 

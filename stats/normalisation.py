@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-# 1 nb = 1e6 fb, so L [/fb] x sigma [nb] x FB_PER_NB is a number of events
-FB_PER_NB = 1.0e6
+from belle_rare.core.units import FB_PER_NB
 
 Quantity = Literal["branching_fraction", "cross_section"]
 

@@ -11,8 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mplhep  # noqa: E402
 import numpy as np  # noqa: E402
 
-from stats.limits import LimitResult  # noqa: E402
-from stats.output import save_figure  # noqa: E402
+from belle_rare.stats.limits import LimitResult  # noqa: E402
+from belle_rare.core.atomic import save_figure  # noqa: E402
 
 EXPERIMENT_LABELS = {"belle": "Belle", "belle2": "Belle II"}
 

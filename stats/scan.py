@@ -15,20 +15,18 @@ stays the reference: ``method="pyhf"`` runs the full model for every hypothesis.
 
 from __future__ import annotations
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 import numpy as np
 
-from stats import fast_scan
-from stats.counting import OneBin, one_bin_summary
-from stats.limits import TOY_BACKGROUND_THRESHOLD, model_and_data, upper_limit, workspace_from_spec
+from belle_rare.core.parallel import Executor, parallel_map
+from belle_rare.stats import fast_scan
+from belle_rare.stats.counting import OneBin, one_bin_summary
+from belle_rare.stats.limits import TOY_BACKGROUND_THRESHOLD, model_and_data, upper_limit, workspace_from_spec
 
 Method = Literal["auto", "fast", "pyhf"]
 SCAN_RULE = f"one-bin models: exact Poisson CLs if b < {TOY_BACKGROUND_THRESHOLD:g} else closed-form asymptotic; others: pyhf"
-Executor = Literal["local", "dask"]
 
 
 @dataclass
@@ -95,24 +93,6 @@ def fast_limits(items: list[OneBin], cl: float, calculator: str = "auto") -> lis
 # ---------------------------------------------------------------------------------------------
 # parallel driver
 # ---------------------------------------------------------------------------------------------
-
-
-def parallel_map(fn: Callable, items: list, executor: Executor = "local", workers: int = 1, scheduler: str | None = None) -> list:
-    """``[fn(x) for x in items]`` on local processes or dask workers (results in order)."""
-    if not items:
-        return []
-    if executor == "dask":
-        from dask.distributed import Client, LocalCluster  # optional dependency
-
-        if scheduler:
-            with Client(scheduler) as client:
-                return client.gather(client.map(fn, items, pure=False))
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster, Client(cluster) as client:
-            return client.gather(client.map(fn, items, pure=False))
-    if workers <= 1 or len(items) == 1:
-        return [fn(x) for x in items]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(fn, items))
 
 
 def _fast_chunk(args: tuple) -> list:

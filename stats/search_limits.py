@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from configs.experiment import load_experiment
-from stats import plots
-from stats.errors import StatsError
-from stats.histograms import RunOutput, load_run_output, run_output_dir
-from stats.counting import exact_counting_limit, one_bin_summary
-from stats.limits import (
+from belle_rare.configs.experiment import load_experiment
+from belle_rare.stats import plots
+from belle_rare.stats.errors import StatsError
+from belle_rare.stats.histograms import RunOutput, load_run_output, run_output_dir
+from belle_rare.stats.counting import exact_counting_limit, one_bin_summary
+from belle_rare.stats.limits import (
     LimitResult,
     choose_calculator,
     model_and_data,
@@ -34,8 +34,8 @@ from stats.limits import (
     upper_limit,
     workspace_from_spec,
 )
-from stats.model_config import StatsConfig, load_stats_config
-from stats.normalisation import (
+from belle_rare.stats.model_config import StatsConfig, load_stats_config
+from belle_rare.stats.normalisation import (
     FB_PER_NB,
     Normalisation,
     b_decay_normalisation,
@@ -43,9 +43,9 @@ from stats.normalisation import (
     tau_decay_normalisation,
     tau_pairs,
 )
-from stats.output import write_json
-from stats.scan import SCAN_RULE, ScanTask, run_scan
-from stats.workspace import Hypothesis, build_workspace, hypotheses, poi_name
+from belle_rare.core.atomic import write_json
+from belle_rare.stats.scan import SCAN_RULE, ScanTask, run_scan
+from belle_rare.stats.workspace import Hypothesis, build_workspace, hypotheses, poi_name
 
 COMBINED = "combined"
 

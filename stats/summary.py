@@ -12,11 +12,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from analyses.errors import UserError
-from configs.loader import ConfigError
-from stats.histograms import has_run_output
-from stats.model_config import available_searches
-from stats.search_limits import Settings, run_search_limits
+from belle_rare.core.errors import UserError
+from belle_rare.configs.loader import ConfigError
+from belle_rare.stats.histograms import has_run_output
+from belle_rare.stats.model_config import available_searches
+from belle_rare.stats.search_limits import Settings, run_search_limits
 
 
 def _rows_of(search: str, document: dict) -> list[dict]:

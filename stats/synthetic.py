@@ -13,7 +13,7 @@ from pathlib import Path
 import hist
 import numpy as np
 
-from stats.histograms import CATEGORY_AXES, NOMINAL
+from belle_rare.stats.histograms import CATEGORY_AXES, NOMINAL
 
 
 def empty_histogram(*fit_axes: hist.axis.AxesMixin) -> hist.Hist:

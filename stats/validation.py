@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 from scipy.special import ndtr, ndtri
 
-from configs.experiment import load_experiment
-from stats import fast_scan
-from stats.counting import CountingChannel, counting_workspace
-from stats.limits import model_and_data, upper_limit, workspace_from_spec
-from stats.normalisation import Normalisation, tau_decay_normalisation, tau_pairs
+from belle_rare.configs.experiment import load_experiment
+from belle_rare.stats import fast_scan
+from belle_rare.stats.counting import CountingChannel, counting_workspace
+from belle_rare.stats.limits import model_and_data, upper_limit, workspace_from_spec
+from belle_rare.stats.normalisation import Normalisation, tau_decay_normalisation, tau_pairs
 
 AGREEMENT = 0.10
 

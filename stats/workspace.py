@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stats import histograms as H
-from stats.errors import StatsError
-from stats.model_config import Channel, DataDriven, HistoSys, Lumi, NormSys, Sample, StatError, StatsConfig
-from stats.histograms import RunOutput, Yields
+from belle_rare.stats import histograms as H
+from belle_rare.stats.errors import StatsError
+from belle_rare.stats.model_config import Channel, DataDriven, HistoSys, Lumi, NormSys, Sample, StatError, StatsConfig
+from belle_rare.stats.histograms import RunOutput, Yields
 
 LUMI_PARAMETER = "lumi"
 

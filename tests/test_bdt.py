@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from processors import bdt
+from belle_rare.processors import bdt
 
 FEATURES = ["a", "b", "c"]
 

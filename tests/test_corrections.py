@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from correctionlib import schemav2
 
-import corrections
-from configs.experiment import EXPERIMENTS, load_experiment
-from corrections import build_payloads
+from belle_rare import corrections
+from belle_rare.configs.experiment import EXPERIMENTS, load_experiment
+from belle_rare.corrections import build_payloads
 
 # one point per bin plus out-of-range values on both sides, for every binned table
 P_PROBE = np.array([0.0, 0.5, 0.8, 1.2, 1.8, 2.5, 4.0, 50.0])

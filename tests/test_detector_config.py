@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from configs.loader import ConfigError, config_path
-from simulation.detector import load_detector
+from belle_rare.configs.loader import ConfigError, config_path
+from belle_rare.simulation.detector import load_detector
 
 
 @pytest.mark.parametrize("name", ["belle", "belle2"])

@@ -8,8 +8,8 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from simulation.detector import load_detector, simulate_detector
-from simulation.detector import toy_truth
+from belle_rare.simulation.detector import load_detector, simulate_detector
+from belle_rare.simulation.detector import toy_truth
 
 N = 20000
 SPECIES = {"e": 11, "mu": 13, "pi": 211, "K": 321, "p": 2212}

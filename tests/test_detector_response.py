@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import uproot
 
-from simulation.detector import COLLECTIONS, load_detector, simulate_detector
-from simulation.detector import toy_truth
+from belle_rare.simulation.detector import COLLECTIONS, load_detector, simulate_detector
+from belle_rare.simulation.detector import toy_truth
 
 COMMON_FIELDS = {
     "Track": ["px", "py", "pz", "E", "charge", "dr", "dz", "pValue", "nCDCHits", "clusterE", "EoverP", "klmLayers"],
@@ -69,7 +69,7 @@ def test_indices_point_into_the_event_lists():
 
 def test_events_without_particles():
     empty = {f: ak.Array([[]] * 5) for f in ("pdg", "status", "mother", "px", "py", "pz", "E", "mass", "x", "y", "z", "t")}
-    from simulation.truth import make_truth
+    from belle_rare.simulation.truth import make_truth
 
     truth = make_truth({f: ak.values_astype(v, np.float64) for f, v in empty.items()}, toy_truth.nominal_beams("belle", 5))
     reco = simulate_detector(truth, load_detector("belle"), np.random.default_rng(3))

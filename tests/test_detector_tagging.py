@@ -6,9 +6,9 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from simulation.detector import load_detector, simulate_detector
-from simulation.detector import pdg as pdgtab
-from simulation.detector import toy_truth
+from belle_rare.simulation.detector import load_detector, simulate_detector
+from belle_rare.simulation.detector import pdg as pdgtab
+from belle_rare.simulation.detector import toy_truth
 
 N = 20000
 

@@ -12,9 +12,9 @@ import pytest
 from scipy import integrate
 from scipy.constants import fine_structure
 
-from configs.experiment import load_experiment
-from simulation.generators import bhabha
-from simulation.generators.phase_space import three_body, two_body_momentum
+from belle_rare.configs.experiment import load_experiment
+from belle_rare.simulation.generators import bhabha
+from belle_rare.simulation.generators.phase_space import three_body, two_body_momentum
 from tests.conftest import truth_sample
 
 

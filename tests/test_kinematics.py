@@ -12,9 +12,9 @@ import pytest
 import vector
 from particle import Particle
 
-from configs.experiment import EXPERIMENTS, load_experiment
-from processors import event_shape as es
-from processors import kinematics as kin
+from belle_rare.configs.experiment import EXPERIMENTS, load_experiment
+from belle_rare.processors import event_shape as es
+from belle_rare.processors import kinematics as kin
 
 M_MU = Particle.from_name("mu-").mass / 1000.0  # MeV -> GeV
 M_B0 = Particle.from_name("B0").mass / 1000.0

@@ -7,8 +7,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from analyses.cli import main
-from simulation.production import Request, produce
+from belle_rare.analyses.cli import main
+from belle_rare.simulation.production import Request, produce
 
 NOTEBOOKS = Path(__file__).parents[1] / "analyses" / "notebooks"
 

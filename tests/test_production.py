@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import uproot
 
-from analyses.cli import main
-from configs.experiment import Experiment
-from configs.loader import ConfigError, load_config
-from simulation.production import Request, produce
+from belle_rare.analyses.cli import main
+from belle_rare.configs.experiment import Experiment
+from belle_rare.configs.loader import ConfigError, load_config
+from belle_rare.simulation.production import Request, produce
 
 
 def _generate(out: Path, process: str = "tautau", events: int = 600, seed: int = 5, **kw) -> dict:
@@ -58,7 +58,7 @@ def test_same_seed_gives_identical_files(tmp_path):
 def test_schema_reads_the_ntuples(tmp_path):
     from coffea.nanoevents import NanoEventsFactory
 
-    from processors.schema import BelleSchema
+    from belle_rare.processors.schema import BelleSchema
 
     m = _generate(tmp_path, "mumu", events=300)
     events = NanoEventsFactory.from_root(
@@ -115,7 +115,7 @@ def test_malformed_config_names_file_and_key(tmp_path):
 
 
 def test_failed_chunk_leaves_no_partial_output(tmp_path, monkeypatch):
-    import simulation.production as production
+    import belle_rare.simulation.production as production
 
     calls = {"n": 0}
     real = production.produce_chunk
@@ -133,5 +133,5 @@ def test_failed_chunk_leaves_no_partial_output(tmp_path, monkeypatch):
 
 
 def test_cli_list_runs():
-    out = subprocess.run([sys.executable, "-m", "analyses.cli", "generate", "--list"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "belle_rare.analyses.cli", "generate", "--list"], capture_output=True, text=True)
     assert out.returncode == 0 and "sig_kstartautau" in out.stdout

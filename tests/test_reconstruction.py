@@ -9,7 +9,7 @@ import numpy as np
 import particle
 import pytest
 
-from simulation.detector import load_detector, simulate_detector
+from belle_rare.simulation.detector import load_detector, simulate_detector
 from tests.conftest import truth_sample
 
 

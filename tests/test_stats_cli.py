@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from analyses.cli import main
-from stats.counting import CountingChannel, counting_workspace
-from stats.summary import limit_all, print_summary
-from stats.synthetic import taulgamma_counting_output
+from belle_rare.analyses.cli import main
+from belle_rare.stats.counting import CountingChannel, counting_workspace
+from belle_rare.stats.summary import limit_all, print_summary
+from belle_rare.stats.synthetic import taulgamma_counting_output
 
 
 def _write(path, obj):

@@ -9,7 +9,7 @@ import pyhf
 import pytest
 from scipy import integrate, stats
 
-from stats import fast_scan
+from belle_rare.stats import fast_scan
 
 # pyhf's published validation case 1bin_shapesys: s = 10, b = 50 +- 7, n = 55, mu = 1
 SHAPESYS_CLS_OBS = 0.4541865

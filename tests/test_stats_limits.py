@@ -9,11 +9,11 @@ import pyhf
 import pytest
 from scipy import stats
 
-from analyses.errors import UserError
-from stats import limits
-from stats.counting import CountingChannel, counting_workspace
-from stats.errors import FitError, LimitOutOfBounds
-from stats.limits import choose_calculator, hypotest_point, model_and_data, upper_limit, workspace_from_spec
+from belle_rare.core.errors import UserError
+from belle_rare.stats import limits
+from belle_rare.stats.counting import CountingChannel, counting_workspace
+from belle_rare.stats.errors import FitError, LimitOutOfBounds
+from belle_rare.stats.limits import choose_calculator, hypotest_point, model_and_data, upper_limit, workspace_from_spec
 
 
 def counting_model(n, b, db=0.0, s=1.0, s_unc=0.0, poi_hi=None, bkg_model="shapesys"):

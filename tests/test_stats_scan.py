@@ -8,11 +8,11 @@ import hist
 import numpy as np
 import pytest
 
-from stats.counting import CountingChannel, counting_workspace, one_bin_summary
-from stats.model_config import StatsConfig
-from stats.scan import ScanTask, run_scan
-from stats.search_limits import Settings, run_search_limits
-from stats.synthetic import empty_histogram, set_bins, write_run_output
+from belle_rare.stats.counting import CountingChannel, counting_workspace, one_bin_summary
+from belle_rare.stats.model_config import StatsConfig
+from belle_rare.stats.scan import ScanTask, run_scan
+from belle_rare.stats.search_limits import Settings, run_search_limits
+from belle_rare.stats.synthetic import empty_histogram, set_bins, write_run_output
 
 
 def _tasks(points):

@@ -12,11 +12,11 @@ import math
 import hist
 import pytest
 
-from configs.loader import ConfigError
-from stats.model_config import TransferFactor
-from stats.search_limits import compute_search_limits, run_search_limits
-from stats.summary import limit_all
-from stats.synthetic import SIGMA_TAUTAU_NB, empty_histogram, set_bins, write_run_output
+from belle_rare.configs.loader import ConfigError
+from belle_rare.stats.model_config import TransferFactor
+from belle_rare.stats.search_limits import compute_search_limits, run_search_limits
+from belle_rare.stats.summary import limit_all
+from belle_rare.stats.synthetic import SIGMA_TAUTAU_NB, empty_histogram, set_bins, write_run_output
 
 BR_REF = 1.0e-8
 # the corrections-layer systematics both stats models take as histosys, with a size per test sample

@@ -8,9 +8,9 @@ import pyhf
 import pytest
 from scipy import optimize, stats
 
-from stats.limits import model_and_data, upper_limit, workspace_from_spec
-from stats.normalisation import cross_section_normalisation, tau_decay_normalisation, tau_pairs
-from stats.validation import AGREEMENT, gaussian_cls_limit, validation_rows
+from belle_rare.stats.limits import model_and_data, upper_limit, workspace_from_spec
+from belle_rare.stats.normalisation import cross_section_normalisation, tau_decay_normalisation, tau_pairs
+from belle_rare.stats.validation import AGREEMENT, gaussian_cls_limit, validation_rows
 
 REQUIRED_KEYS = {"case", "ours", "published", "unit", "note"}
 

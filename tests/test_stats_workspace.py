@@ -10,12 +10,12 @@ import pyhf
 import pytest
 from scipy import stats
 
-from stats.errors import StatsError
-from stats.histograms import load_run_output
-from stats.model_config import StatsConfig, load_stats_config
-from stats.search_limits import Settings, compute_search_limits, run_search_limits
-from stats.synthetic import empty_histogram, set_bins, taulgamma_counting_output, write_run_output
-from stats.workspace import build_workspace, hypotheses
+from belle_rare.stats.errors import StatsError
+from belle_rare.stats.histograms import load_run_output
+from belle_rare.stats.model_config import StatsConfig, load_stats_config
+from belle_rare.stats.search_limits import Settings, compute_search_limits, run_search_limits
+from belle_rare.stats.synthetic import empty_histogram, set_bins, taulgamma_counting_output, write_run_output
+from belle_rare.stats.workspace import build_workspace, hypotheses
 
 N_TAUTAU = 912.0e6  # tau pairs in 988 /fb (SEARCHES.md)
 BR_REF = 1.0e-7

@@ -12,12 +12,12 @@ import hist
 import pytest
 from coffea.util import load
 
-from analyses.cli import main
-from analyses.resolution import fit_bifurcated_gaussian
-from processors import bdt
-from processors.registry import load_search
-from processors.tau3mu import REGIONS
-from simulation.production import Request, produce
+from belle_rare.analyses.cli import main
+from belle_rare.analyses.resolution import fit_bifurcated_gaussian
+from belle_rare.processors import bdt
+from belle_rare.processors.registry import load_search
+from belle_rare.processors.tau3mu import REGIONS
+from belle_rare.simulation.production import Request, produce
 
 TAU_MASS = particle.Particle.from_pdgid(15).mass / 1000.0
 
@@ -93,7 +93,7 @@ def test_train_command_writes_a_model_with_metadata(samples, tmp_path):
 
 def test_stored_model_scores_the_same_on_workers(samples, tmp_path):
     """The BDT is applied inside the processor, per chunk: local processes give the iterative result."""
-    from analyses.runner import RunOptions, run_search
+    from belle_rare.analyses.runner import RunOptions, run_search
     from tests.test_taulgamma import _assert_same_histograms
 
     signal = next(samples.glob("*sig_tau3mu.json"))

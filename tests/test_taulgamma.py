@@ -12,10 +12,10 @@ import particle
 import pytest
 import uproot
 
-from analyses.cli import main
-from analyses.errors import UserError
-from analyses.runner import RunOptions, run_search
-from simulation.production import Request, produce
+from belle_rare.analyses.cli import main
+from belle_rare.core.errors import UserError
+from belle_rare.analyses.runner import RunOptions, run_search
+from belle_rare.simulation.production import Request, produce
 
 TAU_MASS = particle.Particle.from_pdgid(15).mass / 1000.0
 
@@ -158,7 +158,7 @@ def _rewrite(src: Path, dst: Path, tree: str, drop: str | None) -> None:
     """Copy an ntuple into another tree name and/or without one collection."""
     import awkward as ak
 
-    from simulation.ntuple import write_ntuple
+    from belle_rare.simulation.ntuple import write_ntuple
 
     arrays = uproot.open(src)["tree"].arrays()
     names = sorted({f.split("_")[0] for f in arrays.fields if "_" in f and not f.startswith("__")})

@@ -10,8 +10,8 @@ import particle
 import pytest
 from coffea.util import load
 
-from analyses.cli import main
-from simulation.production import Request, produce
+from belle_rare.analyses.cli import main
+from belle_rare.simulation.production import Request, produce
 
 PHI_MASS = particle.Particle.from_pdgid(333).mass / 1000.0
 TAU_MASS = particle.Particle.from_pdgid(15).mass / 1000.0

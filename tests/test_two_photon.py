@@ -7,8 +7,8 @@ import pytest
 from scipy import integrate
 from scipy.constants import fine_structure as ALPHA
 
-from simulation.generators import two_photon as tp
-from simulation.generators.bhabha import HBARC2_GEV2_NB
+from belle_rare.simulation.generators import two_photon as tp
+from belle_rare.simulation.generators.bhabha import HBARC2_GEV2_NB
 
 SQRT_S = 10.58
 MU, E = tp.LEPTON_MASS[13], tp.LEPTON_MASS[11]
@@ -84,7 +84,7 @@ def test_eemumu_sample_through_pythia_fsr_in_the_lab_frame():
     """The catalogue's eemumu: two muons and two beam electrons per event, the final state sums to the beams."""
     import awkward as ak
 
-    from configs.experiment import load_experiment
+    from belle_rare.configs.experiment import load_experiment
     from tests.conftest import truth_sample
 
     exp = load_experiment("belle2")

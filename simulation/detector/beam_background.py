@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulation.detector import pdg as pdgtab
-from simulation.detector.flat import Particles
-from simulation.detector.kinematics import direction
-from simulation.detector.params import DetectorParams, Range
+from belle_rare.simulation.detector import pdg as pdgtab
+from belle_rare.simulation.detector.flat import Particles
+from belle_rare.simulation.detector.kinematics import direction
+from belle_rare.simulation.detector.params import DetectorParams, Range
 
 
 def _uniform_cos_theta(ranges_deg: list[Range], which: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulation.detector import pdg as pdgtab
-from simulation.detector.flat import Particles
-from simulation.detector.kinematics import direction, helix_radius_cm, polar_angles
-from simulation.detector.params import Calorimeter, EclRegions
+from belle_rare.simulation.detector import pdg as pdgtab
+from belle_rare.simulation.detector.flat import Particles
+from belle_rare.simulation.detector.kinematics import direction, helix_radius_cm, polar_angles
+from belle_rare.simulation.detector.params import Calorimeter, EclRegions
 
 # basf2 clusterReg codes
 REGION_NONE, REGION_FORWARD, REGION_BARREL, REGION_BACKWARD = 0, 1, 2, 3

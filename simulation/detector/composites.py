@@ -10,17 +10,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulation.detector import pdg as pdgtab
-from simulation.detector.calorimeter import (
+from belle_rare.simulation.detector import pdg as pdgtab
+from belle_rare.simulation.detector.calorimeter import (
     REGION_BACKWARD,
     REGION_BACKWARD_GAP,
     REGION_BARREL,
     REGION_FORWARD,
     REGION_FORWARD_GAP,
 )
-from simulation.detector.flat import FlatTruth, Particles, local_index, pairs_within_events
-from simulation.detector.kinematics import invariant_mass
-from simulation.detector.params import Pi0, V0
+from belle_rare.simulation.detector.flat import FlatTruth, Particles, local_index, pairs_within_events
+from belle_rare.simulation.detector.kinematics import invariant_mass
+from belle_rare.simulation.detector.params import Pi0, V0
 
 
 @dataclass

@@ -12,8 +12,8 @@ from dataclasses import dataclass, fields
 import awkward as ak
 import numpy as np
 
-from simulation.detector import pdg as pdgtab
-from simulation.truth import MC_FIELDS, MC_INT_FIELDS
+from belle_rare.simulation.detector import pdg as pdgtab
+from belle_rare.simulation.truth import MC_FIELDS, MC_INT_FIELDS
 
 
 @dataclass(frozen=True)

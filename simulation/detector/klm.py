@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulation.detector import pdg as pdgtab
-from simulation.detector.flat import Particles
-from simulation.detector.kinematics import polar_angles
-from simulation.detector.params import Klm
+from belle_rare.simulation.detector import pdg as pdgtab
+from belle_rare.simulation.detector.flat import Particles
+from belle_rare.simulation.detector.kinematics import polar_angles
+from belle_rare.simulation.detector.params import Klm
 
 
 def _in_acceptance(theta: np.ndarray, cfg: Klm) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import numpy as np
 import pydantic
 
-from configs.loader import StrictModel, config_path, load_config
+from belle_rare.configs.loader import StrictModel, config_path, load_config
 
 DETECTORS = ("belle", "belle2")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit, logit, ndtri
 
-from simulation.detector import pdg as pdgtab
-from simulation.detector.params import PID_SPECIES, Pid, PidVariable
+from belle_rare.simulation.detector import pdg as pdgtab
+from belle_rare.simulation.detector.params import PID_SPECIES, Pid, PidVariable
 
 
 def species_index(pdg: np.ndarray) -> np.ndarray:

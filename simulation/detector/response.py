@@ -10,16 +10,16 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
-from simulation.detector.beam_background import background_particles
-from simulation.detector.calorimeter import ecl_response, photon_columns, photon_rows
-from simulation.detector.composites import build_pi0, build_v0
-from simulation.detector.flat import FlatTruth, Particles, event_counts, to_jagged
-from simulation.detector.kinematics import polar_angles
-from simulation.detector.klm import klm_clusters, track_layers
-from simulation.detector.params import DetectorParams
-from simulation.detector.pid import pid_values
-from simulation.detector.tagging import build_btag
-from simulation.detector.tracking import reconstruct_tracks
+from belle_rare.simulation.detector.beam_background import background_particles
+from belle_rare.simulation.detector.calorimeter import ecl_response, photon_columns, photon_rows
+from belle_rare.simulation.detector.composites import build_pi0, build_v0
+from belle_rare.simulation.detector.flat import FlatTruth, Particles, event_counts, to_jagged
+from belle_rare.simulation.detector.kinematics import polar_angles
+from belle_rare.simulation.detector.klm import klm_clusters, track_layers
+from belle_rare.simulation.detector.params import DetectorParams
+from belle_rare.simulation.detector.pid import pid_values
+from belle_rare.simulation.detector.tagging import build_btag
+from belle_rare.simulation.detector.tracking import reconstruct_tracks
 
 COLLECTIONS = ("Track", "Photon", "KLMCluster", "Pi0", "V0", "Btag")
 

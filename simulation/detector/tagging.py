@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from configs.experiment import load_experiment
-from simulation.detector import pdg as pdgtab
-from simulation.detector.composites import Candidates
-from simulation.detector.flat import FlatTruth
-from simulation.detector.kinematics import boost, direction
-from simulation.detector.params import Tagging
+from belle_rare.configs.experiment import load_experiment
+from belle_rare.simulation.detector import pdg as pdgtab
+from belle_rare.simulation.detector.composites import Candidates
+from belle_rare.simulation.detector.flat import FlatTruth
+from belle_rare.simulation.detector.kinematics import boost, direction
+from belle_rare.simulation.detector.params import Tagging
 
 #: points of the numerical inverse CDF used to sample the ARGUS shape (a sampling precision, not physics)
 ARGUS_GRID_POINTS = 4096

@@ -8,10 +8,10 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
-from configs.experiment import load_experiment
-from simulation.detector import pdg as pdgtab
-from simulation.detector.kinematics import boost, direction
-from simulation.truth import MC_FIELDS, make_truth
+from belle_rare.configs.experiment import load_experiment
+from belle_rare.simulation.detector import pdg as pdgtab
+from belle_rare.simulation.detector.kinematics import boost, direction
+from belle_rare.simulation.truth import MC_FIELDS, make_truth
 
 FINAL, DECAYED = 1, -2  # status codes of dedicated generators (simulation/truth.py)
 

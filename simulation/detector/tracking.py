@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulation.detector import pdg as pdgtab
-from simulation.detector.flat import Particles
-from simulation.detector.kinematics import direction, helix_radius_cm, polar_angles
-from simulation.detector.params import ImpactParameterResolution, Tracking
+from belle_rare.simulation.detector import pdg as pdgtab
+from belle_rare.simulation.detector.flat import Particles
+from belle_rare.simulation.detector.kinematics import direction, helix_radius_cm, polar_angles
+from belle_rare.simulation.detector.params import ImpactParameterResolution, Tracking
 
 
 @dataclass

@@ -14,14 +14,14 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
-from configs.experiment import Experiment
-from configs.processes import Catalogue
-from simulation.beams import sample_beams
-from simulation.generators import bhabha, two_photon, zprime
-from simulation.generators.isr import ELECTRON_MASS, sample_isr
-from simulation.generators.lhef import write_lhef
-from simulation.generators.phase_space import boost, decay_two_body, isotropic_directions
-from simulation.generators.pythia import LHEF_SETTINGS, _MAX_SEED, make_pythia, prt_to_truth, run_on_lhef
+from belle_rare.configs.experiment import Experiment
+from belle_rare.configs.processes import Catalogue
+from belle_rare.simulation.beams import sample_beams
+from belle_rare.simulation.generators import bhabha, two_photon, zprime
+from belle_rare.simulation.generators.isr import ELECTRON_MASS, sample_isr
+from belle_rare.simulation.generators.lhef import write_lhef
+from belle_rare.simulation.generators.phase_space import boost, decay_two_body, isotropic_directions
+from belle_rare.simulation.generators.pythia import LHEF_SETTINGS, _MAX_SEED, make_pythia, prt_to_truth, run_on_lhef
 
 ZPRIME_PDG = 32  # invisible: written as a stable final-state particle
 # Bhabha generated for 10 deg < theta* < 170 deg (the acceptance of the Physics Book's 300 nb)

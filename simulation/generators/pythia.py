@@ -21,11 +21,11 @@ import awkward as ak
 import numpy as np
 import particle
 
-from configs.experiment import Experiment
-from configs.processes import Catalogue, ForcedDecay, Process
-from simulation.beams import nominal_beam, sample_beams, sample_interaction_points
-from simulation.generators.lhef import write_lhef
-from simulation.truth import make_truth
+from belle_rare.configs.experiment import Experiment
+from belle_rare.configs.processes import Catalogue, ForcedDecay, Process
+from belle_rare.simulation.beams import nominal_beam, sample_beams, sample_interaction_points
+from belle_rare.simulation.generators.lhef import write_lhef
+from belle_rare.simulation.truth import make_truth
 
 MM_TO_CM = 0.1
 UPSILON4S = 300553

@@ -24,9 +24,9 @@ import numpy as np
 import particle
 from scipy.constants import fine_structure as ALPHA
 
-from simulation.generators.isr import ELECTRON_MASS
-from simulation.generators.phase_space import boost, decay_two_body
-from simulation.generators.unweighting import hit_or_miss
+from belle_rare.simulation.generators.isr import ELECTRON_MASS
+from belle_rare.simulation.generators.phase_space import boost, decay_two_body
+from belle_rare.simulation.generators.unweighting import hit_or_miss
 
 LEPTON_MASS = {11: ELECTRON_MASS, 13: particle.Particle.from_pdgid(13).mass / 1000.0}
 

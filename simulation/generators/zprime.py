@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import particle
 
-from simulation.generators.phase_space import three_body
-from simulation.generators.unweighting import hit_or_miss
+from belle_rare.simulation.generators.phase_space import three_body
+from belle_rare.simulation.generators.unweighting import hit_or_miss
 
 MUON_MASS = particle.Particle.from_pdgid(13).mass / 1000.0
 

@@ -26,16 +26,16 @@ SEARCHES = {"taulgamma": "belle", "tau3mu": "belle2", "taulphi": "belle2"}
 
 
 def make_samples(out: Path) -> None:
-    from simulation.production import Request, produce
+    from belle_rare.simulation.production import Request, produce
 
     for experiment, process, events, seed in SAMPLES:
         produce(Request(experiment, process, events, seed, out, events_per_file=1000), progress=False)
 
 
 def run_all(samples: Path, results: Path) -> None:
-    from analyses.outputs import write_run_outputs
-    from analyses.run_command import REPORTS
-    from analyses.runner import RunOptions, run_search
+    from belle_rare.analyses.outputs import write_run_outputs
+    from belle_rare.analyses.run_command import REPORTS
+    from belle_rare.analyses.runner import RunOptions, run_search
     import importlib
 
     console = Console(file=open("/dev/null", "w"))
@@ -46,7 +46,7 @@ def run_all(samples: Path, results: Path) -> None:
         report = importlib.import_module(REPORTS[search]).write_reports
         write_run_outputs(results, search, result["histograms"], result["cutflow"], result["metadata"],
                           extra=lambda tmp: report(result, tmp, console))
-    from stats.summary import limit_all
+    from belle_rare.stats.summary import limit_all
 
     limit_all(results)
 
@@ -56,7 +56,7 @@ def region_yields(results: Path, search: str) -> dict:
     import coffea.util
     import numpy as np
 
-    from stats.model_config import load_stats_config
+    from belle_rare.stats.model_config import load_stats_config
 
     cfg = load_stats_config(search)
     hists = coffea.util.load(str(results / search / "histograms.coffea"))
