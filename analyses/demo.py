@@ -20,18 +20,20 @@ from belle_rare.configs.processes import load_catalogue
 
 DEMO_EVENTS = 4000
 DEMO_EVENTS_PER_FILE = 10_000
-# the samples a search's efficiency and resolution are measured on get more events
-LARGER_SAMPLES = {
-    ("belle", "sig_taumugamma"): 20_000,
-    ("belle", "sig_tauegamma"): 20_000,
-    ("belle", "tautau"): 20_000,
-    ("belle2", "sig_tau3mu"): 20_000,
-    ("belle2", "sig_taumuphi"): 10_000,
-    ("belle2", "sig_tauephi"): 10_000,
-    ("belle2", "tautau"): 20_000,
-}
-# search -> experiment it runs on in the demo
-DEMO_SEARCHES = {"taulgamma": "belle", "tau3mu": "belle2", "taulphi": "belle2"}
+
+
+def sample_sizes(default: int) -> dict[tuple[str, str], int]:
+    """(experiment, process) -> events: ``default`` for every process and experiment, more where a
+    search's ``Demo`` asks for it (the samples its efficiency and resolution are measured on)."""
+    from belle_rare.processors.registry import searches
+
+    sizes = {(e, p): default for e in EXPERIMENTS for p in load_catalogue().processes}
+    for search in searches().values():
+        if search.demo is not None:
+            for process, events in search.demo.larger_samples.items():
+                key = (search.demo.experiment, process)
+                sizes[key] = max(sizes.get(key, default), events)
+    return sizes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,12 +54,13 @@ def run_demo(args: argparse.Namespace) -> int:
     for col in ("experiment", "dataset", "kind", "events", "sigma x BR (nb)", "L_eq (/fb)", "files", "s"):
         table.add_column(col, justify="right" if col not in ("experiment", "dataset", "kind") else "left")
     names = list(load_catalogue().processes)
+    sizes = sample_sizes(args.events)
     for i, experiment in enumerate(EXPERIMENTS):
         for j, process in enumerate(names):
             req = Request(
                 experiment=experiment,
                 process=process,
-                events=LARGER_SAMPLES.get((experiment, process), args.events),
+                events=sizes[(experiment, process)],
                 seed=args.seed + 100 * i + j,
                 out=samples,
                 events_per_file=DEMO_EVENTS_PER_FILE,
@@ -84,18 +87,16 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_searches(out: Path, workers: int, console: Console) -> None:
-    """Every demo search on the demo samples, with the dask executor."""
-    import importlib
-
-    from belle_rare.analyses.outputs import write_run_outputs
-    from belle_rare.analyses.run_command import REPORTS
+    """Every search with a ``Demo`` on the demo samples, with the dask executor."""
+    from belle_rare.analyses.run_command import write_outputs
     from belle_rare.analyses.runner import RunOptions, run_search
+    from belle_rare.processors.registry import searches
 
-    for search, experiment in DEMO_SEARCHES.items():
-        opts = RunOptions(search=search, experiment=experiment, samples=out / "samples", out=out / "results",
-                          executor="dask", workers=workers, progress=console.is_terminal)
+    for search in searches().values():
+        if search.demo is None:
+            continue
+        opts = RunOptions(search=search.name, experiment=search.demo.experiment, samples=out / "samples",
+                          out=out / "results", executor="dask", workers=workers, progress=console.is_terminal)
         result = run_search(opts)
-        report = importlib.import_module(REPORTS[search]).write_reports
-        target = write_run_outputs(opts.out, search, result["histograms"], result["cutflow"], result["metadata"],
-                                   extra=lambda tmp: report(result, tmp, console))
-        console.print(f"{search}: {sum(d['read'] for d in result['metadata']['events'].values())} events -> {target}")
+        target = write_outputs(result, opts.out, console)
+        console.print(f"{search.name}: {sum(d['read'] for d in result['metadata']['events'].values())} events -> {target}")

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from belle_rare.analyses.executors import EXECUTORS
 from belle_rare.configs.experiment import EXPERIMENTS
-from belle_rare.processors.registry import SEARCHES
-
-# per-search reports written with the outputs (validation.json, report, plots)
-REPORTS = {"taulgamma": "belle_rare.analyses.taulgamma", "tau3mu": "belle_rare.analyses.tau3mu", "taulphi": "belle_rare.analyses.taulphi"}
+from belle_rare.core.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,27 +27,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--chunksize", type=int, default=50_000)
     p.add_argument("--max-chunks", type=int, default=None, help="at most this many chunks per dataset")
     p.add_argument("--skip-bad-files", action="store_true", help="list unreadable files in metadata.json and go on")
+    p.add_argument("--model-dir", type=Path, default=None,
+                   help="directory of trained BDTs (`belle-rare train --out`); default: the models shipped with the package")
     p.set_defaults(handler=_run)
-    lp = subparsers.add_parser("list", help="list the searches")
+    lp = subparsers.add_parser("list", help="list the installed searches")
     lp.set_defaults(handler=_list)
 
 
 def _list(args: argparse.Namespace) -> int:
-    from belle_rare.processors.registry import load_search
+    from belle_rare.processors.registry import get_search, search_names
 
     table = Table(title="belle-rare searches")
-    table.add_column("search")
-    table.add_column("experiments")
-    table.add_column("what")
-    for name in SEARCHES:
-        s = load_search(name)
-        table.add_row(name, ", ".join(s.processor_class.experiments), s.description)
+    for column in ("search", "experiments", "what", "from"):
+        table.add_column(column)
+    for name in search_names():
+        try:
+            s = get_search(name)
+        except UserError as err:  # a broken plug-in is listed, not fatal
+            table.add_row(name, "", f"[red]{err}[/]", "")
+            continue
+        table.add_row(name, ", ".join(s.experiments), s.description, s.processor.__module__.split(".")[0])
     Console().print(table)
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def write_outputs(result: dict[str, Any], out: Path, console: Console) -> Path:
+    """The run's outputs and its search's report (validation.json, plots) into ``OUT/SEARCH/``, atomically."""
     from belle_rare.analyses.outputs import write_run_outputs
+
+    search = result["search"]
+    report = search.report_function()
+    return write_run_outputs(
+        out, search.name, result["histograms"], result["cutflow"], result["metadata"],
+        extra=(lambda tmp: report(result, tmp, console)) if report else None,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
     from belle_rare.analyses.runner import RunOptions, run_search
 
     console = Console(stderr=True)
@@ -67,13 +80,10 @@ def _run(args: argparse.Namespace) -> int:
         max_chunks=args.max_chunks,
         skip_bad_files=args.skip_bad_files,
         progress=console.is_terminal,
+        model_dir=args.model_dir,
     )
     result = run_search(opts)
-    report = importlib.import_module(REPORTS[args.search]).write_reports if args.search in REPORTS else None
-    target = write_run_outputs(
-        args.out, args.search, result["histograms"], result["cutflow"], result["metadata"],
-        extra=(lambda tmp: report(result, tmp, console)) if report else None,
-    )
+    target = write_outputs(result, args.out, console)
     meta = result["metadata"]
     for skip in meta["chunk_report"]["skipped_files"]:
         console.print(f"[yellow]skipped[/] {skip['file']}: {skip['reason']}")
@@ -82,5 +92,3 @@ def _run(args: argparse.Namespace) -> int:
     read = sum(d["read"] for d in meta["events"].values())
     console.print(f"{args.search}: {read} events read in {meta['wall_seconds']} s -> {target}")
     return 1 if meta["chunk_report"]["failed"] else 0
-
-

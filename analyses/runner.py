@@ -18,8 +18,8 @@ from belle_rare.analyses.datasets import Dataset, fileset, load_datasets, valida
 from belle_rare.core.errors import UserError
 from belle_rare.analyses.executors import make_executor
 from belle_rare.configs.experiment import load_experiment
-from belle_rare.processors.histograms import scale_datasets
-from belle_rare.processors.registry import load_search
+from belle_rare.core.histograms import scale_datasets
+from belle_rare.processors.registry import get_search
 from belle_rare.processors.schema import BelleSchema
 from belle_rare.core.provenance import code_version
 
@@ -38,6 +38,7 @@ class RunOptions:
     max_chunks: int | None = None
     skip_bad_files: bool = False
     progress: bool = True
+    model_dir: Path | None = None  # trained models (default: the ones shipped with the package)
 
 
 def luminosity_for(datasets: dict[str, Dataset], search_config: Any, experiment: str) -> tuple[float, str]:
@@ -71,16 +72,14 @@ def account_events(datasets: dict[str, Dataset], processed: dict[str, dict[str, 
 
 
 def run_search(opts: RunOptions) -> dict[str, Any]:
-    """Run a search; returns ``{"histograms", "cutflow", "metadata", "processor", "candidates"}`` (outputs not yet written)."""
-    try:
-        search = load_search(opts.search)
-    except KeyError as err:
-        raise UserError(str(err.args[0])) from None
+    """Run a search; returns ``{"histograms": {dataset: {name: Hist}}, "cutflow", "metadata", "processor",
+    "search", "columns"}`` (outputs not yet written)."""
+    search = get_search(opts.search)
+    config = search.load_config()
     datasets = load_datasets(opts.samples, opts.experiment)
-    try:
-        proc = search.processor_class(opts.experiment, search.config)
-    except ValueError as err:
-        raise UserError(f"--experiment: {err}") from None
+    if opts.experiment not in search.experiments:
+        raise UserError(f"--experiment: search '{search.name}' is defined for {', '.join(search.experiments)}, not '{opts.experiment}'")
+    proc = search.processor(opts.experiment, config, model_dir=opts.model_dir)
     skipped = validate_inputs(datasets, proc.required_branches(), opts.skip_bad_files)
     files = fileset(datasets)
     if not files:
@@ -104,7 +103,7 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
     elapsed = time.perf_counter() - start
     histograms = output.get("histograms", {})
     processed = output.get("processed", {})
-    lumi, lumi_source = luminosity_for(datasets, search.config, opts.experiment)
+    lumi, lumi_source = luminosity_for(datasets, config, opts.experiment)
     scales = {name: ds.scale(lumi, sum(processed.get(name, {}).values())) for name, ds in datasets.items()}
     scale_datasets(histograms, scales)
     cutflow = output.get("cutflow", {})
@@ -136,9 +135,10 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
         "code_version": code_version(),
         "wall_seconds": round(elapsed, 2),
     }
-    # per-candidate columns some searches collect for their reports (e.g. tau3mu's signal-ellipse fit)
-    candidates = output.get("candidates", {})
-    return {"histograms": histograms, "cutflow": cutflow, "metadata": metadata, "processor": proc, "candidates": candidates}
+    # unbinned columns some searches return for their reports (e.g. tau3mu's signal candidates)
+    columns = output.get("columns", {})
+    return {"histograms": histograms, "cutflow": cutflow, "metadata": metadata, "processor": proc, "search": search,
+            "columns": columns}
 
 
 def _manifest_seed(ds: Dataset) -> Any:

@@ -20,28 +20,34 @@ from belle_rare.processors.taulgamma import CHANNELS
 LABELS = {"mugamma": r"$\tau\to\mu\gamma$", "egamma": r"$\tau\to e\gamma$"}
 
 
-def _plane(h: hist.Hist, dataset: str | list[str], channel: str) -> hist.Hist:
-    """(M_bc, dE/sqrt(s)) after all cuts, both regions and tag classes, nominal."""
-    datasets = [dataset] if isinstance(dataset, str) else dataset
+def _summed(hists: dict[str, dict[str, hist.Hist]], name: str, datasets: str | list[str], channel: str, **slices: Any) -> Any:
+    """Histogram ``name`` of one channel summed over ``datasets`` and sliced; None if none has it."""
     out = None
-    for d in datasets:
-        if d not in h.axes["dataset"]:
-            continue
-        part = h[{"dataset": d, "channel": channel, "variation": "nominal", "region": sum, "tag": sum}]
+    for d in [datasets] if isinstance(datasets, str) else datasets:
+        h = hists.get(d, {}).get(name)
+        categories = {"channel": channel, **{k: v for k, v in slices.items() if isinstance(v, str)}}
+        if h is None or any(v not in h.axes[k] for k, v in categories.items()):
+            continue  # never filled (no event selected): contributes nothing
+        part = h[{"channel": channel, **slices}]
         out = part if out is None else out + part
     return out
+
+
+def _plane(hists: dict[str, dict[str, hist.Hist]], dataset: str | list[str], channel: str) -> hist.Hist | None:
+    """(M_bc, dE/sqrt(s)) after all cuts, both regions and tag classes, nominal."""
+    return _summed(hists, "mbc_de", dataset, channel, region=sum, tag=sum)
 
 
 def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Our efficiency, resolutions and expected background next to the paper's, per channel."""
     cfg = result["processor"].config
     meta = result["metadata"]
-    h = result["histograms"]["mbc_de"]
+    hists = result["histograms"]
     rows: list[dict[str, Any]] = []
     backgrounds = [d for d, info in meta["datasets"].items() if info["kind"] == "background"]
     for channel in CHANNELS:
         dataset = cfg.signal_datasets[channel]
-        paper = {k: v[channel] for k, v in cfg.paper.items()}
+        paper = {k: getattr(v, channel) for k, v in cfg.paper}
         if dataset not in meta["datasets"]:
             rows.append({"quantity": f"signal efficiency ({channel})", "ours": None, "paper": paper["efficiency"],
                          "unit": "", "note": f"no '{dataset}' sample in the input"})
@@ -52,7 +58,7 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
         eff_err = np.sqrt(eff * (1 - eff) / n_all) if n_all else float("nan")
         rows.append({"quantity": f"signal efficiency ({channel})", "ours": eff, "ours_error": eff_err,
                      "paper": paper["efficiency"], "unit": "", "note": f"{int(n_sr)} of {int(n_all)} generated signal events in the 2 sigma ellipse"})
-        plane = _plane(h, dataset, channel)
+        plane = _plane(hists, dataset, channel)
         ellipse = cfg.ellipse(channel)
         for axis, key, half_window in (("mbc", "mbc", 0.06), ("de", "de", 0.03)):
             proj = plane.project(axis)
@@ -72,12 +78,11 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
             for side in ("high", "low"):
                 rows.append({"quantity": f"{label}_{side} ({channel})", "ours": ours[side], "ours_error": errs[side],
                              "paper": paper[f"{label}_{side}"], "unit": unit, "note": note})
-        sr = h[{"channel": channel, "variation": "nominal", "region": "signal", "tag": sum, "mbc": sum, "de": sum}]
-        present = [d for d in backgrounds if d in sr.axes["dataset"]]
-        # a background with no selected event never entered the histogram's dataset axis: it counts 0
-        value = float(sum(sr[{"dataset": d}].value for d in present)) if backgrounds else None
-        error = float(np.sqrt(sum(sr[{"dataset": d}].variance for d in present))) if backgrounds else None
-        raw = sum(result["cutflow"].get(d, {}).get(channel, {}).get("raw", {}).get("signal region", 0.0) for d in present)
+        # a background with no selected event never filled the signal region: it counts 0
+        sr = _summed(hists, "yields", backgrounds, channel, region="signal", variation="nominal", tag=sum)
+        value = float(sr.value) if sr is not None else (0.0 if backgrounds else None)
+        error = float(np.sqrt(sr.variance)) if sr is not None else (0.0 if backgrounds else None)
+        raw = sum(result["cutflow"].get(d, {}).get(channel, {}).get("raw", {}).get("signal region", 0.0) for d in backgrounds)
         note = f"{int(raw)} simulated background events ({', '.join(backgrounds) or 'none'}) in the ellipse, scaled to {meta['luminosity_fb']:g} /fb"
         if backgrounds and raw == 0:
             # no event left: quote the weight one event would carry as the scale of what is unresolved
@@ -112,20 +117,18 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
 
     for channel in CHANNELS:
         signal = cfg.signal_datasets[channel]
-        one_d = {name: h for name, h in hists.items() if name.startswith("nminus1_")}
-        plane = hists["mbc_de"]
-        one_d["mbc"] = plane[{"tag": sum, "de": sum}]
-        one_d["de"] = plane[{"tag": sum, "mbc": sum}]
-        for name, h in one_d.items():
-            sel = {"channel": channel, "variation": "nominal", "region": sum}
-            if "tag" in h.axes.name:
-                sel["tag"] = sum
+        names = sorted({n for per in hists.values() for n in per if n.startswith("nminus1_")}) + ["mbc", "de"]
+        for name in names:
+            # the plane's projections stand beside the N-1 distributions
+            source, extra = ("mbc_de", {"de": sum} if name == "mbc" else {"mbc": sum}) if name in ("mbc", "de") else (name, {})
+            sel = {"region": sum, "tag": sum, **extra}
             fig, ax = plt.subplots()
-            stack = [h[{**sel, "dataset": d}] for d in backgrounds if d in h.axes["dataset"]]
+            present = [d for d in backgrounds if _summed(hists, source, d, channel, **sel) is not None]
+            stack = [_summed(hists, source, d, channel, **sel) for d in present]
             if stack:
-                hep.histplot(stack, stack=True, histtype="fill", label=[d for d in backgrounds if d in h.axes["dataset"]], ax=ax)
-            if signal in h.axes["dataset"]:
-                sig = h[{**sel, "dataset": signal}]
+                hep.histplot(stack, stack=True, histtype="fill", label=present, ax=ax)
+            sig = _summed(hists, source, signal, channel, **sel)
+            if sig is not None:
                 total_bkg = sum(s.values().sum() for s in stack) if stack else 0.0
                 norm = (total_bkg / sig.values().sum()) if sig.values().sum() > 0 and total_bkg > 0 else 1.0
                 hep.histplot(sig * norm, color="black", label=f"{signal} (scaled x{norm:.3g})", ax=ax)
@@ -134,8 +137,8 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
             hep.label.exp_text("Belle", "Simulation", ax=ax, loc=0)
             save(fig, f"{channel}_{name}")
         fig, ax = plt.subplots()
-        sig_plane = _plane(plane, signal, channel)
-        bkg_plane = _plane(plane, backgrounds, channel)
+        sig_plane = _plane(hists, signal, channel)
+        bkg_plane = _plane(hists, backgrounds, channel)
         if bkg_plane is not None:
             hep.hist2dplot(bkg_plane, ax=ax, cmap="Greys", cbar=False)
         if sig_plane is not None:
@@ -143,7 +146,7 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
             sel = sig_plane.values() > 0
             ax.scatter(mbc_c[sel], de_c[sel], s=4, color="tab:blue", label=signal)
         e = cfg.ellipse(channel)
-        n = cfg.signal_region["n_sigma"]
+        n = cfg.signal_region.n_sigma
         ax.add_patch(EllipsePatch((e.mbc_mean, e.de_mean), 2 * n * 0.5 * (e.sigma_mbc_high + e.sigma_mbc_low),
                                   2 * n * 0.5 * (e.sigma_de_high + e.sigma_de_low), fill=False, color="magenta", lw=2,
                                   label=f"{n:g} sigma signal region"))

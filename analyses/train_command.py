@@ -1,6 +1,7 @@
 """``belle-rare train SEARCH``: k-fold BDT training on a sample directory, Punzi working point, artefacts.
 
-The features come from the search's own processor (``collect_features=True``), run with coffea
+Any installed search whose ``Search`` has a ``Training`` recipe can be trained. The features come
+from the search's own processor in training mode (its ``features`` columns), run with coffea
 over the samples like ``belle-rare run``; signal is the search's signal dataset(s), background
 every simulated background, each weighted to the search luminosity. Folds are ``__event__ % k``.
 Writes ``OUT/<search>_<experiment>.json`` (boosters) and ``..._meta.json`` (``processors.bdt``).
@@ -22,22 +23,18 @@ from belle_rare.analyses.datasets import fileset, load_datasets, validate_inputs
 from belle_rare.core.errors import UserError
 from belle_rare.analyses.executors import EXECUTORS, make_executor
 from belle_rare.analyses.runner import _manifest_seed, luminosity_for
-from belle_rare.analyses.signal_ellipse import fit_signal_ellipse
 from belle_rare.configs.experiment import EXPERIMENTS
 from belle_rare.processors import bdt
-from belle_rare.processors.registry import load_search
+from belle_rare.processors.registry import get_search, searches
 from belle_rare.processors.schema import BelleSchema
 from belle_rare.core.provenance import code_version
-
-TRAINABLE = ("tau3mu", "taulphi")
-
 
 @dataclass
 class TrainOptions:
     search: str
     experiment: str
     samples: Path
-    out: Path = bdt.MODELS_DIR
+    out: Path
     executor: str = "iterative"
     workers: int = 1
     chunksize: int = 100_000
@@ -46,42 +43,32 @@ class TrainOptions:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a search's k-fold BDT and store it (models/)")
-    p.add_argument("search", choices=TRAINABLE)
+    p.add_argument("search", help="a search with a BDT (see `belle-rare list`)")
     p.add_argument("--experiment", choices=EXPERIMENTS, required=True)
     p.add_argument("--samples", type=Path, required=True, help="sample directory or one manifest")
-    p.add_argument("--out", type=Path, default=bdt.MODELS_DIR, help="directory for the model artefacts (default models/)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="directory for the model artefacts (use it with `belle-rare run --model-dir`)")
     p.add_argument("--executor", choices=EXECUTORS, default="iterative")
     p.add_argument("--workers", type=int, default=1)
     p.set_defaults(handler=_train)
 
 
-def _signal_datasets(config: Any) -> dict[str, str]:
-    """channel -> signal dataset."""
-    if hasattr(config, "signal_datasets"):
-        return dict(config.signal_datasets)
-    return {"3mu": config.signal_dataset}
-
-
-def _sr_fraction(proc: Any, channel: str) -> float:
-    region = proc.config.signal_region
-    return region.area_ratio() if hasattr(region, "area_ratio") else region.sr_fraction(channel)
-
-
 def collect(opts: TrainOptions) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """Run the search processor in feature mode; returns (processor, coffea output, datasets)."""
-    try:
-        search = load_search(opts.search)
-    except KeyError as err:
-        raise UserError(str(err.args[0])) from None
-    if opts.search not in TRAINABLE:
-        raise UserError(f"search '{opts.search}' has no BDT (trainable: {', '.join(TRAINABLE)})")
-    proc = search.processor_class(opts.experiment, search.config, collect_features=True, use_model=False, training_pid=True)
+    """Run the search processor in training mode; returns (processor, coffea output, datasets)."""
+    search = get_search(opts.search)
+    if search.training is None:
+        trainable = [name for name, s in searches().items() if s.training is not None]
+        raise UserError(f"search '{opts.search}' has no BDT (trainable: {', '.join(trainable) or 'none'})")
+    config = search.load_config()
+    if opts.experiment not in search.experiments:
+        raise UserError(f"--experiment: search '{search.name}' is defined for {', '.join(search.experiments)}, not '{opts.experiment}'")
+    proc = search.processor(opts.experiment, config, training=True)
     datasets = load_datasets(opts.samples, opts.experiment)
     validate_inputs(datasets, proc.required_branches(), False)
     with make_executor(opts.executor, opts.workers, None, None, status=opts.progress) as executor:
         runner = processor.Runner(executor=executor, schema=BelleSchema, chunksize=opts.chunksize)
         output = runner(fileset(datasets), proc, treename="tree")
-    return proc, output, {"datasets": datasets, "config": search.config}
+    return proc, output, {"datasets": datasets, "config": config, "search": search}
 
 
 def train(opts: TrainOptions) -> dict[str, Any]:
@@ -91,16 +78,16 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     config, datasets = info["config"], info["datasets"]
     lumi, lumi_source = luminosity_for({k: v for k, v in datasets.items() if not v.is_data}, config, opts.experiment)
     processed = {name: sum(files.values()) for name, files in output.get("processed", {}).items()}
-    signals = _signal_datasets(config)
-    features_out = output.get("features", {})
+    search = info["search"]
+    signals = dict(config.signal_datasets)  # channel -> signal dataset
+    features_out = output.get("columns", {}).get("features", {})
     rows: dict[str, list[np.ndarray]] = {k: [] for k in ("X", "y", "w", "event", "in_sr", "in_window", "nominal", "channel", "m", "de")}
     n_signal_total = 0.0
     used: dict[str, int] = {}
     for name, ds in datasets.items():
         if ds.is_data or name not in features_out:
             continue
-        per = features_out[name]
-        channels = per if isinstance(next(iter(per.values()), None), dict) else {"3mu": per}
+        channels = features_out[name]
         is_signal_ds = name in signals.values()
         if ds.kind == "signal" and not is_signal_ds:
             continue
@@ -145,7 +132,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     # x SR/window area x fraction of the background passing the nominal ID (at least one event)
     sig = (y == 1) & data["nominal"] & data["in_sr"]
     bkg = (y == 0) & data["in_window"]
-    frac = np.array([_sr_fraction(proc, c) for c in data["channel"]])
+    frac = np.array([search.training.sr_fraction(config, c) for c in data["channel"]])
     n_bkg_loose = int(bkg.sum())
     n_bkg_nominal = int((bkg & data["nominal"]).sum())
     pid_fraction = max(n_bkg_nominal, 1) / max(n_bkg_loose, 1)
@@ -164,22 +151,10 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         "xgboost": xgboost.__version__, "code_version": code_version(),
         "wall_seconds": round(time.perf_counter() - start, 2),
     }
-    if opts.search == "tau3mu":
-        meta["signal_region_fit"] = _ellipse_fit(data, config)
+    if search.training.extra_metadata is not None:
+        meta.update(search.training.extra_metadata(data, config))
     model_path, meta_path = bdt.save_model(model, opts.search, opts.experiment, meta, opts.out)
     return {"model": model, "meta": model.meta, "paths": (model_path, meta_path), "oof": oof, "data": data}
-
-
-def _ellipse_fit(data: dict[str, np.ndarray], config: Any) -> dict[str, Any]:
-    """The tau -> 3 mu signal ellipse fitted on the nominal-ID training signal, recorded beside the configured one."""
-    signal = (data["y"] == 1) & data["nominal"]
-    try:
-        fit = fit_signal_ellipse(data["m"][signal], data["de"][signal], data["w"][signal])
-    except (ValueError, RuntimeError) as err:
-        return {"error": str(err)}
-    configured = config.signal_region
-    return {"fitted": fit.as_config(), "profile_slope": [fit.slope, fit.slope_error], "signal_events": fit.n_events,
-            "configured": {k: getattr(configured, k) for k in fit.as_config()}}
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -92,33 +92,45 @@ def builtin_file(*parts: str) -> Path:
 
 
 @lru_cache(maxsize=None)
-def _discover() -> dict[str, Search]:
-    found: dict[str, Search] = {}
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    found: dict[str, metadata.EntryPoint] = {}
     for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        try:
-            search = ep.load()
-        except Exception as err:  # a broken plug-in names itself, the others still load
-            raise UserError(f"search entry point '{ep.name} = {ep.value}' ({ENTRY_POINT_GROUP}) failed to load: "
-                            f"{type(err).__name__}: {err}") from err
-        if not isinstance(search, Search):
-            raise UserError(f"search entry point '{ep.name} = {ep.value}' is a {type(search).__name__}, not a "
-                            "belle_rare.processors.registry.Search")
-        if search.name != ep.name:
-            raise UserError(f"search entry point '{ep.name}' points at the search named '{search.name}'")
-        if ep.name in found:
-            raise UserError(f"two installed packages register the search '{ep.name}' ({ENTRY_POINT_GROUP})")
-        found[ep.name] = search
+        if ep.name in found and found[ep.name].value != ep.value:
+            raise UserError(f"two installed packages register the search '{ep.name}' ({ENTRY_POINT_GROUP}): "
+                            f"{found[ep.name].value} and {ep.value}")
+        found[ep.name] = ep
     return found
 
 
+@lru_cache(maxsize=None)
+def _load(name: str) -> Search:
+    """Import one search (only when asked: a broken plug-in does not stop the others)."""
+    ep = _entry_points()[name]
+    try:
+        search = ep.load()
+    except Exception as err:
+        raise UserError(f"search entry point '{ep.name} = {ep.value}' ({ENTRY_POINT_GROUP}) failed to load: "
+                        f"{type(err).__name__}: {err}") from err
+    if not isinstance(search, Search):
+        raise UserError(f"search entry point '{ep.name} = {ep.value}' is a {type(search).__name__}, not a "
+                        "belle_rare.processors.registry.Search")
+    if search.name != ep.name:
+        raise UserError(f"search entry point '{ep.name}' points at a search named '{search.name}'")
+    return search
+
+
+def search_names() -> list[str]:
+    """Names of every installed search (built-in and from other packages), without importing them."""
+    return list(_entry_points())
+
+
 def searches() -> dict[str, Search]:
-    """Every installed search, by name (built-in and from other packages)."""
-    return dict(_discover())
+    """Every installed search, by name (imports them all)."""
+    return {name: _load(name) for name in _entry_points()}
 
 
 def get_search(name: str) -> Search:
-    """The search called ``name``; an unknown name is a UserError listing the known ones."""
-    known = _discover()
-    if name not in known:
-        raise UserError(f"unknown search '{name}' (installed: {', '.join(known) or 'none'})")
-    return known[name]
+    """The search called ``name``; an unknown name is a UserError listing the installed ones."""
+    if name not in _entry_points():
+        raise UserError(f"unknown search '{name}' (installed: {', '.join(_entry_points()) or 'none'})")
+    return _load(name)

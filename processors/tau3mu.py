@@ -5,36 +5,90 @@ tau; everything else in the event is the rest of the event (ROE), used inclusive
 variables: M_3mu and dE_3mu = E*_3mu - sqrt(s)/2. A k-fold BDT (``processors.bdt``) on the
 features listed in ``configs/searches/tau3mu.yaml`` separates signal; the signal region is a
 rotated asymmetric 5 sigma ellipse and the background estimate is ABCD-like (BDT pass/fail x
-inside the ellipse / in a wider distance-to-peak region), filled as the ``region`` axis.
+inside the ellipse / in a wider distance-to-peak region): the ``region`` axis of the ``yields``
+counting histogram the stats model reads.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import awkward as ak
-from belle_rare import corrections
 import hist
 import numpy as np
-import particle
 import pydantic
-from coffea.processor import column_accumulator
+from coffea.analysis_tools import Weights
 
+from belle_rare import corrections
 from belle_rare.configs.loader import StrictModel
+from belle_rare.core.histograms import count_axis, new_hist, regular
+from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
-from belle_rare.processors.base import Cutflow, SearchProcessor
+from belle_rare.processors.base import Calibration, SearchProcessor, Selection, packed, vary
+from belle_rare.processors.columns import as_float, best_index, expand, in_range, take
 from belle_rare.processors.event_shape import hemisphere, thrust_axis
-from belle_rare.processors.histograms import new_hist, regular
-from belle_rare.processors.variations import Variation, variations
+from belle_rare.processors.registry import Demo, Search, Training, builtin_file
 
-TAU_MASS = particle.Particle.from_pdgid(15).mass / 1000.0
-MUON_MASS = particle.Particle.from_pdgid(13).mass / 1000.0
+TAU_MASS = pdg_mass(15)
+MUON_MASS = pdg_mass(13)
 CHANNELS = ("3mu",)
 # ABCD (sec. 3.4): A = SR & BDT pass, B = outer & pass, C = SR & fail, D = outer & fail
 REGIONS = {"A": "SR_pass", "B": "outer_pass", "C": "SR_fail", "D": "outer_fail"}
 FAR_REGION = "far"
+# the regions of the ``yields`` histogram (what configs/stats/tau3mu.yaml reads)
+YIELD_REGIONS = (*REGIONS.values(), FAR_REGION)
+# cutflow labels of the preselection steps (a running AND), in order
+PRESELECTION = (
+    "three muon candidates (|q| = 1, one hemisphere)", "thrust", "missing-momentum polar angle", "event charge",
+)
+
+Window = tuple[float, float]
+Bins = tuple[int, float, float]  # [bins, low, high]
+
+
+# ---------------------------------------------------------------------------------------------- config
+class TrackCuts(StrictModel):
+    """Tracks from the IP inside the CDC acceptance."""
+
+    dr_max: float
+    dz_max: float
+    cos_theta: Window
+
+
+class PhotonCuts(StrictModel):
+    e_min: float
+    cos_theta: Window
+
+
+class RoeCuts(StrictModel):
+    track_pt_min: float
+
+
+class MuonCuts(StrictModel):
+    id_branch: str
+    id_min: float
+    tight_min: float
+    n_tight: int
+    total_charge_abs: int
+
+
+class Tau3MuSelection(StrictModel):
+    thrust_max: float
+    cos_theta_miss_cm: Window
+    event_charge: int
+
+
+class MuonTrainingPID(StrictModel):
+    """Muon-ID thresholds of the training samples (replace ``muons.id_min`` / ``muons.tight_min``)."""
+
+    id_min: float
+    tight_min: float
+
+
+class Tau3MuBDT(bdt.BDTConfig):
+    training_pid: MuonTrainingPID
 
 
 class RotatedEllipse(StrictModel):
@@ -64,20 +118,41 @@ class RotatedEllipse(StrictModel):
         return (self.n_sigma / self.outer_n_sigma) ** 2
 
 
+class Tau3MuHistograms(StrictModel):
+    m3mu: Bins
+    de: Bins
+    bdt: Bins
+
+
+class Tau3MuPaper(StrictModel):
+    """The paper's numbers, written beside ours in validation.json."""
+
+    efficiency: float
+    efficiency_one_prong: float
+    m_mean: float
+    sigma_m_high: float
+    sigma_m_low: float
+    de_mean: float
+    sigma_de_high: float
+    sigma_de_low: float
+    expected_background: float
+    background_before_bdt: float
+
+
 class Tau3MuConfig(StrictModel):
     luminosity: str
     n_tautau: float
-    signal_dataset: str
-    tracks: dict[str, Any]
-    muons: dict[str, Any]
-    photons: dict[str, Any]
-    roe: dict[str, Any]
-    selection: dict[str, Any]
+    signal_datasets: dict[str, str]
+    tracks: TrackCuts
+    muons: MuonCuts
+    photons: PhotonCuts
+    roe: RoeCuts
+    selection: Tau3MuSelection
     features: list[str]
-    bdt: dict[str, Any]
+    bdt: Tau3MuBDT
     signal_region: RotatedEllipse
-    histograms: dict[str, list[float]]
-    paper: dict[str, float]
+    histograms: Tau3MuHistograms
+    paper: Tau3MuPaper
 
     @pydantic.field_validator("features")
     @classmethod
@@ -85,6 +160,13 @@ class Tau3MuConfig(StrictModel):
         unknown = sorted(set(v) - set(FEATURES))
         if unknown:
             raise ValueError(f"features not computed by processors/tau3mu.py: {unknown}")
+        return v
+
+    @pydantic.field_validator("signal_datasets")
+    @classmethod
+    def _channels(cls, v: dict[str, str]) -> dict[str, str]:
+        if set(v) != set(CHANNELS):
+            raise ValueError(f"one signal dataset per channel ({', '.join(CHANNELS)}), got {', '.join(v) or 'none'}")
         return v
 
 
@@ -98,32 +180,16 @@ FEATURES = (
 )
 
 
-def _in(x: Any, lo_hi: list[float]) -> Any:
-    return (x > lo_hi[0]) & (x < lo_hi[1])
-
-
-def _np(x: Any, fill: float = np.nan) -> np.ndarray:
-    return np.asarray(ak.to_numpy(ak.fill_none(x, fill)), dtype=float)
-
-
-def expand(values: Any, keep: np.ndarray) -> Any:
-    """Scatter per-selected-event results back to all events (False / NaN / 0 for the others)."""
-    if isinstance(values, dict):
-        return {k: expand(v, keep) for k, v in values.items()}
-    values = np.asarray(values)
-    fill = False if values.dtype == bool else (np.nan if values.dtype.kind == "f" else 0)
-    out = np.full((len(keep),) + values.shape[1:], fill, dtype=values.dtype)
-    out[keep] = values
-    return out
-
-
-def good_tracks(trk: ak.Array, cfg: dict[str, Any]) -> ak.Array:
+# ---------------------------------------------------------------------------------------------- objects
+# shared with processors/taulphi.py (same tracking, photons and event frame)
+def good_tracks(trk: ak.Array, cfg: TrackCuts) -> ak.Array:
     """Tracks from the IP inside the CDC acceptance."""
     cos = kin.cos_theta(trk.px, trk.py, trk.pz)
-    return (abs(trk.dr) < cfg["dr_max"]) & (abs(trk.dz) < cfg["dz_max"]) & _in(cos, cfg["cos_theta"])
+    return (abs(trk.dr) < cfg.dr_max) & (abs(trk.dz) < cfg.dz_max) & in_range(cos, cfg.cos_theta)
 
 
 def event_frame(events: ak.Array) -> tuple[kin.P4, kin.Vec3, Any]:
+    """(beam four-momentum, CM boost, sqrt(s)) per event."""
     beam = kin.P4(events.beamPx, events.beamPy, events.beamPz, events.beamE)
     return beam, kin.cm_boost(*[beam.E, beam.px, beam.py, beam.pz]), kin.sqrt_s(beam.E, beam.px, beam.py, beam.pz)
 
@@ -135,29 +201,72 @@ def scaled_tracks(trk: ak.Array, scale: float, mass: float | None = None) -> kin
     return kin.P4(px, py, pz, np.sqrt(px**2 + py**2 + pz**2 + m2))
 
 
-def thrust_of(px: ak.Array, py: ak.Array, pz: ak.Array) -> tuple[kin.Vec3, Any]:
-    axis, value = thrust_axis(px, py, pz)
-    return axis, value
+def concat_momenta(*collections: kin.P4) -> tuple[ak.Array, ak.Array, ak.Array]:
+    """px, py, pz of several jagged collections, concatenated per event (input of thrust / R2)."""
+    return tuple(ak.concatenate([c[k] for c in collections], axis=1) for k in range(3))  # type: ignore[return-value]
 
 
-def best_index(score: ak.Array, valid: ak.Array) -> ak.Array:
-    """Index of the highest-score valid candidate per event (None if there is none)."""
-    masked = ak.where(valid, score, -np.inf)
-    idx = ak.argmax(masked, axis=1, keepdims=True)
-    ok = ak.fill_none(ak.firsts(valid[idx]), False)
-    return ak.mask(ak.firsts(idx), ok)
+@dataclass(frozen=True)
+class EventObjects:
+    """Channel-independent objects of the prefiltered events under one calibration.
+
+    ``keep`` marks the chunk's events that passed the prefilter; every other field has one entry
+    per kept event (``events`` is ``events[keep]``); ``expand(..., keep)`` scatters results back.
+    """
+
+    keep: np.ndarray
+    events: ak.Array
+    momentum_scale: float
+    beta: kin.Vec3
+    roots: ak.Array
+    good: ak.Array        # good-track mask
+    t_lab: kin.P4         # every track, stored (pion) mass hypothesis, momentum scale applied
+    t_cm: kin.P4
+    tg: kin.P4            # good tracks (CM)
+    g_cm: kin.P4          # photons above threshold in the acceptance (CM), energy scale applied
+    thrust_axis: kin.Vec3  # of the good tracks and photons (CM)
+    thrust: ak.Array
+    hemi: ak.Array        # thrust hemisphere of every track
+    miss: kin.P4          # missing four-momentum (CM): sqrt(s) minus the good tracks and photons
 
 
-def take(values: ak.Array, index: ak.Array) -> ak.Array:
-    """values[event][index[event]] (None where the event's list is empty or the index is None)."""
-    return ak.firsts(ak.pad_none(values, 1, axis=1)[ak.singletons(index)])
+def event_objects(events: ak.Array, keep: np.ndarray, calibration: Calibration, tracks: TrackCuts,
+                  photons: PhotonCuts) -> EventObjects:
+    """Frames, calibrated tracks and photons, thrust, hemispheres and missing momentum of ``events[keep]``."""
+    events = events[keep]
+    _, beta, roots = event_frame(events)
+    trk = events.Track
+    good = good_tracks(trk, tracks)
+    t_lab = scaled_tracks(trk, calibration.momentum_scale)
+    t_cm = kin.to_cm(*t_lab, *beta)
+    pho, scale = events.Photon, calibration.photon_energy_scale
+    g_lab = kin.P4(pho.px * scale, pho.py * scale, pho.pz * scale, pho.E * scale)
+    g_ok = (g_lab.E > photons.e_min) & in_range(kin.cos_theta(g_lab.px, g_lab.py, g_lab.pz), photons.cos_theta)
+    g_cm = kin.to_cm(*(c[g_ok] for c in g_lab), *beta)
+    tg = kin.P4(*(c[good] for c in t_cm))
+    axis, thrust = thrust_axis(*concat_momenta(tg, g_cm))
+    vis = kin.p4_add(kin.p4_sum(*tg), kin.p4_sum(*g_cm))
+    return EventObjects(
+        keep=keep, events=events, momentum_scale=calibration.momentum_scale, beta=beta, roots=roots, good=good,
+        t_lab=t_lab, t_cm=t_cm, tg=tg, g_cm=g_cm, thrust_axis=axis, thrust=thrust,
+        hemi=hemisphere(t_cm.px, t_cm.py, t_cm.pz, axis), miss=kin.P4(-vis.px, -vis.py, -vis.pz, roots - vis.E),
+    )
 
 
+def unit_weights(weights: Weights, size: int, sources: tuple[str, ...]) -> None:
+    """Weight 1 with no uncertainty for the correction sources the selection has no object of
+    (their Up/Down variations are filled, equal to nominal, as every source's are)."""
+    for source in sources:
+        weights.add(source, *vary(lambda s: 1.0, size))
+
+
+# ---------------------------------------------------------------------------------------------- processor
 class Tau3MuProcessor(SearchProcessor):
     """tau -> 3 mu (Belle II, 424 /fb): M_3mu, dE_3mu in a rotated 5 sigma ellipse after a k-fold BDT."""
 
     name = "tau3mu"
     experiments = ("belle2",)
+    channels = CHANNELS
     config_model = Tau3MuConfig
     branches = (
         "nTrack", "Track_px", "Track_py", "Track_pz", "Track_E", "Track_charge", "Track_dr", "Track_dz",
@@ -166,170 +275,12 @@ class Tau3MuProcessor(SearchProcessor):
         "beamE", "beamPx", "beamPy", "beamPz", "__weight__", "__event__",
     )
 
-    def __init__(self, experiment: str, config: Any, corrections: Any = None, collect_features: bool = False,
-                 models_dir: Path | None = None, use_model: bool = True, training_pid: bool = False) -> None:
-        super().__init__(experiment, config, corrections)
-        self.collect_features = collect_features
+    def setup(self) -> None:
+        cfg = self.config
         # training samples: muon-ID thresholds loosened (config bdt.training_pid) so that the tiny
         # simulated backgrounds leave events to learn from; ``nominal_pid`` flags the ones that pass
-        self.muon_cuts = {**config.muons, **(config.bdt.get("training_pid", {}) if training_pid else {})}
-        self.model = bdt.load_model(self.name, experiment, config.features, models_dir) if use_model else None
-
-    # ------------------------------------------------------------------ histograms
-    def _book(self) -> dict[str, hist.Hist]:
-        cfg = self.config.histograms
-        m = regular(int(cfg["m3mu"][0]), cfg["m3mu"][1], cfg["m3mu"][2], "m", r"$M_{3\mu}$ [GeV]")
-        de = regular(int(cfg["de"][0]), cfg["de"][1], cfg["de"][2], "de", r"$\Delta E_{3\mu}$ [GeV]")
-        score = regular(int(cfg["bdt"][0]), cfg["bdt"][1], cfg["bdt"][2], "score", "BDT score (-1: no model)")
-        return {"m_de": new_hist(m, de), "bdt_score": new_hist(score),
-                "distance": new_hist(regular(60, 0, 30, "d", "distance to peak [sigma]"))}
-
-    # ------------------------------------------------------------------ physics
-    def _select(self, events: ak.Array, momentum_scale: float, photon_scale: float) -> dict[str, Any]:
-        """Only events with at least three muon candidates go through the full computation."""
-        mu = self.muon_cuts
-        good = good_tracks(events.Track, self.config.tracks)
-        n_mu = ak.sum(good & (events.Track[mu["id_branch"]] > mu["id_min"]), axis=1)
-        keep = ak.to_numpy(n_mu >= 3)
-        return expand(self._select_candidates(events[keep], momentum_scale, photon_scale), keep)
-
-    def _select_candidates(self, events: ak.Array, momentum_scale: float, photon_scale: float) -> dict[str, Any]:
-        cfg = self.config
-        beam, beta, roots = event_frame(events)
-        trk = events.Track
-        good = good_tracks(trk, cfg.tracks)
-        t_lab = scaled_tracks(trk, momentum_scale)
-        t_cm = kin.to_cm(*t_lab, *beta)
-        pho = events.Photon
-        g_lab = kin.P4(pho.px * photon_scale, pho.py * photon_scale, pho.pz * photon_scale, pho.E * photon_scale)
-        g_ok = (g_lab.E > cfg.photons["e_min"]) & _in(kin.cos_theta(g_lab.px, g_lab.py, g_lab.pz), cfg.photons["cos_theta"])
-        g_cm = kin.to_cm(*(c[g_ok] for c in g_lab), *beta)
-
-        # thrust of all good tracks and photons (CM), hemispheres
-        tg = kin.P4(*(c[good] for c in t_cm))
-        axis, thrust = thrust_of(ak.concatenate([tg.px, g_cm.px], axis=1), ak.concatenate([tg.py, g_cm.py], axis=1),
-                                 ak.concatenate([tg.pz, g_cm.pz], axis=1))
-        hemi = hemisphere(t_cm.px, t_cm.py, t_cm.pz, axis)
-
-        # triplets of muon candidates: |sum q| = 1, one hemisphere, >= n_tight tight muons
-        mcfg = self.muon_cuts
-        muid = trk[mcfg["id_branch"]]
-        is_mu = good & (muid > mcfg["id_min"])
-        idx = ak.local_index(trk.px)[is_mu]
-        tri = ak.combinations(idx, 3, fields=["a", "b", "c"])
-        a, b, c = tri.a, tri.b, tri.c
-        charge = trk.charge[a] + trk.charge[b] + trk.charge[c]
-        same = (hemi[a] == hemi[b]) & (hemi[b] == hemi[c])
-        n_tight = sum(ak.values_astype(muid[i] > mcfg["tight_min"], np.int64) for i in (a, b, c))
-        valid = (abs(charge) == mcfg["total_charge_abs"]) & same & (n_tight >= mcfg["n_tight"])
-        best = best_index(muid[a] + muid[b] + muid[c], valid)
-        has = ~ak.is_none(best)
-        best = ak.fill_none(best, 0)
-        ia, ib, ic = (take(x, best) for x in (a, b, c))
-        ia, ib, ic = (ak.fill_none(x, 0) for x in (ia, ib, ic))
-
-        def pick(x: ak.Array, i: ak.Array) -> ak.Array:
-            return take(x, i)
-
-        # the signal candidates in the muon mass hypothesis (stored energies assume a pion)
-        mu_lab = scaled_tracks(trk, momentum_scale, MUON_MASS)
-        mu_cm = kin.to_cm(*mu_lab, *beta)
-        mus = [kin.P4(*(pick(comp, i) for comp in mu_cm)) for i in (ia, ib, ic)]
-        mus_lab = [kin.P4(*(pick(comp, i) for comp in mu_lab)) for i in (ia, ib, ic)]
-        tau = kin.p4_add(*mus)
-        m3 = kin.mass(*tau)
-        de = tau.E - roots / 2
-        sig_charge = pick(trk.charge, ia) + pick(trk.charge, ib) + pick(trk.charge, ic)
-        chosen_id = [_np(pick(muid, i), 0.0) for i in (ia, ib, ic)]
-        nominal_pid = (np.min(chosen_id, axis=0) > cfg.muons["id_min"]) & (
-            sum((x > cfg.muons["tight_min"]).astype(int) for x in chosen_id) >= cfg.muons["n_tight"])
-
-        # ROE: other good tracks with pT > threshold, photons above threshold
-        li = ak.local_index(trk.px)
-        t_pt = np.sqrt(t_lab.px**2 + t_lab.py**2)
-        in_roe = good & (t_pt > cfg.roe["track_pt_min"]) & (li != ia) & (li != ib) & (li != ic)
-        roe_t = kin.P4(*(c_[in_roe] for c_ in t_cm))
-        roe = kin.p4_add(kin.p4_sum(*roe_t), kin.p4_sum(*g_cm))
-        roe_mass = kin.mass(*roe)
-        roe_de = roe.E - roots / 2
-        ids = ak.concatenate([trk[n][:, :, None] for n in ("muonID", "pionID", "electronID", "kaonID", "protonID")], axis=2)
-        best_id = ak.argmax(ids, axis=2)[in_roe]
-        roe_charge = ak.sum(trk.charge[in_roe], axis=1)
-        roe_axis, roe_thrust = thrust_of(ak.concatenate([roe_t.px, g_cm.px], axis=1), ak.concatenate([roe_t.py, g_cm.py], axis=1),
-                                         ak.concatenate([roe_t.pz, g_cm.pz], axis=1))
-        # closest ROE track to the tau direction
-        cos_trk = kin.cos_angle(tau, roe_t)
-        closest = np.arccos(ak.fill_none(ak.max(cos_trk, axis=1), -1.0))
-
-        # event-level and missing momentum (CM)
-        vis = kin.p4_add(kin.p4_sum(*tg), kin.p4_sum(*g_cm))
-        miss = kin.P4(-vis.px, -vis.py, -vis.pz, roots - vis.E)
-        p_miss_t = np.sqrt(miss.px**2 + miss.py**2)
-        cos_miss = kin.cos_theta(miss.px, miss.py, miss.pz)
-        event_charge = ak.sum(trk.charge[good], axis=1)
-        pts = [np.sqrt(m_.px**2 + m_.py**2) for m_ in mus]
-        pt_arr = np.stack([_np(p) for p in pts], axis=1)
-        order = np.argsort(-pt_arr, axis=1)
-
-        def ordered_feature(per_mu: list[Any]) -> list[np.ndarray]:
-            arr = np.stack([_np(x) for x in per_mu], axis=1)
-            arr = np.take_along_axis(arr, order, axis=1)
-            return [arr[:, k] for k in range(3)]
-
-        feats: dict[str, Any] = {}
-        for name, per_mu in (("e_cm", [m_.E for m_ in mus]), ("cos_theta_cm", [kin.cos_theta(m_.px, m_.py, m_.pz) for m_ in mus]),
-                             ("pt_cm", pts), ("cos_miss", [kin.cos_angle(miss, m_) for m_ in mus])):
-            for k, v in enumerate(ordered_feature(per_mu), start=1):
-                feats[f"mu{k}_{name}" if name != "cos_miss" else f"cos_miss_mu{k}"] = v
-        feats.update({
-            "tau_closest_track_angle": _np(closest, np.pi),
-            "roe_mass": _np(roe_mass), "roe_delta_e": _np(roe_de),
-            "roe_n_mu": _np(ak.sum(best_id == 0, axis=1)), "roe_n_pi": _np(ak.sum(best_id == 1, axis=1)),
-            "roe_n_e": _np(ak.sum(best_id == 2, axis=1)),
-            "roe_charge_x_signal_charge": _np(roe_charge * sig_charge),
-            "roe_thrust": _np(roe_thrust, 0.0),
-            "cos_roe_thrust_signal": np.abs(_np(kin.cos_angle(roe_axis, tau), 0.0)),
-            "cos_roe_thrust_z": np.abs(_np(roe_axis.z, 0.0)),
-            "thrust": _np(thrust), "n_tracks": _np(ak.sum(good, axis=1)), "n_photons": _np(ak.num(g_cm.E)),
-            "photon_e_cm": _np(ak.sum(g_cm.E, axis=1)), "p_miss_t_cm": _np(p_miss_t), "cos_theta_miss_cm": _np(cos_miss),
-            "m_miss2": _np(kin.mass2(*miss)),
-        })
-        sel = cfg.selection
-        steps = {
-            "three muon candidates (|q| = 1, one hemisphere)": _np(has, 0) > 0,
-            "thrust": _np(thrust) < sel["thrust_max"],
-            "missing-momentum polar angle": _in(_np(cos_miss), sel["cos_theta_miss_cm"]),
-            "event charge": _np(event_charge, 99) == sel["event_charge"],
-        }
-        running = np.ones(len(events), bool)
-        for k in steps:
-            running = running & steps[k]
-            steps[k] = running
-        lab_p = np.stack([_np(kin.momentum(m_.px, m_.py, m_.pz), 1.0) for m_ in mus_lab], axis=1)
-        lab_cos = np.stack([_np(kin.cos_theta(m_.px, m_.py, m_.pz), 0.0) for m_ in mus_lab], axis=1)
-        pdg = (np.stack([_np(pick(trk.mcPDG, i), 0) for i in (ia, ib, ic)], axis=1) if "mcPDG" in trk.fields
-               else np.full((len(events), 3), 13.0))
-        return {
-            "base": running, "steps": steps,
-            "m": _np(m3), "de": _np(de),
-            "features": np.stack([feats[f] for f in cfg.features], axis=1) if len(events) else np.zeros((0, len(cfg.features))),
-            "mu_p": lab_p, "mu_cos": lab_cos, "mu_pdg": pdg, "nominal_pid": nominal_pid,
-        }
-
-    # ------------------------------------------------------------------ weights
-    def _weight(self, sel: dict[str, Any], variation: Variation) -> np.ndarray:
-        """Tracking (3 signal + 1 tag track), trigger, luminosity, muon ID (pion fake rate by truth)."""
-        cset = corrections.load(self.experiment)
-        n = len(sel["m"])
-        w = float(corrections.tracking_weight(cset, 4, variation.syst("tracking"))
-                  * corrections.trigger_weight(cset, "tau3mu", variation.syst("trigger"))
-                  * corrections.luminosity_weight(cset, self.config.luminosity, variation.syst("luminosity")))
-        p, cos = np.nan_to_num(sel["mu_p"], nan=1.0), np.nan_to_num(sel["mu_cos"], nan=0.0)
-        lep = np.asarray(corrections.lepton_id_weight(cset, "mu", p.ravel(), cos.ravel(), variation.syst("leptonID")), float)
-        fake = np.asarray(corrections.fake_rate_weight(cset, "mu", p.ravel(), cos.ravel(), variation.syst("fakeRate")), float)
-        true_mu = (np.abs(sel["mu_pdg"]) == 13).ravel()
-        per_mu = np.where(true_mu, lep, fake).reshape(n, 3)
-        return np.full(n, w) * np.prod(per_mu, axis=1)
+        self.muon_cuts = cfg.muons.model_copy(update=cfg.bdt.training_pid.model_dump()) if self.training else cfg.muons
+        self.model = None if self.training else bdt.load_model(self.name, self.experiment, cfg.features, self.model_dir)
 
     def score(self, X: np.ndarray, event_number: np.ndarray) -> np.ndarray:
         if self.model is None or len(X) == 0:
@@ -340,70 +291,239 @@ class Tau3MuProcessor(SearchProcessor):
     def working_point(self) -> float:
         return self.model.working_point if self.model is not None else np.inf
 
-    def analyse(self, events: ak.Array, dataset: str) -> tuple[dict[str, Any], dict[str, Cutflow]]:
-        hists = self._book()
-        self._features_out: dict[str, Any] = {}
-        self._candidates_out: dict[str, Any] = {}
-        channel = CHANNELS[0]
-        gen_w = ak.to_numpy(events["__weight__"]).astype(float)
-        event_number = ak.to_numpy(events["__event__"]).astype(np.int64)
-        is_data = events.metadata.get("is_data", False)
-        cset = corrections.load(self.experiment)
-        ell = self.config.signal_region
-        cutflow = Cutflow()
-        cutflow.add("all events", np.ones(len(events), bool), gen_w)
-        selections: dict[tuple[str, str], dict[str, Any]] = {}
-        for variation in (variations(True) if self.collect_features else variations(is_data)):
-            key = variation.calibration
-            if key not in selections:
-                s = self._select(events, corrections.momentum_scale(cset, key[0]), corrections.photon_energy_scale(cset, key[1]))
-                s["score"] = np.full(len(events), bdt.NO_MODEL_SCORE)
-                s["score"][s["base"]] = self.score(s["features"][s["base"]], event_number[s["base"]])
-                s["distance"] = ell.distance(s["m"], s["de"])
-                selections[key] = s
-            sel = selections[key]
-            weight = gen_w if is_data else gen_w * self._weight(sel, variation)
-            passed, d = sel["base"], sel["distance"]
-            bdt_pass = sel["score"] > self.working_point
-            in_sr = passed & (d < ell.n_sigma)
-            outer = passed & (d >= ell.n_sigma) & (d < ell.outer_n_sigma)
-            masks = {REGIONS["A"]: in_sr & bdt_pass, REGIONS["B"]: outer & bdt_pass, REGIONS["C"]: in_sr & ~bdt_pass,
-                     REGIONS["D"]: outer & ~bdt_pass, FAR_REGION: passed & ~(d < ell.outer_n_sigma)}
-            for region, mask in masks.items():
-                hists["m_de"].fill(dataset=dataset, channel=channel, region=region, variation=variation.name,
-                                   m=sel["m"][mask], de=sel["de"][mask], weight=weight[mask])
-            for region, mask in (("SR", in_sr), ("outer", outer)):
-                hists["bdt_score"].fill(dataset=dataset, channel=channel, region=region, variation=variation.name,
-                                        score=sel["score"][mask], weight=weight[mask])
-            if variation.name != "nominal":
-                continue
-            hists["distance"].fill(dataset=dataset, channel=channel, region="all", variation="nominal",
-                                   d=np.nan_to_num(d[passed], nan=1e9), weight=weight[passed])
-            for step, mask in sel["steps"].items():
-                cutflow.add(step, mask, weight)
-            if dataset == self.config.signal_dataset:
-                # unbinned signal candidates before the BDT: the report fits the signal ellipse on them
-                self._candidates_out = {dataset: {"m": column_accumulator(sel["m"][passed]),
-                                                  "de": column_accumulator(sel["de"][passed]),
-                                                  "weight": column_accumulator(weight[passed])}}
-            cutflow.add("outer region", passed & (d < ell.outer_n_sigma), weight)
-            cutflow.add("signal region (no BDT)", in_sr, weight)
-            cutflow.add("BDT", passed & (d < ell.outer_n_sigma) & bdt_pass, weight)
-            cutflow.add("signal region", in_sr & bdt_pass, weight)
-            if self.collect_features:
-                m = passed
-                self._features_out = {dataset: {
-                    "X": column_accumulator(sel["features"][m]), "event": column_accumulator(event_number[m]),
-                    "weight": column_accumulator(weight[m]), "distance": column_accumulator(d[m]),
-                    "m": column_accumulator(sel["m"][m]), "de": column_accumulator(sel["de"][m]),
-                    "in_sr": column_accumulator(d[m] < ell.n_sigma), "in_window": column_accumulator(d[m] < ell.outer_n_sigma),
-                    "nominal_pid": column_accumulator(sel["nominal_pid"][m]),
-                }}
-        return hists, {channel: cutflow}
+    # ------------------------------------------------------------------ histograms
+    def book(self) -> dict[str, hist.Hist]:
+        cfg = self.config.histograms
+        m = regular(*cfg.m3mu, "m", r"$M_{3\mu}$ [GeV]")
+        de = regular(*cfg.de, "de", r"$\Delta E_{3\mu}$ [GeV]")
+        score = regular(*cfg.bdt, "score", "BDT score (-1: no model)")
+        return {
+            "yields": new_hist(count_axis(), systematics=True),
+            "m_de": new_hist(m, de),
+            "bdt_score": new_hist(score),
+            "distance": new_hist(regular(60, 0, 30, "d", "distance to peak [sigma]")),
+        }
 
-    def process(self, events: ak.Array) -> dict[str, Any]:
-        out = super().process(events)
-        out["candidates"] = self._candidates_out
-        if self.collect_features:
-            out["features"] = self._features_out
+    # ------------------------------------------------------------------ physics
+    def objects(self, events: ak.Array, calibration: Calibration) -> EventObjects:
+        """Only events with at least three muon candidates get the full computation."""
+        mu = self.muon_cuts
+        good = good_tracks(events.Track, self.config.tracks)
+        n_mu = ak.sum(good & (events.Track[mu.id_branch] > mu.id_min), axis=1)
+        keep = ak.to_numpy(n_mu >= 3)
+        return event_objects(events, keep, calibration, self.config.tracks, self.config.photons)
+
+    def select(self, events: ak.Array, objects: EventObjects, channel: str) -> Selection:
+        v = expand(self._candidates(objects), objects.keep)
+        ell = self.config.signal_region
+        event_number = ak.to_numpy(events["__event__"]).astype(np.int64)
+        base = np.logical_and.reduce([v["steps"][s] for s in PRESELECTION])
+        score = np.full(len(events), bdt.NO_MODEL_SCORE)
+        score[base] = self.score(v["features"][base], event_number[base])
+        d = ell.distance(v["m"], v["de"])
+        bdt_pass = score > self.working_point
+        in_sr = base & (d < ell.n_sigma)
+        outer = base & (d >= ell.n_sigma) & (d < ell.outer_n_sigma)
+        cuts = packed({**v.pop("steps"), "outer region": d < ell.outer_n_sigma, "signal region": d < ell.n_sigma,
+                       "BDT": bdt_pass})
+        steps = [(label, PRESELECTION[: i + 1]) for i, label in enumerate(PRESELECTION)] + [
+            ("outer region", PRESELECTION + ("outer region",)),
+            ("signal region (no BDT)", PRESELECTION + ("signal region",)),
+            ("BDT", PRESELECTION + ("outer region", "BDT")),
+            ("signal region", PRESELECTION + ("signal region", "BDT")),
+        ]
+        regions = {
+            REGIONS["A"]: in_sr & bdt_pass, REGIONS["B"]: outer & bdt_pass, REGIONS["C"]: in_sr & ~bdt_pass,
+            REGIONS["D"]: outer & ~bdt_pass, FAR_REGION: base & ~(d < ell.outer_n_sigma),
+            "SR": in_sr, "outer": outer, "presel": base,
+        }
+        return Selection(cuts, values={**v, "score": score, "distance": d, "event": event_number}, regions=regions,
+                         cutflow=steps)
+
+    def _candidates(self, o: EventObjects) -> dict[str, Any]:
+        """The best three-muon candidate, its features and the preselection steps (kept events)."""
+        cfg, events = self.config, o.events
+        trk, beta, roots, good = events.Track, o.beta, o.roots, o.good
+        t_cm, g_cm, tg, hemi = o.t_cm, o.g_cm, o.tg, o.hemi
+
+        # triplets of muon candidates: |sum q| = 1, one hemisphere, >= n_tight tight muons
+        mcfg = self.muon_cuts
+        muid = trk[mcfg.id_branch]
+        is_mu = good & (muid > mcfg.id_min)
+        idx = ak.local_index(trk.px)[is_mu]
+        tri = ak.combinations(idx, 3, fields=["a", "b", "c"])
+        a, b, c = tri.a, tri.b, tri.c
+        charge = trk.charge[a] + trk.charge[b] + trk.charge[c]
+        same = (hemi[a] == hemi[b]) & (hemi[b] == hemi[c])
+        n_tight = sum(ak.values_astype(muid[i] > mcfg.tight_min, np.int64) for i in (a, b, c))
+        valid = (abs(charge) == mcfg.total_charge_abs) & same & (n_tight >= mcfg.n_tight)
+        best = best_index(muid[a] + muid[b] + muid[c], valid)
+        has = ~ak.is_none(best)
+        best = ak.fill_none(best, 0)
+        ia, ib, ic = (ak.fill_none(take(x, best), 0) for x in (a, b, c))
+
+        # the signal candidates in the muon mass hypothesis (stored energies assume a pion)
+        mu_lab = scaled_tracks(trk, o.momentum_scale, MUON_MASS)
+        mu_cm = kin.to_cm(*mu_lab, *beta)
+        mus = [kin.P4(*(take(comp, i) for comp in mu_cm)) for i in (ia, ib, ic)]
+        mus_lab = [kin.P4(*(take(comp, i) for comp in mu_lab)) for i in (ia, ib, ic)]
+        tau = kin.p4_add(*mus)
+        m3 = kin.mass(*tau)
+        de = tau.E - roots / 2
+        sig_charge = take(trk.charge, ia) + take(trk.charge, ib) + take(trk.charge, ic)
+        chosen_id = [as_float(take(muid, i), 0.0) for i in (ia, ib, ic)]
+        nominal_pid = (np.min(chosen_id, axis=0) > cfg.muons.id_min) & (
+            sum((x > cfg.muons.tight_min).astype(int) for x in chosen_id) >= cfg.muons.n_tight)
+
+        # ROE: other good tracks with pT > threshold, photons above threshold
+        li = ak.local_index(trk.px)
+        t_pt = np.sqrt(o.t_lab.px**2 + o.t_lab.py**2)
+        in_roe = good & (t_pt > cfg.roe.track_pt_min) & (li != ia) & (li != ib) & (li != ic)
+        roe_t = kin.P4(*(c_[in_roe] for c_ in t_cm))
+        roe = kin.p4_add(kin.p4_sum(*roe_t), kin.p4_sum(*g_cm))
+        roe_mass = kin.mass(*roe)
+        roe_de = roe.E - roots / 2
+        ids = ak.concatenate([trk[n][:, :, None] for n in ("muonID", "pionID", "electronID", "kaonID", "protonID")], axis=2)
+        best_id = ak.argmax(ids, axis=2)[in_roe]
+        roe_charge = ak.sum(trk.charge[in_roe], axis=1)
+        roe_axis, roe_thrust = thrust_axis(*concat_momenta(roe_t, g_cm))
+        # closest ROE track to the tau direction
+        cos_trk = kin.cos_angle(tau, roe_t)
+        closest = np.arccos(ak.fill_none(ak.max(cos_trk, axis=1), -1.0))
+
+        # event-level and missing momentum (CM)
+        miss = o.miss
+        p_miss_t = np.sqrt(miss.px**2 + miss.py**2)
+        cos_miss = kin.cos_theta(miss.px, miss.py, miss.pz)
+        event_charge = ak.sum(trk.charge[good], axis=1)
+        pts = [np.sqrt(m_.px**2 + m_.py**2) for m_ in mus]
+        pt_arr = np.stack([as_float(p) for p in pts], axis=1)
+        order = np.argsort(-pt_arr, axis=1)
+
+        def ordered_feature(per_mu: list[Any]) -> list[np.ndarray]:
+            arr = np.stack([as_float(x) for x in per_mu], axis=1)
+            arr = np.take_along_axis(arr, order, axis=1)
+            return [arr[:, k] for k in range(3)]
+
+        feats: dict[str, Any] = {}
+        for name, per_mu in (("e_cm", [m_.E for m_ in mus]), ("cos_theta_cm", [kin.cos_theta(m_.px, m_.py, m_.pz) for m_ in mus]),
+                             ("pt_cm", pts), ("cos_miss", [kin.cos_angle(miss, m_) for m_ in mus])):
+            for k, val in enumerate(ordered_feature(per_mu), start=1):
+                feats[f"mu{k}_{name}" if name != "cos_miss" else f"cos_miss_mu{k}"] = val
+        feats.update({
+            "tau_closest_track_angle": as_float(closest, np.pi),
+            "roe_mass": as_float(roe_mass), "roe_delta_e": as_float(roe_de),
+            "roe_n_mu": as_float(ak.sum(best_id == 0, axis=1)), "roe_n_pi": as_float(ak.sum(best_id == 1, axis=1)),
+            "roe_n_e": as_float(ak.sum(best_id == 2, axis=1)),
+            "roe_charge_x_signal_charge": as_float(roe_charge * sig_charge),
+            "roe_thrust": as_float(roe_thrust, 0.0),
+            "cos_roe_thrust_signal": np.abs(as_float(kin.cos_angle(roe_axis, tau), 0.0)),
+            "cos_roe_thrust_z": np.abs(as_float(roe_axis.z, 0.0)),
+            "thrust": as_float(o.thrust), "n_tracks": as_float(ak.sum(good, axis=1)), "n_photons": as_float(ak.num(g_cm.E)),
+            "photon_e_cm": as_float(ak.sum(g_cm.E, axis=1)), "p_miss_t_cm": as_float(p_miss_t),
+            "cos_theta_miss_cm": as_float(cos_miss), "m_miss2": as_float(kin.mass2(*miss)),
+        })
+        sel = cfg.selection
+        steps = dict(zip(PRESELECTION, (
+            as_float(has, 0) > 0,
+            as_float(o.thrust) < sel.thrust_max,
+            in_range(as_float(cos_miss), sel.cos_theta_miss_cm),
+            as_float(event_charge, 99) == sel.event_charge,
+        )))
+        lab_p = np.stack([as_float(kin.momentum(m_.px, m_.py, m_.pz), 1.0) for m_ in mus_lab], axis=1)
+        lab_cos = np.stack([as_float(kin.cos_theta(m_.px, m_.py, m_.pz), 0.0) for m_ in mus_lab], axis=1)
+        pdg = (np.stack([as_float(take(trk.mcPDG, i), 0) for i in (ia, ib, ic)], axis=1) if "mcPDG" in trk.fields
+               else np.full((len(events), 3), 13.0))
+        return {
+            "steps": steps, "m": as_float(m3), "de": as_float(de),
+            "features": np.stack([feats[f] for f in cfg.features], axis=1) if len(events) else np.zeros((0, len(cfg.features))),
+            "mu_p": lab_p, "mu_cos": lab_cos, "mu_pdg": pdg, "nominal_pid": nominal_pid,
+        }
+
+    # ------------------------------------------------------------------ weights
+    def add_weights(self, weights: Weights, selection: Selection, channel: str) -> None:
+        """Tracking (3 signal + 1 tag track), trigger, luminosity, muon ID (pion fake rate by truth)."""
+        cset = self.corrections
+        v = selection.values
+        n = len(v["m"])
+        weights.add("tracking", *vary(lambda s: corrections.tracking_weight(cset, 4, s), n))
+        weights.add("trigger", *vary(lambda s: corrections.trigger_weight(cset, "tau3mu", s), n))
+        weights.add("luminosity", *vary(lambda s: corrections.luminosity_weight(cset, self.config.luminosity, s), n))
+        p, cos = np.nan_to_num(v["mu_p"], nan=1.0).ravel(), np.nan_to_num(v["mu_cos"], nan=0.0).ravel()
+        true_mu = (np.abs(v["mu_pdg"]) == 13).ravel()
+
+        def per_event(correction: Any, truth: np.ndarray) -> Any:
+            """Product over the three muons of ``correction`` where ``truth``, 1 elsewhere."""
+            return lambda s: np.prod(np.where(truth, np.asarray(correction(s), float), 1.0).reshape(n, 3), axis=1)
+
+        weights.add("leptonID", *vary(per_event(lambda s: corrections.lepton_id_weight(cset, "mu", p, cos, s), true_mu), n))
+        weights.add("fakeRate", *vary(per_event(lambda s: corrections.fake_rate_weight(cset, "mu", p, cos, s), ~true_mu), n))
+        unit_weights(weights, n, ("photonEff",))  # no photon in the signal selection
+
+    # ------------------------------------------------------------------ fills
+    def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
+        for region in YIELD_REGIONS:
+            mask = selection.regions[region]
+            hists["yields"].fill(channel=channel, region=region, variation=variation, count=np.zeros(int(mask.sum())),
+                                 weight=weight[mask])
+
+    def fill_nominal(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, weight: np.ndarray) -> None:
+        v, regions = selection.values, selection.regions
+        for region in YIELD_REGIONS:
+            mask = regions[region]
+            hists["m_de"].fill(channel=channel, region=region, m=v["m"][mask], de=v["de"][mask], weight=weight[mask])
+        for region in ("SR", "outer"):
+            mask = regions[region]
+            hists["bdt_score"].fill(channel=channel, region=region, score=v["score"][mask], weight=weight[mask])
+        passed = regions["presel"]
+        hists["distance"].fill(channel=channel, region="all", d=np.nan_to_num(v["distance"][passed], nan=1e9),
+                               weight=weight[passed])
+
+    def columns(self, events: ak.Array, selection: Selection, channel: str, weight: np.ndarray,
+                dataset: str) -> dict[str, dict[str, np.ndarray]]:
+        v, ell = selection.values, self.config.signal_region
+        passed = selection.regions["presel"]
+        out: dict[str, dict[str, np.ndarray]] = {}
+        if dataset == self.config.signal_datasets[channel]:
+            # unbinned signal candidates before the BDT: the report fits the signal ellipse on them
+            out["candidates"] = {"m": v["m"][passed], "de": v["de"][passed], "weight": weight[passed]}
+        if self.training:
+            d = v["distance"][passed]
+            out["features"] = {
+                "X": v["features"][passed], "event": v["event"][passed], "weight": weight[passed],
+                "in_sr": d < ell.n_sigma, "in_window": d < ell.outer_n_sigma, "nominal_pid": v["nominal_pid"][passed],
+                "m": v["m"][passed], "de": v["de"][passed],
+            }
         return out
+
+
+# ---------------------------------------------------------------------------------------------- training
+def sr_fraction(config: Tau3MuConfig, channel: str) -> float:
+    """Area of the 5 sigma ellipse over the outer (20 sigma) region (flat-background transfer)."""
+    return config.signal_region.area_ratio()
+
+
+def ellipse_fit(data: dict[str, np.ndarray], config: Tau3MuConfig) -> dict[str, Any]:
+    """The signal ellipse fitted on the nominal-ID training signal, recorded beside the configured one."""
+    from belle_rare.analyses.signal_ellipse import fit_signal_ellipse  # the fit lives with the reports
+
+    signal = (data["y"] == 1) & data["nominal"]
+    try:
+        fit = fit_signal_ellipse(data["m"][signal], data["de"][signal], data["w"][signal])
+    except (ValueError, RuntimeError) as err:
+        return {"signal_region_fit": {"error": str(err)}}
+    configured = config.signal_region
+    return {"signal_region_fit": {"fitted": fit.as_config(), "profile_slope": [fit.slope, fit.slope_error],
+                                  "signal_events": fit.n_events,
+                                  "configured": {k: getattr(configured, k) for k in fit.as_config()}}}
+
+
+SEARCH = Search(
+    name="tau3mu",
+    processor=Tau3MuProcessor,
+    config_file=builtin_file("searches", "tau3mu.yaml"),
+    stats_file=builtin_file("stats", "tau3mu.yaml"),
+    report="belle_rare.analyses.tau3mu:write_reports",
+    training=Training(sr_fraction=sr_fraction, extra_metadata=ellipse_fit),
+    demo=Demo("belle2", {"sig_tau3mu": 20000, "tautau": 20000}),
+)

@@ -2,8 +2,9 @@
 
 Modules, one job each:
 
-* ``model_config`` -- schema of ``configs/stats/<search>.yaml``;
-* ``histograms`` -- read a run output (``histograms.coffea`` + ``metadata.json``), cut yields;
+* ``model_config`` -- schema of a search's stats-model YAML (``Search.stats_file`` in the registry);
+* ``histograms`` -- read a run output (``histograms.coffea``: ``{dataset: {name: Hist}}``, +
+  ``metadata.json``), cut yields;
 * ``workspace`` -- histograms + stats model -> pyhf workspace spec;
 * ``counting`` -- counting models from numbers, and one-bin workspaces back to numbers;
 * ``limits`` -- pyhf CLs limits (asymptotic / toys) with the pyhf 0.7.6 pitfalls handled;
@@ -11,7 +12,7 @@ Modules, one job each:
 * ``scan`` -- many hypotheses: fast path in chunks, pyhf otherwise, on processes or dask;
 * ``normalisation`` -- signal events / signal strength -> branching fraction or cross section;
 * ``search_limits`` -- a search's run output -> limits.json, workspace.json, plots;
-* ``plots``, ``output`` -- CLs and Brazil plots; atomic file writes;
+* ``plots`` -- CLs and Brazil plots (written atomically with ``belle_rare.core.atomic``);
 * ``validation`` -- the papers' published limits from their published inputs;
 * ``summary`` -- ``limit_all`` / ``print_summary`` for ``make run``;
 * ``synthetic`` -- run output in the histogram convention, for tests and examples;

@@ -31,10 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "limit",
         help="CLs upper limits from a pyhf workspace or from a search's run output",
         description="CLs upper limits. Either --workspace FILE.json (any pyhf workspace) or SEARCH --results DIR "
-        "(histograms + configs/stats/SEARCH.yaml -> DIR/SEARCH/limits.json, workspace.json, plots/). "
+        "(histograms + the search's stats model -> DIR/SEARCH/limits.json, workspace.json, plots/); SEARCH is any "
+        "installed search with a stats model (built-in or from another package). "
         "Calculator 'auto' uses toys when the expected background in the signal bins is below 10 events.",
     )
-    p.add_argument("search", nargs="?", help="search name (needs --results)")
+    p.add_argument("search", nargs="?", help="search name (needs --results; `belle-rare list` shows them)")
     p.add_argument("--workspace", type=Path, help="pyhf workspace JSON")
     p.add_argument("--results", type=Path, help="results directory holding SEARCH/histograms.coffea")
     p.add_argument("--cl", type=float, default=None, help="confidence level (workspace: 0.95; search: from its YAML)")

@@ -1,27 +1,31 @@
 """Read a search's run output and cut yields out of its histograms.
 
-Convention (what the processors write): ``DIR/SEARCH/histograms.coffea`` (``coffea.util.save``)
-holds ``{histogram_name: hist.Hist}``; each histogram has the StrCategory axes ``dataset``,
-``channel``, ``region``, ``variation`` ("nominal", "<syst>Up", "<syst>Down"), then one or more
-axes of the fit variable, ``Weight()`` storage, values already normalised to the luminosity.
-Further categorical axes among the fit axes (e.g. the taulgamma processor's ``tag`` class) are
-bins like any other: flattened into the fit, summed in a counting channel. ``DIR/SEARCH/metadata.json`` has at least ``search``, ``experiment``,
-``luminosity_fb`` and ``datasets: {name: {"kind": "signal"|"background"|"data", ...}}``.
+Layout (``belle_rare.core.histograms``, what the processors fill and the runner writes):
+``DIR/SEARCH/histograms.coffea`` (``coffea.util.save``) holds ``{dataset: {histogram_name:
+hist.Hist}}``; each histogram has the StrCategory axes ``channel``, ``region``, then -- only where
+the stats model reads systematics -- ``variation`` ("nominal", "<syst>Up", "<syst>Down"), then
+one or more physics axes (the fit variable), ``Weight()`` storage, values already normalised to
+the luminosity. Categorical physics axes (e.g. the taulgamma processor's ``tag`` class) are bins
+like any other: flattened into the fit, summed in a counting channel; a counting histogram has a
+one-bin ``count`` axis. A dataset without a histogram, or a category never filled, gives zeros; a
+histogram without a ``variation`` axis gives the nominal yields only (no histosys from it).
+``DIR/SEARCH/metadata.json`` has at least ``search``, ``experiment``, ``luminosity_fb`` and
+``datasets: {name: {"kind": "signal"|"background"|"data", ...}}``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import hist
 import numpy as np
 
+from belle_rare.core.histograms import NOMINAL, VARIATION_AXIS, RunHistograms, contract_error, has_variations, physics_axes
 from belle_rare.stats.errors import StatsError
 
-CATEGORY_AXES = ("dataset", "channel", "region", "variation")
-NOMINAL = "nominal"
 UP, DOWN = "Up", "Down"
 DATASET_KINDS = ("signal", "background", "data")
 
@@ -49,16 +53,30 @@ class RunOutput:
     experiment: str
     luminosity_fb: float
     datasets: dict[str, dict]
-    histograms: dict[str, hist.Hist]
+    histograms: RunHistograms  # {dataset: {name: Hist}}
     metadata: dict
     directory: Path
 
+    def histogram_names(self) -> list[str]:
+        """Every histogram name some dataset has, sorted."""
+        return sorted({name for hists in self.histograms.values() for name in hists})
+
     def histogram(self, name: str) -> hist.Hist:
-        try:
-            return self.histograms[name]
-        except KeyError:
-            have = ", ".join(sorted(self.histograms)) or "none"
-            raise StatsError(f"{self.directory}: no histogram '{name}' in histograms.coffea (have: {have})") from None
+        """The histogram ``name`` of the first dataset that has it: its axes stand for all datasets'."""
+        return template(self.histograms, name, where=f"{self.directory}: ")
+
+
+def _nested(run_or_hists: RunOutput | Mapping[str, Mapping[str, hist.Hist]]) -> Mapping[str, Mapping[str, hist.Hist]]:
+    return run_or_hists.histograms if isinstance(run_or_hists, RunOutput) else run_or_hists
+
+
+def template(run_or_hists, name: str, where: str = "") -> hist.Hist:
+    """The histogram ``name`` of the first dataset that has it (StatsError if none has)."""
+    for hists in _nested(run_or_hists).values():
+        if name in hists:
+            return hists[name]
+    have = ", ".join(sorted({n for hists in _nested(run_or_hists).values() for n in hists})) or "none"
+    raise StatsError(f"{where}no histogram '{name}' in histograms.coffea (have: {have})")
 
 
 def run_output_dir(results_dir: str | Path, search: str) -> Path:
@@ -92,37 +110,50 @@ def load_run_output(results_dir: str | Path, search: str) -> RunOutput:
         if not isinstance(info, dict) or info.get("kind") not in DATASET_KINDS:
             raise StatsError(f"{meta_path}: datasets.{name}.kind must be one of {', '.join(DATASET_KINDS)}")
     try:
-        histograms = coffea.util.load(str(hist_path))
+        loaded = coffea.util.load(str(hist_path))
     except Exception as err:  # pickles fail in many ways; the message names the file
         raise StatsError(f"{hist_path}: cannot load ({type(err).__name__}: {err})") from None
-    if not isinstance(histograms, dict):
-        raise StatsError(f"{hist_path}: expected a dict of histograms, got {type(histograms).__name__}")
-    for name, h in histograms.items():
-        if isinstance(h, hist.Hist):
-            check_histogram(name, h)
     return RunOutput(
         search=search,
         experiment=str(metadata["experiment"]),
         luminosity_fb=float(metadata["luminosity_fb"]),
         datasets=dict(metadata["datasets"]),
-        histograms={k: v for k, v in histograms.items() if isinstance(v, hist.Hist)},
+        histograms=check_histograms(loaded, str(hist_path)),
         metadata=metadata,
         directory=directory,
     )
 
 
-def check_histogram(name: str, h: hist.Hist) -> None:
-    """Raise StatsError unless ``h`` follows the histogram convention."""
-    names = [ax.name for ax in h.axes]
-    if tuple(names[:4]) != CATEGORY_AXES or len(names) < 5:
-        raise StatsError(
-            f"histogram '{name}': axes must be {', '.join(CATEGORY_AXES)} then the fit variable(s); got {', '.join(names)}"
-        )
-    for ax in h.axes[:4]:
-        if not isinstance(ax, hist.axis.StrCategory):
-            raise StatsError(f"histogram '{name}': axis '{ax.name}' must be a StrCategory")
-    if h.storage_type is not hist.storage.Weight:
-        raise StatsError(f"histogram '{name}': storage must be Weight(), got {h.storage_type.__name__}")
+def check_histograms(loaded: object, source: str) -> RunHistograms:
+    """``{dataset: {name: Hist}}`` of ``loaded`` (other values dropped); StatsError unless every
+    histogram keeps the contract and a name has the same physics axes in every dataset."""
+    if not isinstance(loaded, Mapping):
+        raise StatsError(f"{source}: expected {{dataset: {{histogram: Hist}}}}, got {type(loaded).__name__}")
+    out: RunHistograms = {}
+    first: dict[str, tuple[str, hist.Hist]] = {}
+    for dataset, hists in loaded.items():
+        if isinstance(hists, hist.Hist):
+            raise StatsError(
+                f"{source}: '{dataset}' is a histogram, not a dataset: expected {{dataset: {{histogram: Hist}}}} "
+                "(an output of an older belle-rare? run the analysis again)"
+            )
+        if not isinstance(hists, Mapping):
+            raise StatsError(f"{source}: dataset '{dataset}': expected {{histogram: Hist}}, got {type(hists).__name__}")
+        out[dataset] = {}
+        for name, h in hists.items():
+            if not isinstance(h, hist.Hist):
+                continue
+            problem = contract_error(name, h)
+            if problem:
+                raise StatsError(f"{source}: dataset '{dataset}': {problem}")
+            if name in first:
+                other, ref = first[name]
+                if physics_axes(h) != physics_axes(ref) or has_variations(h) != has_variations(ref):
+                    raise StatsError(f"{source}: histogram '{name}' has different axes in datasets '{other}' and '{dataset}'")
+            else:
+                first[name] = (dataset, h)
+            out[dataset][name] = h
+    return out
 
 
 def _categories(h: hist.Hist, axis: str) -> list[str]:
@@ -130,44 +161,69 @@ def _categories(h: hist.Hist, axis: str) -> list[str]:
 
 
 def fit_shape(h: hist.Hist) -> tuple[int, ...]:
-    return tuple(ax.size for ax in h.axes[4:])
+    return tuple(ax.size for ax in physics_axes(h))
 
 
-def yields(h: hist.Hist, dataset: str, channel: str, region: str, variation: str = NOMINAL) -> Yields:
-    """Yields of one dataset; a category that was never filled gives zeros (no events passed)."""
-    for axis, value in (("dataset", dataset), ("channel", channel), ("region", region), ("variation", variation)):
+def _zeros(h: hist.Hist) -> Yields:
+    zeros = np.zeros(int(np.prod(fit_shape(h))))
+    return Yields(zeros, zeros.copy())
+
+
+def yields(run_or_hists, name: str, dataset: str, channel: str, region: str, variation: str = NOMINAL) -> Yields:
+    """Yields of histogram ``name`` of one dataset.
+
+    A dataset without the histogram or a category never filled gives zeros (no events passed);
+    a histogram without a ``variation`` axis has the nominal yields only (zeros for any other).
+    """
+    h = _nested(run_or_hists).get(dataset, {}).get(name)
+    if h is None:
+        return _zeros(template(run_or_hists, name))
+    cut = {"channel": channel, "region": region}
+    if has_variations(h):
+        cut[VARIATION_AXIS] = variation
+    elif variation != NOMINAL:
+        return _zeros(h)
+    for axis, value in cut.items():
         if value not in _categories(h, axis):
-            zeros = np.zeros(int(np.prod(fit_shape(h))))
-            return Yields(zeros, zeros.copy())
-    view = h[{"dataset": dataset, "channel": channel, "region": region, "variation": variation}]
+            return _zeros(h)
+    view = h[cut]
     return Yields(np.asarray(view.values(), float).ravel(), np.asarray(view.variances(), float).ravel())
 
 
-def summed_yields(h: hist.Hist, datasets: list[str], channel: str, region: str, variation: str = NOMINAL) -> Yields:
-    total = yields(h, datasets[0], channel, region, variation) if datasets else None
-    if total is None:
-        zeros = np.zeros(int(np.prod(fit_shape(h))))
-        return Yields(zeros, zeros.copy())
-    for name in datasets[1:]:
-        total = total + yields(h, name, channel, region, variation)
+def summed_yields(run_or_hists, name: str, datasets: list[str], channel: str, region: str, variation: str = NOMINAL) -> Yields:
+    if not datasets:
+        return _zeros(template(run_or_hists, name))
+    total = yields(run_or_hists, name, datasets[0], channel, region, variation)
+    for dataset in datasets[1:]:
+        total = total + yields(run_or_hists, name, dataset, channel, region, variation)
     return total
 
 
-def systematics(h: hist.Hist) -> list[str]:
-    """Systematic names with both "<syst>Up" and "<syst>Down" on the variation axis."""
-    names = set(_categories(h, "variation"))
+def has_variation_axis(run_or_hists, name: str) -> bool:
+    return has_variations(template(run_or_hists, name))
+
+
+def systematics(run_or_hists, name: str) -> list[str]:
+    """Systematic names with both "<syst>Up" and "<syst>Down" on the variation axis of histogram
+    ``name`` (in any dataset); none for a histogram without a variation axis."""
+    template(run_or_hists, name)  # exists somewhere
+    names: set[str] = set()
+    for hists in _nested(run_or_hists).values():
+        h = hists.get(name)
+        if h is not None and has_variations(h):
+            names.update(_categories(h, VARIATION_AXIS))
     return sorted(v[: -len(UP)] for v in names if v.endswith(UP) and v[: -len(UP)] + DOWN in names)
 
 
-def varied_yields(h: hist.Hist, datasets: list[str], channel: str, region: str, syst: str) -> tuple[Yields, Yields]:
+def varied_yields(run_or_hists, name: str, datasets: list[str], channel: str, region: str, syst: str) -> tuple[Yields, Yields]:
     """Up and down yields summed over datasets; a dataset without the variation keeps its nominal."""
     out = []
     for suffix in (UP, DOWN):
         total = None
-        for name in datasets:
-            varied = yields(h, name, channel, region, syst + suffix)
+        for dataset in datasets:
+            varied = yields(run_or_hists, name, dataset, channel, region, syst + suffix)
             if not varied.values.any() and not varied.variances.any():
-                varied = yields(h, name, channel, region, NOMINAL)  # not filled for this dataset
+                varied = yields(run_or_hists, name, dataset, channel, region, NOMINAL)  # not filled for this dataset
             total = varied if total is None else total + varied
         out.append(total)
     return out[0], out[1]
@@ -175,7 +231,7 @@ def varied_yields(h: hist.Hist, datasets: list[str], channel: str, region: str, 
 
 def window_mask(h: hist.Hist, axis: str, low: float, high: float) -> np.ndarray:
     """Flattened mask of the fit bins whose centre along ``axis`` lies in [low, high]."""
-    fit_axes = list(h.axes[4:])
+    fit_axes = physics_axes(h)
     names = [ax.name for ax in fit_axes]
     if axis not in names:
         raise StatsError(f"window axis '{axis}' is not a fit axis of the histogram (have: {', '.join(names)})")

@@ -1,4 +1,5 @@
-"""Schema of a per-search stats-model description, ``configs/stats/<search>.yaml``.
+"""Schema of a per-search stats-model description (``configs/stats/<search>.yaml`` for the built-in
+searches; any search names its own file as ``Search.stats_file`` in the registry).
 
 The YAML names, for every pyhf channel, the histogram and region that feed it, the samples
 (which datasets, or a data-driven sideband estimate) and their modifiers; for every signal
@@ -14,7 +15,8 @@ from typing import Annotated, Literal, Union
 
 import pydantic
 
-from belle_rare.configs.loader import ConfigError, StrictModel, config_path, load_config
+from belle_rare.configs.loader import ConfigError, StrictModel, load_config
+from belle_rare.processors import registry  # the layer below: which searches are installed
 from belle_rare.stats.limits import DEFAULT_SEED
 
 DatasetKind = Literal["signal", "background", "data"]
@@ -278,21 +280,26 @@ class StatsConfig(StrictModel):
         return [c for c in self.channels if any(s.signal == signal for s in c.samples)]
 
 
-def stats_config_path(search: str) -> Path:
-    return config_path("stats", f"{search}.yaml")
-
-
 def available_searches() -> list[str]:
-    """Searches that have a stats-model description."""
-    return sorted(p.stem for p in config_path("stats").glob("*.yaml"))
+    """Installed searches (``belle_rare.searches`` entry points) that have a stats model."""
+    return sorted(name for name, search in registry.searches().items() if search.stats_file is not None)
+
+
+def stats_config_path(search: str) -> Path:
+    """The stats-model YAML of ``search``: its registered ``Search.stats_file``."""
+    path = registry.get_search(search).stats_file  # UserError naming the installed searches
+    if path is None:
+        have = ", ".join(available_searches()) or "none"
+        raise ConfigError(f"search '{search}' has no stats model (its Search.stats_file is None; searches with one: {have})")
+    return Path(path)
 
 
 def load_stats_config(search: str) -> StatsConfig:
     """The validated stats model of ``search`` (ConfigError names the file and key)."""
-    if not stats_config_path(search).is_file():
-        have = ", ".join(available_searches()) or "none"
-        raise ConfigError(f"no stats model for search '{search}' ({stats_config_path(search)}; have: {have})")
-    config = load_config(stats_config_path(search), StatsConfig)
+    path = stats_config_path(search)
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing (the stats model of search '{search}', its Search.stats_file)")
+    config = load_config(path, StatsConfig)
     if config.search != search:
-        raise ConfigError(f"{stats_config_path(search)}: search: '{config.search}' differs from the file name '{search}'")
+        raise ConfigError(f"{path}: search: '{config.search}' differs from the search it belongs to, '{search}'")
     return config

@@ -1,6 +1,6 @@
 """Limits of one search from its run output: histograms + stats YAML -> limits.json, workspaces, plots.
 
-For every signal of ``configs/stats/<search>.yaml``: one limit per channel that contains it and
+For every signal of the search's stats model (``Search.stats_file``): one limit per channel that contains it and
 a combined one if there are several; for a scanned signal, that for every hypothesis. Outputs
 under ``DIR/SEARCH/``:
 
@@ -257,7 +257,7 @@ def compute_search_limits(
 ) -> SearchLimits:
     """All limits of ``search`` from ``DIR/SEARCH`` (nothing is written).
 
-    ``config`` defaults to ``configs/stats/<search>.yaml``.
+    ``config`` defaults to the search's registered stats model (``Search.stats_file``).
     """
     s = settings or Settings()
     config = config or load_stats_config(search)

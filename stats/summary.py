@@ -1,4 +1,4 @@
-"""Limits of every search that has run output and a stats model, and one summary table.
+"""Limits of every installed search that has run output and a stats model, and one summary table.
 
 ``limit_all(results_dir)`` is what ``make run`` calls after the analyses; it writes each
 search's ``limits.json``, workspaces and plots, and returns one row per limit (per signal and
@@ -51,6 +51,9 @@ def _rows_of(search: str, document: dict) -> list[dict]:
 
 def limit_all(results_dir: str | Path, settings: Settings | None = None, searches: list[str] | None = None) -> list[dict]:
     """Compute and write the limits of every search with run output under ``results_dir``.
+
+    ``searches`` defaults to every installed search with a stats model (the registry's
+    ``Search.stats_file``, built-in or from another package).
 
     A search that fails gives one row with an ``error`` message; the others still run.
     """

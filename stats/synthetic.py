@@ -5,25 +5,65 @@ contents and variances are written into ``hist.Hist`` objects, saved with ``coff
 next to a ``metadata.json``, exactly where ``belle-rare limit SEARCH --results DIR`` looks.
 """
 
+"""Synthetic run output in the processors' histogram layout (see :mod:`belle_rare.core.histograms`).
+
+For tests and examples of the stats layer before (or without) running a processor: exact bin
+contents and variances are written into ``hist.Hist`` objects, one per (dataset, name) as the
+processors fill them (``{dataset: {name: Hist}}``), saved with ``coffea.util.save`` next to a
+``metadata.json``, exactly where ``belle-rare limit SEARCH --results DIR`` looks::
+
+    hists = {}
+    h = book(hists, "yields", count_axis())      # channel, region, variation, count
+    set_bins(h, "tautau", "3mu", "SR_pass", 0.5, 0.05)
+    write_run_output(DIR, "tau3mu", "belle2", 424.0, datasets, hists)
+"""
+
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import hist
 import numpy as np
 
-from belle_rare.stats.histograms import CATEGORY_AXES, NOMINAL
+from belle_rare.core.atomic import atomic_path, write_json
+from belle_rare.core.histograms import NOMINAL, RunHistograms, count_axis, has_variations, new_hist, physics_axes
+
+__all__ = ["Booked", "book", "count_axis", "empty_histogram", "set_bins", "write_run_output", "taulgamma_counting_output"]
 
 
-def empty_histogram(*fit_axes: hist.axis.AxesMixin) -> hist.Hist:
-    """A histogram with the four growing category axes, then ``fit_axes``, Weight() storage."""
-    cats = [hist.axis.StrCategory([], name=name, growth=True) for name in CATEGORY_AXES]
-    return hist.Hist(*cats, *fit_axes, storage=hist.storage.Weight())
+def empty_histogram(*fit_axes: hist.axis.AxesMixin, systematics: bool = True) -> hist.Hist:
+    """``channel``, ``region`` (and ``variation`` if ``systematics``) growing axes, then ``fit_axes``; Weight()."""
+    return new_hist(*fit_axes, systematics=systematics)
+
+
+@dataclass
+class Booked:
+    """One histogram name of a run: the empty ``template`` each dataset's histogram starts from,
+    and the run's ``{dataset: {name: Hist}}`` it fills."""
+
+    histograms: RunHistograms
+    name: str
+    template: hist.Hist
+
+    def of(self, dataset: str) -> hist.Hist:
+        """The dataset's histogram (created from the template on first use)."""
+        hists = self.histograms.setdefault(dataset, {})
+        if self.name not in hists:
+            hists[self.name] = self.template.copy()
+        return hists[self.name]
+
+    def set_bins(self, dataset, channel, region, values, variances=None, variation: str = NOMINAL) -> None:
+        set_bins(self, dataset, channel, region, values, variances, variation)
+
+
+def book(histograms: RunHistograms, name: str, *fit_axes: hist.axis.AxesMixin, systematics: bool = True) -> Booked:
+    """Book histogram ``name`` with ``fit_axes`` in ``histograms`` (``systematics``: a ``variation`` axis)."""
+    return Booked(histograms, name, empty_histogram(*fit_axes, systematics=systematics))
 
 
 def set_bins(
-    h: hist.Hist,
+    booked: Booked,
     dataset: str,
     channel: str,
     region: str,
@@ -31,15 +71,22 @@ def set_bins(
     variances: np.ndarray | list[float] | float | None = None,
     variation: str = NOMINAL,
 ) -> None:
-    """Set the fit-variable bins of one category cell (values and variances, adding to what is there)."""
-    fit_axes = list(h.axes[4:])
+    """Set the fit-variable bins of one category cell of ``dataset``'s histogram (values and
+    variances, adding to what is there)."""
+    h = booked.of(dataset)
+    fit_axes = physics_axes(h)
     shape = tuple(ax.size for ax in fit_axes)
     values = np.broadcast_to(np.asarray(values, dtype=float), shape)
     variances = values if variances is None else np.broadcast_to(np.asarray(variances, dtype=float), shape)
+    cells = {"channel": channel, "region": region}
+    if has_variations(h):
+        cells["variation"] = variation
+    elif variation != NOMINAL:
+        raise ValueError(f"histogram '{booked.name}' has no variation axis: cannot set '{variation}'")
     # a zero-weight fill creates the categories (growth axes)
     first = {ax.name: ax.value(0) for ax in fit_axes}
-    h.fill(dataset=dataset, channel=channel, region=region, variation=variation, weight=0.0, **first)
-    idx = tuple(h.axes[name].index(v) for name, v in zip(CATEGORY_AXES, (dataset, channel, region, variation)))
+    h.fill(**cells, weight=0.0, **first)
+    idx = tuple(h.axes[name].index(v) for name, v in cells.items())
     view = h.view(flow=False)
     view.value[idx] += values
     view.variance[idx] += variances
@@ -51,16 +98,15 @@ def write_run_output(
     experiment: str,
     luminosity_fb: float,
     datasets: dict[str, dict],
-    histograms: dict[str, hist.Hist],
+    histograms: RunHistograms,
 ) -> Path:
-    """Write ``DIR/SEARCH/histograms.coffea`` and ``metadata.json``; returns ``DIR/SEARCH``."""
+    """Write ``DIR/SEARCH/histograms.coffea`` (``histograms`` as given) and ``metadata.json``; returns ``DIR/SEARCH``."""
     import coffea.util
 
     out = Path(results_dir) / search
-    out.mkdir(parents=True, exist_ok=True)
-    coffea.util.save(histograms, str(out / "histograms.coffea"))
-    meta = {"search": search, "experiment": experiment, "luminosity_fb": luminosity_fb, "datasets": datasets}
-    (out / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+    with atomic_path(out / "histograms.coffea") as tmp:
+        coffea.util.save(histograms, str(tmp))
+    write_json(out / "metadata.json", {"search": search, "experiment": experiment, "luminosity_fb": luminosity_fb, "datasets": datasets})
     return out
 
 
@@ -84,8 +130,9 @@ def taulgamma_counting_output(
 ) -> Path:
     """A tau -> l gamma run output laid out like the taulgamma processor's and the runner's.
 
-    ``mbc_de`` has a categorical ``tag`` axis and an M_bc axis after the category axes; regions
-    "signal" (the ellipse) and "outside"; datasets ``sig_taumugamma``, ``sig_tauegamma``
+    ``yields`` (the counting histogram the stats model reads) has the physics axis ``tag`` (the
+    tag classes, categorical) after channel, region and variation; ``mbc_de`` (tag, M_bc, dE) is
+    a nominal-only plane, as the processor's. Regions "signal" (the ellipse) and "outside"; datasets ``sig_taumugamma``, ``sig_tauegamma``
     (metadata ``cross_section_nb`` = 2 sigma_tautau BR_ref, as the runner writes) and ``tautau``.
     Defaults are the paper's numbers at 988/fb: n = 5 / 5, b = 5.8 +- 0.4 / 5.1 +- 0.4 (the +- as
     simulation statistics), efficiency 3.7 % / 2.9 %; the background scales with the luminosity;
@@ -96,19 +143,24 @@ def taulgamma_counting_output(
     background = background or {"mugamma": (5.8, 0.4), "egamma": (5.1, 0.4)}
     efficiency = efficiency or {"mugamma": 0.037, "egamma": 0.029}
     variations = TAULGAMMA_VARIATIONS if variations is None else variations
-    h = empty_histogram(
-        hist.axis.StrCategory(["lepton", "pi", "rho"], name="tag"),
-        hist.axis.Regular(2, 1.75, 1.80, name="mbc", label="M_bc [GeV]"),
+    histograms: RunHistograms = {}
+    tag = hist.axis.StrCategory(["lepton", "pi", "rho"], name="tag", label="tag class")
+    counts = book(histograms, "yields", tag)
+    plane = book(
+        histograms, "mbc_de", tag, hist.axis.Regular(2, 1.75, 1.80, name="mbc", label="M_bc [GeV]"),
+        hist.axis.Regular(2, -0.1, 0.1, name="de", label="dE/sqrt(s)"), systematics=False,
     )
-    split = np.array([[0.2, 0.2], [0.15, 0.15], [0.15, 0.15]])  # tag x M_bc, sums to 1
+    split = np.array([0.4, 0.3, 0.3])  # tag classes, sums to 1
+    plane_split = split[:, None, None] * np.full((2, 2), 0.25)
     n_pairs = n_tau_pairs_per_fb * luminosity_fb
     datasets: dict[str, dict] = {"tautau": {"kind": "background", "cross_section_nb": SIGMA_TAUTAU_NB, "parameters": {}}}
 
     def mc(dataset: str, channel: str, region: str, total: float, variance: float) -> None:
-        set_bins(h, dataset, channel, region, total * split, variance * split)
+        set_bins(counts, dataset, channel, region, total * split, variance * split)
+        set_bins(plane, dataset, channel, region, total * plane_split, variance * plane_split)
         for syst, rel in variations.get(channel, {}).items():
             for suffix, f in (("Up", 1 + rel), ("Down", 1 - rel)):
-                set_bins(h, dataset, channel, region, f * total * split, variance * split, variation=syst + suffix)
+                set_bins(counts, dataset, channel, region, f * total * split, variance * split, variation=syst + suffix)
 
     for ch in ("mugamma", "egamma"):
         signal_ds = f"sig_tau{ch}"
@@ -121,5 +173,6 @@ def taulgamma_counting_output(
         mc("tautau", ch, "outside", 10 * b, 10 * db**2)
         if observed is not None:
             datasets["data"] = {"kind": "data", "cross_section_nb": 0.0, "parameters": {}}
-            set_bins(h, "data", ch, "signal", observed[ch] * split, observed[ch] * split)
-    return write_run_output(results_dir, "taulgamma", "belle", luminosity_fb, datasets, {"mbc_de": h})
+            set_bins(counts, "data", ch, "signal", observed[ch] * split, observed[ch] * split)
+            set_bins(plane, "data", ch, "signal", observed[ch] * plane_split, observed[ch] * plane_split)
+    return write_run_output(results_dir, "taulgamma", "belle", luminosity_fb, datasets, histograms)

@@ -7,7 +7,8 @@ hypothesis of a scan. Modifiers:
 * ``normsys`` -- efficiency / cross-section uncertainties, given in the YAML;
 * ``lumi`` -- pyhf's luminosity modifier, sized by ``luminosity_uncertainty``;
 * ``staterror`` -- simulation statistics from the ``Weight()`` variances;
-* ``histosys`` -- "<syst>Up" / "<syst>Down" slices of the ``variation`` axis;
+* ``histosys`` -- "<syst>Up" / "<syst>Down" slices of the ``variation`` axis (histograms
+  without one give none);
 * data-driven samples -- sideband count x transfer factor, with a Poisson (``shapesys``)
   constraint of the sideband statistics and a ``normsys`` for the transfer-factor uncertainty.
 """
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from belle_rare.core.histograms import VARIATION_AXIS
 from belle_rare.stats import histograms as H
 from belle_rare.stats.errors import StatsError
 from belle_rare.stats.model_config import Channel, DataDriven, HistoSys, Lumi, NormSys, Sample, StatError, StatsConfig
@@ -89,7 +91,8 @@ class _ChannelBuilder:
 
     def __init__(self, config: StatsConfig, run: RunOutput, channel: Channel, hypotheses: dict[str, Hypothesis]):
         self.config, self.run, self.channel = config, run, channel
-        self.h = run.histogram(channel.histogram)
+        self.name = channel.histogram
+        self.h = run.histogram(self.name)  # axes of the histogram in every dataset
         self.mask = self._window_mask(hypotheses)
 
     def _window_mask(self, hyps: dict[str, Hypothesis]) -> np.ndarray | None:
@@ -115,12 +118,12 @@ class _ChannelBuilder:
             return y.masked(self.mask)
         return y.summed() if self.channel.counting else y
 
-    def nominal(self, datasets: list[str], region: str | None = None, histogram=None) -> Yields:
-        h = histogram if histogram is not None else self.h
-        return self.reduce(H.summed_yields(h, datasets, self.channel.channel_value, region or self.channel.region))
+    def nominal(self, datasets: list[str], region: str | None = None, histogram: str | None = None) -> Yields:
+        name = histogram or self.name
+        return self.reduce(H.summed_yields(self.run, name, datasets, self.channel.channel_value, region or self.channel.region))
 
     def varied(self, datasets: list[str], syst: str) -> tuple[Yields, Yields]:
-        up, down = H.varied_yields(self.h, datasets, self.channel.channel_value, self.channel.region, syst)
+        up, down = H.varied_yields(self.run, self.name, datasets, self.channel.channel_value, self.channel.region, syst)
         return self.reduce(up), self.reduce(down)
 
 
@@ -159,7 +162,7 @@ def build_workspace(
             else:
                 background_total = nominal if background_total is None else background_total + nominal
         if background_total is None:
-            background_total = np.zeros_like(cb.reduce(H.summed_yields(cb.h, [], channel.channel_value, channel.region)).values)
+            background_total = np.zeros_like(cb.nominal([]).values)
         data_sets = channel.observation.select(run.datasets)
         if data_sets:
             observed = cb.nominal(data_sets).values
@@ -216,11 +219,12 @@ def _build_sample(cb: _ChannelBuilder, sample: Sample, hyps: dict[str, Hypothesi
 
 
 def _histosys(cb: _ChannelBuilder, datasets: list[str], mod: HistoSys, nominal: Yields) -> list[dict]:
-    available = H.systematics(cb.h)
+    available = H.systematics(cb.run, cb.name)
     wanted = available if mod.systematics == "all" else mod.systematics
     missing = [s for s in wanted if s not in available]
     if missing:
-        raise StatsError(f"histogram '{cb.channel.histogram}': no variation(s) {', '.join(s + 'Up/Down' for s in missing)}")
+        why = "" if H.has_variation_axis(cb.run, cb.name) else f" (it has no '{VARIATION_AXIS}' axis: nominal only)"
+        raise StatsError(f"histogram '{cb.name}': no variation(s) {', '.join(s + 'Up/Down' for s in missing)}{why}")
     out = []
     for syst in wanted:
         up, down = cb.varied(datasets, syst)
@@ -233,7 +237,8 @@ def _histosys(cb: _ChannelBuilder, datasets: list[str], mod: HistoSys, nominal: 
 def _data_driven_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
     dd: DataDriven = sample.data_driven
     channel = cb.channel
-    h_sb = cb.run.histogram(dd.histogram) if dd.histogram else cb.h
+    h_sb = dd.histogram or cb.name
+    cb.run.histogram(h_sb)  # a StatsError naming the histograms there are if it is missing
     data_sets = channel.observation.select(cb.run.datasets)
     tf = dd.transfer_factor
     mc = tf.from_mc.select(cb.run.datasets) if tf.from_mc is not None else [n for n, i in cb.run.datasets.items() if i.get("kind") == "background"]

@@ -1,19 +1,22 @@
-"""Record seeded golden outputs of the tau searches (pre-refactor API, issue 9).
+"""Seeded golden outputs of the tau searches: cutflows, stats-model region yields, validation
+rows and limits on fixed small samples (``tests/golden/golden.json``).
 
-Generates fixed small samples, runs taulgamma / tau3mu / taulphi with the iterative executor,
-computes their limits and writes cutflows, stats-model region yields, validation rows and
-limits to ``tests/golden/golden.json``. ``tests/test_golden.py`` reruns the same and compares.
+The golden file was recorded with the code before the search framework (issue 9, commit
+089a7ef, through the same steps with that code's API); ``tests/test_golden.py`` reruns them
+and compares. After a deliberate physics change, re-record with
+``python tests/golden_runs.py`` and say why in the commit.
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
 
 from rich.console import Console
 
-GOLDEN = Path(__file__).with_name("golden.json")
+GOLDEN = Path(__file__).parent / "golden" / "golden.json"
 
 # (experiment, process, events, seed)
 SAMPLES = (
@@ -33,53 +36,47 @@ def make_samples(out: Path) -> None:
 
 
 def run_all(samples: Path, results: Path) -> None:
-    from belle_rare.analyses.outputs import write_run_outputs
-    from belle_rare.analyses.run_command import REPORTS
+    from belle_rare.analyses.run_command import write_outputs
     from belle_rare.analyses.runner import RunOptions, run_search
-    import importlib
+    from belle_rare.stats.summary import limit_all
 
-    console = Console(file=open("/dev/null", "w"))
+    console = Console(file=open(os.devnull, "w"))
     for search, experiment in SEARCHES.items():
         opts = RunOptions(search=search, experiment=experiment, samples=samples, out=results, executor="iterative",
                           progress=False, chunksize=700)
-        result = run_search(opts)
-        report = importlib.import_module(REPORTS[search]).write_reports
-        write_run_outputs(results, search, result["histograms"], result["cutflow"], result["metadata"],
-                          extra=lambda tmp: report(result, tmp, console))
-    from belle_rare.stats.summary import limit_all
-
-    limit_all(results)
+        write_outputs(run_search(opts), results, console)
+    limit_all(results, searches=list(SEARCHES))
 
 
 def region_yields(results: Path, search: str) -> dict:
-    """Sum over the fit bins of every (histogram, dataset, channel, region, variation) the stats model reads."""
+    """Sum over the fit bins of every (dataset, channel, region, variation) the stats model reads."""
     import coffea.util
     import numpy as np
 
-    from belle_rare.stats.model_config import load_stats_config
+    from belle_rare.processors.registry import get_search
+    from belle_rare.stats.model_config import StatsConfig
+    from belle_rare.configs.loader import load_config
 
-    cfg = load_stats_config(search)
+    cfg = load_config(get_search(search).stats_file, StatsConfig)
     hists = coffea.util.load(str(results / search / "histograms.coffea"))
     out = {}
     for ch in cfg.channels:
-        h = hists[ch.histogram]
         regions = {ch.region}
         for s in ch.samples:
-            dd = getattr(s, "data_driven", None)
+            dd = s.data_driven
             if dd is not None:
-                regions |= {v for k, v in dd.model_dump().items() if "region" in k and isinstance(v, str)}
-                for k, v in dd.model_dump().items():
-                    if isinstance(v, dict) and v.get("regions"):
-                        regions |= set(v["regions"])
-        for dataset in h.axes["dataset"]:
+                regions.add(dd.sideband_region)
+                regions |= set(dd.transfer_factor.model_dump().get("regions") or [])
+        for dataset, per in hists.items():
+            h = per[ch.histogram]
             for region in sorted(regions):
                 if region not in h.axes["region"] or ch.name not in h.axes["channel"]:
                     continue
                 for variation in h.axes["variation"]:
-                    v = h[{"dataset": dataset, "channel": ch.name, "region": region, "variation": variation}]
+                    v = h[{"channel": ch.name, "region": region, "variation": variation}]
                     val, var = float(np.sum(v.values())), float(np.sum(v.variances()))
                     if val or var:
-                        out[f"{ch.histogram}/{dataset}/{ch.name}/{region}/{variation}"] = [val, var]
+                        out[f"{dataset}/{ch.name}/{region}/{variation}"] = [val, var]
     return out
 
 
