@@ -1,15 +1,21 @@
 """Write a run's outputs into ``DIR/SEARCH/`` atomically.
 
+``histograms.coffea`` holds the run's histograms as the processors fill them, ``{dataset: {name:
+hist.Hist}}`` (``belle_rare.core.histograms``); ``histograms.root`` the same as one TH1/TH2 per
+(histogram, region, channel, dataset, variation[, value of a further categorical axis]) at
+``region/channel/dataset/NAME__VARIATION``; ``cutflow.json`` and ``metadata.json`` beside them.
 Everything is written into a temporary directory beside the target, which replaces
-``DIR/SEARCH`` only once complete: a failed run leaves the previous output (or nothing).
+``DIR/SEARCH`` only once complete: a failed or interrupted run leaves the previous output (or
+nothing).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +23,11 @@ import hist
 import uproot
 from coffea.util import save
 
-from belle_rare.processors.histograms import CATEGORY_AXES
+from belle_rare.core.atomic import write_json
+from belle_rare.core.errors import UserError
+from belle_rare.core.histograms import NOMINAL, VARIATION_AXIS, contract_error, has_variations, physics_axes
+
+CATEGORICAL = (hist.axis.StrCategory, hist.axis.IntCategory)
 
 
 def root_key(name: str, region: str, channel: str, dataset: str, variation: str) -> str:
@@ -25,71 +35,110 @@ def root_key(name: str, region: str, channel: str, dataset: str, variation: str)
     return f"{region}/{channel}/{dataset}/{name}__{variation}"
 
 
-def _physics_slices(name: str, h: hist.Hist):
-    """(key suffix, histogram) pairs over any extra categorical axis (e.g. a tag class): the sum
-    first, then one per category value, so that only physics axes remain."""
-    extra = [a.name for a in h.axes if isinstance(a, hist.axis.StrCategory) and a.name not in CATEGORY_AXES]
-    if not extra:
+def _physics_slices(name: str, h: hist.Hist) -> Iterator[tuple[str, hist.Hist]]:
+    """(key name, histogram) pairs over the categorical physics axes (e.g. a tag class): the sum
+    first, then one per category value (``NAME_AXIS_VALUE``), until only numeric physics axes
+    remain. A histogram whose physics axes are all categorical keeps its last one as the labelled
+    axis of the TH1 (a counting histogram by tag class, say)."""
+    physics = physics_axes(h)
+    categorical = [ax.name for ax in physics if isinstance(ax, CATEGORICAL)]
+    if len(categorical) == len(physics):
+        categorical = categorical[:-1]
+    if not categorical:
         yield name, h
         return
-    axis = extra[0]
+    axis = categorical[0]
     yield from _physics_slices(name, h[{axis: sum}])
     for value in h.axes[axis]:
         yield from _physics_slices(f"{name}_{axis}_{value}", h[{axis: value}])
 
 
-def write_root(path: Path, histograms: dict[str, hist.Hist]) -> int:
-    """One TH1/TH2 per (histogram, region, channel, dataset, variation[, extra category]). Returns how many."""
+def write_root(path: Path, histograms: Mapping[str, Mapping[str, hist.Hist]]) -> int:
+    """One TH1/TH2 per (histogram, region, channel, dataset, variation[, extra category]). Returns how many.
+
+    Histograms without a ``variation`` axis are written as ``__nominal``; an empty non-nominal
+    variation slice is left out; a counting histogram (one ``count`` bin) is a one-bin TH1;
+    three or more physics axes stay in the .coffea file only.
+    """
     written = 0
     with uproot.recreate(path) as out:
-        for hist_name, full in histograms.items():
-            for name, h in _physics_slices(hist_name, full):
-                if h.ndim - len(CATEGORY_AXES) > 2:
-                    continue  # TH3 and beyond: in the .coffea file only
-                for dataset in h.axes["dataset"]:
+        for dataset, hists in histograms.items():
+            for hist_name, full in hists.items():
+                for name, h in _physics_slices(hist_name, full):
+                    if len(physics_axes(h)) > 2:
+                        continue  # TH3 and beyond: in the .coffea file only
+                    variations = list(h.axes[VARIATION_AXIS]) if has_variations(h) else [None]
                     for channel in h.axes["channel"]:
                         for region in h.axes["region"]:
-                            for variation in h.axes["variation"]:
-                                sliced = h[{"dataset": dataset, "channel": channel, "region": region, "variation": variation}]
-                                if variation != "nominal" and sliced.sum(flow=True).value == 0:
+                            for variation in variations:
+                                cut = {"channel": channel, "region": region}
+                                if variation is not None:
+                                    cut[VARIATION_AXIS] = variation
+                                sliced = h[cut]
+                                if variation not in (None, NOMINAL) and sliced.sum(flow=True).value == 0:
                                     continue
-                                out[root_key(name, region, channel, dataset, variation)] = sliced
+                                out[root_key(name, region, channel, dataset, variation or NOMINAL)] = sliced
                                 written += 1
     return written
 
 
-def write_json(path: Path, payload: Any) -> None:
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+def check_histograms(histograms: Mapping[str, Mapping[str, hist.Hist]]) -> None:
+    """UserError unless ``histograms`` is ``{dataset: {name: Hist}}`` with every Hist on the contract."""
+    for dataset, hists in histograms.items():
+        if not isinstance(hists, Mapping):
+            raise UserError(f"run output not written: histograms['{dataset}'] is a {type(hists).__name__}, "
+                            "expected {histogram name: Hist} (the layout of belle_rare.core.histograms)")
+        for name, h in hists.items():
+            problem = contract_error(name, h) if isinstance(h, hist.Hist) else f"histogram '{name}' is a {type(h).__name__}"
+            if problem:
+                raise UserError(f"run output not written: dataset '{dataset}': {problem}")
+
+
+def _plain(payload: Any) -> Any:
+    """JSON-ready copy (paths, numpy scalars and the like as strings or numbers)."""
+    return json.loads(json.dumps(payload, default=lambda obj: obj.item() if hasattr(obj, "item") else str(obj)))
 
 
 def write_run_outputs(
-    out_dir: Path,
-    search: str,
-    histograms: dict[str, hist.Hist],
+    out_dir: str | Path,
+    search: Any,
+    histograms: Mapping[str, Mapping[str, hist.Hist]],
     cutflow: dict[str, Any],
     metadata: dict[str, Any],
     extra: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write histograms (.coffea and .root), cutflow.json, metadata.json (and ``extra(tmpdir)``)."""
+    """Write histograms (.coffea and .root), cutflow.json, metadata.json (and ``extra(tmpdir)``)
+    into ``out_dir/SEARCH``, replacing what was there only once everything is written.
+
+    ``search`` is the search's name or its ``Search``; ``histograms`` ``{dataset: {name: Hist}}``.
+    ``metadata`` gains ``root_histograms`` (how many TH1/TH2 histograms.root holds).
+    """
+    name = str(getattr(search, "name", search))
+    out_dir = Path(out_dir)
+    check_histograms(histograms)
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / search
-    tmp = Path(tempfile.mkdtemp(prefix=f".{search}.", dir=out_dir))
+    target = out_dir / name
+    backup = out_dir / f".{name}.old"
+    if backup.is_dir() and not target.exists():
+        os.replace(backup, target)  # a run killed between the two renames below: its previous output
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir))
+    moved = False
     try:
-        save(histograms, tmp / "histograms.coffea")
+        save(dict(histograms), tmp / "histograms.coffea")
         metadata["root_histograms"] = write_root(tmp / "histograms.root", histograms)
-        write_json(tmp / "cutflow.json", cutflow)
-        write_json(tmp / "metadata.json", metadata)
+        write_json(tmp / "cutflow.json", _plain(cutflow))
+        write_json(tmp / "metadata.json", _plain(metadata))
         if extra is not None:
             extra(tmp)
-        backup = None
+        shutil.rmtree(backup, ignore_errors=True)
         if target.exists():
-            backup = out_dir / f".{search}.old"
-            shutil.rmtree(backup, ignore_errors=True)
-            target.rename(backup)
-        tmp.rename(target)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
+            os.replace(target, backup)
+            moved = True
+        os.replace(tmp, target)
     except BaseException:
+        if moved and not target.exists():
+            os.replace(backup, target)  # put the previous output back
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(backup, ignore_errors=True)
     return target

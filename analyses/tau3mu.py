@@ -1,5 +1,9 @@
 """tau -> 3 mu outputs beyond the histograms: efficiency, resolutions, ABCD background, validation.json, plots.
 
+Reads the run's ``{dataset: {name: Hist}}``: the ``yields`` counting histogram (regions A-D, far)
+for the ABCD estimate, the nominal (M, dE) plane ``m_de`` and ``bdt_score`` for fits and plots,
+and the signal candidates (``columns["candidates"]``) for the signal-ellipse fit.
+
 Numbers are measured on the product's own samples and written beside the paper's
 (arXiv:2405.07386: efficiency 20.4 %, Table 1 widths, expected background ~0.5).
 """
@@ -22,25 +26,34 @@ CHANNEL = "3mu"
 FIT_HALF_WINDOW = {"m": 0.03, "de": 0.10}  # GeV around the configured peak
 
 
-def _sum(h: hist.Hist, datasets: list[str], region: str | list[str]) -> tuple[float, float]:
-    """Weighted (value, variance) of ``datasets`` in ``region`` (nominal), over the (M, dE) plane."""
-    regions = [region] if isinstance(region, str) else region
-    value = variance = 0.0
-    for d in datasets:
-        if d not in h.axes["dataset"]:
+def _summed(hists: dict[str, dict[str, hist.Hist]], name: str, datasets: str | list[str], **slices: Any) -> Any:
+    """Histogram ``name`` of the channel summed over ``datasets`` and sliced; None if none has it
+    (a dataset with no selected event never filled the category)."""
+    out = None
+    for d in [datasets] if isinstance(datasets, str) else datasets:
+        h = hists.get(d, {}).get(name)
+        categories = {"channel": CHANNEL, **{k: v for k, v in slices.items() if isinstance(v, str)}}
+        if h is None or any(v not in h.axes[k] for k, v in categories.items()):
             continue
-        for r in regions:
-            if r not in h.axes["region"]:
-                continue
-            cell = h[{"dataset": d, "channel": CHANNEL, "variation": "nominal", "region": r, "m": sum, "de": sum}]
+        part = h[{"channel": CHANNEL, **slices}]
+        out = part if out is None else out + part
+    return out
+
+
+def _sum(hists: dict[str, dict[str, hist.Hist]], datasets: list[str], region: str | list[str]) -> tuple[float, float]:
+    """Weighted (value, variance) of ``datasets`` in ``region`` (nominal yields)."""
+    value = variance = 0.0
+    for r in [region] if isinstance(region, str) else region:
+        cell = _summed(hists, "yields", datasets, region=r, variation="nominal", count=sum)
+        if cell is not None:
             value += float(cell.value)
             variance += float(cell.variance)
     return value, variance
 
 
-def abcd(h: hist.Hist, datasets: list[str]) -> dict[str, Any]:
+def abcd(hists: dict[str, dict[str, hist.Hist]], datasets: list[str]) -> dict[str, Any]:
     """N_A = N_B x N_C / N_D (sec. 3.4) with the statistical error propagated from B, C, D."""
-    n = {k: _sum(h, datasets, REGIONS[k]) for k in "ABCD"}
+    n = {k: _sum(hists, datasets, REGIONS[k]) for k in "ABCD"}
     (b, vb), (c, vc), (d, vd) = n["B"], n["C"], n["D"]
     if d <= 0 or b <= 0 or c <= 0:
         expected, error = (0.0 if d > 0 else None), None
@@ -58,9 +71,9 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
     proc = result["processor"]
     cfg = proc.config
     meta = result["metadata"]
-    h = result["histograms"]["m_de"]
+    hists = result["histograms"]
     paper = cfg.paper
-    ds = cfg.signal_dataset
+    ds = cfg.signal_datasets[CHANNEL]
     rows: list[dict[str, Any]] = []
     model_note = ("BDT from models/tau3mu_belle2.json, working point "
                   f"{proc.working_point:.4g}" if proc.model is not None
@@ -68,23 +81,25 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
     if ds in meta["datasets"] and ds in result["cutflow"]:
         counts = result["cutflow"][ds][CHANNEL]["raw"]
         n_all = counts["all events"]
-        for key, label, ref in (("signal region", "signal efficiency", paper["efficiency"]),
+        for key, label, ref in (("signal region", "signal efficiency", paper.efficiency),
                                 ("signal region (no BDT)", "signal efficiency before the BDT (ellipse only)", None),
                                 ("three muon candidates (|q| = 1, one hemisphere)", "signal efficiency of the three-muon reconstruction", None)):
             eff = counts[key] / n_all if n_all else float("nan")
             rows.append({"quantity": label, "ours": eff, "ours_error": float(np.sqrt(eff * (1 - eff) / n_all)) if n_all else None,
                          "paper": ref, "unit": "", "note": f"{int(counts[key])} of {int(n_all)} generated {ds} events"
                          + (f"; {model_note}" if key == "signal region" else "")})
-        plane = h[{"dataset": ds, "channel": CHANNEL, "variation": "nominal", "region": sum}]
+        plane = _summed(hists, "m_de", ds, region=sum)
         scale = meta["datasets"][ds]["scale"]
         ell = cfg.signal_region
         for axis, centre in (("m", ell.m_mean), ("de", ell.de_mean)):
-            proj = plane.project(axis)
-            centres = proj.axes[0].centers
-            window = np.abs(centres - centre) < FIT_HALF_WINDOW[axis]
-            values = proj.values()[window] / scale
             name = "M_3mu" if axis == "m" else "dE_3mu"
             try:
+                if plane is None:
+                    raise ValueError(f"no selected {ds} event")
+                proj = plane.project(axis)
+                centres = proj.axes[0].centers
+                window = np.abs(centres - centre) < FIT_HALF_WINDOW[axis]
+                values = proj.values()[window] / scale
                 fit = fit_bifurcated_gaussian(centres[window], values)
                 ours = {"mean": fit.mean, "sigma_high": fit.sigma_high, "sigma_low": fit.sigma_low}
                 errs = {"mean": fit.mean_err, "sigma_high": fit.sigma_high_err, "sigma_low": fit.sigma_low_err}
@@ -94,43 +109,45 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
                 note = f"fit failed: {err}"
             for part in ("mean", "sigma_high", "sigma_low"):
                 key = f"{'m' if axis == 'm' else 'de'}_{part}" if part == "mean" else f"sigma_{'m' if axis == 'm' else 'de'}_{part.split('_')[1]}"
-                rows.append({"quantity": f"{name} {part}", "ours": ours[part], "ours_error": errs[part], "paper": paper[key],
+                rows.append({"quantity": f"{name} {part}", "ours": ours[part], "ours_error": errs[part], "paper": getattr(paper, key),
                              "unit": "GeV", "note": note})
     rows.extend(ellipse_rows(result))
     data = [d for d, i in meta["datasets"].items() if i["kind"] == "data"]
     backgrounds = [d for d, i in meta["datasets"].items() if i["kind"] == "background"]
     source = data or backgrounds
-    est = abcd(h, source)
+    est = abcd(hists, source)
     y = est["yields"]
     note = (f"ABCD N_A = N_B N_C / N_D from {'pseudo-data' if data else 'simulated background'} ({', '.join(source) or 'none'}), "
             f"scaled to {meta['luminosity_fb']:g} /fb: N_B {y['B']:.3g}, N_C {y['C']:.3g}, N_D {y['D']:.3g}; {model_note}")
     if est["expected"] is None:
         note += "; N_D = 0: no estimate (samples too small)"
     rows.append({"quantity": "expected background in the signal region", "ours": est["expected"], "ours_error": est["error"],
-                 "paper": paper["expected_background"], "unit": "events", "note": note})
+                 "paper": paper.expected_background, "unit": "events", "note": note})
     rows.append({"quantity": "simulated background in the signal region (direct count)", "ours": est["direct"],
-                 "ours_error": est["direct_error"], "paper": paper["expected_background"], "unit": "events",
+                 "ours_error": est["direct_error"], "paper": paper.expected_background, "unit": "events",
                  "note": "region A in simulation, for comparison with the ABCD estimate"
                  + (f"; none selected: < {2.3 * max(meta['datasets'][d]['scale'] for d in backgrounds):.3g} events at 90 % CL "
                     "(2.3 x the largest per-event weight; samples too small)" if backgrounds and est["direct"] == 0 else "")})
-    before, var = _sum(h, backgrounds, [REGIONS[k] for k in "ABCD"])
+    before, var = _sum(hists, backgrounds, [REGIONS[k] for k in "ABCD"])
     rows.append({"quantity": "simulated background in the outer window before the BDT", "ours": before, "ours_error": float(np.sqrt(var)),
-                 "paper": paper["background_before_bdt"], "unit": "events",
+                 "paper": paper.background_before_bdt, "unit": "events",
                  "note": f"{cfg.signal_region.outer_n_sigma:g} sigma region (the paper: 20 sigma box), {', '.join(backgrounds) or 'none'}"})
     return rows
-
-
 
 
 def ellipse_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The signal ellipse fitted on this run's signal candidates, beside the configured one."""
     cfg = result["processor"].config
-    cols = result.get("candidates", {}).get(cfg.signal_dataset)
-    if not cols or len(cols["m"].value) == 0:
+    ds = cfg.signal_datasets[CHANNEL]
+    cols = result.get("columns", {}).get("candidates", {}).get(ds, {}).get(CHANNEL)
+    if not cols:
+        return []
+    m, de, weight = (np.asarray(getattr(cols[k], "value", cols[k])) for k in ("m", "de", "weight"))
+    if len(m) == 0:
         return []
     configured = cfg.signal_region
     try:
-        fit = fit_signal_ellipse(cols["m"].value, cols["de"].value, cols["weight"].value)
+        fit = fit_signal_ellipse(m, de, weight)
     except (ValueError, RuntimeError) as err:
         return [{"quantity": "signal ellipse rotation angle", "ours": None, "paper": None, "unit": "rad",
                  "note": f"ellipse fit failed: {err}"}]
@@ -157,7 +174,7 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
     cfg = result["processor"].config
     meta = result["metadata"]
     hists = result["histograms"]
-    sig = cfg.signal_dataset
+    sig = cfg.signal_datasets[CHANNEL]
     backgrounds = [d for d, i in meta["datasets"].items() if i["kind"] == "background"]
     plot_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -165,20 +182,13 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
     def save(fig: Any, name: str) -> None:
         written.extend(save_figure(fig, plot_dir, name))
 
-    h = hists["m_de"]
-    sel = {"channel": CHANNEL, "variation": "nominal", "region": sum}
     fig, ax = plt.subplots(figsize=(7, 6))
-    if sig in h.axes["dataset"]:
-        plane = h[{**sel, "dataset": sig}]
-        mc, dc = np.meshgrid(plane.axes[0].centers, plane.axes[1].centers, indexing="ij")
-        on = plane.values() > 0
-        ax.scatter(mc[on], dc[on], s=3, color="tab:blue", label=sig)
-    for d in backgrounds:
-        if d in h.axes["dataset"]:
-            plane = h[{**sel, "dataset": d}]
+    for d, style in [(sig, dict(s=3, color="tab:blue"))] + [(b, dict(s=6, marker="x")) for b in backgrounds]:
+        plane = _summed(hists, "m_de", d, region=sum)
+        if plane is not None:
             mc, dc = np.meshgrid(plane.axes[0].centers, plane.axes[1].centers, indexing="ij")
             on = plane.values() > 0
-            ax.scatter(mc[on], dc[on], s=6, marker="x", label=d)
+            ax.scatter(mc[on], dc[on], label=d, **style)
     ell = cfg.signal_region
     t = np.linspace(0, 2 * np.pi, 400)
     for n, style in ((ell.n_sigma, "-"), (ell.outer_n_sigma, "--")):
@@ -189,27 +199,25 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
         ax.plot(ell.m_mean + c * u - s * v, ell.de_mean + s * u + c * v, style, color="magenta", label=f"{n:g} sigma")
     ax.set_xlabel(r"$M_{3\mu}$ [GeV]")
     ax.set_ylabel(r"$\Delta E_{3\mu}$ [GeV]")
-    ax.set_xlim(*cfg.histograms["m3mu"][1:])
-    ax.set_ylim(*cfg.histograms["de"][1:])
+    ax.set_xlim(*cfg.histograms.m3mu[1:])
+    ax.set_ylim(*cfg.histograms.de[1:])
     ax.legend(fontsize="x-small")
     save(fig, "m_de_plane")
     for axis, label in (("m", "m3mu"), ("de", "de")):
         fig, ax = plt.subplots()
         for d in [sig] + backgrounds:
-            if d in h.axes["dataset"]:
-                proj = h[{**sel, "dataset": d}].project(axis)
-                if proj.values().sum() > 0:
-                    hep.histplot(proj / proj.values().sum(), ax=ax, label=d)
+            plane = _summed(hists, "m_de", d, region=sum)
+            proj = plane.project(axis) if plane is not None else None
+            if proj is not None and proj.values().sum() > 0:
+                hep.histplot(proj / proj.values().sum(), ax=ax, label=d)
         ax.set_ylabel("normalised")
         ax.legend(fontsize="x-small")
         save(fig, label)
-    s = hists["bdt_score"]
     fig, ax = plt.subplots()
     for d in [sig] + backgrounds:
-        if d in s.axes["dataset"]:
-            proj = s[{"dataset": d, "channel": CHANNEL, "variation": "nominal", "region": sum}]
-            if proj.values().sum() > 0:
-                hep.histplot(proj / proj.values().sum(), ax=ax, label=d)
+        proj = _summed(hists, "bdt_score", d, region=sum)
+        if proj is not None and proj.values().sum() > 0:
+            hep.histplot(proj / proj.values().sum(), ax=ax, label=d)
     ax.set_xlabel("BDT score (-1: no model)")
     ax.legend(fontsize="x-small")
     save(fig, "bdt_score")

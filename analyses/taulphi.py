@@ -1,7 +1,9 @@
 """tau -> l phi outputs: efficiencies, peak widths, RSB x r_MC background, validation.json, plots.
 
 Compared with the Belle II tau -> l phi paper (190 /fb), Table 3: efficiency 6.1 % (e phi) and
-6.5 % (mu phi); r_MC 0.23 / 0.12; N_exp 0.23 / 0.36.
+6.5 % (mu phi); r_MC 0.23 / 0.12; N_exp 0.23 / 0.36. Reads the run's ``{dataset: {name: Hist}}``:
+the ``yields`` counting histogram for the RSB x r_MC estimate, the nominal ``m_de``, ``m_kk`` and
+``bdt_score`` for fits and plots.
 """
 
 from __future__ import annotations
@@ -20,21 +22,31 @@ from belle_rare.processors.taulphi import CHANNELS, PHI_MASS
 FIT_HALF_WINDOW = {"m": 0.03, "de": 0.10}
 
 
-def _sum(h: hist.Hist, datasets: list[str], channel: str, region: str) -> tuple[float, float]:
-    value = variance = 0.0
-    for d in datasets:
-        if d in h.axes["dataset"] and region in h.axes["region"]:
-            cell = h[{"dataset": d, "channel": channel, "variation": "nominal", "region": region, "m": sum, "de": sum}]
-            value += float(cell.value)
-            variance += float(cell.variance)
-    return value, variance
+def _summed(hists: dict[str, dict[str, hist.Hist]], name: str, datasets: str | list[str], channel: str, **slices: Any) -> Any:
+    """Histogram ``name`` of one channel summed over ``datasets`` and sliced; None if none has it
+    (a dataset with no selected event never filled the category)."""
+    out = None
+    for d in [datasets] if isinstance(datasets, str) else datasets:
+        h = hists.get(d, {}).get(name)
+        categories = {"channel": channel, **{k: v for k, v in slices.items() if isinstance(v, str)}}
+        if h is None or any(v not in h.axes[k] for k, v in categories.items()):
+            continue
+        part = h[{"channel": channel, **slices}]
+        out = part if out is None else out + part
+    return out
 
 
-def rsb_estimate(h: hist.Hist, data: list[str], simulation: list[str], channel: str, suffix: str) -> dict[str, Any]:
+def _sum(hists: dict[str, dict[str, hist.Hist]], datasets: list[str], channel: str, region: str) -> tuple[float, float]:
+    """Weighted (value, variance) of ``datasets`` in ``region`` (nominal yields)."""
+    cell = _summed(hists, "yields", datasets, channel, region=region, variation="nominal", count=sum)
+    return (float(cell.value), float(cell.variance)) if cell is not None else (0.0, 0.0)
+
+
+def rsb_estimate(hists: dict[str, dict[str, hist.Hist]], data: list[str], simulation: list[str], channel: str, suffix: str) -> dict[str, Any]:
     """N_exp = N_RSB (data, else simulation) x r_MC, r_MC = N_SR / N_RSB in simulation; stat. errors."""
-    sr, vsr = _sum(h, simulation, channel, "SR" + suffix)
-    rsb, vrsb = _sum(h, simulation, channel, "RSB" + suffix)
-    n_rsb, vn = _sum(h, data, channel, "RSB" + suffix) if data else (rsb, vrsb)
+    sr, vsr = _sum(hists, simulation, channel, "SR" + suffix)
+    rsb, vrsb = _sum(hists, simulation, channel, "RSB" + suffix)
+    n_rsb, vn = _sum(hists, data, channel, "RSB" + suffix) if data else (rsb, vrsb)
     if rsb <= 0:
         return {"r_mc": None, "n_rsb": n_rsb, "expected": None, "error": None, "sr_mc": sr}
     r = sr / rsb
@@ -48,7 +60,7 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
     proc = result["processor"]
     cfg = proc.config
     meta = result["metadata"]
-    h = result["histograms"]["m_de"]
+    hists = result["histograms"]
     rows: list[dict[str, Any]] = []
     has_model = proc.model is not None
     suffix = "" if has_model else "_presel"
@@ -58,7 +70,7 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
     backgrounds = [d for d, i in meta["datasets"].items() if i["kind"] == "background"]
     for channel in CHANNELS:
         ds = cfg.signal_datasets[channel]
-        paper = {k: v[channel] for k, v in cfg.paper.items()}
+        paper = {k: v[channel] for k, v in cfg.paper}
         if ds in meta["datasets"] and ds in result["cutflow"]:
             counts = result["cutflow"][ds][channel]["raw"]
             n_all = counts["all events"]
@@ -69,13 +81,15 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
                 rows.append({"quantity": label, "ours": eff, "ours_error": float(np.sqrt(eff * (1 - eff) / n_all)) if n_all else None,
                              "paper": ref, "unit": "", "note": f"{int(counts[k])} of {int(n_all)} generated {ds} events; {model_note}"})
             scale = meta["datasets"][ds]["scale"]
-            plane = h[{"dataset": ds, "channel": channel, "variation": "nominal", "region": sum}]
+            plane = _summed(hists, "m_de", ds, channel, region=sum)
             box = cfg.signal_region
             for axis, centre in (("m", box.m_mean), ("de", box.de_mean)):
-                proj = plane.project(axis)
-                c = proj.axes[0].centers
-                w = np.abs(c - centre) < FIT_HALF_WINDOW[axis]
                 try:
+                    if plane is None:
+                        raise ValueError(f"no selected {ds} event")
+                    proj = plane.project(axis)
+                    c = proj.axes[0].centers
+                    w = np.abs(c - centre) < FIT_HALF_WINDOW[axis]
                     fit = fit_bifurcated_gaussian(c[w], proj.values()[w] / scale)
                     vals = {"mean": (fit.mean, fit.mean_err), "sigma_high": (fit.sigma_high, fit.sigma_high_err),
                             "sigma_low": (fit.sigma_low, fit.sigma_low_err)}
@@ -85,11 +99,11 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
                 for part, (v, e) in vals.items():
                     rows.append({"quantity": f"{'M_tau' if axis == 'm' else 'dE'} {part} ({channel})", "ours": v, "ours_error": e,
                                  "paper": None, "unit": "GeV", "note": note})
-            mkk = result["histograms"]["m_kk"][{"dataset": ds, "channel": channel, "variation": "nominal", "region": sum}]
-            if mkk.values().sum() > 0:
+            mkk = _summed(hists, "m_kk", ds, channel, region=sum)
+            if mkk is not None and mkk.values().sum() > 0:
                 rows.append({"quantity": f"M(K+K-) mean ({channel})", "ours": float(np.average(mkk.axes[0].centers, weights=mkk.values())),
                              "paper": PHI_MASS, "unit": "GeV", "note": "selected signal; 'paper' column: m_phi (PDG, particle)"})
-        est = rsb_estimate(h, data, backgrounds, channel, suffix)
+        est = rsb_estimate(hists, data, backgrounds, channel, suffix)
         src = "pseudo-data" if data else "simulated background (no pseudo-data in the input)"
         rows.append({"quantity": f"r_MC = N_SR / N_RSB ({channel})", "ours": est["r_mc"], "ours_error": est.get("r_mc_error"),
                      "paper": paper["r_mc"], "unit": "", "note": f"simulation ({', '.join(backgrounds) or 'none'}); {model_note}"
@@ -127,11 +141,10 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
     box = cfg.signal_region
     for channel in CHANNELS:
         sig = cfg.signal_datasets[channel]
-        h = hists["m_de"]
         fig, ax = plt.subplots(figsize=(7, 6))
         for d, style in [(sig, dict(s=3, color="tab:blue"))] + [(b, dict(s=6, marker="x")) for b in backgrounds]:
-            if d in h.axes["dataset"]:
-                plane = h[{"dataset": d, "channel": channel, "variation": "nominal", "region": sum}]
+            plane = _summed(hists, "m_de", d, channel, region=sum)
+            if plane is not None:
                 mc, dc = np.meshgrid(plane.axes[0].centers, plane.axes[1].centers, indexing="ij")
                 on = plane.values() > 0
                 ax.scatter(mc[on], dc[on], label=d, **style)
@@ -140,20 +153,18 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
         band = box.rsb_n_sigma_de[channel] * box.sigma_de
         ax.add_patch(Rectangle((box.rsb_m_range[0], box.de_mean - band), box.rsb_m_range[1] - box.rsb_m_range[0], 2 * band,
                                fill=False, color="green", label="RSB band"))
-        ax.set_xlim(*cfg.histograms["m_tau"][1:])
+        ax.set_xlim(*cfg.histograms.m_tau[1:])
         ax.set_ylim(-0.2, 0.2)
         ax.set_xlabel(r"$M_{\ell\phi}$ [GeV]")
         ax.set_ylabel(r"$\Delta E$ [GeV]")
         ax.legend(fontsize="x-small")
         save(fig, f"{channel}_m_de_plane")
         for name, axis_label in (("m_kk", r"$M_{K^+K^-}$ [GeV]"), ("bdt_score", "BDT score (-1: no model)")):
-            hh = hists[name]
             fig, ax = plt.subplots()
             for d in [sig] + backgrounds:
-                if d in hh.axes["dataset"]:
-                    proj = hh[{"dataset": d, "channel": channel, "variation": "nominal", "region": sum}]
-                    if proj.values().sum() > 0:
-                        hep.histplot(proj / proj.values().sum(), ax=ax, label=d)
+                proj = _summed(hists, name, d, channel, region=sum)
+                if proj is not None and proj.values().sum() > 0:
+                    hep.histplot(proj / proj.values().sum(), ax=ax, label=d)
             ax.set_xlabel(axis_label)
             ax.set_ylabel("normalised")
             ax.legend(fontsize="x-small")

@@ -17,7 +17,7 @@ Measures, on ``make run``-like samples of the search's experiment:
     single ``Hist`` object;
 (b) one chunk's processor output as coffea ships it from a worker: pickled, and lz4-framed pickle at
     the executors' default level 1 -- the processor run directly on the first chunk (``--chunksize``
-    entries) of the largest signal file;
+    entries) of the largest file of the search's signal datasets (the first named on a tie);
 (c) peak RSS (``ru_maxrss``) of a full run with the iterative executor, in a fresh subprocess.
 
 Without ``--samples`` the ``make run`` samples of the experiment (every process of
@@ -61,6 +61,9 @@ LARGER_SAMPLES = {
     ("belle2", "tautau"): 20_000,
 }
 SEARCH_EXPERIMENT = {"taulgamma": "belle", "tau3mu": "belle2", "taulphi": "belle2"}
+# the chunk of (b) comes from the largest file of the search's own signal datasets
+SEARCH_SIGNALS = {"taulgamma": ("sig_taumugamma", "sig_tauegamma"), "tau3mu": ("sig_tau3mu",),
+                  "taulphi": ("sig_taumuphi", "sig_tauephi")}
 MB = 1e6
 LZ4_LEVEL = 1  # coffea's executors: compression=1 (processor/executor.py, _compress)
 MARK = "BENCH_MEMORY_RESULT "
@@ -169,7 +172,7 @@ def full_run(layout: str, search: str, samples: Path, chunksize: int) -> dict:
     # Linux: KiB
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {**sizes, "peak_rss_bytes": peak, "wall_seconds": round(wall, 2), "events": events,
-            "datasets": len(result["metadata"]["events"])}
+            "datasets": len(result["metadata"]["events"]), "code_version": result["metadata"].get("code_version")}
 
 
 def run_child(args: argparse.Namespace, layout: str) -> dict:
@@ -187,17 +190,21 @@ def run_child(args: argparse.Namespace, layout: str) -> dict:
 # (b): one chunk, processed directly
 
 
-def largest_signal_file(layout: str, samples: Path, experiment: str) -> tuple[str, str, int]:
-    datasets = module(layout, "analyses.datasets").load_datasets(samples, experiment)
-    files = [(name, path, n) for name, ds in datasets.items() if ds.kind == "signal" for path, n in ds.files.items()]
+def largest_signal_file(layout: str, samples: Path, search: str) -> tuple[str, str, int]:
+    datasets = module(layout, "analyses.datasets").load_datasets(samples, SEARCH_EXPERIMENT[search])
+    files = [(name, path, n) for name in SEARCH_SIGNALS[search] if name in datasets for path, n in datasets[name].files.items()]
     if not files:
-        raise SystemExit(f"no {experiment} signal files in {samples}")
-    return max(files, key=lambda f: (f[2], os.path.getsize(f[1])))
+        raise SystemExit(f"none of {', '.join(SEARCH_SIGNALS[search])} in {samples}")
+    return max(files, key=lambda f: f[2])  # max() keeps the first of equal ones
 
 
 def new_processor(layout: str, search: str, experiment: str):
+    """As the layout's ``run_search`` builds it."""
     registry = module(layout, "processors.registry")
-    spec = registry.load_search(search)
+    if hasattr(registry, "get_search"):  # new: Search(processor, config_file, ...)
+        spec = registry.get_search(search)
+        return spec.processor(experiment, spec.load_config())
+    spec = registry.load_search(search)  # old: Search(processor_class, config, ...)
     return spec.processor_class(experiment, spec.config)
 
 
@@ -207,7 +214,7 @@ def one_chunk(layout: str, search: str, samples: Path, chunksize: int) -> dict:
     from coffea.nanoevents import NanoEventsFactory
 
     experiment = SEARCH_EXPERIMENT[search]
-    dataset, path, entries = largest_signal_file(layout, samples, experiment)
+    dataset, path, entries = largest_signal_file(layout, samples, search)
     stop = min(chunksize, entries)
     proc = new_processor(layout, search, experiment)
     schema = module(layout, "processors.schema").BelleSchema
@@ -244,7 +251,8 @@ def print_table(report: dict) -> None:
         (f"one chunk: lz4(pickle), level {LZ4_LEVEL}", "", chunk["lz4_pickle_bytes"]),
         ("peak RSS, full iterative run", f"{run['events']} events, {run['wall_seconds']} s", run["peak_rss_bytes"]),
     ]
-    print(f"\n{report['search']} ({report['experiment']}, layout {report['layout']}, samples {report['samples']})")
+    print(f"\n{report['search']} ({report['experiment']}, layout {report['layout']}, code {run.get('code_version')}, "
+          f"samples {report['samples']})")
     width = max(len(r[0]) for r in rows)
     detail = max(len(r[1]) for r in rows)
     for what, info, value in rows:

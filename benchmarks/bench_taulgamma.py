@@ -18,7 +18,7 @@ from rich.console import Console
 
 from belle_rare.analyses.datasets import load_datasets
 from belle_rare.analyses.runner import RunOptions, run_search
-from belle_rare.processors.registry import load_search
+from belle_rare.processors.registry import get_search
 from belle_rare.simulation.production import Request, produce
 
 
@@ -33,8 +33,7 @@ def timed_run(samples: Path, out: Path, executor: str, workers: int) -> tuple[fl
 
 def uproot_read_time(samples: Path) -> float:
     """Read and decompress exactly the branches the processor declares."""
-    search = load_search("taulgamma")
-    branches = search.processor_class("belle", search.config).required_branches()
+    branches = list(get_search("taulgamma").processor.branches)
     start = time.perf_counter()
     for ds in load_datasets(samples, "belle").values():
         for path in ds.files:

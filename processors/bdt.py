@@ -7,7 +7,10 @@
   physics/0308063) over the out-of-fold scores (``punzi_working_point``).
 * Artefacts: ``<name>.json`` holds the k boosters (xgboost JSON, one per fold) and
   ``<name>_meta.json`` the feature list, folds, working point, samples, seeds and version.
-  ``load_model`` refuses a model whose feature list differs from the one asked for.
+  ``load_model`` refuses a model whose feature list differs from the one asked for, and a
+  missing model is a one-line error saying how to train one.
+* ``BDTConfig``: the ``bdt:`` block every search YAML with a BDT shares (searches subclass it
+  to add their ``training_pid``); ``settings()`` gives the ``TrainingSettings``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from belle_rare.configs.loader import StrictModel
 from belle_rare.core.errors import UserError
 
 ARTEFACT_FORMAT = "belle-rare-kfold-xgboost"
@@ -33,6 +37,14 @@ class FeatureMismatchError(UserError, ValueError):
     """A stored model was trained on another feature list than the processor computes (a one-line CLI error)."""
 
 
+class ModelArtefactError(UserError, ValueError):
+    """A stored model file is not a readable artefact of this format (a one-line CLI error)."""
+
+
+class MissingModelError(UserError, FileNotFoundError):
+    """No stored model for a search (a one-line CLI error saying how to train one)."""
+
+
 @dataclass(frozen=True)
 class TrainingSettings:
     folds: int = 3
@@ -42,6 +54,23 @@ class TrainingSettings:
     seed: int = 1
     punzi_a: float = 3.0
     min_background_events: int = 0
+
+
+class BDTConfig(StrictModel):
+    """The ``bdt:`` block of a search YAML (a search subclasses it to add ``training_pid``)."""
+
+    folds: int
+    n_estimators: int
+    max_depth: int
+    learning_rate: float
+    seed: int
+    punzi_a: float
+    min_background_events: int = 0
+
+    def settings(self) -> TrainingSettings:
+        return TrainingSettings(folds=self.folds, n_estimators=self.n_estimators, max_depth=self.max_depth,
+                                learning_rate=self.learning_rate, seed=self.seed, punzi_a=self.punzi_a,
+                                min_background_events=self.min_background_events)
 
 
 def fold_of(event_number: np.ndarray, folds: int) -> np.ndarray:
@@ -169,17 +198,26 @@ def save_model(model: KFoldModel, search: str, experiment: str, meta: dict[str, 
     return model_path, meta_path
 
 
-def load_model(search: str, experiment: str, features: Sequence[str], models_dir: Path | None = None) -> KFoldModel | None:
-    """The stored model, or None if there is none; a different feature list is an error."""
+def load_model(search: str, experiment: str, features: Sequence[str], models_dir: Path | None = None) -> KFoldModel:
+    """The stored model (``models_dir`` None: the shipped ones). A missing model is a
+    ``MissingModelError``, a different feature list a ``FeatureMismatchError``."""
     import xgboost as xgb
 
     model_path, meta_path = model_paths(search, experiment, models_dir)
-    if not model_path.is_file() or not meta_path.is_file():
-        return None
-    meta = json.loads(meta_path.read_text())
-    payload = json.loads(model_path.read_text())
+    missing = [p.name for p in (model_path, meta_path) if not p.is_file()]
+    if missing:
+        where = "the shipped models" if models_dir is None else "--model-dir"
+        raise MissingModelError(
+            f"no {search} BDT model for {experiment} in {model_path.parent} ({where}; {' and '.join(missing)} missing): "
+            f"train one with `belle-rare train {search} --experiment {experiment} --samples DIR --out DIR`, "
+            f"then run with `--model-dir DIR`"
+        )
+    try:
+        meta, payload = json.loads(meta_path.read_text()), json.loads(model_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelArtefactError(f"{model_path.parent}: model files are not valid JSON ({err})") from None
     if payload.get("format") != ARTEFACT_FORMAT or payload.get("version") != ARTEFACT_VERSION:
-        raise ValueError(f"{model_path}: not a {ARTEFACT_FORMAT} v{ARTEFACT_VERSION} artefact")
+        raise ModelArtefactError(f"{model_path}: not a {ARTEFACT_FORMAT} v{ARTEFACT_VERSION} artefact")
     stored = list(meta.get("features", []))
     if stored != list(features) or list(payload.get("features", [])) != stored:
         missing = sorted(set(features) - set(stored))
@@ -187,7 +225,7 @@ def load_model(search: str, experiment: str, features: Sequence[str], models_dir
         raise FeatureMismatchError(
             f"{meta_path}: model trained on a different feature list (missing from the model: {missing or 'none'}; "
             f"not computed by the processor: {extra or 'none'}; order differs: {not missing and not extra}); "
-            f"retrain with `belle-rare train {search} --experiment {experiment}`"
+            f"retrain with `belle-rare train {search} --experiment {experiment} --samples DIR --out DIR`"
         )
     boosters = []
     for b in payload["boosters"]:
@@ -196,5 +234,5 @@ def load_model(search: str, experiment: str, features: Sequence[str], models_dir
         booster.feature_names = stored
         boosters.append(booster)
     if len(boosters) != meta.get("folds"):
-        raise ValueError(f"{model_path}: {len(boosters)} boosters but metadata says {meta.get('folds')} folds")
+        raise ModelArtefactError(f"{model_path}: {len(boosters)} boosters but metadata says {meta.get('folds')} folds")
     return KFoldModel(stored, boosters, meta)

@@ -464,7 +464,7 @@ class Tau3MuProcessor(SearchProcessor):
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
         for region in YIELD_REGIONS:
             mask = selection.regions[region]
-            hists["yields"].fill(channel=channel, region=region, variation=variation, count=np.zeros(int(mask.sum())),
+            hists["yields"].fill(channel=channel, region=region, variation=variation, count=np.zeros(int(mask.sum()), dtype=int),
                                  weight=weight[mask])
 
     def fill_nominal(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, weight: np.ndarray) -> None:

@@ -10,36 +10,93 @@ the expected background is N_RSB x r_MC with r_MC = N_SR / N_RSB in simulation.
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import awkward as ak
-from belle_rare import corrections
 import hist
 import numpy as np
-import particle
 import pydantic
-from coffea.processor import column_accumulator
+from coffea.analysis_tools import Weights
 
+from belle_rare import corrections
 from belle_rare.configs.loader import StrictModel
+from belle_rare.core.histograms import count_axis, new_hist, regular
+from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
-from belle_rare.processors.base import Cutflow, SearchProcessor
-from belle_rare.processors.event_shape import fox_wolfram_r2, hemisphere
-from belle_rare.processors.histograms import new_hist, regular
-from belle_rare.processors.tau3mu import _in, _np, best_index, event_frame, expand, good_tracks, scaled_tracks, take, thrust_of
-from belle_rare.processors.variations import Variation, variations
+from belle_rare.processors.base import Calibration, SearchProcessor, Selection, packed, vary
+from belle_rare.processors.columns import as_float, best_index, expand, in_range, take
+from belle_rare.processors.event_shape import fox_wolfram_r2, thrust_axis
+from belle_rare.processors.registry import Demo, Search, Training, builtin_file
+from belle_rare.processors.tau3mu import (
+    Bins, EventObjects, PhotonCuts, RoeCuts, TrackCuts, Window, concat_momenta, event_objects, good_tracks,
+    scaled_tracks, unit_weights,
+)
 
-KAON_MASS = particle.Particle.from_pdgid(321).mass / 1000.0
-PHI_MASS = particle.Particle.from_pdgid(333).mass / 1000.0
-LEPTON_MASS = {"ephi": particle.Particle.from_pdgid(11).mass / 1000.0, "muphi": particle.Particle.from_pdgid(13).mass / 1000.0}
+KAON_MASS = pdg_mass(321)
+PHI_MASS = pdg_mass(333)
+LEPTON_MASS = {"ephi": pdg_mass(11), "muphi": pdg_mass(13)}
 LEPTON_PDG = {"ephi": 11, "muphi": 13}
 SPECIES = {"ephi": "e", "muphi": "mu"}
 CHANNELS = ("ephi", "muphi")
+# the regions of the ``yields`` histogram: after the BDT, and before it (``_presel``)
+REGIONS = ("SR", "RSB", "other", "SR_presel", "RSB_presel", "other_presel")
+# cutflow labels of the preselection steps (a running AND), in order
+PRESELECTION = (
+    "phi -> K+K- and lepton in one hemisphere", "track multiplicity", "thrust", "missing-momentum polar angle",
+)
 FEATURES = (
     "thrust", "fox_wolfram_r2", "roe_thrust", "cos_thrust_signal_roe", "roe_mass", "roe_delta_e", "n_tracks",
     "n_photons", "p_miss_t_cm", "cos_theta_miss_cm", "m_miss2", "lepton_p_cm", "phi_p_cm", "cos_lepton_phi",
 )
+
+
+# ---------------------------------------------------------------------------------------------- config
+class PerChannel(StrictModel):
+    """One number per channel."""
+
+    ephi: float
+    muphi: float
+
+    def __getitem__(self, channel: str) -> float:
+        return getattr(self, channel)
+
+
+class KaonCuts(StrictModel):
+    id_branch: str
+    id_min: float
+    phi_mass_window: Window
+
+
+class LeptonCuts(StrictModel):
+    id_branch: str
+    id_min: float
+
+
+class Leptons(StrictModel):
+    ephi: LeptonCuts
+    muphi: LeptonCuts
+
+    def __getitem__(self, channel: str) -> LeptonCuts:
+        return getattr(self, channel)
+
+
+class TauLPhiSelection(StrictModel):
+    thrust_max: float
+    cos_theta_miss_cm: Window
+    n_tracks_min: int
+
+
+class TauLPhiTrainingPID(StrictModel):
+    """ID thresholds of the training samples (replace ``kaons.id_min`` and every ``leptons.*.id_min``)."""
+
+    kaon_id_min: float
+    lepton_id_min: float
+
+
+class TauLPhiBDT(bdt.BDTConfig):
+    training_pid: TauLPhiTrainingPID
 
 
 class Box(StrictModel):
@@ -49,14 +106,14 @@ class Box(StrictModel):
     sigma_de: float
     sr_n_sigma_m: float
     sr_n_sigma_de: float
-    rsb_n_sigma_de: dict[str, float]
-    rsb_m_range: list[float]
+    rsb_n_sigma_de: PerChannel
+    rsb_m_range: Window
 
     def regions(self, m: np.ndarray, de: np.ndarray, channel: str) -> tuple[np.ndarray, np.ndarray]:
         """(in SR, in RSB): SR box; RSB = dE band x mass range, minus the SR box."""
         dm, dd = np.abs(m - self.m_mean), np.abs(de - self.de_mean)
         sr = (dm < self.sr_n_sigma_m * self.sigma_m) & (dd < self.sr_n_sigma_de * self.sigma_de)
-        band = (dd < self.rsb_n_sigma_de[channel] * self.sigma_de) & _in(m, self.rsb_m_range)
+        band = (dd < self.rsb_n_sigma_de[channel] * self.sigma_de) & in_range(m, self.rsb_m_range)
         return sr, band & ~sr
 
     def sr_fraction(self, channel: str) -> float:
@@ -68,21 +125,38 @@ class Box(StrictModel):
         return sr / (sr + band - overlap)
 
 
+class TauLPhiHistograms(StrictModel):
+    m_tau: Bins
+    de: Bins
+    m_kk: Bins
+    bdt: Bins
+
+
+class TauLPhiPaper(StrictModel):
+    """Table 3, per channel (validation.json)."""
+
+    efficiency: PerChannel
+    r_mc: PerChannel
+    n_rsb: PerChannel
+    expected_background: PerChannel
+    observed: PerChannel
+
+
 class TauLPhiConfig(StrictModel):
     luminosity: str
     n_tautau: float
     signal_datasets: dict[str, str]
-    tracks: dict[str, Any]
-    kaons: dict[str, Any]
-    leptons: dict[str, dict[str, Any]]
-    photons: dict[str, Any]
-    roe: dict[str, Any]
-    selection: dict[str, Any]
+    tracks: TrackCuts
+    kaons: KaonCuts
+    leptons: Leptons
+    photons: PhotonCuts
+    roe: RoeCuts
+    selection: TauLPhiSelection
     features: list[str]
-    bdt: dict[str, Any]
+    bdt: TauLPhiBDT
     signal_region: Box
-    histograms: dict[str, list[float]]
-    paper: dict[str, dict[str, float]]
+    histograms: TauLPhiHistograms
+    paper: TauLPhiPaper
 
     @pydantic.field_validator("features")
     @classmethod
@@ -92,12 +166,35 @@ class TauLPhiConfig(StrictModel):
             raise ValueError(f"features not computed by processors/taulphi.py: {unknown}")
         return v
 
+    @pydantic.field_validator("signal_datasets")
+    @classmethod
+    def _channels(cls, v: dict[str, str]) -> dict[str, str]:
+        if set(v) != set(CHANNELS):
+            raise ValueError(f"one signal dataset per channel ({', '.join(CHANNELS)}), got {', '.join(v) or 'none'}")
+        return v
+
+
+# ---------------------------------------------------------------------------------------------- objects
+@dataclass(frozen=True)
+class PhiEvents:
+    """Channel-independent objects of the events with two kaon candidates and three good tracks:
+    the event objects shared with tau3mu, Fox-Wolfram R2, kaon four-momenta and phi candidates."""
+
+    common: EventObjects
+    r2: ak.Array
+    k_cm: kin.P4          # every track in the kaon mass hypothesis (CM)
+    phi_a: ak.Array       # track indices of the kaon pairs
+    phi_b: ak.Array
+    m_kk: ak.Array        # M(K K) of every pair
+    phi_ok: ak.Array      # opposite charges, mass in the phi window
+
 
 class TauLPhiProcessor(SearchProcessor):
     """tau -> l phi (Belle II, 190 /fb): (M_tau, dE) signal region, reduced sideband x r_MC."""
 
     name = "taulphi"
     experiments = ("belle2",)
+    channels = CHANNELS
     config_model = TauLPhiConfig
     branches = (
         "nTrack", "Track_px", "Track_py", "Track_pz", "Track_E", "Track_charge", "Track_dr", "Track_dz",
@@ -105,62 +202,89 @@ class TauLPhiProcessor(SearchProcessor):
         "Photon_pz", "beamE", "beamPx", "beamPy", "beamPz", "__weight__", "__event__",
     )
 
-    def __init__(self, experiment: str, config: Any, corrections: Any = None, collect_features: bool = False,
-                 models_dir: Path | None = None, use_model: bool = True, training_pid: bool = False) -> None:
-        super().__init__(experiment, config, corrections)
-        self.collect_features = collect_features
-        # training samples: kaon / lepton ID loosened (config bdt.training_pid); ``nominal_pid`` flags the rest
-        loose = config.bdt.get("training_pid", {}) if training_pid else {}
-        self.kaon_cuts = {**config.kaons, **({"id_min": loose["kaon_id_min"]} if "kaon_id_min" in loose else {})}
-        self.lepton_cuts = {ch: {**c, **({"id_min": loose["lepton_id_min"]} if "lepton_id_min" in loose else {})}
-                            for ch, c in config.leptons.items()}
-        self.model = bdt.load_model(self.name, experiment, config.features, models_dir) if use_model else None
-
-    def _book(self) -> dict[str, hist.Hist]:
-        cfg = self.config.histograms
-        m = regular(int(cfg["m_tau"][0]), cfg["m_tau"][1], cfg["m_tau"][2], "m", r"$M_{\ell\phi}$ [GeV]")
-        de = regular(int(cfg["de"][0]), cfg["de"][1], cfg["de"][2], "de", r"$\Delta E$ [GeV]")
-        return {"m_de": new_hist(m, de),
-                "m_kk": new_hist(regular(int(cfg["m_kk"][0]), cfg["m_kk"][1], cfg["m_kk"][2], "m_kk", r"$M_{K^+K^-}$ [GeV]")),
-                "bdt_score": new_hist(regular(int(cfg["bdt"][0]), cfg["bdt"][1], cfg["bdt"][2], "score", "BDT score (-1: no model)"))}
-
-    def _select(self, events: ak.Array, channel: str, momentum_scale: float, photon_scale: float) -> dict[str, Any]:
-        kc = self.kaon_cuts
-        good = good_tracks(events.Track, self.config.tracks)
-        n_k = ak.sum(good & (events.Track[kc["id_branch"]] > kc["id_min"]), axis=1)
-        keep = ak.to_numpy((n_k >= 2) & (ak.sum(good, axis=1) >= 3))
-        return expand(self._select_candidates(events[keep], channel, momentum_scale, photon_scale), keep)
-
-    def _select_candidates(self, events: ak.Array, channel: str, momentum_scale: float, photon_scale: float) -> dict[str, Any]:
+    def setup(self) -> None:
         cfg = self.config
-        beam, beta, roots = event_frame(events)
-        trk = events.Track
-        good = good_tracks(trk, cfg.tracks)
-        t_lab = scaled_tracks(trk, momentum_scale)
-        t_cm = kin.to_cm(*t_lab, *beta)
-        k_cm = kin.to_cm(*scaled_tracks(trk, momentum_scale, KAON_MASS), *beta)
-        l_lab = scaled_tracks(trk, momentum_scale, LEPTON_MASS[channel])
-        l_cm = kin.to_cm(*l_lab, *beta)
-        pho = events.Photon
-        g_lab = kin.P4(pho.px * photon_scale, pho.py * photon_scale, pho.pz * photon_scale, pho.E * photon_scale)
-        g_ok = (g_lab.E > cfg.photons["e_min"]) & _in(kin.cos_theta(g_lab.px, g_lab.py, g_lab.pz), cfg.photons["cos_theta"])
-        g_cm = kin.to_cm(*(c[g_ok] for c in g_lab), *beta)
-        tg = kin.P4(*(c[good] for c in t_cm))
-        all_p = [ak.concatenate([a, b], axis=1) for a, b in zip(tg[:3], g_cm[:3])]
-        axis, thrust = thrust_of(*all_p)
-        r2 = fox_wolfram_r2(*all_p)
-        hemi = hemisphere(t_cm.px, t_cm.py, t_cm.pz, axis)
+        # training samples: kaon / lepton ID loosened (config bdt.training_pid); ``nominal_pid`` flags the rest
+        loose = cfg.bdt.training_pid
+        self.kaon_cuts = cfg.kaons.model_copy(update={"id_min": loose.kaon_id_min}) if self.training else cfg.kaons
+        self.lepton_cuts = {ch: cfg.leptons[ch].model_copy(update={"id_min": loose.lepton_id_min}) if self.training
+                            else cfg.leptons[ch] for ch in CHANNELS}
+        self.model = None if self.training else bdt.load_model(self.name, self.experiment, cfg.features, self.model_dir)
 
-        kc, lc = self.kaon_cuts, self.lepton_cuts[channel]
+    def score(self, X: np.ndarray, event_number: np.ndarray) -> np.ndarray:
+        if self.model is None or len(X) == 0:
+            return np.full(len(X), bdt.NO_MODEL_SCORE)
+        return self.model.score(X, event_number)
+
+    @property
+    def working_point(self) -> float:
+        return self.model.working_point if self.model is not None else np.inf
+
+    # ------------------------------------------------------------------ histograms
+    def book(self) -> dict[str, hist.Hist]:
+        cfg = self.config.histograms
+        return {
+            "yields": new_hist(count_axis(), systematics=True),
+            "m_de": new_hist(regular(*cfg.m_tau, "m", r"$M_{\ell\phi}$ [GeV]"), regular(*cfg.de, "de", r"$\Delta E$ [GeV]")),
+            "m_kk": new_hist(regular(*cfg.m_kk, "m_kk", r"$M_{K^+K^-}$ [GeV]")),
+            "bdt_score": new_hist(regular(*cfg.bdt, "score", "BDT score (-1: no model)")),
+        }
+
+    # ------------------------------------------------------------------ physics
+    def objects(self, events: ak.Array, calibration: Calibration) -> PhiEvents:
+        """Only events with two kaon candidates and three good tracks get the full computation."""
+        kc, cfg = self.kaon_cuts, self.config
+        good = good_tracks(events.Track, cfg.tracks)
+        n_k = ak.sum(good & (events.Track[kc.id_branch] > kc.id_min), axis=1)
+        keep = ak.to_numpy((n_k >= 2) & (ak.sum(good, axis=1) >= 3))
+        o = event_objects(events, keep, calibration, cfg.tracks, cfg.photons)
+        trk = o.events.Track
+        k_cm = kin.to_cm(*scaled_tracks(trk, calibration.momentum_scale, KAON_MASS), *o.beta)
         li = ak.local_index(trk.px)
-        is_k = good & (trk[kc["id_branch"]] > kc["id_min"])
-        is_l = good & (trk[lc["id_branch"]] > lc["id_min"])
+        is_k = o.good & (trk[kc.id_branch] > kc.id_min)
         pairs = ak.combinations(li[is_k], 2, fields=["a", "b"])
         a, b = pairs.a, pairs.b
-        m_kk_all = kin.mass(*(x[a] + x[b] for x in k_cm))
-        phi_ok = (trk.charge[a] + trk.charge[b] == 0) & _in(m_kk_all, kc["phi_mass_window"])
+        m_kk = kin.mass(*(x[a] + x[b] for x in k_cm))
+        phi_ok = (trk.charge[a] + trk.charge[b] == 0) & in_range(m_kk, kc.phi_mass_window)
+        return PhiEvents(common=o, r2=fox_wolfram_r2(*concat_momenta(o.tg, o.g_cm)), k_cm=k_cm, phi_a=a, phi_b=b,
+                         m_kk=m_kk, phi_ok=phi_ok)
+
+    def select(self, events: ak.Array, objects: PhiEvents, channel: str) -> Selection:
+        v = expand(self._candidates(objects, channel), objects.common.keep)
+        event_number = ak.to_numpy(events["__event__"]).astype(np.int64)
+        steps = v.pop("steps")
+        base = np.logical_and.reduce([steps[s] for s in PRESELECTION])
+        score = np.full(len(events), bdt.NO_MODEL_SCORE)
+        score[base] = self.score(v["features"][base], event_number[base])
+        sr, rsb = self.config.signal_region.regions(v["m"], v["de"], channel)
+        bdt_pass = score > self.working_point
+        cuts = packed({**steps, "SR or RSB": sr | rsb, "signal region": sr, "BDT": bdt_pass})
+        cutflow = [(label, PRESELECTION[: i + 1]) for i, label in enumerate(PRESELECTION)] + [
+            ("SR or RSB", PRESELECTION + ("SR or RSB",)),
+            ("signal region (no BDT)", PRESELECTION + ("signal region",)),
+            ("BDT", PRESELECTION + ("SR or RSB", "BDT")),
+            ("signal region", PRESELECTION + ("signal region", "BDT")),
+        ]
+        after = base & bdt_pass
+        regions = {"SR": after & sr, "RSB": after & rsb, "other": after & ~sr & ~rsb,
+                   "SR_presel": base & sr, "RSB_presel": base & rsb, "other_presel": base & ~sr & ~rsb, "presel": base}
+        return Selection(cuts, values={**v, "score": score, "event": event_number, "in_sr": sr, "in_rsb": rsb},
+                         regions=regions, cutflow=cutflow)
+
+    def _candidates(self, p: PhiEvents, channel: str) -> dict[str, Any]:
+        """The best (phi, lepton) candidate of one channel, its features and the preselection steps."""
+        o, cfg = p.common, self.config
+        trk, beta, roots, good = o.events.Track, o.beta, o.roots, o.good
+        t_cm, g_cm, k_cm, hemi = o.t_cm, o.g_cm, p.k_cm, o.hemi
+        l_lab = scaled_tracks(trk, o.momentum_scale, LEPTON_MASS[channel])
+        l_cm = kin.to_cm(*l_lab, *beta)
+
+        lc = self.lepton_cuts[channel]
+        li = ak.local_index(trk.px)
+        is_l = good & (trk[lc.id_branch] > lc.id_min)
+        a, b, m_kk_all = p.phi_a, p.phi_b, p.m_kk
         # (phi, lepton) candidates: the lepton distinct from both kaons, all three in one hemisphere
-        cand = ak.cartesian({"p": ak.local_index(a)[phi_ok], "l": li[is_l]}, axis=1)
+        cand = ak.cartesian({"p": ak.local_index(a)[p.phi_ok], "l": li[is_l]}, axis=1)
         ca, cb, cl = a[cand.p], b[cand.p], cand.l
         valid = (cl != ca) & (cl != cb) & (hemi[ca] == hemi[cl]) & (hemi[cb] == hemi[cl])
         best = best_index(-abs(m_kk_all[cand.p] - PHI_MASS), valid)
@@ -175,119 +299,94 @@ class TauLPhiProcessor(SearchProcessor):
         m_tau, de = kin.mass(*tau), tau.E - roots / 2
         m_kk = kin.mass(*phi)
 
-        t_pt = np.sqrt(t_lab.px**2 + t_lab.py**2)
-        in_roe = good & (t_pt > cfg.roe["track_pt_min"]) & (li != ia) & (li != ib) & (li != il)
+        t_pt = np.sqrt(o.t_lab.px**2 + o.t_lab.py**2)
+        in_roe = good & (t_pt > cfg.roe.track_pt_min) & (li != ia) & (li != ib) & (li != il)
         roe_t = kin.P4(*(c[in_roe] for c in t_cm))
         roe = kin.p4_add(kin.p4_sum(*roe_t), kin.p4_sum(*g_cm))
-        roe_axis, roe_thrust = thrust_of(*[ak.concatenate([x, y], axis=1) for x, y in zip(roe_t[:3], g_cm[:3])])
-        vis = kin.p4_add(kin.p4_sum(*tg), kin.p4_sum(*g_cm))
-        miss = kin.P4(-vis.px, -vis.py, -vis.pz, roots - vis.E)
+        roe_axis, roe_thrust = thrust_axis(*concat_momenta(roe_t, g_cm))
+        miss = o.miss
         cos_miss = kin.cos_theta(miss.px, miss.py, miss.pz)
         feats = {
-            "thrust": _np(thrust), "fox_wolfram_r2": _np(r2), "roe_thrust": _np(roe_thrust, 0.0),
-            "cos_thrust_signal_roe": np.abs(_np(kin.cos_angle(roe_axis, tau), 0.0)),
-            "roe_mass": _np(kin.mass(*roe)), "roe_delta_e": _np(roe.E - roots / 2),
-            "n_tracks": _np(ak.sum(good, axis=1)), "n_photons": _np(ak.num(g_cm.E)),
-            "p_miss_t_cm": _np(np.sqrt(miss.px**2 + miss.py**2)), "cos_theta_miss_cm": _np(cos_miss),
-            "m_miss2": _np(kin.mass2(*miss)), "lepton_p_cm": _np(kin.momentum(*lep[:3])),
-            "phi_p_cm": _np(kin.momentum(*phi[:3])), "cos_lepton_phi": _np(kin.cos_angle(lep, phi)),
+            "thrust": as_float(o.thrust), "fox_wolfram_r2": as_float(p.r2), "roe_thrust": as_float(roe_thrust, 0.0),
+            "cos_thrust_signal_roe": np.abs(as_float(kin.cos_angle(roe_axis, tau), 0.0)),
+            "roe_mass": as_float(kin.mass(*roe)), "roe_delta_e": as_float(roe.E - roots / 2),
+            "n_tracks": as_float(ak.sum(good, axis=1)), "n_photons": as_float(ak.num(g_cm.E)),
+            "p_miss_t_cm": as_float(np.sqrt(miss.px**2 + miss.py**2)), "cos_theta_miss_cm": as_float(cos_miss),
+            "m_miss2": as_float(kin.mass2(*miss)), "lepton_p_cm": as_float(kin.momentum(*lep[:3])),
+            "phi_p_cm": as_float(kin.momentum(*phi[:3])), "cos_lepton_phi": as_float(kin.cos_angle(lep, phi)),
         }
         sel = cfg.selection
-        steps = {
-            "phi -> K+K- and lepton in one hemisphere": _np(has, 0) > 0,
-            "track multiplicity": _np(ak.sum(good, axis=1)) >= sel["n_tracks_min"],
-            "thrust": _np(thrust) < sel["thrust_max"],
-            "missing-momentum polar angle": _in(_np(cos_miss), sel["cos_theta_miss_cm"]),
-        }
-        running = np.ones(len(events), bool)
-        for k in steps:
-            running = running & steps[k]
-            steps[k] = running
-        nominal_pid = ((_np(take(trk[cfg.kaons["id_branch"]], ia), 0) > cfg.kaons["id_min"])
-                       & (_np(take(trk[cfg.kaons["id_branch"]], ib), 0) > cfg.kaons["id_min"])
-                       & (_np(take(trk[cfg.leptons[channel]["id_branch"]], il), 0) > cfg.leptons[channel]["id_min"]))
+        steps = dict(zip(PRESELECTION, (
+            as_float(has, 0) > 0,
+            as_float(ak.sum(good, axis=1)) >= sel.n_tracks_min,
+            as_float(o.thrust) < sel.thrust_max,
+            in_range(as_float(cos_miss), sel.cos_theta_miss_cm),
+        )))
+        kaon_id, lepton = trk[cfg.kaons.id_branch], cfg.leptons[channel]
+        nominal_pid = ((as_float(take(kaon_id, ia), 0) > cfg.kaons.id_min) & (as_float(take(kaon_id, ib), 0) > cfg.kaons.id_min)
+                       & (as_float(take(trk[lepton.id_branch], il), 0) > lepton.id_min))
         l_lab_sel = kin.P4(*(take(c, il) for c in l_lab))
         return {
-            "base": running, "steps": steps, "nominal_pid": nominal_pid, "m": _np(m_tau), "de": _np(de), "m_kk": _np(m_kk),
-            "features": np.stack([feats[f] for f in cfg.features], axis=1) if len(events) else np.zeros((0, len(cfg.features))),
-            "lepton_p": _np(kin.momentum(*l_lab_sel[:3]), 1.0), "lepton_cos": _np(kin.cos_theta(*l_lab_sel[:3]), 0.0),
-            "lepton_pdg": _np(take(trk.mcPDG, il), 0) if "mcPDG" in trk.fields else np.full(len(events), float(LEPTON_PDG[channel])),
+            "steps": steps, "nominal_pid": nominal_pid, "m": as_float(m_tau), "de": as_float(de), "m_kk": as_float(m_kk),
+            "features": np.stack([feats[f] for f in cfg.features], axis=1) if len(o.events) else np.zeros((0, len(cfg.features))),
+            "lepton_p": as_float(kin.momentum(*l_lab_sel[:3]), 1.0), "lepton_cos": as_float(kin.cos_theta(*l_lab_sel[:3]), 0.0),
+            "lepton_pdg": (as_float(take(trk.mcPDG, il), 0) if "mcPDG" in trk.fields
+                           else np.full(len(o.events), float(LEPTON_PDG[channel]))),
         }
 
-    def _weight(self, sel: dict[str, Any], channel: str, variation: Variation) -> np.ndarray:
+    # ------------------------------------------------------------------ weights
+    def add_weights(self, weights: Weights, selection: Selection, channel: str) -> None:
         """Tracking (3 signal + 1 tag), trigger, luminosity, lepton ID (pion fake rate by truth)."""
-        cset = corrections.load(self.experiment)
-        w = float(corrections.tracking_weight(cset, 4, variation.syst("tracking"))
-                  * corrections.trigger_weight(cset, "taulphi", variation.syst("trigger"))
-                  * corrections.luminosity_weight(cset, self.config.luminosity, variation.syst("luminosity")))
-        p, cos = np.nan_to_num(sel["lepton_p"], nan=1.0), np.nan_to_num(sel["lepton_cos"], nan=0.0)
-        lep = np.asarray(corrections.lepton_id_weight(cset, SPECIES[channel], p, cos, variation.syst("leptonID")), float)
-        fake = np.asarray(corrections.fake_rate_weight(cset, SPECIES[channel], p, cos, variation.syst("fakeRate")), float)
-        return w * np.where(np.abs(sel["lepton_pdg"]) == LEPTON_PDG[channel], lep, fake)
+        cset, v = self.corrections, selection.values
+        n = len(v["m"])
+        weights.add("tracking", *vary(lambda s: corrections.tracking_weight(cset, 4, s), n))
+        weights.add("trigger", *vary(lambda s: corrections.trigger_weight(cset, "taulphi", s), n))
+        weights.add("luminosity", *vary(lambda s: corrections.luminosity_weight(cset, self.config.luminosity, s), n))
+        p, cos = np.nan_to_num(v["lepton_p"], nan=1.0), np.nan_to_num(v["lepton_cos"], nan=0.0)
+        true_lepton = np.abs(v["lepton_pdg"]) == LEPTON_PDG[channel]
+        species = SPECIES[channel]
+        weights.add("leptonID", *vary(lambda s: np.where(true_lepton, corrections.lepton_id_weight(cset, species, p, cos, s), 1.0), n))
+        weights.add("fakeRate", *vary(lambda s: np.where(true_lepton, 1.0, corrections.fake_rate_weight(cset, species, p, cos, s)), n))
+        unit_weights(weights, n, ("photonEff",))  # no photon in the signal selection
 
-    def score(self, X: np.ndarray, event_number: np.ndarray) -> np.ndarray:
-        if self.model is None or len(X) == 0:
-            return np.full(len(X), bdt.NO_MODEL_SCORE)
-        return self.model.score(X, event_number)
+    # ------------------------------------------------------------------ fills
+    def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
+        for region in REGIONS:
+            mask = selection.regions[region]
+            hists["yields"].fill(channel=channel, region=region, variation=variation, count=np.zeros(int(mask.sum()), dtype=int),
+                                 weight=weight[mask])
 
-    def analyse(self, events: ak.Array, dataset: str) -> tuple[dict[str, Any], dict[str, Cutflow]]:
-        hists = self._book()
-        features_out: dict[str, Any] = {}
-        gen_w = ak.to_numpy(events["__weight__"]).astype(float)
-        event_number = ak.to_numpy(events["__event__"]).astype(np.int64)
-        is_data = events.metadata.get("is_data", False)
-        cset = corrections.load(self.experiment)
-        box = self.config.signal_region
-        wp = self.model.working_point if self.model is not None else np.inf
-        cutflows: dict[str, Cutflow] = {}
-        for channel in CHANNELS:
-            cutflow = Cutflow()
-            cutflow.add("all events", np.ones(len(events), bool), gen_w)
-            selections: dict[tuple[str, str], dict[str, Any]] = {}
-            for variation in (variations(True) if self.collect_features else variations(is_data)):
-                key = variation.calibration
-                if key not in selections:
-                    s = self._select(events, channel, corrections.momentum_scale(cset, key[0]), corrections.photon_energy_scale(cset, key[1]))
-                    s["score"] = np.full(len(events), bdt.NO_MODEL_SCORE)
-                    s["score"][s["base"]] = self.score(s["features"][s["base"]], event_number[s["base"]])
-                    selections[key] = s
-                sel = selections[key]
-                weight = gen_w if is_data else gen_w * self._weight(sel, channel, variation)
-                passed = sel["base"]
-                sr, rsb = box.regions(sel["m"], sel["de"], channel)
-                bdt_pass = passed & (sel["score"] > wp)
-                masks = {"SR": bdt_pass & sr, "RSB": bdt_pass & rsb, "other": bdt_pass & ~sr & ~rsb,
-                         "SR_presel": passed & sr, "RSB_presel": passed & rsb, "other_presel": passed & ~sr & ~rsb}
-                for region, mask in masks.items():
-                    hists["m_de"].fill(dataset=dataset, channel=channel, region=region, variation=variation.name,
-                                       m=sel["m"][mask], de=sel["de"][mask], weight=weight[mask])
-                hists["bdt_score"].fill(dataset=dataset, channel=channel, region="presel", variation=variation.name,
-                                        score=sel["score"][passed], weight=weight[passed])
-                if variation.name != "nominal":
-                    continue
-                hists["m_kk"].fill(dataset=dataset, channel=channel, region="presel", variation="nominal",
-                                   m_kk=sel["m_kk"][passed], weight=weight[passed])
-                for step, mask in sel["steps"].items():
-                    cutflow.add(step, mask, weight)
-                cutflow.add("SR or RSB", passed & (sr | rsb), weight)
-                cutflow.add("signal region (no BDT)", passed & sr, weight)
-                cutflow.add("BDT", bdt_pass & (sr | rsb), weight)
-                cutflow.add("signal region", bdt_pass & sr, weight)
-                if self.collect_features:
-                    m = passed
-                    features_out[channel] = {
-                        "X": column_accumulator(sel["features"][m]), "event": column_accumulator(event_number[m]),
-                        "weight": column_accumulator(weight[m]), "in_sr": column_accumulator(sr[m]),
-                        "in_rsb": column_accumulator(rsb[m]), "m": column_accumulator(sel["m"][m]),
-                        "in_window": column_accumulator((sr | rsb)[m]), "nominal_pid": column_accumulator(sel["nominal_pid"][m]),
-                        "de": column_accumulator(sel["de"][m]),
-                    }
-            cutflows[channel] = cutflow
-        self._features_out = {dataset: features_out}
-        return hists, cutflows
+    def fill_nominal(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, weight: np.ndarray) -> None:
+        v, passed = selection.values, selection.regions["presel"]
+        for region in REGIONS:
+            mask = selection.regions[region]
+            hists["m_de"].fill(channel=channel, region=region, m=v["m"][mask], de=v["de"][mask], weight=weight[mask])
+        hists["bdt_score"].fill(channel=channel, region="presel", score=v["score"][passed], weight=weight[passed])
+        hists["m_kk"].fill(channel=channel, region="presel", m_kk=v["m_kk"][passed], weight=weight[passed])
 
-    def process(self, events: ak.Array) -> dict[str, Any]:
-        out = super().process(events)
-        if self.collect_features:
-            out["features"] = self._features_out
-        return out
+    def columns(self, events: ak.Array, selection: Selection, channel: str, weight: np.ndarray,
+                dataset: str) -> dict[str, dict[str, np.ndarray]]:
+        if not self.training:
+            return {}
+        v, m = selection.values, selection.regions["presel"]
+        return {"features": {
+            "X": v["features"][m], "event": v["event"][m], "weight": weight[m], "in_sr": v["in_sr"][m],
+            "in_window": (v["in_sr"] | v["in_rsb"])[m], "nominal_pid": v["nominal_pid"][m], "m": v["m"][m], "de": v["de"][m],
+        }}
+
+
+# ---------------------------------------------------------------------------------------------- training
+def sr_fraction(config: TauLPhiConfig, channel: str) -> float:
+    """Area of the SR over SR + RSB of ``channel`` (flat-background transfer)."""
+    return config.signal_region.sr_fraction(channel)
+
+
+SEARCH = Search(
+    name="taulphi",
+    processor=TauLPhiProcessor,
+    config_file=builtin_file("searches", "taulphi.yaml"),
+    stats_file=builtin_file("stats", "taulphi.yaml"),
+    report="belle_rare.analyses.taulphi:write_reports",
+    training=Training(sr_fraction=sr_fraction),
+    demo=Demo("belle2", {"sig_taumuphi": 10000, "sig_tauephi": 10000, "tautau": 20000}),
+)

@@ -16,6 +16,7 @@ from typing import Annotated, Literal, Union
 import pydantic
 
 from belle_rare.configs.loader import ConfigError, StrictModel, load_config
+from belle_rare.core.errors import UserError
 from belle_rare.processors import registry  # the layer below: which searches are installed
 from belle_rare.stats.limits import DEFAULT_SEED
 
@@ -280,9 +281,23 @@ class StatsConfig(StrictModel):
         return [c for c in self.channels if any(s.signal == signal for s in c.samples)]
 
 
+def has_stats_model(search: str) -> bool:
+    """Whether the installed search ``search`` names a stats model (UserError: unknown or broken)."""
+    return registry.get_search(search).stats_file is not None
+
+
 def available_searches() -> list[str]:
-    """Installed searches (``belle_rare.searches`` entry points) that have a stats model."""
-    return sorted(name for name, search in registry.searches().items() if search.stats_file is not None)
+    """Installed searches (``belle_rare.searches`` entry points, built-in or from other packages)
+    that have a stats model; a search that fails to import is left out here (it names itself
+    when asked for directly)."""
+    out = []
+    for name in registry.search_names():
+        try:
+            if has_stats_model(name):
+                out.append(name)
+        except UserError:
+            continue
+    return sorted(out)
 
 
 def stats_config_path(search: str) -> Path:

@@ -15,7 +15,8 @@ from rich.table import Table
 from belle_rare.core.errors import UserError
 from belle_rare.configs.loader import ConfigError
 from belle_rare.stats.histograms import has_run_output
-from belle_rare.stats.model_config import available_searches
+from belle_rare.processors import registry
+from belle_rare.stats.model_config import has_stats_model
 from belle_rare.stats.search_limits import Settings, run_search_limits
 
 
@@ -58,10 +59,12 @@ def limit_all(results_dir: str | Path, settings: Settings | None = None, searche
     A search that fails gives one row with an ``error`` message; the others still run.
     """
     rows: list[dict] = []
-    for search in searches or available_searches():
+    for search in searches or registry.search_names():
         if not has_run_output(results_dir, search):
             continue
         try:
+            if not searches and not has_stats_model(search):
+                continue  # a search without limits
             result = run_search_limits(search, results_dir, settings)
         except (UserError, ConfigError, ValueError) as err:
             rows.append({"search": search, "error": str(err)})

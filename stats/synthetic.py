@@ -1,10 +1,3 @@
-"""Synthetic run output in the processors' histogram convention (see :mod:`stats.histograms`).
-
-For tests and examples of the stats layer before (or without) running a processor: exact bin
-contents and variances are written into ``hist.Hist`` objects, saved with ``coffea.util.save``
-next to a ``metadata.json``, exactly where ``belle-rare limit SEARCH --results DIR`` looks.
-"""
-
 """Synthetic run output in the processors' histogram layout (see :mod:`belle_rare.core.histograms`).
 
 For tests and examples of the stats layer before (or without) running a processor: exact bin
@@ -27,10 +20,7 @@ import hist
 import numpy as np
 
 from belle_rare.core.atomic import atomic_path, write_json
-from belle_rare.core.histograms import NOMINAL, RunHistograms, count_axis, has_variations, new_hist, physics_axes
-
-__all__ = ["Booked", "book", "count_axis", "empty_histogram", "set_bins", "write_run_output", "taulgamma_counting_output"]
-
+from belle_rare.core.histograms import NOMINAL, RunHistograms, count_axis, has_variations, new_hist, physics_axes  # noqa: F401 (count_axis: for users)
 
 def empty_histogram(*fit_axes: hist.axis.AxesMixin, systematics: bool = True) -> hist.Hist:
     """``channel``, ``region`` (and ``variation`` if ``systematics``) growing axes, then ``fit_axes``; Weight()."""

@@ -1,11 +1,13 @@
 """The shared BDT machinery: k-fold scoring never uses a model that saw the event, the Punzi
-working point maximises the figure of merit, artefacts round-trip and refuse other feature lists."""
+working point maximises the figure of merit, artefacts round-trip and refuse other feature lists,
+a missing or broken model is a one-line error saying what to do."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from belle_rare.core.errors import UserError
 from belle_rare.processors import bdt
 
 FEATURES = ["a", "b", "c"]
@@ -96,4 +98,20 @@ def test_artefacts_round_trip_and_refuse_another_feature_list(trained, tmp_path)
         bdt.load_model("toy", "belle2", FEATURES + ["d"], tmp_path)
     with pytest.raises(bdt.FeatureMismatchError, match="order differs: True"):
         bdt.load_model("toy", "belle2", list(reversed(FEATURES)), tmp_path)
-    assert bdt.load_model("other", "belle2", FEATURES, tmp_path) is None
+    with pytest.raises(UserError) as err:
+        bdt.load_model("other", "belle2", FEATURES, tmp_path)
+    message = str(err.value)
+    assert isinstance(err.value, bdt.MissingModelError) and "\n" not in message
+    assert str(tmp_path) in message and "other_belle2.json and other_belle2_meta.json missing" in message
+    assert "`belle-rare train other --experiment belle2 --samples DIR --out DIR`, then run with `--model-dir DIR`" in message
+    (tmp_path / "toy_belle2.json").write_text("{not json")
+    with pytest.raises(bdt.ModelArtefactError, match="not valid JSON"):
+        bdt.load_model("toy", "belle2", FEATURES, tmp_path)
+
+
+def test_the_bdt_block_of_a_search_yaml_gives_the_training_settings():
+    cfg = bdt.BDTConfig(folds=4, n_estimators=10, max_depth=2, learning_rate=0.3, seed=9, punzi_a=5.0)
+    assert cfg.settings() == bdt.TrainingSettings(folds=4, n_estimators=10, max_depth=2, learning_rate=0.3, seed=9, punzi_a=5.0,
+                                                  min_background_events=0)
+    with pytest.raises(ValueError, match="foldz"):
+        bdt.BDTConfig(foldz=4, n_estimators=10, max_depth=2, learning_rate=0.3, seed=9, punzi_a=5.0)

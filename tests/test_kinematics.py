@@ -1,5 +1,6 @@
-"""Columnar kinematics (processors.kinematics) and event shapes (processors.event_shape)
-against analytic cases: beams, boosts, M_bc / Delta E, recoil mass, thrust, Fox-Wolfram R2."""
+"""Columnar kinematics (processors.kinematics, its four-vector primitives from core.fourvector) and
+event shapes (processors.event_shape) against analytic cases: beams, boosts, M_bc / Delta E, recoil
+mass, thrust, Fox-Wolfram R2."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import vector
 from particle import Particle
 
 from belle_rare.configs.experiment import EXPERIMENTS, load_experiment
+from belle_rare.core import fourvector as fv
 from belle_rare.processors import event_shape as es
 from belle_rare.processors import kinematics as kin
 
@@ -92,6 +94,47 @@ def test_to_cm_broadcasts_event_beta_onto_jagged_particles_and_round_trips():
 def test_zero_boost_is_identity():
     out = kin.boost(1.0, 2.0, 3.0, 5.0, 0.0, 0.0, 0.0)
     assert out == (1.0, 2.0, 3.0, 5.0)
+
+
+def test_processors_kinematics_reexports_the_core_primitives():
+    """One implementation: the detector simulation and the processors call the same functions."""
+    for name in ("P4", "Vec3", "Array", "sqrt_s", "cm_boost", "boost", "to_cm", "to_lab", "p4_sum", "p4_add",
+                 "momentum", "mass2", "mass", "invariant_mass", "cos_theta", "cos_angle", "angle_between"):
+        assert getattr(kin, name) is getattr(fv, name), name
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_numpy_columns_with_a_constant_or_per_row_beta(experiment):
+    """The simulation's use: numpy rows, the nominal CM velocity (scalars) or one velocity per row."""
+    rng = np.random.default_rng(7)
+    p = rng.normal(size=(200, 3))
+    E = np.sqrt((p**2).sum(axis=1) + M_B0**2)
+    beta = load_experiment(experiment).boost_vector
+    cm = fv.to_cm(*p.T, E, *beta)
+    np.testing.assert_allclose(fv.mass(*cm), M_B0, rtol=1e-12)
+    for a, b in zip(fv.to_lab(*cm, *beta), (*p.T, E)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    per_row = rng.uniform(-0.6, 0.6, size=(200, 3))
+    moved = np.stack(fv.boost(*p.T, E, *per_row.T), axis=1)
+    # (gamma - 1) / beta^2 form of the same boost
+    b2 = (per_row**2).sum(axis=1)
+    gamma = 1.0 / np.sqrt(1.0 - b2)
+    bp = (per_row * p).sum(axis=1)
+    ref_p = p + ((gamma - 1.0) / b2 * bp - gamma * E)[:, None] * per_row
+    np.testing.assert_allclose(moved, np.column_stack([ref_p, gamma * (E - bp)]), rtol=1e-12, atol=1e-12)
+
+
+def test_float32_columns_stay_float32_and_accurate():
+    """Stored branches are float32: the boost keeps the dtype and loses no more than float32 rounding."""
+    rng = np.random.default_rng(8)
+    p = rng.normal(size=(1000, 3))
+    E = np.sqrt((p**2).sum(axis=1) + M_MU**2)
+    beta = load_experiment("belle2").boost_vector
+    exact = fv.to_cm(*p.T, E, *beta)
+    single = fv.to_cm(*p.T.astype(np.float32), E.astype(np.float32), *beta.astype(np.float32))
+    for a, b in zip(single, exact):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------

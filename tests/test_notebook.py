@@ -1,4 +1,8 @@
-"""The inspection notebooks run headless on real run outputs, so they never rot."""
+"""The inspection notebooks run headless on real run outputs, so they never rot.
+
+Each opens its run with ``belle_rare.open_run`` in its first code cell (``BELLE_RARE_RUN``: the
+results directory for taulgamma, the run's own directory for tau3mu -- both forms work).
+"""
 
 from __future__ import annotations
 
@@ -22,8 +26,9 @@ def _execute(notebook: Path) -> str:
 
 
 def _run_and_execute(tmp_path: Path, monkeypatch, search: str, experiment: str, processes: tuple[str, str],
-                     extra: tuple[list[str], ...] = ()) -> str:
-    """Generate signal (1500) + background (500), run ``search`` (and the ``extra`` CLI calls), execute its notebook."""
+                     extra: tuple[list[str], ...] = (), results_dir: bool = False) -> str:
+    """Generate signal (1500) + background (500), run ``search`` (and the ``extra`` CLI calls), execute its notebook
+    with ``BELLE_RARE_RUN`` at the run's directory (or at the results directory)."""
     samples = tmp_path / "samples"
     for process, events in zip(processes, (1500, 500)):
         produce(Request(experiment, process, events, 5, samples, events_per_file=1500), progress=False)
@@ -31,17 +36,24 @@ def _run_and_execute(tmp_path: Path, monkeypatch, search: str, experiment: str, 
                  "--executor", "iterative"]) == 0
     for args in extra:
         assert main(args) == 0
-    monkeypatch.setenv("BELLE_RARE_RUN", str(tmp_path / "out" / search))
+    monkeypatch.setenv("BELLE_RARE_RUN", str(tmp_path / "out" if results_dir else tmp_path / "out" / search))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     return _execute(NOTEBOOKS / f"inspect_{search}.ipynb")
 
 
 def test_inspect_taulgamma_notebook_executes(tmp_path, monkeypatch):
-    text = _run_and_execute(tmp_path, monkeypatch, "taulgamma", "belle", ("sig_taumugamma", "tautau"))
-    assert "mbc_de" in text and "sig_taumugamma" in text
+    text = _run_and_execute(tmp_path, monkeypatch, "taulgamma", "belle", ("sig_taumugamma", "tautau"), results_dir=True)
+    assert "Run taulgamma on belle" in text and "mbc_de" in text and "sig_taumugamma" in text
+    assert "photonEnergyUp" in text and "signal efficiency (mugamma)" in text
 
 
 def test_inspect_tau3mu_notebook_executes(tmp_path, monkeypatch):
     text = _run_and_execute(tmp_path, monkeypatch, "tau3mu", "belle2", ("sig_tau3mu", "tautau"),
                             extra=(["limit", "tau3mu", "--results", str(tmp_path / "out")],))
-    assert "SR_pass" in text and "sig_tau3mu" in text and "BR <" in text
+    assert "Run tau3mu on belle2" in text and "SR_pass" in text and "sig_tau3mu" in text and "BR <" in text
+
+
+def test_notebooks_open_the_run_in_their_first_code_cell():
+    for notebook in sorted(NOTEBOOKS.glob("inspect_*.ipynb")):
+        first = next(c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code")
+        assert "run = belle_rare.open_run(" in first.source, notebook.name

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import textwrap
 
 import pytest
 
 from belle_rare.analyses.cli import main
+from belle_rare.processors import registry
 from belle_rare.stats.counting import CountingChannel, counting_workspace
+from belle_rare.stats.model_config import available_searches, load_stats_config
 from belle_rare.stats.summary import limit_all, print_summary
-from belle_rare.stats.synthetic import taulgamma_counting_output
+from belle_rare.stats.synthetic import book, count_axis, taulgamma_counting_output, write_run_output
 
 
 def _write(path, obj):
@@ -103,3 +106,88 @@ def test_limit_all_and_summary(tmp_path, capsys):
     print_summary(rows)
     assert "[Asimov]" in capsys.readouterr().out
     assert limit_all(tmp_path / "nothing") == []
+
+
+PLUGIN = "belle_rare_test_plugin"  # an importable name no real package uses
+
+STATS_YAML = """
+search: bumphunt
+experiment: belle2
+cl: 0.90
+calculator: asymptotics
+signals:
+  bump:
+    label: "a bump"
+    normalisation: {quantity: cross_section, parents: none, reference_value: 10.0}
+channels:
+  - name: sr
+    histogram: yields
+    region: SR
+    counting: true
+    samples:
+      - {name: signal, signal: bump, datasets: {kind: signal}}
+      - {name: background, datasets: {kind: background}, modifiers: [{type: staterror}]}
+"""
+
+
+@pytest.fixture
+def plugin_search(tmp_path, monkeypatch):
+    """A search installed by another package: an entry point in belle_rare.searches, its own stats YAML."""
+    site = tmp_path / "site"
+    package = site / PLUGIN
+    package.mkdir(parents=True)
+    (package / "stats.yaml").write_text(STATS_YAML)
+    (package / "search.yaml").write_text("{}\n")
+    (package / "__init__.py").write_text(textwrap.dedent('''
+        from pathlib import Path
+        from belle_rare.processors.registry import Search
+
+        class BumpProcessor:
+            """A bump hunt from another package."""
+            experiments = ("belle2",)
+
+        HERE = Path(__file__).parent
+        SEARCH = Search("bumphunt", BumpProcessor, HERE / "search.yaml", stats_file=HERE / "stats.yaml")
+    '''))
+    info = site / f"{PLUGIN}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {PLUGIN}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[belle_rare.searches]\nbumphunt = {PLUGIN}:SEARCH\n")
+    monkeypatch.syspath_prepend(str(site))
+    for cached in (registry._entry_points, registry._load):
+        cached.cache_clear()
+    yield "bumphunt"
+    monkeypatch.undo()
+    for cached in (registry._entry_points, registry._load):
+        cached.cache_clear()
+
+
+def _bump_output(results):
+    hists = {}
+    yields = book(hists, "yields", count_axis())
+    yields.set_bins("bump_signal", "sr", "SR", 20.0, 0.04)
+    yields.set_bins("qcd", "sr", "SR", 50.0, 1.0)
+    yields.set_bins("data", "sr", "SR", 52.0)
+    datasets = {"bump_signal": {"kind": "signal"}, "qcd": {"kind": "background"}, "data": {"kind": "data"}}
+    write_run_output(results, "bumphunt", "belle2", 100.0, datasets, hists)
+
+
+def test_limit_for_a_search_from_another_package(plugin_search, tmp_path, capsys):
+    """The stats model of any registered search comes from its Search.stats_file, not configs/stats/."""
+    assert plugin_search in available_searches()
+    assert load_stats_config(plugin_search).channels[0].histogram == "yields"
+    results = tmp_path / "results"
+    _bump_output(results)
+    assert main(["limit", plugin_search, "--results", str(results), "--no-plots"]) == 0
+    doc = json.loads((results / plugin_search / "limits.json").read_text())
+    assert [e["limit"] for e in doc["limits"]] == ["sr"]
+    assert doc["limits"][0]["physics"]["quantity"] == "cross_section"
+    capsys.readouterr()
+    rows = limit_all(results)  # every installed search with run output: the plug-in's too
+    assert [(r["search"], r["channel"]) for r in rows] == [(plugin_search, "sr")]
+
+
+def test_limit_for_an_unknown_search_names_the_installed_ones(tmp_path, capsys):
+    assert main(["limit", "nosuchsearch", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown search 'nosuchsearch'" in err and "taulgamma" in err and len(err.splitlines()) == 1

@@ -12,7 +12,7 @@ from belle_rare.stats.counting import CountingChannel, counting_workspace, one_b
 from belle_rare.stats.model_config import StatsConfig
 from belle_rare.stats.scan import ScanTask, run_scan
 from belle_rare.stats.search_limits import Settings, run_search_limits
-from belle_rare.stats.synthetic import empty_histogram, set_bins, write_run_output
+from belle_rare.stats.synthetic import book, set_bins, write_run_output
 
 
 def _tasks(points):
@@ -99,7 +99,8 @@ def _scan_config() -> StatsConfig:
 
 
 def _scan_output(tmp_path):
-    h = empty_histogram(hist.axis.Regular(20, 0.0, 2.0, name="mred"))
+    histograms = {}  # every hypothesis a dataset: one histogram each, no dense dataset axis
+    h = book(histograms, "mred", hist.axis.Regular(20, 0.0, 2.0, name="mred"))
     datasets = {"bkg": {"kind": "background"}, "data": {"kind": "data"}}
     for ch in ("ee", "mumu"):
         set_bins(h, "bkg", ch, "SR", 3.0, 0.09)  # 3 per bin: 6 events in each +-0.1 window
@@ -108,9 +109,9 @@ def _scan_output(tmp_path):
             for ctau in CTAUS:
                 name = f"scalar_m{m}_ctau{ctau}"
                 datasets[name] = {"kind": "signal", "branching_fraction": 1e-6, "hypothesis": {"mass": m, "ctau": ctau}}
-                values = np.where(np.abs(h.axes["mred"].centers - m) < 0.1, 2.0 / ctau, 0.0)
+                values = np.where(np.abs(h.template.axes["mred"].centers - m) < 0.1, 2.0 / ctau, 0.0)
                 set_bins(h, name, ch, "SR", values, 1e-4 * values)
-    write_run_output(tmp_path, "bkscalar", "belle2", 189.0, datasets, {"mred": h})
+    write_run_output(tmp_path, "bkscalar", "belle2", 189.0, datasets, histograms)
 
 
 def test_search_scan_per_hypothesis_with_brazil_plots(tmp_path):

@@ -1,7 +1,8 @@
 """Stats models of tau3mu (ABCD background) and taulphi (RSB x r_MC): limits.json from a faked run output.
 
-The run outputs follow the processors' convention (``m_de`` histogram, regions and channels of
-processors/tau3mu.py and processors/taulphi.py, metadata as analyses/runner.py writes it).
+The run outputs follow the processors' layout (``{dataset: {name: Hist}}``; the ``yields`` counting
+histogram with a ``variation`` axis, regions and channels of processors/tau3mu.py and
+processors/taulphi.py, metadata as analyses/runner.py writes it).
 """
 
 from __future__ import annotations
@@ -9,22 +10,22 @@ from __future__ import annotations
 import json
 import math
 
-import hist
 import pytest
 
 from belle_rare.configs.loader import ConfigError
 from belle_rare.stats.model_config import TransferFactor
 from belle_rare.stats.search_limits import compute_search_limits, run_search_limits
 from belle_rare.stats.summary import limit_all
-from belle_rare.stats.synthetic import SIGMA_TAUTAU_NB, empty_histogram, set_bins, write_run_output
+from belle_rare.stats.synthetic import SIGMA_TAUTAU_NB, book, count_axis, set_bins, write_run_output
 
 BR_REF = 1.0e-8
 # the corrections-layer systematics both stats models take as histosys, with a size per test sample
 CORRECTION_SHIFTS = {"leptonID": 0.08, "tracking": 0.012, "trigger": 0.009, "momentumScale": 0.005, "luminosity": 0.006}
 
 
-def _m_de():
-    return empty_histogram(hist.axis.Regular(2, 1.70, 1.85, name="m"), hist.axis.Regular(2, -0.1, 0.1, name="de"))
+def _yields(histograms):
+    """The processors' counting histogram: channel, region, variation, one ``count`` bin."""
+    return book(histograms, "yields", count_axis())
 
 
 def _signal_meta():
@@ -37,24 +38,25 @@ def _background_meta():
 
 def set_signal(h, dataset, channel, region, s):
     """Signal yield ``s`` (nominal) and its <syst>Up / Down slices shifted by CORRECTION_SHIFTS."""
-    set_bins(h, dataset, channel, region, s / 4, (0.01 * s / 4) ** 2)
+    set_bins(h, dataset, channel, region, s, (0.005 * s) ** 2)
     for syst, rel in CORRECTION_SHIFTS.items():
         for suffix, sign in (("Up", 1), ("Down", -1)):
-            set_bins(h, dataset, channel, region, s * (1 + sign * rel) / 4, (0.01 * s / 4) ** 2, variation=syst + suffix)
+            set_bins(h, dataset, channel, region, s * (1 + sign * rel), (0.005 * s) ** 2, variation=syst + suffix)
 
 
 def tau3mu_output(results_dir, n_b=2.0, n_c=10.0, n_d=40.0, n_a=1.0, efficiency=0.20):
     """Data in the ABCD regions (A = SR_pass observed), signal at BR_REF with ``efficiency``."""
     lumi = 424.0
-    h = _m_de()
+    histograms = {}
+    h = _yields(histograms)
     s = 2 * lumi * SIGMA_TAUTAU_NB * 1e6 * BR_REF * efficiency
     set_signal(h, "sig_tau3mu", "3mu", "SR_pass", s)
     for region, n in (("SR_pass", 0.3), ("outer_pass", 1.0), ("SR_fail", 5.0), ("outer_fail", 20.0), ("far", 50.0)):
-        set_bins(h, "tautau", "3mu", region, n / 4, n / 40)
+        set_bins(h, "tautau", "3mu", region, n, n / 10)
     for region, n in (("SR_pass", n_a), ("outer_pass", n_b), ("SR_fail", n_c), ("outer_fail", n_d)):
-        set_bins(h, "data", "3mu", region, n / 4, n / 4)
+        set_bins(h, "data", "3mu", region, n, n)
     datasets = {"sig_tau3mu": _signal_meta(), "tautau": _background_meta(), "data": {"kind": "data", "parameters": {}}}
-    return write_run_output(results_dir, "tau3mu", "belle2", lumi, datasets, {"m_de": h})
+    return write_run_output(results_dir, "tau3mu", "belle2", lumi, datasets, histograms)
 
 
 def taulphi_output(results_dir, n_rsb=None, efficiency=None):
@@ -64,19 +66,20 @@ def taulphi_output(results_dir, n_rsb=None, efficiency=None):
     efficiency = efficiency or {"ephi": 0.061, "muphi": 0.065}
     r_mc = {"ephi": 0.23, "muphi": 0.12}
     n_sr = {"ephi": 2.0, "muphi": 0.0}
-    h = _m_de()
+    histograms = {}
+    h = _yields(histograms)
     datasets = {"tautau": _background_meta(), "uds": _background_meta(), "data": {"kind": "data", "parameters": {}}}
     for ch, sig in (("ephi", "sig_tauephi"), ("muphi", "sig_taumuphi")):
         datasets[sig] = _signal_meta()
         s = 2 * lumi * SIGMA_TAUTAU_NB * 1e6 * BR_REF * efficiency[ch]
         set_signal(h, sig, ch, "SR", s)
         for name in ("tautau", "uds"):  # MC: RSB 10 per dataset, SR r_MC x that
-            set_bins(h, name, ch, "RSB", 10.0 / 4, 0.5 / 4)
-            set_bins(h, name, ch, "SR", 10.0 * r_mc[ch] / 4, 0.1 / 4)
-            set_bins(h, name, ch, "SR_presel", 100.0 / 4, 5.0 / 4)
-        set_bins(h, "data", ch, "RSB", n_rsb[ch] / 4, n_rsb[ch] / 4)
-        set_bins(h, "data", ch, "SR", n_sr[ch] / 4, n_sr[ch] / 4)
-    return write_run_output(results_dir, "taulphi", "belle2", lumi, datasets, {"m_de": h})
+            set_bins(h, name, ch, "RSB", 10.0, 0.5)
+            set_bins(h, name, ch, "SR", 10.0 * r_mc[ch], 0.1)
+            set_bins(h, name, ch, "SR_presel", 100.0, 5.0)
+        set_bins(h, "data", ch, "RSB", n_rsb[ch], n_rsb[ch])
+        set_bins(h, "data", ch, "SR", n_sr[ch], n_sr[ch])
+    return write_run_output(results_dir, "taulphi", "belle2", lumi, datasets, histograms)
 
 
 def _by_limit(document):

@@ -1,4 +1,5 @@
-"""Histograms -> pyhf workspace -> limits.json, on synthetic run output in the processors' convention."""
+"""Histograms -> pyhf workspace -> limits.json, on synthetic run output in the processors' layout
+(``{dataset: {name: Hist}}``, belle_rare.core.histograms)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,17 @@ import json
 import math
 
 import hist
+import numpy as np
 import pyhf
 import pytest
 from scipy import stats
 
 from belle_rare.stats.errors import StatsError
+from belle_rare.stats import histograms as H
 from belle_rare.stats.histograms import load_run_output
 from belle_rare.stats.model_config import StatsConfig, load_stats_config
 from belle_rare.stats.search_limits import Settings, compute_search_limits, run_search_limits
-from belle_rare.stats.synthetic import empty_histogram, set_bins, taulgamma_counting_output, write_run_output
+from belle_rare.stats.synthetic import book, count_axis, set_bins, taulgamma_counting_output, write_run_output
 from belle_rare.stats.workspace import build_workspace, hypotheses
 
 N_TAUTAU = 912.0e6  # tau pairs in 988 /fb (SEARCHES.md)
@@ -45,7 +48,7 @@ def test_taulgamma_workspace_from_histograms(taulgamma_dir):
     ch = _channel(spec, "mugamma")
     sig, bkg = _sample(ch, "signal"), _sample(ch, "background")
     assert sig["data"] == pytest.approx([2 * N_TAUTAU * BR_REF * 0.037])  # counting: one bin
-    assert bkg["data"] == pytest.approx([5.8])  # summed over the tag-class and M_bc bins
+    assert bkg["data"] == pytest.approx([5.8])  # summed over the tag-class bins of "yields"
     mods = {m["name"]: m for m in bkg["modifiers"]}
     assert mods["staterror_mugamma"]["data"] == pytest.approx([0.4])  # sqrt of the summed Weight() variances
     # histosys from the variation axis, with the processor's names and sizes
@@ -78,8 +81,20 @@ def test_asimov_observation_without_pseudo_data(tmp_path):
 
 def test_histogram_convention_is_checked(tmp_path):
     bad = hist.Hist(hist.axis.StrCategory(["a"], name="dataset"), hist.axis.Regular(3, 0, 1, name="x"), storage=hist.storage.Weight())
-    write_run_output(tmp_path, "taulgamma", "belle", 988.0, {"a": {"kind": "background"}}, {"mbc_de": bad})
-    with pytest.raises(StatsError, match="axes must be dataset, channel, region, variation"):
+    write_run_output(tmp_path, "taulgamma", "belle", 988.0, {"a": {"kind": "background"}}, {"a": {"yields": bad}})
+    with pytest.raises(StatsError, match="dataset 'a': histogram 'yields': axes must start with channel, region"):
+        load_run_output(tmp_path, "taulgamma")
+    # the old flat layout (a dense dataset axis) is named as such
+    good = book({}, "yields", count_axis()).template
+    write_run_output(tmp_path, "taulgamma", "belle", 988.0, {"a": {"kind": "background"}}, {"yields": good})
+    with pytest.raises(StatsError, match=r"'yields' is a histogram, not a dataset: expected \{dataset: \{histogram: Hist\}\}"):
+        load_run_output(tmp_path, "taulgamma")
+    # one name, different physics axes in two datasets
+    hists = {}
+    book(hists, "yields", count_axis()).set_bins("a", "mugamma", "signal", 1.0)
+    book(hists, "yields", hist.axis.Regular(2, 0, 1, name="x")).set_bins("b", "mugamma", "signal", 1.0)
+    write_run_output(tmp_path, "taulgamma", "belle", 988.0, {"a": {"kind": "background"}, "b": {"kind": "background"}}, hists)
+    with pytest.raises(StatsError, match="histogram 'yields' has different axes in datasets 'a' and 'b'"):
         load_run_output(tmp_path, "taulgamma")
     write_run_output(tmp_path, "taulgamma", "belle", 988.0, {"a": {"kind": "mc"}}, {})
     with pytest.raises(StatsError, match="datasets.a.kind"):
@@ -122,7 +137,8 @@ def _sideband_config() -> StatsConfig:
 
 
 def _sideband_output(tmp_path, with_data=True):
-    h = empty_histogram(hist.axis.Regular(2, 1.7, 1.85, name="mtau"))
+    hists = {}
+    h = book(hists, "mtau", hist.axis.Regular(2, 1.7, 1.85, name="mtau"))
     set_bins(h, "sig", "ephi", "SR", [1.0, 1.0], [0.01, 0.01])
     set_bins(h, "qq", "ephi", "SR", [0.5, 0.5], [0.04, 0.04])  # MC: SR 1.0 +- 0.283
     set_bins(h, "qq", "ephi", "RSB", [2.0, 2.0], [0.16, 0.16])  # MC: RSB 4.0 +- 0.566 -> r = 0.25
@@ -131,7 +147,7 @@ def _sideband_output(tmp_path, with_data=True):
         set_bins(h, "data", "ephi", "RSB", [1.0, 2.0])  # 3 sideband events
         set_bins(h, "data", "ephi", "SR", [0.0, 1.0])
         datasets["data"] = {"kind": "data"}
-    write_run_output(tmp_path, "taulphi", "belle2", 190.0, datasets, {"mtau": h})
+    write_run_output(tmp_path, "taulphi", "belle2", 190.0, datasets, hists)
 
 
 def test_data_driven_background_sideband_times_transfer_factor(tmp_path):
@@ -195,9 +211,10 @@ def _scipy_cls_limit(n, b, cl):
 
 
 def test_missing_signal_is_a_clear_error_and_writes_nothing(tmp_path):
-    h = empty_histogram(hist.axis.Regular(3, 1.75, 1.8, name="mbc"))
+    hists = {}
+    h = book(hists, "yields", hist.axis.Regular(3, 1.75, 1.8, name="mbc"))
     set_bins(h, "bkg", "mugamma", "signal", [1.0, 2.0, 1.0])
-    write_run_output(tmp_path, "taulgamma", "belle", 988.0, {"bkg": {"kind": "background"}}, {"mbc_de": h})
+    write_run_output(tmp_path, "taulgamma", "belle", 988.0, {"bkg": {"kind": "background"}}, hists)
     with pytest.raises(StatsError, match="no dataset of the run matches"):
         run_search_limits("taulgamma", tmp_path)
     assert not (tmp_path / "taulgamma" / "limits.json").exists()
@@ -228,3 +245,59 @@ def test_background_free_run_like_the_demo(tmp_path):
     # n = 0: s_up = ln 10 at 90 % CL, widened by well under 1 % by the few-% signal systematics
     assert math.log(10) <= entry["signal_events"]["observed"] <= 1.01 * math.log(10)
     assert entry["physics"]["observed"] == pytest.approx(entry["signal_events"]["observed"] / (2 * 0.037 * N_TAUTAU))
+
+
+def test_missing_dataset_or_category_gives_zeros_and_nominal_only_histograms_no_histosys(tmp_path):
+    hists = {}
+    with_syst = book(hists, "yields", count_axis())
+    with_syst.set_bins("sig", "ephi", "SR", 2.0, 0.04)
+    with_syst.set_bins("sig", "ephi", "SR", 2.2, 0.04, variation="trackingUp")
+    with_syst.set_bins("sig", "ephi", "SR", 1.8, 0.04, variation="trackingDown")
+    nominal_only = book(hists, "mtau", hist.axis.Regular(2, 1.7, 1.85, name="mtau"), systematics=False)
+    nominal_only.set_bins("sig", "ephi", "SR", [1.0, 1.0], [0.01, 0.01])
+    nominal_only.set_bins("qq", "ephi", "SR", [0.5, 0.5], [0.04, 0.04])
+    with pytest.raises(ValueError, match="no variation axis"):
+        nominal_only.set_bins("qq", "ephi", "SR", [0.5, 0.5], variation="trackingUp")
+    datasets = {"sig": {"kind": "signal", "branching_fraction": 1e-6}, "qq": {"kind": "background"}}
+    write_run_output(tmp_path, "taulphi", "belle2", 190.0, datasets, hists)
+    run = load_run_output(tmp_path, "taulphi")
+    # "qq" has no "yields", a channel / region / variation never filled: zeros of the fit shape
+    for args in (("qq", "ephi", "SR"), ("sig", "muphi", "SR"), ("sig", "ephi", "RSB"), ("sig", "ephi", "SR", "pidUp")):
+        y = H.yields(run, "yields", *args)
+        assert y.values.tolist() == [0.0] and y.variances.tolist() == [0.0]
+    assert H.yields(run, "mtau", "sig", "ephi", "SR").values.tolist() == [1.0, 1.0]
+    assert H.yields(run, "mtau", "sig", "ephi", "SR", "trackingUp").values.tolist() == [0.0, 0.0]
+    assert H.systematics(run, "yields") == ["tracking"] and H.systematics(run, "mtau") == []
+    up, down = H.varied_yields(run, "yields", ["sig", "qq"], "ephi", "SR", "tracking")
+    assert (up.values.tolist(), down.values.tolist()) == ([2.2], [1.8])
+    up, _ = H.varied_yields(run.histograms, "mtau", ["sig", "qq"], "ephi", "SR", "tracking")  # nominal kept
+    assert up.values.tolist() == [1.5, 1.5]
+    with pytest.raises(StatsError, match="no histogram 'nope' in histograms.coffea"):
+        H.yields(run, "nope", "sig", "ephi", "SR")
+
+    def model(histogram, systematics):
+        return StatsConfig.model_validate({
+            "search": "taulphi", "experiment": "belle2",
+            "signals": {"tauephi": {"label": "tau -> e phi",
+                                    "normalisation": {"quantity": "branching_fraction", "parents": "tau_pairs"}}},
+            "channels": [{"name": "ephi", "histogram": histogram, "region": "SR", "samples": [
+                {"name": "signal", "signal": "tauephi", "datasets": {"kind": "signal"},
+                 "modifiers": [{"type": "histosys", "systematics": systematics}]},
+                {"name": "background", "datasets": {"kind": "background"}, "modifiers": [{"type": "histosys"}]},
+            ]}],
+        })
+
+    config = model("yields", "all")
+    built = build_workspace(config, run, {"tauephi": hypotheses(config, run, "tauephi")[0]})
+    channel = _channel(built.spec, "ephi")
+    sig = _sample(channel, "signal")
+    assert [m["name"] for m in sig["modifiers"] if m["type"] == "histosys"] == ["tracking"]
+    assert [s["name"] for s in channel["samples"]] == ["signal"]  # "qq" has no "yields": empty, left out
+    config = model("mtau", "all")  # no variation axis: nominal only, no histosys
+    built = build_workspace(config, run, {"tauephi": hypotheses(config, run, "tauephi")[0]})
+    channel = _channel(built.spec, "ephi")
+    assert np.allclose(_sample(channel, "background")["data"], [0.5, 0.5])
+    assert not [m for s in channel["samples"] for m in s["modifiers"] if m["type"] == "histosys"]
+    config = model("mtau", ["tracking"])
+    with pytest.raises(StatsError, match="no variation\\(s\\) trackingUp/Down \\(it has no 'variation' axis: nominal only\\)"):
+        build_workspace(config, run, {"tauephi": hypotheses(config, run, "tauephi")[0]})

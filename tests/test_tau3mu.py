@@ -1,33 +1,46 @@
 """tau -> 3 mu end to end on tiny generated samples: M_3mu peak and width, preselection
-efficiency, ABCD regions, the stored model, the runner's outputs, and `belle-rare train`."""
+efficiency, ABCD regions, the stored model, the runner's outputs, training mode and `belle-rare train`."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from pathlib import Path
 
-import numpy as np
-import particle
 import hist
+import numpy as np
 import pytest
+from coffea import processor
 from coffea.util import load
 
 from belle_rare.analyses.cli import main
+from belle_rare.analyses.datasets import fileset, load_datasets
 from belle_rare.analyses.resolution import fit_bifurcated_gaussian
+from belle_rare.configs.loader import ConfigError, load_config
+from belle_rare.core.errors import UserError
+from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
-from belle_rare.processors.registry import load_search
-from belle_rare.processors.tau3mu import REGIONS
-from belle_rare.simulation.production import Request, produce
+from belle_rare.processors.schema import BelleSchema
+from belle_rare.processors.tau3mu import REGIONS, SEARCH, YIELD_REGIONS, Tau3MuConfig
 
-TAU_MASS = particle.Particle.from_pdgid(15).mass / 1000.0
+TAU_MASS = pdg_mass(15)
+FEATURE_COLUMNS = {"X", "event", "weight", "in_sr", "in_window", "nominal_pid", "m", "de"}
 
 
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tau3mu_samples")
+    from belle_rare.simulation.production import Request, produce
+
     for process, events in (("sig_tau3mu", 2500), ("tautau", 1500), ("mumu", 500)):
         produce(Request("belle2", process, events, 31, out, events_per_file=2500), progress=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def config() -> Tau3MuConfig:
+    return SEARCH.load_config()
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +52,8 @@ def run(samples, tmp_path_factory) -> Path:
 
 
 def test_m3mu_peaks_at_the_tau_mass_with_a_few_mev_width(run):
-    h = load(run / "histograms.coffea")["m_de"]
-    m = h[{"dataset": "sig_tau3mu", "channel": "3mu", "variation": "nominal", "region": sum}].project("m")
+    h = load(run / "histograms.coffea")["sig_tau3mu"]["m_de"]
+    m = h[{"channel": "3mu", "region": sum}].project("m")
     centres, values = m.axes[0].centers, m.values()
     window = np.abs(centres - TAU_MASS) < 0.03
     fit = fit_bifurcated_gaussian(centres[window], values[window] / values[window].sum() * 1000)
@@ -54,14 +67,21 @@ def test_preselection_efficiency_and_cutflow(run):
     assert 0.10 < eff_ellipse < 0.40  # paper 20.4 % after the BDT
     steps = [counts[k] for k in list(counts)[:6]]
     assert all(a >= b for a, b in zip(steps, steps[1:]))
+    assert counts["signal region"] <= min(counts["BDT"], counts["signal region (no BDT)"])
 
 
 def test_regions_variations_and_validation(run):
-    h = load(run / "histograms.coffea")["m_de"]
-    assert set(REGIONS.values()) <= set(h.axes["region"])
-    sig = lambda v: h[{"dataset": "sig_tau3mu", "channel": "3mu", "variation": v, "region": sum, "m": sum, "de": sum}].value  # noqa: E731
+    hists = load(run / "histograms.coffea")["sig_tau3mu"]
+    yields, plane = hists["yields"], hists["m_de"]
+    assert set(REGIONS.values()) <= set(yields.axes["region"]) <= set(YIELD_REGIONS)
+    assert "variation" in yields.axes.name and "variation" not in plane.axes.name  # the plane is nominal only
+    sig = lambda v: yields[{"channel": "3mu", "variation": v, "region": sum, "count": sum}].value  # noqa: E731
     for source in ("leptonID", "tracking", "trigger", "luminosity"):
         assert sig(f"{source}Up") > sig("nominal") > sig(f"{source}Down"), source
+    # the counting histogram holds the plane's events (flow bins included), region by region
+    for region in yields.axes["region"]:
+        assert yields[{"channel": "3mu", "variation": "nominal", "region": region, "count": sum}].value == pytest.approx(
+            plane[{"channel": "3mu", "region": region, "m": sum, "de": sum}].value, rel=1e-12)
     rows = json.loads((run / "validation.json").read_text())
     assert all({"quantity", "ours", "paper", "unit", "note"} <= set(r) for r in rows)
     names = [r["quantity"] for r in rows]
@@ -71,30 +91,83 @@ def test_regions_variations_and_validation(run):
     assert (run / "plots" / "m_de_plane.png").is_file() and (run / "plots" / "m_de_plane.pdf").is_file()
 
 
-def test_without_a_model_the_score_is_minus_one():
-    search = load_search("tau3mu")
-    proc = search.processor_class("belle2", search.config, use_model=False)
-    assert proc.model is None
-    np.testing.assert_array_equal(proc.score(np.zeros((4, len(search.config.features))), np.arange(4)), -1.0)
-    stored = bdt.load_model("tau3mu", "belle2", search.config.features)  # the shipped model matches the YAML
-    assert stored is None or stored.features == search.config.features
+def test_training_mode_needs_no_model_and_returns_the_feature_columns(samples, config):
+    proc = SEARCH.processor("belle2", config, training=True)
+    assert proc.model is None and proc.muon_cuts.id_min == config.bdt.training_pid.id_min
+    np.testing.assert_array_equal(proc.score(np.zeros((4, len(config.features))), np.arange(4)), bdt.NO_MODEL_SCORE)
+    stored = bdt.load_model("tau3mu", "belle2", config.features)  # the shipped model matches the YAML
+    assert stored.features == config.features
+    signal = {k: v for k, v in load_datasets(samples, "belle2").items() if k == "sig_tau3mu"}
+    out = processor.Runner(executor=processor.IterativeExecutor(), schema=BelleSchema, chunksize=1000)(
+        fileset(signal), proc, treename="tree")
+    features = out["columns"]["features"]["sig_tau3mu"]["3mu"]
+    assert set(features) == FEATURE_COLUMNS
+    X = features["X"].value
+    n = len(features["event"].value)
+    assert X.shape == (n, len(config.features)) and n > 0
+    assert all(len(features[k].value) == n for k in FEATURE_COLUMNS)
+    assert features["in_window"].value[features["in_sr"].value].all()
+    # loosened muon ID in training: more candidates than the nominal ID keeps, flagged by nominal_pid
+    assert 0 < features["nominal_pid"].value.sum() < n
+    candidates = out["columns"]["candidates"]["sig_tau3mu"]["3mu"]
+    assert len(candidates["m"].value) == n
+    # the signal candidates sit at the tau mass
+    assert np.median(candidates["m"].value[features["nominal_pid"].value]) == pytest.approx(TAU_MASS, abs=0.01)
 
 
-def test_train_command_writes_a_model_with_metadata(samples, tmp_path):
+def test_a_missing_model_is_a_one_line_error_saying_how_to_train(tmp_path, samples, config, capsys):
+    with pytest.raises(UserError) as err:
+        SEARCH.processor("belle2", config, model_dir=tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and str(tmp_path) in message
+    assert "belle-rare train tau3mu --experiment belle2 --samples DIR --out DIR" in message and "--model-dir DIR" in message
+    code = main(["run", "tau3mu", "--experiment", "belle2", "--samples", str(samples), "--out", str(tmp_path / "out"),
+                 "--model-dir", str(tmp_path)])
+    assert code == 2
+    stderr = capsys.readouterr().err.strip()
+    assert stderr.count("\n") == 0 and "belle-rare train tau3mu" in stderr and not (tmp_path / "out").exists()
+
+
+def test_a_misspelt_nested_key_fails_at_load_with_the_file_and_key(tmp_path):
+    text = SEARCH.config_file.read_text().replace("  tight_min: 0.9", "  tigth_min: 0.9")
+    path = tmp_path / "tau3mu.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: muons.tigth_min: Extra inputs are not permitted")):
+        load_config(path, Tau3MuConfig)
+
+
+def test_train_command_writes_a_model_with_metadata(samples, tmp_path, config):
     code = main(["train", "tau3mu", "--experiment", "belle2", "--samples", str(samples), "--out", str(tmp_path)])
     assert code == 0
     meta = json.loads((tmp_path / "tau3mu_belle2_meta.json").read_text())
-    assert meta["features"] == load_search("tau3mu").config.features
+    assert meta["features"] == config.features
     assert meta["folds"] == 3 and {"cut", "fom", "efficiency", "background"} <= set(meta["working_point"])
     assert bdt.load_model("tau3mu", "belle2", meta["features"], tmp_path).folds == 3
     fitted = meta["signal_region_fit"]["fitted"]
     assert fitted["m_mean"] == pytest.approx(TAU_MASS, abs=0.005) and 0.002 < fitted["sigma_m_low"] < 0.010
+    # `run --model-dir` scores with the model just trained
+    proc = SEARCH.processor("belle2", config, model_dir=tmp_path)
+    assert proc.model.meta["working_point"] == meta["working_point"] and proc.working_point == meta["working_point"]["cut"]
+
+
+def _assert_same_histograms(a: dict, b: dict) -> None:
+    """Same datasets, histograms, categories (in any order) and bin contents."""
+    assert a.keys() == b.keys() and a
+    for dataset in a:
+        assert a[dataset].keys() == b[dataset].keys()
+        for name, ha in a[dataset].items():
+            hb = b[dataset][name]
+            categorical = [ax.name for ax in ha.axes if isinstance(ax, hist.axis.StrCategory)]
+            assert [sorted(ha.axes[c]) for c in categorical] == [sorted(hb.axes[c]) for c in categorical], (dataset, name)
+            for values in itertools.product(*(list(ha.axes[c]) for c in categorical)):
+                key = dict(zip(categorical, values))
+                np.testing.assert_allclose(ha[key].values(flow=True), hb[key].values(flow=True), rtol=1e-9, atol=1e-12)
+                np.testing.assert_allclose(ha[key].variances(flow=True), hb[key].variances(flow=True), rtol=1e-9, atol=1e-12)
 
 
 def test_stored_model_scores_the_same_on_workers(samples, tmp_path):
     """The BDT is applied inside the processor, per chunk: local processes give the iterative result."""
     from belle_rare.analyses.runner import RunOptions, run_search
-    from tests.test_taulgamma import _assert_same_histograms
 
     signal = next(samples.glob("*sig_tau3mu.json"))
 
@@ -104,6 +177,7 @@ def test_stored_model_scores_the_same_on_workers(samples, tmp_path):
 
     iterative, futures = run("iterative", 1, 2500), run("futures", 2, 700)
     _assert_same_histograms(iterative["histograms"], futures["histograms"])
-    scores = iterative["histograms"]["bdt_score"][{"dataset": "sig_tau3mu", "channel": "3mu", "variation": "nominal", "region": sum}]
-    assert bdt.load_model("tau3mu", "belle2", load_search("tau3mu").config.features) is not None  # shipped in models/
-    assert scores[hist.loc(0.0):].sum().value > 0  # scored by the model, not the -1 placeholder
+    a, b = (r["cutflow"]["sig_tau3mu"]["3mu"] for r in (iterative, futures))
+    assert a["raw"] == b["raw"] and a["weighted"] == pytest.approx(b["weighted"], rel=1e-9)
+    scores = iterative["histograms"]["sig_tau3mu"]["bdt_score"][{"channel": "3mu", "region": sum}]
+    assert scores[hist.loc(0.0):].sum().value > 0  # scored by the shipped model, not the -1 placeholder

@@ -1,27 +1,42 @@
-"""tau -> l phi end to end on tiny generated samples: M(K+K-) at m_phi, M_tau at m_tau, regions and outputs."""
+"""tau -> l phi end to end on tiny generated samples: M(K+K-) at m_phi, M_tau at m_tau, regions and
+outputs; training mode, a missing model, the typed config."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
-import particle
 import pytest
+from coffea import processor
 from coffea.util import load
 
 from belle_rare.analyses.cli import main
+from belle_rare.analyses.datasets import fileset, load_datasets
+from belle_rare.configs.loader import ConfigError, load_config
+from belle_rare.core.errors import UserError
+from belle_rare.core.units import pdg_mass
+from belle_rare.processors import bdt
+from belle_rare.processors.schema import BelleSchema
+from belle_rare.processors.taulphi import REGIONS, SEARCH, TauLPhiConfig
 from belle_rare.simulation.production import Request, produce
 
-PHI_MASS = particle.Particle.from_pdgid(333).mass / 1000.0
-TAU_MASS = particle.Particle.from_pdgid(15).mass / 1000.0
+PHI_MASS = pdg_mass(333)
+TAU_MASS = pdg_mass(15)
+FEATURE_COLUMNS = {"X", "event", "weight", "in_sr", "in_window", "nominal_pid", "m", "de"}
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
+def samples(tmp_path_factory) -> Path:
     samples = tmp_path_factory.mktemp("taulphi_samples")
     for process, events in (("sig_taumuphi", 1000), ("sig_tauephi", 600), ("uds", 800)):
         produce(Request("belle2", process, events, 41, samples, events_per_file=1000), progress=False)
+    return samples
+
+
+@pytest.fixture(scope="module")
+def run(samples, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("taulphi_run")
     code = main(["run", "taulphi", "--experiment", "belle2", "--samples", str(samples), "--out", str(out), "--executor", "iterative"])
     assert code == 0
@@ -33,21 +48,30 @@ def _mean(h, axis: str) -> float:
 
 
 def test_kk_mass_peaks_at_the_phi_mass(run):
-    h = load(run / "histograms.coffea")["m_kk"]
+    hists = load(run / "histograms.coffea")
     for channel, ds in (("muphi", "sig_taumuphi"), ("ephi", "sig_tauephi")):
-        mkk = h[{"dataset": ds, "channel": channel, "variation": "nominal", "region": sum}]
+        mkk = hists[ds]["m_kk"][{"channel": channel, "region": sum}]
         assert mkk.values().sum() > 0  # luminosity-scaled
         assert _mean(mkk, "m_kk") == pytest.approx(PHI_MASS, abs=0.002)
 
 
 def test_m_tau_peak_efficiency_and_regions(run):
-    h = load(run / "histograms.coffea")["m_de"]
-    m = h[{"dataset": "sig_taumuphi", "channel": "muphi", "variation": "nominal", "region": sum}].project("m")
+    hists = load(run / "histograms.coffea")["sig_taumuphi"]
+    plane, yields = hists["m_de"], hists["yields"]
+    assert "variation" not in plane.axes.name and "variation" in yields.axes.name
+    m = plane[{"channel": "muphi", "region": sum}].project("m")
     window = np.abs(m.axes[0].centers - TAU_MASS) < 0.02
     assert np.average(m.axes[0].centers[window], weights=m.values()[window]) == pytest.approx(TAU_MASS, abs=0.003)
-    assert {"SR", "RSB", "SR_presel", "RSB_presel"} & set(h.axes["region"])
+    assert {"SR", "RSB", "SR_presel", "RSB_presel"} & set(yields.axes["region"])
+    assert set(yields.axes["region"]) <= set(REGIONS)
     counts = json.loads((run / "cutflow.json").read_text())["sig_taumuphi"]["muphi"]["raw"]
     assert 0.03 < counts["signal region (no BDT)"] / counts["all events"] < 0.4  # paper 6.5 % after the BDT
+    # the SR yield after the BDT is the cutflow's last step; the presel SR the step before the BDT
+    nominal = {r: yields[{"channel": "muphi", "variation": "nominal", "region": r, "count": sum}].value
+               for r in ("SR", "SR_presel") if r in yields.axes["region"]}
+    weighted = json.loads((run / "cutflow.json").read_text())["sig_taumuphi"]["muphi"]["weighted"]
+    assert nominal.get("SR", 0.0) == pytest.approx(weighted["signal region"], rel=1e-9)
+    assert nominal["SR_presel"] == pytest.approx(weighted["signal region (no BDT)"], rel=1e-9)
 
 
 def test_validation_rows(run):
@@ -57,3 +81,42 @@ def test_validation_rows(run):
     for ch in ("ephi", "muphi"):
         assert f"signal efficiency ({ch})" in names and f"expected background in the signal region ({ch})" in names
     assert (run / "plots" / "muphi_m_de_plane.png").is_file() and (run / "plots" / "muphi_m_de_plane.pdf").is_file()
+
+
+def test_training_mode_returns_the_feature_columns_of_each_channel(samples):
+    config = SEARCH.load_config()
+    proc = SEARCH.processor("belle2", config, training=True)
+    assert proc.model is None and proc.kaon_cuts.id_min == config.bdt.training_pid.kaon_id_min
+    assert bdt.load_model("taulphi", "belle2", config.features).features == config.features  # the shipped model matches
+    signal = {k: v for k, v in load_datasets(samples, "belle2").items() if k == "sig_taumuphi"}
+    out = processor.Runner(executor=processor.IterativeExecutor(), schema=BelleSchema, chunksize=1000)(
+        fileset(signal), proc, treename="tree")
+    assert "candidates" not in out["columns"]
+    per_channel = out["columns"]["features"]["sig_taumuphi"]
+    assert set(per_channel) == {"ephi", "muphi"}
+    features = per_channel["muphi"]
+    assert set(features) == FEATURE_COLUMNS
+    n = len(features["event"].value)
+    assert n > 0 and features["X"].value.shape == (n, len(config.features))
+    assert (features["X"].value[:, config.features.index("n_tracks")] >= config.selection.n_tracks_min).all()
+    assert features["in_window"].value[features["in_sr"].value].all()
+    assert 0 < features["nominal_pid"].value.sum() <= n
+
+
+def test_a_missing_model_is_a_one_line_error(tmp_path):
+    with pytest.raises(UserError) as err:
+        SEARCH.processor("belle2", SEARCH.load_config(), model_dir=tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and str(tmp_path) in message
+    assert "belle-rare train taulphi --experiment belle2 --samples DIR --out DIR" in message and "--model-dir DIR" in message
+
+
+def test_a_misspelt_nested_key_fails_at_load_with_the_file_and_key(tmp_path):
+    text = SEARCH.config_file.read_text()
+    path = tmp_path / "taulphi.yaml"
+    path.write_text(text.replace("rsb_n_sigma_de: {ephi: 3.0, muphi: 2.0}", "rsb_n_sigma_de: {ephi: 3.0, mupih: 2.0}"))
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: signal_region.rsb_n_sigma_de.mupih: Extra inputs are not permitted")):
+        load_config(path, TauLPhiConfig)
+    path.write_text(text.replace("training_pid: {kaon_id_min: 0.0", "training_pid: {kaon_idmin: 0.0"))
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: bdt.training_pid.kaon_idmin")):
+        load_config(path, TauLPhiConfig)

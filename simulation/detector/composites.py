@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from belle_rare.core import fourvector as fv
 from belle_rare.simulation.detector import pdg as pdgtab
 from belle_rare.simulation.detector.calorimeter import (
     REGION_BACKWARD,
@@ -19,7 +20,6 @@ from belle_rare.simulation.detector.calorimeter import (
     REGION_FORWARD_GAP,
 )
 from belle_rare.simulation.detector.flat import FlatTruth, Particles, local_index, pairs_within_events
-from belle_rare.simulation.detector.kinematics import invariant_mass
 from belle_rare.simulation.detector.params import Pi0, V0
 
 
@@ -64,7 +64,7 @@ def build_pi0(
     px = photons["px"][a].astype(np.float64) + photons["px"][b]
     py = photons["py"][a].astype(np.float64) + photons["py"][b]
     pz = photons["pz"][a].astype(np.float64) + photons["pz"][b]
-    mass = invariant_mass(E, px, py, pz)
+    mass = fv.mass(px, py, pz, E)
     keep = (mass > cfg.mass_window.low) & (mass < cfg.mass_window.high)
     pair_event, a, b = pair_event[keep], a[keep], b[keep]
 
@@ -159,7 +159,7 @@ def build_v0(
     e2 = np.sqrt(np.sum(p2**2, axis=1) + m_pi**2)
     mom = p1 + p2
     energy = e1 + e2
-    mass = invariant_mass(energy, mom[:, 0], mom[:, 1], mom[:, 2])
+    mass = fv.mass(mom[:, 0], mom[:, 1], mom[:, 2], energy)
 
     u1 = p1 / np.linalg.norm(p1, axis=1, keepdims=True)
     u2 = p2 / np.linalg.norm(p2, axis=1, keepdims=True)

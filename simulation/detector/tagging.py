@@ -16,10 +16,11 @@ from __future__ import annotations
 import numpy as np
 
 from belle_rare.configs.experiment import load_experiment
+from belle_rare.core.fourvector import P4, to_cm, to_lab
 from belle_rare.simulation.detector import pdg as pdgtab
 from belle_rare.simulation.detector.composites import Candidates
 from belle_rare.simulation.detector.flat import FlatTruth
-from belle_rare.simulation.detector.kinematics import boost, direction
+from belle_rare.simulation.detector.kinematics import direction
 from belle_rare.simulation.detector.params import Tagging
 
 #: points of the numerical inverse CDF used to sample the ARGUS shape (a sampling precision, not physics)
@@ -74,10 +75,10 @@ def final_flavour_rows(flat: FlatTruth, rows: np.ndarray) -> np.ndarray:
     return successor[rows]
 
 
-def _tag_kinematics(mbc: np.ndarray, delta_e: np.ndarray, unit: np.ndarray, e_beam: float, beta: np.ndarray):
+def _tag_kinematics(mbc: np.ndarray, delta_e: np.ndarray, unit: np.ndarray, e_beam: float, beta: np.ndarray) -> P4:
     """Lab four-vector of a tag with CM energy e_beam + deltaE and CM momentum sqrt(e_beam^2 - Mbc^2) along ``unit``."""
     p_cm = np.sqrt(np.maximum(e_beam**2 - mbc**2, 0.0))
-    return boost(e_beam + delta_e, p_cm * unit[:, 0], p_cm * unit[:, 1], p_cm * unit[:, 2], -beta)
+    return to_lab(p_cm * unit[:, 0], p_cm * unit[:, 1], p_cm * unit[:, 2], e_beam + delta_e, *beta)
 
 
 def build_btag(
@@ -110,7 +111,7 @@ def build_btag(
 
     _, charge = pdgtab.lookup(flat["pdg"][tag])
     flavour = np.sign(flat["pdg"][final_flavour_rows(flat, tag)])
-    e_cm, px_cm, py_cm, pz_cm = boost(flat["E"][tag], flat["px"][tag], flat["py"][tag], flat["pz"][tag], beta)
+    px_cm, py_cm, pz_cm, e_cm = to_cm(flat["px"][tag], flat["py"][tag], flat["pz"][tag], flat["E"][tag], *beta)
 
     # correct tags: smeared CM four-momentum
     p_cm = np.stack([px_cm, py_cm, pz_cm], axis=1) + cfg.momentum_resolution * rng.standard_normal((n_bb, 3))
@@ -165,7 +166,7 @@ def build_btag(
     merged = {key: np.concatenate([bb[key], fake[key]]) for key in bb}
     order = np.argsort(merged["event"], kind="stable")
     merged = {key: values[order] for key, values in merged.items()}
-    E, px, py, pz = _tag_kinematics(merged["Mbc"], merged["deltaE"], merged["unit"], e_beam, beta)
+    px, py, pz, E = _tag_kinematics(merged["Mbc"], merged["deltaE"], merged["unit"], e_beam, beta)
     f32, i32 = np.float32, np.int32
     return Candidates(
         merged["event"],

@@ -1,6 +1,8 @@
 """Small synthetic truth records (particle guns, two-body decays, Upsilon(4S) -> B Bbar) in the
 layout of ``simulation/truth.py``, for tests and benchmarks of the detector response without a
-generator. All columnar; masses from ``particle``.
+generator. All columnar; masses from ``particle``. Four-vectors are ``(n, 4)`` arrays in the
+``belle_rare.core.fourvector`` order (px, py, pz, E); only the beams keep the truth record's
+(E, px, py, pz) (``configs`` ``total_four_momentum``, ``simulation/truth.py`` ``BEAM_FIELDS``).
 """
 
 from __future__ import annotations
@@ -9,20 +11,21 @@ import awkward as ak
 import numpy as np
 
 from belle_rare.configs.experiment import load_experiment
+from belle_rare.core.fourvector import cm_boost, sqrt_s as beam_sqrt_s, to_lab
 from belle_rare.simulation.detector import pdg as pdgtab
-from belle_rare.simulation.detector.kinematics import boost, direction
+from belle_rare.simulation.detector.kinematics import direction
 from belle_rare.simulation.truth import MC_FIELDS, make_truth
 
 FINAL, DECAYED = 1, -2  # status codes of dedicated generators (simulation/truth.py)
 
 
 def nominal_beams(experiment: str, n: int) -> np.ndarray:
-    """(n, 4) copies of the nominal total beam four-momentum."""
+    """(n, 4) copies of the nominal total beam four-momentum, (E, px, py, pz) as the truth record has it."""
     return np.tile(load_experiment(experiment).total_four_momentum, (n, 1))
 
 
 def spread_beams(experiment: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """(n, 4) total beam four-momenta with each beam's Gaussian energy spread."""
+    """(n, 4) total beam four-momenta (E, px, py, pz) with each beam's Gaussian energy spread."""
     exp = load_experiment(experiment)
     her, ler = exp.beam_four_momenta
     e_her = exp.her.energy + exp.her.energy_spread * rng.standard_normal(n)
@@ -80,16 +83,16 @@ def _isotropic(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _two_body(parent: np.ndarray, m_parent: float, m1: float, m2: float, rng: np.random.Generator):
-    """Isotropic two-body decay of parents with lab four-momenta (n, 4); returns the two (n, 4) daughters."""
+    """Isotropic two-body decay of parents with lab four-momenta (n, 4) (px, py, pz, E); returns the two daughters."""
     n = len(parent)
     p_star = np.sqrt((m_parent**2 - (m1 + m2) ** 2) * (m_parent**2 - (m1 - m2) ** 2)) / (2 * m_parent)
     u = _isotropic(n, rng)
-    beta = -parent[:, 1:] / parent[:, :1]  # boosting with -beta_parent goes rest frame -> lab
+    beta = (parent[:, :3] / parent[:, 3:]).T  # the parent's velocity: its rest frame -> lab is to_lab
     out = []
     for mass, sign in ((m1, 1.0), (m2, -1.0)):
         p = sign * p_star * u
         e = np.full(n, np.sqrt(p_star**2 + mass**2))
-        out.append(np.stack(boost(e, p[:, 0], p[:, 1], p[:, 2], beta), axis=1))
+        out.append(np.stack(to_lab(p[:, 0], p[:, 1], p[:, 2], e, *beta), axis=1))
     return out
 
 
@@ -115,7 +118,7 @@ def two_body_decays(
     m_parent = pdgtab.mass(parent_pdg) if parent_mass is None else parent_mass
     m1, m2 = pdgtab.mass(daughters[0]), pdgtab.mass(daughters[1])
     u = np.stack(direction(np.broadcast_to(theta, (n,)), np.broadcast_to(phi, (n,))), axis=1)
-    parent = np.concatenate([np.sqrt(momentum**2 + m_parent**2)[:, None], momentum[:, None] * u], axis=1)
+    parent = np.concatenate([momentum[:, None] * u, np.sqrt(momentum**2 + m_parent**2)[:, None]], axis=1)
     d1, d2 = _two_body(parent, m_parent, m1, m2, rng)
     vertex = np.zeros((n, 3)) if flight is None else np.asarray(flight)[:, None] * u
     zero = np.zeros(n)
@@ -126,7 +129,7 @@ def two_body_decays(
         "mass": _interleave(np.full(n, m_parent), np.full(n, m1), np.full(n, m2)),
         "t": _interleave(zero, zero, zero),
     }
-    for k, name in enumerate(("E", "px", "py", "pz")):
+    for k, name in enumerate(("px", "py", "pz", "E")):
         columns[name] = _interleave(parent[:, k], d1[:, k], d2[:, k])
     for k, name in enumerate(("x", "y", "z")):
         columns[name] = _interleave(zero, vertex[:, k], vertex[:, k])
@@ -147,16 +150,16 @@ def upsilon4s_to_bb(
     ``"b"`` (signal_index = the B) or ``"daughter"`` (signal_index = the B's pion).
     """
     beam = spread_beams(experiment, n, rng)
-    sqrt_s = np.sqrt(beam[:, 0] ** 2 - np.sum(beam[:, 1:] ** 2, axis=1))
+    sqrt_s = beam_sqrt_s(*beam.T)
     m_b = pdgtab.mass(b_pdg)
     m_pi = pdgtab.mass(pdgtab.PION)
     # Upsilon(4S) = the beams; B's back to back in its rest frame
     p_star = np.sqrt(np.maximum((sqrt_s / 2) ** 2 - m_b**2, 0.0))
     u = _isotropic(n, rng)
-    beta = -beam[:, 1:] / beam[:, :1]
+    beta = cm_boost(*beam.T)
     e_star = np.sqrt(p_star**2 + m_b**2)
-    b1 = np.stack(boost(e_star, *(p_star[:, None] * u).T, beta), axis=1)
-    b2 = np.stack(boost(e_star, *(-p_star[:, None] * u).T, beta), axis=1)
+    b1 = np.stack(to_lab(*(p_star[:, None] * u).T, e_star, *beta), axis=1)
+    b2 = np.stack(to_lab(*(-p_star[:, None] * u).T, e_star, *beta), axis=1)
     pion, _ = _two_body(b1, m_b, m_pi, m_pi, rng)  # one pion kept as the "signal side"
     zero = np.zeros(n)
     charge = int(pdgtab.properties(b_pdg)[1])
@@ -168,8 +171,9 @@ def upsilon4s_to_bb(
         "mass": _interleave(sqrt_s, np.full(n, m_b), np.full(n, m_b), np.full(n, m_pi)),
         "t": _interleave(zero, zero, zero, zero),
     }
-    for k, name in enumerate(("E", "px", "py", "pz")):
-        columns[name] = _interleave(beam[:, k], b1[:, k], b2[:, k], pion[:, k])
+    upsilon = beam[:, [1, 2, 3, 0]]  # beams (E, px, py, pz) -> (px, py, pz, E)
+    for k, name in enumerate(("px", "py", "pz", "E")):
+        columns[name] = _interleave(upsilon[:, k], b1[:, k], b2[:, k], pion[:, k])
     for name in ("x", "y", "z"):
         columns[name] = _interleave(zero, zero, zero, zero)
     signal_index = {"none": -1, "b": 1, "daughter": 3}[signal]

@@ -23,6 +23,7 @@ class Binning(StrictModel):
 class DimuonConfig(StrictModel):
     """The schema of dimuon.yaml."""
 
+    luminosity: str  # simulation is scaled to this data set (`belle-rare run` reads it)
     muon_id_min: float
     mass: Binning
 
@@ -47,6 +48,7 @@ class DimuonProcessor(SearchProcessor):
             "two muons": ak.num(muons) == 2,
             "opposite charge": first.charge * second.charge < 0,
         }
+        # Track_E is in the pion mass hypothesis: irrelevant for 5 GeV muons
         mass = ak.to_numpy(ak.fill_none((first + second).mass, np.nan))
         return Selection(cuts=packed(cuts), values={"mass": mass})
 
