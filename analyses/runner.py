@@ -46,7 +46,11 @@ def luminosity_for(datasets: dict[str, Dataset], search_config: Any, experiment:
     data = [d for d in datasets.values() if d.is_data and d.luminosity_fb]
     if data:
         return float(data[0].luminosity_fb), f"pseudo-data '{data[0].name}'"
-    key = search_config.luminosity
+    key = getattr(search_config, "luminosity", None)
+    if isinstance(key, (int, float)) and not isinstance(key, bool):
+        return float(key), "the search config (luminosity, /fb)"
+    if key is None:
+        raise UserError("the search config has no 'luminosity' (a data set of configs/experiments/<experiment>.yaml or a number in /fb)")
     lumi = load_experiment(experiment).luminosity_fb
     if key not in lumi:
         raise UserError(f"configs/searches: luminosity '{key}' not in configs/experiments/{experiment}.yaml")

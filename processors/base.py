@@ -125,7 +125,8 @@ class SearchProcessor(processor.ProcessorABC):
     channels: ClassVar[tuple[str, ...]] = ()
     #: branches every input file must have (checked by the runner before processing)
     branches: ClassVar[tuple[str, ...]] = ()
-    #: pydantic model of the search YAML
+    #: pydantic model of the search YAML; it must have ``luminosity``: a key of ``luminosity_fb`` in
+    #: ``configs/experiments/<experiment>.yaml`` or a number in /fb (what simulation is scaled to)
     config_model: ClassVar[type] = object
 
     def __init__(self, experiment: str, config: Any, *, model_dir: Path | None = None, training: bool = False) -> None:
@@ -198,8 +199,12 @@ class SearchProcessor(processor.ProcessorABC):
         generator_weight = np.asarray(ak.to_numpy(events["__weight__"]), dtype=float)
         for calibration, channel, selection, weights in self._passes(events, is_data):
             for variation in calibration.variations(is_data):
-                modifier = None if variation == NOMINAL or not calibration.is_nominal else variation
-                self.fill(hists, selection, channel, variation, weights.weight(modifier))
+                if calibration.is_nominal and variation != NOMINAL:
+                    if variation not in weights.variations:
+                        continue  # a source this search does not weight: the stats layer reads nominal
+                    self.fill(hists, selection, channel, variation, weights.weight(variation))
+                else:
+                    self.fill(hists, selection, channel, variation, weights.weight())
             if not calibration.is_nominal:
                 continue
             nominal = weights.weight()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hist
@@ -56,6 +56,8 @@ class RunOutput:
     histograms: RunHistograms  # {dataset: {name: Hist}}
     metadata: dict
     directory: Path
+    # per-histogram facts over all datasets (a scan has a dataset per hypothesis: computed once)
+    _systematics: dict[str, list[str]] = field(default_factory=dict, compare=False, repr=False)
 
     def histogram_names(self) -> list[str]:
         """Every histogram name some dataset has, sorted."""
@@ -206,6 +208,14 @@ def has_variation_axis(run_or_hists, name: str) -> bool:
 def systematics(run_or_hists, name: str) -> list[str]:
     """Systematic names with both "<syst>Up" and "<syst>Down" on the variation axis of histogram
     ``name`` (in any dataset); none for a histogram without a variation axis."""
+    if isinstance(run_or_hists, RunOutput):
+        if name not in run_or_hists._systematics:
+            run_or_hists._systematics[name] = _systematics(run_or_hists.histograms, name)
+        return list(run_or_hists._systematics[name])
+    return _systematics(run_or_hists, name)
+
+
+def _systematics(run_or_hists, name: str) -> list[str]:
     template(run_or_hists, name)  # exists somewhere
     names: set[str] = set()
     for hists in _nested(run_or_hists).values():

@@ -1,8 +1,8 @@
 """Limits of one search from its run output: histograms + stats YAML -> limits.json, workspaces, plots.
 
-For every signal of the search's stats model (``Search.stats_file``): one limit per channel that contains it and
-a combined one if there are several; for a scanned signal, that for every hypothesis. Outputs
-under ``DIR/SEARCH/``:
+For every signal of the search's stats model (its registered ``Search.stats_file``): one limit
+per channel that contains it and a combined one if there are several; for a scanned signal, that
+for every hypothesis. Outputs under ``DIR/SEARCH/``:
 
 * ``limits.json`` -- POI limits, signal-event limits and the physics quantity (branching
   fraction or cross section) with its normalisation, observed and expected (-2..+2 sigma);

@@ -20,7 +20,8 @@ import hist
 import numpy as np
 
 from belle_rare.core.atomic import atomic_path, write_json
-from belle_rare.core.histograms import NOMINAL, RunHistograms, count_axis, has_variations, new_hist, physics_axes  # noqa: F401 (count_axis: for users)
+from belle_rare.core.histograms import NOMINAL, RunHistograms, has_variations, new_hist, physics_axes
+from belle_rare.core.histograms import count_axis  # noqa: F401  (re-exported: the axis of a counting histogram)
 
 def empty_histogram(*fit_axes: hist.axis.AxesMixin, systematics: bool = True) -> hist.Hist:
     """``channel``, ``region`` (and ``variation`` if ``systematics``) growing axes, then ``fit_axes``; Weight()."""
@@ -96,7 +97,8 @@ def write_run_output(
     out = Path(results_dir) / search
     with atomic_path(out / "histograms.coffea") as tmp:
         coffea.util.save(histograms, str(tmp))
-    write_json(out / "metadata.json", {"search": search, "experiment": experiment, "luminosity_fb": luminosity_fb, "datasets": datasets})
+    meta = {"search": search, "experiment": experiment, "luminosity_fb": luminosity_fb, "datasets": datasets}
+    write_json(out / "metadata.json", meta)
     return out
 
 
@@ -122,8 +124,9 @@ def taulgamma_counting_output(
 
     ``yields`` (the counting histogram the stats model reads) has the physics axis ``tag`` (the
     tag classes, categorical) after channel, region and variation; ``mbc_de`` (tag, M_bc, dE) is
-    a nominal-only plane, as the processor's. Regions "signal" (the ellipse) and "outside"; datasets ``sig_taumugamma``, ``sig_tauegamma``
-    (metadata ``cross_section_nb`` = 2 sigma_tautau BR_ref, as the runner writes) and ``tautau``.
+    a nominal-only plane, as the processor's. Regions "signal" (the ellipse) and "outside";
+    datasets ``sig_taumugamma``, ``sig_tauegamma`` (metadata ``cross_section_nb`` = 2
+    sigma_tautau BR_ref, as the runner writes) and ``tautau``.
     Defaults are the paper's numbers at 988/fb: n = 5 / 5, b = 5.8 +- 0.4 / 5.1 +- 0.4 (the +- as
     simulation statistics), efficiency 3.7 % / 2.9 %; the background scales with the luminosity;
     ``observed=None`` writes no data dataset (Asimov). Signal yields are 2 N_tautau BR_ref eps;

@@ -126,10 +126,18 @@ def from_angles(p: float, cos_theta: float, phi: float, mass: float) -> P4:
     return from_momentum(p, unit(cos_theta, phi), mass)
 
 
-def tau_p4(sqrt_s: float, cos_theta: float, phi: float, mass: float = TAU_MASS) -> P4:
-    """A tau of e+e- -> tau+ tau- in the CM frame: energy sqrt(s)/2 along (cos_theta, phi)."""
-    e = 0.5 * sqrt_s
+def tau_p4(sqrt_s: float, cos_theta: float, phi: float, mass: float = TAU_MASS, energy: float | None = None) -> P4:
+    """A tau of e+e- -> tau+ tau- in the CM frame: energy sqrt(s)/2 (or ``energy``) along (cos_theta, phi)."""
+    e = 0.5 * sqrt_s if energy is None else energy
     return from_angles(math.sqrt(e * e - mass * mass), cos_theta, phi, mass)
+
+
+def tau_pair(sqrt_s: float, cos_theta: float, phi: float, signal_mass: float = TAU_MASS,
+             signal_energy: float | None = None) -> tuple[P4, P4]:
+    """(signal tau, tag tau) back to back in the CM frame. The tag tau is a true tau of energy
+    sqrt(s)/2; the signal side may be given another mass or energy (to move it off the peak)."""
+    return (tau_p4(sqrt_s, cos_theta, phi, signal_mass, signal_energy),
+            opposite(tau_p4(sqrt_s, cos_theta, phi)))
 
 
 def opposite(p: P4, mass: float | None = None) -> P4:
