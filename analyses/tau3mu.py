@@ -18,8 +18,8 @@ import numpy as np
 from rich.console import Console
 
 from belle_rare.analyses.report import save_figure, write_comparison
-from belle_rare.analyses.resolution import fit_bifurcated_gaussian
-from belle_rare.analyses.signal_ellipse import fit_signal_ellipse
+from belle_rare.processors.resolution import fit_bifurcated_gaussian
+from belle_rare.processors.signal_ellipse import fit_signal_ellipse
 from belle_rare.processors.tau3mu import REGIONS
 
 CHANNEL = "3mu"

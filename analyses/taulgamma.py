@@ -14,7 +14,7 @@ import numpy as np
 from rich.console import Console
 
 from belle_rare.analyses.report import save_figure, write_comparison
-from belle_rare.analyses.resolution import fit_bifurcated_gaussian
+from belle_rare.processors.resolution import fit_bifurcated_gaussian
 from belle_rare.processors.taulgamma import CHANNELS
 
 LABELS = {"mugamma": r"$\tau\to\mu\gamma$", "egamma": r"$\tau\to e\gamma$"}

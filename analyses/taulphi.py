@@ -16,7 +16,7 @@ import numpy as np
 from rich.console import Console
 
 from belle_rare.analyses.report import save_figure, write_comparison
-from belle_rare.analyses.resolution import fit_bifurcated_gaussian
+from belle_rare.processors.resolution import fit_bifurcated_gaussian
 from belle_rare.processors.taulphi import CHANNELS, PHI_MASS
 
 FIT_HALF_WINDOW = {"m": 0.03, "de": 0.10}

@@ -118,10 +118,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     y = data["y"]
     if not ((y == 1).any() and (y == 0).any()):
         raise UserError(f"training needs both signal ({', '.join(signals.values())}) and background samples in {opts.samples}")
-    cfg = config.bdt
-    settings = bdt.TrainingSettings(folds=int(cfg["folds"]), n_estimators=int(cfg["n_estimators"]), max_depth=int(cfg["max_depth"]),
-                                    learning_rate=float(cfg["learning_rate"]), seed=int(cfg["seed"]), punzi_a=float(cfg["punzi_a"]),
-                                    min_background_events=int(cfg.get("min_background_events", 0)))
+    settings = config.bdt.settings()
     # the classifier is trained on nominal-ID signal (the signal as selected) against loose-ID background
     train_mask = (y == 0) | data["nominal"]
     X = np.nan_to_num(data["X"][train_mask], nan=-999.0)

@@ -9,7 +9,10 @@ Frames: the laboratory, and the centre-of-mass (CM) frame of the e+e- system, re
 
 The four-vector primitives (``P4``, ``Vec3``, boosts and frames, sums, masses, angles) live in
 ``belle_rare.core.fourvector``, shared with the detector simulation, and are re-exported here
-unchanged; this module adds the B-factory signal variables.
+unchanged; this module adds the B-factory signal variables. Speed is no reason to prefer these
+helpers over coffea's LorentzVector behaviours on ``events`` (``events.Track.boost(...)``, ``+``,
+``.mass``): on 50k Belle II tau pairs the behaviours take 0.67-0.70 of the time for the CM boost,
+pair masses and thrust inputs (``.venv/bin/python benchmarks/bench_fourvectors.py``).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from belle_rare.processors import kinematics as kin
 from belle_rare.processors.base import Calibration, SearchProcessor, Selection, packed, vary
 from belle_rare.processors.columns import as_float, best_index, expand, in_range, take
 from belle_rare.processors.event_shape import hemisphere, thrust_axis
+from belle_rare.processors.signal_ellipse import fit_signal_ellipse
 from belle_rare.processors.registry import Demo, Search, Training, builtin_file
 
 TAU_MASS = pdg_mass(15)
@@ -505,8 +506,6 @@ def sr_fraction(config: Tau3MuConfig, channel: str) -> float:
 
 def ellipse_fit(data: dict[str, np.ndarray], config: Tau3MuConfig) -> dict[str, Any]:
     """The signal ellipse fitted on the nominal-ID training signal, recorded beside the configured one."""
-    from belle_rare.analyses.signal_ellipse import fit_signal_ellipse  # the fit lives with the reports
-
     signal = (data["y"] == 1) & data["nominal"]
     try:
         fit = fit_signal_ellipse(data["m"][signal], data["de"][signal], data["w"][signal])

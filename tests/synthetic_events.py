@@ -391,10 +391,9 @@ def read_events(path: Path, dataset: str, mode: Literal["virtual", "eager"] = "v
     with uproot.open(path) as f:
         n = f[TREE_NAME].num_entries
         file_uuid = str(uuid.UUID(bytes=f.file.fUUID)) if len(f.file.fUUID) == 16 else ""
+    # as processor.Runner: its own keys, then the fileset's metadata (analyses/datasets.py: is_data)
     metadata = {"dataset": dataset, "filename": str(path), "treename": TREE_NAME, "entrystart": 0,
-                "entrystop": n, "fileuuid": file_uuid}
-    if is_data:
-        metadata["is_data"] = True
+                "entrystop": n, "fileuuid": file_uuid, "is_data": is_data}
     return NanoEventsFactory.from_root({str(path): TREE_NAME}, schemaclass=BelleSchema, metadata=metadata,
                                        mode=mode).events()
 

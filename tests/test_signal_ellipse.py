@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from belle_rare.analyses.signal_ellipse import fit_signal_ellipse, profile_slope
+from belle_rare.processors.signal_ellipse import fit_signal_ellipse, profile_slope
 
 
 def correlated_toy(n: int, slope: float, sigma_de: float, sigma_noise: float, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from coffea.util import load
 
 from belle_rare.analyses.cli import main
 from belle_rare.analyses.datasets import fileset, load_datasets
-from belle_rare.analyses.resolution import fit_bifurcated_gaussian
+from belle_rare.processors.resolution import fit_bifurcated_gaussian
 from belle_rare.configs.loader import ConfigError, load_config
 from belle_rare.core.errors import UserError
 from belle_rare.core.units import pdg_mass

@@ -81,7 +81,7 @@ def _assert_same_histograms(a, b):
         for name, ha in a[dataset].items():
             hb = b[dataset][name]
             # category order can differ between runs: compare category by category
-            categorical = [ax.name for ax in ha.axes if isinstance(ax, hist.axis.StrCategory) and ax.growth]
+            categorical = [ax.name for ax in ha.axes if isinstance(ax, hist.axis.StrCategory) and ax.traits.growth]
             assert [sorted(ha.axes[c]) for c in categorical] == [sorted(hb.axes[c]) for c in categorical], (dataset, name)
             for values in itertools.product(*(list(ha.axes[c]) for c in categorical)):
                 key = dict(zip(categorical, values))

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from belle_rare.analyses.resolution import fit_bifurcated_gaussian
+from belle_rare.processors.resolution import fit_bifurcated_gaussian
 
 # the fit uses the signal core: |M - median| and |dE - median| inside these windows (GeV)
 CORE_HALF_WINDOW = {"m": 0.03, "de": 0.10}
