@@ -29,9 +29,9 @@ from belle_rare.processors.base import Calibration, SearchProcessor, Selection, 
 from belle_rare.processors.columns import as_float, best_index, expand, in_range, take
 from belle_rare.processors.event_shape import fox_wolfram_r2, thrust_axis
 from belle_rare.processors.registry import Demo, Search, Training, builtin_file
-from belle_rare.processors.tau3mu import (
+from belle_rare.processors.event_objects import (
     Bins, EventObjects, PhotonCuts, RoeCuts, TrackCuts, Window, concat_momenta, event_objects, good_tracks,
-    scaled_tracks, unit_weights,
+    scaled_tracks,
 )
 
 KAON_MASS = pdg_mass(321)
@@ -347,7 +347,6 @@ class TauLPhiProcessor(SearchProcessor):
         species = SPECIES[channel]
         weights.add("leptonID", *vary(lambda s: np.where(true_lepton, corrections.lepton_id_weight(cset, species, p, cos, s), 1.0), n))
         weights.add("fakeRate", *vary(lambda s: np.where(true_lepton, 1.0, corrections.fake_rate_weight(cset, species, p, cos, s)), n))
-        unit_weights(weights, n, ("photonEff",))  # no photon in the signal selection
 
     # ------------------------------------------------------------------ fills
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:

@@ -16,7 +16,7 @@ stays the reference: ``method="pyhf"`` runs the full model for every hypothesis.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 

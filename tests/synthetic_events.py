@@ -9,17 +9,20 @@ way coffea's ``processor.Runner`` reads a chunk (``events.metadata`` with datase
 Building blocks::
 
     b = beams("belle")
-    tau = tau_p4(b.sqrt_s, cos_theta=0.1, phi=0.3)        # E* = sqrt(s)/2, mass m_tau
-    mu, gamma = two_body(tau, MUON_MASS, 0.0, cos_theta_star=0.0, phi_star=1.0)
-    event = Event([Track(mu, -1, 13)], [Photon(gamma)])
+    sig, tag = tau_pair(b.sqrt_s, cos_theta=0.1, phi=0.3)   # back to back, E* = sqrt(s)/2 each
+    mu, gamma = two_body(sig, MUON_MASS, 0.0, cos_theta_star=0.0, phi_star=1.0)
+    pi, nu = two_body(tag, PION_MASS, 0.0, cos_theta_star=0.2)
+    event = Event([Track(mu, -1, 13), Track(pi, +1, 211)], [Photon(gamma)])
     events = make_events("belle", [event], tmp_path, dataset="sig_taumugamma")
 
 ``two_body`` decays a parent in its rest frame, angles measured from the parent's flight direction
 (helicity frame), and boosts the products back. Stored track energies use the pion-mass hypothesis
 (as the detector simulation writes them); the PID of a track defaults to "clearly its true
 species" (``PID_HIGH`` for the matching likelihood, ``PID_LOW`` for the others) and can be
-overridden per branch (``Track(..., pid={"muonID": 0.3})``). Every other branch gets a neutral
-value (IP track, no cluster, no KLM hits, no truth link).
+overridden per branch (``Track(..., pid={"muonID": 0.3})``). ``Track_mcPDG`` / ``Photon_mcPDG``
+carry the true species (``truth=False`` leaves the truth branches out); every other branch gets a
+neutral value (IP track, no cluster, no KLM hits, ``mcIndex`` -1). Only ``Track`` and ``Photon``
+are written (no ``MCParticle``, ``Pi0``, ``V0``, ``KLMCluster``, ``Btag``).
 """
 
 from __future__ import annotations
@@ -297,6 +300,13 @@ def default_pid(experiment: str, pdg: int) -> dict[str, float]:
 # columns, file, NanoEvents
 
 
+def signed_pdg(pdg: int, charge: int) -> int:
+    """PDG code with the sign of a particle of ``charge``: leptons are positive when negative (mu- = 13),
+    hadrons when positive (pi+ = 211)."""
+    lepton = abs(pdg) in (11, 13, 15)
+    return abs(pdg) * (1 if (charge < 0) == lepton else -1)
+
+
 def _jagged(values: Iterable[Iterable[float]], dtype) -> ak.Array:
     lists = [list(v) for v in values]
     flat = np.asarray([x for v in lists for x in v], dtype=dtype)
@@ -341,7 +351,7 @@ def columns(experiment: str, events: Sequence[Event], first_event: int = 0, trut
             values = {
                 "px": lab.px, "py": lab.py, "pz": lab.pz, "E": math.sqrt(p * p + m * m), "charge": t.charge,
                 "dr": t.dr, "dz": t.dz, "pValue": 0.5, "nCDCHits": 50, "clusterE": 0.0, "EoverP": 0.0,
-                "klmLayers": 0, **pid, "mcIndex": -1, "mcPDG": int(math.copysign(abs(t.pdg), -t.charge if abs(t.pdg) in (11, 13) else t.charge)),
+                "klmLayers": 0, **pid, "mcIndex": -1, "mcPDG": signed_pdg(t.pdg, t.charge),
             }
             for k in rows:
                 rows[k].append(values[k])

@@ -1,0 +1,109 @@
+"""Channel-independent objects of an inclusive tau-pair event at Belle II, shared by the searches
+that use them (tau3mu, taulphi): tracks from the IP, calibrated tracks and photons, the CM frame,
+thrust and hemispheres, missing momentum; plus the config blocks that configure them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from belle_rare.configs.loader import StrictModel
+from belle_rare.processors import kinematics as kin
+from belle_rare.processors.base import Calibration
+from belle_rare.processors.columns import in_range
+from belle_rare.processors.event_shape import hemisphere, thrust_axis
+
+Window = tuple[float, float]
+Bins = tuple[int, float, float]  # [bins, low, high]
+
+
+class TrackCuts(StrictModel):
+    """Tracks from the IP inside the CDC acceptance."""
+
+    dr_max: float
+    dz_max: float
+    cos_theta: Window
+
+
+class PhotonCuts(StrictModel):
+    e_min: float
+    cos_theta: Window
+
+
+class RoeCuts(StrictModel):
+    track_pt_min: float
+
+
+def good_tracks(trk: ak.Array, cfg: TrackCuts) -> ak.Array:
+    """Tracks from the IP inside the CDC acceptance."""
+    cos = kin.cos_theta(trk.px, trk.py, trk.pz)
+    return (abs(trk.dr) < cfg.dr_max) & (abs(trk.dz) < cfg.dz_max) & in_range(cos, cfg.cos_theta)
+
+
+def event_frame(events: ak.Array) -> tuple[kin.P4, kin.Vec3, Any]:
+    """(beam four-momentum, CM boost, sqrt(s)) per event."""
+    beam = kin.P4(events.beamPx, events.beamPy, events.beamPz, events.beamE)
+    return beam, kin.cm_boost(*[beam.E, beam.px, beam.py, beam.pz]), kin.sqrt_s(beam.E, beam.px, beam.py, beam.pz)
+
+
+def scaled_tracks(trk: ak.Array, scale: float, mass: float | None = None) -> kin.P4:
+    """Track four-momenta with the momentum scale applied, in the stored (pion) or the given mass hypothesis."""
+    px, py, pz = trk.px * scale, trk.py * scale, trk.pz * scale
+    m2 = (trk.E**2 - trk.px**2 - trk.py**2 - trk.pz**2) if mass is None else mass**2
+    return kin.P4(px, py, pz, np.sqrt(px**2 + py**2 + pz**2 + m2))
+
+
+def concat_momenta(*collections: kin.P4) -> tuple[ak.Array, ak.Array, ak.Array]:
+    """px, py, pz of several jagged collections, concatenated per event (input of thrust / R2)."""
+    return tuple(ak.concatenate([c[k] for c in collections], axis=1) for k in range(3))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class EventObjects:
+    """Channel-independent objects of the prefiltered events under one calibration.
+
+    ``keep`` marks the chunk's events that passed the prefilter; every other field has one entry
+    per kept event (``events`` is ``events[keep]``); ``expand(..., keep)`` scatters results back.
+    """
+
+    keep: np.ndarray
+    events: ak.Array
+    momentum_scale: float
+    beta: kin.Vec3
+    roots: ak.Array
+    good: ak.Array        # good-track mask
+    t_lab: kin.P4         # every track, stored (pion) mass hypothesis, momentum scale applied
+    t_cm: kin.P4
+    tg: kin.P4            # good tracks (CM)
+    g_cm: kin.P4          # photons above threshold in the acceptance (CM), energy scale applied
+    thrust_axis: kin.Vec3  # of the good tracks and photons (CM)
+    thrust: ak.Array
+    hemi: ak.Array        # thrust hemisphere of every track
+    miss: kin.P4          # missing four-momentum (CM): sqrt(s) minus the good tracks and photons
+
+
+def event_objects(events: ak.Array, keep: np.ndarray, calibration: Calibration, tracks: TrackCuts,
+                  photons: PhotonCuts) -> EventObjects:
+    """Frames, calibrated tracks and photons, thrust, hemispheres and missing momentum of ``events[keep]``."""
+    events = events[keep]
+    _, beta, roots = event_frame(events)
+    trk = events.Track
+    good = good_tracks(trk, tracks)
+    t_lab = scaled_tracks(trk, calibration.momentum_scale)
+    t_cm = kin.to_cm(*t_lab, *beta)
+    pho, scale = events.Photon, calibration.photon_energy_scale
+    g_lab = kin.P4(pho.px * scale, pho.py * scale, pho.pz * scale, pho.E * scale)
+    g_ok = (g_lab.E > photons.e_min) & in_range(kin.cos_theta(g_lab.px, g_lab.py, g_lab.pz), photons.cos_theta)
+    g_cm = kin.to_cm(*(c[g_ok] for c in g_lab), *beta)
+    tg = kin.P4(*(c[good] for c in t_cm))
+    axis, thrust = thrust_axis(*concat_momenta(tg, g_cm))
+    vis = kin.p4_add(kin.p4_sum(*tg), kin.p4_sum(*g_cm))
+    return EventObjects(
+        keep=keep, events=events, momentum_scale=calibration.momentum_scale, beta=beta, roots=roots, good=good,
+        t_lab=t_lab, t_cm=t_cm, tg=tg, g_cm=g_cm, thrust_axis=axis, thrust=thrust,
+        hemi=hemisphere(t_cm.px, t_cm.py, t_cm.pz, axis), miss=kin.P4(-vis.px, -vis.py, -vis.pz, roots - vis.E),
+    )
