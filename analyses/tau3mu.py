@@ -17,6 +17,7 @@ import hist
 import numpy as np
 from rich.console import Console
 
+from belle_rare.core.histograms import summed
 from belle_rare.analyses.report import save_figure, write_comparison
 from belle_rare.processors.resolution import fit_bifurcated_gaussian
 from belle_rare.processors.signal_ellipse import fit_signal_ellipse
@@ -26,25 +27,11 @@ CHANNEL = "3mu"
 FIT_HALF_WINDOW = {"m": 0.03, "de": 0.10}  # GeV around the configured peak
 
 
-def _summed(hists: dict[str, dict[str, hist.Hist]], name: str, datasets: str | list[str], **slices: Any) -> Any:
-    """Histogram ``name`` of the channel summed over ``datasets`` and sliced; None if none has it
-    (a dataset with no selected event never filled the category)."""
-    out = None
-    for d in [datasets] if isinstance(datasets, str) else datasets:
-        h = hists.get(d, {}).get(name)
-        categories = {"channel": CHANNEL, **{k: v for k, v in slices.items() if isinstance(v, str)}}
-        if h is None or any(v not in h.axes[k] for k, v in categories.items()):
-            continue
-        part = h[{"channel": CHANNEL, **slices}]
-        out = part if out is None else out + part
-    return out
-
-
 def _sum(hists: dict[str, dict[str, hist.Hist]], datasets: list[str], region: str | list[str]) -> tuple[float, float]:
     """Weighted (value, variance) of ``datasets`` in ``region`` (nominal yields)."""
     value = variance = 0.0
     for r in [region] if isinstance(region, str) else region:
-        cell = _summed(hists, "yields", datasets, region=r, variation="nominal", count=sum)
+        cell = summed(hists, "yields", datasets, CHANNEL, region=r, variation="nominal", count=sum)
         if cell is not None:
             value += float(cell.value)
             variance += float(cell.variance)
@@ -88,7 +75,7 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({"quantity": label, "ours": eff, "ours_error": float(np.sqrt(eff * (1 - eff) / n_all)) if n_all else None,
                          "paper": ref, "unit": "", "note": f"{int(counts[key])} of {int(n_all)} generated {ds} events"
                          + (f"; {model_note}" if key == "signal region" else "")})
-        plane = _summed(hists, "m_de", ds, region=sum)
+        plane = summed(hists, "m_de", ds, CHANNEL, region=sum)
         scale = meta["datasets"][ds]["scale"]
         ell = cfg.signal_region
         for axis, centre in (("m", ell.m_mean), ("de", ell.de_mean)):
@@ -184,7 +171,7 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(7, 6))
     for d, style in [(sig, dict(s=3, color="tab:blue"))] + [(b, dict(s=6, marker="x")) for b in backgrounds]:
-        plane = _summed(hists, "m_de", d, region=sum)
+        plane = summed(hists, "m_de", d, CHANNEL, region=sum)
         if plane is not None:
             mc, dc = np.meshgrid(plane.axes[0].centers, plane.axes[1].centers, indexing="ij")
             on = plane.values() > 0
@@ -206,7 +193,7 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
     for axis, label in (("m", "m3mu"), ("de", "de")):
         fig, ax = plt.subplots()
         for d in [sig] + backgrounds:
-            plane = _summed(hists, "m_de", d, region=sum)
+            plane = summed(hists, "m_de", d, CHANNEL, region=sum)
             proj = plane.project(axis) if plane is not None else None
             if proj is not None and proj.values().sum() > 0:
                 hep.histplot(proj / proj.values().sum(), ax=ax, label=d)
@@ -215,7 +202,7 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
         save(fig, label)
     fig, ax = plt.subplots()
     for d in [sig] + backgrounds:
-        proj = _summed(hists, "bdt_score", d, region=sum)
+        proj = summed(hists, "bdt_score", d, CHANNEL, region=sum)
         if proj is not None and proj.values().sum() > 0:
             hep.histplot(proj / proj.values().sum(), ax=ax, label=d)
     ax.set_xlabel("BDT score (-1: no model)")

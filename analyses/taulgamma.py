@@ -13,6 +13,7 @@ import hist
 import numpy as np
 from rich.console import Console
 
+from belle_rare.core.histograms import summed
 from belle_rare.analyses.report import save_figure, write_comparison
 from belle_rare.processors.resolution import fit_bifurcated_gaussian
 from belle_rare.processors.taulgamma import CHANNELS
@@ -20,22 +21,9 @@ from belle_rare.processors.taulgamma import CHANNELS
 LABELS = {"mugamma": r"$\tau\to\mu\gamma$", "egamma": r"$\tau\to e\gamma$"}
 
 
-def _summed(hists: dict[str, dict[str, hist.Hist]], name: str, datasets: str | list[str], channel: str, **slices: Any) -> Any:
-    """Histogram ``name`` of one channel summed over ``datasets`` and sliced; None if none has it."""
-    out = None
-    for d in [datasets] if isinstance(datasets, str) else datasets:
-        h = hists.get(d, {}).get(name)
-        categories = {"channel": channel, **{k: v for k, v in slices.items() if isinstance(v, str)}}
-        if h is None or any(v not in h.axes[k] for k, v in categories.items()):
-            continue  # never filled (no event selected): contributes nothing
-        part = h[{"channel": channel, **slices}]
-        out = part if out is None else out + part
-    return out
-
-
 def _plane(hists: dict[str, dict[str, hist.Hist]], dataset: str | list[str], channel: str) -> hist.Hist | None:
     """(M_bc, dE/sqrt(s)) after all cuts, both regions and tag classes, nominal."""
-    return _summed(hists, "mbc_de", dataset, channel, region=sum, tag=sum)
+    return summed(hists, "mbc_de", dataset, channel, region=sum, tag=sum)
 
 
 def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -79,7 +67,7 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
                 rows.append({"quantity": f"{label}_{side} ({channel})", "ours": ours[side], "ours_error": errs[side],
                              "paper": paper[f"{label}_{side}"], "unit": unit, "note": note})
         # a background with no selected event never filled the signal region: it counts 0
-        sr = _summed(hists, "yields", backgrounds, channel, region="signal", variation="nominal", tag=sum)
+        sr = summed(hists, "yields", backgrounds, channel, region="signal", variation="nominal", tag=sum)
         value = float(sr.value) if sr is not None else (0.0 if backgrounds else None)
         error = float(np.sqrt(sr.variance)) if sr is not None else (0.0 if backgrounds else None)
         raw = sum(result["cutflow"].get(d, {}).get(channel, {}).get("raw", {}).get("signal region", 0.0) for d in backgrounds)
@@ -123,11 +111,11 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
             source, extra = ("mbc_de", {"de": sum} if name == "mbc" else {"mbc": sum}) if name in ("mbc", "de") else (name, {})
             sel = {"region": sum, "tag": sum, **extra}
             fig, ax = plt.subplots()
-            present = [d for d in backgrounds if _summed(hists, source, d, channel, **sel) is not None]
-            stack = [_summed(hists, source, d, channel, **sel) for d in present]
+            present = [d for d in backgrounds if summed(hists, source, d, channel, **sel) is not None]
+            stack = [summed(hists, source, d, channel, **sel) for d in present]
             if stack:
                 hep.histplot(stack, stack=True, histtype="fill", label=present, ax=ax)
-            sig = _summed(hists, source, signal, channel, **sel)
+            sig = summed(hists, source, signal, channel, **sel)
             if sig is not None:
                 total_bkg = sum(s.values().sum() for s in stack) if stack else 0.0
                 norm = (total_bkg / sig.values().sum()) if sig.values().sum() > 0 and total_bkg > 0 else 1.0

@@ -15,6 +15,7 @@ import hist
 import numpy as np
 from rich.console import Console
 
+from belle_rare.core.histograms import summed
 from belle_rare.analyses.report import save_figure, write_comparison
 from belle_rare.processors.resolution import fit_bifurcated_gaussian
 from belle_rare.processors.taulphi import CHANNELS, PHI_MASS
@@ -22,23 +23,9 @@ from belle_rare.processors.taulphi import CHANNELS, PHI_MASS
 FIT_HALF_WINDOW = {"m": 0.03, "de": 0.10}
 
 
-def _summed(hists: dict[str, dict[str, hist.Hist]], name: str, datasets: str | list[str], channel: str, **slices: Any) -> Any:
-    """Histogram ``name`` of one channel summed over ``datasets`` and sliced; None if none has it
-    (a dataset with no selected event never filled the category)."""
-    out = None
-    for d in [datasets] if isinstance(datasets, str) else datasets:
-        h = hists.get(d, {}).get(name)
-        categories = {"channel": channel, **{k: v for k, v in slices.items() if isinstance(v, str)}}
-        if h is None or any(v not in h.axes[k] for k, v in categories.items()):
-            continue
-        part = h[{"channel": channel, **slices}]
-        out = part if out is None else out + part
-    return out
-
-
 def _sum(hists: dict[str, dict[str, hist.Hist]], datasets: list[str], channel: str, region: str) -> tuple[float, float]:
     """Weighted (value, variance) of ``datasets`` in ``region`` (nominal yields)."""
-    cell = _summed(hists, "yields", datasets, channel, region=region, variation="nominal", count=sum)
+    cell = summed(hists, "yields", datasets, channel, region=region, variation="nominal", count=sum)
     return (float(cell.value), float(cell.variance)) if cell is not None else (0.0, 0.0)
 
 
@@ -81,7 +68,7 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
                 rows.append({"quantity": label, "ours": eff, "ours_error": float(np.sqrt(eff * (1 - eff) / n_all)) if n_all else None,
                              "paper": ref, "unit": "", "note": f"{int(counts[k])} of {int(n_all)} generated {ds} events; {model_note}"})
             scale = meta["datasets"][ds]["scale"]
-            plane = _summed(hists, "m_de", ds, channel, region=sum)
+            plane = summed(hists, "m_de", ds, channel, region=sum)
             box = cfg.signal_region
             for axis, centre in (("m", box.m_mean), ("de", box.de_mean)):
                 try:
@@ -99,7 +86,7 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
                 for part, (v, e) in vals.items():
                     rows.append({"quantity": f"{'M_tau' if axis == 'm' else 'dE'} {part} ({channel})", "ours": v, "ours_error": e,
                                  "paper": None, "unit": "GeV", "note": note})
-            mkk = _summed(hists, "m_kk", ds, channel, region=sum)
+            mkk = summed(hists, "m_kk", ds, channel, region=sum)
             if mkk is not None and mkk.values().sum() > 0:
                 rows.append({"quantity": f"M(K+K-) mean ({channel})", "ours": float(np.average(mkk.axes[0].centers, weights=mkk.values())),
                              "paper": PHI_MASS, "unit": "GeV", "note": "selected signal; 'paper' column: m_phi (PDG, particle)"})
@@ -143,7 +130,7 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
         sig = cfg.signal_datasets[channel]
         fig, ax = plt.subplots(figsize=(7, 6))
         for d, style in [(sig, dict(s=3, color="tab:blue"))] + [(b, dict(s=6, marker="x")) for b in backgrounds]:
-            plane = _summed(hists, "m_de", d, channel, region=sum)
+            plane = summed(hists, "m_de", d, channel, region=sum)
             if plane is not None:
                 mc, dc = np.meshgrid(plane.axes[0].centers, plane.axes[1].centers, indexing="ij")
                 on = plane.values() > 0
@@ -162,7 +149,7 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
         for name, axis_label in (("m_kk", r"$M_{K^+K^-}$ [GeV]"), ("bdt_score", "BDT score (-1: no model)")):
             fig, ax = plt.subplots()
             for d in [sig] + backgrounds:
-                proj = _summed(hists, name, d, channel, region=sum)
+                proj = summed(hists, name, d, channel, region=sum)
                 if proj is not None and proj.values().sum() > 0:
                     hep.histplot(proj / proj.values().sum(), ax=ax, label=d)
             ax.set_xlabel(axis_label)

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from belle_rare.configs.loader import StrictModel
+from belle_rare.processors.base import SearchProcessor
 from belle_rare.core.errors import UserError
 
 ARTEFACT_FORMAT = "belle-rare-kfold-xgboost"
@@ -236,3 +237,22 @@ def load_model(search: str, experiment: str, features: Sequence[str], models_dir
     if len(boosters) != meta.get("folds"):
         raise ModelArtefactError(f"{model_path}: {len(boosters)} boosters but metadata says {meta.get('folds')} folds")
     return KFoldModel(stored, boosters, meta)
+
+
+class BDTProcessor(SearchProcessor):
+    """A search processor with a k-fold BDT: loads the stored model (none in training mode) and
+    scores events; the search's config has ``features`` and a ``bdt`` block."""
+
+    def setup(self) -> None:
+        self.model = None if self.training else load_model(self.name, self.experiment, self.config.features, self.model_dir)
+
+    def score(self, X: np.ndarray, event_number: np.ndarray) -> np.ndarray:
+        """Out-of-fold scores; ``NO_MODEL_SCORE`` for every event in training mode."""
+        if self.model is None or len(X) == 0:
+            return np.full(len(X), NO_MODEL_SCORE)
+        return self.model.score(X, event_number)
+
+    @property
+    def working_point(self) -> float:
+        """The stored Punzi working point (infinite in training mode: nothing passes)."""
+        return self.model.working_point if self.model is not None else np.inf

@@ -21,11 +21,11 @@ from coffea.analysis_tools import Weights
 
 from belle_rare import corrections
 from belle_rare.configs.loader import StrictModel
-from belle_rare.core.histograms import count_axis, new_hist, regular
+from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regular
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
-from belle_rare.processors.base import Calibration, SearchProcessor, Selection, packed, vary
+from belle_rare.processors.base import Calibration, Selection, packed, vary
 from belle_rare.processors.columns import as_float, best_index, expand, in_range, take
 from belle_rare.processors.event_objects import (
     Bins, EventObjects, PhotonCuts, RoeCuts, TrackCuts, Window, concat_momenta, event_objects, good_tracks, scaled_tracks,
@@ -165,7 +165,7 @@ FEATURES = (
 
 
 # ---------------------------------------------------------------------------------------------- processor
-class Tau3MuProcessor(SearchProcessor):
+class Tau3MuProcessor(bdt.BDTProcessor):
     """tau -> 3 mu (Belle II, 424 /fb): M_3mu, dE_3mu in a rotated 5 sigma ellipse after a k-fold BDT."""
 
     name = "tau3mu"
@@ -184,16 +184,7 @@ class Tau3MuProcessor(SearchProcessor):
         # training samples: muon-ID thresholds loosened (config bdt.training_pid) so that the tiny
         # simulated backgrounds leave events to learn from; ``nominal_pid`` flags the ones that pass
         self.muon_cuts = cfg.muons.model_copy(update=cfg.bdt.training_pid.model_dump()) if self.training else cfg.muons
-        self.model = None if self.training else bdt.load_model(self.name, self.experiment, cfg.features, self.model_dir)
-
-    def score(self, X: np.ndarray, event_number: np.ndarray) -> np.ndarray:
-        if self.model is None or len(X) == 0:
-            return np.full(len(X), bdt.NO_MODEL_SCORE)
-        return self.model.score(X, event_number)
-
-    @property
-    def working_point(self) -> float:
-        return self.model.working_point if self.model is not None else np.inf
+        super().setup()
 
     # ------------------------------------------------------------------ histograms
     def book(self) -> dict[str, hist.Hist]:
@@ -365,10 +356,7 @@ class Tau3MuProcessor(SearchProcessor):
 
     # ------------------------------------------------------------------ fills
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
-        for region in YIELD_REGIONS:
-            mask = selection.regions[region]
-            hists["yields"].fill(channel=channel, region=region, variation=variation, count=np.zeros(int(mask.sum()), dtype=int),
-                                 weight=weight[mask])
+        fill_counts(hists["yields"], channel, variation, weight, {r: selection.regions[r] for r in YIELD_REGIONS})
 
     def fill_nominal(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, weight: np.ndarray) -> None:
         v, regions = selection.values, selection.regions

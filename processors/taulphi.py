@@ -21,11 +21,11 @@ from coffea.analysis_tools import Weights
 
 from belle_rare import corrections
 from belle_rare.configs.loader import StrictModel
-from belle_rare.core.histograms import count_axis, new_hist, regular
+from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regular
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
-from belle_rare.processors.base import Calibration, SearchProcessor, Selection, packed, vary
+from belle_rare.processors.base import Calibration, Selection, packed, vary
 from belle_rare.processors.columns import as_float, best_index, expand, in_range, take
 from belle_rare.processors.event_shape import fox_wolfram_r2, thrust_axis
 from belle_rare.processors.registry import Demo, Search, Training, builtin_file
@@ -189,7 +189,7 @@ class PhiEvents:
     phi_ok: ak.Array      # opposite charges, mass in the phi window
 
 
-class TauLPhiProcessor(SearchProcessor):
+class TauLPhiProcessor(bdt.BDTProcessor):
     """tau -> l phi (Belle II, 190 /fb): (M_tau, dE) signal region, reduced sideband x r_MC."""
 
     name = "taulphi"
@@ -209,16 +209,7 @@ class TauLPhiProcessor(SearchProcessor):
         self.kaon_cuts = cfg.kaons.model_copy(update={"id_min": loose.kaon_id_min}) if self.training else cfg.kaons
         self.lepton_cuts = {ch: cfg.leptons[ch].model_copy(update={"id_min": loose.lepton_id_min}) if self.training
                             else cfg.leptons[ch] for ch in CHANNELS}
-        self.model = None if self.training else bdt.load_model(self.name, self.experiment, cfg.features, self.model_dir)
-
-    def score(self, X: np.ndarray, event_number: np.ndarray) -> np.ndarray:
-        if self.model is None or len(X) == 0:
-            return np.full(len(X), bdt.NO_MODEL_SCORE)
-        return self.model.score(X, event_number)
-
-    @property
-    def working_point(self) -> float:
-        return self.model.working_point if self.model is not None else np.inf
+        super().setup()
 
     # ------------------------------------------------------------------ histograms
     def book(self) -> dict[str, hist.Hist]:
@@ -350,10 +341,7 @@ class TauLPhiProcessor(SearchProcessor):
 
     # ------------------------------------------------------------------ fills
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
-        for region in REGIONS:
-            mask = selection.regions[region]
-            hists["yields"].fill(channel=channel, region=region, variation=variation, count=np.zeros(int(mask.sum()), dtype=int),
-                                 weight=weight[mask])
+        fill_counts(hists["yields"], channel, variation, weight, {r: selection.regions[r] for r in REGIONS})
 
     def fill_nominal(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, weight: np.ndarray) -> None:
         v, passed = selection.values, selection.regions["presel"]

@@ -12,6 +12,7 @@ Processors fill unnormalised weights; ``scale_datasets`` normalises each dataset
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import hist
 import numpy as np
@@ -89,3 +90,24 @@ def nbytes(histograms: Mapping[str, hist.Hist] | RunHistograms) -> int:
         elif isinstance(value, Mapping):
             total += nbytes(value)
     return total
+
+
+def summed(histograms: RunHistograms, name: str, datasets: str | list[str], channel: str, **slices: Any) -> Any:
+    """Histogram ``name`` of one channel summed over ``datasets`` and sliced (hist dict semantics);
+    None if no dataset has it. A dataset that never filled a category named in ``slices`` (no
+    event selected there) contributes nothing."""
+    out = None
+    for dataset in [datasets] if isinstance(datasets, str) else datasets:
+        h = histograms.get(dataset, {}).get(name)
+        categories = {"channel": channel, **{k: v for k, v in slices.items() if isinstance(v, str)}}
+        if h is None or any(v not in h.axes[k] for k, v in categories.items()):
+            continue
+        part = h[{"channel": channel, **slices}]
+        out = part if out is None else out + part
+    return out
+
+
+def fill_counts(h: hist.Hist, channel: str, variation: str, weight: np.ndarray, regions: Mapping[str, np.ndarray]) -> None:
+    """Fill a counting histogram (``count_axis``): the weighted events of each region mask."""
+    for region, mask in regions.items():
+        h.fill(channel=channel, region=region, variation=variation, count=np.zeros(int(np.sum(mask)), dtype=int), weight=weight[mask])
