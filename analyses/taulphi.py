@@ -68,7 +68,7 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
                 rows.append({"quantity": label, "ours": eff, "ours_error": float(np.sqrt(eff * (1 - eff) / n_all)) if n_all else None,
                              "paper": ref, "unit": "", "note": f"{int(counts[k])} of {int(n_all)} generated {ds} events; {model_note}"})
             scale = meta["datasets"][ds]["scale"]
-            plane = summed(hists, "m_de", ds, channel, region=sum)
+            plane = summed(hists, "m_de", ds, channel, region="presel")
             box = cfg.signal_region
             for axis, centre in (("m", box.m_mean), ("de", box.de_mean)):
                 try:
@@ -130,7 +130,7 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
         sig = cfg.signal_datasets[channel]
         fig, ax = plt.subplots(figsize=(7, 6))
         for d, style in [(sig, dict(s=3, color="tab:blue"))] + [(b, dict(s=6, marker="x")) for b in backgrounds]:
-            plane = summed(hists, "m_de", d, channel, region=sum)
+            plane = summed(hists, "m_de", d, channel, region="presel")
             if plane is not None:
                 mc, dc = np.meshgrid(plane.axes[0].centers, plane.axes[1].centers, indexing="ij")
                 on = plane.values() > 0

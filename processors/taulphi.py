@@ -258,7 +258,8 @@ class TauLPhiProcessor(bdt.BDTProcessor):
         ]
         after = base & bdt_pass
         regions = {"SR": after & sr, "RSB": after & rsb, "other": after & ~sr & ~rsb,
-                   "SR_presel": base & sr, "RSB_presel": base & rsb, "other_presel": base & ~sr & ~rsb, "presel": base}
+                   "SR_presel": base & sr, "RSB_presel": base & rsb, "other_presel": base & ~sr & ~rsb, "presel": base,
+                   "BDT": after}
         return Selection(cuts, values={**v, "score": score, "event": event_number, "in_sr": sr, "in_rsb": rsb},
                          regions=regions, cutflow=cutflow)
 
@@ -345,7 +346,8 @@ class TauLPhiProcessor(bdt.BDTProcessor):
 
     def fill_nominal(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, weight: np.ndarray) -> None:
         v, passed = selection.values, selection.regions["presel"]
-        for region in REGIONS:
+        # the plane before and after the BDT (the SR / RSB split is a function of the plane itself)
+        for region in ("presel", "BDT"):
             mask = selection.regions[region]
             hists["m_de"].fill(channel=channel, region=region, m=v["m"][mask], de=v["de"][mask], weight=weight[mask])
         hists["bdt_score"].fill(channel=channel, region="presel", score=v["score"][passed], weight=weight[passed])
