@@ -80,9 +80,9 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
     "search", "columns"}`` (outputs not yet written)."""
     search = get_search(opts.search)
     config = search.load_config()
-    datasets = load_datasets(opts.samples, opts.experiment)
     if opts.experiment not in search.experiments:
         raise UserError(f"--experiment: search '{search.name}' is defined for {', '.join(search.experiments)}, not '{opts.experiment}'")
+    datasets = load_datasets(opts.samples, opts.experiment)
     proc = search.processor(opts.experiment, config, model_dir=opts.model_dir)
     skipped = validate_inputs(datasets, proc.required_branches(), opts.skip_bad_files)
     files = fileset(datasets)
