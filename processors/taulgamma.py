@@ -14,6 +14,7 @@ from typing import Any, Literal
 import awkward as ak
 import hist
 import numpy as np
+import pydantic
 
 from belle_rare import corrections
 from belle_rare.configs.loader import StrictModel
@@ -51,14 +52,25 @@ class Ellipse(StrictModel):
 
 
 class PerChannel(StrictModel):
-    mugamma: Any
-    egamma: Any
+    mugamma: float
+    egamma: float
+
+
+class WindowPerChannel(StrictModel):
+    mugamma: Window
+    egamma: Window
 
 
 class PerTag(StrictModel):
-    lepton: Any
-    pi: Any
-    rho: Any
+    lepton: float
+    pi: float
+    rho: float
+
+
+class WindowPerTag(StrictModel):
+    lepton: Window
+    pi: Window
+    rho: Window
 
 
 class Pid(StrictModel):
@@ -91,8 +103,8 @@ class Cuts(StrictModel):
     cos_lgamma: Window
     p_miss_min: float
     cos_theta_miss: Window
-    cos_miss_tag_track: PerChannel
-    m_nu2: PerTag
+    cos_miss_tag_track: WindowPerChannel
+    m_nu2: WindowPerTag
     energy_asymmetry_max: float
     xi: Window
 
@@ -101,7 +113,7 @@ class SignalRegion(StrictModel):
     n_sigma: float
     mugamma: Ellipse
     egamma: Ellipse
-    sideband_mbc: dict[str, list[Window]]
+    sideband_mbc: dict[Literal["mugamma", "egamma"], list[Window]]
 
 
 class Binning(StrictModel):
@@ -130,6 +142,13 @@ class TauLGammaConfig(StrictModel):
     signal_region: SignalRegion
     histograms: Binning
     paper: PaperNumbers
+
+    @pydantic.field_validator("signal_datasets")
+    @classmethod
+    def _one_per_channel(cls, v: dict[str, str]) -> dict[str, str]:
+        if set(v) != set(CHANNELS):
+            raise ValueError(f"one signal dataset per channel ({', '.join(CHANNELS)}), got {', '.join(v) or 'none'}")
+        return v
 
     def ellipse(self, channel: str) -> Ellipse:
         return getattr(self.signal_region, channel)
@@ -335,7 +354,7 @@ class TauLGammaProcessor(SearchProcessor):
         def per_tag(table: PerTag) -> ak.Array:
             return ak.where(tag_class == 0, table.lepton, ak.where(tag_class == 1, table.pi, table.rho))
 
-        m_nu2_window = [per_tag(PerTag(**{t: getattr(sel.m_nu2, t)[i] for t in TAG_CLASSES})) for i in (0, 1)]
+        m_nu2_window = [per_tag(PerTag(**{t: getattr(sel.m_nu2, t)[i] for t in TAG_CLASSES})) for i in (0, 1)]  # (low, high)
         cuts = {
             "e_total": values["e_total"] < per_tag(sel.e_total_cm_max),
             "e_sum_rho": (tag_class != 2) | (values["e_sum_rho"] < sel.e_sum_cm_max_rho),

@@ -15,6 +15,7 @@ import pytest
 import uproot
 
 from belle_rare.analyses.cli import main
+from belle_rare.configs.loader import load_config
 from belle_rare.core.errors import UserError
 from belle_rare.analyses.runner import RunOptions, run_search
 from belle_rare.simulation.production import Request, produce
@@ -198,3 +199,23 @@ def test_bad_input_files(small_samples, tmp_path, kind):
     assert events["sig_taumugamma"]["read"] == 1000
     assert events["mumu"]["read"] == 0  # its only file was skipped; the rest ran
     assert events["mumu"]["expected"] == 500
+
+
+@pytest.mark.parametrize("path,bad", [(("selection", "m_nu2", "pion"), [0.0, 1.0]), (("photons", "signal_e_mn"), 0.5),
+                                      (("selection", "cos_lgamma"), [0.4]), (("signal_region", "mugamma", "sigma_de_hi"), 0.1)])
+def test_a_misspelt_or_malformed_nested_key_names_file_and_key(tmp_path, path, bad):
+    import yaml
+
+    from belle_rare.configs.loader import ConfigError
+    from belle_rare.processors.registry import get_search
+
+    search = get_search("taulgamma")
+    data = yaml.safe_load(search.config_file.read_text())
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = bad
+    broken = tmp_path / "taulgamma.yaml"
+    broken.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=rf"{broken.name}: {'.'.join(path)}"):
+        load_config(broken, search.processor.config_model)
