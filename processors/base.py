@@ -35,7 +35,7 @@ from coffea.processor import column_accumulator
 
 from belle_rare import corrections
 from belle_rare.core.histograms import NOMINAL
-from belle_rare.corrections.variations import SOURCES, Syst, syst_for
+from belle_rare.corrections.variations import SOURCES, Syst
 
 # sources that shift reconstructed quantities (the selection is re-run), not weights
 CALIBRATION_SOURCES = ("momentumScale", "photonEnergy")
@@ -236,14 +236,3 @@ def cutflow(selection: Selection, weight: np.ndarray, generator_weight: np.ndarr
         weighted[label] = float(np.sum(np.where(mask, weight, 0.0)))
     return {"raw": raw, "weighted": weighted}
 
-
-def variation_names(is_data: bool = False) -> list[str]:
-    """Every variation a simulated sample fills, in order (nominal only for data)."""
-    if is_data:
-        return [NOMINAL]
-    return [NOMINAL] + [f"{s}{d}" for s in SOURCES for d in ("Up", "Down")]
-
-
-def syst(variation: str, source: str) -> Syst:
-    """The payload ``syst`` of ``source`` under ``variation`` (re-exported for searches)."""
-    return syst_for(variation, source)

@@ -1,0 +1,98 @@
+"""The base processor's machinery on a toy search and synthetic events: calibrations and weight
+variations, which histograms get a variation axis, the cutflow from the PackedSelection, data,
+and nothing kept on the processor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from coffea.analysis_tools import Weights
+
+from belle_rare import corrections
+from belle_rare.core.histograms import new_hist, regular
+from belle_rare.processors.base import Calibration, SearchProcessor, Selection, calibrations, packed, vary
+from synthetic_events import Event, Track, from_angles, make_events
+
+PION_MASS = 0.13957
+
+
+class ToyProcessor(SearchProcessor):
+    """Tracks above a momentum cut; the total momentum with its calibration."""
+
+    name = "toy"
+    experiments = ("belle2",)
+    channels = ("a", "b")
+    branches = ("nTrack", "Track_px", "Track_py", "Track_pz", "__weight__")
+
+    def book(self):
+        return {"yields": new_hist(regular(1, 0, 1, "x"), systematics=True), "p": new_hist(regular(100, 0, 20, "p"))}
+
+    def objects(self, events, calibration: Calibration):
+        p = np.sqrt(events.Track.px**2 + events.Track.py**2 + events.Track.pz**2) * calibration.momentum_scale
+        return {"p_sum": np.asarray(np.sum(p, axis=1)), "n": np.asarray(np.count_nonzero(p > 1.0, axis=1))}
+
+    def select(self, events, objects, channel):
+        cuts = packed({"one track": objects["n"] >= 1, "two tracks": objects["n"] >= 2})
+        return Selection(cuts=cuts, values=dict(objects), regions={"SR": cuts.all("one track", "two tracks")})
+
+    def add_weights(self, weights: Weights, selection, channel):
+        n = len(selection.values["n"])
+        cset = corrections.load(self.experiment)
+        weights.add("tracking", *vary(lambda s: corrections.tracking_weight(cset, 2, s), n))
+
+    def fill(self, hists, selection, channel, variation, weight):
+        m = selection.regions["SR"]
+        hists["yields"].fill(channel=channel, region="SR", variation=variation, x=np.full(m.sum(), 0.5), weight=weight[m])
+
+    def fill_nominal(self, hists, selection, channel, weight):
+        m = selection.regions["SR"]
+        hists["p"].fill(channel=channel, region="SR", p=selection.values["p_sum"][m], weight=weight[m])
+
+
+def _events(tmp_path, is_data=False):
+    track = Track(from_angles(3.0, 0.3, 0.0, PION_MASS), charge=1, pdg=211)
+    other = Track(from_angles(2.0, -0.3, 3.0, PION_MASS), charge=-1, pdg=211)
+    slow = Track(from_angles(0.5, 0.1, 1.0, PION_MASS), charge=-1, pdg=211)
+    sample = [Event((track, other), weight=2.0), Event((track, slow)), Event((slow,)), Event((track, other))]
+    return make_events("belle2", sample, tmp_path, is_data=is_data, mode="eager")
+
+
+def test_variations_cutflow_and_layout(tmp_path):
+    out = ToyProcessor("belle2", None).process(_events(tmp_path))
+    hists = out["histograms"]["synthetic"]
+    # the yields carry nominal, the calibration shifts and the one weight source this search applies
+    assert set(hists["yields"].axes["variation"]) == {"nominal", "trackingUp", "trackingDown", "momentumScaleUp",
+                                                      "momentumScaleDown", "photonEnergyUp", "photonEnergyDown"}
+    assert "variation" not in hists["p"].axes.name
+    cset = corrections.load("belle2")
+    nominal_w = corrections.tracking_weight(cset, 2, "nominal")
+    y = hists["yields"][{"channel": "a", "region": "SR", "x": sum}]
+    assert y[{"variation": "nominal"}].value == pytest.approx(3.0 * nominal_w)  # events 1 (w = 2) and 4
+    assert y[{"variation": "trackingUp"}].value == pytest.approx(3.0 * corrections.tracking_weight(cset, 2, "up"))
+    assert y[{"variation": "trackingUp"}].value > y[{"variation": "nominal"}].value > y[{"variation": "trackingDown"}].value
+    cutflow = out["cutflow"]["synthetic"]["b"]
+    assert cutflow["raw"] == {"all events": 4.0, "one track": 3.0, "two tracks": 2.0}
+    assert cutflow["weighted"]["all events"] == pytest.approx(5.0)  # generator weights only
+    assert cutflow["weighted"]["two tracks"] == pytest.approx(3.0 * nominal_w)
+    assert out["processed"]["synthetic"] == {str(tmp_path / "synthetic.root"): 4}
+
+
+def test_a_calibration_reruns_the_selection(tmp_path):
+    events = _events(tmp_path)
+    proc = ToyProcessor("belle2", None)
+    by_momentum = {c.momentum: proc.objects(events, c)["p_sum"] for c in calibrations("belle2", False) if c.photon_energy == "nominal"}
+    assert np.all(by_momentum["up"] > by_momentum["nominal"]) and np.all(by_momentum["nominal"] > by_momentum["down"])
+
+
+def test_data_get_the_nominal_pass_without_corrections(tmp_path):
+    proc = ToyProcessor("belle2", None)
+    out = proc.process(_events(tmp_path, is_data=True))
+    y = out["histograms"]["synthetic"]["yields"]
+    assert list(y.axes["variation"]) == ["nominal"]
+    assert y[{"channel": "a", "region": "SR", "variation": "nominal", "x": sum}].value == pytest.approx(3.0)
+    assert vars(proc).keys() == {"experiment", "config", "model_dir", "training"}  # nothing kept from processing
+
+
+def test_unknown_experiment_is_refused():
+    with pytest.raises(ValueError, match="defined for belle2"):
+        ToyProcessor("belle", None)
