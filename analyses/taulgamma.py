@@ -121,7 +121,8 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
                 norm = (total_bkg / sig.values().sum()) if sig.values().sum() > 0 and total_bkg > 0 else 1.0
                 hep.histplot(sig * norm, color="black", label=f"{signal} (scaled x{norm:.3g})", ax=ax)
             ax.set_ylabel("events")
-            ax.legend(fontsize="x-small")
+            if ax.get_legend_handles_labels()[0]:  # nothing selected in this sample: no legend
+                ax.legend(fontsize="x-small")
             hep.label.exp_text("Belle", "Simulation", ax=ax, loc=0)
             save(fig, f"{channel}_{name}")
         fig, ax = plt.subplots()

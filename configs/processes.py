@@ -38,6 +38,9 @@ class Process(StrictModel):
     sub_branching_fraction: float = pydantic.Field(default=1.0, gt=0, le=1)
     reference_branching_fraction: float | None = pydantic.Field(default=None, gt=0)
     reference_cross_section_nb: float | None = pydantic.Field(default=None, gt=0)
+    # Tau-pair spin correlations after the fast mode-0 tau decays (simulation/generators/tau_spin.py;
+    # realism issue, item 5). Off by default: samples stay bit-identical to those made without it.
+    tau_spin_correlations: bool = False
 
 
 class GeneratorFilter(StrictModel):
@@ -68,6 +71,8 @@ class Catalogue(StrictModel):
             )
             if not has_xsec:
                 raise ValueError(f"processes.{name}: needs cross_section, a base process or reference_cross_section_nb")
+            if proc.tau_spin_correlations and (proc.generator != "pythia" or "23:onIfAny = 15" not in self.pythia_settings(name)):
+                raise ValueError(f"processes.{name}.tau_spin_correlations: only for e+e- -> tau+ tau- (pythia) processes")
             if proc.generator == "upsilon4s" and proc.b_pair is None:
                 raise ValueError(f"processes.{name}.b_pair: required for the upsilon4s generator")
         for name in [*self.pseudo_data.components, *self.pseudo_data.filters]:

@@ -217,6 +217,7 @@ class PythiaGenerator:
         self.exp = exp
         self.seed = seed
         self.rng = np.random.default_rng([seed, 1])
+        self._spin_rng = np.random.default_rng([seed, 5])  # tau spin correlations (tau_spin.py), if on
         self._tmp = tempfile.TemporaryDirectory(prefix="belle-rare-lhef-")
         on_anti = chunk_index % 2 == 1
         self.forced: list[tuple[ForcedDecay, bool]] = [
@@ -260,6 +261,10 @@ class PythiaGenerator:
             prt = run_on_lhef(self._pythia, self._upsilon4s_file(n), n)
         else:
             prt = next_batch(self._pythia, n)
+        if self.proc.tau_spin_correlations:  # off by default; its own random stream (no other changes)
+            from belle_rare.simulation.generators.tau_spin import correlate_tau_pairs
+
+            prt = correlate_tau_pairs(prt, self._spin_rng)
         return prt_to_truth(prt, self.exp, self.rng, signal_index(prt, self.forced))
 
     def close(self) -> None:
