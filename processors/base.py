@@ -24,11 +24,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import awkward as ak
 import hist
 import numpy as np
+import pydantic
 from coffea import processor
 from coffea.analysis_tools import PackedSelection, Weights
 from coffea.processor import column_accumulator
@@ -112,6 +113,17 @@ def packed(cuts: Mapping[str, Any]) -> PackedSelection:
     for name, mask in cuts.items():
         selection.add(name, np.asarray(ak.to_numpy(ak.fill_none(mask, False)) if isinstance(mask, ak.Array) else mask, dtype=bool))
     return selection
+
+
+def signal_datasets_of(channels: tuple[str, ...]) -> Any:
+    """Type of a search config's ``signal_datasets``: exactly one signal dataset per channel."""
+
+    def check(value: dict[str, str]) -> dict[str, str]:
+        if set(value) != set(channels):
+            raise ValueError(f"one signal dataset per channel ({', '.join(channels)}), got {', '.join(value) or 'none'}")
+        return value
+
+    return Annotated[dict[str, str], pydantic.AfterValidator(check)]
 
 
 class SearchProcessor(processor.ProcessorABC):

@@ -19,9 +19,10 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import numpy as np
+import pydantic
 
 from belle_rare.configs.loader import StrictModel
 from belle_rare.processors.base import SearchProcessor
@@ -72,6 +73,18 @@ class BDTConfig(StrictModel):
         return TrainingSettings(folds=self.folds, n_estimators=self.n_estimators, max_depth=self.max_depth,
                                 learning_rate=self.learning_rate, seed=self.seed, punzi_a=self.punzi_a,
                                 min_background_events=self.min_background_events)
+
+
+def feature_list(computed: Sequence[str], module: str) -> Any:
+    """Type of a search config's ``features``: names ``module`` computes (the YAML picks and orders them)."""
+
+    def check(value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(computed))
+        if unknown:
+            raise ValueError(f"features not computed by {module}: {unknown}")
+        return value
+
+    return Annotated[list[str], pydantic.AfterValidator(check)]
 
 
 def fold_of(event_number: np.ndarray, folds: int) -> np.ndarray:

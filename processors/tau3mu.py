@@ -16,7 +16,6 @@ from typing import Any
 import awkward as ak
 import hist
 import numpy as np
-import pydantic
 from coffea.analysis_tools import Weights
 
 from belle_rare import corrections
@@ -25,7 +24,7 @@ from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regula
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
-from belle_rare.processors.base import Calibration, Selection, packed, vary
+from belle_rare.processors.base import Calibration, Selection, packed, signal_datasets_of, vary
 from belle_rare.processors.columns import as_float, best_index, expand, in_range, take
 from belle_rare.processors.event_objects import (
     Bins, EventObjects, PhotonCuts, RoeCuts, TrackCuts, Window, concat_momenta, event_objects, good_tracks, scaled_tracks,
@@ -123,37 +122,6 @@ class Tau3MuPaper(StrictModel):
     background_before_bdt: float
 
 
-class Tau3MuConfig(StrictModel):
-    luminosity: str
-    n_tautau: float
-    signal_datasets: dict[str, str]
-    tracks: TrackCuts
-    muons: MuonCuts
-    photons: PhotonCuts
-    roe: RoeCuts
-    selection: Tau3MuSelection
-    features: list[str]
-    bdt: Tau3MuBDT
-    signal_region: RotatedEllipse
-    histograms: Tau3MuHistograms
-    paper: Tau3MuPaper
-
-    @pydantic.field_validator("features")
-    @classmethod
-    def _known(cls, v: list[str]) -> list[str]:
-        unknown = sorted(set(v) - set(FEATURES))
-        if unknown:
-            raise ValueError(f"features not computed by processors/tau3mu.py: {unknown}")
-        return v
-
-    @pydantic.field_validator("signal_datasets")
-    @classmethod
-    def _channels(cls, v: dict[str, str]) -> dict[str, str]:
-        if set(v) != set(CHANNELS):
-            raise ValueError(f"one signal dataset per channel ({', '.join(CHANNELS)}), got {', '.join(v) or 'none'}")
-        return v
-
-
 # every feature the processor can compute (the YAML picks and orders them)
 FEATURES = (
     "mu1_e_cm", "mu2_e_cm", "mu3_e_cm", "mu1_cos_theta_cm", "mu2_cos_theta_cm", "mu3_cos_theta_cm",
@@ -162,6 +130,29 @@ FEATURES = (
     "cos_roe_thrust_z", "thrust", "n_tracks", "n_photons", "photon_e_cm", "p_miss_t_cm", "cos_theta_miss_cm",
     "cos_miss_mu1", "cos_miss_mu2", "cos_miss_mu3", "m_miss2",
 )
+
+
+# config field types, checked at load: one signal dataset per channel (and the BDT features this module computes)
+SignalDatasets = signal_datasets_of(CHANNELS)
+Features = bdt.feature_list(FEATURES, "processors/tau3mu.py")
+
+
+class Tau3MuConfig(StrictModel):
+    luminosity: str
+    n_tautau: float
+    signal_datasets: SignalDatasets
+    tracks: TrackCuts
+    muons: MuonCuts
+    photons: PhotonCuts
+    roe: RoeCuts
+    selection: Tau3MuSelection
+    features: Features
+    bdt: Tau3MuBDT
+    signal_region: RotatedEllipse
+    histograms: Tau3MuHistograms
+    paper: Tau3MuPaper
+
+
 
 
 # ---------------------------------------------------------------------------------------------- processor

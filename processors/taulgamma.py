@@ -14,14 +14,13 @@ from typing import Any, Literal
 import awkward as ak
 import hist
 import numpy as np
-import pydantic
 
 from belle_rare import corrections
 from belle_rare.configs.loader import StrictModel
 from belle_rare.core.histograms import new_hist, regular
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import kinematics as kin
-from belle_rare.processors.base import Calibration, SearchProcessor, Selection, packed, vary
+from belle_rare.processors.base import Calibration, SearchProcessor, Selection, packed, signal_datasets_of, vary
 from belle_rare.processors.columns import as_bool, as_float, expand, in_range, only
 from belle_rare.processors.event_shape import hemisphere, thrust_axis
 from belle_rare.processors.registry import Demo, Search, builtin_file
@@ -130,11 +129,15 @@ class PaperNumbers(StrictModel):
     expected_background: PerChannel
 
 
+# the config's per-channel signal datasets
+SignalDatasets = signal_datasets_of(CHANNELS)
+
+
 class TauLGammaConfig(StrictModel):
     luminosity: str
     mbc_photon_energy: Literal["beam_constrained", "measured"]
     n_tautau: float
-    signal_datasets: dict[str, str]
+    signal_datasets: SignalDatasets
     pid: Pid
     tracks: Tracks
     photons: Photons
@@ -142,13 +145,6 @@ class TauLGammaConfig(StrictModel):
     signal_region: SignalRegion
     histograms: Binning
     paper: PaperNumbers
-
-    @pydantic.field_validator("signal_datasets")
-    @classmethod
-    def _one_per_channel(cls, v: dict[str, str]) -> dict[str, str]:
-        if set(v) != set(CHANNELS):
-            raise ValueError(f"one signal dataset per channel ({', '.join(CHANNELS)}), got {', '.join(v) or 'none'}")
-        return v
 
     def ellipse(self, channel: str) -> Ellipse:
         return getattr(self.signal_region, channel)

@@ -16,7 +16,6 @@ from typing import Any
 import awkward as ak
 import hist
 import numpy as np
-import pydantic
 from coffea.analysis_tools import Weights
 
 from belle_rare import corrections
@@ -25,7 +24,7 @@ from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regula
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
-from belle_rare.processors.base import Calibration, Selection, packed, vary
+from belle_rare.processors.base import Calibration, Selection, packed, signal_datasets_of, vary
 from belle_rare.processors.columns import as_float, best_index, expand, in_range, take
 from belle_rare.processors.event_shape import fox_wolfram_r2, thrust_axis
 from belle_rare.processors.registry import Demo, Search, Training, builtin_file
@@ -142,36 +141,26 @@ class TauLPhiPaper(StrictModel):
     observed: PerChannel
 
 
+# config field types, checked at load: one signal dataset per channel (and the BDT features this module computes)
+SignalDatasets = signal_datasets_of(CHANNELS)
+Features = bdt.feature_list(FEATURES, "processors/taulphi.py")
+
+
 class TauLPhiConfig(StrictModel):
     luminosity: str
     n_tautau: float
-    signal_datasets: dict[str, str]
+    signal_datasets: SignalDatasets
     tracks: TrackCuts
     kaons: KaonCuts
     leptons: Leptons
     photons: PhotonCuts
     roe: RoeCuts
     selection: TauLPhiSelection
-    features: list[str]
+    features: Features
     bdt: TauLPhiBDT
     signal_region: Box
     histograms: TauLPhiHistograms
     paper: TauLPhiPaper
-
-    @pydantic.field_validator("features")
-    @classmethod
-    def _known(cls, v: list[str]) -> list[str]:
-        unknown = sorted(set(v) - set(FEATURES))
-        if unknown:
-            raise ValueError(f"features not computed by processors/taulphi.py: {unknown}")
-        return v
-
-    @pydantic.field_validator("signal_datasets")
-    @classmethod
-    def _channels(cls, v: dict[str, str]) -> dict[str, str]:
-        if set(v) != set(CHANNELS):
-            raise ValueError(f"one signal dataset per channel ({', '.join(CHANNELS)}), got {', '.join(v) or 'none'}")
-        return v
 
 
 # ---------------------------------------------------------------------------------------------- objects

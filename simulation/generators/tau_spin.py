@@ -42,7 +42,7 @@ E, MU, NU_E, NU_MU = 11, 13, 12, 14
 _MAX_GENERATIONS = 20  # depth of the decay chains below a tau (tau -> rho -> pi0 -> gamma ...: 3)
 
 
-def _boost(p: np.ndarray, beta: np.ndarray) -> np.ndarray:
+def to_frame(p: np.ndarray, beta: np.ndarray) -> np.ndarray:
     """Four-vectors p (..., 4: px py pz E) seen from the frame moving with velocity beta (..., 3)."""
     out = fv.boost(p[..., 0], p[..., 1], p[..., 2], p[..., 3], beta[..., 0], beta[..., 1], beta[..., 2])
     return np.stack(out, axis=-1)
@@ -120,13 +120,13 @@ class TauPairRecord:
         self.ok = ok
 
 
-def _pair_frame(rec: TauPairRecord, ok: np.ndarray):
+def pair_frame(rec: TauPairRecord, ok: np.ndarray):
     """Velocity of the pair frame, its (k, r, n) axes, cos(theta) and beta^2 of the taus."""
     tm, tp = rec.tau[TAU][ok], rec.tau[-TAU][ok]
     q = rec.p[tm] + rec.p[tp]
     b_pair = q[:, :3] / q[:, 3:4]
-    ptm = _boost(rec.p[tm], b_pair)
-    beam = _boost(rec.p[rec.offsets[ok] + 1], b_pair)  # entry 1: beam A, the e-
+    ptm = to_frame(rec.p[tm], b_pair)
+    beam = to_frame(rec.p[rec.offsets[ok] + 1], b_pair)  # entry 1: beam A, the e-
     k = _unit(ptm[:, :3])
     pe = _unit(beam[:, :3])
     c = np.clip(np.sum(k * pe, axis=1), -1.0, 1.0)
@@ -164,7 +164,7 @@ def polarimeters(rec: TauPairRecord, ok: np.ndarray, sign: int, b_pair: np.ndarr
     n_ok = int(ok.sum())
     evmap = np.full(rec.n_events, -1)
     evmap[ok] = np.arange(n_ok)
-    ptau = _boost(rec.p[rec.tau[sign][ok]], b_pair)
+    ptau = to_frame(rec.p[rec.tau[sign][ok]], b_pair)
     b_rest = ptau[:, :3] / ptau[:, 3:4]
     h = np.zeros((n_ok, 3))
     s = 1.0 if sign == TAU else -1.0
@@ -172,7 +172,7 @@ def polarimeters(rec: TauPairRecord, ok: np.ndarray, sign: int, b_pair: np.ndarr
     idx = np.nonzero(rec.direct & (rec.id[rec.mother] == sign) & ok[rec.evt])[0]
     ev = evmap[rec.evt[idx]]
     pid = rec.id[idx]
-    prest = _boost(_boost(rec.p[idx], b_pair[ev]), b_rest[ev])
+    prest = to_frame(to_frame(rec.p[idx], b_pair[ev]), b_rest[ev])
     count = lambda mask: np.bincount(ev[mask], minlength=n_ok)  # noqa: E731
     ndau = count(np.ones(len(idx), dtype=bool))
     has_nu = count(pid == s * NU_TAU) == 1
@@ -207,7 +207,7 @@ def polarimeters(rec: TauPairRecord, ok: np.ndarray, sign: int, b_pair: np.ndarr
         kids = kids[np.repeat(nkids == 2, nkids)].reshape(-1, 2)
         if len(kids):
             es = evmap[rec.evt[kids[:, 0]]]
-            m = _boost(_boost(rec.p[kids], b_pair[es][:, None]), b_rest[es][:, None])
+            m = to_frame(to_frame(rec.p[kids], b_pair[es][:, None]), b_rest[es][:, None])
             h[es] = s * _vector_polarimeter(m[:, 0], m[:, 1], nu4[es], m_tau)
     return h, b_rest
 
@@ -222,7 +222,7 @@ def correlate_tau_pairs(prt: ak.Array, rng: np.random.Generator) -> ak.Array:
     ok = rec.ok
     if not ok.any():
         return prt
-    b_pair, k, r, n, c, beta2 = _pair_frame(rec, ok)
+    b_pair, k, r, n, c, beta2 = pair_frame(rec, ok)
     hm, _ = polarimeters(rec, ok, TAU, b_pair)
     hp, b_rest = polarimeters(rec, ok, -TAU, b_pair)
     a = np.einsum("ni,nij->nj", hm, correlation_matrix(k, r, n, c, beta2))
@@ -251,9 +251,9 @@ def correlate_tau_pairs(prt: ak.Array, rng: np.random.Generator) -> ak.Array:
     assert np.all(tau_plus[ev] >= 0)
 
     def transform(x4: np.ndarray) -> np.ndarray:
-        y = _boost(_boost(x4, b_pair[ev]), b_rest[ev])
+        y = to_frame(to_frame(x4, b_pair[ev]), b_rest[ev])
         y[:, :3] = np.einsum("nij,nj->ni", rot[ev], y[:, :3])
-        return _boost(_boost(y, -b_rest[ev]), -b_pair[ev])
+        return to_frame(to_frame(y, -b_rest[ev]), -b_pair[ev])
 
     p, v = rec.p.copy(), rec.v.copy()
     p[j] = transform(rec.p[j])
