@@ -294,3 +294,19 @@ def test_extra_energy_of_beam_background_is_the_analytic_one(name, timing, cuts)
     if timing:  # flat in +-window: the fraction inside +-200 ns (all thresholds are above the in-time cut energy)
         expected *= timing["max_abs_timing"] / params.calorimeter.timing.background_window
     assert abs(e.mean() / expected - 1) < 0.06
+
+
+def test_photon_truth_points_at_the_parent_in_b_events():
+    """The convention the tag-side code relies on: every Photon cluster's mcIndex is the truth row
+    of the particle that made it (the hadron for split-offs), with mcPDG its PDG code."""
+    from belle_rare.simulation.production import Chunk, Request, make_generator
+
+    gen = make_generator(Request("belle2", "mixed", 300, 5, None), Chunk(0, 300, 5, 0))
+    truth = gen.generate(300)
+    gen.close()
+    photons = simulate_detector(truth, load_detector("belle2"), np.random.default_rng(5))["Photon"]
+    real = photons[photons.mcIndex >= 0]
+    truth_pdg = truth.mc.pdg[real.mcIndex]
+    assert ak.all(truth_pdg == real.mcPDG)
+    hadronic = np.isin(np.abs(ak.to_numpy(ak.flatten(real.mcPDG))), (211, 321, 2212, 130, 2112))
+    assert hadronic.mean() > 0.05  # split-offs and untracked hadrons are there
