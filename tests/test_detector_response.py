@@ -14,7 +14,7 @@ from belle_rare.simulation.detector import toy_truth
 
 COMMON_FIELDS = {
     "Track": ["px", "py", "pz", "E", "charge", "dr", "dz", "pValue", "nCDCHits", "clusterE", "EoverP", "klmLayers"],
-    "Photon": ["E", "px", "py", "pz", "clusterTheta", "clusterPhi", "clusterE9E21", "clusterReg", "clusterTiming", "mcIndex", "mcPDG"],
+    "Photon": ["E", "px", "py", "pz", "clusterTheta", "clusterPhi", "clusterE9E21", "clusterReg", "clusterTiming", "clusterErrorTiming", "mcIndex", "mcPDG"],
     "KLMCluster": ["theta", "phi", "layers", "innermostLayer", "mcIndex", "mcPDG"],
     "Pi0": ["px", "py", "pz", "E", "M", "gamma1Index", "gamma2Index", "mcIsPi0"],
     "V0": ["px", "py", "pz", "E", "M", "trackIndex1", "trackIndex2", "x", "y", "z", "flightDistance", "pValue",

@@ -2,7 +2,11 @@
 
 Background enters the response as pseudo-particles (``mc_index`` -1, ``mc_pdg`` 0) that then go
 through the same calorimeter / tracking smearing as real particles, but are never lost to
-inefficiency: the configured means count reconstructed objects.
+inefficiency. Photon clusters follow a power-law spectrum and are flat in time over the
+calorimeter's readout window (the beams are not synchronous with the trigger), so most are out
+of time: the calorimeter's in-time cut (basf2 ECLFinalizer) drops the soft out-of-time ones, and
+an analysis timing cut can remove the rest. The configured photon mean counts clusters in the
+whole window, before that cut.
 """
 
 from __future__ import annotations
@@ -45,7 +49,14 @@ def _pseudo_particles(event: np.ndarray, pdg: np.ndarray, charge: np.ndarray, ma
     )
 
 
+def power_law_energies(n: int, e_min: float, e_max: float, power: float, rng: np.random.Generator) -> np.ndarray:
+    """Energies with dN/dE ~ E^-power on [e_min, e_max] (inverse CDF; power > 1)."""
+    a, b = e_min ** (1.0 - power), e_max ** (1.0 - power)
+    return (a + rng.random(n) * (b - a)) ** (1.0 / (1.0 - power))
+
+
 def background_photons(n_events: int, params: DetectorParams, rng: np.random.Generator) -> Particles:
+    """Beam-background photon clusters (timing is drawn by the calorimeter, flat over its window)."""
     cfg = params.beam_background.photons
     regions = params.calorimeter.regions_deg
     event = np.repeat(np.arange(n_events), rng.poisson(cfg.mean, n_events))
@@ -53,7 +64,7 @@ def background_photons(n_events: int, params: DetectorParams, rng: np.random.Gen
     which = rng.choice(3, size=n, p=cfg.region_fractions)
     theta = _uniform_cos_theta([regions.forward, regions.barrel, regions.backward], which, rng)
     phi = rng.uniform(-np.pi, np.pi, n)
-    energy = cfg.energy_min + rng.exponential(cfg.energy_slope, n)
+    energy = power_law_energies(n, cfg.energy_min, cfg.energy_max, cfg.energy_power, rng)
     ux, uy, uz = direction(theta, phi)
     zero = np.zeros(n)
     return _pseudo_particles(

@@ -8,6 +8,14 @@ line from its production vertex meets the ECL (barrel cylinder or endcap face) a
 are measured from the IP; charged particles reach the barrel only if their helix is wide enough.
 Clusters of reconstructed tracks are matched to them (``Track.clusterE``); all other clusters
 are the ``Photon`` collection.
+
+Hadronic showers (charged hadrons that interact, K_L, neutrons) also leave *split-offs*: shower
+fragments reconstructed as separate neutral clusters a few crystals away. They take their energy
+from the parent shower, are never matched to a track, and carry the parent's truth
+(``mcIndex`` / ``mcPDG`` of the hadron), as basf2 truth matching gives them. Cluster times are
+Gaussian around the collision for physics clusters and flat over the readout window for beam
+background; below ``timing.in_time_below`` only clusters with |t| < t99 are kept (basf2
+ECLFinalizer), and ``clusterErrorTiming`` is that t99.
 """
 
 from __future__ import annotations
@@ -25,10 +33,16 @@ from belle_rare.simulation.detector.params import Calorimeter, EclRegions
 REGION_NONE, REGION_FORWARD, REGION_BARREL, REGION_BACKWARD = 0, 1, 2, 3
 REGION_FORWARD_GAP, REGION_BACKWARD_GAP = 11, 13
 
+#: basf2's t99 (``clusterErrorTiming``, 99 % time containment) in units of the Gaussian sigma (two-sided 99 %)
+T99_PER_SIGMA = 2.576
+
 
 @dataclass
 class Clusters:
-    """Per Particles row: whether a cluster exists and its measured properties (undefined where not)."""
+    """Calorimeter clusters: entry i < len(particles) belongs to Particles row i (``exists`` says
+    whether it has a cluster; the other fields are undefined where not), the entries after it are
+    hadronic split-offs, each pointing to its parent hadron's row through ``row``.
+    """
 
     exists: np.ndarray
     energy: np.ndarray
@@ -37,6 +51,10 @@ class Clusters:
     region: np.ndarray
     e9e21: np.ndarray
     timing: np.ndarray
+    t99: np.ndarray
+    row: np.ndarray  # Particles row of each entry (the parent hadron for split-offs)
+    event: np.ndarray
+    split_off: np.ndarray  # bool
 
 
 def region_of(theta: np.ndarray, regions: EclRegions) -> np.ndarray:
@@ -105,9 +123,62 @@ def _deposits(p: Particles, cfg: Calorimeter, rng: np.random.Generator) -> tuple
     return deposit, hadronic
 
 
+def kept_in_time(energy: np.ndarray, timing: np.ndarray, t99: np.ndarray, cfg: Calorimeter) -> np.ndarray:
+    """The reconstruction's time cut: below ``in_time_below`` a cluster needs |t| < t99 (basf2 ECLFinalizer)."""
+    if cfg.timing.in_time_below is None:
+        return np.ones(len(energy), dtype=bool)
+    return (energy > cfg.timing.in_time_below) | (np.abs(timing) < t99)
+
+
+def rotate_away(theta: np.ndarray, phi: np.ndarray, angle: np.ndarray, azimuth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Directions at opening ``angle`` from (theta, phi), at ``azimuth`` around it."""
+    ux, uy, uz = direction(theta, phi)
+    # orthonormal basis perpendicular to u: e_theta and e_phi
+    e1 = (np.cos(theta) * np.cos(phi), np.cos(theta) * np.sin(phi), -np.sin(theta))
+    e2 = (-np.sin(phi), np.cos(phi), np.zeros_like(phi))
+    ca, sa, cb, sb = np.cos(angle), np.sin(angle), np.cos(azimuth), np.sin(azimuth)
+    vx, vy, vz = (ca * u + sa * (cb * a + sb * b) for u, a, b in zip((ux, uy, uz), e1, e2))
+    return np.arccos(np.clip(vz, -1.0, 1.0)), np.arctan2(vy, vx)
+
+
+def split_offs(
+    energy: np.ndarray, theta: np.ndarray, phi: np.ndarray, showers: np.ndarray, cfg: Calorimeter,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Split-off clusters of the hadronic showers ``showers`` (mask of rows with a cluster).
+
+    Poisson multiplicity per shower; energy = threshold + exponential, each capped at
+    ``max_energy_fraction / multiplicity`` of the shower so the parent keeps at least
+    ``1 - max_energy_fraction``; direction at min_angle + exponential from the parent's cluster.
+    Returns the columns of the existing split-offs, with ``parent`` (row) and ``taken`` (energy per
+    row that the parents lose).
+    """
+    so = cfg.split_off
+    counts = rng.poisson(so.mean_multiplicity * showers)
+    parent = np.repeat(np.arange(len(energy)), counts)
+    m = len(parent)
+    cap = so.max_energy_fraction * energy[parent] / np.maximum(counts[parent], 1)
+    e = np.minimum(cfg.cluster_threshold + rng.exponential(so.energy_mean, m), cap)
+    angle = so.min_angle + rng.exponential(so.angle_scale, m)
+    th, ph = rotate_away(theta[parent], phi[parent], angle, rng.uniform(-np.pi, np.pi, m))
+    region = region_of(th, cfg.regions_deg)
+    e9e21 = rng.beta(cfg.e9e21_hadron.alpha, cfg.e9e21_hadron.beta, m)
+    sigma_t = cfg.timing.resolution(np.maximum(e, cfg.cluster_threshold))
+    timing = sigma_t * rng.standard_normal(m)  # in time with the collision, like the parent
+    t99 = T99_PER_SIGMA * sigma_t
+    ok = (e > cfg.cluster_threshold) & (region != REGION_NONE) & kept_in_time(e, timing, t99, cfg)
+    taken = np.bincount(parent[ok], weights=e[ok], minlength=len(energy))
+    return {"parent": parent[ok], "energy": e[ok], "theta": th[ok], "phi": ph[ok], "region": region[ok],
+            "e9e21": e9e21[ok], "timing": timing[ok], "t99": t99[ok], "taken": taken}
+
+
 def ecl_response(p: Particles, cfg: Calorimeter, field_tesla: float, rng: np.random.Generator) -> Clusters:
-    """Clusters of all rows of ``p`` (vectorised; every random number is drawn for every row)."""
+    """Clusters of all rows of ``p`` and their split-offs (vectorised; every random number of the
+    primary clusters is drawn for every row; the split-offs draw from a child stream of ``rng``,
+    so they do not shift the primary draws).
+    """
     n = len(p)
+    split_rng = rng.spawn(1)[0]
     deposit, hadronic = _deposits(p, cfg, rng)
     g = cfg.geometry
 
@@ -144,25 +215,51 @@ def ecl_response(p: Particles, cfg: Calorimeter, field_tesla: float, rng: np.ran
     e9e21 = np.where(p.background, shape["background"], np.where(hadronic, shape["hadron"], shape["photon"]))
 
     t = cfg.timing
+    sigma_t = t.resolution(np.maximum(energy, cfg.cluster_threshold))
     timing = np.where(
         p.background,
         rng.uniform(-t.background_window, t.background_window, n),
-        t.resolution(np.maximum(energy, cfg.cluster_threshold)) * rng.standard_normal(n),
+        sigma_t * rng.standard_normal(n),
     )
-    return Clusters(exists, energy, theta, phi, np.where(exists, region, REGION_NONE), e9e21, timing)
+    t99 = T99_PER_SIGMA * sigma_t
+    exists &= kept_in_time(energy, timing, t99, cfg)
+
+    extra = split_offs(energy, theta, phi, exists & hadronic & ~p.background, cfg, split_rng)
+    energy = energy - extra["taken"]
+    parent = extra["parent"]
+    m = len(parent)
+    return Clusters(
+        exists=np.concatenate([exists, np.ones(m, dtype=bool)]),
+        energy=np.concatenate([energy, extra["energy"]]),
+        theta=np.concatenate([theta, extra["theta"]]),
+        phi=np.concatenate([phi, extra["phi"]]),
+        region=np.concatenate([np.where(exists, region, REGION_NONE), extra["region"]]),
+        e9e21=np.concatenate([e9e21, extra["e9e21"]]),
+        timing=np.concatenate([timing, extra["timing"]]),
+        t99=np.concatenate([t99, extra["t99"]]),
+        row=np.concatenate([np.arange(n), parent]),
+        event=np.concatenate([p.event, p.event[parent]]),
+        split_off=np.concatenate([np.zeros(n, dtype=bool), np.ones(m, dtype=bool)]),
+    )
 
 
 def photon_rows(clusters: Clusters, track_rows: np.ndarray) -> np.ndarray:
-    """Particles rows whose cluster is not matched to a reconstructed track (grouped by event)."""
+    """Cluster entries of the Photon collection, grouped by event: clusters not matched to a
+    reconstructed track (``track_rows``) and all split-offs (never matched).
+    """
     matched = np.zeros(len(clusters.exists), dtype=bool)
     matched[track_rows] = True
-    return np.flatnonzero(clusters.exists & ~matched)
+    entries = np.flatnonzero(clusters.exists & ~matched)
+    return entries[np.argsort(clusters.event[entries], kind="stable")]
 
 
-def photon_columns(p: Particles, clusters: Clusters, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Photon-collection fields (massless, pointing from the IP) for the given rows."""
-    energy = clusters.energy[rows]
-    theta, phi = clusters.theta[rows], clusters.phi[rows]
+def photon_columns(p: Particles, clusters: Clusters, entries: np.ndarray) -> dict[str, np.ndarray]:
+    """Photon-collection fields (massless, pointing from the IP) for the given cluster entries;
+    truth (``mcIndex`` / ``mcPDG``) from the Particles row, i.e. the parent hadron for split-offs.
+    """
+    rows = clusters.row[entries]
+    energy = clusters.energy[entries]
+    theta, phi = clusters.theta[entries], clusters.phi[entries]
     ux, uy, uz = direction(theta, phi)
     f32 = np.float32
     return {
@@ -172,9 +269,10 @@ def photon_columns(p: Particles, clusters: Clusters, rows: np.ndarray) -> dict[s
         "pz": (energy * uz).astype(f32),
         "clusterTheta": theta.astype(f32),
         "clusterPhi": phi.astype(f32),
-        "clusterE9E21": clusters.e9e21[rows].astype(f32),
-        "clusterReg": clusters.region[rows].astype(np.int32),
-        "clusterTiming": clusters.timing[rows].astype(f32),
+        "clusterE9E21": clusters.e9e21[entries].astype(f32),
+        "clusterReg": clusters.region[entries].astype(np.int32),
+        "clusterTiming": clusters.timing[entries].astype(f32),
+        "clusterErrorTiming": clusters.t99[entries].astype(f32),
         "mcIndex": p.mc_index[rows].astype(np.int32),
         "mcPDG": p.mc_pdg[rows].astype(np.int32),
     }

@@ -194,6 +194,20 @@ class NeutralHadronDeposit(StrictModel):
 class Timing(StrictModel):
     resolution: QuadratureResolution = pydantic.Field(description="ns; x = E in GeV")
     background_window: Positive = pydantic.Field(description="ns, beam-background clusters are uniform in +-window")
+    in_time_below: NonNegative | None = pydantic.Field(
+        default=None,
+        description="GeV; clusters below this energy are kept only if |t| < t99 (basf2 ECLFinalizer); null: no cut",
+    )
+
+
+class SplitOff(StrictModel):
+    """Hadronic split-offs: fragments of a hadronic shower reconstructed as separate neutral clusters."""
+
+    mean_multiplicity: NonNegative = pydantic.Field(description="Poisson mean number per hadronic shower")
+    energy_mean: Positive = pydantic.Field(description="GeV, mean of the exponential above the cluster threshold")
+    max_energy_fraction: Fraction = pydantic.Field(description="a split-off takes at most this share of its shower")
+    min_angle: NonNegative = pydantic.Field(description="rad, closest separation from the parent cluster")
+    angle_scale: Positive = pydantic.Field(description="rad, mean of the exponential separation beyond min_angle")
 
 
 class Calorimeter(StrictModel):
@@ -213,6 +227,7 @@ class Calorimeter(StrictModel):
     e9e21_hadron: BetaShape
     e9e21_background: BetaShape
     timing: Timing
+    split_off: SplitOff
 
 
 # -------------------------------------------------------------------------------------- PID
@@ -343,12 +358,15 @@ class Tagging(StrictModel):
 
 # -------------------------------------------------------------------------- beam background
 class BackgroundPhotons(StrictModel):
-    mean: NonNegative = pydantic.Field(description="mean number per event (Poisson)")
+    mean: NonNegative = pydantic.Field(
+        description="mean number per event (Poisson) above energy_min in +-calorimeter.timing.background_window"
+    )
     region_fractions: list[Fraction] = pydantic.Field(
         min_length=3, max_length=3, description="forward, barrel, backward shares"
     )
     energy_min: NonNegative = pydantic.Field(description="GeV")
-    energy_slope: Positive = pydantic.Field(description="GeV, mean of the exponential above energy_min")
+    energy_power: float = pydantic.Field(gt=1, description="dN/dE ~ E^-power between energy_min and energy_max")
+    energy_max: Positive = pydantic.Field(description="GeV, upper end of the spectrum")
 
     @pydantic.field_validator("region_fractions")
     @classmethod
@@ -356,6 +374,12 @@ class BackgroundPhotons(StrictModel):
         if abs(sum(fractions) - 1.0) > 1e-6:
             raise ValueError(f"region fractions must sum to 1, got {sum(fractions)}")
         return fractions
+
+    @pydantic.model_validator(mode="after")
+    def _energy_range(self) -> "BackgroundPhotons":
+        if not self.energy_min < self.energy_max:
+            raise ValueError("energy_min must be below energy_max")
+        return self
 
 
 class BackgroundTracks(StrictModel):

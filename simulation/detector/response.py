@@ -64,9 +64,10 @@ def simulate_detector(truth: ak.Array, params: DetectorParams, rng: np.random.Ge
     }
 
     # --- neutral clusters and composites
-    gamma_rows = photon_rows(clusters, rows)
+    gamma = photon_rows(clusters, rows)  # cluster entries: unmatched clusters and split-offs
+    gamma_rows = clusters.row[gamma]
     gamma_event = particles.event[gamma_rows]
-    photons = photon_columns(particles, clusters, gamma_rows)
+    photons = photon_columns(particles, clusters, gamma)
     pi0 = build_pi0(gamma_event, photons, particles.mother[gamma_rows], flat, params.pi0)
     v0 = build_v0(
         track_event,
