@@ -386,6 +386,7 @@ class TriggerClusters(StrictModel):
 
     energy_min: NonNegative = pydantic.Field(description="GeV, lab")
     efficiency: Fraction = pydantic.Field(description="per-cluster efficiency above threshold")
+    count_theta_deg: Range = pydantic.Field(description="polar-angle range of the cluster count (c4 / icn4)")
 
 
 class PairTopology(StrictModel):

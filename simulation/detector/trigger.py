@@ -70,7 +70,8 @@ class TriggerInputs:
     track_open: np.ndarray  # some trigger-track pair inside the opening-angle window
     track_back_to_back: np.ndarray
     short_open: np.ndarray  # the same among short tracks (Belle)
-    n_clusters: np.ndarray
+    n_clusters: np.ndarray  # in the cluster-count theta range (c4 / icn4)
+    n_clusters_all: np.ndarray
     energy_sum: np.ndarray  # lab, over the total-energy theta rings
     energy_total: np.ndarray  # lab, all clusters
     max_cluster_lab: np.ndarray
@@ -175,7 +176,8 @@ def trigger_inputs(reco: dict[str, ak.Array], beam: np.ndarray, params: Detector
         track_open=_track_pairs(track_event[full], phi0[full], n, cfg.track_pairs.open_deg),
         track_back_to_back=_track_pairs(track_event[full], phi0[full], n, cfg.track_pairs.back_to_back_deg),
         short_open=_track_pairs(track_event[short], phi0[short], n, cfg.track_pairs.open_deg),
-        n_clusters=np.bincount(event, minlength=n),
+        n_clusters=_per_event(event, _in(theta_deg, cfg.clusters.count_theta_deg), n),
+        n_clusters_all=np.bincount(event, minlength=n),
         energy_sum=np.bincount(event, weights=energy * _in(theta_deg, cfg.energy.theta_deg), minlength=n),
         energy_total=np.bincount(event, weights=energy, minlength=n),
         max_cluster_lab=np.maximum.reduceat(np.append(energy, 0.0), _starts(event, n))
@@ -222,7 +224,7 @@ def belle2_lines(x: TriggerInputs, params: DetectorParams) -> dict[str, np.ndarr
         "lume": x.energy_sum > e.lum,
         "c4": (x.n_clusters >= 4) & ~veto,
         "bha3d": x.bhabha_selection,
-        "lml0": (x.n_clusters >= lm.lml0_clusters) & (x.max_cluster_lab > lm.lml0_cluster_lab) & ~veto,
+        "lml0": (x.n_clusters_all >= lm.lml0_clusters) & (x.max_cluster_lab > lm.lml0_cluster_lab) & ~veto,
         "lml1": x.clusters((x.cluster_e_cm >= lm.high_cluster_cm) & x.cluster_barrel) > 0,
         "lml6": (n_1gev_cm == 1) & (n_1gev_barrel == 1) & (x.clusters(x.cluster_e_lab > lm.lml6_other_lab) >= 2),
         "lml8": x.any_pair(_in(x.pair_delta_phi, lm.lml8_delta_phi_deg) & (x.pair_e_lab_min > lm.lml8_cluster_lab))
