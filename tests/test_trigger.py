@@ -203,3 +203,12 @@ def test_missing_bit_branch_is_a_one_line_error(tmp_path):
     with pytest.raises(UserError, match="L1PSNM__boyyy__bc") as err:
         proc.process(_sample(tmp_path, [True]))
     assert "\n" not in str(err.value)
+
+
+def test_c4_counts_forward_and_barrel_clusters_only():
+    # four 0.5 GeV (CM) photons in the backward endcap (lab theta ~ 140 deg) and four in the barrel
+    backward = {"photons": [(0.5, -0.85, 1.5 * k) for k in range(4)]}
+    barrel = {"photons": [(0.5, 0.0, 1.5 * k) for k in range(4)]}
+    bits = fire("belle2", [backward, barrel])
+    assert bits["c4"].tolist() == [False, True]  # TrgEclMaster: icn = getICNFwBr()
+    assert bits["lml0"].tolist() == [True, True]  # >= 3 clusters anywhere, one above 0.3 GeV
