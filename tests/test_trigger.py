@@ -212,3 +212,12 @@ def test_c4_counts_forward_and_barrel_clusters_only():
     bits = fire("belle2", [backward, barrel])
     assert bits["c4"].tolist() == [False, True]  # TrgEclMaster: icn = getICNFwBr()
     assert bits["lml0"].tolist() == [True, True]  # >= 3 clusters anywhere, one above 0.3 GeV
+
+
+def test_largest_cluster_is_per_event():
+    # an event without clusters between two with clusters: ecltaub2b's "every cluster < 1.9 GeV" is per event
+    soft = {"tracks": [(E_BEAM, 0.0, 0.3, -1, MIP, 50, 14), (E_BEAM, 0.0, 0.3 + math.pi, +1, MIP, 50, 14)]}
+    hard = {"photons": [(3.0, 0.0, 0.0)]}
+    reco, beam = reco_events("belle2", [soft, {}, hard])
+    x = trigger_inputs(reco, beam, load_detector("belle2"), np.random.default_rng(0))
+    assert x.max_cluster_lab[1] == 0.0 and x.max_cluster_lab[0] < 0.3 and x.max_cluster_lab[2] > 2.5

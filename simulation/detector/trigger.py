@@ -180,8 +180,7 @@ def trigger_inputs(reco: dict[str, ak.Array], beam: np.ndarray, params: Detector
         n_clusters_all=np.bincount(event, minlength=n),
         energy_sum=np.bincount(event, weights=energy * _in(theta_deg, cfg.energy.theta_deg), minlength=n),
         energy_total=np.bincount(event, weights=energy, minlength=n),
-        max_cluster_lab=np.maximum.reduceat(np.append(energy, 0.0), _starts(event, n))
-        * (np.bincount(event, minlength=n) > 0),
+        max_cluster_lab=_per_event_max(event, energy, n),
         bhabha_veto=bhabha(cfg.bhabha_veto),
         bhabha_selection=bhabha(cfg.bhabha_selection),
         cluster_event=event,
@@ -195,11 +194,11 @@ def trigger_inputs(reco: dict[str, ak.Array], beam: np.ndarray, params: Detector
     )
 
 
-def _starts(event: np.ndarray, n: int) -> np.ndarray:
-    """Start row of each event's group (empty events point at the padding row appended at the end)."""
-    counts = np.bincount(event, minlength=n)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    return np.where(counts > 0, starts, len(event))
+def _per_event_max(event: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Largest non-negative value per event (0 for events without rows)."""
+    largest = np.zeros(n)
+    np.maximum.at(largest, event, values)
+    return largest
 
 
 # ------------------------------------------------------------------------------------ lines
