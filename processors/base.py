@@ -35,13 +35,17 @@ from coffea.analysis_tools import PackedSelection, Weights
 from coffea.processor import column_accumulator
 
 from belle_rare import corrections
+from belle_rare.core.errors import UserError
 from belle_rare.core.histograms import NOMINAL
 from belle_rare.corrections.variations import SOURCES, Syst
+from belle_rare.simulation.detector.trigger import branch_name as trigger_branch
 
 # sources that shift reconstructed quantities (the selection is re-run), not weights
 CALIBRATION_SOURCES = ("momentumScale", "photonEnergy")
 WEIGHT_SOURCES = tuple(s for s in SOURCES if s not in CALIBRATION_SOURCES)
 ALL_EVENTS = "all events"
+#: the first cut of every search whose config names trigger lines: the OR of those lines
+TRIGGER_CUT = "trigger"
 
 
 @dataclass(frozen=True)
@@ -103,8 +107,37 @@ class Selection:
         return [(name, tuple(names[: i + 1])) for i, name in enumerate(names)]
 
     def passing(self, *names: str) -> np.ndarray:
-        """Events passing every cut named (all of them if none is named)."""
-        return self.cuts.all(*(names or self.cuts.names))
+        """Events passing every cut named (all of them if none is named), and the trigger if there is one."""
+        names = names or tuple(self.cuts.names)
+        if TRIGGER_CUT in self.cuts.names and TRIGGER_CUT not in names:
+            names = (TRIGGER_CUT, *names)
+        return self.cuts.all(*names)
+
+
+def with_trigger(selection: Selection, fired: np.ndarray) -> Selection:
+    """``selection`` with the trigger as its first cut: in the cutflow, in every region and in ``passing``."""
+    cuts = packed({TRIGGER_CUT: fired, **{name: selection.cuts.all(name) for name in selection.cuts.names}})
+    steps = None
+    if selection.cutflow is not None:
+        steps = [(TRIGGER_CUT, (TRIGGER_CUT,))] + [(label, (TRIGGER_CUT, *names)) for label, names in selection.cutflow]
+    regions = {name: np.asarray(mask, dtype=bool) & fired for name, mask in selection.regions.items()}
+    return Selection(cuts, selection.values, regions, steps)
+
+
+def trigger_lines_type() -> Any:
+    """Type of a search config's ``trigger``: the L1 lines the paper used (their OR is required), e.g.
+    ``[hie, c4, ff]``; stored in the ntuples as ``L1PSNM__bo<line>__bc`` (simulation/detector/trigger.py)."""
+
+    def check(value: list[str]) -> list[str]:
+        bad = [line for line in value if not line.isidentifier()]
+        if bad:
+            raise ValueError(f"trigger line names must be identifiers, got {bad}")
+        return value
+
+    return Annotated[list[str], pydantic.Field(min_length=1), pydantic.AfterValidator(check)]
+
+
+TriggerLines = trigger_lines_type()
 
 
 def packed(cuts: Mapping[str, Any]) -> PackedSelection:
@@ -185,8 +218,25 @@ class SearchProcessor(processor.ProcessorABC):
     def corrections(self) -> Any:
         return corrections.load(self.experiment)
 
+    @property
+    def trigger_lines(self) -> tuple[str, ...]:
+        """The trigger lines the search config names (none: no trigger cut)."""
+        return tuple(getattr(self.config, "trigger", None) or ())
+
     def required_branches(self) -> list[str]:
-        return list(self.branches)
+        return list(self.branches) + [trigger_branch(line) for line in self.trigger_lines]
+
+    def trigger_fired(self, events: ak.Array) -> np.ndarray | None:
+        """OR of the configured trigger bits per event (None without trigger lines)."""
+        if not self.trigger_lines:
+            return None
+        fired = np.zeros(len(events), dtype=bool)
+        for line in self.trigger_lines:
+            branch = trigger_branch(line)
+            if branch not in events.fields:
+                raise UserError(f"search '{self.name}': input has no trigger branch '{branch}' (line '{line}' in its config)")
+            fired |= np.asarray(ak.to_numpy(events[branch]), dtype=float) > 0.5
+        return fired
 
     def event_weights(self, events: ak.Array, selection: Selection, channel: str, is_data: bool) -> Weights:
         weights = Weights(len(events), storeIndividual=False)
@@ -196,10 +246,13 @@ class SearchProcessor(processor.ProcessorABC):
         return weights
 
     def _passes(self, events: ak.Array, is_data: bool) -> Iterator[tuple[Calibration, str, Selection, Weights]]:
+        fired = self.trigger_fired(events)
         for calibration in calibrations(self.experiment, nominal_only=is_data or self.training):
             objects = self.objects(events, calibration)
             for channel in self.channels:
                 selection = self.select(events, objects, channel)
+                if fired is not None:
+                    selection = with_trigger(selection, fired)
                 yield calibration, channel, selection, self.event_weights(events, selection, channel, is_data)
 
     def process(self, events: ak.Array) -> dict[str, Any]:

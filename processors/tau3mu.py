@@ -25,6 +25,7 @@ from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
 from belle_rare.processors.base import Calibration, Selection, packed, signal_datasets_of, vary
+from belle_rare.processors.base import TriggerLines
 from belle_rare.processors.columns import as_float, best_index, expand, in_range, take
 from belle_rare.processors.event_objects import (
     Bins, EventObjects, PhotonCuts, RoeCuts, TrackCuts, Window, concat_momenta, event_objects, good_tracks, scaled_tracks,
@@ -141,6 +142,7 @@ class Tau3MuConfig(StrictModel):
     luminosity: str
     n_tautau: float
     signal_datasets: SignalDatasets
+    trigger: TriggerLines  # L1 lines the paper used; their OR is the first cut (processors/base.py)
     tracks: TrackCuts
     muons: MuonCuts
     photons: PhotonCuts

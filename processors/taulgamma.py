@@ -21,6 +21,7 @@ from belle_rare.core.histograms import new_hist, regular
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import kinematics as kin
 from belle_rare.processors.base import Calibration, SearchProcessor, Selection, packed, signal_datasets_of, vary
+from belle_rare.processors.base import TriggerLines
 from belle_rare.processors.columns import as_bool, as_float, expand, in_range, only
 from belle_rare.processors.event_shape import hemisphere, thrust_axis
 from belle_rare.processors.registry import Demo, Search, builtin_file
@@ -138,6 +139,7 @@ class TauLGammaConfig(StrictModel):
     mbc_photon_energy: Literal["beam_constrained", "measured"]
     n_tautau: float
     signal_datasets: SignalDatasets
+    trigger: TriggerLines  # L1 lines the paper used; their OR is the first cut (processors/base.py)
     pid: Pid
     tracks: Tracks
     photons: Photons

@@ -25,6 +25,7 @@ from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
 from belle_rare.processors.base import Calibration, Selection, packed, signal_datasets_of, vary
+from belle_rare.processors.base import TriggerLines
 from belle_rare.processors.columns import as_float, best_index, expand, in_range, take
 from belle_rare.processors.event_shape import fox_wolfram_r2, thrust_axis
 from belle_rare.processors.registry import Demo, Search, Training, builtin_file
@@ -150,6 +151,7 @@ class TauLPhiConfig(StrictModel):
     luminosity: str
     n_tautau: float
     signal_datasets: SignalDatasets
+    trigger: TriggerLines  # L1 lines the paper used; their OR is the first cut (processors/base.py)
     tracks: TrackCuts
     kaons: KaonCuts
     leptons: Leptons

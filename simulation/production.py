@@ -114,6 +114,7 @@ def make_generator(req: Request, chunk: Chunk):
 def produce_chunk(req: Request, chunk: Chunk) -> dict[str, Any]:
     """Generate, simulate and write one chunk; returns its manifest entry."""
     from belle_rare.simulation.detector import load_detector, simulate_detector
+    from belle_rare.simulation.detector.trigger import beam_four_momentum, emulate_trigger
 
     start = time.perf_counter()
     generator = make_generator(req, chunk)
@@ -128,7 +129,10 @@ def produce_chunk(req: Request, chunk: Chunk) -> dict[str, Any]:
     reco = simulate_detector(truth, load_detector(req.experiment), np.random.default_rng([chunk.seed, 3]))
     collections = {**reco, "MCParticle": mcparticle_collection(truth)}
     path = chunk_path(req, chunk)
-    write_ntuple(path, event_columns(truth, exp.experiment_number, chunk.index, chunk.first_event), collections)
+    events = event_columns(truth, exp.experiment_number, chunk.index, chunk.first_event)
+    # L1 trigger bits, from their own random stream (the other detector draws stay unchanged)
+    events |= emulate_trigger(reco, beam_four_momentum(truth), load_detector(req.experiment), np.random.default_rng([chunk.seed, 6]))
+    write_ntuple(path, events, collections)
     return {
         "path": path.name,
         "entries": len(truth),

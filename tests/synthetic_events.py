@@ -43,6 +43,8 @@ import particle
 from belle_rare.configs.experiment import load_experiment
 from belle_rare.processors import kinematics as kin
 from belle_rare.processors.kinematics import P4
+from belle_rare.simulation.detector import load_detector
+from belle_rare.simulation.detector.trigger import branch_name as trigger_branch
 from belle_rare.simulation.ntuple import TREE_NAME, write_ntuple
 
 
@@ -330,6 +332,8 @@ def columns(experiment: str, events: Sequence[Event], first_event: int = 0, trut
         "beamPy": np.full(n, b.py, f32),
         "beamPz": np.full(n, b.pz, f32),
         "mcSignalIndex": np.full(n, -1, i32),
+        # every emulated L1 line fired (the selections' trigger cut passes; tests/test_trigger.py tests the bits)
+        **{trigger_branch(line): np.ones(n, bool) for line in load_detector(experiment).trigger.lines},
     }
 
     trk: dict[str, list[list[float]]] = {k: [] for k in (

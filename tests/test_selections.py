@@ -23,6 +23,9 @@ import pytest
 import uproot
 
 from belle_rare.processors import kinematics as kin
+from belle_rare.processors.base import TRIGGER_CUT
+from belle_rare.simulation.detector import load_detector
+from belle_rare.simulation.detector.trigger import branch_name as trigger_branch
 from synthetic_events import (  # tests/ is on sys.path (pytest prepend import mode)
     ELECTRON_MASS,
     KAON_MASS,
@@ -243,7 +246,8 @@ def test_files_have_the_ntuple_layout(tmp_path):
             tree = f["tree"]
             names = list(tree.keys())
             track_branches = [f"Track_{x}" for x in track + pid[experiment] + ["mcIndex", "mcPDG"]]
-            assert names == event_level + ["nTrack", *track_branches, "nPhoton"] + [f"Photon_{x}" for x in photon]
+            bits = [trigger_branch(line) for line in load_detector(experiment).trigger.lines]
+            assert names == event_level + bits + ["nTrack", *track_branches, "nPhoton"] + [f"Photon_{x}" for x in photon]
             assert str(tree["__event__"].interpretation.from_dtype) == ">i8"
             assert str(tree["Track_px"].interpretation.content.from_dtype) == ">f4"
             assert list(tree["nTrack"].array(library="np")) == [2, 0]
@@ -284,7 +288,7 @@ def test_decay_helpers_conserve_four_momentum():
 # tau -> mu gamma / e gamma (Belle)
 
 TLG_STEPS = [
-    ALL, "two opposite tracks", "track kinematics", "signal side (1 photon, lepton ID)", "tag-side lepton veto",
+    ALL, TRIGGER_CUT, "two opposite tracks", "track kinematics", "signal side (1 photon, lepton ID)", "tag-side lepton veto",
     "e_total", "e_sum_rho", "cos_tracks", "cos_lgamma", "p_miss", "cos_theta_miss", "cos_miss_tag", "m_nu2",
     "energy_asymmetry", "xi", "signal region",
 ]
@@ -382,7 +386,7 @@ def test_taulgamma_events_are_independent_of_their_neighbours(taulgamma_processo
 # tau -> mu mu mu (Belle II)
 
 T3M_PRESELECTION = ["three muon candidates (|q| = 1, one hemisphere)", "thrust", "missing-momentum polar angle", "event charge"]
-T3M_STEPS = [ALL, *T3M_PRESELECTION, "outer region", "signal region (no BDT)", "BDT", "signal region"]
+T3M_STEPS = [ALL, TRIGGER_CUT, *T3M_PRESELECTION, "outer region", "signal region (no BDT)", "BDT", "signal region"]
 T3M_CHECKED = T3M_STEPS[:-2]  # the BDT steps depend on the stored model
 TRIPLET = T3M_PRESELECTION[0]
 
@@ -480,7 +484,7 @@ def test_tau3mu_training_mode_loosens_the_muon_id_and_has_no_bdt(tau3mu_training
 # tau -> l phi, phi -> K+ K- (Belle II)
 
 TLP_PRESELECTION = ["phi -> K+K- and lepton in one hemisphere", "track multiplicity", "thrust", "missing-momentum polar angle"]
-TLP_STEPS = [ALL, *TLP_PRESELECTION, "SR or RSB", "signal region (no BDT)", "BDT", "signal region"]
+TLP_STEPS = [ALL, TRIGGER_CUT, *TLP_PRESELECTION, "SR or RSB", "signal region (no BDT)", "BDT", "signal region"]
 TLP_CHECKED = TLP_STEPS[:-2]
 CANDIDATE = TLP_PRESELECTION[0]
 

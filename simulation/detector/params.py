@@ -395,6 +395,105 @@ class BeamBackground(StrictModel):
     tracks: BackgroundTracks
 
 
+# ---------------------------------------------------------------------------------- trigger
+class TriggerTracks(StrictModel):
+    """Tracks the L1 track finder sees: reconstructed tracks above a pT threshold with enough CDC hits
+    (the hits stand for the superlayers the finder needs), each found with a per-track efficiency."""
+
+    pt_min: Positive = pydantic.Field(description="GeV/c")
+    min_cdc_hits: Count
+    efficiency: Fraction = pydantic.Field(description="per-track finding efficiency above threshold")
+
+
+class TriggerClusters(StrictModel):
+    """ECL trigger clusters: reconstructed clusters (photons and track-matched) above a threshold."""
+
+    energy_min: NonNegative = pydantic.Field(description="GeV, lab")
+    efficiency: Fraction = pydantic.Field(description="per-cluster efficiency above threshold")
+    count_theta_deg: Range = pydantic.Field(description="polar-angle range of the cluster count (c4 / icn4)")
+
+
+class PairTopology(StrictModel):
+    """A pair of objects in the CM frame: Delta phi and theta_1 + theta_2 windows (deg)."""
+
+    delta_phi_deg: Range
+    theta_sum_deg: Range
+
+
+class BhabhaVeto(PairTopology):
+    """3D Bhabha: a back-to-back cluster pair, both above ``energy_both`` and one above ``energy_one`` (CM)."""
+
+    energy_both: Positive = pydantic.Field(description="GeV, CM")
+    energy_one: Positive = pydantic.Field(description="GeV, CM")
+
+
+class EnergySums(StrictModel):
+    """Total ECL energy (lab) thresholds: lowe / hie / lume (Belle II names)."""
+
+    theta_deg: Range = pydantic.Field(description="polar-angle range summed (theta rings)")
+    low: Positive = pydantic.Field(description="GeV")
+    high: Positive = pydantic.Field(description="GeV")
+    lum: Positive = pydantic.Field(description="GeV")
+
+
+class KlmTrigger(StrictModel):
+    min_layers: Annotated[int, pydantic.Field(gt=0)] = pydantic.Field(description="KLM layers a trigger muon track needs")
+    efficiency: Fraction = pydantic.Field(description="per-track KLM trigger efficiency")
+
+
+class TrackPairs(StrictModel):
+    """Track-pair opening angle windows (Delta phi_0, deg) of the track trigger."""
+
+    open_deg: Range = pydantic.Field(description="cdc_open90 (Belle II) / opening-angle bit (Belle)")
+    back_to_back_deg: Range = pydantic.Field(description="cdc_b2b5 (Belle II) / back-to-back bit (Belle)")
+
+
+class LowMultiplicity(StrictModel):
+    """Belle II low-multiplicity ECL bits (TrgEclMaster): lml0, lml1, lml6, lml8, lml10 and ecltaub2b."""
+
+    lml0_clusters: Count = pydantic.Field(description="minimum number of clusters")
+    lml0_cluster_lab: Positive = pydantic.Field(description="GeV, one cluster above (lab)")
+    high_cluster_cm: Positive = pydantic.Field(description="GeV, the '2 GeV (CM)' cluster of lml1 / lml8 / lml10")
+    lml6_cluster_cm: Positive = pydantic.Field(description="GeV, exactly one cluster above (CM), in the barrel")
+    lml6_other_lab: Positive = pydantic.Field(description="GeV, and another above (lab)")
+    lml8_delta_phi_deg: Range
+    lml8_cluster_lab: Positive = pydantic.Field(description="GeV, both clusters above (lab)")
+    lml10: PairTopology
+    taub2b: PairTopology
+    taub2b_energy_max: Positive = pydantic.Field(description="GeV, total lab energy below")
+    taub2b_cluster_max: Positive = pydantic.Field(description="GeV, every cluster below (lab)")
+
+
+class TriggerLine(StrictModel):
+    """One L1 output line: an event-level efficiency on top of its inputs, and its prescale."""
+
+    efficiency: Fraction = 1.0
+    prescale: Annotated[int, pydantic.Field(ge=1)] = 1
+
+
+#: the lines emulated per experiment (simulation/detector/trigger.py implements each)
+TRIGGER_LINES = {
+    "belle2": ("f", "ff", "fff", "ffo", "ffb", "hie", "lowe", "lume", "c4", "bha3d",
+               "lml0", "lml1", "lml6", "lml8", "lml10", "ecltaub2b", "mu_pair"),
+    "belle": ("two_track", "three_track", "hie", "lowe", "icn4", "bhabha", "klm_mu"),
+}
+
+
+class Trigger(StrictModel):
+    """L1 trigger emulation (simulation/detector/trigger.py); ``lines`` names the lines stored as bits."""
+
+    tracks: TriggerTracks = pydantic.Field(description="Belle II 2D tracks / Belle full tracks")
+    short_tracks: TriggerTracks | None = pydantic.Field(None, description="Belle short tracks")
+    clusters: TriggerClusters
+    energy: EnergySums
+    bhabha_veto: BhabhaVeto
+    bhabha_selection: BhabhaVeto = pydantic.Field(description="the prescaled Bhabha (luminosity) line")
+    track_pairs: TrackPairs
+    klm: KlmTrigger
+    low_multiplicity: LowMultiplicity | None = None
+    lines: dict[str, TriggerLine]
+
+
 # ------------------------------------------------------------------------------------- all
 class DetectorParams(StrictModel):
     name: Literal["belle", "belle2"] = pydantic.Field(description="also selects configs/experiments/<name>.yaml")
@@ -407,6 +506,19 @@ class DetectorParams(StrictModel):
     v0: V0
     tagging: Tagging
     beam_background: BeamBackground
+    trigger: Trigger
+
+    @pydantic.model_validator(mode="after")
+    def _trigger_lines(self) -> "DetectorParams":
+        known = TRIGGER_LINES[self.name]
+        unknown = sorted(set(self.trigger.lines) - set(known))
+        if unknown:
+            raise ValueError(f"trigger.lines: unknown line(s) {unknown} for {self.name} (known: {', '.join(known)})")
+        if self.name == "belle" and self.trigger.short_tracks is None:
+            raise ValueError("trigger.short_tracks is required for belle")
+        if self.name == "belle2" and self.trigger.low_multiplicity is None:
+            raise ValueError("trigger.low_multiplicity is required for belle2")
+        return self
 
 
 @lru_cache(maxsize=None)
