@@ -311,6 +311,29 @@ class PerBCharge(StrictModel):
     neutral: Fraction
 
 
+class TagPhotonThresholds(StrictModel):
+    """Minimum photon energy (GeV) per ECL region for tag photons; gap clusters are never used."""
+
+    forward: NonNegative
+    barrel: NonNegative
+    backward: NonNegative
+
+
+class TagConstituents(StrictModel):
+    """Which reconstructed tracks and photons a tag candidate uses (``Track_inTag``, ``Photon_inTag``)."""
+
+    track_max_dr: Positive = pydantic.Field(description="cm, transverse IP distance of tag tracks (V0 daughters exempt)")
+    track_max_dz: Positive = pydantic.Field(description="cm, |dz| of tag tracks (V0 daughters exempt)")
+    photon_min_energy: TagPhotonThresholds
+    partial_fraction: Fraction = pydantic.Field(description="correct tags that miss their softest photon")
+    wrong_keep_probability: Fraction = pydantic.Field(
+        description="misreconstructed tags: chance that each usable tag-B object is used"
+    )
+    wrong_take_probability: Fraction = pydantic.Field(
+        description="misreconstructed and fake tags: chance that each other usable object is used"
+    )
+
+
 class Tagging(StrictModel):
     algorithm: Literal["FEI", "NeuroBayes"]
     correct_efficiency: PerBCharge = pydantic.Field(description="correctly reconstructed tag per B Bbar event")
@@ -330,6 +353,7 @@ class Tagging(StrictModel):
     fake_rate_per_event: Fraction = pydantic.Field(description="tag candidates per non-B Bbar event (the weight)")
     fake_min_tracks: Count = pydantic.Field(description="no fake tag in events with fewer tracks")
     fake_charged_fraction: Fraction
+    constituents: TagConstituents
 
     def candidate_weight(self, charged: np.ndarray) -> np.ndarray:
         """Weight of a B Bbar tag candidate: the probability that the event has one (correct or not)."""
