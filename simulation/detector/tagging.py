@@ -25,8 +25,8 @@ the region-dependent FEI (Belle: goodBelleGamma) energy cut.
   ``wrong_take_probability``, so signal-side particles can be lost to the tag.
 * Fake tags (no B pair) take each usable object with ``wrong_take_probability``.
 Misreconstructed and fake tags get at least ``fake_min_tracks`` tracks where the event has them
-(own tracks first), and their tracks are then trimmed so that the charge sum equals the tag's
-charge where that is possible (else to |sum| <= 1). A correct tag's charge is the true B charge; its
+(own tracks first), then as many tracks (one more if parity demands) with charges summing to the
+tag's charge: surplus-sign tracks dropped, usable tracks of the missing sign added (else |sum| <= 1). A correct tag's charge is the true B charge; its
 tracks sum to it only when every charged descendant was reconstructed and usable.
 
 The tag kinematics stay parametric (Mbc, deltaE, direction from the truth B or the ARGUS / flat
@@ -145,22 +145,38 @@ def rank_within(group: np.ndarray, key: np.ndarray) -> np.ndarray:
     return rank
 
 
-def balance_charge(event: np.ndarray, charge: np.ndarray, key: np.ndarray, target: np.ndarray, n_events: int) -> np.ndarray:
-    """Mask of the selected tracks to keep so that each event's charge sum is ``target[event]``.
+def balance_charge(
+    event: np.ndarray,
+    charge: np.ndarray,
+    picked: np.ndarray,
+    key: np.ndarray,
+    target: np.ndarray,
+    n_events: int,
+) -> np.ndarray:
+    """Which tracks of each event's pool a tag uses so that their charges sum to ``target[event]``.
 
-    Keeps as many tracks as possible, dropping the largest-``key`` ones of the surplus sign. Where
-    the target cannot be reached (e.g. a single positive track and target -1) the sum is trimmed to
-    |sum| <= 1 instead.
+    Keeps the number of ``picked`` tracks (one more where the parity of the target demands it),
+    picked tracks first (smallest ``key`` first), then unpicked pool tracks of the missing sign.
+    Where the pool cannot make the target (e.g. only positive tracks and target -1), the picked
+    tracks are trimmed to |sum| <= 1 instead.
     """
     plus = charge > 0
-    n_plus = np.bincount(event[plus], minlength=n_events)
-    n_minus = np.bincount(event[~plus], minlength=n_events)
-    want_plus = np.minimum(n_plus, n_minus + target)
-    want_minus = want_plus - target
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(event[mask], minlength=n_events)
+
+    n_picked, picked_plus = count(picked), count(picked & plus)
+    picked_minus = n_picked - picked_plus
+    total = n_picked + (n_picked - target) % 2
+    want_plus, want_minus = (total + target) // 2, (total - target) // 2
+    excess = np.maximum(want_plus - count(plus), 0)
+    want_plus, want_minus = want_plus - excess, want_minus - excess
+    excess = np.maximum(want_minus - count(~plus), 0)
+    want_plus, want_minus = want_plus - excess, want_minus - excess
     reachable = (want_plus >= 0) & (want_minus >= 0)
-    keep_plus = np.where(reachable, want_plus, np.minimum(n_plus, n_minus + 1))
-    keep_minus = np.where(reachable, want_minus, np.minimum(n_minus, n_plus + 1))
-    rank = rank_within(2 * event + plus, key)
+    keep_plus = np.where(reachable, want_plus, np.minimum(picked_plus, picked_minus + 1))
+    keep_minus = np.where(reachable, want_minus, np.minimum(picked_minus, picked_plus + 1))
+    rank = rank_within(2 * event + plus, np.where(picked, 0.0, 2.0) + key)  # key is in [0, 2)
     return rank < np.where(plus, keep_plus[event], keep_minus[event])
 
 
@@ -234,10 +250,7 @@ def assign_constituents(
     pool = np.flatnonzero(t_usable & mixed[t_event])
     floor = pool[rank_within(t_event[pool], key[pool]) < tagging.fake_min_tracks]
     t_pick[floor] = True
-    picked = np.flatnonzero(t_pick)
-    t_pick[picked] = balance_charge(
-        t_event[picked], inputs.tracks["charge"][picked], key[picked], target_charge, n
-    )
+    t_pick[pool] = balance_charge(t_event[pool], inputs.tracks["charge"][pool], t_pick[pool], key[pool], target_charge, n)
     return t_in | t_pick, g_in | g_pick, softest
 
 
