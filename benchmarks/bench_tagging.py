@@ -204,6 +204,11 @@ def main() -> None:
             sel = passes(s.btag, experiment)
             isig = field(s.btag, "isSignal") == 1
             console.print(
+                f"B0 -> K*0 tau tau: correct-tag efficiency after the Belle cuts {100 * np.sum((w * isig)[sel]) / s.n_events:.3f} % "
+                "(the paper, PRD 108 L011102: 0.24 %, above 0.18 % for its lower signal-side multiplicity; our "
+                "efficiency does not depend on the signal side)"
+            )
+            console.print(
                 f"B0 -> K*0 tau tau (Belle cuts): {100 * np.sum((w * lost)[sel]) / np.sum(w[sel]):.1f} % of the tagged "
                 f"events (weighted) have a signal-side track in the tag ({100 * np.mean(lost[sel & ~isig]):.1f} % of those "
                 f"with a misreconstructed tag, {100 * np.mean(lost[sel & isig]):.1f} % with a correct one)"
