@@ -82,7 +82,7 @@ def simulate_detector(truth: ak.Array, params: DetectorParams, rng: np.random.Ge
     btag = build_btag(
         flat,
         ak.to_numpy(truth.signal_index),
-        TagInputs(particles, rows, track_columns, gamma_rows, photons),
+        TagInputs(track_event, track_columns, gamma_event, photons),
         params.name,
         params.tagging,
         rng,

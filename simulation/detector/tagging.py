@@ -45,7 +45,7 @@ from belle_rare.core.fourvector import P4, to_cm, to_lab
 from belle_rare.simulation.detector import pdg as pdgtab
 from belle_rare.simulation.detector.calorimeter import REGION_BACKWARD, REGION_BARREL, REGION_FORWARD
 from belle_rare.simulation.detector.composites import Candidates, mother_pdg
-from belle_rare.simulation.detector.flat import FlatTruth, Particles, event_counts
+from belle_rare.simulation.detector.flat import FlatTruth, event_counts
 from belle_rare.simulation.detector.kinematics import direction
 from belle_rare.simulation.detector.params import TagConstituents, Tagging
 
@@ -112,17 +112,17 @@ def _tag_kinematics(mbc: np.ndarray, delta_e: np.ndarray, unit: np.ndarray, e_be
 
 @dataclass
 class TagInputs:
-    """The reconstructed objects a tag can be built from: Track rows and Photon rows.
+    """The reconstructed objects a tag can be built from: the Track and Photon collections.
 
-    ``track_rows`` / ``photon_rows`` are ``Particles`` rows (grouped by event) and the dicts are
-    the Track / Photon columns the response writes for them (``charge``, ``dr``, ``dz``;
-    ``E``, ``px``, ``py``, ``pz``, ``clusterReg``, ``mcPDG``).
+    ``track_event`` / ``photon_event`` give each row's event (rows grouped by event) and the
+    dicts are the columns the response writes (Track: ``charge``, ``dr``, ``dz``, ``mcIndex``;
+    Photon: ``E``, ``px``, ``py``, ``pz``, ``clusterReg``, ``mcIndex``, ``mcPDG``). Working on the
+    written columns means that whatever rows a collection ends up with are the rows flagged.
     """
 
-    particles: Particles
-    track_rows: np.ndarray
+    track_event: np.ndarray
     tracks: dict[str, np.ndarray]
-    photon_rows: np.ndarray
+    photon_event: np.ndarray
     photons: dict[str, np.ndarray]
 
 
@@ -189,13 +189,17 @@ def _photon_threshold(region: np.ndarray, cfg: TagConstituents) -> np.ndarray:
     )
 
 
-def _b_of_rows(flat: FlatTruth, p: Particles, rows: np.ndarray, is_b: np.ndarray) -> np.ndarray:
-    """Flat row of the Upsilon(4S) B each Particles row descends from (-1 for none / beam background)."""
-    out = np.full(len(rows), -1, dtype=np.int64)
-    truth = p.mc_index[rows] >= 0
-    if truth.any():
-        event = p.event[rows][truth]
-        out[truth] = b_ancestor(flat, flat.global_index(event, p.mc_index[rows][truth]), is_b)
+def _truth_rows(flat: FlatTruth, event: np.ndarray, mc_index: np.ndarray) -> np.ndarray:
+    """Flat truth row of each object (-1 for beam background, ``mcIndex`` -1)."""
+    return np.where(mc_index >= 0, flat.offsets[event] + mc_index, -1)
+
+
+def _b_of(flat: FlatTruth, truth_row: np.ndarray, is_b: np.ndarray) -> np.ndarray:
+    """Flat row of the Upsilon(4S) B each truth row descends from (-1 for none or no truth row)."""
+    out = np.full(len(truth_row), -1, dtype=np.int64)
+    has = truth_row >= 0
+    if has.any():
+        out[has] = b_ancestor(flat, truth_row[has], is_b)
     return out
 
 
@@ -215,19 +219,22 @@ def assign_constituents(
     2 misreconstructed, 3 fake; ``target_charge`` the tag's charge.
     """
     cfg = tagging.constituents
-    p, n = inputs.particles, flat.n_events
-    t_event = p.event[inputs.track_rows]
-    g_event = p.event[inputs.photon_rows]
+    n = flat.n_events
+    t_event, g_event = inputs.track_event, inputs.photon_event
 
     # usable objects (FEI precuts) and those from the event's tag B
-    v0_daughter = np.isin(np.abs(mother_pdg(flat, t_event, p.mother[inputs.track_rows])), V0_MOTHERS)
+    t_truth = _truth_rows(flat, t_event, inputs.tracks["mcIndex"].astype(np.int64))
+    g_truth = _truth_rows(flat, g_event, inputs.photons["mcIndex"].astype(np.int64))
+    t_mother = np.full(len(t_truth), -1, dtype=np.int64)
+    t_mother[t_truth >= 0] = flat["mother"][t_truth[t_truth >= 0]]
+    v0_daughter = np.isin(np.abs(mother_pdg(flat, t_event, t_mother)), V0_MOTHERS)
     t_usable = ((inputs.tracks["dr"] < cfg.track_max_dr) & (np.abs(inputs.tracks["dz"]) < cfg.track_max_dz)) | v0_daughter
     g_energy = inputs.photons["E"].astype(np.float64)
     g_usable = g_energy > _photon_threshold(inputs.photons["clusterReg"], cfg)
-    t_own = (tag_row[t_event] >= 0) & (_b_of_rows(flat, p, inputs.track_rows, is_b) == tag_row[t_event])
+    t_own = (tag_row[t_event] >= 0) & (_b_of(flat, t_truth, is_b) == tag_row[t_event])
     g_own = (
         (tag_row[g_event] >= 0)
-        & (_b_of_rows(flat, p, inputs.photon_rows, is_b) == tag_row[g_event])
+        & (_b_of(flat, g_truth, is_b) == tag_row[g_event])
         & (inputs.photons["mcPDG"] == pdgtab.PHOTON)  # split-off clusters carry the hadron's mcPDG
     )
 
@@ -269,7 +276,7 @@ def build_btag(
     beta = total[1:] / total[0]
     e_beam = exp.sqrt_s / 2.0
     n_events = flat.n_events
-    n_tracks = event_counts(inputs.particles.event[inputs.track_rows], n_events)
+    n_tracks = event_counts(inputs.track_event, n_events)
 
     is_b, bb_event = b_pair_rows(flat)
     pairs = np.flatnonzero(is_b).reshape(-1, 2)  # rows come grouped by event, two per B Bbar event
@@ -341,7 +348,7 @@ def build_btag(
     bb_index[bb_events] = np.arange(n_bb)
     g = inputs.photons
     gx, gy, gz, ge = to_cm(*(g[c][dropped].astype(np.float64) for c in ("px", "py", "pz", "E")), *beta)
-    lost = bb_index[inputs.particles.event[inputs.photon_rows[dropped]]]
+    lost = bb_index[inputs.photon_event[dropped]]
     np.subtract.at(p_cm, lost, np.stack([gx, gy, gz], axis=1))
     np.subtract.at(e_cm, lost, ge)
     mbc_ok = np.sqrt(np.maximum(e_beam**2 - np.sum(p_cm**2, axis=1), 0.0))
@@ -364,8 +371,8 @@ def build_btag(
     order = np.argsort(merged["event"], kind="stable")
     merged = {key: values[order] for key, values in merged.items()}
     px, py, pz, E = _tag_kinematics(merged["Mbc"], merged["deltaE"], merged["unit"], e_beam, beta)
-    n_tag_tracks = event_counts(inputs.particles.event[inputs.track_rows[track_in]], n_events)
-    n_tag_photons = event_counts(inputs.particles.event[inputs.photon_rows[photon_in]], n_events)
+    n_tag_tracks = event_counts(inputs.track_event[track_in], n_events)
+    n_tag_photons = event_counts(inputs.photon_event[photon_in], n_events)
     f32, i32 = np.float32, np.int32
     candidates = Candidates(
         merged["event"],
