@@ -19,6 +19,13 @@ the ``Track_inTag`` / ``Photon_inTag`` flags:
   and for B0 -> K*0 tau tau the fraction of tagged events that lose a signal-side track;
 * the fraction of tags whose track charges sum to the tag charge.
 
+Normalisation: the configs read the published efficiencies per B Bbar event of the tagged charge
+(B+B- events for B+ tags). For NeuroBayes this is what the Belle K*0 tau tau paper implies (its
+0.24 % per B0 B0bar signal event is "slightly higher" than the 0.18 %); basf2's FEI documentation
+(analysis/doc/FullEventInterpretation.rst) defines the tag-side efficiency as the fraction of
+Upsilon(4S) events with a correct tag, so the FEI numbers may be per all B Bbar events: the last
+column shows our efficiency in that normalisation.
+
 Cuts: Belle, the K*0 tau tau analysis (PRD 108, L011102): ln(o_NB) > -7, |deltaE| < 0.06 GeV,
 5.275 < Mbc < 5.290 GeV. Belle II, the standard hadronic FEI skim: Mbc > 5.24 GeV,
 |deltaE| < 0.2 GeV, sigProb > 0.001 (the skim's R2 / nTracks cuts are not applied here).
