@@ -343,6 +343,10 @@ class Tagging(StrictModel):
         lt=1,
         description="fraction of tag candidates in B Bbar events that are misreconstructed"
     )
+    misreconstructed_per_correct: NonNegative = pydantic.Field(
+        description="weighted misreconstructed tag candidates per correct one in B Bbar events "
+        "(misreconstructed_fraction only sets how many MC events carry each kind)"
+    )
     momentum_resolution: NonNegative = pydantic.Field(description="GeV, per CM momentum component")
     energy_resolution: NonNegative = pydantic.Field(description="GeV, on the CM energy (deltaE width)")
     mbc_min: Positive = pydantic.Field(description="GeV, lower end of the stored Mbc range")
@@ -355,14 +359,18 @@ class Tagging(StrictModel):
     fake_charged_fraction: Fraction
     constituents: TagConstituents
 
-    def candidate_weight(self, charged: np.ndarray) -> np.ndarray:
-        """Weight of a B Bbar tag candidate: the probability that the event has one (correct or not)."""
+    def candidate_weight(self, charged: np.ndarray, misreconstructed: np.ndarray) -> np.ndarray:
+        """Weight of a B Bbar tag candidate: correct ones sum to the efficiency per B Bbar event,
+        misreconstructed ones to ``misreconstructed_per_correct`` times it."""
         eff = np.where(
             charged,
             self.correct_efficiency.charged * self.data_mc_factor.charged,
             self.correct_efficiency.neutral * self.data_mc_factor.neutral,
         )
-        return eff / (1.0 - self.misreconstructed_fraction)
+        wrong_share = max(self.misreconstructed_fraction, np.finfo(float).tiny)
+        return eff * np.where(
+            misreconstructed, self.misreconstructed_per_correct / wrong_share, 1.0 / (1.0 - self.misreconstructed_fraction)
+        )
 
 
 # -------------------------------------------------------------------------- beam background

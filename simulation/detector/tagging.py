@@ -363,7 +363,7 @@ def build_btag(
         "flavour": flavour,
         "isSignal": (~wrong).astype(np.int32),
         "mcIndex": tag - flat.offsets[bb_events],
-        "weight": cfg.candidate_weight(charge != 0),
+        "weight": cfg.candidate_weight(charge != 0, wrong),
         "unit": unit,
     }
 
