@@ -26,8 +26,12 @@ the region-dependent FEI (Belle: goodBelleGamma) energy cut.
 * Fake tags (no B pair) take each usable object with ``wrong_take_probability``.
 Misreconstructed and fake tags get at least ``fake_min_tracks`` tracks where the event has them
 (own tracks first), then as many tracks (one more if parity demands) with charges summing to the
-tag's charge: surplus-sign tracks dropped, usable tracks of the missing sign added (else |sum| <= 1). A correct tag's charge is the true B charge; its
-tracks sum to it only when every charged descendant was reconstructed and usable.
+tag's charge: surplus-sign tracks dropped, usable tracks of the missing sign added (else
+|sum| <= 1). A correct tag's charge is the true B charge; its tracks sum to it only when every
+charged descendant was reconstructed and usable.
+
+Weights: correct candidates sum to the configured efficiency per B Bbar event of their charge,
+misreconstructed ones to ``misreconstructed_per_correct`` times it (``Tagging.candidate_weight``).
 
 The tag kinematics stay parametric (Mbc, deltaE, direction from the truth B or the ARGUS / flat
 shapes), not summed from the constituents, and the tag B decays as the generator decided (not only
@@ -228,7 +232,8 @@ def assign_constituents(
     t_mother = np.full(len(t_truth), -1, dtype=np.int64)
     t_mother[t_truth >= 0] = flat["mother"][t_truth[t_truth >= 0]]
     v0_daughter = np.isin(np.abs(mother_pdg(flat, t_event, t_mother)), V0_MOTHERS)
-    t_usable = ((inputs.tracks["dr"] < cfg.track_max_dr) & (np.abs(inputs.tracks["dz"]) < cfg.track_max_dz)) | v0_daughter
+    near_ip = (inputs.tracks["dr"] < cfg.track_max_dr) & (np.abs(inputs.tracks["dz"]) < cfg.track_max_dz)
+    t_usable = near_ip | v0_daughter
     g_energy = inputs.photons["E"].astype(np.float64)
     g_usable = g_energy > _photon_threshold(inputs.photons["clusterReg"], cfg)
     t_own = (tag_row[t_event] >= 0) & (_b_of(flat, t_truth, is_b) == tag_row[t_event])
@@ -257,7 +262,9 @@ def assign_constituents(
     pool = np.flatnonzero(t_usable & mixed[t_event])
     floor = pool[rank_within(t_event[pool], key[pool]) < tagging.fake_min_tracks]
     t_pick[floor] = True
-    t_pick[pool] = balance_charge(t_event[pool], inputs.tracks["charge"][pool], t_pick[pool], key[pool], target_charge, n)
+    t_pick[pool] = balance_charge(
+        t_event[pool], inputs.tracks["charge"][pool], t_pick[pool], key[pool], target_charge, n
+    )
     return t_in | t_pick, g_in | g_pick, softest
 
 
