@@ -351,3 +351,21 @@ def test_belle_purity_reproduces_the_neurobayes_statements():
     effs = np.array([yields(c)[0] for c in cuts])
     half = cuts[np.argmin(np.abs(effs - full / 2))]
     assert abs(yields(half)[1] - 0.90) < 0.05
+
+
+def test_displaced_k_short_daughters_of_the_tag_b_are_used(generated):
+    """The FEI takes K_S (and Lambda) daughters from the V0 lists: they pass although they fail |dr| < 2 cm."""
+    truth, reco = generated[("belle2", "charged")]
+    rows, tag_row, correct = _ancestry(truth, reco)
+    event, anc = rows["Track"]
+    mc = _flat(reco["Track"], "mcIndex").astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(truth.mc)))])
+    mother = ak.to_numpy(ak.flatten(truth.mc.mother))[np.where(mc >= 0, offsets[event] + mc, 0)]
+    mother_pdg = ak.to_numpy(ak.flatten(truth.mc.pdg))[np.where(mother >= 0, offsets[event] + mother, 0)]
+    from_ks = (mc >= 0) & (mother >= 0) & (np.abs(mother_pdg) == 310)
+    from_v0 = (mc >= 0) & (mother >= 0) & np.isin(np.abs(mother_pdg), (310, 3122))
+    far = np.abs(_flat(reco["Track"], "dr")) >= 2.0
+    own = correct[event] & (anc == tag_row[event])
+    assert (own & far & from_ks).sum() > 5
+    assert np.all(_flat(reco["Track"], "inTag")[own & far & from_ks] == 1)
+    assert np.all(_flat(reco["Track"], "inTag")[own & far & ~from_v0] == 0)  # other displaced tracks are not
