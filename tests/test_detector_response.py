@@ -14,17 +14,19 @@ from belle_rare.simulation.detector import toy_truth
 
 COMMON_FIELDS = {
     "Track": ["px", "py", "pz", "E", "charge", "dr", "dz", "pValue", "nCDCHits", "clusterE", "EoverP", "klmLayers"],
-    "Photon": ["E", "px", "py", "pz", "clusterTheta", "clusterPhi", "clusterE9E21", "clusterReg", "clusterTiming", "clusterErrorTiming", "mcIndex", "mcPDG"],
+    "Photon": ["E", "px", "py", "pz", "clusterTheta", "clusterPhi", "clusterE9E21", "clusterReg", "clusterTiming", "clusterErrorTiming", "mcIndex", "mcPDG", "inTag"],
     "KLMCluster": ["theta", "phi", "layers", "innermostLayer", "mcIndex", "mcPDG"],
     "Pi0": ["px", "py", "pz", "E", "M", "gamma1Index", "gamma2Index", "mcIsPi0"],
     "V0": ["px", "py", "pz", "E", "M", "trackIndex1", "trackIndex2", "x", "y", "z", "flightDistance", "pValue",
            "mcIndex", "mcPDG"],
-    "Btag": ["Mbc", "deltaE", "sigProb", "charge", "flavour", "px", "py", "pz", "E", "isSignal", "mcIndex", "weight"],
+    "Btag": ["Mbc", "deltaE", "sigProb", "charge", "flavour", "px", "py", "pz", "E", "isSignal", "mcIndex", "weight",
+             "nTracks", "nPhotons"],
 }
 PID = {"belle": ["eIDBelle", "muIDBelle", "atcPIDBelle"],
        "belle2": ["electronID", "muonID", "pionID", "kaonID", "protonID"]}
 INTEGER_FIELDS = {"charge", "nCDCHits", "klmLayers", "mcIndex", "mcPDG", "clusterReg", "layers", "innermostLayer",
-                  "gamma1Index", "gamma2Index", "mcIsPi0", "trackIndex1", "trackIndex2", "flavour", "isSignal"}
+                  "gamma1Index", "gamma2Index", "mcIsPi0", "trackIndex1", "trackIndex2", "flavour", "isSignal",
+                  "inTag", "nTracks", "nPhotons"}
 
 
 def _events(name, n=300, seed=0):
@@ -37,7 +39,7 @@ def test_collections_and_fields(name):
     reco = simulate_detector(_events(name), load_detector(name), np.random.default_rng(1))
     assert tuple(reco) == COLLECTIONS
     expected = dict(COMMON_FIELDS)
-    expected["Track"] = COMMON_FIELDS["Track"] + PID[name] + ["mcIndex", "mcPDG"]
+    expected["Track"] = COMMON_FIELDS["Track"] + PID[name] + ["mcIndex", "mcPDG", "inTag"]
     for collection, fields in expected.items():
         array = reco[collection]
         assert len(array) == 300

@@ -326,6 +326,29 @@ class PerBCharge(StrictModel):
     neutral: Fraction
 
 
+class TagPhotonThresholds(StrictModel):
+    """Minimum photon energy (GeV) per ECL region for tag photons; gap clusters are never used."""
+
+    forward: NonNegative
+    barrel: NonNegative
+    backward: NonNegative
+
+
+class TagConstituents(StrictModel):
+    """Which reconstructed tracks and photons a tag candidate uses (``Track_inTag``, ``Photon_inTag``)."""
+
+    track_max_dr: Positive = pydantic.Field(description="cm, transverse IP distance of tag tracks (V0 daughters exempt)")
+    track_max_dz: Positive = pydantic.Field(description="cm, |dz| of tag tracks (V0 daughters exempt)")
+    photon_min_energy: TagPhotonThresholds
+    partial_fraction: Fraction = pydantic.Field(description="correct tags that miss their softest photon")
+    wrong_keep_probability: Fraction = pydantic.Field(
+        description="misreconstructed tags: chance that each usable tag-B object is used"
+    )
+    wrong_take_probability: Fraction = pydantic.Field(
+        description="misreconstructed and fake tags: chance that each other usable object is used"
+    )
+
+
 class Tagging(StrictModel):
     algorithm: Literal["FEI", "NeuroBayes"]
     correct_efficiency: PerBCharge = pydantic.Field(description="correctly reconstructed tag per B Bbar event")
@@ -334,6 +357,10 @@ class Tagging(StrictModel):
         ge=0,
         lt=1,
         description="fraction of tag candidates in B Bbar events that are misreconstructed"
+    )
+    misreconstructed_per_correct: NonNegative = pydantic.Field(
+        description="weighted misreconstructed tag candidates per correct one in B Bbar events "
+        "(misreconstructed_fraction only sets how many MC events carry each kind)"
     )
     momentum_resolution: NonNegative = pydantic.Field(description="GeV, per CM momentum component")
     energy_resolution: NonNegative = pydantic.Field(description="GeV, on the CM energy (deltaE width)")
@@ -345,15 +372,20 @@ class Tagging(StrictModel):
     fake_rate_per_event: Fraction = pydantic.Field(description="tag candidates per non-B Bbar event (the weight)")
     fake_min_tracks: Count = pydantic.Field(description="no fake tag in events with fewer tracks")
     fake_charged_fraction: Fraction
+    constituents: TagConstituents
 
-    def candidate_weight(self, charged: np.ndarray) -> np.ndarray:
-        """Weight of a B Bbar tag candidate: the probability that the event has one (correct or not)."""
+    def candidate_weight(self, charged: np.ndarray, misreconstructed: np.ndarray) -> np.ndarray:
+        """Weight of a B Bbar tag candidate: correct ones sum to the efficiency per B Bbar event,
+        misreconstructed ones to ``misreconstructed_per_correct`` times it."""
         eff = np.where(
             charged,
             self.correct_efficiency.charged * self.data_mc_factor.charged,
             self.correct_efficiency.neutral * self.data_mc_factor.neutral,
         )
-        return eff / (1.0 - self.misreconstructed_fraction)
+        wrong_share = max(self.misreconstructed_fraction, np.finfo(float).tiny)
+        return eff * np.where(
+            misreconstructed, self.misreconstructed_per_correct / wrong_share, 1.0 / (1.0 - self.misreconstructed_fraction)
+        )
 
 
 # -------------------------------------------------------------------------- beam background

@@ -13,12 +13,12 @@ import numpy as np
 from belle_rare.simulation.detector.beam_background import background_particles
 from belle_rare.simulation.detector.calorimeter import ecl_response, photon_columns, photon_rows
 from belle_rare.simulation.detector.composites import build_pi0, build_v0
-from belle_rare.simulation.detector.flat import FlatTruth, Particles, event_counts, to_jagged
+from belle_rare.simulation.detector.flat import FlatTruth, Particles, to_jagged
 from belle_rare.simulation.detector.kinematics import polar_angles
 from belle_rare.simulation.detector.klm import klm_clusters, track_layers
 from belle_rare.simulation.detector.params import DetectorParams
 from belle_rare.simulation.detector.pid import pid_values
-from belle_rare.simulation.detector.tagging import build_btag
+from belle_rare.simulation.detector.tagging import TagInputs, build_btag
 from belle_rare.simulation.detector.tracking import reconstruct_tracks
 
 COLLECTIONS = ("Track", "Photon", "KLMCluster", "Pi0", "V0", "Btag")
@@ -83,11 +83,13 @@ def simulate_detector(truth: ak.Array, params: DetectorParams, rng: np.random.Ge
     btag = build_btag(
         flat,
         ak.to_numpy(truth.signal_index),
-        event_counts(track_event, n),
+        TagInputs(track_event, track_columns, gamma_event, photons),
         params.name,
         params.tagging,
         rng,
     )
+    track_columns["inTag"] = btag.track_in_tag
+    photons["inTag"] = btag.photon_in_tag
 
     return {
         "Track": to_jagged(track_columns, track_event, n),
@@ -95,5 +97,5 @@ def simulate_detector(truth: ak.Array, params: DetectorParams, rng: np.random.Ge
         "KLMCluster": to_jagged(klm_columns, particles.event[klm_rows], n),
         "Pi0": to_jagged(pi0.columns, pi0.event, n),
         "V0": to_jagged(v0.columns, v0.event, n),
-        "Btag": to_jagged(btag.columns, btag.event, n),
+        "Btag": to_jagged(btag.candidates.columns, btag.candidates.event, n),
     }
