@@ -171,7 +171,7 @@ def test_correct_tags_use_exactly_the_tag_b_descendants(generated, key):
     assert t_flag[in_correct].sum() > 500
     assert np.all(t_anc[t_flag & in_correct] == tag_row[t_event[t_flag & in_correct]])
     # ... and every usable tag-B track is flagged (correct tags drop photons only)
-    usable = (_flat(reco["Track"], "dr") < cfg.track_max_dr) & (np.abs(_flat(reco["Track"], "dz")) < cfg.track_max_dz)
+    usable = (np.abs(_flat(reco["Track"], "dr")) < cfg.track_max_dr) & (np.abs(_flat(reco["Track"], "dz")) < cfg.track_max_dz)
     own = in_correct & (t_anc == tag_row[t_event])
     assert np.all(t_flag[own & usable])
     # photons: flagged ones descend from the tag B and are true photons

@@ -232,7 +232,7 @@ def assign_constituents(
     t_mother = np.full(len(t_truth), -1, dtype=np.int64)
     t_mother[t_truth >= 0] = flat["mother"][t_truth[t_truth >= 0]]
     v0_daughter = np.isin(np.abs(mother_pdg(flat, t_event, t_mother)), V0_MOTHERS)
-    near_ip = (inputs.tracks["dr"] < cfg.track_max_dr) & (np.abs(inputs.tracks["dz"]) < cfg.track_max_dz)
+    near_ip = (np.abs(inputs.tracks["dr"]) < cfg.track_max_dr) & (np.abs(inputs.tracks["dz"]) < cfg.track_max_dz)
     t_usable = near_ip | v0_daughter
     g_energy = inputs.photons["E"].astype(np.float64)
     g_usable = g_energy > _photon_threshold(inputs.photons["clusterReg"], cfg)
