@@ -76,7 +76,7 @@ class DedicatedGenerator:
             return np.array([11, -11]), [e_minus, e_plus]
         if self.proc.generator == "two_photon":
             lepton = int(self.params["lepton"])
-            momenta = two_photon.sample_events(sqrt_s, lepton, self.params["w_min"], self.params["q2_max_over_w2"], self.rng)
+            momenta = two_photon.sample_events(sqrt_s, lepton, self.params["w_min"], self.rng)
             return np.array([11, -11, lepton, -lepton]), list(momenta)
         mu_minus, mu_plus, zp = zprime.sample_events(sqrt_s, self.params["mass"], self.rng)
         return np.array([13, -13, ZPRIME_PDG]), [mu_minus, mu_plus, zp]
