@@ -74,16 +74,19 @@ def _q2_min(x: float) -> float:
     return E**2 * x**2 / (1 - x)
 
 
-def _collinear_epa_quadrature(mass: float, w_min: float) -> float:
-    """The collinear EPA integral that ``sample_fractions`` samples: f(x1) f(x2) sigma_gg(x1 x2 s)."""
+def _collinear_epa_quadrature(mass: float, w_min: float, n: int = 200) -> float:
+    """The collinear EPA integral that ``sample_fractions`` samples, f(x1) f(x2) sigma_gg(x1 x2 s), by Gauss-Legendre
+    in ln(tau) and y = ln(x1 / x2) / 2 (tau = x1 x2, dx1 dx2 = tau dln(tau) dy); converged to 1e-5 at n = 200."""
     s = SQRT_S**2
-    tau_min = w_min**2 / s
-
-    def integrand(x2: float, x1: float) -> float:
-        return float(tp.full_photon_flux(x1, SQRT_S) * tp.full_photon_flux(x2, SQRT_S) * tp.sigma_gg(x1 * x2 * s, mass))
-
-    value, _ = integrate.dblquad(integrand, tau_min, 1 - 1e-6, lambda x1: tau_min / x1, lambda x1: 1 - 1e-6, epsrel=1e-4)
-    return value * HBARC2_GEV2_NB
+    nodes, weights = np.polynomial.legendre.leggauss(n)
+    ln_tau_min = np.log(w_min**2 / s)
+    ln_tau = (nodes + 1) / 2 * -ln_tau_min + ln_tau_min
+    tau = np.exp(ln_tau)[:, None]
+    half_range = -np.log(tau) / 2
+    y = nodes[None, :] * half_range
+    x1, x2 = np.sqrt(tau) * np.exp(y), np.sqrt(tau) * np.exp(-y)
+    f = tp.full_photon_flux(x1, SQRT_S) * tp.full_photon_flux(x2, SQRT_S) * tp.sigma_gg(tau * s, mass) * tau
+    return float(np.sum(f * weights[None, :] * half_range * (weights * -ln_tau_min / 2)[:, None])) * HBARC2_GEV2_NB
 
 
 def test_fraction_proposals_match_their_quadrature():

@@ -1,7 +1,7 @@
 """Generators for what Pythia does not cover: Bhabha scattering, e+e- -> mu mu Z' and two-photon lepton pairs.
 
 The hard process is sampled here (``bhabha.py``, ``zprime.py``, ``two_photon.py``) at each event's own CM energy after
-collinear ISR (``isr.py``), boosted into the laboratory and handed to Pythia through a Les Houches
+ISR (``isr.py``: one photon, Kuraev-Fadin energy, first-order polar angle, recoil taken by the hard system), boosted into the laboratory and handed to Pythia through a Les Houches
 file for QED final-state radiation, so that radiation off the leptons is Pythia's.
 """
 
@@ -26,7 +26,8 @@ from belle_rare.simulation.generators.pythia import LHEF_SETTINGS, _MAX_SEED, ma
 ZPRIME_PDG = 32  # invisible: written as a stable final-state particle
 # Bhabha generated for 10 deg < theta* < 170 deg (the acceptance of the Physics Book's 300 nb)
 BHABHA_THETA_MIN_DEG = 10.0
-# hardest ISR kept: half the beam energy (harder ISR leaves nothing that passes any selection)
+# hardest ISR generated: half the beam energy (harder ISR leaves nothing that passes any selection;
+# the radiator is truncated there: 3.5 % of it, isr.radiator_integral(0.5, 1, beta), is not generated)
 BHABHA_ISR_X_MAX = 0.5
 
 
@@ -47,6 +48,8 @@ class DedicatedGenerator:
         self.seed = seed
         self.params = {**self.proc.parameters, **(parameters or {})}
         self.rng = np.random.default_rng([seed, 2])
+        # ISR photons from their own stream, so that the hard process's draws do not depend on them
+        self.isr_rng = np.random.default_rng([seed, 3])
         self._tmp = tempfile.TemporaryDirectory(prefix="belle-rare-lhef-")
         self.settings = [
             *catalogue.pythia_common,
@@ -89,7 +92,7 @@ class DedicatedGenerator:
 
     def generate(self, n: int) -> ak.Array:
         her, ler = sample_beams(self.exp, n, self.rng)
-        photon, hard = sample_isr(her + ler, her, ler, self._isr_x_max(), self.rng)
+        photon, hard = sample_isr(her + ler, her, ler, self._isr_x_max(), self.isr_rng)
         pdg_out, p4_out = self._hard_process(hard)
         p4 = np.stack([her, ler, photon, *(boost(p, hard) for p in p4_out)], axis=1)
         pdg = np.array([11, -11, 22, *pdg_out])
