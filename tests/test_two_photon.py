@@ -182,7 +182,7 @@ def _tagged_quadrature(sign: float, mass: float, w_min: float, n_x1: int = 40, n
 def test_single_tag_rate_matches_the_epa_quadrature():
     """The scattered e- / e+ inside the ECL (12.4-155.1 deg, lab): 0.124 / 0.097 nb of the 18.3 nb
     (0.67 % / 0.53 %; with the old Q^2 < W^2 / 4 cap: none). The quadrature converges to ~2 % with
-    this grid (finer grids move it up by <= 2 %); the MC error is 0.7 %."""
+    this grid (finer grids move it up by <= 2 %); the MC error is 1 %."""
     rng = np.random.default_rng(9)
     w, (e_minus, e_plus) = tp.sample_photons(np.full(1_000_000, SQRT_S), 0.5, MU, rng)
     for sign, lepton in ((+1, e_minus), (-1, e_plus)):
