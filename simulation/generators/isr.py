@@ -12,7 +12,8 @@ Angle: at fixed x the photon polar angle theta (CM frame, from the e- beam) foll
 e+e- -> gamma* gamma distribution (Bonneau and Martin, Nucl. Phys. B27 (1971) 381; Berends and Kleiss,
 Nucl. Phys. B178 (1981) 141), with the collinear poles regulated by the electron velocity v:
 
-    d sigma / dx dcos(theta) ~ [1 + (1 - x)^2 - x^2 sin^2(theta) / 2] v^2 sin^2(theta) / (1 - v^2 cos^2(theta))^2 / x,
+    d sigma / dx dcos(theta)
+        ~ [1 + (1 - x)^2 - x^2 sin^2(theta) / 2] v^2 sin^2(theta) / (1 - v^2 cos^2(theta))^2 / x,
 
 where v^2 sin^2 / (1 - v^2 cos^2)^2 integrates over cos(theta) to (1 + v^2) / (2 v) ln((1 + v) / (1 - v)) - 1
 = L - 1 (L = ln(s / m_e^2), v -> 1): the radiator's logarithm, so the soft limit is beta / x again. The photon is placed in the CM frame at that
