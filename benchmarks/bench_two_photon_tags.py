@@ -5,8 +5,8 @@ Run: ``.venv/bin/python benchmarks/bench_two_photon_tags.py [--events N]``
 Prints, for e+e- -> e+e- mu+mu- (W > 0.5 GeV): the EPA cross section and the fraction of events with the
 scattered e- / e+ inside the ECL (12.4-155.1 deg, lab), at generator level (hard process, weighted, z boost
 only; ``tests/test_two_photon.py`` checks it against a quadrature) and after the full generator chain
-(beams, ISR, Pythia FSR, lab frame), whose excess over the generator level is Pythia's QED shower kicking
-the scattered e+- (README, "Two-photon samples"). Then, for Bhabha, mu mu Z' and eemumu samples, the
+(beams, ISR and crossing angle raise it to ~1.35 %; Pythia's FSR off the scattered e+- is vetoed, see
+README, "Two-photon samples"). Then, for Bhabha, mu mu Z' and eemumu samples, the
 fraction of events with a photon above 0.5 GeV inside the ECL (ISR at its first-order angle + FSR).
 """
 

@@ -31,6 +31,37 @@ BHABHA_THETA_MIN_DEG = 10.0
 BHABHA_ISR_X_MAX = 0.5
 
 
+def _scattered_lepton_fsr_veto():
+    """A Pythia user hook that vetoes QED FSR emissions whose radiator or recoiler is a scattered beam lepton.
+
+    Pythia's QED shower pairs the two scattered e+- of a two-photon event (written 2nd and 3rd after the
+    ISR photon: event entries 6 and 7) with each other or with the pair, as final-state dipoles of up to
+    10 GeV, whose hard emissions and recoil kick them out of the beam pipe (fake tags). Their real
+    radiation belongs to t-channel dipoles with the incoming beam (mass^2 = -Q^2): collinear and soft
+    for almost all events, so it is left out. The l+ l- pair keeps its own FSR.
+    """
+    import pythia8mc  # heavy import, only where Pythia runs
+
+    class ScatteredLeptonFsrVeto(pythia8mc.UserHooks):
+        scattered = (6, 7)   # 0 system, 1-2 beams, 3-4 incoming, 5 ISR photon, 6 e-, 7 e+, 8-9 pair
+        last_hard = 9
+
+        def canVetoFSREmission(self) -> bool:  # noqa: N802 - Pythia's name
+            return True
+
+        def doVetoFSREmission(self, size_old: int, event, i_sys: int, in_resonance: bool) -> bool:  # noqa: N802
+            for i in (size_old, size_old + 2):  # the new radiator and the new recoiler (the photon is size_old + 1)
+                if i >= event.size():
+                    continue
+                while i > self.last_hard:
+                    i = event[i].mother1()
+                if i in self.scattered:
+                    return True
+            return False
+
+    return ScatteredLeptonFsrVeto()
+
+
 class DedicatedGenerator:
     """Bhabha, mu mu Z' or two-photon events; ``generate(n)`` returns a truth record in the lab frame."""
 
@@ -64,6 +95,10 @@ class DedicatedGenerator:
             f"{ZPRIME_PDG}:mayDecay = off",
         ]
         self._pythia = make_pythia(self.settings, process)
+        self._fsr_veto = None
+        if self.proc.generator == "two_photon":
+            self._fsr_veto = _scattered_lepton_fsr_veto()  # kept referenced: Pythia holds only a pointer
+            self._pythia.setUserHooksPtr(self._fsr_veto)
 
     def _hard_process(self, hard: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Outgoing particles' PDG codes and CM-frame four-momenta for hard systems ``hard`` (n, 4)."""
