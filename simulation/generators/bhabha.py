@@ -1,7 +1,7 @@
 """Bhabha scattering e+e- -> e+e-, lowest-order QED (s- and t-channel photon exchange).
 
 Pythia 8 has no t-channel Bhabha process, so this small generator samples the scattering angle
-from the analytic differential cross section; radiation is added outside (collinear ISR here,
+from the analytic differential cross section; radiation is added outside (ISR in ``isr.py``,
 QED FSR by Pythia's shower). Electron masses are neglected in the matrix element.
 """
 

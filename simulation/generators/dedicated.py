@@ -1,7 +1,7 @@
 """Generators for what Pythia does not cover: Bhabha scattering, e+e- -> mu mu Z' and two-photon lepton pairs.
 
 The hard process is sampled here (``bhabha.py``, ``zprime.py``, ``two_photon.py``) at each event's own CM energy after
-collinear ISR (``isr.py``), boosted into the laboratory and handed to Pythia through a Les Houches
+ISR (``isr.py``: one photon, Kuraev-Fadin energy, first-order polar angle, recoil taken by the hard system), boosted into the laboratory and handed to Pythia through a Les Houches
 file for QED final-state radiation, so that radiation off the leptons is Pythia's.
 """
 
@@ -26,8 +26,40 @@ from belle_rare.simulation.generators.pythia import LHEF_SETTINGS, _MAX_SEED, ma
 ZPRIME_PDG = 32  # invisible: written as a stable final-state particle
 # Bhabha generated for 10 deg < theta* < 170 deg (the acceptance of the Physics Book's 300 nb)
 BHABHA_THETA_MIN_DEG = 10.0
-# hardest ISR kept: half the beam energy (harder ISR leaves nothing that passes any selection)
+# hardest ISR generated: half the beam energy (harder ISR leaves nothing that passes any selection;
+# the radiator is truncated there: 3.5 % of it, isr.radiator_integral(0.5, 1, beta), is not generated)
 BHABHA_ISR_X_MAX = 0.5
+
+
+def _scattered_lepton_fsr_veto():
+    """A Pythia user hook that vetoes QED FSR emissions whose radiator or recoiler is a scattered beam lepton.
+
+    Pythia's QED shower pairs the two scattered e+- of a two-photon event (written 2nd and 3rd after the
+    ISR photon: event entries 6 and 7) with each other or with the pair, as final-state dipoles of up to
+    10 GeV, whose hard emissions and recoil kick them out of the beam pipe (fake tags). Their real
+    radiation belongs to t-channel dipoles with the incoming beam (mass^2 = -Q^2): collinear and soft
+    for almost all events, so it is left out. The l+ l- pair keeps its own FSR.
+    """
+    import pythia8mc  # heavy import, only where Pythia runs
+
+    class ScatteredLeptonFsrVeto(pythia8mc.UserHooks):
+        scattered = (6, 7)   # 0 system, 1-2 beams, 3-4 incoming, 5 ISR photon, 6 e-, 7 e+, 8-9 pair
+        last_hard = 9
+
+        def canVetoFSREmission(self) -> bool:  # noqa: N802 - Pythia's name
+            return True
+
+        def doVetoFSREmission(self, size_old: int, event, i_sys: int, in_resonance: bool) -> bool:  # noqa: N802
+            for i in (size_old, size_old + 2):  # the new radiator and the new recoiler (the photon is size_old + 1)
+                if i >= event.size():
+                    continue
+                while i > self.last_hard:
+                    i = event[i].mother1()
+                if i in self.scattered:
+                    return True
+            return False
+
+    return ScatteredLeptonFsrVeto()
 
 
 class DedicatedGenerator:
@@ -47,6 +79,8 @@ class DedicatedGenerator:
         self.seed = seed
         self.params = {**self.proc.parameters, **(parameters or {})}
         self.rng = np.random.default_rng([seed, 2])
+        # ISR photons from their own stream, so that the hard process's draws do not depend on them
+        self.isr_rng = np.random.default_rng([seed, 3])
         self._tmp = tempfile.TemporaryDirectory(prefix="belle-rare-lhef-")
         self.settings = [
             *catalogue.pythia_common,
@@ -61,6 +95,10 @@ class DedicatedGenerator:
             f"{ZPRIME_PDG}:mayDecay = off",
         ]
         self._pythia = make_pythia(self.settings, process)
+        self._fsr_veto = None
+        if self.proc.generator == "two_photon":
+            self._fsr_veto = _scattered_lepton_fsr_veto()  # kept referenced: Pythia holds only a pointer
+            self._pythia.setUserHooksPtr(self._fsr_veto)
 
     def _hard_process(self, hard: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Outgoing particles' PDG codes and CM-frame four-momenta for hard systems ``hard`` (n, 4)."""
@@ -76,7 +114,7 @@ class DedicatedGenerator:
             return np.array([11, -11]), [e_minus, e_plus]
         if self.proc.generator == "two_photon":
             lepton = int(self.params["lepton"])
-            momenta = two_photon.sample_events(sqrt_s, lepton, self.params["w_min"], self.params["q2_max_over_w2"], self.rng)
+            momenta = two_photon.sample_events(sqrt_s, lepton, self.params["w_min"], self.rng)
             return np.array([11, -11, lepton, -lepton]), list(momenta)
         mu_minus, mu_plus, zp = zprime.sample_events(sqrt_s, self.params["mass"], self.rng)
         return np.array([13, -13, ZPRIME_PDG]), [mu_minus, mu_plus, zp]
@@ -89,7 +127,7 @@ class DedicatedGenerator:
 
     def generate(self, n: int) -> ak.Array:
         her, ler = sample_beams(self.exp, n, self.rng)
-        photon, hard = sample_isr(her + ler, her, ler, self._isr_x_max(), self.rng)
+        photon, hard = sample_isr(her + ler, her, ler, self._isr_x_max(), self.isr_rng)
         pdg_out, p4_out = self._hard_process(hard)
         p4 = np.stack([her, ler, photon, *(boost(p, hard) for p in p4_out)], axis=1)
         pdg = np.array([11, -11, 22, *pdg_out])

@@ -1,8 +1,24 @@
-"""Collinear initial-state radiation in the leading-log structure-function approximation.
+"""Initial-state radiation: one photon with the Kuraev-Fadin energy spectrum and the first-order angular distribution.
 
-The fraction x of the beam energy carried away by ISR photons follows f(x) = beta x^(beta - 1)
-(the soft-photon-exponentiated leading term of the electron structure function, Kuraev-Fadin),
-with beta = (2 alpha / pi) (ln(s / m_e^2) - 1). One photon along either beam carries it.
+Energy: the fraction x = 2 E_gamma / sqrt(s) (CM frame) follows the Kuraev-Fadin radiator
+(Sov. J. Nucl. Phys. 41 (1985) 466; the form of Jadach, Ward and Was, and of the CERN Z-physics reports)
+
+    D(x) = beta x^(beta - 1) (1 + 3 beta / 4) - beta (1 - x / 2),   beta = (2 alpha / pi) (ln(s / m_e^2) - 1),
+
+the soft-photon-exponentiated leading term plus the first-order hard-photon correction. It integrates to
+exactly 1 over 0 < x < 1 and reduces at first order to (alpha / pi)(L - 1)(1 + (1 - x)^2) / x.
+
+Angle: at fixed x the photon polar angle theta (CM frame, from the e- beam) follows the first-order
+e+e- -> gamma* gamma distribution (Bonneau and Martin, Nucl. Phys. B27 (1971) 381; Berends and Kleiss,
+Nucl. Phys. B178 (1981) 141), with the collinear poles regulated by the electron velocity v:
+
+    d sigma / dx dcos(theta)
+        ~ [1 + (1 - x)^2 - x^2 sin^2(theta) / 2] v^2 sin^2(theta) / (1 - v^2 cos^2(theta))^2 / x,
+
+where v^2 sin^2 / (1 - v^2 cos^2)^2 integrates over cos(theta) to (1 + v^2) / (2 v) ln((1 + v) / (1 - v)) - 1
+= L - 1 (L = ln(s / m_e^2), v -> 1): the radiator's logarithm, so the soft limit is beta / x again. The photon is placed in the CM frame at that
+angle (azimuth uniform); the hard system takes the recoil, ``total - photon``, so the final state is
+boosted and tilted by it. Only one photon is emitted (multiple ISR photons share x in the real world).
 """
 
 from __future__ import annotations
@@ -13,6 +29,8 @@ import numpy as np
 import particle
 from scipy.constants import fine_structure
 
+from belle_rare.simulation.generators.phase_space import boost, directions_about_axis
+
 ELECTRON_MASS = particle.Particle.from_pdgid(11).mass / 1000.0
 
 
@@ -21,19 +39,82 @@ def isr_beta(sqrt_s: float) -> float:
     return 2.0 * fine_structure / math.pi * (math.log(sqrt_s**2 / ELECTRON_MASS**2) - 1.0)
 
 
+def radiator(x: np.ndarray, beta: float) -> np.ndarray:
+    """Kuraev-Fadin radiator D(x) (per unit x), see the module docstring."""
+    x = np.asarray(x, dtype=float)
+    return beta * x ** (beta - 1) * (1 + 0.75 * beta) - beta * (1 - x / 2)
+
+
+def radiator_integral(x_min: float, x_max: float, beta: float) -> float:
+    """Integral of ``radiator`` over [x_min, x_max] (closed form)."""
+    return ((x_max**beta - x_min**beta) * (1 + 0.75 * beta)
+            - beta * ((x_max - x_min) - (x_max**2 - x_min**2) / 4))
+
+
+def angular_density(cos_theta: np.ndarray, x: np.ndarray, velocity: float) -> np.ndarray:
+    """First-order ISR photon angular shape at energy fraction x (unnormalised, per unit cos(theta))."""
+    c = np.asarray(cos_theta, dtype=float)
+    sin2 = 1 - c * c
+    hard = 1 + (1 - x) ** 2 - x * x * sin2 / 2
+    return hard * velocity**2 * sin2 / (1 - velocity**2 * c * c) ** 2
+
+
+def sample_x(n: int, beta: float, x_max: float, rng: np.random.Generator) -> np.ndarray:
+    """x from ``radiator`` truncated to x < x_max.
+
+    Proposals from the leading term beta x^(beta - 1) (x = u^(1 / beta), u < x_max^beta), accepted
+    with D(x) / leading = 1 - x^(1 - beta) (1 - x / 2) / (1 + 3 beta / 4), which is > 0.5 for x < 1.
+    """
+    out = np.empty(n)
+    pending = np.arange(n)
+    while pending.size:
+        x = (rng.uniform(size=pending.size) * x_max**beta) ** (1.0 / beta)
+        keep = rng.uniform(size=pending.size) < 1 - x ** (1 - beta) * (1 - x / 2) / (1 + 0.75 * beta)
+        out[pending[keep]] = x[keep]
+        pending = pending[~keep]
+    return out
+
+
+def sample_cos_theta(x: np.ndarray, velocity: float, rng: np.random.Generator) -> np.ndarray:
+    """cos(theta) from ``angular_density`` at each x.
+
+    Proposals ~ 1 / (1 - v^2 c^2) (c = tanh(v u) / v, u uniform), accepted with
+    [1 + (1 - x)^2 - x^2 sin^2 / 2] v^2 sin^2 / (1 - v^2 c^2) / [1 + (1 - x)^2] <= 1.
+    """
+    x = np.asarray(x, dtype=float)
+    out = np.empty(x.size)
+    pending = np.arange(x.size)
+    u_max = math.atanh(velocity) / velocity
+    while pending.size:
+        c = np.tanh(velocity * rng.uniform(-u_max, u_max, pending.size)) / velocity
+        xp = x[pending]
+        ratio = angular_density(c, xp, velocity) * (1 - velocity**2 * c * c) / (1 + (1 - xp) ** 2)
+        keep = rng.uniform(size=pending.size) < ratio
+        out[pending[keep]] = c[keep]
+        pending = pending[~keep]
+    return out
+
+
 def sample_isr(
     total: np.ndarray, her: np.ndarray, ler: np.ndarray, x_max: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One collinear ISR photon per event.
+    """One ISR photon per event, at its first-order polar angle.
 
-    ``total``, ``her``, ``ler``: ``(n, 4)`` (px, py, pz, E) lab four-momenta of the beams.
+    ``total``, ``her``, ``ler``: ``(n, 4)`` (px, py, pz, E) lab four-momenta of the beams (``her`` the e-).
     Returns the photon four-momenta ``(n, 4)`` and the four-momentum of the hard system
-    (``total - photon``). ``x_max`` caps the energy fraction so the hard system stays above threshold.
+    (``total - photon``). Photons harder than ``x_max`` (which would leave the hard system below
+    its threshold) are not generated: the spectrum is truncated there.
     """
     n = len(total)
-    sqrt_s = float(np.sqrt(np.mean(total[:, 3] ** 2 - np.sum(total[:, :3] ** 2, axis=1))))
-    x = rng.uniform(size=n) ** (1.0 / isr_beta(sqrt_s))
-    x = np.minimum(x, x_max)
-    from_electron = rng.uniform(size=n) < 0.5
-    photon = np.where(from_electron[:, None], her, ler) * x[:, None]
+    s = total[:, 3] ** 2 - np.sum(total[:, :3] ** 2, axis=1)
+    sqrt_s = float(np.sqrt(np.mean(s)))
+    velocity = math.sqrt(1 - 4 * ELECTRON_MASS**2 / sqrt_s**2)
+    x = sample_x(n, isr_beta(sqrt_s), x_max, rng)
+    cos_theta = sample_cos_theta(x, velocity, rng)
+    # the photon in the CM frame of the beams, theta measured from the e- beam
+    to_cm = np.column_stack([-total[:, :3], total[:, 3]])
+    axis = boost(her, to_cm)[:, :3]
+    direction = directions_about_axis(axis, cos_theta, rng.uniform(0, 2 * np.pi, n))
+    energy = x * np.sqrt(s) / 2
+    photon = boost(np.column_stack([direction * energy[:, None], energy]), total)
     return photon, total - photon

@@ -23,6 +23,17 @@ def isotropic_directions(n: int, rng: np.random.Generator, cos_theta: np.ndarray
     return np.column_stack([s * np.cos(phi), s * np.sin(phi), c])
 
 
+def directions_about_axis(axis: np.ndarray, cos_theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """Unit vectors ``(n, 3)`` at polar angle theta about ``axis`` ``(n, 3)``, azimuth phi."""
+    a = axis / np.linalg.norm(axis, axis=1, keepdims=True)
+    helper = np.where(np.abs(a[:, 2:3]) < 0.9, [[0.0, 0.0, 1.0]], [[1.0, 0.0, 0.0]])
+    e1 = np.cross(a, helper)
+    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+    e2 = np.cross(a, e1)
+    sin = np.sqrt(np.clip(1 - cos_theta**2, 0.0, None))
+    return cos_theta[:, None] * a + sin[:, None] * (np.cos(phi)[:, None] * e1 + np.sin(phi)[:, None] * e2)
+
+
 def decay_two_body(
     m: np.ndarray, m1: float | np.ndarray, m2: float | np.ndarray, direction: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:

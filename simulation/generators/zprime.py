@@ -6,7 +6,8 @@ the muon times the eikonal factor for emitting a vector of mass m_Z' off the fin
 
     |M|^2 ~ (1 + cos^2 theta_mu) [ 2 p1.p2 / (p1.k p2.k) - m_mu^2 / (p1.k)^2 - m_mu^2 / (p2.k)^2 ].
 
-The recoil mass against the muon pair equals m_Z' exactly (before ISR/FSR and detector).
+The recoil mass against the muon pair equals m_Z' exactly (before ISR/FSR and detector; an ISR photon,
+at its first-order angle from ``isr.py``, takes part of the recoil and may itself reach the ECL).
 """
 
 from __future__ import annotations
