@@ -128,6 +128,11 @@ def _select(p: Particles, keep: np.ndarray) -> Particles:
     return Particles.from_columns({name: values[keep] for name, values in p.columns().items()})
 
 
+def _stack(parts: list[Particles]) -> Particles:
+    """Rows of all parts, not yet regrouped by event (``apply_material`` sorts once at the end)."""
+    return Particles.from_columns({name: np.concatenate([part.columns()[name] for part in parts]) for name in parts[0].columns()})
+
+
 def convert_photons(p: Particles, cfg: Material, rng: np.random.Generator) -> Particles:
     """Photons converted in the layers replaced by e-/e+ pairs at the conversion points."""
     # (E > 4 m_e keeps both electrons' momenta above zero after the kinematic clip below)
@@ -163,7 +168,7 @@ def convert_photons(p: Particles, cfg: Material, rng: np.random.Generator) -> Pa
         ))
     keep = np.ones(len(p), dtype=bool)
     keep[converted] = False
-    return Particles.concatenate([_select(p, keep), *parts])
+    return _stack([_select(p, keep), *parts])
 
 
 def radiate_electrons(p: Particles, cfg: Material, field_tesla: float, rng: np.random.Generator) -> Particles:
@@ -202,11 +207,11 @@ def radiate_electrons(p: Particles, cfg: Material, field_tesla: float, rng: np.r
     out = Particles.from_columns({name: values.copy() for name, values in p.columns().items()})
     pmag = np.sqrt(np.maximum(energy**2 - mass**2, 0.0))
     out.px[rows], out.py[rows], out.pz[rows], out.E[rows] = pmag * ux, pmag * uy, pmag * uz, energy
-    return Particles.concatenate([out, *photons])
+    return _stack([out, *photons])
 
 
 def apply_material(p: Particles, cfg: Material, field_tesla: float, rng: np.random.Generator) -> Particles:
-    """Conversions, then bremsstrahlung; rows stay grouped by event (new rows after each event's old ones)."""
+    """Conversions, then bremsstrahlung; rows grouped by event again (new rows after each event's old ones)."""
     if not cfg.layers:
         return p
-    return radiate_electrons(convert_photons(p, cfg, rng), cfg, field_tesla, rng)
+    return Particles.concatenate([radiate_electrons(convert_photons(p, cfg, rng), cfg, field_tesla, rng)])
