@@ -12,6 +12,7 @@ from belle_rare.simulation.detector.flat import Particles
 from belle_rare.simulation.detector.material import (
     ELECTRON_MASS,
     convert_photons,
+    pair_cross_section_ratio,
     pair_energy_fraction,
     radiate_electrons,
 )
@@ -39,7 +40,8 @@ def _gun(pdg: int, n: int, energy: float, theta: float, rng: np.random.Generator
 def test_conversions_sit_on_the_layers_with_the_bethe_heitler_probability(name):
     cfg = load_detector(name).material
     rng = np.random.default_rng(1)
-    out = convert_photons(_gun(22, N, 2.0, np.pi / 2, rng), cfg, rng)
+    # 20 GeV: the high-energy limit of the pair cross section
+    out = convert_photons(_gun(22, N, 20.0, np.pi / 2, rng), cfg, rng)
     electrons = np.abs(out.pdg) == 11
     n_conv = int(electrons.sum()) // 2
     assert np.sum(out.pdg == 22) == N - n_conv  # converted photons are gone, two electrons each
@@ -63,7 +65,7 @@ def test_conversions_sit_on_the_layers_with_the_bethe_heitler_probability(name):
 
     # the pair carries the photon's energy and direction; truth points at the photon
     by_event = np.bincount(out.event[electrons], weights=out.E[electrons], minlength=N)
-    assert np.allclose(by_event[by_event > 0], 2.0)
+    assert np.allclose(by_event[by_event > 0], 20.0)
     assert np.all(out.mother[electrons] == 0) and np.all(out.mc_index[electrons] == 0)
     assert set(np.unique(out.mc_pdg[electrons])) == {-11, 11}
     assert np.all(out.charge[electrons] == -np.sign(out.pdg[electrons]))
@@ -72,9 +74,25 @@ def test_conversions_sit_on_the_layers_with_the_bethe_heitler_probability(name):
 def test_conversions_grow_with_the_path_length():
     cfg = load_detector("belle2").material
     rng = np.random.default_rng(2)
-    n90 = np.sum(np.abs(convert_photons(_gun(22, N, 2.0, np.pi / 2, rng), cfg, rng).pdg) == 11)
-    n45 = np.sum(np.abs(convert_photons(_gun(22, N, 2.0, np.pi / 4, rng), cfg, rng).pdg) == 11)
+    n90 = np.sum(np.abs(convert_photons(_gun(22, N, 20.0, np.pi / 2, rng), cfg, rng).pdg) == 11)
+    n45 = np.sum(np.abs(convert_photons(_gun(22, N, 20.0, np.pi / 4, rng), cfg, rng).pdg) == 11)
     assert n45 / n90 == pytest.approx(np.sqrt(2.0), rel=0.05)  # t / sin(theta)
+
+
+def test_soft_photons_convert_less():
+    """R(E) = sigma(E)/sigma(high E) from Geant4's parametrised Bethe-Heitler cross section."""
+    assert pair_cross_section_ratio(np.array(20.0), 14) == pytest.approx(1.0, abs=0.01)
+    assert pair_cross_section_ratio(np.array(1.0), 14) == pytest.approx(0.96, abs=0.01)
+    assert pair_cross_section_ratio(np.array(0.1), 14) == pytest.approx(0.72, abs=0.02)
+    assert np.all(np.diff(pair_cross_section_ratio(np.geomspace(0.002, 5.0, 50), 4)) > 0)
+    layer = MaterialLayer(name="si", radius=5.0, thickness_x0=0.05, theta_range_deg=Range(low=1.0, high=179.0),
+                          atomic_number=14)
+    cfg = Material(layers=[layer], brems_photon_min_energy=0.0)
+    rng = np.random.default_rng(6)
+    n_conv = np.sum(np.abs(convert_photons(_gun(22, N, 0.1, np.pi / 2, rng), cfg, rng).pdg) == 11) / 2
+    expected = N * (1.0 - np.exp(-7.0 / 9.0 * 0.05 * pair_cross_section_ratio(np.array(0.1), 14)))
+    assert abs(n_conv - expected) < 4 * np.sqrt(expected)
+    assert n_conv < 0.8 * N * (1.0 - np.exp(-7.0 / 9.0 * 0.05))
 
 
 def test_pair_energy_sharing_is_bethe_heitler():
@@ -87,7 +105,8 @@ def test_pair_energy_sharing_is_bethe_heitler():
 
 @pytest.mark.parametrize("thickness", [0.005, 0.02])
 def test_brems_mean_fractional_loss_is_t_over_x0(thickness):
-    layer = MaterialLayer(name="slab", radius=5.0, thickness_x0=thickness, theta_range_deg=Range(low=1.0, high=179.0))
+    layer = MaterialLayer(name="slab", radius=5.0, thickness_x0=thickness, theta_range_deg=Range(low=1.0, high=179.0),
+                          atomic_number=14)
     cfg = Material(layers=[layer], brems_photon_min_energy=0.0)
     rng = np.random.default_rng(4)
     out = radiate_electrons(_gun(11, N, 3.0, np.pi / 2, rng), cfg, 1.5, rng)

@@ -5,11 +5,14 @@ layers are thin cylinders around the beam axis (``material:`` in the detector YA
 non-background photon and electron (or positron) crosses the layers that lie outside its
 production point, along its straight line from that point:
 
-* **Conversions.** A photon converts in a layer with the Bethe-Heitler high-energy probability
-  P = 1 - exp(-7/9 x), x = t/X0 times the path-length factor 1/cos(angle to the layer normal)
-  (= 1/sin(theta) for lines from the beam axis) (PDG, "Passage of particles through matter",
-  pair production). This limit overestimates P for E_gamma below ~1 GeV (the cross section is
-  still rising there); no correction is applied. The converted photon's row is removed and an
+* **Conversions.** A photon converts in a layer with probability P = 1 - exp(-7/9 x R(E, Z)),
+  x = t/X0 times the path-length factor 1/cos(angle to the layer normal) (= 1/sin(theta) for
+  lines from the beam axis); 7/9 x is the high-energy (complete-screening) limit (PDG, "Passage of
+  particles through matter", pair production) and R(E, Z) = sigma(E) / sigma(10 GeV) <= 1 corrects
+  for the cross section still rising below a few GeV (R(Si) = 0.96 at 1 GeV, 0.72 at 100 MeV), with
+  sigma the parametrisation of Geant4's G4BetheHeitlerModel::ComputeCrossSectionPerAtom (L. Urban,
+  GEANT3 PHYS210, a fit to Hubbell et al., J. Phys. Chem. Ref. Data 9 (1980) 1023, good to ~5 %
+  from 1.5 MeV to 100 GeV). The converted photon's row is removed and an
   e- / e+ pair is added at the conversion point, collinear with the photon, sharing its energy
   by the complete-screening Bethe-Heitler distribution dsigma/dx ~ 1 - 4/3 x(1 - x) (PDG,
   same section), so tracking, the V0 finder and the calorimeter see two electrons and no photon.
@@ -65,8 +68,30 @@ def pair_energy_fraction(u: np.ndarray) -> np.ndarray:
     return np.interp(u, _X_CDF, _X_GRID)
 
 
+# G4BetheHeitlerModel::ComputeCrossSectionPerAtom: sigma = (Z + 1)(F1 Z + F2 Z^2 + F3), F_i polynomials
+# of X = ln(E / m_e) with these coefficients (microbarn; only their ratios matter here)
+_PAIR_A = (8.7842e2, -1.9625e3, 1.2949e3, -2.0028e2, 1.2575e1, -2.8333e-1)
+_PAIR_B = (-1.0342e1, 1.7692e1, -8.2381, 1.3063, -9.0815e-2, 2.3586e-3)
+_PAIR_C = (-4.5263e2, 1.1161e3, -8.6749e2, 2.1773e2, -2.0467e1, 6.5372e-1)
+#: the high-energy limit is taken as the parametrisation at this energy (GeV), where it has flattened
+PAIR_REFERENCE_ENERGY = 10.0
+
+
+def _pair_cross_section(energy: np.ndarray, z: float) -> np.ndarray:
+    """Geant4 / GEANT3 parametrised pair-production cross section (arbitrary units) at energies in GeV."""
+    x = np.log(np.maximum(np.asarray(energy, dtype=np.float64), 1.5e-3) / ELECTRON_MASS)
+    f1, f2, f3 = (np.polynomial.polynomial.polyval(x, c) for c in (_PAIR_A, _PAIR_B, _PAIR_C))
+    return (z + 1.0) * (f1 * z + f2 * z * z + f3)
+
+
+def pair_cross_section_ratio(energy: np.ndarray, z: float) -> np.ndarray:
+    """sigma_pair(E) / sigma_pair(high-energy limit) for atomic number ``z``, in [0, 1]."""
+    ratio = _pair_cross_section(energy, z) / _pair_cross_section(np.array(PAIR_REFERENCE_ENERGY), z)
+    return np.clip(ratio, 0.0, 1.0)
+
+
 def conversion_probability(thickness_x0: np.ndarray | float) -> np.ndarray:
-    """P = 1 - exp(-7/9 t/X0) for traversed thicknesses in radiation lengths."""
+    """P = 1 - exp(-7/9 t/X0) for traversed thicknesses in radiation lengths (high-energy limit)."""
     return -np.expm1(-PAIR_PER_X0 * np.asarray(thickness_x0, dtype=np.float64))
 
 
@@ -143,7 +168,8 @@ def convert_photons(p: Particles, cfg: Material, rng: np.random.Generator) -> Pa
     for layer in cfg.layers:
         crosses, xc, yc, zc, factor, _ = _crossing(p.x[rows], p.y[rows], p.z[rows], ux, uy, uz, layer)
         u = rng.random(len(rows))  # one number per photon and layer: the count does not depend on the outcome
-        converts = alive & crosses & (u < conversion_probability(layer.thickness_x0 * factor))
+        x = layer.thickness_x0 * factor * pair_cross_section_ratio(p.E[rows], layer.atomic_number)
+        converts = alive & crosses & (u < conversion_probability(x))
         where[converts] = np.stack([xc, yc, zc], axis=1)[converts]
         alive &= ~converts
     converted = rows[~alive]

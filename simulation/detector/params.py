@@ -386,6 +386,9 @@ class MaterialLayer(StrictModel):
         description="thickness at normal incidence in radiation lengths (t/X0)"
     )
     theta_range_deg: Range = pydantic.Field(description="polar angles (from the IP) the layer covers")
+    atomic_number: Annotated[int, pydantic.Field(ge=1, le=100)] = pydantic.Field(
+        description="Z of the main material: energy dependence of the pair-production cross section"
+    )
 
 
 class Material(StrictModel):
