@@ -101,7 +101,9 @@ def brems_kept_fraction(thickness_x0: np.ndarray, rng: np.random.Generator) -> n
     return np.exp(-rng.standard_gamma(shape))
 
 
-def _crossing(x, y, z, ux, uy, uz, layer: MaterialLayer):
+def _crossing(
+    x: np.ndarray, y: np.ndarray, z: np.ndarray, ux: np.ndarray, uy: np.ndarray, uz: np.ndarray, layer: MaterialLayer
+) -> tuple[np.ndarray, ...]:
     """Where lines x + s u (unit u) leave the inside of the layer's cylinder.
 
     Returns (crosses, xc, yc, zc, path_factor, transverse distance travelled).
@@ -127,7 +129,11 @@ def _unit(p: Particles, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     return p.px[rows] / norm, p.py[rows] / norm, p.pz[rows] / norm
 
 
-def _new_rows(event, mc_index, mc_pdg, pdg, mother, charge, mass, momentum, vertex) -> Particles:
+def _new_rows(
+    event: np.ndarray, mc_index: np.ndarray, mc_pdg: np.ndarray, pdg: np.ndarray, mother: np.ndarray,
+    charge: np.ndarray, mass: np.ndarray, momentum: tuple[np.ndarray, ...], vertex: tuple[np.ndarray, ...],
+) -> Particles:
+    """Rows of new (non-background) particles created in the material."""
     n = len(event)
     px, py, pz = momentum
     return Particles(
