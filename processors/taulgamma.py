@@ -22,6 +22,7 @@ from belle_rare.core.units import pdg_mass
 from belle_rare.processors import kinematics as kin
 from belle_rare.processors.base import Calibration, SearchProcessor, Selection, packed, signal_datasets_of, vary
 from belle_rare.processors.base import TriggerLines
+from belle_rare.processors.brems_recovery import BremsRecovery, recover_brems
 from belle_rare.processors.columns import as_bool, as_float, expand, in_range, only
 from belle_rare.processors.event_shape import hemisphere, thrust_axis
 from belle_rare.processors.registry import Demo, Search, builtin_file
@@ -147,6 +148,7 @@ class TauLGammaConfig(StrictModel):
     signal_region: SignalRegion
     histograms: Binning
     paper: PaperNumbers
+    brems_recovery: BremsRecovery | None = None  # electron candidates; None: no recovery
 
     def ellipse(self, channel: str) -> Ellipse:
         return getattr(self.signal_region, channel)
@@ -232,13 +234,19 @@ class TauLGammaProcessor(SearchProcessor):
         scale = calibration.momentum_scale
         t_px, t_py, t_pz = trk.px * scale, trk.py * scale, trk.pz * scale
         t_E = np.sqrt(t_px**2 + t_py**2 + t_pz**2 + (trk.E**2 - trk.px**2 - trk.py**2 - trk.pz**2))
-        t_cm = kin.to_cm(t_px, t_py, t_pz, t_E, *beta)
 
         pho = ev.Photon
         escale = calibration.photon_energy_scale
         g_px, g_py, g_pz, g_E = pho.px * escale, pho.py * escale, pho.pz * escale, pho.E * escale
         g_cos = kin.cos_theta(g_px, g_py, g_pz)
         good = (g_E > cfg.photons.e_min) & in_range(g_cos, cfg.photons.cos_theta)
+        if cfg.brems_recovery is not None:
+            # electron candidates take back their brems photons, which leave the photon list
+            electron = trk[cfg.pid.electron_branch] > cfg.pid.electron_cut
+            rec = recover_brems(kin.P4(t_px, t_py, t_pz, t_E), electron, kin.P4(g_px, g_py, g_pz, g_E), cfg.brems_recovery)
+            t_px, t_py, t_pz, t_E = rec.tracks
+            good = good & rec.photon_free
+        t_cm = kin.to_cm(t_px, t_py, t_pz, t_E, *beta)
         g_lab = kin.P4(g_px[good], g_py[good], g_pz[good], g_E[good])
         g_cm = kin.to_cm(*g_lab, *beta)
 

@@ -18,7 +18,7 @@ COMMON_FIELDS = {
     "KLMCluster": ["theta", "phi", "layers", "innermostLayer", "mcIndex", "mcPDG"],
     "Pi0": ["px", "py", "pz", "E", "M", "gamma1Index", "gamma2Index", "mcIsPi0"],
     "V0": ["px", "py", "pz", "E", "M", "trackIndex1", "trackIndex2", "x", "y", "z", "flightDistance", "pValue",
-           "mcIndex", "mcPDG"],
+           "mcIndex", "mcPDG", "hypothesis"],
     "Btag": ["Mbc", "deltaE", "sigProb", "charge", "flavour", "px", "py", "pz", "E", "isSignal", "mcIndex", "weight",
              "nTracks", "nPhotons"],
 }
@@ -26,7 +26,7 @@ PID = {"belle": ["eIDBelle", "muIDBelle", "atcPIDBelle"],
        "belle2": ["electronID", "muonID", "pionID", "kaonID", "protonID"]}
 INTEGER_FIELDS = {"charge", "nCDCHits", "klmLayers", "mcIndex", "mcPDG", "clusterReg", "layers", "innermostLayer",
                   "gamma1Index", "gamma2Index", "mcIsPi0", "trackIndex1", "trackIndex2", "flavour", "isSignal",
-                  "inTag", "nTracks", "nPhotons"}
+                  "inTag", "nTracks", "nPhotons", "hypothesis"}
 
 
 def _events(name, n=300, seed=0):

@@ -1,5 +1,9 @@
 """Composite candidates: pi0 -> gamma gamma from photon pairs, and V0 vertices from track pairs.
 
+V0s carry the basf2 V0-finder hypothesis in ``hypothesis`` (PDG code of the fitted mother): 310 for
+the pi+ pi- fit (K_S-like; Lambdas and other displaced hadron pairs also appear here, with pion
+masses), 22 for the e+ e- fit of photon conversions in the material (``material.py``).
+
 Both are built basf2-like from every pair in an event (``flat.pairs_within_events``) and then
 selected with vectorised masks; the truth record only decides which V0 pairs are real.
 """
@@ -21,6 +25,10 @@ from belle_rare.simulation.detector.calorimeter import (
 )
 from belle_rare.simulation.detector.flat import FlatTruth, Particles, local_index, pairs_within_events
 from belle_rare.simulation.detector.params import Pi0, V0
+
+
+#: basf2 V0 hypotheses (PDG code of the fitted mother) stored in ``V0.hypothesis``
+V0_PION_PAIR = 310
 
 
 @dataclass
@@ -137,7 +145,13 @@ def build_v0(
     mglob = flat.global_index(pair_event[common], mother[common])
     mother_vertex[common] = np.stack([flat["x"][mglob], flat["y"][mglob], flat["z"][mglob]], axis=1)
     flight = np.linalg.norm(origin_i - mother_vertex, axis=1)
-    true_pair = common & (flight > cfg.min_flight)
+    displaced = common & (flight > cfg.min_flight)
+    # conversions fail the pi pi fit's K_S mass window in basf2: they are e+ e- V0s only
+    conversion = displaced & (mother_pdg(flat, pair_event, np.where(common, mother, -1)) == pdgtab.PHOTON)
+    true_pair = displaced & ~conversion
+    # e+ e- hypothesis on its own child stream, so the pi pi candidates' draws are unchanged
+    photon_v0 = _conversion_v0(pair_event, i, j, conversion, track_event, n_events, track_p, track_charge, track_rows, particles, cfg,
+                               rng.spawn(1)[0])
 
     u_found, u_fake = rng.random(len(i)), rng.random(len(i))
     # fakes: keep each other pair with probability rate / (other pairs in the event)
@@ -178,7 +192,7 @@ def build_v0(
 
     track_local = local_index(track_event, n_events)
     f32 = np.float32
-    return Candidates(
+    pion_v0 = Candidates(
         pair_event,
         {
             "px": mom[:, 0].astype(f32),
@@ -195,5 +209,89 @@ def build_v0(
             "pValue": p_value.astype(f32),
             "mcIndex": mc_index,
             "mcPDG": mc_pdg.astype(np.int32),
+            "hypothesis": np.full(len(pair_event), V0_PION_PAIR, dtype=np.int32),
+        },
+    )
+    return _merge_by_event([pion_v0, photon_v0])
+
+
+def _merge_by_event(parts: list[Candidates]) -> Candidates:
+    """Rows of all parts grouped by event (stable: each event keeps the parts' order)."""
+    event = np.concatenate([c.event for c in parts])
+    order = np.argsort(event, kind="stable")
+    columns = {name: np.concatenate([c.columns[name] for c in parts])[order] for name in parts[0].columns}
+    return Candidates(event[order], columns)
+
+
+def _conversion_v0(
+    pair_event: np.ndarray,
+    i: np.ndarray,
+    j: np.ndarray,
+    conversion: np.ndarray,
+    track_event: np.ndarray,
+    n_events: int,
+    track_p: np.ndarray,
+    track_charge: np.ndarray,
+    track_rows: np.ndarray,
+    particles: Particles,
+    cfg: V0,
+    rng: np.random.Generator,
+) -> Candidates:
+    """e+ e- (photon-hypothesis) V0s, as basf2's V0Finder stores them: every opposite-charge pair
+    whose vertex lies outside ``photon_min_radius`` with an e+ e- mass below ``photon_max_mass``.
+
+    True conversion pairs (``conversion``) are found with the V0 efficiency at the smeared
+    conversion point; other pairs need straight tracks passing within ``photon_max_doca_sigmas``
+    vertex resolutions of each other and take their closest approach as the vertex, which for
+    tracks from the IP falls inside the radius cut.
+    """
+    swap = track_charge[i] < 0
+    i, j = np.where(swap, j, i), np.where(swap, i, j)
+    row_i, row_j = track_rows[i], track_rows[j]
+    origin_i = np.stack([particles.x[row_i], particles.y[row_i], particles.z[row_i]], axis=1)
+    origin_j = np.stack([particles.x[row_j], particles.y[row_j], particles.z[row_j]], axis=1)
+    p1, p2 = track_p[i], track_p[j]
+    m_e = pdgtab.mass(pdgtab.ELECTRON)
+    mom = p1 + p2
+    energy = np.sqrt(np.sum(p1**2, axis=1) + m_e**2) + np.sqrt(np.sum(p2**2, axis=1) + m_e**2)
+    mass = fv.mass(mom[:, 0], mom[:, 1], mom[:, 2], energy)
+
+    u1 = p1 / np.maximum(np.linalg.norm(p1, axis=1, keepdims=True), np.finfo(float).tiny)
+    u2 = p2 / np.maximum(np.linalg.norm(p2, axis=1, keepdims=True), np.finfo(float).tiny)
+    closest = _closest_approach(origin_i, u1, origin_j, u2)
+    # a vertex fit converges only where the two tracks meet: distance of closest approach of the lines
+    doca = np.abs(np.sum((origin_i - origin_j) * np.cross(u1, u2), axis=1)) / np.maximum(
+        np.linalg.norm(np.cross(u1, u2), axis=1), 1e-12)
+    vertex = np.where(conversion[:, None], origin_i, closest)
+    rho = np.hypot(vertex[:, 0], vertex[:, 1])
+    sigma = cfg.vertex_resolution.constant + cfg.vertex_resolution.per_radius * rho
+    vertex = vertex + sigma[:, None] * rng.standard_normal(vertex.shape)
+    found = np.where(conversion, rng.random(len(i)) < cfg.efficiency, True)
+    meets = conversion | (doca < cfg.photon_max_doca_sigmas * sigma)
+    keep = found & meets & (mass < cfg.photon_max_mass) & (np.hypot(vertex[:, 0], vertex[:, 1]) > cfg.photon_min_radius)
+
+    direction = mom / np.maximum(np.linalg.norm(mom, axis=1, keepdims=True), np.finfo(float).tiny)
+    u = rng.random(len(i))
+    true = conversion[keep]
+    track_local = local_index(track_event, n_events)
+    f32 = np.float32
+    return Candidates(
+        pair_event[keep],
+        {
+            "px": mom[keep, 0].astype(f32),
+            "py": mom[keep, 1].astype(f32),
+            "pz": mom[keep, 2].astype(f32),
+            "E": energy[keep].astype(f32),
+            "M": mass[keep].astype(f32),
+            "trackIndex1": track_local[i[keep]],
+            "trackIndex2": track_local[j[keep]],
+            "x": vertex[keep, 0].astype(f32),
+            "y": vertex[keep, 1].astype(f32),
+            "z": vertex[keep, 2].astype(f32),
+            "flightDistance": np.sum(vertex * direction, axis=1)[keep].astype(f32),
+            "pValue": np.where(conversion, u, u**cfg.fake_pvalue_power)[keep].astype(f32),
+            "mcIndex": np.where(true, particles.mother[row_i[keep]], -1).astype(np.int32),
+            "mcPDG": np.where(true, pdgtab.PHOTON, 0).astype(np.int32),
+            "hypothesis": np.full(int(keep.sum()), pdgtab.PHOTON, dtype=np.int32),
         },
     )

@@ -318,6 +318,11 @@ class V0(StrictModel):
     vertex_resolution: V0Vertex
     fake_rate_per_event: NonNegative = pydantic.Field(description="mean number of fake pairs per event")
     fake_pvalue_power: Positive = pydantic.Field(description="fake vertices: pValue = u**power")
+    photon_max_mass: Positive = pydantic.Field(description="GeV; e+e- (photon-hypothesis) V0s need a smaller pair mass")
+    photon_min_radius: NonNegative = pydantic.Field(description="cm; no photon-hypothesis V0 with a vertex inside")
+    photon_max_doca_sigmas: Positive = pydantic.Field(
+        description="other pairs' tracks must pass within this many vertex resolutions of each other"
+    )
 
 
 # ---------------------------------------------------------------------------------- tagging
@@ -524,6 +529,36 @@ class Trigger(StrictModel):
     klm: KlmTrigger
     low_multiplicity: LowMultiplicity | None = None
     lines: dict[str, TriggerLine]
+# --------------------------------------------------------------------------------- material
+class MaterialLayer(StrictModel):
+    """A thin cylindrical shell around the beam axis (beam pipe, PXD / SVD layer) seen by photons and electrons."""
+
+    name: str
+    radius: Positive = pydantic.Field(description="cm")
+    thickness_x0: Annotated[float, pydantic.Field(gt=0, lt=0.2)] = pydantic.Field(
+        description="thickness at normal incidence in radiation lengths (t/X0)"
+    )
+    theta_range_deg: Range = pydantic.Field(description="polar angles (from the IP) the layer covers")
+    atomic_number: Annotated[int, pydantic.Field(ge=1, le=100)] = pydantic.Field(
+        description="Z of the main material: energy dependence of the pair-production cross section"
+    )
+
+
+class Material(StrictModel):
+    """Material in front of the drift chamber: photon conversions and electron bremsstrahlung (material.py)."""
+
+    layers: list[MaterialLayer] = pydantic.Field(description="ordered by increasing radius")
+    brems_photon_min_energy: NonNegative = pydantic.Field(
+        description="GeV; softer bremsstrahlung photons are not stored (the electron still loses the energy)"
+    )
+
+    @pydantic.field_validator("layers")
+    @classmethod
+    def _ordered(cls, layers: list[MaterialLayer]) -> list[MaterialLayer]:
+        radii = [layer.radius for layer in layers]
+        if any(b <= a for a, b in zip(radii, radii[1:])):
+            raise ValueError(f"layers must be ordered by strictly increasing radius, got {radii}")
+        return layers
 
 
 # ------------------------------------------------------------------------------------- all
@@ -551,6 +586,7 @@ class DetectorParams(StrictModel):
         if self.name == "belle2" and self.trigger.low_multiplicity is None:
             raise ValueError("trigger.low_multiplicity is required for belle2")
         return self
+    material: Material
 
 
 @lru_cache(maxsize=None)

@@ -16,6 +16,7 @@ from belle_rare.simulation.detector.composites import build_pi0, build_v0
 from belle_rare.simulation.detector.flat import FlatTruth, Particles, to_jagged
 from belle_rare.simulation.detector.kinematics import polar_angles
 from belle_rare.simulation.detector.klm import klm_clusters, track_layers
+from belle_rare.simulation.detector.material import apply_material
 from belle_rare.simulation.detector.params import DetectorParams
 from belle_rare.simulation.detector.pid import pid_values
 from belle_rare.simulation.detector.tagging import TagInputs, build_btag
@@ -33,6 +34,9 @@ def simulate_detector(truth: ak.Array, params: DetectorParams, rng: np.random.Ge
     flat = FlatTruth.from_truth(truth)
     n = flat.n_events
     particles = Particles.concatenate([Particles.from_truth(flat), background_particles(n, params, rng)])
+    # photon conversions and electron brems in the beam pipe / PXD / SVD, on a child stream of rng
+    # (spawning does not advance rng, so the other steps' draws keep their sequence)
+    particles = apply_material(particles, params.material, params.tracking.magnetic_field, rng.spawn(1)[0])
 
     # --- tracks, their clusters, PID and KLM layers
     tracks = reconstruct_tracks(particles, params.tracking, rng)
