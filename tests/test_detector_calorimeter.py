@@ -323,6 +323,10 @@ def test_photon_truth_points_at_the_parent_in_b_events():
     photons = simulate_detector(truth, load_detector("belle2"), np.random.default_rng(5))["Photon"]
     real = photons[photons.mcIndex >= 0]
     truth_pdg = truth.mc.pdg[real.mcIndex]
-    assert ak.all(truth_pdg == real.mcPDG)
+    # the one documented exception (simulation/detector/material.py): conversion electrons have no
+    # truth row of their own and point at the converted photon with mcPDG +-11
+    conversion = (truth_pdg == 22) & (abs(real.mcPDG) == 11)
+    assert ak.all((truth_pdg == real.mcPDG) | conversion)
+    assert ak.mean(conversion) < 0.05
     hadronic = np.isin(np.abs(ak.to_numpy(ak.flatten(real.mcPDG))), (211, 321, 2212, 130, 2112))
     assert hadronic.mean() > 0.05  # split-offs and untracked hadrons are there
