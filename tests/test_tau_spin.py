@@ -434,3 +434,25 @@ def test_rho_decay_angle_is_the_unpolarised_one(rhorho):
         err = cos2.std() / np.sqrt(len(cos2))
         assert abs(cos2.mean() - exp) < 3 * err, f"<cos^2 psi> {cos2.mean():.4f} +- {err:.4f}, expected {exp:.4f}"
     assert exp - 1 / 3 > 10 * err
+
+
+def test_a1_hadronic_system_correlations():
+    """pi - a1 events: C_kk, C_rr, C_nn from the pion direction and the a1 (3 pi system) direction
+    weighted by its spin-1 analysing power alpha(Q^2), C_aa = 9 <(h_pi.a)(alpha n_Q.a)> / <alpha^2>."""
+    sy = tau_systems(correlate_tau_pairs(generate(PI_A1, 40_000, seed=15), np.random.default_rng(7)))
+    exp = expected_average()
+    prods = {name: [] for name in sy["axes"]}
+    for sign in (1, -1):
+        q = sy[sign]["rest"](sy[sign]["vis"])
+        pi = sy[-sign]["rest"](sy[-sign]["products"][-211])
+        good = np.isfinite(sy[sign]["products"][-20213]).all(axis=1) & np.isfinite(pi).all(axis=1)
+        h_a1 = sign * alpha_spin1(_dot(q[good], q[good]))[:, None] * q[good, :3] / np.linalg.norm(q[good, :3], axis=1)[:, None]
+        h_pi = -sign * pi[good, :3] / np.linalg.norm(pi[good, :3], axis=1)[:, None]
+        norm = np.mean(np.sum(h_a1**2, axis=1)) / 9
+        for name, axis in sy["axes"].items():
+            prods[name].append(np.sum(h_a1 * axis[good], 1) * np.sum(h_pi * axis[good], 1) / norm)
+    for name, parts in prods.items():
+        prod = np.concatenate(parts)
+        value, err = prod.mean(), prod.std() / np.sqrt(len(prod))
+        assert abs(value - exp[name]) < 3 * err, f"pi-a1 C_{name}: {value:.3f} +- {err:.3f}, Born {exp[name]:.3f}"
+    assert exp["kk"] > 5 * err  # with alpha ~ 0.14 rms, 20k pi-a1 events resolve the correlation
