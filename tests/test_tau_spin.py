@@ -253,9 +253,12 @@ def test_signal_events_are_left_alone():
         np.testing.assert_array_equal(after[~vec_daughter], before[~vec_daughter])
 
 
-def test_switch_is_off_by_default():
+def test_switch_is_on_for_tau_pairs():
+    """On for e+e- -> tau+ tau- and its signals (same tag side), off for everything else."""
     cat = load_catalogue()
-    assert not any(p.tau_spin_correlations for p in cat.processes.values())
+    on = {name for name, p in cat.processes.items() if p.tau_spin_correlations}
+    tau_pairs = {name for name, p in cat.processes.items() if name == "tautau" or p.base == "tautau"}
+    assert on == tau_pairs and "tautau" in on
 
 
 @pytest.mark.slow
