@@ -16,9 +16,17 @@ generator's ``correlate_tau_pairs`` (``simulation/generators/tau_spin.py``): the
 system is rigidly rotated in the tau+ rest frame (accept-reject on random rotations) so that the
 pair follows 1 + h-.C.h+, with C the Born
 e+e- -> gamma* -> tau+ tau- spin-correlation matrix (polarisation zero for pure gamma*).
-Polarimeters: pi/K nu (exact), two mesons nu such as rho -> pi pi0 (vector-current polarimeter),
-leptons (neutrino-integrated, massless-lepton formula); other channels (a1, multi-hadron) get h = 0,
-i.e. stay uncorrelated.
+Before that, rho / K* decay angles are given their unpolarised V-A distribution (mode 0 decays
+them isotropically). Polarimeters: pi/K nu (exact), rho / K* nu (vector-current polarimeter),
+leptons (neutrino-integrated, massless-lepton formula), a1 and other multi-meson modes (the hadronic
+system as a spin-1 system, alpha = (m_tau^2 - 2 Q^2) / (m_tau^2 + 2 Q^2)).
+
+``--spectra``: the tag-side spectra the searches use, ours against Pythia mode 1 (its own tau table
+and hadronic currents), both with the product's ISR and FSR: channel fractions, CM energies of the
+charged product / visible system per channel, visible masses, the pi energy fraction in rho decays,
+the opening angle of the two visible systems (KS test each), and the CM energy correlation of the two
+charged products in events where both taus decay to e nu nu or pi nu (Pearson r).
+Run: ``.venv/bin/python benchmarks/bench_tau_decays.py --spectra --events 20000 --pair-events 20000``
 """
 
 from __future__ import annotations
@@ -171,7 +179,8 @@ def tau_channels(prt: ak.Array) -> dict:
         vis = rec.p[tau] - nu_sum
         vis_cm = to_frame(vis, b_cm)
         vis_dir[s] = vis_cm[:, :3] / np.linalg.norm(vis_cm[:, :3], axis=1, keepdims=True)
-        out[s] = {"chan": np.where(ok, chan, "none"), "E_charged": e_ch, "E_vis": vis_cm[:, 3],
+        m_vis = np.sqrt(np.clip(vis[:, 3] ** 2 - np.sum(vis[:, :3] ** 2, axis=1), 0, None))
+        out[s] = {"chan": np.where(ok, chan, "none"), "E_charged": e_ch, "E_vis": vis_cm[:, 3], "m_vis": m_vis,
                   "x_charged": e_ch / vis_cm[:, 3]}
     out["cos_open"] = np.sum(vis_dir[15] * vis_dir[-15], axis=1)
     return out
@@ -185,7 +194,8 @@ def spectra_comparison(experiment: str, n: int, n_pair: int) -> None:
 
     console = Console(width=170)
     samples = {}
-    for label, name in (("ours", "fast correlated (mode 0 + table + ours)"), ("mode 1", "mode 1 (Pythia default)")):
+    for label, name in (("ours", "fast correlated (mode 0 + table + ours)"), ("off", "mode 0 + product table (today)"),
+                        ("mode 1", "mode 1 (Pythia default)")):
         extra, table, ours = SETTINGS[name]
         for kind, lines, count in (("generic", [], n), ("e/pi", E_OR_PI_TABLE if table else E_OR_PI, n_pair)):
             py = build(experiment, extra + lines, table, seed=3 if kind == "generic" else 4)
@@ -197,8 +207,16 @@ def spectra_comparison(experiment: str, n: int, n_pair: int) -> None:
             rate = count / (time.perf_counter() - start)
             samples[label, kind] = tau_channels(prt)
             console.print(f"{label} {kind}: {count} events, {rate:,.0f} ev/s/core")
+    fractions = Table(title="tau decay channel fractions (per tau, generic sample)")
+    for col in ("channel", "ours", "mode 1"):
+        fractions.add_column(col, justify="right")
+    for chan in ("e", "mu", "pi", "rho", "3pi", "pi2pi0", "other"):
+        frac = [np.mean(np.concatenate([samples[label, "generic"][s]["chan"] for s in (15, -15)]) == chan)
+                for label in ("ours", "mode 1")]
+        fractions.add_row(chan, f"{frac[0]:.4f}", f"{frac[1]:.4f}")
+    console.print(fractions)
     table = Table(title=f"tag-side spectra, ours vs Pythia mode 1 ({experiment}, ISR + FSR as in the product)")
-    for col in ("observable", "N ours", "N mode 1", "mean ours", "mean mode 1", "KS D", "KS p"):
+    for col in ("observable", "N ours", "N mode 1", "mean ours", "mean mode 1", "KS D", "KS p", "KS p, switch off"):
         table.add_column(col, justify="right")
 
     def per_tau(label: str, chan: str, key: str) -> np.ndarray:
@@ -206,29 +224,32 @@ def spectra_comparison(experiment: str, n: int, n_pair: int) -> None:
         return np.concatenate([d[s][key][d[s]["chan"] == chan] for s in (15, -15)])
 
     rows = [(f"E_cm({c}) [{c} nu]", c, "E_charged") for c in ("e", "mu", "pi")]
-    rows += [("E_cm(pi pi0) [rho]", "rho", "E_vis"), ("E(pi)/E(pi pi0) [rho]", "rho", "x_charged"),
-             ("E_cm(3 pi) [3pi]", "3pi", "E_vis"), ("E_cm(pi 2pi0) [pi 2pi0]", "pi2pi0", "E_vis")]
+    rows += [("E_cm(pi pi0) [rho]", "rho", "E_vis"), ("m(pi pi0) [rho]", "rho", "m_vis"),
+             ("E(pi)/E(pi pi0) [rho]", "rho", "x_charged"),
+             ("E_cm(3 pi) [3pi]", "3pi", "E_vis"), ("m(3 pi) [3pi]", "3pi", "m_vis"),
+             ("E_cm(pi 2pi0) [pi 2pi0]", "pi2pi0", "E_vis"), ("m(pi 2pi0) [pi 2pi0]", "pi2pi0", "m_vis")]
     for title, chan, key in rows:
-        a, b = per_tau("ours", chan, key), per_tau("mode 1", chan, key)
-        a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+        a, b, off = (per_tau(label, chan, key) for label in ("ours", "mode 1", "off"))
+        a, b, off = a[np.isfinite(a)], b[np.isfinite(b)], off[np.isfinite(off)]
         ks = ks_2samp(a, b)
-        table.add_row(title, f"{len(a):,}", f"{len(b):,}", f"{a.mean():.4f}", f"{b.mean():.4f}", f"{ks.statistic:.4f}", f"{ks.pvalue:.3f}")
+        table.add_row(title, f"{len(a):,}", f"{len(b):,}", f"{a.mean():.4f}", f"{b.mean():.4f}", f"{ks.statistic:.4f}",
+                      f"{ks.pvalue:.3f}", f"{ks_2samp(off, b).pvalue:.3f}")
     for title, chans in (("cos(open) [1-prong x 1-prong]", ("e", "mu", "pi", "rho")),):
         vals = []
-        for label in ("ours", "mode 1"):
+        for label in ("ours", "mode 1", "off"):
             d = samples[label, "generic"]
             sel = np.isin(d[15]["chan"], chans) & np.isin(d[-15]["chan"], chans)
             vals.append(d["cos_open"][sel])
-        ks = ks_2samp(*vals)
+        ks = ks_2samp(vals[0], vals[1])
         table.add_row(title, f"{len(vals[0]):,}", f"{len(vals[1]):,}", f"{vals[0].mean():.4f}", f"{vals[1].mean():.4f}",
-                      f"{ks.statistic:.4f}", f"{ks.pvalue:.3f}")
+                      f"{ks.statistic:.4f}", f"{ks.pvalue:.3f}", f"{ks_2samp(vals[2], vals[1]).pvalue:.3f}")
     console.print(table)
     corr = Table(title="CM energy correlation of the two charged products, e / pi sample (Pearson r)")
-    for col in ("pair", "N ours", "r ours", "N mode 1", "r mode 1", "difference / sigma"):
+    for col in ("pair", "N ours", "r ours", "N mode 1", "r mode 1", "difference / sigma", "r switch off"):
         corr.add_column(col, justify="right")
     for a_chan, b_chan in (("pi", "pi"), ("e", "pi"), ("e", "e")):
         rs = []
-        for label in ("ours", "mode 1"):
+        for label in ("ours", "mode 1", "off"):
             d = samples[label, "e/pi"]
             sel = ((d[15]["chan"] == a_chan) & (d[-15]["chan"] == b_chan)) | ((d[15]["chan"] == b_chan) & (d[-15]["chan"] == a_chan))
             # order each pair as (a_chan, b_chan)
@@ -238,7 +259,7 @@ def spectra_comparison(experiment: str, n: int, n_pair: int) -> None:
             rs.append((int(sel.sum()), r, (1 - r * r) / np.sqrt(sel.sum())))
         diff = (rs[0][1] - rs[1][1]) / np.hypot(rs[0][2], rs[1][2])
         corr.add_row(f"{a_chan}-{b_chan}", f"{rs[0][0]:,}", f"{rs[0][1]:+.3f} ± {rs[0][2]:.3f}", f"{rs[1][0]:,}",
-                     f"{rs[1][1]:+.3f} ± {rs[1][2]:.3f}", f"{diff:+.1f}")
+                     f"{rs[1][1]:+.3f} ± {rs[1][2]:.3f}", f"{diff:+.1f}", f"{rs[2][1]:+.3f} ± {rs[2][2]:.3f}")
     console.print(corr)
 
 
