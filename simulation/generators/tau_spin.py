@@ -14,22 +14,26 @@ where C is the Born gamma* -> tau+ tau- spin-correlation matrix in the tau-pair 
 polarisation is zero for a pure photon) and h-+ are the decay polarimeters (the decay
 distribution of a tau with spin s is 1 + h.s). A rotation leaves every mass, the tau+ momentum
 and the tau+ decay spectrum unchanged; only the relative orientation of the two decays changes.
+The result is right only if each tau's decay, summed over spins, already follows its unpolarised
+matrix element: mode 0 decays rho and K* isotropically, so ``vector_decay_angles`` first gives
+them the V - A decay angle (without it the rho polarimeter's analysing power for the rho direction
+is 0.12 instead of (m_tau^2 - 2 m_rho^2) / (m_tau^2 + 2 m_rho^2) = 0.45).
 
 Polarimeters, identified from the tau's direct decay products:
 - pi nu, K nu: h = +-n (pion direction; + for tau-, - for tau+), exact;
-- two mesons nu (rho -> pi pi0 and K* through the vector meson's two daughters; K pi0, K0bar pi
-  directly): vector-current polarimeter h = +-m_tau [2 (J.N) J - J^2 N] / [2 (J.N)(J.P) - J^2 (N.P)]
+- rho nu, K* nu (through the vector meson's two daughters): vector-current polarimeter h = +-m_tau [2 (J.N) J - J^2 N] / [2 (J.N)(J.P) - J^2 (N.P)]
   with J the transverse difference of the two meson four-momenta, N the neutrino, P the tau
   (exact for a vector current of any form factor);
 - e nu nu, mu nu nu: the neutrino-integrated polarimeter of a massless lepton,
   h = -+(2x - 1) / (3 - 2x) n_l with x = 2 E_l / m_tau;
-- a1 nu and the other hadronic modes (three or more mesons + nu): the polarimeter of the hadronic
+- a1 nu and the other hadronic modes (K pi0, K0bar pi and three or more mesons + nu, generated as
+  phase space): the polarimeter of the hadronic
   system as a whole, integrated over its internal configuration, h = +-alpha(Q^2) n_Q with
   alpha = (m_tau^2 - 2 Q^2) / (m_tau^2 + 2 Q^2), n_Q its direction and Q^2 its mass squared (the
   analysing power of any spin-1 hadronic current, e.g. Bullock, Hagiwara, Martin, Nucl. Phys. B 395
   (1993) 499; Kuehn and Mirkes, Z. Phys. C 56 (1992) 661). Exact for the hadronic system's momentum;
-  the extra analysing power of the a1 -> 3 pi internal structure (Kuehn-Mirkes structure functions)
-  is not used, and small here (alpha ~ 0 at the a1 mass);
+  the analysing power of the a1 -> 3 pi internal structure (Kuehn-Mirkes structure functions),
+  most of the a1's since alpha ~ 0 at the a1 mass, is not used;
 - anything else (any signal decay such as tau -> mu gamma, generated as phase space without a
   neutrino) gets h = 0: such events are left exactly as they are.
 """
