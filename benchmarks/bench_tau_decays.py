@@ -27,6 +27,8 @@ charged product / visible system per channel, visible masses, the pi energy frac
 the opening angle of the two visible systems (KS test each), and the CM energy correlation of the two
 charged products in events where both taus decay to e nu nu or pi nu (Pearson r).
 Run: ``.venv/bin/python benchmarks/bench_tau_decays.py --spectra --events 20000 --pair-events 20000``
+
+``--generator-rate tautau``: the product's generator with the switch off / on (events per CPU second).
 """
 
 from __future__ import annotations
@@ -263,6 +265,27 @@ def spectra_comparison(experiment: str, n: int, n_pair: int) -> None:
     console.print(corr)
 
 
+def generator_rate(experiment: str, process: str, n: int, repeats: int = 3) -> None:
+    """The product's generator (``PythiaGenerator.generate``: Pythia + spin step + truth record) with
+    ``tau_spin_correlations`` off and on, interleaved; events per CPU second of this process (the
+    machine is shared, so wall time is also printed)."""
+    from belle_rare.simulation.generators.pythia import PythiaGenerator
+
+    cat = load_catalogue()
+    exp = load_experiment(experiment)
+    for _ in range(repeats):
+        for on in (False, True):
+            cat.processes[process] = cat.processes[process].model_copy(update={"tau_spin_correlations": on})
+            gen = PythiaGenerator(cat, process, exp, 7, 0)
+            gen.generate(200)
+            wall, cpu = time.perf_counter(), time.process_time()
+            gen.generate(n)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            gen.close()
+            print(f"{process} tau_spin_correlations {'on ' if on else 'off'}: {n / cpu:,.0f} events per CPU second "
+                  f"({n / wall:,.0f} per wall second)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20000, help="events per fast setting (slow ones: N/40)")
@@ -271,7 +294,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="subset of setting names")
     parser.add_argument("--spectra", action="store_true", help="only the tag-side spectra against Pythia mode 1")
     parser.add_argument("--pair-events", type=int, default=20000, help="e / pi events per generator for --spectra")
+    parser.add_argument("--generator-rate", metavar="PROCESS", default=None,
+                        help="only the product generator's rate with the switch off / on for PROCESS")
     args = parser.parse_args()
+    if args.generator_rate:
+        generator_rate(args.experiment, args.generator_rate, args.events)
+        return
     if args.spectra:
         spectra_comparison(args.experiment, args.events, args.pair_events)
         return
