@@ -253,7 +253,8 @@ def spectra_comparison(experiment: str, n: int, n_pair: int) -> None:
         rs = []
         for label in ("ours", "mode 1", "off"):
             d = samples[label, "e/pi"]
-            sel = ((d[15]["chan"] == a_chan) & (d[-15]["chan"] == b_chan)) | ((d[15]["chan"] == b_chan) & (d[-15]["chan"] == a_chan))
+            sel = (((d[15]["chan"] == a_chan) & (d[-15]["chan"] == b_chan))
+                   | ((d[15]["chan"] == b_chan) & (d[-15]["chan"] == a_chan)))
             # order each pair as (a_chan, b_chan)
             first = np.where(d[15]["chan"] == a_chan, d[15]["E_charged"], d[-15]["E_charged"])[sel]
             second = np.where(d[15]["chan"] == a_chan, d[-15]["E_charged"], d[15]["E_charged"])[sel]

@@ -332,7 +332,8 @@ def tau_systems(prt: ak.Array) -> dict:
         tau_pair = _to(tau, pair)
         nu = _first(prt, dec & (prt.id == 16 * sign) & (mother == 15 * sign))
         vis = tau - nu  # everything but the tau neutrino (hadronic decays: the hadronic system)
-        products = {pid: _first(prt, dec & (prt.id == pid * sign) & (mother == 15 * sign)) for pid in (11, -211, -321, -323, -20213)}
+        products = {pid: _first(prt, dec & (prt.id == pid * sign) & (mother == 15 * sign))
+                    for pid in (11, -211, -321, -323, -20213)}
         e_tau = tau_pair[:, 3]
         out[sign] = {
             "products": products, "vis": vis, "y_vis": _to(vis, pair)[:, 3] / e_tau,

@@ -21,7 +21,8 @@ is 0.12 instead of (m_tau^2 - 2 m_rho^2) / (m_tau^2 + 2 m_rho^2) = 0.45).
 
 Polarimeters, identified from the tau's direct decay products:
 - pi nu, K nu: h = +-n (pion direction; + for tau-, - for tau+), exact;
-- rho nu, K* nu (through the vector meson's two daughters): vector-current polarimeter h = +-m_tau [2 (J.N) J - J^2 N] / [2 (J.N)(J.P) - J^2 (N.P)]
+- rho nu, K* nu (through the vector meson's two daughters): vector-current polarimeter
+  h = +-m_tau [2 (J.N) J - J^2 N] / [2 (J.N)(J.P) - J^2 (N.P)]
   with J the transverse difference of the two meson four-momenta, N the neutrino, P the tau
   (exact for a vector current of any form factor);
 - e nu nu, mu nu nu: the neutrino-integrated polarimeter of a massless lepton,
@@ -250,6 +251,8 @@ def vector_decay_angles(rec: TauPairRecord, rng: np.random.Generator) -> np.ndar
     is_v[v] = True
     decay = (np.abs(rec.status) >= 91) & (np.abs(rec.status) <= 99)
     kids = np.nonzero(decay & is_v[rec.mother])[0]
+    if not len(kids):
+        return changed
     kids = kids[np.argsort(rec.mother[kids], kind="stable")]
     parents, nkids = np.unique(rec.mother[kids], return_counts=True)
     first = kids[np.concatenate([[0], np.cumsum(nkids)[:-1]])][nkids == 2]
