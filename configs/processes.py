@@ -39,7 +39,7 @@ class Process(StrictModel):
     reference_branching_fraction: float | None = pydantic.Field(default=None, gt=0)
     reference_cross_section_nb: float | None = pydantic.Field(default=None, gt=0)
     # Tau-pair spin correlations after the fast mode-0 tau decays (simulation/generators/tau_spin.py;
-    # realism issue, item 5). Off by default: samples stay bit-identical to those made without it.
+    # realism issue, item 5). Off unless set: on in configs/processes.yaml for the tau-pair processes.
     tau_spin_correlations: bool = False
 
 

@@ -14,17 +14,29 @@ where C is the Born gamma* -> tau+ tau- spin-correlation matrix in the tau-pair 
 polarisation is zero for a pure photon) and h-+ are the decay polarimeters (the decay
 distribution of a tau with spin s is 1 + h.s). A rotation leaves every mass, the tau+ momentum
 and the tau+ decay spectrum unchanged; only the relative orientation of the two decays changes.
+The result is right only if each tau's decay, summed over spins, already follows its unpolarised
+matrix element: mode 0 decays rho and K* isotropically, so ``vector_decay_angles`` first gives
+them the V - A decay angle (without it the rho polarimeter's analysing power for the rho direction
+is 0.12 instead of (m_tau^2 - 2 m_rho^2) / (m_tau^2 + 2 m_rho^2) = 0.45).
 
 Polarimeters, identified from the tau's direct decay products:
 - pi nu, K nu: h = +-n (pion direction; + for tau-, - for tau+), exact;
-- two mesons nu (rho -> pi pi0 and K* through the vector meson's two daughters; K pi0, K0bar pi
-  directly): vector-current polarimeter h = +-m_tau [2 (J.N) J - J^2 N] / [2 (J.N)(J.P) - J^2 (N.P)]
+- rho nu, K* nu (through the vector meson's two daughters): vector-current polarimeter
+  h = +-m_tau [2 (J.N) J - J^2 N] / [2 (J.N)(J.P) - J^2 (N.P)]
   with J the transverse difference of the two meson four-momenta, N the neutrino, P the tau
   (exact for a vector current of any form factor);
 - e nu nu, mu nu nu: the neutrino-integrated polarimeter of a massless lepton,
   h = -+(2x - 1) / (3 - 2x) n_l with x = 2 E_l / m_tau;
-- anything else (a1 -> 3 pi, multi-hadron modes, and any signal decay such as tau -> mu gamma,
-  which is generated as phase space) gets h = 0: such events are left exactly as they are.
+- a1 nu and the other hadronic modes (K pi0, K0bar pi and three or more mesons + nu, generated as
+  phase space): the polarimeter of the hadronic
+  system as a whole, integrated over its internal configuration, h = +-alpha(Q^2) n_Q with
+  alpha = (m_tau^2 - 2 Q^2) / (m_tau^2 + 2 Q^2), n_Q its direction and Q^2 its mass squared (the
+  analysing power of any spin-1 hadronic current, e.g. Bullock, Hagiwara, Martin, Nucl. Phys. B 395
+  (1993) 499; Kuehn and Mirkes, Z. Phys. C 56 (1992) 661). Exact for the hadronic system's momentum;
+  the analysing power of the a1 -> 3 pi internal structure (Kuehn-Mirkes structure functions),
+  most of the a1's since alpha ~ 0 at the a1 mass, is not used;
+- anything else (any signal decay such as tau -> mu gamma, generated as phase space without a
+  neutrino) gets h = 0: such events are left exactly as they are.
 """
 
 from __future__ import annotations
@@ -186,17 +198,11 @@ def polarimeters(rec: TauPairRecord, ok: np.ndarray, sign: int, b_pair: np.ndarr
     is_one = (pid == q * PI) | (pid == q * K)
     sel = is_one & (has_nu & (ndau == 2))[ev]
     h[ev[sel]] = s * _unit(prest[sel, :3])
-    # two mesons + nu: directly (K pi0, K0bar pi), or through a vector meson with two daughters
+    # vector meson (rho, K*) + nu with two daughters: the full vector-current polarimeter (valid
+    # because vector_decay_angles has given the daughters their unpolarised angular distribution)
     nu4 = np.zeros((n_ok, 4))
     sel_nu = pid == s * NU_TAU
     nu4[ev[sel_nu]] = prest[sel_nu]
-    is_meson = np.isin(np.abs(pid), (PI, K, PI0, K0))
-    two = has_nu & (ndau == 3) & (count(is_meson) == 2)
-    sel = np.nonzero(is_meson & two[ev])[0]  # two per tau, consecutive in the record
-    if len(sel):
-        pair = prest[sel].reshape(-1, 2, 4)
-        es = ev[sel].reshape(-1, 2)[:, 0]
-        h[es] = s * _vector_polarimeter(pair[:, 0], pair[:, 1], nu4[es], m_tau)
     is_vec = (pid == q * RHO) | (pid == q * KSTAR)
     vec_sel = is_vec & (has_nu & (ndau == 2))[ev]
     vidx = idx[vec_sel]
@@ -209,19 +215,103 @@ def polarimeters(rec: TauPairRecord, ok: np.ndarray, sign: int, b_pair: np.ndarr
             es = evmap[rec.evt[kids[:, 0]]]
             m = to_frame(to_frame(rec.p[kids], b_pair[es][:, None]), b_rest[es][:, None])
             h[es] = s * _vector_polarimeter(m[:, 0], m[:, 1], nu4[es], m_tau)
+    # a1 nu, direct (phase-space) two- and multi-meson modes: the hadronic system Q = P_tau - p_nu
+    # as a spin-1 system (its internal configuration is phase space in mode 0, so only its direction
+    # can carry the analysing power)
+    hadronic = has_nu & (count(np.abs(pid) > 100) == ndau - 1)  # nu_tau + hadrons only
+    multi = hadronic & ~((ndau == 2) & (count(is_one | is_vec) == 1))
+    if multi.any():
+        q = -nu4[multi]
+        q[:, 3] += m_tau
+        q2 = _dot4(q, q)
+        alpha = (m_tau**2 - 2 * q2) / (m_tau**2 + 2 * q2)
+        h[multi] = s * alpha[:, None] * _unit(q[:, :3])
     return h, b_rest
+
+
+def vector_decay_angles(rec: TauPairRecord, rng: np.random.Generator) -> np.ndarray:
+    """Give tau -> V nu, V -> two mesons (rho, K*) its unpolarised decay-angle distribution, in place.
+
+    Mode 0 decays the vector meson isotropically in its rest frame; the V - A matrix element
+    (summed over the tau spin) gives, with psi the angle between a daughter and the neutrino in
+    the V rest frame and Q^2 the V mass squared, dN/dcos(psi) ~ Q^2 sin^2(psi) + m_tau^2 cos^2(psi)
+    (longitudinal fraction m_tau^2 / (m_tau^2 + 2 Q^2); e.g. Kuehn and Mirkes, Z. Phys. C 56 (1992)
+    661). The V's decay system (daughters and their descendants, momenta and vertices about the V
+    decay vertex) is rotated in the V rest frame by a random rotation accepted with weight
+    [Q^2 + (m_tau^2 - Q^2) cos^2(psi)] / m_tau^2 <= 1. Returns the mask of particles changed.
+    """
+    m2 = pdg_mass(TAU) ** 2
+    n = len(rec.id)
+    changed = np.zeros(n, dtype=bool)
+    ndau = np.bincount(rec.mother[rec.direct], minlength=n)
+    v = np.nonzero(rec.direct & np.isin(np.abs(rec.id), (RHO, KSTAR)) & (ndau[rec.mother] == 2) & rec.ok[rec.evt])[0]
+    if not len(v):
+        return changed
+    is_v = np.zeros(n, dtype=bool)
+    is_v[v] = True
+    decay = (np.abs(rec.status) >= 91) & (np.abs(rec.status) <= 99)
+    kids = np.nonzero(decay & is_v[rec.mother])[0]
+    if not len(kids):
+        return changed
+    kids = kids[np.argsort(rec.mother[kids], kind="stable")]
+    parents, nkids = np.unique(rec.mother[kids], return_counts=True)
+    first = kids[np.concatenate([[0], np.cumsum(nkids)[:-1]])][nkids == 2]
+    parents = parents[nkids == 2]
+    nu_of_tau = np.full(n, -1)
+    nus = np.nonzero(rec.direct & (np.abs(rec.id) == NU_TAU))[0]
+    nu_of_tau[rec.mother[nus]] = nus
+    nu = nu_of_tau[rec.mother[parents]]
+    keep = nu >= 0
+    parents, first, nu = parents[keep], first[keep], nu[keep]
+    beta = rec.p[parents, :3] / rec.p[parents, 3:4]
+    n_nu = _unit(to_frame(rec.p[nu], beta)[:, :3])
+    u1 = _unit(to_frame(rec.p[first], beta)[:, :3])
+    q2 = _dot4(rec.p[parents], rec.p[parents])
+    rot = np.tile(np.eye(3), (len(parents), 1, 1))
+    todo = np.arange(len(parents))
+    while len(todo):  # acceptance >= Q^2 / m_tau^2 + 1/3 (1 - Q^2 / m_tau^2) > 1/3 per round
+        trial = random_rotations(len(todo), rng)
+        cos = np.einsum("ni,nij,nj->n", n_nu[todo], trial, u1[todo])
+        accept = rng.random(len(todo)) * m2 < q2[todo] + (m2 - q2[todo]) * cos**2
+        rot[todo[accept]] = trial[accept]
+        todo = todo[~accept]
+    # every descendant of each V, labelled with its row
+    row = np.full(n, -1)
+    vrow = np.full(n, -1)
+    vrow[parents] = np.arange(len(parents))
+    row[decay] = vrow[rec.mother[decay]]
+    for _ in range(_MAX_GENERATIONS):
+        update = decay & (row == -1) & (row[rec.mother] >= 0)
+        if not update.any():
+            break
+        row[update] = row[rec.mother[update]]
+    j = np.nonzero(row >= 0)[0]
+    r = row[j]
+    v_decay = rec.v[first]
+
+    def transform(x4: np.ndarray) -> np.ndarray:
+        y = to_frame(x4, beta[r])
+        y[:, :3] = np.einsum("nij,nj->ni", rot[r], y[:, :3])
+        return to_frame(y, -beta[r])
+
+    rec.p[j] = transform(rec.p[j])
+    rec.v[j] = v_decay[r] + transform(rec.v[j] - v_decay[r])
+    changed[j] = True
+    return changed
 
 
 def correlate_tau_pairs(prt: ak.Array, rng: np.random.Generator) -> ak.Array:
     """The event record with the tau+ decay system rotated to follow the Born spin correlations.
 
-    Events without a decaying tau+ tau- pair, or where either tau's channel has no polarimeter
-    (h = 0: weight 1 for every rotation), are returned unchanged.
+    First each tau -> rho / K* nu decay gets its unpolarised decay angle (``vector_decay_angles``).
+    Events without a decaying tau+ tau- pair are returned unchanged; where either tau's channel
+    has no polarimeter (h = 0: weight 1 for every rotation) the pair is not rotated.
     """
     rec = TauPairRecord(prt)
     ok = rec.ok
     if not ok.any():
         return prt
+    changed = vector_decay_angles(rec, rng)
     b_pair, k, r, n, c, beta2 = pair_frame(rec, ok)
     hm, _ = polarimeters(rec, ok, TAU, b_pair)
     hp, b_rest = polarimeters(rec, ok, -TAU, b_pair)
@@ -237,7 +327,7 @@ def correlate_tau_pairs(prt: ak.Array, rng: np.random.Generator) -> ak.Array:
         rot[todo[accept]] = trial[accept]
         todo = todo[~accept]
     moved = np.nonzero(w_max > 1.0 + 1e-12)[0]
-    if not len(moved):
+    if not len(moved) and not changed.any():
         return prt
     # every descendant of a rotated tau+: momenta, and vertices about the tau+ decay vertex
     evmap = np.full(rec.n_events, -1)
