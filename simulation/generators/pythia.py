@@ -190,11 +190,25 @@ def run_on_lhef(pythia, path: Path, n: int) -> ak.Array:
     return next_batch(pythia, n)
 
 
-def make_pythia(settings: list[str], process: str):
-    """A quiet Pythia instance with ``settings`` read in; a rejected line names the process."""
+@lru_cache(maxsize=1)
+def _pristine_pythia():
+    """A Pythia instance with the default settings and particle data, never modified or run.
+
+    Constructing Pythia parses its XML databases (~50 ms, a tenth of a 10,000-event tau-pair chunk);
+    new instances copy this one's databases instead (Pythia's ``Pythia(Settings&, ParticleData&)``
+    constructor copies them, tests/test_production_speed.py checks the events are identical).
+    """
     import pythia8mc  # heavy import, only where Pythia runs
 
-    pythia = pythia8mc.Pythia("", False)
+    return pythia8mc.Pythia("", False)
+
+
+def make_pythia(settings: list[str], process: str):
+    """A quiet Pythia instance with ``settings`` read in; a rejected line names the process."""
+    import pythia8mc
+
+    pristine = _pristine_pythia()
+    pythia = pythia8mc.Pythia(pristine.settings, pristine.particleData, False)
     for line in settings:
         if not pythia.readString(line):
             raise ValueError(f"Pythia rejected setting '{line}' for process '{process}'")
