@@ -16,6 +16,8 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from belle_rare.simulation.truth import MC_INT_FIELDS, flat_mc
+
 TREE_NAME = "tree"
 
 # ZSTD level 1: ROOT's recommended general-purpose algorithm (ZSTD, ``kUseGeneralPurpose = 505`` in
@@ -43,12 +45,14 @@ MCPARTICLE_FIELDS = {
 
 def mcparticle_collection(truth: ak.Array) -> ak.Array:
     """The truth record as the ``MCParticle`` collection (float32 kinematics, int32 codes)."""
-    columns = {}
-    for field, name in MCPARTICLE_FIELDS.items():
-        values = truth.mc[field]
-        dtype = np.int32 if field in ("pdg", "status", "mother") else np.float32
-        columns[name] = ak.values_astype(values, dtype)
-    return ak.zip(columns)
+    offsets, flat = flat_mc(truth)
+    fields = [
+        ak.contents.NumpyArray(flat[field].astype(np.int32 if field in MC_INT_FIELDS else np.float32))
+        for field in MCPARTICLE_FIELDS
+    ]
+    # the layout directly: ak.zip of ak.values_astype gives the same array at several times the cost
+    record = ak.contents.RecordArray(fields, list(MCPARTICLE_FIELDS.values()), length=int(offsets[-1]))
+    return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), record))
 
 
 def event_columns(truth: ak.Array, experiment_number: int, run: int, first_event: int) -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ import awkward as ak
 import numpy as np
 
 from belle_rare.simulation.detector import pdg as pdgtab
-from belle_rare.simulation.truth import MC_FIELDS, MC_INT_FIELDS
+from belle_rare.simulation.truth import MC_FIELDS, MC_INT_FIELDS, flat_mc
 
 
 @dataclass(frozen=True)
@@ -27,14 +27,10 @@ class FlatTruth:
 
     @classmethod
     def from_truth(cls, truth: ak.Array) -> "FlatTruth":
-        mc = truth.mc
-        counts = ak.to_numpy(ak.num(mc)).astype(np.int64)
-        offsets = np.concatenate([[0], np.cumsum(counts)])
+        offsets, flat = flat_mc(truth)
+        counts = np.diff(offsets)
         # explicit dtypes: an all-empty input has no inferred type
-        columns = {
-            f: ak.to_numpy(ak.flatten(mc[f])).astype(np.int64 if f in MC_INT_FIELDS else np.float64)
-            for f in MC_FIELDS
-        }
+        columns = {f: flat[f].astype(np.int64 if f in MC_INT_FIELDS else np.float64) for f in MC_FIELDS}
         event = np.repeat(np.arange(len(counts)), counts)
         return cls(len(counts), offsets, event, columns)
 
