@@ -93,8 +93,8 @@ def time_production(experiment: str, events: int, repeats: int, out: Path) -> di
 
 def production_table(events: int, repeats: int) -> Table:
     table = Table(title=f"tau-pair production, one core, {events:,} events per file, median of {repeats}")
-    for col in ("experiment", "generator [ev/s]", "generator + response [ev/s]",
-                "full production incl. init + ROOT write [ev/s]", "full / generator"):
+    # events/s; "full": produce_chunk, i.e. Pythia initialisation + generation + response + ROOT write
+    for col in ("experiment", "generator", "generator + response", "full production", "full / generator"):
         table.add_column(col, justify="right")
     with tempfile.TemporaryDirectory(prefix="bench-production-") as tmp:
         for experiment in ("belle", "belle2"):
@@ -169,7 +169,7 @@ def main() -> None:
                         help="events per file for --production / --codecs (default: production's)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=max(Console().width, 100))
     if args.production or args.codecs:
         if args.production:
             console.print(production_table(args.file_events, args.repeats))
