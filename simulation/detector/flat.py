@@ -84,21 +84,22 @@ class Particles:
     @classmethod
     def from_truth(cls, flat: FlatTruth) -> "Particles":
         """The final-state particles of the truth record, masses and charges from ``particle``."""
-        final = flat["status"] > 0
+        final = np.flatnonzero(flat["status"] > 0)
         pdg = flat["pdg"][final]
         mass, charge = pdgtab.lookup(pdg)
         # unknown codes (no table mass) fall back to the generated mass
         mass = np.where(np.isnan(mass), flat["mass"][final], mass)
+        event = flat.event[final]
         return cls(
-            event=flat.event[final],
-            mc_index=flat.local[final].astype(np.int32),
+            event=event,
+            mc_index=(final - flat.offsets[event]).astype(np.int32),  # flat.local of these rows only
             mc_pdg=pdg.astype(np.int32),
             pdg=pdg.astype(np.int32),
             mother=flat["mother"][final].astype(np.int32),
             charge=charge,
             mass=mass,
             **{c: flat[c][final] for c in ("px", "py", "pz", "E", "x", "y", "z")},
-            background=np.zeros(int(final.sum()), dtype=bool),
+            background=np.zeros(len(final), dtype=bool),
         )
 
     @classmethod
