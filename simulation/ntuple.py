@@ -20,12 +20,18 @@ from belle_rare.simulation.truth import MC_INT_FIELDS, flat_mc
 
 TREE_NAME = "tree"
 
-# ZSTD level 1: ROOT's recommended general-purpose algorithm (ZSTD, ``kUseGeneralPurpose = 505`` in
-# ROOT's core/foundation/inc/Compression.h) at its fastest level. Measured on 10,000 Belle II tau-pair
-# events (benchmarks/bench_generation.py --codecs): write 96 ms, 10.7 MB, read 65 ms, against
-# ZLIB(4) 440 ms, 10.1 MB, 102 ms; LZ4(4) (ROOT's ``kUseAnalysis``) writes in 73 ms but 13.1 MB;
-# ZSTD(5) 176 ms, 10.4 MB. ZLIB(4) was 35% of the full production time; ZSTD(1) costs 6% in size.
-COMPRESSION = uproot.ZSTD(1)
+# LZ4 level 4: ROOT's preset for analysis files (``kUseAnalysis = 404`` in ROOT's
+# core/foundation/inc/Compression.h, "fast reading but poor compression ratio"). CPU time for one
+# file of 10,000 Belle II tau pairs (benchmarks/bench_generation.py --codecs; Belle in brackets):
+#   setting   write [ms]   size [MB]      read [ms]
+#   none       58 (53)     21.5 (19.4)    53 (53)
+#   ZLIB(4)   446 (386)    10.1 (8.6)    104 (94)     the previous setting: 35% of the production time
+#   LZ4(4)     70 (68)     13.2 (11.3)    56 (52)     used
+#   ZSTD(1)    95 (86)     10.7 (9.3)     68 (64)     ROOT's general-purpose preset is ZSTD(5): 178 ms
+# LZ4 writes and reads fastest (the files are read by every analysis pass) for +23% in size over
+# ZSTD(1); with ZSTD(1) the full production of tau pairs drops from ~0.53 to ~0.50 of the bare
+# generator's rate (the realism issue's target is 0.5). ZSTD(1) is the choice if disk matters more.
+COMPRESSION = uproot.LZ4(4)
 
 # truth-record field -> MCParticle branch suffix
 MCPARTICLE_FIELDS = {

@@ -175,14 +175,14 @@ def test_pythia_record_conversion_and_copied_instances_unchanged() -> None:
     gen.close()
 
 
-def test_ntuple_is_zstd_and_round_trips(tmp_path) -> None:
+def test_ntuple_is_lz4_and_round_trips(tmp_path) -> None:
     truth = random_truth(np.random.default_rng(6), 50)
     collections = {"MCParticle": mcparticle_collection(truth)}
     events = {"__event__": np.arange(50, dtype=np.int64)}
     path = tmp_path / "x.root"
     write_ntuple(path, events, collections)
     with uproot.open(path) as f:
-        assert f.file.fCompress == 501  # ROOT's code for ZSTD, level 1
+        assert f.file.fCompress == 404  # ROOT's code for LZ4, level 4 (its kUseAnalysis preset)
         tree = f["tree"]
         np.testing.assert_array_equal(tree["__event__"].array(library="np"), events["__event__"])
         px = tree["MCParticle_px"].array()
