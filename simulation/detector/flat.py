@@ -29,8 +29,14 @@ class FlatTruth:
     def from_truth(cls, truth: ak.Array) -> "FlatTruth":
         offsets, flat = flat_mc(truth)
         counts = np.diff(offsets)
-        # explicit dtypes: an all-empty input has no inferred type
-        columns = {f: flat[f].astype(np.int64 if f in MC_INT_FIELDS else np.float64) for f in MC_FIELDS}
+        # explicit dtypes: an all-empty input has no inferred type. Columns already of the right
+        # type are read-only views of the truth record (no copy); a step that wrote into them would
+        # change the MCParticle collection written out, so it gets an error instead.
+        columns = {}
+        for f in MC_FIELDS:
+            values = flat[f].astype(np.int64 if f in MC_INT_FIELDS else np.float64, copy=False).view()
+            values.flags.writeable = False
+            columns[f] = values
         event = np.repeat(np.arange(len(counts)), counts)
         return cls(len(counts), offsets, event, columns)
 
