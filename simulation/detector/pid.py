@@ -24,21 +24,29 @@ def species_index(pdg: np.ndarray) -> np.ndarray:
     return index
 
 
-def efficiency_at_cut(variable: PidVariable, species: np.ndarray, momentum: np.ndarray) -> np.ndarray:
+def rows_by_species(species: np.ndarray) -> list[np.ndarray]:
+    """Rows of each PID_SPECIES entry (computed once and shared by all PID variables)."""
+    return [np.flatnonzero(species == i) for i in range(len(PID_SPECIES))]
+
+
+def efficiency_at_cut(
+    variable: PidVariable, species: np.ndarray, momentum: np.ndarray, rows: list[np.ndarray] | None = None
+) -> np.ndarray:
     """P(variable > cut) for each track, from the table of its true species."""
+    rows = rows_by_species(species) if rows is None else rows
     eff = np.empty(len(species))
-    for i, name in enumerate(PID_SPECIES):
-        mask = species == i
-        eff[mask] = getattr(variable.efficiency, name)(momentum[mask])
+    for name, where in zip(PID_SPECIES, rows):
+        eff[where] = getattr(variable.efficiency, name)(momentum[where])
     return eff
 
 
 def pid_values(pdg: np.ndarray, momentum: np.ndarray, cfg: Pid, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """All configured PID variables for tracks of true species ``pdg`` and measured momentum."""
     species = species_index(pdg)
+    rows = rows_by_species(species)
     values = {}
     for name, variable in cfg.variables.items():
-        eff = efficiency_at_cut(variable, species, momentum)
+        eff = efficiency_at_cut(variable, species, momentum, rows)
         # ndtri(0) = -inf and ndtri(1) = +inf give PID values of exactly 0 and 1
         with np.errstate(invalid="ignore"):
             mu = logit(variable.cut) + cfg.latent_width * ndtri(eff)

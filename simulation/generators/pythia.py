@@ -25,7 +25,7 @@ from belle_rare.configs.experiment import Experiment
 from belle_rare.configs.processes import Catalogue, ForcedDecay, Process
 from belle_rare.simulation.beams import nominal_beam, sample_beams, sample_interaction_points
 from belle_rare.simulation.generators.lhef import write_lhef
-from belle_rare.simulation.truth import make_truth
+from belle_rare.simulation.truth import truth_from_flat
 
 MM_TO_CM = 0.1
 UPSILON4S = 300553
@@ -150,27 +150,51 @@ def signal_index(prt: ak.Array, forced: list[tuple[ForcedDecay, bool]]) -> np.nd
     return result
 
 
+def _flat_record(prt: ak.Array) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per-event offsets and flat numpy columns of Pythia's event record (missing ``vProd`` -> 0).
+
+    Read off the layout: awkward's jagged arithmetic and ``fill_none`` on this record cost as much
+    as the detector's tracking step.
+    """
+    layout = ak.to_layout(prt).to_ListOffsetArray64(True)
+    offsets = np.asarray(layout.offsets.data, dtype=np.int64)
+    record = layout.content[: int(offsets[-1])]
+    columns = {name: np.asarray(record.content(name).data) for name in ("id", "status", "mother1", "m")}
+    momentum = record.content("p")
+    columns |= {f"p_{c}": np.asarray(momentum.content(c).data) for c in ("px", "py", "pz", "e")}
+    # Pythia leaves vProd missing for particles made at the origin
+    vertex = record.content("vProd")
+    for c in ("px", "py", "pz", "e"):
+        if isinstance(vertex, ak.contents.IndexedOptionArray) and len(vertex.content) > 0:
+            index = np.asarray(vertex.index.data)
+            values = np.asarray(vertex.content.content(c).data)
+            columns[f"v_{c}"] = np.where(index >= 0, values[np.maximum(index, 0)], 0.0)
+        else:
+            columns[f"v_{c}"] = ak.to_numpy(ak.fill_none(ak.Array(vertex)[c], 0.0)).astype(np.float64)
+    return offsets, columns
+
+
 def prt_to_truth(prt: ak.Array, exp: Experiment, rng: np.random.Generator, sig_index: np.ndarray) -> ak.Array:
     """Pythia's event record (mm) -> the project's truth record (cm, beam spot, nominal beams)."""
     n = len(prt)
     ip = sample_interaction_points(exp, n, rng)
-    vprod = ak.fill_none(prt.vProd, {"px": 0.0, "py": 0.0, "pz": 0.0, "e": 0.0})
+    offsets, col = _flat_record(prt)
+    event = np.repeat(np.arange(n), np.diff(offsets))
     mc = {
-        "pdg": prt.id,
-        "status": prt.status,
-        "mother": ak.where(prt.mother1 > 0, prt.mother1, -1),
-        "px": prt.p.px,
-        "py": prt.p.py,
-        "pz": prt.p.pz,
-        "E": prt.p.e,
-        "mass": prt.m,
-        "x": vprod.px * MM_TO_CM + ip[:, 0],
-        "y": vprod.py * MM_TO_CM + ip[:, 1],
-        "z": vprod.pz * MM_TO_CM + ip[:, 2],
-        "t": vprod.e * MM_TO_CM,
+        "pdg": col["id"],
+        "status": col["status"],
+        "mother": np.where(col["mother1"] > 0, col["mother1"], -1),
+        "px": col["p_px"],
+        "py": col["p_py"],
+        "pz": col["p_pz"],
+        "E": col["p_e"],
+        "mass": col["m"],
+        "x": col["v_px"] * MM_TO_CM + ip[event, 0],
+        "y": col["v_py"] * MM_TO_CM + ip[event, 1],
+        "z": col["v_pz"] * MM_TO_CM + ip[event, 2],
+        "t": col["v_e"] * MM_TO_CM,
     }
-    beam = nominal_beam(exp, n)
-    return make_truth(mc, beam, signal_index=sig_index)
+    return truth_from_flat(offsets, mc, nominal_beam(exp, n), signal_index=sig_index)
 
 
 def next_batch(pythia, n: int) -> ak.Array:
@@ -190,11 +214,25 @@ def run_on_lhef(pythia, path: Path, n: int) -> ak.Array:
     return next_batch(pythia, n)
 
 
-def make_pythia(settings: list[str], process: str):
-    """A quiet Pythia instance with ``settings`` read in; a rejected line names the process."""
+@lru_cache(maxsize=1)
+def _pristine_pythia():
+    """A Pythia instance with the default settings and particle data, never modified or run.
+
+    Constructing Pythia parses its XML databases (~50 ms, a tenth of a 10,000-event tau-pair chunk);
+    new instances copy this one's databases instead (Pythia's ``Pythia(Settings&, ParticleData&)``
+    constructor copies them, tests/test_production_speed.py checks the events are identical).
+    """
     import pythia8mc  # heavy import, only where Pythia runs
 
-    pythia = pythia8mc.Pythia("", False)
+    return pythia8mc.Pythia("", False)
+
+
+def make_pythia(settings: list[str], process: str):
+    """A quiet Pythia instance with ``settings`` read in; a rejected line names the process."""
+    import pythia8mc
+
+    pristine = _pristine_pythia()
+    pythia = pythia8mc.Pythia(pristine.settings, pristine.particleData, False)
     for line in settings:
         if not pythia.readString(line):
             raise ValueError(f"Pythia rejected setting '{line}' for process '{process}'")
