@@ -27,7 +27,7 @@ import numpy as np
 from belle_rare.simulation.detector import pdg as pdgtab
 from belle_rare.simulation.detector.flat import Particles
 from belle_rare.simulation.detector.kinematics import direction, helix_radius_cm, polar_angles
-from belle_rare.simulation.detector.params import Calorimeter, EclRegions
+from belle_rare.simulation.detector.params import BetaShape, Calorimeter, EclRegions
 
 # basf2 clusterReg codes
 REGION_NONE, REGION_FORWARD, REGION_BARREL, REGION_BACKWARD = 0, 1, 2, 3
@@ -94,6 +94,14 @@ def _impact_point(p: Particles, cfg: Calorimeter) -> tuple[np.ndarray, np.ndarra
     return p.x + t * ux, p.y + t * uy, p.z + t * uz
 
 
+def _beta_where(mask: np.ndarray, shape: BetaShape, rng: np.random.Generator) -> np.ndarray:
+    """Beta(alpha, beta) draws on the rows of ``mask``, 0 elsewhere (Beta variates are costly: only
+    the rows that use them draw one)."""
+    out = np.zeros(len(mask))
+    out[mask] = rng.beta(shape.alpha, shape.beta, int(np.count_nonzero(mask)))
+    return out
+
+
 def _deposits(p: Particles, cfg: Calorimeter, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """True deposited energy per row and whether the shower is hadronic."""
     n = len(p)
@@ -101,9 +109,6 @@ def _deposits(p: Particles, cfg: Calorimeter, rng: np.random.Generator) -> tuple
     kinetic = np.maximum(p.E - p.mass, 0.0)
     mip = np.clip(rng.normal(cfg.mip.mean, cfg.mip.width, n), 0.0, kinetic)
     shower_u = rng.random(n)
-    hadron_fraction = rng.beta(cfg.hadron_shower.fraction.alpha, cfg.hadron_shower.fraction.beta, n)
-    klong_fraction = rng.beta(cfg.klong.fraction.alpha, cfg.klong.fraction.beta, n)
-    neutron_fraction = rng.beta(cfg.neutron.fraction.alpha, cfg.neutron.fraction.beta, n)
 
     is_photon = apdg == pdgtab.PHOTON
     is_electron = apdg == pdgtab.ELECTRON
@@ -112,6 +117,9 @@ def _deposits(p: Particles, cfg: Calorimeter, rng: np.random.Generator) -> tuple
     showers = is_hadron & (shower_u < cfg.hadron_shower.probability)
     is_klong = (apdg == pdgtab.KLONG) & (shower_u < cfg.klong.probability)
     is_neutron = (apdg == pdgtab.NEUTRON) & (shower_u < cfg.neutron.probability)
+    hadron_fraction = _beta_where(showers, cfg.hadron_shower.fraction, rng)
+    klong_fraction = _beta_where(is_klong, cfg.klong.fraction, rng)
+    neutron_fraction = _beta_where(is_neutron, cfg.neutron.fraction, rng)
 
     deposit = np.select(
         [is_photon, is_electron, is_muon, showers, is_hadron, is_klong, is_neutron],
@@ -207,12 +215,11 @@ def ecl_response(p: Particles, cfg: Calorimeter, field_tesla: float, rng: np.ran
     phi = phi_true + sigma_angle / np.maximum(np.sin(theta_true), 1e-6) * rng.standard_normal(n)
     phi = np.arctan2(np.sin(phi), np.cos(phi))
 
-    shape = {
-        "photon": rng.beta(cfg.e9e21_photon.alpha, cfg.e9e21_photon.beta, n),
-        "hadron": rng.beta(cfg.e9e21_hadron.alpha, cfg.e9e21_hadron.beta, n),
-        "background": rng.beta(cfg.e9e21_background.alpha, cfg.e9e21_background.beta, n),
-    }
-    e9e21 = np.where(p.background, shape["background"], np.where(hadronic, shape["hadron"], shape["photon"]))
+    e9e21 = (
+        _beta_where(p.background, cfg.e9e21_background, rng)
+        + _beta_where(~p.background & hadronic, cfg.e9e21_hadron, rng)
+        + _beta_where(~p.background & ~hadronic, cfg.e9e21_photon, rng)
+    )
 
     t = cfg.timing
     sigma_t = t.resolution(np.maximum(energy, cfg.cluster_threshold))

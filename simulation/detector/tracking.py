@@ -70,7 +70,7 @@ def cdc_hits(p: Particles, rows: np.ndarray, cfg: Tracking, rng: np.random.Gener
     the chamber (outer wall, end plate, or the turning point 2R of a curler), times a hit efficiency."""
     cdc = cfg.cdc
     rho = np.hypot(p.x[rows], p.y[rows])
-    pt = p.pt[rows]
+    pt = np.hypot(p.px[rows], p.py[rows])
     pz = p.pz[rows]
     z_end = np.where(pz >= 0, cdc.z_forward, cdc.z_backward)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -85,7 +85,7 @@ def cdc_hits(p: Particles, rows: np.ndarray, cfg: Tracking, rng: np.random.Gener
 def reconstruct_tracks(p: Particles, cfg: Tracking, rng: np.random.Generator) -> Tracks:
     """Tracks of the charged final-state particles (and beam-background tracks) that are found."""
     candidates = np.flatnonzero(np.isin(np.abs(p.pdg), pdgtab.TRACKED))
-    pt = p.pt[candidates]
+    pt = np.hypot(p.px[candidates], p.py[candidates])
     theta, _ = polar_angles(p.px[candidates], p.py[candidates], p.pz[candidates])
     rho = np.hypot(p.x[candidates], p.y[candidates])
     lo, hi = np.radians(cfg.theta_range_deg.low), np.radians(cfg.theta_range_deg.high)
@@ -96,7 +96,9 @@ def reconstruct_tracks(p: Particles, cfg: Tracking, rng: np.random.Generator) ->
     rows = candidates[found]
 
     # --- momentum and direction smearing
-    pt, ptot = p.pt[rows], p.p[rows]
+    px, py, pz = p.px[rows], p.py[rows], p.pz[rows]
+    pt = np.hypot(px, py)
+    ptot = np.sqrt(pt * pt + pz * pz)
     theta, phi = polar_angles(p.px[rows], p.py[rows], p.pz[rows])
     beta = ptot / np.sqrt(ptot**2 + p.mass[rows] ** 2)
     res = cfg.momentum_resolution
