@@ -1,9 +1,10 @@
 """Seeded golden outputs of the tau searches: cutflows, stats-model region yields, validation
 rows and limits on fixed small samples (``tests/golden/golden.json``).
 
-The golden file was recorded with the code before the search framework (issue 9, commit
-089a7ef, through the same steps with that code's API); ``tests/test_golden.py`` reruns them
-and compares. After a deliberate physics change, re-record with
+The golden file was first recorded with the code before the search framework (issue 9, commit
+089a7ef) and re-recorded after the realism issue (trigger, material, split-offs and timed beam
+background, tag constituents, tau spin correlations, a1 -> rho pi), which change every sample;
+``tests/test_golden.py`` reruns them and compares. After a deliberate physics change, re-record with
 ``python tests/golden_runs.py`` and say why in the commit.
 """
 from __future__ import annotations
