@@ -197,3 +197,19 @@ def test_abcd_and_rsb_times_rmc_use_the_bound_for_empty_simulated_regions(tmp_pa
         assert {r["estimate"] for r in e["mc_bound"]} == {
             "sideband count (MC, Asimov)", "transfer-factor numerator (MC)", "transfer-factor denominator (MC)"
         }
+
+
+def test_a_large_bound_uses_the_closed_form_asymptotic_limit_and_agrees_with_pyhf(tmp_path):
+    from belle_rare.stats.limits import model_and_data, upper_limit, workspace_from_spec
+
+    e = _expected_limit(tmp_path / "w20", 20.0)  # b = 40 +- 28: above the toy threshold of 10
+    assert e["background_events"] == pytest.approx(40.0)
+    assert e["calculator"] == "asymptotics" and "MC bound" in e["method"]
+    built = _built(tmp_path / "w20")
+    model, data = model_and_data(workspace_from_spec(built.spec, "w20"), measurement="taumugamma")
+    pyhf_limit = upper_limit(model, data, cl=0.90, calculator="asymptotics")
+    # same model; the closed form leaves out the 1 % signal staterror
+    assert e["poi_limit"]["expected"][2] == pytest.approx(pyhf_limit.expected[2], rel=0.02)
+    assert e["poi_limit"]["observed"] == pytest.approx(pyhf_limit.observed, rel=0.02)
+    huge = _expected_limit(tmp_path / "huge", 1.5e8)  # a make-run Bhabha weight: finite, not the floor
+    assert math.isfinite(huge["physics"]["expected"][2]) and huge["physics"]["expected"][2] > 1e3 * e["physics"]["expected"][2]
