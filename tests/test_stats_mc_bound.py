@@ -213,3 +213,22 @@ def test_a_large_bound_uses_the_closed_form_asymptotic_limit_and_agrees_with_pyh
     assert e["poi_limit"]["observed"] == pytest.approx(pyhf_limit.observed, rel=0.02)
     huge = _expected_limit(tmp_path / "huge", 1.5e8)  # a make-run Bhabha weight: finite, not the floor
     assert math.isfinite(huge["physics"]["expected"][2]) and huge["physics"]["expected"][2] > 1e3 * e["physics"]["expected"][2]
+
+
+def test_an_empty_data_sideband_counts_as_one_event_of_weight_one(tmp_path):
+    # pseudo-data with N_B = 0 (the runner writes scale 1 for data): N_B = 1 +- 1, b = 1 x N_C / N_D
+    histograms = {}
+    h = _yields(histograms)
+    _set_signal(h, "sig_tau3mu", "3mu", "SR_pass", 50.0)
+    for region, n in (("SR_pass", 0.0), ("SR_fail", 10.0), ("outer_fail", 40.0)):
+        if n:
+            set_bins(h, "data", "3mu", region, n, n)
+    set_bins(h, "tautau", "3mu", "outer_pass", 2.0, 0.2)
+    datasets = {"sig_tau3mu": {"kind": "signal", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8, "parameters": {}},
+                "tautau": _bkg(0.1), "data": {"kind": "data", "parameters": {}, "scale": 1.0}}
+    write_run_output(tmp_path, "tau3mu", "belle2", 424.0, datasets, histograms)
+    entry = compute_search_limits("tau3mu", tmp_path).document["limits"][0]
+    assert entry["background_events"] == pytest.approx(1.0 * 10.0 / 40.0)
+    (record,) = entry["mc_bound"]
+    assert record["estimate"] == "sideband count (data)" and record["weight_per_event"] == {"data": 1.0}
+    assert entry["method"] == "exact Poisson CLs"  # b = 0.25 < 10: the YAML's toys
