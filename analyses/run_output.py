@@ -226,8 +226,9 @@ class Run:
             scan = f" (best of {len(entries)} hypotheses: {best['hypothesis']})" if len(entries) > 1 else ""
             published = (best.get("published") or {}).get("observed")
             paper = f", published {published:.3g}" if published is not None else ""
+            bound = f"; b = {best['background_events']:.3g} rests on the MC statistical bound" if best.get("background_from_mc_bound") else ""
             lines.append(f"  {label} [{limit}]: {quantity} < {physics['observed']:.3g}{unit} "
-                         f"(expected {physics['expected'][2]:.3g}{paper}){scan}")
+                         f"(expected {physics['expected'][2]:.3g}{paper}{bound}){scan}")
         return lines
 
     def __repr__(self) -> str:

@@ -196,3 +196,32 @@ def exact_counting_limit(
         "nuisances averaged)",
         points=points,
     )
+
+
+def asymptotic_counting_limit(
+    item: OneBin, cl: float, poi: str, poi_bounds: tuple[float, float], reason: str, curve_points: int = 25
+) -> LimitResult:
+    """The asymptotic qtilde CLs limit of a one-bin model in closed form (:func:`fast_scan.asymptotic_limits`).
+
+    The background uncertainty is one Poisson (``shapesys``) constraint of tau = (b / db)^2; the
+    signal uncertainty is left out (a one-bin model whose background is large and uncertain enough
+    to need this -- an MC statistical bound of many events -- is limited by the background alone).
+    It stays finite where pyhf's minimiser does not, at backgrounds of 10^8 events.
+    """
+    b_unc = item.b_unc if item.b_unc > 0 else None
+    res = fast_scan.asymptotic_limits([item.n], [item.b], None if b_unc is None else [b_unc], cl=cl).scaled(item.s)
+    observed, expected = float(res.observed[0]), [float(v) for v in res.expected[:, 0]]
+    grid = np.geomspace(0.3 * min(observed, expected[0]), 1.5 * max(observed, expected[4]), curve_points)
+    obs_curve, exp_curve = fast_scan.asymptotic_cls(grid * item.s, item.n, item.b, b_unc)
+    points = [CLsPoint(float(x), float(o), tuple(float(v) for v in e)) for x, o, e in zip(grid, obs_curve, exp_curve.T)]
+    return LimitResult(
+        poi=poi,
+        cl=cl,
+        calculator="asymptotics",
+        observed=observed,
+        expected=expected,
+        poi_bounds=poi_bounds,
+        calculator_reason=f"{reason}; one bin: closed-form asymptotic qtilde CLs (background Poisson-constrained, "
+        "signal uncertainty neglected)",
+        points=points,
+    )

@@ -45,6 +45,8 @@ def _rows_of(search: str, document: dict) -> list[dict]:
                 "hypotheses": len(entries),
                 "hypothesis": best["hypothesis"] if len(entries) > 1 else {},
                 "asimov": best["asimov_observation"],
+                "background": best.get("background_events"),
+                "background_from_mc_bound": bool(best.get("background_from_mc_bound")),
             }
         )
     return rows
@@ -77,22 +79,35 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
+MC_BOUND_MARK = "\u2020"  # dagger
+MC_BOUND_LEGEND = (
+    f"{MC_BOUND_MARK} background rests on the MC statistical bound: a region no simulated event reached carries "
+    "sum of the weights per event of its empty datasets, +-100 % (limits.json: background_from_mc_bound, mc_bound)"
+)
+
+
+def _background(r: dict) -> str:
+    return _fmt(r.get("background")) + (MC_BOUND_MARK if r.get("background_from_mc_bound") else "")
+
+
 def print_summary(rows: list[dict], console: Console | None = None) -> None:
     """One table: search, channel, our expected and observed limit, the published ones."""
     console = console or Console(width=None if Console().is_terminal else 150)
     table = Table(title="Upper limits (ours vs published)")
-    numeric = ("CL", "expected", "observed", "publ. exp.", "publ. obs.")
+    numeric = ("CL", "b", "expected", "observed", "publ. exp.", "publ. obs.")
     for col in ("search", "signal", "channel", "CL", "quantity", *numeric[1:], "method"):
         table.add_column(col, justify="right" if col in numeric else "left")
     for r in rows:
         if "error" in r:
-            table.add_row(r["search"], "", "", "", "", "", "", "", "", f"[red]error: {r['error']}[/red]")
+            table.add_row(r["search"], "", "", "", "", "", "", "", "", "", f"[red]error: {r['error']}[/red]")
             continue
         quantity = ("BR" if r["quantity"] == "branching_fraction" else "sigma") + (f" [{r['unit']}]" if r["unit"] else "")
         channel = r["channel"] + (f" ({r['hypotheses']} hyp., best)" if r["hypotheses"] > 1 else "")
         method = r["method"] + (" [Asimov]" if r["asimov"] else "")
         table.add_row(
-            r["search"], r["label"], channel, f"{r['cl']:.2f}", quantity, _fmt(r["expected"]), _fmt(r["observed"]),
+            r["search"], r["label"], channel, f"{r['cl']:.2f}", quantity, _background(r), _fmt(r["expected"]), _fmt(r["observed"]),
             _fmt(r["published_expected"]), _fmt(r["published_observed"]), method,
         )
     console.print(table)
+    if any(r.get("background_from_mc_bound") for r in rows):
+        console.print(MC_BOUND_LEGEND)

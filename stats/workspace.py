@@ -10,7 +10,11 @@ hypothesis of a scan. Modifiers:
 * ``histosys`` -- "<syst>Up" / "<syst>Down" slices of the ``variation`` axis (histograms
   without one give none);
 * data-driven samples -- sideband count x transfer factor, with a Poisson (``shapesys``)
-  constraint of the sideband statistics and a ``normsys`` for the transfer-factor uncertainty.
+  constraint of the sideband statistics and a ``normsys`` for the transfer-factor uncertainty;
+* the Monte Carlo statistical bound (:mod:`stats.mc_bound`) -- in a counting channel, every
+  dataset that could populate a region and has no event there contributes its weight per event
+  with 100 % uncertainty (a ``<sample>_mc_bound`` sample with a ``shapesys``, or folded into the
+  sideband count and transfer factor of a data-driven estimate): an empty region is never b = 0.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from belle_rare.stats import histograms as H
 from belle_rare.stats.errors import StatsError
 from belle_rare.stats.model_config import Channel, DataDriven, HistoSys, Lumi, NormSys, Sample, StatError, StatsConfig
 from belle_rare.stats.histograms import RunOutput, Yields
+from belle_rare.stats.mc_bound import BoundedCount, McBound, bounded_count, mc_bound
 
 LUMI_PARAMETER = "lumi"
 
@@ -61,6 +66,8 @@ class BuiltWorkspace:
     observed_events: dict[str, float]  # channel -> observed (or Asimov) total
     asimov: bool
     notes: list[str] = field(default_factory=list)
+    # channel -> the MC statistical bounds its background rests on (sample, what, McBound.as_dict())
+    mc_bounds: dict[str, list[dict]] = field(default_factory=dict)
 
 
 def hypotheses(config: StatsConfig, run: RunOutput, signal: str) -> list[Hypothesis]:
@@ -122,6 +129,18 @@ class _ChannelBuilder:
         name = histogram or self.name
         return self.reduce(H.summed_yields(self.run, name, datasets, self.channel.channel_value, region or self.channel.region))
 
+    def per_dataset(self, datasets: list[str], region: str | None = None, histogram: str | None = None) -> dict[str, tuple[float, float]]:
+        """dataset -> (count, variance) of a counting channel's one bin, for the MC bound."""
+        out = {}
+        for d in datasets:
+            y = self.nominal([d], region, histogram)
+            out[d] = (float(y.values.sum()), float(y.variances.sum()))
+        return out
+
+    @property
+    def one_bin(self) -> bool:
+        return self.channel.counting or self.mask is not None
+
     def varied(self, datasets: list[str], syst: str) -> tuple[Yields, Yields]:
         up, down = H.varied_yields(self.run, self.name, datasets, self.channel.channel_value, self.channel.region, syst)
         return self.reduce(up), self.reduce(down)
@@ -144,6 +163,7 @@ def build_workspace(
     signal_events: dict[str, dict[str, float]] = {s: {} for s in signals}
     background_events: dict[str, float] = {}
     observed_events: dict[str, float] = {}
+    mc_bounds: dict[str, list[dict]] = {}
     asimov = False
     uses_lumi = False
     for channel in chosen:
@@ -152,11 +172,13 @@ def build_workspace(
         for sample in channel.samples:
             if sample.signal is not None and sample.signal not in signals:
                 continue  # another signal's sample: not part of this model
-            built, nominal, lumi = _build_sample(cb, sample, hypotheses_by_signal, notes)
-            if built is None:
+            built, nominal, lumi, bounds = _build_sample(cb, sample, hypotheses_by_signal, notes)
+            if bounds:
+                mc_bounds.setdefault(channel.name, []).extend(bounds)
+            if not built:
                 continue
             uses_lumi |= lumi
-            samples.append(built)
+            samples.extend(built)
             if sample.signal is not None:
                 signal_events[sample.signal][channel.name] = float(nominal.sum())
             else:
@@ -182,20 +204,35 @@ def build_workspace(
         for sig in signals
     ]
     spec = {"channels": spec_channels, "observations": observations, "measurements": measurements, "version": "1.0.0"}
-    return BuiltWorkspace(spec, signal_events, background_events, observed_events, asimov, notes)
+    return BuiltWorkspace(spec, signal_events, background_events, observed_events, asimov, notes, mc_bounds)
 
 
 def _build_sample(cb: _ChannelBuilder, sample: Sample, hyps: dict[str, Hypothesis], notes: list[str]):
-    """(pyhf sample dict, nominal yields, uses lumi) or (None, ...) for an empty background."""
+    """(pyhf sample dicts, nominal yields, uses lumi, MC bounds): no sample dict for an empty
+    background of unknown weight per event; an extra ``<name>_mc_bound`` sample for the datasets
+    of a counting background that selected no event (:mod:`stats.mc_bound`)."""
     if sample.data_driven is not None:
         return _data_driven_sample(cb, sample, notes)
     datasets = sample.datasets.select(cb.run.datasets)
     if sample.signal is not None:
         datasets = [d for d in datasets if d in hyps[sample.signal].datasets]
     nominal = cb.nominal(datasets)
+    bound = None
+    if sample.signal is None and cb.one_bin and datasets:
+        counts = {d: v for d, (v, _) in cb.per_dataset(datasets).items()}
+        bound = mc_bound(cb.channel.region, counts, cb.run.datasets)
+    bound_samples, bounds = [], []
+    if bound is not None:
+        bound_samples, bounds = [_mc_bound_sample(cb, sample.name, bound)], [_bound_record(sample.name, "region yield", bound)]
+        notes.append(
+            f"{cb.channel.name}: background '{sample.name}': no simulated event of {', '.join(sorted(bound.weights))} "
+            f"in '{cb.channel.region}': MC statistical bound {bound.mean:.4g} +- {bound.uncertainty:.2g}"
+        )
     if sample.signal is None and not nominal.values.any():
-        notes.append(f"{cb.channel.name}: sample '{sample.name}' is empty and left out")
-        return None, None, False
+        if bound is None:
+            notes.append(f"{cb.channel.name}: sample '{sample.name}' is empty and left out (no weight per event known for a bound)")
+            return [], None, False, []
+        return bound_samples, np.array([bound.mean]), False, bounds
     modifiers: list[dict] = []
     if sample.signal is not None:
         modifiers.append({"name": poi_name(sample.signal), "type": "normfactor", "data": None})
@@ -215,7 +252,22 @@ def _build_sample(cb: _ChannelBuilder, sample: Sample, hyps: dict[str, Hypothesi
                 modifiers.append({"name": f"staterror_{cb.channel.name}", "type": "staterror", "data": sigma.tolist()})
         elif isinstance(mod, HistoSys):
             modifiers.extend(_histosys(cb, datasets, mod, nominal))
-    return {"name": sample.name, "data": nominal.values.tolist(), "modifiers": modifiers}, nominal.values, uses_lumi
+    built = [{"name": sample.name, "data": nominal.values.tolist(), "modifiers": modifiers}, *bound_samples]
+    total = nominal.values + (bound.mean if bound is not None else 0.0)
+    return built, total, uses_lumi, bounds
+
+
+def _mc_bound_sample(cb: _ChannelBuilder, name: str, bound: McBound) -> dict:
+    """The bound as a one-bin sample with a Poisson constraint of tau = effective pseudo-events."""
+    return {
+        "name": f"{name}_mc_bound",
+        "data": [bound.mean],
+        "modifiers": [{"name": f"mc_bound_{cb.channel.name}_{name}", "type": "shapesys", "data": [bound.uncertainty]}],
+    }
+
+
+def _bound_record(sample: str, what: str, bound: McBound) -> dict:
+    return {"sample": sample, "estimate": what, **bound.as_dict()}
 
 
 def _histosys(cb: _ChannelBuilder, datasets: list[str], mod: HistoSys, nominal: Yields) -> list[dict]:
@@ -242,14 +294,28 @@ def _data_driven_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
     data_sets = channel.observation.select(cb.run.datasets)
     tf = dd.transfer_factor
     mc = tf.from_mc.select(cb.run.datasets) if tf.from_mc is not None else [n for n, i in cb.run.datasets.items() if i.get("kind") == "background"]
+    bounds: list[dict] = []
+
+    def count(datasets: list[str], region: str, histogram: str | None, what: str) -> BoundedCount:
+        """A region's count with the MC bound for its empty datasets (w = 1 for data)."""
+        c = bounded_count(region, cb.per_dataset(datasets, region, histogram), cb.run.datasets)
+        if c.bound is not None:
+            bounds.append(_bound_record(sample.name, what, c.bound))
+            notes.append(
+                f"{channel.name}: {what} '{region}': no event of {', '.join(sorted(c.bound.weights))}: "
+                f"statistical bound {c.bound.mean:.4g} +- {c.bound.uncertainty:.2g}"
+            )
+        return c
+
     if data_sets:
-        n_sb = float(cb.nominal(data_sets, dd.sideband_region, h_sb).values[0])
+        sb = count(data_sets, dd.sideband_region, h_sb, "sideband count (data)")
     else:
-        n_sb = float(cb.nominal(mc, dd.sideband_region, h_sb).values[0])
-        notes.append(f"{channel.name}: no pseudo-data: sideband count {n_sb:.3g} taken from simulation (Asimov)")
+        sb = count(mc, dd.sideband_region, h_sb, "sideband count (MC, Asimov)")
+        notes.append(f"{channel.name}: no pseudo-data: sideband count {sb.value:.3g} taken from simulation (Asimov)")
+    n_sb = sb.value
     if n_sb <= 0:  # no transfer factor needed (nor, with small samples, always computable)
-        notes.append(f"{channel.name}: empty sideband '{dd.sideband_region}': background '{sample.name}' is zero and left out")
-        return None, None, False
+        notes.append(f"{channel.name}: empty sideband '{dd.sideband_region}': background '{sample.name}' is zero and left out (no weight per event known for a bound)")
+        return [], None, False, bounds
     if tf.from_mc is not None or tf.from_data:
         if tf.from_mc is not None:
             ratio_sets, what = mc, "MC"
@@ -257,16 +323,16 @@ def _data_driven_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
             ratio_sets, what = (data_sets, "data") if data_sets else (mc, "MC")
         if tf.regions is None:
             num_region, den_region = channel.region, dd.sideband_region
-            num = cb.nominal(ratio_sets)
+            num = count(ratio_sets, num_region, None, f"transfer-factor numerator ({what})")
         else:
             num_region, den_region = tf.regions
-            num = cb.nominal(ratio_sets, num_region, h_sb)
-        den = cb.nominal(ratio_sets, den_region, h_sb)
-        num_v, den_v = float(num.values[0]), float(den.values[0])
+            num = count(ratio_sets, num_region, h_sb, f"transfer-factor numerator ({what})")
+        den = count(ratio_sets, den_region, h_sb, f"transfer-factor denominator ({what})")
+        num_v, den_v = num.value, den.value
         if den_v <= 0:
             raise StatsError(f"{channel.name}: no {what} yield in region '{den_region}' for the transfer factor")
         r = num_v / den_v
-        rel_r = math.sqrt(num.variances[0] / num_v**2 + den.variances[0] / den_v**2) if num_v > 0 else 0.0
+        rel_r = math.sqrt(num.variance / num_v**2 + den.variance / den_v**2) if num_v > 0 else 0.0
         source = f"r_{what} = {what}({num_region}) / {what}({den_region}) = {r:.4g} +- {rel_r * r:.2g}"
     else:
         r, rel_r = tf.value, tf.uncertainty / tf.value
@@ -275,11 +341,11 @@ def _data_driven_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
     notes.append(f"{channel.name}: background '{sample.name}' = N_SB {n_sb:.4g} x {source} = {b:.4g}")
     if b <= 0:
         notes.append(f"{channel.name}: background '{sample.name}' is zero and left out")
-        return None, None, False
-    modifiers: list[dict] = [
-        # the sideband count is a Poisson measurement of b / r: pyhf's shapesys with tau = N_SB
-        {"name": f"sideband_{channel.name}", "type": "shapesys", "data": [b / math.sqrt(n_sb)]}
-    ]
+        return [], None, False, bounds
+    # the sideband count is a Poisson measurement of b / r: pyhf's shapesys with tau = N_SB; a
+    # bounded count adds its (Gamma) variance: tau = 1 / (1 / N_SB + var_bound / N_SB^2)
+    rel_sb = math.sqrt(1.0 / n_sb + (sb.bound.variance / n_sb**2 if sb.bound else 0.0))
+    modifiers: list[dict] = [{"name": f"sideband_{channel.name}", "type": "shapesys", "data": [b * rel_sb]}]
     if rel_r > 0:
         modifiers.append({"name": f"transfer_{channel.name}", "type": "normsys", "data": {"hi": 1 + rel_r, "lo": max(1 - rel_r, 1e-3)}})
     for mod in sample.modifiers:
@@ -288,7 +354,7 @@ def _data_driven_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
             modifiers.append({"name": mod.name, "type": "normsys", "data": {"hi": hi, "lo": lo}})
         else:
             raise StatsError(f"{channel.name}: data-driven sample '{sample.name}' takes only normsys modifiers")
-    return {"name": sample.name, "data": [b], "modifiers": modifiers}, np.array([b]), False
+    return [{"name": sample.name, "data": [b], "modifiers": modifiers}], np.array([b]), False, bounds
 
 
 def _measurement(sig, signals, signal_events, background_events, observed_events, config, uses_lumi) -> dict:
