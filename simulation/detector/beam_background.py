@@ -29,23 +29,9 @@ def _uniform_cos_theta(ranges_deg: list[Range], which: np.ndarray, rng: np.rando
 def _pseudo_particles(event: np.ndarray, pdg: np.ndarray, charge: np.ndarray, mass: np.ndarray,
                       momentum: tuple[np.ndarray, ...], vertex: tuple[np.ndarray, ...]) -> Particles:
     n = len(event)
-    px, py, pz = momentum
-    return Particles(
-        event=event,
-        mc_index=np.full(n, -1, np.int32),
-        mc_pdg=np.zeros(n, np.int32),
-        pdg=pdg.astype(np.int32),
-        mother=np.full(n, -1, np.int32),
-        charge=charge.astype(np.float64),
-        mass=mass,
-        px=px,
-        py=py,
-        pz=pz,
-        E=np.sqrt(px**2 + py**2 + pz**2 + mass**2),
-        x=vertex[0],
-        y=vertex[1],
-        z=vertex[2],
-        background=np.ones(n, dtype=bool),
+    return Particles.created(
+        event, pdg=pdg, charge=charge, mass=mass, momentum=momentum, vertex=vertex,
+        mc_index=np.full(n, -1), mc_pdg=np.zeros(n), mother=np.full(n, -1), background=True,
     )
 
 

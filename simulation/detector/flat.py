@@ -109,6 +109,34 @@ class Particles:
         )
 
     @classmethod
+    def created(
+        cls, event: np.ndarray, *, pdg: np.ndarray, charge: np.ndarray, mass: np.ndarray,
+        momentum: tuple[np.ndarray, ...], vertex: tuple[np.ndarray, ...], mc_index: np.ndarray,
+        mc_pdg: np.ndarray, mother: np.ndarray, background: bool,
+    ) -> "Particles":
+        """Rows the response creates itself (beam background, conversion pairs, brems photons):
+        on-shell energies from the momenta and masses, one ``background`` flag for all."""
+        px, py, pz = momentum
+        mass = np.asarray(mass, dtype=np.float64)
+        return cls(
+            event=event,
+            mc_index=np.asarray(mc_index).astype(np.int32),
+            mc_pdg=np.asarray(mc_pdg).astype(np.int32),
+            pdg=np.asarray(pdg).astype(np.int32),
+            mother=np.asarray(mother).astype(np.int32),
+            charge=np.asarray(charge, dtype=np.float64),
+            mass=mass,
+            px=px,
+            py=py,
+            pz=pz,
+            E=np.sqrt(px**2 + py**2 + pz**2 + mass**2),
+            x=vertex[0],
+            y=vertex[1],
+            z=vertex[2],
+            background=np.full(len(event), background, dtype=bool),
+        )
+
+    @classmethod
     def concatenate(cls, parts: list["Particles"]) -> "Particles":
         """Rows of all parts, re-grouped by event (stable, so each event keeps the parts' order)."""
         names = [f.name for f in fields(cls)]

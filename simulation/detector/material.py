@@ -134,24 +134,9 @@ def _new_rows(
     charge: np.ndarray, mass: np.ndarray, momentum: tuple[np.ndarray, ...], vertex: tuple[np.ndarray, ...],
 ) -> Particles:
     """Rows of new (non-background) particles created in the material."""
-    n = len(event)
-    px, py, pz = momentum
-    return Particles(
-        event=event,
-        mc_index=mc_index.astype(np.int32),
-        mc_pdg=mc_pdg.astype(np.int32),
-        pdg=pdg.astype(np.int32),
-        mother=mother.astype(np.int32),
-        charge=charge.astype(np.float64),
-        mass=mass.astype(np.float64),
-        px=px,
-        py=py,
-        pz=pz,
-        E=np.sqrt(px**2 + py**2 + pz**2 + mass**2),
-        x=vertex[0],
-        y=vertex[1],
-        z=vertex[2],
-        background=np.zeros(n, dtype=bool),
+    return Particles.created(
+        event, pdg=pdg, charge=charge, mass=mass, momentum=momentum, vertex=vertex,
+        mc_index=mc_index, mc_pdg=mc_pdg, mother=mother, background=False,
     )
 
 
