@@ -212,3 +212,21 @@ def test_transfer_factor_from_data_needs_control_regions():
     for bad in ({"from_data": True}, {"value": 0.2, "regions": ["a", "b"]}, {"value": 0.2, "from_data": True}):
         with pytest.raises((ValueError, ConfigError)):
             TransferFactor(**bad)
+
+
+def test_a_forced_sub_decay_must_state_its_branching_fraction():
+    """A process whose extra_pythia switches a decay table off (forces a sub-decay, e.g. K*0 -> K+ pi-)
+    needs sub_branching_fraction, or its limits would be on BR x BR(sub-decay) without anyone noticing."""
+    import pydantic
+    import yaml
+
+    from belle_rare.configs.loader import config_path
+    from belle_rare.configs.processes import Catalogue
+
+    data = yaml.safe_load(config_path("processes.yaml").read_text())
+    kstar = data["processes"]["sig_kstartautau"]
+    kstar["extra_pythia"] = [*kstar["extra_pythia"], "313:onMode = off", "313:onIfMatch = 321 -211"]
+    with pytest.raises(pydantic.ValidationError, match="sig_kstartautau.sub_branching_fraction"):
+        Catalogue.model_validate(data)
+    kstar["sub_branching_fraction"] = 0.666  # BR(K*0 -> K+ pi-) = 2/3 (isospin)
+    assert Catalogue.model_validate(data).forced_sub_branching_fraction("sig_kstartautau") == pytest.approx(0.666)
