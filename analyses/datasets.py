@@ -32,6 +32,7 @@ class Dataset:
     manifest: Path
     parameters: dict[str, float] = field(default_factory=dict)
     luminosity_fb: float | None = None  # pseudo-data only
+    process: str | None = None  # catalogue process (configs/processes.yaml) the sample was generated from
 
     @property
     def is_data(self) -> bool:
@@ -71,6 +72,7 @@ def load_datasets(samples: Path, experiment: str) -> dict[str, Dataset]:
             manifest=path,
             parameters=m.get("parameters", {}),
             luminosity_fb=m.get("luminosity_fb"),
+            process=m.get("process"),
         )
     if not datasets:
         raise UserError(f"--samples: no {experiment} datasets in {samples}")

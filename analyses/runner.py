@@ -123,7 +123,8 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
         "samples": str(opts.samples),
         "inputs": {name: str(ds.manifest) for name, ds in datasets.items()},
         "datasets": {
-            name: {"kind": ds.kind, "cross_section_nb": ds.cross_section_nb, "scale": scales[name], "parameters": ds.parameters}
+            name: {"kind": ds.kind, "process": ds.process, "cross_section_nb": ds.cross_section_nb, "scale": scales[name],
+                   "parameters": ds.parameters}
             for name, ds in datasets.items()
         },
         "events": accounting["datasets"],

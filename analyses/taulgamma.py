@@ -44,10 +44,13 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
         n_all, n_sr = counts["all events"], counts["signal region"]
         eff = n_sr / n_all if n_all else float("nan")
         eff_err = np.sqrt(eff * (1 - eff) / n_all) if n_all else float("nan")
+        which = cfg.signal_region.ellipse
         rows.append({"quantity": f"signal efficiency ({channel})", "ours": eff, "ours_error": eff_err,
-                     "paper": paper["efficiency"], "unit": "", "note": f"{int(n_sr)} of {int(n_all)} generated signal events in the 2 sigma ellipse"})
+                     "paper": paper["efficiency"], "unit": "",
+                     "note": f"{int(n_sr)} of {int(n_all)} generated signal events in the 2 sigma ellipse ({which} ellipse: signal_region.ellipse)"})
         plane = _plane(hists, dataset, channel)
         ellipse = cfg.ellipse(channel)
+        paper_ellipse = cfg.ellipse(channel, "paper")
         for axis, key, half_window in (("mbc", "mbc", 0.06), ("de", "de", 0.03)):
             proj = plane.project(axis)
             centres = proj.axes[0].centers
@@ -58,11 +61,16 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
             unit = "GeV" if axis == "mbc" else ""
             try:
                 fit = fit_bifurcated_gaussian(centres[window], values)
-                ours = {"high": fit.sigma_high, "low": fit.sigma_low}
-                errs = {"high": fit.sigma_high_err, "low": fit.sigma_low_err}
+                ours = {"high": fit.sigma_high, "low": fit.sigma_low, "mean": fit.mean}
+                errs = {"high": fit.sigma_high_err, "low": fit.sigma_low_err, "mean": fit.mean_err}
                 note = f"bifurcated Gaussian on {int(values.sum())} selected signal events; mean {fit.mean:.5g}"
             except (ValueError, RuntimeError) as err:
-                ours, errs, note = {"high": None, "low": None}, {"high": None, "low": None}, f"fit failed: {err}"
+                ours, errs, note = {"high": None, "low": None, "mean": None}, {"high": None, "low": None, "mean": None}, f"fit failed: {err}"
+            # the peak position: the paper's ellipse centre is the reference (m_tau = 1.77686 GeV for M_bc)
+            paper_centre = paper_ellipse.mbc_mean if axis == "mbc" else paper_ellipse.de_mean
+            rows.append({"quantity": f"{'mbc' if axis == 'mbc' else 'de'}_mean ({channel})", "ours": ours["mean"], "ours_error": errs["mean"],
+                         "paper": paper_centre, "unit": unit,
+                         "note": note + f"; the paper's ellipse centre as reference; applied: {which} ellipse centre {centre:.5g}"})
             for side in ("high", "low"):
                 rows.append({"quantity": f"{label}_{side} ({channel})", "ours": ours[side], "ours_error": errs[side],
                              "paper": paper[f"{label}_{side}"], "unit": unit, "note": note})
@@ -134,11 +142,14 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
             mbc_c, de_c = np.meshgrid(sig_plane.axes[0].centers, sig_plane.axes[1].centers, indexing="ij")
             sel = sig_plane.values() > 0
             ax.scatter(mbc_c[sel], de_c[sel], s=4, color="tab:blue", label=signal)
-        e = cfg.ellipse(channel)
         n = cfg.signal_region.n_sigma
-        ax.add_patch(EllipsePatch((e.mbc_mean, e.de_mean), 2 * n * 0.5 * (e.sigma_mbc_high + e.sigma_mbc_low),
-                                  2 * n * 0.5 * (e.sigma_de_high + e.sigma_de_low), fill=False, color="magenta", lw=2,
-                                  label=f"{n:g} sigma signal region"))
+        applied = cfg.signal_region.ellipse
+        # the applied ellipse solid, the other (own fit / paper) dashed
+        for which, style in ((applied, "-"), ("paper" if applied == "own" else "own", "--")):
+            e = cfg.ellipse(channel, which)
+            ax.add_patch(EllipsePatch((e.mbc_mean, e.de_mean), 2 * n * 0.5 * (e.sigma_mbc_high + e.sigma_mbc_low),
+                                      2 * n * 0.5 * (e.sigma_de_high + e.sigma_de_low), fill=False, color="magenta", lw=2,
+                                      ls=style, label=f"{n:g} sigma ellipse ({which}{', applied' if which == applied else ''})"))
         ax.set_xlim(1.6, 2.0)
         ax.set_ylim(-0.1, 0.05)
         ax.set_xlabel(r"$M_{bc}$ [GeV]")

@@ -35,6 +35,8 @@ class Process(StrictModel):
     forced_decay_charged: ForcedDecay | None = None
     scalar: Scalar | None = None
     parameters: dict[str, float] = {}
+    # Product of the branching fractions of the sub-decays forced in generation (phi -> K+ K- for
+    # tau -> l phi, K*0 -> K+ pi- if forced, ...): read through forced_sub_branching_fraction() only.
     sub_branching_fraction: float = pydantic.Field(default=1.0, gt=0, le=1)
     reference_branching_fraction: float | None = pydantic.Field(default=None, gt=0)
     reference_cross_section_nb: float | None = pydantic.Field(default=None, gt=0)
@@ -75,6 +77,11 @@ class Catalogue(StrictModel):
                 raise ValueError(f"processes.{name}.tau_spin_correlations: only for e+e- -> tau+ tau- (pythia) processes")
             if proc.generator == "upsilon4s" and proc.b_pair is None:
                 raise ValueError(f"processes.{name}.b_pair: required for the upsilon4s generator")
+            # a decay table switched off ("<id>:onMode = off") forces a sub-decay: its branching
+            # fraction must be stated, or the limits would silently be on BR x BR(sub-decay)
+            forces = any(line.replace(" ", "").endswith(":onMode=off") for line in proc.extra_pythia)
+            if forces and "sub_branching_fraction" not in proc.model_fields_set:
+                raise ValueError(f"processes.{name}.sub_branching_fraction: required, extra_pythia forces a sub-decay")
         for name in [*self.pseudo_data.components, *self.pseudo_data.filters]:
             if name not in self.processes or self.processes[name].kind != "background":
                 raise ValueError(f"pseudo_data: '{name}' is not a background process")
@@ -96,6 +103,10 @@ class Catalogue(StrictModel):
         base = self.processes[proc.base].pythia if proc.base else []
         return [*base, *proc.pythia, *proc.extra_pythia]
 
+    def forced_sub_branching_fraction(self, name: str) -> float:
+        """See the module-level :func:`forced_sub_branching_fraction`."""
+        return self.get(name).sub_branching_fraction
+
     def cross_section_keys(self, name: str) -> list[str] | None:
         proc = self.get(name)
         if proc.cross_section is None and proc.base:
@@ -107,3 +118,17 @@ class Catalogue(StrictModel):
 def load_catalogue() -> Catalogue:
     """The validated sample catalogue."""
     return load_config(config_path("processes.yaml"), Catalogue)
+
+
+def forced_sub_branching_fraction(process: str) -> float:
+    """Product of the branching fractions of every sub-decay forced when ``process`` is generated
+    (phi -> K+ K- = 0.491 for sig_taumuphi / sig_tauephi; 1 when nothing is forced).
+
+    The one place this factor is read. The generated cross section keeps it (simulation/production.py):
+    a sample event stands for the physical rate of the forced final state, so background-like sums
+    and pseudo-data stay right. The reference branching fraction of a limit divides it out
+    (stats/search_limits.py ``reference_value``), so limits are on BR(tau -> l phi), not
+    BR(tau -> l phi) x BR(phi -> K+ K-), and efficiencies come out in the papers' definition
+    (selected / produced signal decays, the sub-decay's branching fraction included).
+    """
+    return load_catalogue().forced_sub_branching_fraction(process)

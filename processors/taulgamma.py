@@ -28,6 +28,9 @@ from belle_rare.processors.event_shape import hemisphere, thrust_axis
 from belle_rare.processors.registry import Demo, Search, builtin_file
 
 TAU_MASS = pdg_mass(15)
+# tracks are stored in the pion hypothesis (Track_E); the signal lepton gets its own mass
+PION_MASS = pdg_mass(211)
+LEPTON_PDG = {"mugamma": 13, "egamma": 11}
 CHANNELS = ("mugamma", "egamma")
 TAG_CLASSES = ("lepton", "pi", "rho")
 Window = tuple[float, float]
@@ -84,6 +87,8 @@ class Pid(StrictModel):
 
 class Tracks(StrictModel):
     n_tracks: int
+    dr_max: float  # cm: only tracks from the IP count (beam-background and conversion tracks do not)
+    dz_max: float  # cm
     p_cm_max_over_sqrt_s: float
     pt_min: float
     cos_theta: Window
@@ -110,10 +115,16 @@ class Cuts(StrictModel):
     xi: Window
 
 
-class SignalRegion(StrictModel):
-    n_sigma: float
+class EllipsePerChannel(StrictModel):
     mugamma: Ellipse
     egamma: Ellipse
+
+
+class SignalRegion(StrictModel):
+    n_sigma: float
+    ellipse: Literal["own", "paper"]  # which ellipse the search applies
+    own: EllipsePerChannel  # fitted on our own signal simulation (provenance in the YAML)
+    paper: EllipsePerChannel  # the paper's sec. 2 values
     sideband_mbc: dict[Literal["mugamma", "egamma"], list[Window]]
 
 
@@ -150,12 +161,24 @@ class TauLGammaConfig(StrictModel):
     paper: PaperNumbers
     brems_recovery: BremsRecovery | None = None  # electron candidates; None: no recovery
 
-    def ellipse(self, channel: str) -> Ellipse:
-        return getattr(self.signal_region, channel)
+    def ellipse(self, channel: str, which: Literal["own", "paper"] | None = None) -> Ellipse:
+        """The signal ellipse of ``channel``: the configured choice (``signal_region.ellipse``) or ``which``."""
+        return getattr(getattr(self.signal_region, which or self.signal_region.ellipse), channel)
 
 
 # ---------------------------------------------------------------------------------------------
 # physics
+
+
+def ip_tracks(tracks: ak.Array, cfg: Tracks) -> ak.Array:
+    """The tracks from the interaction point: |dr| < dr_max and |dz| < dz_max."""
+    return tracks[(abs(tracks.dr) < cfg.dr_max) & (abs(tracks.dz) < cfg.dz_max)]
+
+
+def with_mass(p4: kin.P4, old_mass: float, new_mass: float) -> kin.P4:
+    """The four-vector with its mass hypothesis changed: E^2 = E_old^2 - m_old^2 + m_new^2 at fixed
+    momentum (keeps whatever a brems recovery added to E - |p|)."""
+    return kin.P4(p4.px, p4.py, p4.pz, np.sqrt(np.maximum(p4.E**2 - old_mass**2 + new_mass**2, 0.0)))
 
 
 @dataclass
@@ -164,6 +187,7 @@ class TwoTrackEvents:
 
     keep: np.ndarray
     events: ak.Array
+    tracks: ak.Array  # the events' tracks from the IP (the raw ``events.Track`` may hold more)
     beam: kin.P4
     beta: kin.Vec3
     roots: Any
@@ -191,7 +215,7 @@ class TauLGammaProcessor(SearchProcessor):
     channels = CHANNELS
     config_model = TauLGammaConfig
     branches = (
-        "nTrack", "Track_px", "Track_py", "Track_pz", "Track_E", "Track_charge", "Track_eIDBelle",
+        "nTrack", "Track_px", "Track_py", "Track_pz", "Track_E", "Track_charge", "Track_dr", "Track_dz", "Track_eIDBelle",
         "Track_muIDBelle", "nPhoton", "Photon_E", "Photon_px", "Photon_py", "Photon_pz",
         "beamE", "beamPx", "beamPy", "beamPz", "__weight__",
     )
@@ -221,16 +245,19 @@ class TauLGammaProcessor(SearchProcessor):
 
     def objects(self, events: ak.Array, calibration: Calibration) -> TwoTrackEvents:
         """Frames, calibrated tracks and photons, thrust hemispheres -- for the events with two
-        opposite tracks only (most background has not): the rest cannot pass."""
+        opposite tracks from the IP only (most background has not): the rest cannot pass.
+
+        Tracks outside the IP window (beam background, conversions, decays in flight) are dropped
+        from the event altogether, as an analysis's good-track list does."""
         cfg = self.config
-        trk = events.Track
+        trk = ip_tracks(events.Track, cfg.tracks)
         keep = ak.to_numpy((ak.num(trk.px) == cfg.tracks.n_tracks) & (ak.sum(trk.charge, axis=1) == 0))
         ev = events[keep]
         beam = kin.P4(ev.beamPx, ev.beamPy, ev.beamPz, ev.beamE)
         beta = kin.cm_boost(beam.E, beam.px, beam.py, beam.pz)
         roots = kin.sqrt_s(beam.E, beam.px, beam.py, beam.pz)
 
-        trk = ev.Track
+        trk = trk[keep]
         scale = calibration.momentum_scale
         t_px, t_py, t_pz = trk.px * scale, trk.py * scale, trk.pz * scale
         t_E = np.sqrt(t_px**2 + t_py**2 + t_pz**2 + (trk.E**2 - trk.px**2 - trk.py**2 - trk.pz**2))
@@ -253,7 +280,7 @@ class TauLGammaProcessor(SearchProcessor):
         # thrust hemispheres (CM) of tracks and photons together
         axis, _ = thrust_axis(*(ak.concatenate([t, g], axis=1) for t, g in zip(t_cm[:3], g_cm[:3])))
         return TwoTrackEvents(
-            keep=keep, events=ev, beam=beam, beta=beta, roots=roots,
+            keep=keep, events=ev, tracks=trk, beam=beam, beta=beta, roots=roots,
             t_lab=kin.P4(t_px, t_py, t_pz, t_E), t_cm=t_cm, t_cos=kin.cos_theta(t_px, t_py, t_pz),
             t_pt=np.sqrt(t_px**2 + t_py**2), g_lab=g_lab, g_cm=g_cm, g_cos=g_cos[good],
             t_hemi=hemisphere(t_cm.px, t_cm.py, t_cm.pz, axis), g_hemi=hemisphere(g_cm.px, g_cm.py, g_cm.pz, axis),
@@ -271,7 +298,7 @@ class TauLGammaProcessor(SearchProcessor):
     def _select_two_track(self, o: TwoTrackEvents, channel: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(values, cut masks) of one channel on the two-track events."""
         cfg = self.config
-        trk = o.events.Track
+        trk = o.tracks
         roots, beta = o.roots, o.beta
         t_cm, g_cm, g_E, g_cos, t_cos = o.t_cm, o.g_cm, o.g_lab.E, o.g_cos, o.t_cos
 
@@ -303,6 +330,12 @@ class TauLGammaProcessor(SearchProcessor):
         sig_g, tag_g = o.g_hemi == side, o.g_hemi == -side
         one_each = (ak.sum(sig_t, axis=1) == 1) & (ak.sum(tag_t, axis=1) == 1)
 
+        # the signal-side track in the lepton hypothesis (lab energy, then the CM frame): in the pion
+        # hypothesis M_bc peaked 8 (mu) / 14 (e) MeV above m_tau
+        as_lepton = with_mass(o.t_lab, PION_MASS, pdg_mass(LEPTON_PDG[channel]))
+        t_lab = kin.P4(*(ak.where(sig_t, lep_c, pi_c) for lep_c, pi_c in zip(as_lepton, o.t_lab)))
+        t_cm = kin.to_cm(*t_lab, *beta)
+
         def first(x: ak.Array, m: ak.Array) -> ak.Array:
             return ak.fill_none(only(x, m), np.nan)
 
@@ -327,7 +360,7 @@ class TauLGammaProcessor(SearchProcessor):
 
         vis_cm = kin.p4_add(kin.p4_sum(*t_cm), kin.p4_sum(*g_cm))
         tag_sys = kin.p4_add(tag_trk, tag_pho)
-        vis_lab = kin.p4_add(kin.p4_sum(*o.t_lab), kin.p4_sum(*o.g_lab))
+        vis_lab = kin.p4_add(kin.p4_sum(*t_lab), kin.p4_sum(*o.g_lab))
         miss_lab = kin.missing_four_momentum(o.beam, vis_lab)
         tag_lab = kin.to_lab(*tag_trk, *beta)
 
@@ -384,7 +417,7 @@ class TauLGammaProcessor(SearchProcessor):
         out = {name: as_float(v) for name, v in values.items()}
         out.update({
             "tag_class": ak.to_numpy(ak.fill_none(tag_class, 0)),
-            "lepton_p": as_float(only(kin.momentum(*o.t_lab[:3]), sig_t), 1.0),
+            "lepton_p": as_float(only(kin.momentum(*t_lab[:3]), sig_t), 1.0),
             "lepton_cos": as_float(only(t_cos, sig_t), 0.0),
             "mbc": as_float(mbc),
             "de": as_float(de),

@@ -171,11 +171,14 @@ def cross_section(req: Request) -> tuple[float, str]:
         base *= f
         source += f" x f({proc.b_pair})={f:g}"
     if proc.kind == "signal":
+        # the forced sub-decays' branching fraction stays in: one event is the physical rate of the
+        # forced final state (configs/processes.py, forced_sub_branching_fraction)
         bf = proc.reference_branching_fraction or 1.0
-        base *= 2.0 * bf * proc.sub_branching_fraction
+        sub = catalogue.forced_sub_branching_fraction(req.process)
+        base *= 2.0 * bf * sub
         source += f" x 2 x BR_ref={bf:g}"
-        if proc.sub_branching_fraction != 1.0:
-            source += f" x {proc.sub_branching_fraction:g}"
+        if sub != 1.0:
+            source += f" x BR(forced sub-decays)={sub:g}"
     return base, source
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from belle_rare.configs.experiment import load_experiment
+from belle_rare.configs.processes import forced_sub_branching_fraction, load_catalogue
 from belle_rare.stats import plots
 from belle_rare.stats.errors import StatsError
 from belle_rare.stats.histograms import RunOutput, load_run_output, run_output_dir
@@ -86,12 +87,14 @@ def reference_value(config: StatsConfig, signal: str, run: RunOutput, hyp: Hypot
     From the YAML (``reference_value``), from a metadata key holding it directly, or -- with
     ``reference_key: cross_section_nb``, what the runner writes -- from the signal's production
     cross section: sigma x BR / (2 sigma_tautau) for tau decays, / (2 sigma_Y(4S) f) for B
-    decays, x 1e6 for a cross section in fb.
+    decays, x 1e6 for a cross section in fb. The generated cross section includes the branching
+    fraction of the sub-decays forced in generation (phi -> K+ K- ...); it is divided out here, so
+    the limit is on the decay itself (configs/processes.py ``forced_sub_branching_fraction``).
     """
     norm = config.signals[signal].normalisation
     if norm.reference_value is not None:
         return norm.reference_value
-    values = {run.datasets[d].get(norm.reference_key) for d in hyp.datasets}
+    values = {_per_sub_decay(signal, d, run.datasets[d], norm.reference_key) for d in hyp.datasets}
     if None in values or len(values) != 1:
         raise StatsError(
             f"signal '{signal}': every dataset of {hyp.label} needs the same metadata '{norm.reference_key}' "
@@ -108,6 +111,22 @@ def reference_value(config: StatsConfig, signal: str, run: RunOutput, hyp: Hypot
     if norm.parents == "b_pairs":
         return value / (2.0 * exp.cross_section("upsilon4s") * norm.b_fraction)
     return value * FB_PER_NB
+
+
+def _per_sub_decay(signal: str, dataset: str, info: dict, key: str) -> float | None:
+    """The dataset's cross section divided by its forced sub-decays' branching fraction (other keys as they are)."""
+    value = info.get(key)
+    if key != "cross_section_nb" or value is None:
+        return value
+    process = info.get("process")
+    if process is None:
+        raise StatsError(
+            f"signal '{signal}': dataset '{dataset}' has no 'process' in the run metadata, so its forced sub-decays "
+            f"cannot be divided out; re-run `belle-rare run` on its samples"
+        )
+    if process not in load_catalogue().processes:
+        raise StatsError(f"signal '{signal}': dataset '{dataset}' comes from process '{process}', not in configs/processes.yaml")
+    return float(value) / forced_sub_branching_fraction(process)
 
 
 def signal_normalisation(config: StatsConfig, signal: str, run: RunOutput, hyp: Hypothesis, signal_events: float) -> tuple[Normalisation, float]:

@@ -157,7 +157,7 @@ def taulgamma_counting_output(
 
     for ch in ("mugamma", "egamma"):
         signal_ds = f"sig_tau{ch}"
-        datasets[signal_ds] = {"kind": "signal", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * reference_br, "parameters": {}}
+        datasets[signal_ds] = {"kind": "signal", "process": signal_ds, "cross_section_nb": 2 * SIGMA_TAUTAU_NB * reference_br, "parameters": {}}
         s = 2.0 * n_pairs * reference_br * efficiency[ch]
         mc(signal_ds, ch, "signal", s, (0.01 * s) ** 2)
         b, db = background[ch]

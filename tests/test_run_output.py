@@ -61,14 +61,14 @@ def _cutflow():
 
 
 def _metadata():
-    def info(kind, xs):
-        return {"kind": kind, "cross_section_nb": xs, "scale": 1.0, "parameters": {}}
+    def info(kind, process, xs):
+        return {"kind": kind, "process": process, "cross_section_nb": xs, "scale": 1.0, "parameters": {}}
 
     return {
         "search": "taulgamma", "experiment": "belle", "luminosity_fb": 988.0,
-        "datasets": {"sig_taumugamma": info("signal", 2 * SIGMA_TAUTAU_NB * 1e-7),
-                     "sig_tauegamma": info("signal", 2 * SIGMA_TAUTAU_NB * 1e-7),
-                     "tautau": info("background", SIGMA_TAUTAU_NB)},
+        "datasets": {"sig_taumugamma": info("signal", "sig_taumugamma", 2 * SIGMA_TAUTAU_NB * 1e-7),
+                     "sig_tauegamma": info("signal", "sig_tauegamma", 2 * SIGMA_TAUTAU_NB * 1e-7),
+                     "tautau": info("background", "tautau", SIGMA_TAUTAU_NB)},
         "events": {"sig_taumugamma": {"read": 1500}, "sig_tauegamma": {"read": 1500}, "tautau": {"read": 500}},
     }
 

@@ -341,6 +341,13 @@ def taulgamma_cases() -> dict[str, Case]:
         # broken: one cut each
         "a third track": Case(base.adding(Track(from_angles(0.5, 0.2, 2.0, PION_MASS), -1, 211)),
                               mu("two opposite tracks", "two opposite tracks")),
+        # beam-background tracks (Belle: 0.3 per event, dr ~ 2 cm, dz ~ 15 cm) do not count: tracks from the IP only
+        "a displaced beam-background third track (dr 1.5 cm, dz 8 cm)": Case(
+            base.adding(Track(from_angles(0.3, 0.2, 2.0, PION_MASS), -1, 211, dr=1.5, dz=8.0)), mu()),
+        "a third track displaced along z only (dz 2.5 cm)": Case(
+            base.adding(Track(from_angles(0.3, 0.2, 2.0, PION_MASS), +1, 211, dz=2.5)), mu()),
+        "a third track displaced transversely only (dr 0.6 cm)": Case(
+            base.adding(Track(from_angles(0.3, 0.2, 2.0, PION_MASS), +1, 211, dr=0.6)), mu()),
         "same-sign tracks": Case(base.with_track(1, base.tracks[1].replace(charge=-1)),
                                  mu("two opposite tracks", "two opposite tracks")),
         "tag pion above 0.43 sqrt(s) in the CM": Case(lgamma_event(lgamma(), cos_star=0.95),
@@ -372,6 +379,21 @@ def taulgamma_processor():
 
 def test_taulgamma_cutflow(taulgamma_processor, tmp_path):
     check_cases(taulgamma_processor, "belle", taulgamma_cases(), tmp_path, TLG_STEPS, TLG_STEPS)
+
+
+def test_taulgamma_mbc_of_clean_signal_is_the_tau_mass(taulgamma_processor, tmp_path):
+    """Clean tau -> mu gamma / e gamma events (true lepton masses): M_bc = m_tau within 0.5 MeV. The
+    stored tracks are pions (Track_E); in the pion hypothesis M_bc sits 4 (mu) and 8-11 (e) MeV higher."""
+    from belle_rare.processors.base import Calibration
+
+    cases = taulgamma_cases()
+    for channel in ("mugamma", "egamma"):
+        clean = [c.event for c in cases.values() if c.stops[channel] is PASS]
+        nano = make_events("belle", clean, tmp_path, name=f"clean_{channel}", is_data=True)
+        selection = taulgamma_processor.select(nano, taulgamma_processor.objects(nano, Calibration()), channel)
+        mbc = selection.values["mbc"]
+        assert len(clean) >= 2 and np.all(np.isfinite(mbc)), (channel, mbc)
+        assert np.max(np.abs(mbc - TAU_MASS)) < 0.5e-3, (channel, mbc - TAU_MASS)
 
 
 def test_taulgamma_events_are_independent_of_their_neighbours(taulgamma_processor, tmp_path):

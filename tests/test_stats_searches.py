@@ -13,8 +13,13 @@ import math
 import pytest
 
 from belle_rare.configs.loader import ConfigError
+from belle_rare.configs.processes import forced_sub_branching_fraction
+from belle_rare.stats.errors import StatsError
+from belle_rare.stats.histograms import load_run_output
+from belle_rare.stats.model_config import load_stats_config
+from belle_rare.stats.workspace import hypotheses
 from belle_rare.stats.model_config import TransferFactor
-from belle_rare.stats.search_limits import compute_search_limits, run_search_limits
+from belle_rare.stats.search_limits import compute_search_limits, reference_value, run_search_limits
 from belle_rare.stats.summary import limit_all
 from belle_rare.stats.synthetic import SIGMA_TAUTAU_NB, book, count_axis, set_bins, write_run_output
 
@@ -28,8 +33,10 @@ def _yields(histograms):
     return book(histograms, "yields", count_axis())
 
 
-def _signal_meta():
-    return {"kind": "signal", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * BR_REF, "parameters": {}}
+def _signal_meta(process):
+    """As the runner writes it: the generated sigma x BR includes the forced sub-decays (phi -> K+ K-)."""
+    sigma = 2 * SIGMA_TAUTAU_NB * BR_REF * forced_sub_branching_fraction(process)
+    return {"kind": "signal", "process": process, "cross_section_nb": sigma, "parameters": {}}
 
 
 def _background_meta():
@@ -55,7 +62,7 @@ def tau3mu_output(results_dir, n_b=2.0, n_c=10.0, n_d=40.0, n_a=1.0, efficiency=
         set_bins(h, "tautau", "3mu", region, n, n / 10)
     for region, n in (("SR_pass", n_a), ("outer_pass", n_b), ("SR_fail", n_c), ("outer_fail", n_d)):
         set_bins(h, "data", "3mu", region, n, n)
-    datasets = {"sig_tau3mu": _signal_meta(), "tautau": _background_meta(), "data": {"kind": "data", "parameters": {}}}
+    datasets = {"sig_tau3mu": _signal_meta("sig_tau3mu"), "tautau": _background_meta(), "data": {"kind": "data", "parameters": {}}}
     return write_run_output(results_dir, "tau3mu", "belle2", lumi, datasets, histograms)
 
 
@@ -70,7 +77,8 @@ def taulphi_output(results_dir, n_rsb=None, efficiency=None):
     h = _yields(histograms)
     datasets = {"tautau": _background_meta(), "uds": _background_meta(), "data": {"kind": "data", "parameters": {}}}
     for ch, sig in (("ephi", "sig_tauephi"), ("muphi", "sig_taumuphi")):
-        datasets[sig] = _signal_meta()
+        datasets[sig] = _signal_meta(sig)
+        # efficiency in the paper's definition: selected over produced tau -> l phi, BR(phi -> K+ K-) included
         s = 2 * lumi * SIGMA_TAUTAU_NB * 1e6 * BR_REF * efficiency[ch]
         set_signal(h, sig, ch, "SR", s)
         for name in ("tautau", "uds"):  # MC: RSB 10 per dataset, SR r_MC x that
@@ -128,6 +136,38 @@ def test_taulphi_rsb_times_rmc_limits_written(tmp_path):
         _assert_good(limits[ch])
         assert limits[ch]["background_events"] == pytest.approx(n_rsb * r_mc)
         assert limits[ch]["published"]["observed"] == published
+    # the limit is on BR(tau -> l phi): the reference divides BR(phi -> K+ K-) out of the generated
+    # sigma x BR, and the efficiency is the paper's (6.1 / 6.5 %, phi -> K+ K- included)
+    for ch, eff in (("ephi", 0.061), ("muphi", 0.065)):
+        assert limits[ch]["normalisation"]["reference_value"] == pytest.approx(BR_REF)
+        assert limits[ch]["normalisation"]["efficiency"] == pytest.approx(eff)
+        n_tautau = 190.0 * SIGMA_TAUTAU_NB * 1e6
+        assert limits[ch]["physics"]["observed"] == pytest.approx(limits[ch]["signal_events"]["observed"] / (2 * eff * n_tautau))
+
+
+def _reference(results_dir, search, signal):
+    config = load_stats_config(search)
+    run = load_run_output(results_dir, search)
+    return reference_value(config, signal, run, hypotheses(config, run, signal)[0])
+
+
+def test_reference_value_divides_out_forced_sub_decays(tmp_path):
+    """sig_taumuphi forces phi -> K+ K- (0.491): its sigma x BR / (2 sigma_tautau) is BR x 0.491, the
+    reference BR divides it out; sig_tau3mu forces nothing and keeps sigma / (2 sigma_tautau)."""
+    assert forced_sub_branching_fraction("sig_taumuphi") == pytest.approx(0.491)
+    assert forced_sub_branching_fraction("sig_tau3mu") == 1.0
+    taulphi_output(tmp_path)
+    tau3mu_output(tmp_path)
+    for signal in ("taumuphi", "tauephi"):
+        assert _reference(tmp_path, "taulphi", signal) == pytest.approx(BR_REF)
+    assert _reference(tmp_path, "tau3mu", "tau3mu") == pytest.approx(BR_REF)
+    # a run output without the process of a signal dataset cannot be normalised: a clear error
+    path = tmp_path / "taulphi" / "metadata.json"
+    meta = json.loads(path.read_text())
+    del meta["datasets"]["sig_taumuphi"]["process"]
+    path.write_text(json.dumps(meta))
+    with pytest.raises(StatsError, match="no 'process'"):
+        _reference(tmp_path, "taulphi", "taumuphi")
 
 
 def test_larger_background_gives_weaker_limit(tmp_path):
@@ -172,3 +212,21 @@ def test_transfer_factor_from_data_needs_control_regions():
     for bad in ({"from_data": True}, {"value": 0.2, "regions": ["a", "b"]}, {"value": 0.2, "from_data": True}):
         with pytest.raises((ValueError, ConfigError)):
             TransferFactor(**bad)
+
+
+def test_a_forced_sub_decay_must_state_its_branching_fraction():
+    """A process whose extra_pythia switches a decay table off (forces a sub-decay, e.g. K*0 -> K+ pi-)
+    needs sub_branching_fraction, or its limits would be on BR x BR(sub-decay) without anyone noticing."""
+    import pydantic
+    import yaml
+
+    from belle_rare.configs.loader import config_path
+    from belle_rare.configs.processes import Catalogue
+
+    data = yaml.safe_load(config_path("processes.yaml").read_text())
+    kstar = data["processes"]["sig_kstartautau"]
+    kstar["extra_pythia"] = [*kstar["extra_pythia"], "313:onMode = off", "313:onIfMatch = 321 -211"]
+    with pytest.raises(pydantic.ValidationError, match="sig_kstartautau.sub_branching_fraction"):
+        Catalogue.model_validate(data)
+    kstar["sub_branching_fraction"] = 0.666  # BR(K*0 -> K+ pi-) = 2/3 (isospin)
+    assert Catalogue.model_validate(data).forced_sub_branching_fraction("sig_kstartautau") == pytest.approx(0.666)

@@ -202,7 +202,7 @@ def test_bad_input_files(small_samples, tmp_path, kind):
 
 
 @pytest.mark.parametrize("path,bad", [(("selection", "m_nu2", "pion"), [0.0, 1.0]), (("photons", "signal_e_mn"), 0.5),
-                                      (("selection", "cos_lgamma"), [0.4]), (("signal_region", "mugamma", "sigma_de_hi"), 0.1)])
+                                      (("selection", "cos_lgamma"), [0.4]), (("signal_region", "paper", "mugamma", "sigma_de_hi"), 0.1)])
 def test_a_misspelt_or_malformed_nested_key_names_file_and_key(tmp_path, path, bad):
     import yaml
 

@@ -121,3 +121,25 @@ def test_a_misspelt_nested_key_fails_at_load_with_the_file_and_key(tmp_path):
     path.write_text(text.replace("training_pid: {kaon_id_min: 0.0", "training_pid: {kaon_idmin: 0.0"))
     with pytest.raises(ConfigError, match=re.escape(f"{path}: bdt.training_pid.kaon_idmin")):
         load_config(path, TauLPhiConfig)
+
+
+def test_limit_is_on_br_tau_to_l_phi_and_efficiency_in_the_papers_definition(run):
+    """End to end: the generated sigma x BR includes BR(phi -> K+ K-) (forced); the limit's reference
+    is BR(tau -> l phi) (processes.yaml reference_branching_fraction, not x 0.491) and its efficiency,
+    like validation.json's, is selected / produced tau -> l phi decays (x 0.491 per generated event)."""
+    from belle_rare.configs.processes import forced_sub_branching_fraction, load_catalogue
+    from belle_rare.stats.search_limits import compute_search_limits
+
+    limits = {e["limit"]: e for e in compute_search_limits("taulphi", run.parent).document["limits"]}
+    rows = {r["quantity"]: r for r in json.loads((run / "validation.json").read_text())}
+    cutflow = json.loads((run / "cutflow.json").read_text())
+    for channel, process in (("muphi", "sig_taumuphi"), ("ephi", "sig_tauephi")):
+        sub_bf = forced_sub_branching_fraction(process)
+        assert sub_bf == pytest.approx(0.491)
+        norm = limits[channel]["normalisation"]
+        assert norm["reference_value"] == pytest.approx(load_catalogue().get(process).reference_branching_fraction)
+        counts = cutflow[process][channel]["raw"]
+        per_event = counts["signal region"] / counts["all events"]
+        assert rows[f"signal efficiency ({channel})"]["ours"] == pytest.approx(per_event * sub_bf)
+        # the limit's efficiency (weighted: corrections applied) agrees with the paper-definition count
+        assert norm["efficiency"] == pytest.approx(per_event * sub_bf, rel=0.15)
