@@ -31,8 +31,9 @@ def _bkg(scale: float | None) -> dict:
     return info
 
 
-def _signal() -> dict:
-    return {"kind": "signal", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * BR_REF, "parameters": {}, "scale": 1e-3}
+def _signal(process: str) -> dict:
+    return {"kind": "signal", "process": process, "cross_section_nb": 2 * SIGMA_TAUTAU_NB * BR_REF, "parameters": {},
+            "scale": 1e-3}
 
 
 def taulgamma_output(results_dir, weights: dict[str, float | None], filled: dict[str, dict[str, float]]):
@@ -42,7 +43,7 @@ def taulgamma_output(results_dir, weights: dict[str, float | None], filled: dict
     h = book(histograms, "yields", count_axis())
     datasets = {name: _bkg(w) for name, w in weights.items()}
     for ch in ("mugamma", "egamma"):
-        datasets[f"sig_tau{ch}"] = _signal()
+        datasets[f"sig_tau{ch}"] = _signal(f"sig_tau{ch}")
         set_bins(h, f"sig_tau{ch}", ch, "signal", 20.0, 0.04)
         for name, w in weights.items():
             set_bins(h, name, ch, "outside", 50.0 * (w or 1.0), 50.0 * (w or 1.0) ** 2)  # every dataset fills somewhere
@@ -166,7 +167,7 @@ def test_abcd_and_rsb_times_rmc_use_the_bound_for_empty_simulated_regions(tmp_pa
     _set_signal(h, "sig_tau3mu", "3mu", "SR_pass", 50.0)
     for region, n in (("SR_fail", 5.0), ("outer_fail", 20.0)):
         set_bins(h, "tautau", "3mu", region, n * w, n * w * w)
-    datasets = {"sig_tau3mu": {"kind": "signal", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8, "parameters": {}},
+    datasets = {"sig_tau3mu": {"kind": "signal", "process": "sig_tau3mu", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8, "parameters": {}},
                 "tautau": _bkg(w)}
     write_run_output(tmp_path, "tau3mu", "belle2", 424.0, datasets, histograms)
     entry = compute_search_limits("tau3mu", tmp_path).document["limits"][0]
@@ -185,7 +186,7 @@ def test_abcd_and_rsb_times_rmc_use_the_bound_for_empty_simulated_regions(tmp_pa
     weights = {"tautau": 3.0, "uds": 5.0}
     datasets = {name: _bkg(wd) for name, wd in weights.items()}
     for ch, sig in (("ephi", "sig_tauephi"), ("muphi", "sig_taumuphi")):
-        datasets[sig] = {"kind": "signal", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8, "parameters": {}}
+        datasets[sig] = {"kind": "signal", "process": sig, "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8, "parameters": {}}
         _set_signal(h, sig, ch, "SR", 30.0)
         for name, wd in weights.items():
             set_bins(h, name, ch, "SR_presel", 10 * wd, 10 * wd * wd)
@@ -224,7 +225,7 @@ def test_an_empty_data_sideband_counts_as_one_event_of_weight_one(tmp_path):
         if n:
             set_bins(h, "data", "3mu", region, n, n)
     set_bins(h, "tautau", "3mu", "outer_pass", 2.0, 0.2)
-    datasets = {"sig_tau3mu": {"kind": "signal", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8, "parameters": {}},
+    datasets = {"sig_tau3mu": {"kind": "signal", "process": "sig_tau3mu", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8, "parameters": {}},
                 "tautau": _bkg(0.1), "data": {"kind": "data", "parameters": {}, "scale": 1.0}}
     write_run_output(tmp_path, "tau3mu", "belle2", 424.0, datasets, histograms)
     entry = compute_search_limits("tau3mu", tmp_path).document["limits"][0]
