@@ -4,12 +4,12 @@ For each pair (plain sample, filtered and/or biased sample of the same physics) 
 generated event of a reconstructed selection is measured on both and compared:
 
 - tau3mu (Belle II): tautau against tautau --filter tau3mu, tautau_3prong (weighted) and both;
-  selection ">= 4 good tracks, zero total charge, three of them in one hemisphere" (the topology before PID);
+  selection ">= 4 good tracks, zero total charge, three non-electron ones in one hemisphere" (the topology before muon ID);
 - taulgamma (Belle): ee against ee --filter taulgamma and ee_central --filter taulgamma (weighted);
   selection "exactly two good opposite-charge tracks and an isolated photon above 0.5 GeV with
   -0.602 < cos theta < 0.829" (the e gamma preselection);
 - taulphi (Belle II): uds and tautau, each against itself --filter taulphi; ">= 4 good tracks and an
-  opposite-charge pair with M(KK) in 1.005-1.035 GeV" (before PID).
+  opposite-charge pair of non-electron tracks with M(KK) in 1.005-1.035 GeV" (before kaon ID).
 
 Rates: sum of __weight__ over selected / generated events (the filter's rejected events count in
 the denominator). Their agreement (pull) is the closure; the figure of merit is the statistical
@@ -35,14 +35,18 @@ import uproot
 from belle_rare.configs.processes import load_catalogue
 from belle_rare.simulation.production import Request, produce
 
-TRACK_BRANCHES = ["Track_px", "Track_py", "Track_pz", "Track_charge", "Track_dr", "Track_dz"]
+TRACK_BRANCHES = ["Track_px", "Track_py", "Track_pz", "Track_charge", "Track_dr", "Track_dz", "Track_electronID"]
 PHOTON_BRANCHES = ["Photon_E", "Photon_px", "Photon_py", "Photon_pz"]
 KAON_MASS = 0.493677
 
 
 def read(manifest: dict, out: Path) -> ak.Array:
     """Every file of a produced dataset, concatenated (the branches the selections use)."""
-    arrays = [uproot.open(out / f["path"])["tree"].arrays(["__weight__", *TRACK_BRANCHES, *PHOTON_BRANCHES]) for f in manifest["files"]]
+    arrays = []
+    for f in manifest["files"]:
+        tree = uproot.open(out / f["path"])["tree"]
+        # Belle files name the electron ID eIDBelle; the Belle selection here does not use it
+        arrays.append(tree.arrays([b for b in ["__weight__", *TRACK_BRANCHES, *PHOTON_BRANCHES] if b in tree]))
     return ak.concatenate(arrays)
 
 
@@ -53,16 +57,25 @@ def good_tracks(ev: ak.Array) -> ak.Array:
     return (abs(ev.Track_dr) < 1.0) & (abs(ev.Track_dz) < 3.0) & (cos > -0.866) & (cos < 0.956) & (np.hypot(ev.Track_px, ev.Track_py) > 0.1)
 
 
+def hadron_like(ev: ak.Array) -> ak.Array:
+    """Good tracks that are not electrons (electronID < 0.5): the muon / kaon candidates' stand-in.
+
+    Conversions in the material make e+e- tracks that no generator-level filter sees; the searches'
+    muon and kaon ID reject them, so the closure selections do too (README, "Filtered and biased samples").
+    """
+    return good_tracks(ev) & (ev.Track_electronID < 0.5)
+
+
 def select_tau3mu(ev: ak.Array) -> np.ndarray:
-    """>= 4 good tracks, total charge 0 and at least three of them in one (lab) hemisphere about the leading track."""
+    """>= 4 good tracks with total charge 0, and three non-electron good tracks in one (lab) hemisphere about the leading one."""
     good = good_tracks(ev)
-    q = ev.Track_charge[good]
-    px, py, pz = ev.Track_px[good], ev.Track_py[good], ev.Track_pz[good]
+    cand = hadron_like(ev)
+    px, py, pz = ev.Track_px[cand], ev.Track_py[cand], ev.Track_pz[cand]
     lead = ak.argmax(px**2 + py**2 + pz**2, axis=1, keepdims=True)
     same = (px * ak.firsts(px[lead]) + py * ak.firsts(py[lead]) + pz * ak.firsts(pz[lead])) > 0
-    n_same = ak.sum(same, axis=1)
-    n = ak.num(q)
-    return ak.to_numpy((n >= 4) & (ak.sum(q, axis=1) == 0) & ((n_same >= 3) | (n - n_same >= 3)))
+    n_same = ak.fill_none(ak.sum(same, axis=1), 0)
+    n_cand = ak.num(px)
+    return ak.to_numpy((ak.sum(good, axis=1) >= 4) & (ak.sum(ev.Track_charge[good], axis=1) == 0) & ((n_same >= 3) | (n_cand - n_same >= 3)))
 
 
 def select_taulgamma(ev: ak.Array) -> np.ndarray:
@@ -87,15 +100,16 @@ def select_taulgamma(ev: ak.Array) -> np.ndarray:
 
 
 def select_taulphi(ev: ak.Array) -> np.ndarray:
-    """>= 4 good tracks and an opposite-charge pair with M(K+K-) in 1.005-1.035 GeV (both as kaons)."""
+    """>= 4 good tracks and an opposite-charge pair of non-electron tracks with M(K+K-) in 1.005-1.035 GeV (both as kaons)."""
     good = good_tracks(ev)
-    t = ak.zip({"px": ev.Track_px[good], "py": ev.Track_py[good], "pz": ev.Track_pz[good], "q": ev.Track_charge[good]})
+    cand = hadron_like(ev)
+    t = ak.zip({"px": ev.Track_px[cand], "py": ev.Track_py[cand], "pz": ev.Track_pz[cand], "q": ev.Track_charge[cand]})
     a, b = ak.unzip(ak.combinations(t, 2))
     ea = np.sqrt(a.px**2 + a.py**2 + a.pz**2 + KAON_MASS**2)
     eb = np.sqrt(b.px**2 + b.py**2 + b.pz**2 + KAON_MASS**2)
     m = np.sqrt(np.maximum((ea + eb) ** 2 - (a.px + b.px) ** 2 - (a.py + b.py) ** 2 - (a.pz + b.pz) ** 2, 0.0))
     pair = (a.q * b.q < 0) & (m > 1.005) & (m < 1.035)
-    return ak.to_numpy((ak.num(t.q) >= 4) & ak.any(pair, axis=1))
+    return ak.to_numpy((ak.sum(good, axis=1) >= 4) & ak.any(pair, axis=1))
 
 
 SELECTIONS = {"tau3mu": select_tau3mu, "taulgamma": select_taulgamma, "taulphi": select_taulphi}

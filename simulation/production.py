@@ -82,6 +82,9 @@ def validate_request(req: Request) -> None:
     for name, value in req.parameters.items():
         if value <= 0:
             raise UserError(f"--{name}: must be positive, got {value}")
+    if req.filter_name is not None and proc.kind != "background":
+        # efficiencies are quoted per generated signal event, which the analyses count from the files
+        raise UserError(f"--filter: only for background processes ('{req.process}' is a {proc.kind})")
     if req.filter_name is not None and req.filter_name not in catalogue.search_filters:
         known = ", ".join(catalogue.search_filters) or "none"
         raise UserError(f"--filter: no generator filter for search '{req.filter_name}' in configs/processes.yaml search_filters (known: {known})")
