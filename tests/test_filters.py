@@ -16,7 +16,6 @@ import pytest
 import uproot
 
 from belle_rare.analyses.datasets import load_datasets
-from belle_rare.configs.loader import ConfigError
 from belle_rare.configs.processes import BhabhaCentralEnhancement, GeneratorFilter, TauDecayEnhancement, load_catalogue
 from belle_rare.core.errors import UserError
 from belle_rare.simulation.generators.biased_decays import (
@@ -247,3 +246,31 @@ def test_closure_bhabha_central_bias(tmp_path):
     assert r0 > 0.02 and e0 > 0
     assert abs(r1 - r0) < 3.5 * np.hypot(e0, e1), (r0, e0, r1, e1)
     assert e1 * np.sqrt(2000) < e0 * np.sqrt(4000)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--process", "tautau", "--events", "10", "--filter", "nosuch"], "--filter"),
+        (["--process", "sig_tau3mu", "--events", "10", "--filter", "tau3mu"], "--filter"),
+        (["--process", "tautau", "--events", "10", "--filter", "tau3mu", "--max-generated", "5"], "--max-generated"),
+    ],
+)
+def test_cli_filter_errors_are_one_line(tmp_path, capsys, args, message):
+    from belle_rare.analyses.cli import main
+
+    out = tmp_path / "out"
+    code = main(["generate", "--experiment", "belle2", "--out", str(out), *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_cli_filter_writes_the_manifest(tmp_path, capsys):
+    from belle_rare.analyses.cli import main
+
+    assert main(["generate", "--experiment", "belle2", "--process", "tautau", "--events", "100", "--filter", "tau3mu",
+                 "--out", str(tmp_path)]) == 0
+    m = json.loads((tmp_path / "belle2_tautau_filter_tau3mu.json").read_text())
+    assert m["events"] == 100 and m["generated_events"] > 100 and m["filter"]["search"] == "tau3mu"
+    assert "filter 'tau3mu'" in capsys.readouterr().err
