@@ -39,7 +39,13 @@ class Dataset:
         return self.kind == "data"
 
     def scale(self, luminosity_fb: float, processed_events: int) -> float:
-        """Weight per processed event that normalises this dataset to ``luminosity_fb``."""
+        """Weight per processed event that normalises this dataset to ``luminosity_fb``.
+
+        A filtered sample (``belle-rare generate --filter``) wrote ``events`` of the events it
+        generated, ``filter_efficiency`` = written / generated, so the scale is sigma x L / generated
+        when every file is read. Biased productions carry their weights per event (``__weight__``,
+        mean 1 over the generated events) on top of this scale.
+        """
         if self.is_data or processed_events == 0:
             return 1.0
         return self.cross_section_nb * NB_TO_INV_FB * self.filter_efficiency * luminosity_fb / processed_events
@@ -52,6 +58,7 @@ def load_datasets(samples: Path, experiment: str) -> dict[str, Dataset]:
     except FileNotFoundError as err:
         raise UserError(f"--samples: {err}") from None
     datasets: dict[str, Dataset] = {}
+    background_of: dict[str, Path] = {}  # background process -> its manifest: one sample of each
     for path in paths:
         try:
             m = read_manifest(path)
@@ -59,6 +66,14 @@ def load_datasets(samples: Path, experiment: str) -> dict[str, Dataset]:
             raise UserError(str(err)) from None
         if m.get("experiment") != experiment:
             continue
+        if m.get("kind", "background") == "background" and not m.get("is_data"):
+            # a plain and a filtered or biased sample of one physics process (same cross section, e.g.
+            # tautau and tautau_3prong) would both be counted in full
+            physics = m.get("cross_section_source") or m.get("process", m["dataset"])
+            if physics in background_of:
+                raise UserError(f"--samples: {background_of[physics].name} and {path.name} are both samples of "
+                                f"{physics}: keep one per sample directory")
+            background_of[physics] = path
         files = {str((path.parent / f["path"]).resolve()): int(f["entries"]) for f in m["files"]}
         datasets[m["dataset"]] = Dataset(
             name=m["dataset"],

@@ -22,6 +22,23 @@ class Scalar(StrictModel):
     decays: list[list[int]] = pydantic.Field(min_length=1)
 
 
+class TauDecayEnhancement(StrictModel):
+    """Channels of the ``tau_decays`` table (their tau- products, as listed there) sampled
+    ``factor`` times more often than their branching fraction; each event carries the weight
+    prod over its taus of (true / biased channel probability), so weighted rates are unbiased."""
+
+    factor: float = pydantic.Field(gt=1)
+    channels: list[list[int]] = pydantic.Field(min_length=1)
+
+
+class BhabhaCentralEnhancement(StrictModel):
+    """Bhabha e- scattering angles with |cos theta*| < ``cos_theta_max`` sampled ``factor`` times
+    more often than the cross section gives; the weight restores the cross section."""
+
+    factor: float = pydantic.Field(gt=1)
+    cos_theta_max: float = pydantic.Field(gt=0, lt=1)
+
+
 class Process(StrictModel):
     kind: Literal["background", "signal"]
     description: str
@@ -43,13 +60,45 @@ class Process(StrictModel):
     # Tau-pair spin correlations after the fast mode-0 tau decays (simulation/generators/tau_spin.py;
     # realism issue, item 5). Off unless set: on in configs/processes.yaml for the tau-pair processes.
     tau_spin_correlations: bool = False
+    # Biased production (issue 11, item 3): tau decay channels made more frequent, the bias carried
+    # in the per-event generator weight (simulation/generators/biased_decays.py)
+    tau_decay_enhancement: TauDecayEnhancement | None = None
+    # Bhabha scattering angles inside |cos theta*| < cos_theta_max made more frequent (weighted)
+    bhabha_central_enhancement: BhabhaCentralEnhancement | None = None
+
+
+class TrackPairMass(StrictModel):
+    """An opposite-charge pair of final-state charged particles (both inside the charged acceptance,
+    both given the mass of ``hypothesis``) whose invariant mass lies in ``window`` (GeV)."""
+
+    hypothesis: int = pydantic.Field(gt=0)
+    window: tuple[float, float]
 
 
 class GeneratorFilter(StrictModel):
-    """Keep events with a final-state photon above ``min_photon_energy`` inside ``photon_theta_deg``."""
+    """Generator-level event filter; every requirement given must hold (lab frame, final-state particles).
 
-    min_photon_energy: float = pydantic.Field(ge=0)
-    photon_theta_deg: tuple[float, float]
+    - a neutral shower (photon, or K_L / neutron, which also make ECL clusters) above
+      ``min_photon_energy`` (GeV) inside ``photon_theta_deg`` (both or neither given);
+    - at least ``min_charged`` charged particles with pT > ``charged_pt_min`` inside ``charged_theta_deg``;
+    - ``track_pair_mass``: a pair of those charged particles in a mass window.
+    """
+
+    description: str = ""
+    min_photon_energy: float | None = pydantic.Field(default=None, ge=0)
+    photon_theta_deg: tuple[float, float] | None = None
+    min_charged: int = pydantic.Field(default=0, ge=0)
+    charged_pt_min: float = pydantic.Field(default=0.0, ge=0)
+    charged_theta_deg: tuple[float, float] = (0.0, 180.0)
+    track_pair_mass: TrackPairMass | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _complete(self) -> "GeneratorFilter":
+        if (self.min_photon_energy is None) != (self.photon_theta_deg is None):
+            raise ValueError("min_photon_energy and photon_theta_deg go together")
+        if self.min_photon_energy is None and self.min_charged == 0 and self.track_pair_mass is None:
+            raise ValueError("a generator filter needs at least one requirement")
+        return self
 
 
 class PseudoData(StrictModel):
@@ -62,6 +111,9 @@ class Catalogue(StrictModel):
     tau_decays: list[tuple[float, int, list[int]]]
     processes: dict[str, Process]
     pseudo_data: PseudoData
+    # generator-level filters per search (`belle-rare generate --filter SEARCH`), each looser than the
+    # search's own selection so that the events it removes could never be selected (issue 11)
+    search_filters: dict[str, GeneratorFilter] = {}
 
     @pydantic.model_validator(mode="after")
     def _bases_exist(self) -> "Catalogue":
@@ -85,6 +137,19 @@ class Catalogue(StrictModel):
         for name in [*self.pseudo_data.components, *self.pseudo_data.filters]:
             if name not in self.processes or self.processes[name].kind != "background":
                 raise ValueError(f"pseudo_data: '{name}' is not a background process")
+        table = [sorted(products) for _, _, products in self.tau_decays]
+        for name, proc in self.processes.items():
+            enh = proc.tau_decay_enhancement
+            if enh is None:
+                continue
+            if proc.kind != "background" or proc.generator != "pythia" or proc.forced_decay is not None:
+                raise ValueError(f"processes.{name}.tau_decay_enhancement: only for background tau-pair (pythia) processes")
+            for channel in enh.channels:
+                if sorted(channel) not in table:
+                    raise ValueError(f"processes.{name}.tau_decay_enhancement.channels: {channel} is not in tau_decays")
+        for name, proc in self.processes.items():
+            if proc.bhabha_central_enhancement is not None and proc.generator != "bhabha":
+                raise ValueError(f"processes.{name}.bhabha_central_enhancement: only for the bhabha generator")
         total = sum(bf for bf, _, _ in self.tau_decays)
         if abs(total - 1.0) > 1e-3:
             raise ValueError(f"tau_decays: branching fractions sum to {total:.4f}, not 1")

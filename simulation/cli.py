@@ -30,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", help="address of a dask scheduler to run the chunks on instead")
     p.add_argument("--mass", type=float, help="new-particle mass in GeV (sig_bkscalar, sig_zprime)")
     p.add_argument("--ctau", type=float, help="scalar c tau in cm (sig_bkscalar)")
+    p.add_argument(
+        "--filter", metavar="SEARCH",
+        help="keep only events passing SEARCH's generator-level filter (configs/processes.yaml search_filters); "
+             "--events then counts accepted events, generated until that many pass",
+    )
+    p.add_argument("--max-generated", type=int, help="with --filter: cap on generated events (default 1000 x --events)")
     p.set_defaults(handler=_generate)
 
 
@@ -68,6 +74,9 @@ def _generate(args: argparse.Namespace) -> int:
         out=args.out,
         events_per_file=args.events_per_file,
         parameters=parameters,
+        generator_filter=load_catalogue().search_filters.get(args.filter) if args.filter else None,
+        filter_name=args.filter,
+        max_generated=args.max_generated,
     )
     manifest = produce(req, workers=args.workers, scheduler=args.scheduler, progress=console.is_terminal)
     rate = manifest["events"] / max(manifest["wall_seconds"], 1e-9)
@@ -76,6 +85,13 @@ def _generate(args: argparse.Namespace) -> int:
         f"{len(manifest['files'])} file(s), sigma = {manifest['cross_section_nb']:.4g} nb, "
         f"L_eq = {manifest['equivalent_luminosity_fb']:.4g} /fb, {rate:.0f} events/s -> {args.out}"
     )
+    if args.filter:
+        console.print(
+            f"  filter '{args.filter}': {manifest['events']} of {manifest['generated_events']} generated events accepted, "
+            f"efficiency {manifest['filter_efficiency']:.4g} +- {manifest['filter_efficiency_error']:.2g}"
+        )
+        if manifest["events"] < args.events:
+            console.print(f"  [yellow]cap of generated events reached: {manifest['events']} of {args.events} requested[/yellow]")
     return 0
 
 

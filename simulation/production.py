@@ -39,11 +39,18 @@ class Request:
     parameters: dict[str, float] = field(default_factory=dict)
     generator_filter: GeneratorFilter | None = None
     prefix: str = ""  # "data_" for the components of pseudo-data
+    # `--filter SEARCH`: ``events`` counts events that pass the filter (generated until they do, at
+    # most ``max_generated`` in all); without it ``events`` counts generated events (pseudo-data)
+    filter_name: str | None = None
+    max_generated: int | None = None
 
     @property
     def dataset(self) -> str:
-        """Dataset name: the process, with its parameters if any (e.g. ``sig_zprime_m3``)."""
+        """Dataset name: the process, with its parameters if any (e.g. ``sig_zprime_m3``) and its
+        generator filter (``tautau_filter_tau3mu``)."""
         suffix = "".join(f"_{'m' if k == 'mass' else k}{v:g}" for k, v in sorted(self.parameters.items()))
+        if self.filter_name is not None:
+            suffix += f"_filter_{self.filter_name}"
         return f"{self.prefix}{self.process}{suffix}"
 
 
@@ -75,6 +82,14 @@ def validate_request(req: Request) -> None:
     for name, value in req.parameters.items():
         if value <= 0:
             raise UserError(f"--{name}: must be positive, got {value}")
+    if req.filter_name is not None and proc.kind != "background":
+        # efficiencies are quoted per generated signal event, which the analyses count from the files
+        raise UserError(f"--filter: only for background processes ('{req.process}' is a {proc.kind})")
+    if req.filter_name is not None and req.filter_name not in catalogue.search_filters:
+        known = ", ".join(catalogue.search_filters) or "none"
+        raise UserError(f"--filter: no generator filter for search '{req.filter_name}' in configs/processes.yaml search_filters (known: {known})")
+    if req.max_generated is not None and req.max_generated < req.events:
+        raise UserError(f"--max-generated: must be at least --events ({req.events}), got {req.max_generated}")
     try:
         req.out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -119,12 +134,15 @@ def produce_chunk(req: Request, chunk: Chunk) -> dict[str, Any]:
     start = time.perf_counter()
     generator = make_generator(req, chunk)
     try:
-        truth = generator.generate(chunk.events)
+        if req.filter_name is not None:
+            truth, generated = generate_until_accepted(generator, req, chunk)
+        else:
+            truth, generated = generator.generate(chunk.events), chunk.events
+            if req.generator_filter is not None:
+                truth = truth[passes_filter(truth, req.generator_filter)]
         settings = list(getattr(generator, "settings", []))
     finally:
         generator.close()
-    if req.generator_filter is not None:
-        truth = truth[passes_filter(truth, req.generator_filter)]
     exp = load_experiment(req.experiment)
     reco = simulate_detector(truth, load_detector(req.experiment), np.random.default_rng([chunk.seed, 3]))
     collections = {**reco, "MCParticle": mcparticle_collection(truth)}
@@ -136,7 +154,7 @@ def produce_chunk(req: Request, chunk: Chunk) -> dict[str, Any]:
     return {
         "path": path.name,
         "entries": len(truth),
-        "generated": chunk.events,
+        "generated": generated,
         "chunk": chunk.index,
         "seed": chunk.seed,
         "seconds": round(time.perf_counter() - start, 3),
@@ -144,15 +162,96 @@ def produce_chunk(req: Request, chunk: Chunk) -> dict[str, Any]:
     }
 
 
+# the smallest batch a filtered chunk generates, and the margin on the measured efficiency
+MIN_FILTER_BATCH = 200
+FILTER_BATCH_MARGIN = 1.2
+# default cap on generated events per accepted one: a filter stricter than 1 in 1000 needs --max-generated
+DEFAULT_MAX_GENERATED_PER_EVENT = 1000
+
+
+def generate_until_accepted(generator, req: Request, chunk: Chunk):
+    """Generate batches until ``chunk.events`` events pass the request's filter (or its share of the cap).
+
+    The last batch is cut just after the event that completes the quota, so ``generated`` counts
+    exactly the events examined: every one of them is either written or rejected by the filter.
+    Returns the accepted truth record and the number generated.
+    """
+    import awkward as ak
+
+    assert req.generator_filter is not None
+    cap = _chunk_cap(req, chunk)
+    accepted: list = []
+    n_accepted = generated = 0
+    while n_accepted < chunk.events and generated < cap:
+        efficiency = (n_accepted + 1) / (generated + 1)
+        batch = min(cap - generated, max(MIN_FILTER_BATCH, int(FILTER_BATCH_MARGIN * (chunk.events - n_accepted) / efficiency)))
+        truth = generator.generate(batch)
+        keep = passes_filter(truth, req.generator_filter)
+        position = np.cumsum(keep)
+        if n_accepted + position[-1] > chunk.events:  # quota reached inside this batch: stop at that event
+            last = int(np.searchsorted(position, chunk.events - n_accepted))
+            truth, keep = truth[: last + 1], keep[: last + 1]
+        accepted.append(truth[keep])
+        n_accepted += int(np.sum(keep))
+        generated += len(keep)
+    return ak.concatenate(accepted), generated
+
+
+def _chunk_cap(req: Request, chunk: Chunk) -> int:
+    """This chunk's share of the request's cap on generated events."""
+    total = req.max_generated or DEFAULT_MAX_GENERATED_PER_EVENT * req.events
+    return max(chunk.events, int(np.ceil(total * chunk.events / req.events)))
+
+
 def passes_filter(truth, spec: GeneratorFilter) -> np.ndarray:
-    """Events with a final-state photon above the energy threshold inside the polar-angle range."""
+    """Events passing every requirement of a generator-level filter (see ``GeneratorFilter``)."""
     import awkward as ak
 
     mc = truth.mc
-    cos_theta = mc.pz / np.sqrt(mc.px**2 + mc.py**2 + mc.pz**2)
-    lo, hi = np.cos(np.radians(spec.photon_theta_deg[1])), np.cos(np.radians(spec.photon_theta_deg[0]))
-    photon = (mc.pdg == 22) & (mc.status > 0) & (mc.E > spec.min_photon_energy) & (cos_theta > lo) & (cos_theta < hi)
-    return ak.to_numpy(ak.any(photon, axis=1))
+    final = mc.status > 0
+    p = np.sqrt(mc.px**2 + mc.py**2 + mc.pz**2)
+    theta = np.degrees(np.arccos(np.minimum(np.maximum(mc.pz / ak.where(p > 0, p, 1.0), -1.0), 1.0)))
+    keep = np.ones(len(truth), bool)
+    if spec.min_photon_energy is not None:
+        lo, hi = spec.photon_theta_deg
+        # photons, and the neutral hadrons that also shower in the ECL (K_L, neutrons)
+        neutral = (mc.pdg == 22) | (abs(mc.pdg) == 130) | (abs(mc.pdg) == 2112)
+        shower = final & neutral & (mc.E > spec.min_photon_energy) & (theta > lo) & (theta < hi)
+        keep &= ak.to_numpy(ak.any(shower, axis=1))
+    if spec.min_charged or spec.track_pair_mass is not None:
+        charge = _charge(mc.pdg)
+        lo, hi = spec.charged_theta_deg
+        pt = np.sqrt(mc.px**2 + mc.py**2)
+        charged = final & (charge != 0) & (pt > spec.charged_pt_min) & (theta > lo) & (theta < hi)
+        keep &= ak.to_numpy(ak.sum(charged, axis=1) >= spec.min_charged)
+        if spec.track_pair_mass is not None:
+            keep &= _has_pair_in_window(mc[charged], charge[charged], spec.track_pair_mass)
+    return keep
+
+
+def _charge(pdg):
+    """Electric charge of the stable charged particles the tracker sees (e, mu, pi, K, p); 0 otherwise."""
+    import awkward as ak
+
+    flat = ak.to_numpy(ak.flatten(pdg))
+    negative = np.isin(flat, (11, 13, -211, -321, -2212))
+    positive = np.isin(flat, (-11, -13, 211, 321, 2212))
+    return ak.unflatten(positive.astype(np.int32) - negative.astype(np.int32), ak.num(pdg))
+
+
+def _has_pair_in_window(mc, charge, spec) -> np.ndarray:
+    """Events with an opposite-charge pair whose mass (both in the ``spec.hypothesis`` mass) lies in the window."""
+    import awkward as ak
+    import particle
+
+    mass = particle.Particle.from_pdgid(spec.hypothesis).mass / 1000.0
+    p2 = mc.px**2 + mc.py**2 + mc.pz**2
+    tracks = ak.zip({"px": mc.px, "py": mc.py, "pz": mc.pz, "E": np.sqrt(p2 + mass**2), "q": charge})
+    a, b = ak.unzip(ak.combinations(tracks, 2))
+    m2 = (a.E + b.E) ** 2 - (a.px + b.px) ** 2 - (a.py + b.py) ** 2 - (a.pz + b.pz) ** 2
+    m = np.sqrt(np.maximum(m2, 0.0))
+    good = (a.q * b.q < 0) & (m > spec.window[0]) & (m < spec.window[1])
+    return ak.to_numpy(ak.any(good, axis=1))
 
 
 def cross_section(req: Request) -> tuple[float, str]:
@@ -217,7 +316,7 @@ def run_chunks(req: Request, workers: int = 1, scheduler: str | None = None, pro
                 task = bar.add_task(f"{req.experiment} {req.dataset}", total=req.events)
                 for result in _executor_map(req, chunks, workers, scheduler):
                     results.append(result)
-                    bar.advance(task, result["generated"])
+                    bar.advance(task, result["entries"] if req.filter_name else result["generated"])
         else:
             results.extend(_executor_map(req, chunks, workers, scheduler))
     except BaseException:
@@ -239,8 +338,12 @@ def produce(req: Request, workers: int = 1, scheduler: str | None = None, progre
     settings = results[0].pop("generator_settings")
     for r in results[1:]:
         r.pop("generator_settings")
-    proc = load_catalogue().get(req.process)
+    catalogue = load_catalogue()
+    proc = catalogue.get(req.process)
     xsec, xsec_source = cross_section(req)
+    accepted = sum(r["entries"] for r in results)
+    generated = sum(r["generated"] for r in results)
+    efficiency = accepted / generated if generated else 1.0
     manifest = {
         "dataset": req.dataset,
         "process": req.process,
@@ -248,11 +351,20 @@ def produce(req: Request, workers: int = 1, scheduler: str | None = None, progre
         "is_data": False,
         "description": proc.description,
         "experiment": req.experiment,
-        "events": req.events,
+        # events written; every generated event is written or rejected by the filter (per file too)
+        "events": accepted,
+        "generated_events": generated,
+        "rejected_events": generated - accepted,
         "cross_section_nb": xsec,
         "cross_section_source": xsec_source,
-        "filter_efficiency": 1.0,
-        "equivalent_luminosity_fb": equivalent_luminosity_fb(req.events, xsec),
+        # dataset weight: sigma x L x filter_efficiency / events = sigma x L / generated_events
+        "filter_efficiency": efficiency,
+        "filter_efficiency_error": float(np.sqrt(efficiency * (1.0 - efficiency) / generated)) if generated else 0.0,
+        "filter": None if req.filter_name is None else {
+            "search": req.filter_name, **catalogue.search_filters[req.filter_name].model_dump(),
+        },
+        "biased_production": _biased_production(proc),
+        "equivalent_luminosity_fb": equivalent_luminosity_fb(generated, xsec),
         "reference_branching_fraction": proc.reference_branching_fraction,
         "parameters": {**proc.parameters, **req.parameters},
         "seed": req.seed,
@@ -265,6 +377,15 @@ def produce(req: Request, workers: int = 1, scheduler: str | None = None, progre
     }
     write_json_atomic(req.out / f"{req.experiment}_{req.dataset}.json", manifest)
     return manifest
+
+
+def _biased_production(proc) -> dict[str, Any] | None:
+    """What a biased production enhanced (its events carry weights in ``__weight__``), or None."""
+    if proc.tau_decay_enhancement is not None:
+        return {"tau_decay_enhancement": proc.tau_decay_enhancement.model_dump(), "weights": "__weight__"}
+    if proc.bhabha_central_enhancement is not None:
+        return {"bhabha_central_enhancement": proc.bhabha_central_enhancement.model_dump(), "weights": "__weight__"}
+    return None
 
 
 def produce_pseudo_data(

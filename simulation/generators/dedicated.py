@@ -17,7 +17,7 @@ import numpy as np
 from belle_rare.configs.experiment import Experiment
 from belle_rare.configs.processes import Catalogue
 from belle_rare.simulation.beams import sample_beams
-from belle_rare.simulation.generators import bhabha, two_photon, zprime
+from belle_rare.simulation.generators import bhabha, biased_decays, two_photon, zprime
 from belle_rare.simulation.generators.isr import ELECTRON_MASS, sample_isr
 from belle_rare.simulation.generators.lhef import write_lhef
 from belle_rare.simulation.generators.phase_space import boost, decay_two_body, isotropic_directions
@@ -100,24 +100,33 @@ class DedicatedGenerator:
             self._fsr_veto = _scattered_lepton_fsr_veto()  # kept referenced: Pythia holds only a pointer
             self._pythia.setUserHooksPtr(self._fsr_veto)
 
-    def _hard_process(self, hard: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Outgoing particles' PDG codes and CM-frame four-momenta for hard systems ``hard`` (n, 4)."""
+    def _hard_process(self, hard: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None]:
+        """Outgoing particles' PDG codes and CM-frame four-momenta for hard systems ``hard`` (n, 4),
+        and the per-event weights of a biased production (None: unweighted)."""
         n = len(hard)
         sqrt_s = np.sqrt(hard[:, 3] ** 2 - np.sum(hard[:, :3] ** 2, axis=1))
         if self.proc.generator == "bhabha":
             c_max = math.cos(math.radians(BHABHA_THETA_MIN_DEG))
-            cos_theta = bhabha.sample_cos_theta(n, self.exp.sqrt_s, -c_max, c_max, self.rng)
+            bias = self.proc.bhabha_central_enhancement
+            cos_theta = bhabha.sample_cos_theta(
+                n, self.exp.sqrt_s, -c_max, c_max, self.rng,
+                central_enhancement=None if bias is None else (bias.cos_theta_max, bias.factor),
+            )
+            weight = None
+            if bias is not None:
+                fraction = biased_decays.central_fraction(self.exp.sqrt_s, -c_max, c_max, bias.cos_theta_max)
+                weight = biased_decays.bhabha_central_weights(cos_theta, fraction, bias)
             # the e- scatters by theta* from the e- beam (+z in the hard frame)
             e_minus, e_plus = decay_two_body(
                 sqrt_s, ELECTRON_MASS, ELECTRON_MASS, isotropic_directions(n, self.rng, cos_theta)
             )
-            return np.array([11, -11]), [e_minus, e_plus]
+            return np.array([11, -11]), [e_minus, e_plus], weight
         if self.proc.generator == "two_photon":
             lepton = int(self.params["lepton"])
             momenta = two_photon.sample_events(sqrt_s, lepton, self.params["w_min"], self.rng)
-            return np.array([11, -11, lepton, -lepton]), list(momenta)
+            return np.array([11, -11, lepton, -lepton]), list(momenta), None
         mu_minus, mu_plus, zp = zprime.sample_events(sqrt_s, self.params["mass"], self.rng)
-        return np.array([13, -13, ZPRIME_PDG]), [mu_minus, mu_plus, zp]
+        return np.array([13, -13, ZPRIME_PDG]), [mu_minus, mu_plus, zp], None
 
     def _isr_x_max(self) -> float:
         if self.proc.generator in ("bhabha", "two_photon"):
@@ -128,7 +137,7 @@ class DedicatedGenerator:
     def generate(self, n: int) -> ak.Array:
         her, ler = sample_beams(self.exp, n, self.rng)
         photon, hard = sample_isr(her + ler, her, ler, self._isr_x_max(), self.isr_rng)
-        pdg_out, p4_out = self._hard_process(hard)
+        pdg_out, p4_out, weight = self._hard_process(hard)
         p4 = np.stack([her, ler, photon, *(boost(p, hard) for p in p4_out)], axis=1)
         pdg = np.array([11, -11, 22, *pdg_out])
         status = np.array([-1, -1] + [1] * (len(pdg) - 2))
@@ -142,6 +151,8 @@ class DedicatedGenerator:
         else:
             sig = None
         truth = prt_to_truth(prt, self.exp, self.rng, sig if sig is not None else np.full(n, -1))
+        if weight is not None:
+            truth = ak.with_field(truth, weight, "weight")
         return truth
 
     def close(self) -> None:

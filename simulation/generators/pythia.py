@@ -22,8 +22,9 @@ import numpy as np
 import particle
 
 from belle_rare.configs.experiment import Experiment
-from belle_rare.configs.processes import Catalogue, ForcedDecay, Process
+from belle_rare.configs.processes import Catalogue, ForcedDecay, Process, TauDecayEnhancement
 from belle_rare.simulation.beams import nominal_beam, sample_beams, sample_interaction_points
+from belle_rare.simulation.generators.biased_decays import enhanced_table, tau_decay_weights
 from belle_rare.simulation.generators.lhef import write_lhef
 from belle_rare.simulation.truth import truth_from_flat
 
@@ -80,10 +81,11 @@ def beam_settings(exp: Experiment) -> list[str]:
     ]
 
 
-def tau_table_settings(catalogue: Catalogue) -> list[str]:
-    """Replace Pythia's tau- decay table by the catalogue's (used with ``TauDecays:mode = 0``)."""
+def tau_table_settings(catalogue: Catalogue, enhancement: TauDecayEnhancement | None = None) -> list[str]:
+    """Replace Pythia's tau- decay table by the catalogue's (used with ``TauDecays:mode = 0``),
+    with the channels of a biased production enhanced (Pythia picks channels in proportion)."""
     lines = []
-    for i, (bf, me_mode, products) in enumerate(catalogue.tau_decays):
+    for i, (bf, me_mode, products) in enumerate(enhanced_table(catalogue.tau_decays, enhancement)):
         verb = "oneChannel" if i == 0 else "addChannel"
         lines.append(f"15:{verb} = 1 {bf} {me_mode} " + " ".join(str(p) for p in products))
     return lines
@@ -252,6 +254,7 @@ class PythiaGenerator:
         parameters: dict[str, float] | None = None,
     ) -> None:
         self.proc = catalogue.get(process)
+        self._tau_table = catalogue.tau_decays
         self.exp = exp
         self.seed = seed
         self.rng = np.random.default_rng([seed, 1])
@@ -264,7 +267,7 @@ class PythiaGenerator:
         params = {**self.proc.parameters, **(parameters or {})}
         self.settings = [
             *catalogue.pythia_common,
-            *tau_table_settings(catalogue),
+            *tau_table_settings(catalogue, self.proc.tau_decay_enhancement),
             "Random:setSeed = on",
             f"Random:seed = {seed % _MAX_SEED + 1}",
         ]
@@ -303,7 +306,11 @@ class PythiaGenerator:
             from belle_rare.simulation.generators.tau_spin import correlate_tau_pairs
 
             prt = correlate_tau_pairs(prt, self._spin_rng)
-        return prt_to_truth(prt, self.exp, self.rng, signal_index(prt, self.forced))
+        truth = prt_to_truth(prt, self.exp, self.rng, signal_index(prt, self.forced))
+        if self.proc.tau_decay_enhancement is not None:  # biased production: true / biased channel probability
+            weight = tau_decay_weights(truth.mc, self._tau_table, self.proc.tau_decay_enhancement)
+            truth = ak.with_field(truth, weight, "weight")
+        return truth
 
     def close(self) -> None:
         self._tmp.cleanup()
