@@ -471,8 +471,9 @@ def test_tau3mu_cutflow(tau3mu_processor, tmp_path):
 
 
 def test_tau3mu_training_mode_loosens_the_muon_id_and_has_no_bdt(tau3mu_training_processor, tmp_path):
-    """bdt.training_pid (muonID > 0, tight > 0): the PID-broken cases pass; the others stop as
-    in nominal mode; no model, so nothing passes the BDT."""
+    """Training PID-weights the background (synthetic events are background): no muon-ID cut, so the
+    PID-broken cases pass (with PID weight 0); the others stop as in nominal mode; no model, so nothing
+    passes the BDT."""
     cases = tau3mu_cases()
     for name in ("a muonID below 0.5", "two muons below the tight 0.9"):
         cases[name] = Case(cases[name].event, {"3mu": PASS})
@@ -560,8 +561,9 @@ def test_taulphi_cutflow(taulphi_processor, tmp_path):
 
 
 def test_taulphi_training_mode_loosens_the_pid_and_has_no_bdt(taulphi_training_processor, tmp_path):
-    """bdt.training_pid (kaon and lepton ID > 0): the PID-broken mu phi cases pass, the others
-    stop as in nominal mode (mu phi channel, muon events); no model, so nothing passes the BDT.
+    """Training PID-weights the background (no kaon / lepton ID cut): the PID-broken mu phi cases pass
+    (with PID weight 0), the others stop as in nominal mode (mu phi channel, muon events); no model,
+    so nothing passes the BDT.
     (Any track is then a lepton candidate of either channel: the e phi channel is not checked.)"""
     cases = {name: c for name, c in taulphi_cases().items() if c.event.tracks[0].pdg == 13}
     for name in ("a kaonID below 0.5", "muonID below 0.9"):
