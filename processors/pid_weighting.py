@@ -13,11 +13,15 @@ that the chosen candidate passes them:
   ``at_least_tight`` sums the products over the allowed patterns (a short loop over the n tracks);
 * a veto (no other track passes): 1 - p per vetoed track.
 
-Tracks are independent in the PID model, so these are exact for one candidate. Several candidates
-per event: the search keeps the candidate with the highest pass probability and weights by it, a
-lower bound of P(some candidate passes) (exact when the event has one candidate; documented per
-search). The mean weighted yield equals the thrown-PID yield; its variance is smaller because every
-candidate contributes instead of the ~1 % of background tracks that fake a lepton.
+Tracks (and the PID variables of one track) are independent in the PID model, so these are exact
+for one candidate. Several candidates per event (``any_candidate``): the event weight is
+1 - prod_c (1 - p_c), exact for candidates without common tracks and to first order in the pass
+probabilities otherwise (the fake-rate regime PID weighting is for); candidates sharing tracks are
+positively correlated (Harris-FKG: each "passes" is increasing in the tracks' outcomes), so it is
+an upper bound of P(some candidate passes), and max_c p_c a lower bound. The kinematics are the
+most probable candidate's (the thrown PID picks among the passing ones: the two differ only in
+events with several candidates). The mean weighted yield equals the thrown-PID yield; its variance is
+smaller because every candidate contributes instead of the ~1 % of tracks that fake a lepton.
 """
 
 from __future__ import annotations
@@ -64,6 +68,12 @@ def at_least_tight(loose: list[Any], tight: list[Any], n_tight: int) -> Any:
             nxt.append(term + prob[k] * only_loose if k < len(prob) else term)
         prob = nxt
     return sum(prob[k] for k in range(n_tight, len(prob)))
+
+
+def any_candidate(cand_prob: ak.Array, valid: ak.Array) -> np.ndarray:
+    """P(at least one valid candidate passes) per event as 1 - prod(1 - p_c) (see the module
+    docstring: exact without shared tracks, an upper bound with them)."""
+    return ak.to_numpy(1.0 - ak.prod(ak.where(valid, 1.0 - cand_prob, 1.0), axis=1))
 
 
 def veto(p_pass: ak.Array, vetoed: ak.Array) -> np.ndarray:

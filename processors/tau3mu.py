@@ -230,8 +230,8 @@ class Tau3MuProcessor(bdt.BDTProcessor):
 
         ``weighted`` (PID-weighted background): every good track is a muon candidate, the triplet
         with the highest probability to pass the muon ID (all three > id_min, n_tight > tight_min)
-        is kept and that probability is its ``pid_weight`` (a lower bound of the event's pass
-        probability when several triplets compete; tau pair events mostly have one)."""
+        is kept, and the event's ``pid_weight`` is P(some triplet passes) (``pid_weighting.any_candidate``;
+        tau pair events mostly have one triplet)."""
         cfg, events = self.config, o.events
         trk, beta, roots, good = events.Track, o.beta, o.roots, o.good
         t_cm, g_cm, hemi = o.t_cm, o.g_cm, o.hemi
@@ -331,7 +331,7 @@ class Tau3MuProcessor(bdt.BDTProcessor):
         lab_cos = np.stack([as_float(kin.cos_theta(m_.px, m_.py, m_.pz), 0.0) for m_ in mus_lab], axis=1)
         pdg = (np.stack([as_float(take(trk.mcPDG, i), 0) for i in (ia, ib, ic)], axis=1) if "mcPDG" in trk.fields
                else np.full((len(events), 3), 13.0))
-        pid = {"pid_weight": as_float(take(cand_prob, ak.fill_none(best, 0)), 0.0)} if weighted else {}
+        pid = {"pid_weight": pid_weighting.any_candidate(cand_prob, valid)} if weighted else {}
         return {
             **pid, "steps": steps, "m": as_float(m3), "de": as_float(de),
             "features": np.stack([feats[f] for f in cfg.features], axis=1) if len(events) else np.zeros((0, len(cfg.features))),

@@ -256,7 +256,8 @@ class TauLPhiProcessor(bdt.BDTProcessor):
 
         ``weighted`` (PID-weighted background): no ID cut; the candidate with the highest probability
         that both kaons and the lepton pass their ID (product of the three pass probabilities) is
-        kept (ties: closest to the phi mass) and that probability is its ``pid_weight``."""
+        kept (ties: closest to the phi mass); the event's ``pid_weight`` is P(some candidate passes)
+        (``pid_weighting.any_candidate``)."""
         o, cfg = p.common, self.config
         trk, beta, roots, good = o.events.Track, o.beta, o.roots, o.good
         t_cm, g_cm, k_cm, hemi = o.t_cm, o.g_cm, p.k_cm, o.hemi
@@ -317,7 +318,7 @@ class TauLPhiProcessor(bdt.BDTProcessor):
         nominal_pid = ((as_float(take(kaon_id, ia), 0) > cfg.kaons.id_min) & (as_float(take(kaon_id, ib), 0) > cfg.kaons.id_min)
                        & (as_float(take(trk[lepton.id_branch], il), 0) > lepton.id_min))
         l_lab_sel = kin.P4(*(take(c, il) for c in l_lab))
-        pid = {"pid_weight": as_float(take(cand_prob, best), 0.0)} if weighted else {}
+        pid = {"pid_weight": pid_weighting.any_candidate(cand_prob, valid)} if weighted else {}
         return {
             **pid, "steps": steps, "nominal_pid": nominal_pid, "m": as_float(m_tau), "de": as_float(de), "m_kk": as_float(m_kk),
             "features": np.stack([feats[f] for f in cfg.features], axis=1) if len(o.events) else np.zeros((0, len(cfg.features))),

@@ -124,3 +124,21 @@ def test_veto_is_one_minus_the_pass_probability():
     p = ak.Array([[0.1, 0.5], [0.2]])
     vetoed = ak.Array([[True, False], [True]])
     np.testing.assert_allclose(pid_weighting.veto(p, vetoed), [0.9, 0.8])
+
+
+def test_any_candidate_is_exact_without_shared_tracks_and_bounds_with_them():
+    # tracks with pass probabilities p; candidate A = tracks (0, 1), B = (2, 3) or (1, 2) (sharing track 1)
+    p = np.array([0.3, 0.6, 0.5, 0.2])
+    outcomes = np.array(list(np.ndindex(2, 2, 2, 2)), dtype=bool)
+    prob = np.prod(np.where(outcomes, p, 1 - p), axis=1)
+    for b_tracks in ((2, 3), (1, 2)):
+        a_pass, b_pass = outcomes[:, 0] & outcomes[:, 1], outcomes[:, b_tracks[0]] & outcomes[:, b_tracks[1]]
+        exact = prob[a_pass | b_pass].sum()
+        cand = ak.Array([[p[0] * p[1], p[b_tracks[0]] * p[b_tracks[1]]]])
+        weight = pid_weighting.any_candidate(cand, ak.Array([[True, True]]))[0]
+        if b_tracks == (2, 3):
+            assert weight == pytest.approx(exact)
+        else:
+            assert max(p[0] * p[1], p[1] * p[2]) <= exact <= weight
+    # invalid candidates do not count
+    assert pid_weighting.any_candidate(ak.Array([[0.5, 0.5]]), ak.Array([[True, False]]))[0] == pytest.approx(0.5)
