@@ -5,8 +5,10 @@ Run: ``.venv/bin/python benchmarks/bench_pid_weights.py [--events N] [--seed S] 
 Generates (or reuses) ``belle-rare generate`` samples of tau pairs and uds continuum and runs each
 search's processor over them twice: with the thrown PID (the nominal cuts) and PID-weighted (no PID
 cut, each candidate weighted by its probability to pass, processors/pid_weighting.py). Printed per
-selection stage: the weighted event sums (luminosity-free: generator weight x pass probability)
-with their Monte Carlo errors sqrt(sum w^2), the error ratio and the pull of the difference. Both
+selection stage: the weighted event sums (generator weight x corrections x pass probability)
+with their Monte Carlo errors sqrt(sum w^2), the error ratio, the pull of the difference and the
+lower bound of the weighted estimate (each event weighted by its most probable candidate's pass
+probability instead of P(some candidate passes), processors/pid_weighting.py). Both
 estimates use the same events, so the error of their difference is sqrt(sum_i (w_thrown,i -
 w_weighted,i)^2) over events (the per-event PID outcome against its probability).
 
@@ -60,6 +62,10 @@ def stage_weights(proc: Any, path: Path, process: str, weighted: bool, stages: d
     for channel in proc.channels:
         selection = with_trigger(proc.select(events, objects, channel), fired)
         w = proc.event_weights(events, selection, channel, is_data=False).weight()
+        if weighted:  # the lower bound: the kept candidate's probability in place of P(some candidate passes)
+            v = selection.values
+            lower = w * np.nan_to_num(v["pid_weight_lower"]) / np.where(v["pid_weight"] > 0, v["pid_weight"], 1.0)
+            out[channel + " lower"] = {label: np.where(selection.regions[r], lower, 0.0) for label, r in stages.items()}
         out[channel] = {label: np.where(selection.regions[r], w, 0.0) for label, r in stages.items()}
     return out
 
@@ -80,6 +86,7 @@ def compare(search: str, config: Any, files: dict[str, list[Path]], stages: dict
                         per_event[mode].setdefault((channel, label), []).append(w)
         for key in per_event["thrown"]:
             w_t, w_w = (np.concatenate(per_event[m][key]) for m in ("thrown", "weighted"))
+            lower = np.concatenate(per_event["weighted"][(key[0] + " lower", key[1])]).sum()
             n_t, n_w, raw_t, raw_w = w_t.sum(), w_w.sum(), int((w_t > 0).sum()), int((w_w > 0).sum())
             e_t, e_w, e_diff = np.sqrt((w_t**2).sum()), np.sqrt((w_w**2).sum()), np.sqrt(((w_t - w_w) ** 2).sum())
             pull = (n_w - n_t) / e_diff if e_diff > 0 else 0.0
@@ -87,10 +94,10 @@ def compare(search: str, config: Any, files: dict[str, list[Path]], stages: dict
             rel_t = e_t / n_t if n_t > 0 else np.inf
             rel_w = e_w / n_w if n_w > 0 else np.inf
             print(f"{process:8s} {key[0]:7s} {key[1]:22s} {n_t:10.4g} +- {e_t:7.3g} ({int(raw_t):5d}) "
-                  f"{n_w:10.4g} +- {e_w:7.3g} ({int(raw_w):6d}) {pull:6.2f} {ratio:9.3f}")
+                  f"{n_w:10.4g} +- {e_w:7.3g} ({int(raw_w):6d}) {pull:6.2f} {ratio:9.3f}   lower bound {lower:.4g}")
             rows.append({"search": search, "title": title, "process": process, "channel": key[0], "stage": key[1], "thrown": n_t,
                          "thrown_err": e_t, "weighted": n_w, "weighted_err": e_w, "pull": pull,
-                         "rel_err_thrown": rel_t, "rel_err_weighted": rel_w})
+                         "rel_err_thrown": rel_t, "rel_err_weighted": rel_w, "lower": lower})
     return rows
 
 

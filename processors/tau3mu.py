@@ -331,7 +331,9 @@ class Tau3MuProcessor(bdt.BDTProcessor):
         lab_cos = np.stack([as_float(kin.cos_theta(m_.px, m_.py, m_.pz), 0.0) for m_ in mus_lab], axis=1)
         pdg = (np.stack([as_float(take(trk.mcPDG, i), 0) for i in (ia, ib, ic)], axis=1) if "mcPDG" in trk.fields
                else np.full((len(events), 3), 13.0))
-        pid = {"pid_weight": pid_weighting.any_candidate(cand_prob, valid)} if weighted else {}
+        # the event's pass probability, and its lower bound (the kept candidate's) for the closure benchmark
+        pid = ({"pid_weight": pid_weighting.any_candidate(cand_prob, valid),
+                "pid_weight_lower": as_float(take(cand_prob, best), 0.0)} if weighted else {})
         return {
             **pid, "steps": steps, "m": as_float(m3), "de": as_float(de),
             "features": np.stack([feats[f] for f in cfg.features], axis=1) if len(events) else np.zeros((0, len(cfg.features))),

@@ -318,7 +318,9 @@ class TauLPhiProcessor(bdt.BDTProcessor):
         nominal_pid = ((as_float(take(kaon_id, ia), 0) > cfg.kaons.id_min) & (as_float(take(kaon_id, ib), 0) > cfg.kaons.id_min)
                        & (as_float(take(trk[lepton.id_branch], il), 0) > lepton.id_min))
         l_lab_sel = kin.P4(*(take(c, il) for c in l_lab))
-        pid = {"pid_weight": pid_weighting.any_candidate(cand_prob, valid)} if weighted else {}
+        # the event's pass probability, and its lower bound (the kept candidate's) for the closure benchmark
+        pid = ({"pid_weight": pid_weighting.any_candidate(cand_prob, valid),
+                "pid_weight_lower": as_float(take(cand_prob, best), 0.0)} if weighted else {})
         return {
             **pid, "steps": steps, "nominal_pid": nominal_pid, "m": as_float(m_tau), "de": as_float(de), "m_kk": as_float(m_kk),
             "features": np.stack([feats[f] for f in cfg.features], axis=1) if len(o.events) else np.zeros((0, len(cfg.features))),

@@ -142,6 +142,10 @@ def test_train_command_writes_a_model_with_metadata(samples, tmp_path, config):
     meta = json.loads((tmp_path / "tau3mu_belle2_meta.json").read_text())
     assert meta["features"] == config.features
     assert meta["folds"] == 3 and {"cut", "fom", "efficiency", "background"} <= set(meta["working_point"])
+    # the working point is chosen on one half of the events and quoted on the other; B is PID-weighted
+    quoted = meta["working_point"]["quoted"]
+    assert {"efficiency", "background", "on"} <= set(quoted) and 0 <= quoted["efficiency"] <= 1
+    assert "PID-weighted" in meta["punzi"]["background"] and meta["punzi"]["background_events"] > 0
     assert bdt.load_model("tau3mu", "belle2", meta["features"], tmp_path).folds == 3
     fitted = meta["signal_region_fit"]["fitted"]
     assert fitted["m_mean"] == pytest.approx(TAU_MASS, abs=0.005) and 0.002 < fitted["sigma_m_low"] < 0.010
