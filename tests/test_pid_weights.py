@@ -142,3 +142,22 @@ def test_any_candidate_is_exact_without_shared_tracks_and_bounds_with_them():
             assert max(p[0] * p[1], p[1] * p[2]) <= exact <= weight
     # invalid candidates do not count
     assert pid_weighting.any_candidate(ak.Array([[0.5, 0.5]]), ak.Array([[True, False]]))[0] == pytest.approx(0.5)
+
+
+def test_only_background_simulation_is_pid_weighted_and_its_branches_are_required():
+    from types import SimpleNamespace
+
+    from belle_rare.processors.registry import get_search
+
+    search = get_search("tau3mu")
+    proc = search.processor("belle2", search.load_config(), pid_weighting=True)
+    chunk = lambda **meta: SimpleNamespace(metadata=meta)  # noqa: E731 (pid_weighted reads only the metadata)
+    assert proc.pid_weighted(chunk(dataset="tautau", kind="background", is_data=False))
+    assert not proc.pid_weighted(chunk(dataset="sig_tau3mu", kind="signal", is_data=False))
+    assert not proc.pid_weighted(chunk(dataset="data", kind="data", is_data=True))
+    # without a kind (synthetic chunks): the config's signal datasets are signal, the rest background
+    assert not proc.pid_weighted(chunk(dataset="sig_tau3mu")) and proc.pid_weighted(chunk(dataset="anything"))
+    assert {"Track_muonID_passProb_0p5", "Track_muonID_passProb_0p9"} <= set(proc.required_branches())
+    plain = search.processor("belle2", search.load_config())
+    assert not plain.pid_weighted(chunk(dataset="tautau", kind="background", is_data=False))
+    assert not any("passProb" in b for b in plain.required_branches())
