@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-bad-files", action="store_true", help="list unreadable files in metadata.json and go on")
     p.add_argument("--model-dir", type=Path, default=None,
                    help="directory of trained BDTs (`belle-rare train --out`); default: the models shipped with the package")
+    p.add_argument("--pid-weights", action="store_true",
+                   help="background datasets: replace the search's PID cuts by the tracks' pass probabilities (PID weighting)")
     p.set_defaults(handler=_run)
     lp = subparsers.add_parser("list", help="list the installed searches")
     lp.set_defaults(handler=_list)
@@ -81,6 +83,7 @@ def _run(args: argparse.Namespace) -> int:
         skip_bad_files=args.skip_bad_files,
         progress=console.is_terminal,
         model_dir=args.model_dir,
+        pid_weighting=args.pid_weights,
     )
     result = run_search(opts)
     target = write_outputs(result, args.out, console)

@@ -39,6 +39,7 @@ class RunOptions:
     skip_bad_files: bool = False
     progress: bool = True
     model_dir: Path | None = None  # trained models (default: the ones shipped with the package)
+    pid_weighting: bool = False  # background PID requirements replaced by pass-probability weights
 
 
 def luminosity_for(datasets: dict[str, Dataset], search_config: Any, experiment: str) -> tuple[float, str]:
@@ -83,7 +84,7 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
     if opts.experiment not in search.experiments:
         raise UserError(f"--experiment: search '{search.name}' is defined for {', '.join(search.experiments)}, not '{opts.experiment}'")
     datasets = load_datasets(opts.samples, opts.experiment)
-    proc = search.processor(opts.experiment, config, model_dir=opts.model_dir)
+    proc = search.processor(opts.experiment, config, model_dir=opts.model_dir, pid_weighting=opts.pid_weighting)
     skipped = validate_inputs(datasets, proc.required_branches(), opts.skip_bad_files)
     files = fileset(datasets)
     if not files:
@@ -121,6 +122,7 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
         "luminosity_fb": lumi,
         "luminosity_source": lumi_source,
         "samples": str(opts.samples),
+        "pid_weighting": opts.pid_weighting,
         "inputs": {name: str(ds.manifest) for name, ds in datasets.items()},
         "datasets": {
             name: {"kind": ds.kind, "process": ds.process, "cross_section_nb": ds.cross_section_nb, "scale": scales[name],

@@ -4,6 +4,14 @@ Any installed search whose ``Search`` has a ``Training`` recipe can be trained. 
 from the search's own processor in training mode (its ``features`` columns), run with coffea
 over the samples like ``belle-rare run``; signal is the search's signal dataset(s), background
 every simulated background, each weighted to the search luminosity. Folds are ``__event__ % k``.
+
+The background is PID-weighted (processors/pid_weighting.py; the processor's training mode): no
+PID cut, each candidate weighted by its probability to pass the search's PID requirements, so the
+BDT sees the background's kinematics with the acceptance of the nominal ID without learning the ID
+itself (PID depends on momentum, a BDT input) and every process contributes events. Signal keeps
+its thrown (nominal) PID. The Punzi working point is chosen on the out-of-fold scores of one half
+of the events (``(__event__ // k) % 2 == 0``, independent of the fold key) and its efficiency and
+background are quoted on the other half, so the quoted efficiency is not biased by the choice.
 Writes ``OUT/<search>_<experiment>.json`` (boosters) and ``..._meta.json`` (``processors.bdt``).
 """
 
@@ -119,26 +127,31 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     if not ((y == 1).any() and (y == 0).any()):
         raise UserError(f"training needs both signal ({', '.join(signals.values())}) and background samples in {opts.samples}")
     settings = config.bdt.settings()
-    # the classifier is trained on nominal-ID signal (the signal as selected) against loose-ID background
+    # nominal-ID signal (as selected) against PID-weighted background (weights: pass probabilities)
     train_mask = (y == 0) | data["nominal"]
     X = np.nan_to_num(data["X"][train_mask], nan=-999.0)
     model, oof_part = bdt.train_kfold(X, y[train_mask], data["w"][train_mask], data["event"][train_mask], config.features, settings)
     oof = np.full(len(y), np.nan)
     oof[train_mask] = oof_part
-    # Punzi: signal in the SR (nominal ID) over all generated; B = loose-ID background in the window
-    # x SR/window area x fraction of the background passing the nominal ID (at least one event)
+    # Punzi: signal in the SR over all generated; B = PID-weighted background in the window x SR/window area.
+    # Chosen on the "choose" half, quoted on the other (each half's sums x 2)
     sig = (y == 1) & data["nominal"] & data["in_sr"]
     bkg = (y == 0) & data["in_window"]
     frac = np.array([search.training.sr_fraction(config, c) for c in data["channel"]])
-    n_bkg_loose = int(bkg.sum())
-    n_bkg_nominal = int((bkg & data["nominal"]).sum())
-    pid_fraction = max(n_bkg_nominal, 1) / max(n_bkg_loose, 1)
-    wp = bdt.punzi_working_point(oof[sig], data["w"][sig], n_signal_total, oof[bkg], data["w"][bkg] * frac[bkg] * pid_fraction,
-                                 a=settings.punzi_a, min_background_events=settings.min_background_events)
+    choose = working_point_half(data["event"], settings.folds)
+    b_weight = data["w"] * frac
+    wp = bdt.punzi_working_point(oof[sig & choose], 2 * data["w"][sig & choose], n_signal_total, oof[bkg & choose],
+                                 2 * b_weight[bkg & choose], a=settings.punzi_a,
+                                 min_background_events=settings.min_background_events // 2)
+    quote = {"efficiency": float(2 * data["w"][sig & ~choose & (oof > wp["cut"])].sum() / n_signal_total),
+             "background": float(2 * b_weight[bkg & ~choose & (oof > wp["cut"])].sum()),
+             "background_events_above_cut": int((bkg & ~choose & (oof > wp["cut"])).sum())}
     meta = {
-        "working_point": wp,
-        "punzi": {"a": settings.punzi_a, "background": "loose-ID background in the outer window x SR/window area x nominal-ID fraction",
-                  "pid_fraction": pid_fraction, "background_events_loose_id": n_bkg_loose, "background_events_nominal_id": n_bkg_nominal,
+        "working_point": {**wp, "chosen_on": "events with (__event__ // folds) % 2 == 0 (sums x 2)",
+                          "quoted": {**quote, "on": "events with (__event__ // folds) % 2 == 1 (sums x 2)"}},
+        "punzi": {"a": settings.punzi_a, "background": "PID-weighted background (pass-probability weights, every background "
+                  "process) in the outer window x SR/window area",
+                  "background_events": int(bkg.sum()), "background_weighted": float(b_weight[bkg].sum()),
                   "min_background_events": settings.min_background_events},
         "hyperparameters": {"n_estimators": settings.n_estimators, "max_depth": settings.max_depth, "learning_rate": settings.learning_rate},
         "seeds": {"bdt": settings.seed, "samples": {name: _manifest_seed(ds) for name, ds in datasets.items()}},
@@ -154,6 +167,12 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     return {"model": model, "meta": model.meta, "paths": (model_path, meta_path), "oof": oof, "data": data}
 
 
+def working_point_half(event_number: np.ndarray, folds: int) -> np.ndarray:
+    """True for the events the working point is chosen on: ``(__event__ // folds) % 2 == 0``.
+    Independent of the fold key (``__event__ % folds``): each half holds every fold's scores."""
+    return (np.asarray(event_number, dtype=np.int64) // folds) % 2 == 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -162,7 +181,8 @@ def _train(args: argparse.Namespace) -> int:
                                 executor=args.executor, workers=args.workers, progress=console.is_terminal))
     wp = result["meta"]["working_point"]
     console.print(f"{args.search}: working point BDT > {wp['cut']:.4f} (eps {wp['efficiency']:.3f}, B {wp['background']:.3g}, "
-                  f"Punzi {wp['fom']:.4g}) -> {result['paths'][0]}, {result['paths'][1]}")
+                  f"Punzi {wp['fom']:.4g}; on the independent half: eps {wp['quoted']['efficiency']:.3f}, "
+                  f"B {wp['quoted']['background']:.3g}) -> {result['paths'][0]}, {result['paths'][1]}")
     ellipse = result["meta"].get("signal_region_fit")
     if ellipse and "fitted" in ellipse:
         fitted, configured = ellipse["fitted"], ellipse["configured"]

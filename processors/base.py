@@ -38,6 +38,7 @@ from belle_rare import corrections
 from belle_rare.core.errors import UserError
 from belle_rare.core.histograms import NOMINAL
 from belle_rare.corrections.variations import SOURCES, Syst
+from belle_rare.processors import pid_weighting
 from belle_rare.simulation.detector.trigger import branch_name as trigger_branch
 
 # sources that shift reconstructed quantities (the selection is re-run), not weights
@@ -46,6 +47,8 @@ WEIGHT_SOURCES = tuple(s for s in SOURCES if s not in CALIBRATION_SOURCES)
 ALL_EVENTS = "all events"
 #: the first cut of every search whose config names trigger lines: the OR of those lines
 TRIGGER_CUT = "trigger"
+#: ``Selection.values`` key of the per-event PID weight a search sets in PID-weighted mode
+PID_WEIGHT_VALUE = "pid_weight"
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,8 @@ class SearchProcessor(processor.ProcessorABC):
     #: ``configs/experiments/<experiment>.yaml`` or a number in /fb (what simulation is scaled to)
     config_model: ClassVar[type] = object
 
-    def __init__(self, experiment: str, config: Any, *, model_dir: Path | None = None, training: bool = False) -> None:
+    def __init__(self, experiment: str, config: Any, *, model_dir: Path | None = None, training: bool = False,
+                 pid_weighting: bool = False) -> None:
         if self.experiments and experiment not in self.experiments:
             raise ValueError(f"search '{self.name}' is defined for {', '.join(self.experiments)}, not '{experiment}'")
         self.experiment = experiment
@@ -182,6 +186,9 @@ class SearchProcessor(processor.ProcessorABC):
         self.model_dir = model_dir
         #: training mode: nominal pass only, ``features`` columns collected, no stored model needed
         self.training = training
+        #: PID weighting of background datasets (processors/pid_weighting.py): the search drops its PID
+        #: cuts and weights each candidate by its pass probability; always on for training
+        self.pid_weighting = pid_weighting or training
         self.setup()
 
     # ------------------------------------------------------------------ what a search writes
@@ -223,8 +230,14 @@ class SearchProcessor(processor.ProcessorABC):
         """The trigger lines the search config names (none: no trigger cut)."""
         return tuple(getattr(self.config, "trigger", None) or ())
 
+    def pid_requirements(self) -> list[tuple[str, float]]:
+        """The (PID variable, cut) pairs the search requires, from its YAML: their pass-probability
+        branches are read in PID-weighted mode. Default: none."""
+        return []
+
     def required_branches(self) -> list[str]:
-        return list(self.branches) + [trigger_branch(line) for line in self.trigger_lines]
+        extra = list(pid_weighting.branches(self.pid_requirements())) if self.pid_weighting else []
+        return list(self.branches) + [trigger_branch(line) for line in self.trigger_lines] + extra
 
     def trigger_fired(self, events: ak.Array) -> np.ndarray | None:
         """OR of the configured trigger bits per event (None without trigger lines)."""
@@ -238,9 +251,25 @@ class SearchProcessor(processor.ProcessorABC):
             fired |= np.asarray(ak.to_numpy(events[branch]), dtype=float) > 0.5
         return fired
 
+    def pid_weighted(self, events: ak.Array) -> bool:
+        """Whether this chunk's PID requirements are replaced by weights: a background dataset
+        (fileset metadata ``kind``; without it, any dataset that is not one of the config's
+        ``signal_datasets``) with PID weighting on. Signal and data keep the thrown PID."""
+        meta = events.metadata
+        if not self.pid_weighting or meta.get("is_data", False):
+            return False
+        kind = meta.get("kind")
+        if kind is None:
+            signals = set((getattr(self.config, "signal_datasets", None) or {}).values())
+            kind = "signal" if meta.get("dataset") in signals else "background"
+        return kind == "background"
+
     def event_weights(self, events: ak.Array, selection: Selection, channel: str, is_data: bool) -> Weights:
         weights = Weights(len(events), storeIndividual=False)
         weights.add("generator", np.asarray(ak.to_numpy(events["__weight__"]), dtype=float))
+        if PID_WEIGHT_VALUE in selection.values:
+            # PID-weighted candidates (processors/pid_weighting.py): P(the candidate passes the PID cuts)
+            weights.add("pidWeight", np.nan_to_num(np.asarray(selection.values[PID_WEIGHT_VALUE], dtype=float), nan=0.0))
         if not is_data:
             self.add_weights(weights, selection, channel)
         return weights

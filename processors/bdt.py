@@ -10,7 +10,7 @@
   ``load_model`` refuses a model whose feature list differs from the one asked for, and a
   missing model is a one-line error saying how to train one.
 * ``BDTConfig``: the ``bdt:`` block every search YAML with a BDT shares (searches subclass it
-  to add their ``training_pid``); ``settings()`` gives the ``TrainingSettings``.
+  to add search-specific keys); ``settings()`` gives the ``TrainingSettings``.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class TrainingSettings:
 
 
 class BDTConfig(StrictModel):
-    """The ``bdt:`` block of a search YAML (a search subclasses it to add ``training_pid``)."""
+    """The ``bdt:`` block of a search YAML (a search may subclass it to add keys)."""
 
     folds: int
     n_estimators: int

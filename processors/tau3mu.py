@@ -24,6 +24,7 @@ from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regula
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
+from belle_rare.processors import pid_weighting
 from belle_rare.processors.base import Calibration, Selection, packed, signal_datasets_of, vary
 from belle_rare.processors.base import TriggerLines
 from belle_rare.processors.columns import as_float, best_index, expand, in_range, take
@@ -64,15 +65,8 @@ class Tau3MuSelection(StrictModel):
     event_charge: int
 
 
-class MuonTrainingPID(StrictModel):
-    """Muon-ID thresholds of the training samples (replace ``muons.id_min`` / ``muons.tight_min``)."""
-
-    id_min: float
-    tight_min: float
-
-
 class Tau3MuBDT(bdt.BDTConfig):
-    training_pid: MuonTrainingPID
+    """The BDT block (training background is PID-weighted: processors/pid_weighting.py)."""
 
 
 class RotatedEllipse(StrictModel):
@@ -173,11 +167,12 @@ class Tau3MuProcessor(bdt.BDTProcessor):
     )
 
     def setup(self) -> None:
-        cfg = self.config
-        # training samples: muon-ID thresholds loosened (config bdt.training_pid) so that the tiny
-        # simulated backgrounds leave events to learn from; ``nominal_pid`` flags the ones that pass
-        self.muon_cuts = cfg.muons.model_copy(update=cfg.bdt.training_pid.model_dump()) if self.training else cfg.muons
+        self.muon_cuts = self.config.muons
         super().setup()
+
+    def pid_requirements(self) -> list[tuple[str, float]]:
+        mu = self.config.muons
+        return [(mu.id_branch, mu.id_min), (mu.id_branch, mu.tight_min)]
 
     # ------------------------------------------------------------------ histograms
     def book(self) -> dict[str, hist.Hist]:
@@ -194,15 +189,17 @@ class Tau3MuProcessor(bdt.BDTProcessor):
 
     # ------------------------------------------------------------------ physics
     def objects(self, events: ak.Array, calibration: Calibration) -> EventObjects:
-        """Only events with at least three muon candidates get the full computation."""
+        """Only events with at least three muon candidates (PID-weighted: three good tracks) get the
+        full computation."""
         mu = self.muon_cuts
         good = good_tracks(events.Track, self.config.tracks)
-        n_mu = ak.sum(good & (events.Track[mu.id_branch] > mu.id_min), axis=1)
+        is_mu = good if self.pid_weighted(events) else good & (events.Track[mu.id_branch] > mu.id_min)
+        n_mu = ak.sum(is_mu, axis=1)
         keep = ak.to_numpy(n_mu >= 3)
         return event_objects(events, keep, calibration, self.config.tracks, self.config.photons)
 
     def select(self, events: ak.Array, objects: EventObjects, channel: str) -> Selection:
-        v = expand(self._candidates(objects), objects.keep)
+        v = expand(self._candidates(objects, self.pid_weighted(events)), objects.keep)
         ell = self.config.signal_region
         event_number = ak.to_numpy(events["__event__"]).astype(np.int64)
         base = np.logical_and.reduce([v["steps"][s] for s in PRESELECTION])
@@ -228,8 +225,13 @@ class Tau3MuProcessor(bdt.BDTProcessor):
         return Selection(cuts, values={**v, "score": score, "distance": d, "event": event_number}, regions=regions,
                          cutflow=steps)
 
-    def _candidates(self, o: EventObjects) -> dict[str, Any]:
-        """The best three-muon candidate, its features and the preselection steps (kept events)."""
+    def _candidates(self, o: EventObjects, weighted: bool = False) -> dict[str, Any]:
+        """The best three-muon candidate, its features and the preselection steps (kept events).
+
+        ``weighted`` (PID-weighted background): every good track is a muon candidate, the triplet
+        with the highest probability to pass the muon ID (all three > id_min, n_tight > tight_min)
+        is kept, and the event's ``pid_weight`` is P(some triplet passes) (``pid_weighting.any_candidate``;
+        tau pair events mostly have one triplet)."""
         cfg, events = self.config, o.events
         trk, beta, roots, good = events.Track, o.beta, o.roots, o.good
         t_cm, g_cm, hemi = o.t_cm, o.g_cm, o.hemi
@@ -237,15 +239,22 @@ class Tau3MuProcessor(bdt.BDTProcessor):
         # triplets of muon candidates: |sum q| = 1, one hemisphere, >= n_tight tight muons
         mcfg = self.muon_cuts
         muid = trk[mcfg.id_branch]
-        is_mu = good & (muid > mcfg.id_min)
+        is_mu = good if weighted else good & (muid > mcfg.id_min)
         idx = ak.local_index(trk.px)[is_mu]
         tri = ak.combinations(idx, 3, fields=["a", "b", "c"])
         a, b, c = tri.a, tri.b, tri.c
         charge = trk.charge[a] + trk.charge[b] + trk.charge[c]
         same = (hemi[a] == hemi[b]) & (hemi[b] == hemi[c])
         n_tight = sum(ak.values_astype(muid[i] > mcfg.tight_min, np.int64) for i in (a, b, c))
-        valid = (abs(charge) == mcfg.total_charge_abs) & same & (n_tight >= mcfg.n_tight)
-        best = best_index(muid[a] + muid[b] + muid[c], valid)
+        valid = (abs(charge) == mcfg.total_charge_abs) & same
+        if weighted:
+            p_loose = pid_weighting.pass_probability(trk, mcfg.id_branch, mcfg.id_min)
+            p_tight = pid_weighting.pass_probability(trk, mcfg.id_branch, mcfg.tight_min)
+            cand_prob = pid_weighting.at_least_tight([p_loose[i] for i in (a, b, c)], [p_tight[i] for i in (a, b, c)],
+                                                     mcfg.n_tight)
+            best = best_index(cand_prob, valid)
+        else:
+            best = best_index(muid[a] + muid[b] + muid[c], valid & (n_tight >= mcfg.n_tight))
         has = ~ak.is_none(best)
         best = ak.fill_none(best, 0)
         ia, ib, ic = (ak.fill_none(take(x, best), 0) for x in (a, b, c))
@@ -322,8 +331,11 @@ class Tau3MuProcessor(bdt.BDTProcessor):
         lab_cos = np.stack([as_float(kin.cos_theta(m_.px, m_.py, m_.pz), 0.0) for m_ in mus_lab], axis=1)
         pdg = (np.stack([as_float(take(trk.mcPDG, i), 0) for i in (ia, ib, ic)], axis=1) if "mcPDG" in trk.fields
                else np.full((len(events), 3), 13.0))
+        # the event's pass probability, and its lower bound (the kept candidate's) for the closure benchmark
+        pid = ({"pid_weight": pid_weighting.any_candidate(cand_prob, valid),
+                "pid_weight_lower": as_float(take(cand_prob, best), 0.0)} if weighted else {})
         return {
-            "steps": steps, "m": as_float(m3), "de": as_float(de),
+            **pid, "steps": steps, "m": as_float(m3), "de": as_float(de),
             "features": np.stack([feats[f] for f in cfg.features], axis=1) if len(events) else np.zeros((0, len(cfg.features))),
             "mu_p": lab_p, "mu_cos": lab_cos, "mu_pdg": pdg, "nominal_pid": nominal_pid,
         }

@@ -24,6 +24,7 @@ from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regula
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
+from belle_rare.processors import pid_weighting
 from belle_rare.processors.base import Calibration, Selection, packed, signal_datasets_of, vary
 from belle_rare.processors.base import TriggerLines
 from belle_rare.processors.columns import as_float, best_index, expand, in_range, take
@@ -88,15 +89,8 @@ class TauLPhiSelection(StrictModel):
     n_tracks_min: int
 
 
-class TauLPhiTrainingPID(StrictModel):
-    """ID thresholds of the training samples (replace ``kaons.id_min`` and every ``leptons.*.id_min``)."""
-
-    kaon_id_min: float
-    lepton_id_min: float
-
-
 class TauLPhiBDT(bdt.BDTConfig):
-    training_pid: TauLPhiTrainingPID
+    """The BDT block (training background is PID-weighted: processors/pid_weighting.py)."""
 
 
 class Box(StrictModel):
@@ -195,12 +189,13 @@ class TauLPhiProcessor(bdt.BDTProcessor):
 
     def setup(self) -> None:
         cfg = self.config
-        # training samples: kaon / lepton ID loosened (config bdt.training_pid); ``nominal_pid`` flags the rest
-        loose = cfg.bdt.training_pid
-        self.kaon_cuts = cfg.kaons.model_copy(update={"id_min": loose.kaon_id_min}) if self.training else cfg.kaons
-        self.lepton_cuts = {ch: cfg.leptons[ch].model_copy(update={"id_min": loose.lepton_id_min}) if self.training
-                            else cfg.leptons[ch] for ch in CHANNELS}
+        self.kaon_cuts = cfg.kaons
+        self.lepton_cuts = {ch: cfg.leptons[ch] for ch in CHANNELS}
         super().setup()
+
+    def pid_requirements(self) -> list[tuple[str, float]]:
+        cfg = self.config
+        return [(cfg.kaons.id_branch, cfg.kaons.id_min)] + [(cfg.leptons[ch].id_branch, cfg.leptons[ch].id_min) for ch in CHANNELS]
 
     # ------------------------------------------------------------------ histograms
     def book(self) -> dict[str, hist.Hist]:
@@ -214,16 +209,18 @@ class TauLPhiProcessor(bdt.BDTProcessor):
 
     # ------------------------------------------------------------------ physics
     def objects(self, events: ak.Array, calibration: Calibration) -> PhiEvents:
-        """Only events with two kaon candidates and three good tracks get the full computation."""
+        """Only events with two kaon candidates and three good tracks get the full computation
+        (PID-weighted background: every good track is a kaon candidate)."""
         kc, cfg = self.kaon_cuts, self.config
+        weighted = self.pid_weighted(events)
         good = good_tracks(events.Track, cfg.tracks)
-        n_k = ak.sum(good & (events.Track[kc.id_branch] > kc.id_min), axis=1)
+        n_k = ak.sum(good if weighted else good & (events.Track[kc.id_branch] > kc.id_min), axis=1)
         keep = ak.to_numpy((n_k >= 2) & (ak.sum(good, axis=1) >= 3))
         o = event_objects(events, keep, calibration, cfg.tracks, cfg.photons)
         trk = o.events.Track
         k_cm = kin.to_cm(*scaled_tracks(trk, calibration.momentum_scale, KAON_MASS), *o.beta)
         li = ak.local_index(trk.px)
-        is_k = o.good & (trk[kc.id_branch] > kc.id_min)
+        is_k = o.good if weighted else o.good & (trk[kc.id_branch] > kc.id_min)
         pairs = ak.combinations(li[is_k], 2, fields=["a", "b"])
         a, b = pairs.a, pairs.b
         m_kk = kin.mass(*(x[a] + x[b] for x in k_cm))
@@ -232,7 +229,7 @@ class TauLPhiProcessor(bdt.BDTProcessor):
                          m_kk=m_kk, phi_ok=phi_ok)
 
     def select(self, events: ak.Array, objects: PhiEvents, channel: str) -> Selection:
-        v = expand(self._candidates(objects, channel), objects.common.keep)
+        v = expand(self._candidates(objects, channel, self.pid_weighted(events)), objects.common.keep)
         event_number = ak.to_numpy(events["__event__"]).astype(np.int64)
         steps = v.pop("steps")
         base = np.logical_and.reduce([steps[s] for s in PRESELECTION])
@@ -254,8 +251,13 @@ class TauLPhiProcessor(bdt.BDTProcessor):
         return Selection(cuts, values={**v, "score": score, "event": event_number, "in_sr": sr, "in_rsb": rsb},
                          regions=regions, cutflow=cutflow)
 
-    def _candidates(self, p: PhiEvents, channel: str) -> dict[str, Any]:
-        """The best (phi, lepton) candidate of one channel, its features and the preselection steps."""
+    def _candidates(self, p: PhiEvents, channel: str, weighted: bool = False) -> dict[str, Any]:
+        """The best (phi, lepton) candidate of one channel, its features and the preselection steps.
+
+        ``weighted`` (PID-weighted background): no ID cut; the candidate with the highest probability
+        that both kaons and the lepton pass their ID (product of the three pass probabilities) is
+        kept (ties: closest to the phi mass); the event's ``pid_weight`` is P(some candidate passes)
+        (``pid_weighting.any_candidate``)."""
         o, cfg = p.common, self.config
         trk, beta, roots, good = o.events.Track, o.beta, o.roots, o.good
         t_cm, g_cm, k_cm, hemi = o.t_cm, o.g_cm, p.k_cm, o.hemi
@@ -264,13 +266,20 @@ class TauLPhiProcessor(bdt.BDTProcessor):
 
         lc = self.lepton_cuts[channel]
         li = ak.local_index(trk.px)
-        is_l = good & (trk[lc.id_branch] > lc.id_min)
+        is_l = good if weighted else good & (trk[lc.id_branch] > lc.id_min)
         a, b, m_kk_all = p.phi_a, p.phi_b, p.m_kk
         # (phi, lepton) candidates: the lepton distinct from both kaons, all three in one hemisphere
         cand = ak.cartesian({"p": ak.local_index(a)[p.phi_ok], "l": li[is_l]}, axis=1)
         ca, cb, cl = a[cand.p], b[cand.p], cand.l
         valid = (cl != ca) & (cl != cb) & (hemi[ca] == hemi[cl]) & (hemi[cb] == hemi[cl])
-        best = best_index(-abs(m_kk_all[cand.p] - PHI_MASS), valid)
+        closeness = -abs(m_kk_all[cand.p] - PHI_MASS)
+        if weighted:
+            p_k = pid_weighting.pass_probability(trk, self.kaon_cuts.id_branch, self.kaon_cuts.id_min)
+            cand_prob = p_k[ca] * p_k[cb] * pid_weighting.pass_probability(trk, lc.id_branch, lc.id_min)[cl]
+            # rank by probability; the mass term (< 0.03 GeV) x 1e-3 only breaks ties
+            best = best_index(cand_prob + 1e-3 * closeness, valid)
+        else:
+            best = best_index(closeness, valid)
         has = ~ak.is_none(best)
         best = ak.fill_none(best, 0)
         ia, ib, il = (ak.fill_none(take(x, best), 0) for x in (ca, cb, cl))
@@ -309,8 +318,11 @@ class TauLPhiProcessor(bdt.BDTProcessor):
         nominal_pid = ((as_float(take(kaon_id, ia), 0) > cfg.kaons.id_min) & (as_float(take(kaon_id, ib), 0) > cfg.kaons.id_min)
                        & (as_float(take(trk[lepton.id_branch], il), 0) > lepton.id_min))
         l_lab_sel = kin.P4(*(take(c, il) for c in l_lab))
+        # the event's pass probability, and its lower bound (the kept candidate's) for the closure benchmark
+        pid = ({"pid_weight": pid_weighting.any_candidate(cand_prob, valid),
+                "pid_weight_lower": as_float(take(cand_prob, best), 0.0)} if weighted else {})
         return {
-            "steps": steps, "nominal_pid": nominal_pid, "m": as_float(m_tau), "de": as_float(de), "m_kk": as_float(m_kk),
+            **pid, "steps": steps, "nominal_pid": nominal_pid, "m": as_float(m_tau), "de": as_float(de), "m_kk": as_float(m_kk),
             "features": np.stack([feats[f] for f in cfg.features], axis=1) if len(o.events) else np.zeros((0, len(cfg.features))),
             "lepton_p": as_float(kin.momentum(*l_lab_sel[:3]), 1.0), "lepton_cos": as_float(kin.cos_theta(*l_lab_sel[:3]), 0.0),
             "lepton_pdg": (as_float(take(trk.mcPDG, il), 0) if "mcPDG" in trk.fields

@@ -44,6 +44,7 @@ from belle_rare.configs.experiment import load_experiment
 from belle_rare.processors import kinematics as kin
 from belle_rare.processors.kinematics import P4
 from belle_rare.simulation.detector import load_detector
+from belle_rare.simulation.detector.pid import pass_probability_branch
 from belle_rare.simulation.detector.trigger import branch_name as trigger_branch
 from belle_rare.simulation.ntuple import TREE_NAME, write_ntuple
 
@@ -336,9 +337,13 @@ def columns(experiment: str, events: Sequence[Event], first_event: int = 0, trut
         **{trigger_branch(line): np.ones(n, bool) for line in load_detector(experiment).trigger.lines},
     }
 
+    # PID pass probabilities (simulation/detector/pid.py): 1 / 0 as the track's PID value passes the cut,
+    # so that PID-weighted processing of synthetic events counts what the thrown PID counts
+    pid_cfg = load_detector(experiment).pid
+    pass_probs = {pass_probability_branch(v, c): (v, c) for v in PID_BRANCHES[experiment] for c in pid_cfg.cuts_of(v)}
     trk: dict[str, list[list[float]]] = {k: [] for k in (
         "px", "py", "pz", "E", "charge", "dr", "dz", "pValue", "nCDCHits", "clusterE", "EoverP", "klmLayers",
-        *PID_BRANCHES[experiment], "mcIndex", "mcPDG")}
+        *PID_BRANCHES[experiment], *pass_probs, "mcIndex", "mcPDG")}
     pho: dict[str, list[list[float]]] = {k: [] for k in (
         "E", "px", "py", "pz", "clusterTheta", "clusterPhi", "clusterE9E21", "clusterReg", "clusterTiming",
         "mcIndex", "mcPDG")}
@@ -356,6 +361,7 @@ def columns(experiment: str, events: Sequence[Event], first_event: int = 0, trut
                 "px": lab.px, "py": lab.py, "pz": lab.pz, "E": math.sqrt(p * p + m * m), "charge": t.charge,
                 "dr": t.dr, "dz": t.dz, "pValue": 0.5, "nCDCHits": 50, "clusterE": 0.0, "EoverP": 0.0,
                 "klmLayers": 0, **pid, "mcIndex": -1, "mcPDG": signed_pdg(t.pdg, t.charge),
+                **{name: float(pid[v] > c) for name, (v, c) in pass_probs.items()},
             }
             for k in rows:
                 rows[k].append(values[k])

@@ -10,6 +10,7 @@ import uproot
 
 from belle_rare.simulation.detector import COLLECTIONS, load_detector, simulate_detector
 from belle_rare.simulation.detector import toy_truth
+from belle_rare.simulation.detector.pid import pass_probability_branch
 
 COMMON_FIELDS = {
     "Track": ["px", "py", "pz", "E", "charge", "dr", "dz", "pValue", "nCDCHits", "clusterE", "EoverP", "klmLayers"],
@@ -38,7 +39,9 @@ def test_collections_and_fields(name):
     reco = simulate_detector(_events(name), load_detector(name), np.random.default_rng(1))
     assert tuple(reco) == COLLECTIONS
     expected = dict(COMMON_FIELDS)
-    expected["Track"] = COMMON_FIELDS["Track"] + PID[name] + ["mcIndex", "mcPDG", "inTag"]
+    pid = load_detector(name).pid  # the PID values, then their working points' pass probabilities
+    pass_probs = [pass_probability_branch(v, c) for v in PID[name] for c in pid.cuts_of(v)]
+    expected["Track"] = COMMON_FIELDS["Track"] + PID[name] + pass_probs + ["mcIndex", "mcPDG", "inTag"]
     for collection, fields in expected.items():
         array = reco[collection]
         assert len(array) == 300

@@ -25,6 +25,7 @@ import uproot
 from belle_rare.processors import kinematics as kin
 from belle_rare.processors.base import TRIGGER_CUT
 from belle_rare.simulation.detector import load_detector
+from belle_rare.simulation.detector.pid import pass_probability_branch
 from belle_rare.simulation.detector.trigger import branch_name as trigger_branch
 from synthetic_events import (  # tests/ is on sys.path (pytest prepend import mode)
     ELECTRON_MASS,
@@ -119,9 +120,10 @@ def process(processor, experiment: str, events: list[Event], directory: Path, na
     return out["cutflow"][dataset]
 
 
-def cutflows(processor, experiment: str, events: list[Event], directory: Path, name: str) -> dict[str, dict[str, float]]:
+def cutflows(processor, experiment: str, events: list[Event], directory: Path, name: str,
+             is_data: bool = True) -> dict[str, dict[str, float]]:
     """channel -> raw cutflow of ``events`` processed as one chunk (nominal selection)."""
-    return {ch: cf["raw"] for ch, cf in process(processor, experiment, events, directory, name).items()}
+    return {ch: cf["raw"] for ch, cf in process(processor, experiment, events, directory, name, is_data).items()}
 
 
 def stop_of(raw: dict[str, float], steps: list[str]) -> str | None:
@@ -139,12 +141,12 @@ def expected_counts(stops: list[str | None], steps: list[str]) -> dict[str, int]
 
 
 def check_cases(processor, experiment: str, cases: dict[str, Case], directory: Path, labels: list[str],
-                checked: list[str], channels: set[str] | None = None) -> dict[str, dict[str, float]]:
+                checked: list[str], channels: set[str] | None = None, is_data: bool = True) -> dict[str, dict[str, float]]:
     """Run ``cases`` as one chunk; the cutflow labels must be ``labels`` (in order) and the counts
     of the ``checked`` steps those of the expected stops, in every channel of the cases (or in
-    ``channels`` only). Returns the cutflows."""
+    ``channels`` only). ``is_data=False``: processed as background simulation. Returns the cutflows."""
     names = list(cases)
-    raw = cutflows(processor, experiment, [cases[n].event for n in names], directory, "all_cases")
+    raw = cutflows(processor, experiment, [cases[n].event for n in names], directory, "all_cases", is_data)
     assert set(raw) == set(cases[names[0]].stops)
     channels = set(raw) if channels is None else channels
     problems = []
@@ -158,7 +160,7 @@ def check_cases(processor, experiment: str, cases: dict[str, Case], directory: P
         # say which cases stop elsewhere: each one alone
         lines = []
         for i, n in enumerate(names):
-            alone = cutflows(processor, experiment, [cases[n].event], directory, f"case_{i}")
+            alone = cutflows(processor, experiment, [cases[n].event], directory, f"case_{i}", is_data)
             for ch in sorted(channels):
                 stop = stop_of(alone[ch], checked)
                 if stop != cases[n].stops[ch]:
@@ -245,7 +247,9 @@ def test_files_have_the_ntuple_layout(tmp_path):
         with uproot.open(path) as f:
             tree = f["tree"]
             names = list(tree.keys())
-            track_branches = [f"Track_{x}" for x in track + pid[experiment] + ["mcIndex", "mcPDG"]]
+            cfg = load_detector(experiment).pid
+            pass_probs = [pass_probability_branch(v, c) for v in pid[experiment] for c in cfg.cuts_of(v)]
+            track_branches = [f"Track_{x}" for x in track + pid[experiment] + pass_probs + ["mcIndex", "mcPDG"]]
             bits = [trigger_branch(line) for line in load_detector(experiment).trigger.lines]
             assert names == event_level + bits + ["nTrack", *track_branches, "nPhoton"] + [f"Photon_{x}" for x in photon]
             assert str(tree["__event__"].interpretation.from_dtype) == ">i8"
@@ -493,12 +497,13 @@ def test_tau3mu_cutflow(tau3mu_processor, tmp_path):
 
 
 def test_tau3mu_training_mode_loosens_the_muon_id_and_has_no_bdt(tau3mu_training_processor, tmp_path):
-    """bdt.training_pid (muonID > 0, tight > 0): the PID-broken cases pass; the others stop as
-    in nominal mode; no model, so nothing passes the BDT."""
+    """Training PID-weights the background (synthetic events are background): no muon-ID cut, so the
+    PID-broken cases pass (with PID weight 0); the others stop as in nominal mode; no model, so nothing
+    passes the BDT."""
     cases = tau3mu_cases()
     for name in ("a muonID below 0.5", "two muons below the tight 0.9"):
         cases[name] = Case(cases[name].event, {"3mu": PASS})
-    raw = check_cases(tau3mu_training_processor, "belle2", cases, tmp_path, T3M_STEPS, T3M_CHECKED)["3mu"]
+    raw = check_cases(tau3mu_training_processor, "belle2", cases, tmp_path, T3M_STEPS, T3M_CHECKED, is_data=False)["3mu"]
     assert raw["BDT"] == 0 and raw["signal region"] == 0
 
 
@@ -582,14 +587,16 @@ def test_taulphi_cutflow(taulphi_processor, tmp_path):
 
 
 def test_taulphi_training_mode_loosens_the_pid_and_has_no_bdt(taulphi_training_processor, tmp_path):
-    """bdt.training_pid (kaon and lepton ID > 0): the PID-broken mu phi cases pass, the others
-    stop as in nominal mode (mu phi channel, muon events); no model, so nothing passes the BDT.
+    """Training PID-weights the background (no kaon / lepton ID cut): the PID-broken mu phi cases pass
+    (with PID weight 0), the others stop as in nominal mode (mu phi channel, muon events); no model,
+    so nothing passes the BDT.
     (Any track is then a lepton candidate of either channel: the e phi channel is not checked.)"""
     cases = {name: c for name, c in taulphi_cases().items() if c.event.tracks[0].pdg == 13}
     for name in ("a kaonID below 0.5", "muonID below 0.9"):
         cases[name] = Case(cases[name].event, {"muphi": PASS, "ephi": CANDIDATE})
-    raws = check_cases(taulphi_training_processor, "belle2", cases, tmp_path, TLP_STEPS, TLP_CHECKED, channels={"muphi"})
-    assert raws["ephi"]["phi -> K+K- and lepton in one hemisphere"] > 0  # the loosened electron ID
+    raws = check_cases(taulphi_training_processor, "belle2", cases, tmp_path, TLP_STEPS, TLP_CHECKED, channels={"muphi"},
+                       is_data=False)
+    assert raws["ephi"]["phi -> K+K- and lepton in one hemisphere"] > 0  # no electron-ID cut in PID-weighted training
     assert all(raw["BDT"] == 0 and raw["signal region"] == 0 for raw in raws.values())
 
 

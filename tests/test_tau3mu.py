@@ -93,7 +93,7 @@ def test_regions_variations_and_validation(run):
 
 def test_training_mode_needs_no_model_and_returns_the_feature_columns(samples, config):
     proc = SEARCH.processor("belle2", config, training=True)
-    assert proc.model is None and proc.muon_cuts.id_min == config.bdt.training_pid.id_min
+    assert proc.model is None and proc.pid_weighting  # training: background PID-weighted, signal nominal ID
     np.testing.assert_array_equal(proc.score(np.zeros((4, len(config.features))), np.arange(4)), bdt.NO_MODEL_SCORE)
     stored = bdt.load_model("tau3mu", "belle2", config.features)  # the shipped model matches the YAML
     assert stored.features == config.features
@@ -107,8 +107,8 @@ def test_training_mode_needs_no_model_and_returns_the_feature_columns(samples, c
     assert X.shape == (n, len(config.features)) and n > 0
     assert all(len(features[k].value) == n for k in FEATURE_COLUMNS)
     assert features["in_window"].value[features["in_sr"].value].all()
-    # loosened muon ID in training: more candidates than the nominal ID keeps, flagged by nominal_pid
-    assert 0 < features["nominal_pid"].value.sum() < n
+    # the signal keeps its thrown (nominal) muon ID in training: every candidate passes it
+    assert features["nominal_pid"].value.all()
     candidates = out["columns"]["candidates"]["sig_tau3mu"]["3mu"]
     assert len(candidates["m"].value) == n
     # the signal candidates sit at the tau mass
@@ -142,6 +142,10 @@ def test_train_command_writes_a_model_with_metadata(samples, tmp_path, config):
     meta = json.loads((tmp_path / "tau3mu_belle2_meta.json").read_text())
     assert meta["features"] == config.features
     assert meta["folds"] == 3 and {"cut", "fom", "efficiency", "background"} <= set(meta["working_point"])
+    # the working point is chosen on one half of the events and quoted on the other; B is PID-weighted
+    quoted = meta["working_point"]["quoted"]
+    assert {"efficiency", "background", "on"} <= set(quoted) and 0 <= quoted["efficiency"] <= 1
+    assert "PID-weighted" in meta["punzi"]["background"] and meta["punzi"]["background_events"] > 0
     assert bdt.load_model("tau3mu", "belle2", meta["features"], tmp_path).folds == 3
     fitted = meta["signal_region_fit"]["fitted"]
     assert fitted["m_mean"] == pytest.approx(TAU_MASS, abs=0.005) and 0.002 < fitted["sigma_m_low"] < 0.010

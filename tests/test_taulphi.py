@@ -87,7 +87,7 @@ def test_validation_rows(run):
 def test_training_mode_returns_the_feature_columns_of_each_channel(samples):
     config = SEARCH.load_config()
     proc = SEARCH.processor("belle2", config, training=True)
-    assert proc.model is None and proc.kaon_cuts.id_min == config.bdt.training_pid.kaon_id_min
+    assert proc.model is None and proc.pid_weighting  # training: background PID-weighted, signal nominal ID
     assert bdt.load_model("taulphi", "belle2", config.features).features == config.features  # the shipped model matches
     signal = {k: v for k, v in load_datasets(samples, "belle2").items() if k == "sig_taumuphi"}
     out = processor.Runner(executor=processor.IterativeExecutor(), schema=BelleSchema, chunksize=1000)(
@@ -101,7 +101,7 @@ def test_training_mode_returns_the_feature_columns_of_each_channel(samples):
     assert n > 0 and features["X"].value.shape == (n, len(config.features))
     assert (features["X"].value[:, config.features.index("n_tracks")] >= config.selection.n_tracks_min).all()
     assert features["in_window"].value[features["in_sr"].value].all()
-    assert 0 < features["nominal_pid"].value.sum() <= n
+    assert features["nominal_pid"].value.all()  # signal: thrown nominal ID
 
 
 def test_a_missing_model_is_a_one_line_error(tmp_path):
@@ -118,8 +118,8 @@ def test_a_misspelt_nested_key_fails_at_load_with_the_file_and_key(tmp_path):
     path.write_text(text.replace("rsb_n_sigma_de: {ephi: 3.0, muphi: 2.0}", "rsb_n_sigma_de: {ephi: 3.0, mupih: 2.0}"))
     with pytest.raises(ConfigError, match=re.escape(f"{path}: signal_region.rsb_n_sigma_de.mupih: Extra inputs are not permitted")):
         load_config(path, TauLPhiConfig)
-    path.write_text(text.replace("training_pid: {kaon_id_min: 0.0", "training_pid: {kaon_idmin: 0.0"))
-    with pytest.raises(ConfigError, match=re.escape(f"{path}: bdt.training_pid.kaon_idmin")):
+    path.write_text(text.replace("  id_branch: kaonID", "  idbranch: kaonID"))
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: kaons.idbranch")):
         load_config(path, TauLPhiConfig)
 
 

@@ -249,6 +249,23 @@ class PidVariable(StrictModel):
 class Pid(StrictModel):
     latent_width: Positive = pydantic.Field(description="sigma of the Gaussian logit(PID) per species")
     variables: dict[str, PidVariable]
+    working_points: dict[str, list[float]] = pydantic.Field(
+        default_factory=dict,
+        description="variable -> cuts whose per-track pass probability is recorded (Track_<var>_passProb_<cut>)")
+
+    def cuts_of(self, variable: str) -> list[float]:
+        """The recorded working points of ``variable``: its configured ones and its standard cut, sorted."""
+        return sorted({*self.working_points.get(variable, []), self.variables[variable].cut})
+
+    @pydantic.model_validator(mode="after")
+    def _working_points(self) -> "Pid":
+        unknown = sorted(set(self.working_points) - set(self.variables))
+        if unknown:
+            raise ValueError(f"working_points: not PID variables: {unknown}")
+        bad = [c for cuts in self.working_points.values() for c in cuts if not 0 < c < 1]
+        if bad:
+            raise ValueError(f"working_points: cuts must lie in (0, 1), got {bad}")
+        return self
 
     @pydantic.field_validator("variables")
     @classmethod

@@ -4,12 +4,19 @@ Each PID variable is ``expit(z)`` with ``z ~ N(mu, latent_width)``; ``mu`` is ch
 that P(PID > standard cut) equals the configured efficiency for the track's true species and
 momentum. Efficiencies and fake rates at the standard cut are therefore reproduced exactly (up to
 binomial fluctuations), and looser / tighter cuts move smoothly around them.
+
+Because ``mu`` is known per track, the probability to pass any cut ``c`` is analytic:
+P(PID > c) = Phi((mu - logit(c)) / latent_width). ``pass_probabilities`` records it for the
+working points the configuration lists (``pid.working_points``), as ``<variable>_passProb_<cut>``
+(``Track_muonID_passProb_0p9``), so that analyses can weight a background candidate by its
+probability to pass the PID requirement instead of using the one thrown value (PIDCalib-style
+PID weighting; processors/pid_weighting.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, logit, ndtri
+from scipy.special import expit, logit, ndtr, ndtri
 
 from belle_rare.simulation.detector import pdg as pdgtab
 from belle_rare.simulation.detector.params import PID_SPECIES, Pid, PidVariable
@@ -40,15 +47,42 @@ def efficiency_at_cut(
     return eff
 
 
+def latent_means(
+    variable: PidVariable, species: np.ndarray, momentum: np.ndarray, latent_width: float,
+    rows: list[np.ndarray] | None = None,
+) -> np.ndarray:
+    """The per-track mean of logit(PID): P(PID > variable.cut) is then the table's efficiency."""
+    eff = efficiency_at_cut(variable, species, momentum, rows)
+    # ndtri(0) = -inf and ndtri(1) = +inf give PID values of exactly 0 and 1
+    with np.errstate(invalid="ignore"):
+        return logit(variable.cut) + latent_width * ndtri(eff)
+
+
+def pass_probability_branch(variable: str, cut: float) -> str:
+    """Column name of P(variable > cut): ``muonID_passProb_0p9`` (the ``0.`` of the cut becomes ``0p``)."""
+    return f"{variable}_passProb_{format(cut, 'g').replace('.', 'p').replace('-', 'm')}"
+
+
+def pass_probabilities(pdg: np.ndarray, momentum: np.ndarray, cfg: Pid) -> dict[str, np.ndarray]:
+    """P(variable > cut) per track for every configured working point (and each variable's standard
+    cut): Phi((mu - logit(cut)) / latent_width), the exact distribution ``pid_values`` draws from."""
+    species = species_index(pdg)
+    rows = rows_by_species(species)
+    out = {}
+    for name, variable in cfg.variables.items():
+        mu = latent_means(variable, species, momentum, cfg.latent_width, rows)
+        for cut in cfg.cuts_of(name):
+            with np.errstate(invalid="ignore"):
+                out[pass_probability_branch(name, cut)] = ndtr((mu - logit(cut)) / cfg.latent_width)
+    return out
+
+
 def pid_values(pdg: np.ndarray, momentum: np.ndarray, cfg: Pid, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """All configured PID variables for tracks of true species ``pdg`` and measured momentum."""
     species = species_index(pdg)
     rows = rows_by_species(species)
     values = {}
     for name, variable in cfg.variables.items():
-        eff = efficiency_at_cut(variable, species, momentum, rows)
-        # ndtri(0) = -inf and ndtri(1) = +inf give PID values of exactly 0 and 1
-        with np.errstate(invalid="ignore"):
-            mu = logit(variable.cut) + cfg.latent_width * ndtri(eff)
-            values[name] = expit(mu + cfg.latent_width * rng.standard_normal(len(species)))
+        mu = latent_means(variable, species, momentum, cfg.latent_width, rows)
+        values[name] = expit(mu + cfg.latent_width * rng.standard_normal(len(species)))
     return values

@@ -18,7 +18,7 @@ from belle_rare.simulation.detector.kinematics import polar_angles
 from belle_rare.simulation.detector.klm import klm_clusters, track_layers
 from belle_rare.simulation.detector.material import apply_material
 from belle_rare.simulation.detector.params import DetectorParams
-from belle_rare.simulation.detector.pid import pid_values
+from belle_rare.simulation.detector.pid import pass_probabilities, pid_values
 from belle_rare.simulation.detector.tagging import TagInputs, build_btag
 from belle_rare.simulation.detector.tracking import reconstruct_tracks
 
@@ -63,6 +63,8 @@ def simulate_detector(truth: ak.Array, params: DetectorParams, rng: np.random.Ge
         "EoverP": (cluster_e / momentum).astype(f32),
         "klmLayers": klm_layers,
         **{name: values.astype(f32) for name, values in pid.items()},
+        # per-track probability to pass each PID working point (analytic, no draw): PID-weighted backgrounds
+        **{name: prob.astype(f32) for name, prob in pass_probabilities(particles.pdg[rows], momentum, params.pid).items()},
         "mcIndex": particles.mc_index[rows].astype(i32),
         "mcPDG": particles.mc_pdg[rows].astype(i32),
     }

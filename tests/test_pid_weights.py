@@ -1,0 +1,163 @@
+"""PID weighting: stored pass probabilities reproduce the thrown PID, and the weighted yield closes.
+
+* ``Track_<var>_passProb_<cut>`` is P(PID > cut) of the distribution the PID value is drawn from, so
+  summed over tracks it equals the number of tracks passing the cut within binomial errors, for
+  every stored working point (and, at the standard cut, the configured table).
+* ``at_least_tight`` agrees with a brute-force count over thrown nested outcomes.
+* Closure on synthetic "events" of three tracks: the weighted yield of "all three pass the loose
+  cut and >= 2 pass the tight one" equals the thrown count within errors, with a smaller error.
+"""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+import pytest
+from scipy.special import expit
+
+from belle_rare.core.errors import UserError
+from belle_rare.processors import pid_weighting
+from belle_rare.simulation.detector import load_detector, simulate_detector, toy_truth
+from belle_rare.simulation.detector.params import Pid
+from belle_rare.simulation.detector.pid import latent_means, pass_probabilities, pass_probability_branch, species_index
+
+N = 20000
+
+
+def _gun_tracks(experiment: str, pdg: int, seed: int) -> ak.Array:
+    rng = np.random.default_rng(seed)
+    sign = np.where(rng.random(N) < 0.5, 1, -1)
+    truth = toy_truth.particle_gun(pdg * sign, rng.uniform(0.3, 3.0, N), np.arccos(rng.uniform(-0.5, 0.8, N)),
+                                   rng.uniform(-np.pi, np.pi, N), experiment=experiment)
+    tracks = simulate_detector(truth, load_detector(experiment), rng)["Track"]
+    return ak.flatten(tracks[tracks.mcIndex == 0])
+
+
+def test_branch_names():
+    assert pass_probability_branch("muonID", 0.9) == "muonID_passProb_0p9"
+    assert pass_probability_branch("muIDBelle", 0.95) == "muIDBelle_passProb_0p95"
+
+
+@pytest.mark.parametrize("experiment,pdg", [("belle2", 13), ("belle2", 211), ("belle2", 321), ("belle", 211), ("belle", 11)])
+def test_pass_probabilities_match_thrown_pid(experiment: str, pdg: int):
+    cfg = load_detector(experiment).pid
+    tracks = _gun_tracks(experiment, pdg, seed=1000 + pdg)
+    checked = 0
+    for variable in cfg.variables:
+        for cut in cfg.cuts_of(variable):
+            prob = ak.to_numpy(tracks[pass_probability_branch(variable, cut)]).astype(float)
+            passed = ak.to_numpy(tracks[variable]) > cut
+            sigma = np.sqrt(max(np.sum(prob * (1 - prob)), 4.0))
+            assert abs(passed.sum() - prob.sum()) < 4 * sigma, (variable, cut, passed.sum(), prob.sum())
+            checked += 1
+    assert checked >= len(cfg.variables) + 3  # the extra working points are stored
+
+
+def test_pass_probability_at_standard_cut_is_the_table():
+    cfg = load_detector("belle2").pid
+    momentum = np.array([0.8, 1.2, 2.0])
+    pdg = np.array([13, 211, 321])
+    probs = pass_probabilities(pdg, momentum, cfg)
+    table = cfg.variables["muonID"].efficiency
+    expected = [table.mu(momentum[:1])[0], table.pi(momentum[1:2])[0], table.K(momentum[2:])[0]]
+    cut = cfg.variables["muonID"].cut
+    np.testing.assert_allclose(probs[pass_probability_branch("muonID", cut)], expected, rtol=1e-9)
+
+
+def test_unknown_working_point_variable_is_a_config_error():
+    cfg = load_detector("belle2").pid.model_dump()
+    cfg["working_points"] = {"muID": [0.5]}
+    with pytest.raises(ValueError, match="working_points"):
+        Pid.model_validate(cfg)
+
+
+def test_missing_branch_names_the_yaml_key():
+    tracks = ak.Array([[{"muonID": 0.3}]])
+    with pytest.raises(UserError, match="pid.working_points.muonID"):
+        pid_weighting.pass_probability(tracks, "muonID", 0.7)
+
+
+def _nested_tracks(n_events: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Three tracks per event, mixed muons and pions: their thrown muonID, P(>0.5) and P(>0.9)."""
+    cfg = load_detector("belle2").pid
+    var = cfg.variables["muonID"]
+    pdg = np.where(rng.random(3 * n_events) < 0.3, 13, 211)
+    momentum = rng.uniform(0.5, 3.0, 3 * n_events)
+    mu = latent_means(var, species_index(pdg), momentum, cfg.latent_width)
+    thrown = expit(mu + cfg.latent_width * rng.standard_normal(len(mu)))
+    probs = pass_probabilities(pdg, momentum, cfg)
+    shape = (n_events, 3)
+    return (thrown.reshape(shape), probs[pass_probability_branch("muonID", 0.5)].reshape(shape),
+            probs[pass_probability_branch("muonID", 0.9)].reshape(shape), pdg.reshape(shape))
+
+
+def test_at_least_tight_matches_enumeration():
+    loose = [np.array([0.9, 0.5]), np.array([0.8, 0.4]), np.array([0.7, 0.3])]
+    tight = [np.array([0.6, 0.2]), np.array([0.5, 0.1]), np.array([0.4, 0.3])]
+    # brute force over (fail, loose-only, tight) per track
+    expected = np.zeros(2)
+    for states in np.ndindex(3, 3, 3):
+        if 0 in states or sum(s == 2 for s in states) < 2:
+            continue
+        term = np.ones(2)
+        for k, s in enumerate(states):
+            term = term * (tight[k] if s == 2 else loose[k] - tight[k])
+        expected += term
+    np.testing.assert_allclose(pid_weighting.at_least_tight(loose, tight, 2), expected)
+    np.testing.assert_allclose(pid_weighting.at_least_tight(loose, tight, 0), loose[0] * loose[1] * loose[2])
+
+
+def test_weighted_yield_closes_with_thrown_pid_and_is_more_precise():
+    """tau3mu-like requirement on 60000 synthetic 3-track events (30 % muons): weighted = thrown."""
+    rng = np.random.default_rng(5)
+    thrown, p_loose, p_tight, _ = _nested_tracks(60000, rng)
+    passed = np.all(thrown > 0.5, axis=1) & (np.sum(thrown > 0.9, axis=1) >= 2)
+    weight = pid_weighting.at_least_tight(list(p_loose.T), list(p_tight.T), 2)
+    n_thrown, n_weighted = passed.sum(), weight.sum()
+    err_thrown, err_weighted = np.sqrt(n_thrown), np.sqrt(np.sum(weight**2))
+    assert n_thrown > 500
+    assert abs(n_thrown - n_weighted) < 4 * np.hypot(err_thrown, err_weighted), (n_thrown, n_weighted)
+    assert err_weighted < 0.8 * err_thrown
+
+
+def test_veto_is_one_minus_the_pass_probability():
+    p = ak.Array([[0.1, 0.5], [0.2]])
+    vetoed = ak.Array([[True, False], [True]])
+    np.testing.assert_allclose(pid_weighting.veto(p, vetoed), [0.9, 0.8])
+
+
+def test_any_candidate_is_exact_without_shared_tracks_and_bounds_with_them():
+    # tracks with pass probabilities p; candidate A = tracks (0, 1), B = (2, 3) or (1, 2) (sharing track 1)
+    p = np.array([0.3, 0.6, 0.5, 0.2])
+    outcomes = np.array(list(np.ndindex(2, 2, 2, 2)), dtype=bool)
+    prob = np.prod(np.where(outcomes, p, 1 - p), axis=1)
+    for b_tracks in ((2, 3), (1, 2)):
+        a_pass, b_pass = outcomes[:, 0] & outcomes[:, 1], outcomes[:, b_tracks[0]] & outcomes[:, b_tracks[1]]
+        exact = prob[a_pass | b_pass].sum()
+        cand = ak.Array([[p[0] * p[1], p[b_tracks[0]] * p[b_tracks[1]]]])
+        weight = pid_weighting.any_candidate(cand, ak.Array([[True, True]]))[0]
+        if b_tracks == (2, 3):
+            assert weight == pytest.approx(exact)
+        else:
+            assert max(p[0] * p[1], p[1] * p[2]) <= exact <= weight
+    # invalid candidates do not count
+    assert pid_weighting.any_candidate(ak.Array([[0.5, 0.5]]), ak.Array([[True, False]]))[0] == pytest.approx(0.5)
+
+
+def test_only_background_simulation_is_pid_weighted_and_its_branches_are_required():
+    from types import SimpleNamespace
+
+    from belle_rare.processors.registry import get_search
+
+    search = get_search("tau3mu")
+    proc = search.processor("belle2", search.load_config(), pid_weighting=True)
+    chunk = lambda **meta: SimpleNamespace(metadata=meta)  # noqa: E731 (pid_weighted reads only the metadata)
+    assert proc.pid_weighted(chunk(dataset="tautau", kind="background", is_data=False))
+    assert not proc.pid_weighted(chunk(dataset="sig_tau3mu", kind="signal", is_data=False))
+    assert not proc.pid_weighted(chunk(dataset="data", kind="data", is_data=True))
+    # without a kind (synthetic chunks): the config's signal datasets are signal, the rest background
+    assert not proc.pid_weighted(chunk(dataset="sig_tau3mu")) and proc.pid_weighted(chunk(dataset="anything"))
+    assert {"Track_muonID_passProb_0p5", "Track_muonID_passProb_0p9"} <= set(proc.required_branches())
+    plain = search.processor("belle2", search.load_config())
+    assert not plain.pid_weighted(chunk(dataset="tautau", kind="background", is_data=False))
+    assert not any("passProb" in b for b in plain.required_branches())
