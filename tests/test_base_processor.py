@@ -90,7 +90,7 @@ def test_data_get_the_nominal_pass_without_corrections(tmp_path):
     y = out["histograms"]["synthetic"]["yields"]
     assert list(y.axes["variation"]) == ["nominal"]
     assert y[{"channel": "a", "region": "SR", "variation": "nominal", "x": sum}].value == pytest.approx(3.0)
-    assert vars(proc).keys() == {"experiment", "config", "model_dir", "training"}  # nothing kept from processing
+    assert vars(proc).keys() == {"experiment", "config", "model_dir", "training", "pid_weighting"}  # nothing kept from processing
 
 
 def test_unknown_experiment_is_refused():
