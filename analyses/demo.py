@@ -22,6 +22,13 @@ DEMO_EVENTS = 4000
 DEMO_EVENTS_PER_FILE = 10_000
 
 
+def demo_processes() -> list[str]:
+    """Every catalogue process except the biased variants (tautau_3prong, ee_central): those are
+    alternatives to their plain process for larger productions, and a sample directory holds one
+    sample per cross section."""
+    return [name for name, proc in load_catalogue().processes.items() if not proc.biased]
+
+
 def sample_sizes(default: int) -> dict[tuple[str, str], int]:
     """(experiment, process) -> events: ``default`` for every process and experiment, more where a
     search's ``Demo`` asks for it (the samples its efficiency and resolution are measured on)."""
@@ -53,7 +60,7 @@ def run_demo(args: argparse.Namespace) -> int:
     table = Table(title=f"demo samples in {samples}")
     for col in ("experiment", "dataset", "kind", "events", "sigma x BR (nb)", "L_eq (/fb)", "files", "s"):
         table.add_column(col, justify="right" if col not in ("experiment", "dataset", "kind") else "left")
-    names = list(load_catalogue().processes)
+    names = demo_processes()
     sizes = sample_sizes(args.events)
     for i, experiment in enumerate(EXPERIMENTS):
         for j, process in enumerate(names):

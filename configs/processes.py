@@ -66,6 +66,12 @@ class Process(StrictModel):
     # Bhabha scattering angles inside |cos theta*| < cos_theta_max made more frequent (weighted)
     bhabha_central_enhancement: BhabhaCentralEnhancement | None = None
 
+    @property
+    def biased(self) -> bool:
+        """A weighted, biased variant of another process's physics (an alternative sample of the
+        same cross section, never generated beside it into one sample directory)."""
+        return self.tau_decay_enhancement is not None or self.bhabha_central_enhancement is not None
+
 
 class TrackPairMass(StrictModel):
     """An opposite-charge pair of final-state charged particles (both inside the charged acceptance,

@@ -274,3 +274,14 @@ def test_cli_filter_writes_the_manifest(tmp_path, capsys):
     m = json.loads((tmp_path / "belle2_tautau_filter_tau3mu.json").read_text())
     assert m["events"] == 100 and m["generated_events"] > 100 and m["filter"]["search"] == "tau3mu"
     assert "filter 'tau3mu'" in capsys.readouterr().err
+
+
+def test_demo_generates_every_plain_process_and_no_biased_variant():
+    from belle_rare.analyses.demo import demo_processes
+    from belle_rare.configs.processes import load_catalogue
+
+    names = demo_processes()
+    catalogue = load_catalogue().processes
+    assert "tautau" in names and "ee" in names
+    assert "tautau_3prong" not in names and "ee_central" not in names
+    assert set(names) == {n for n, p in catalogue.items() if not p.biased}
