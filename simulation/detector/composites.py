@@ -160,20 +160,8 @@ def build_v0(
     keep = np.where(true_pair, u_found < cfg.efficiency, u_fake < p_fake)
     pair_event, i, j, true_pair = pair_event[keep], i[keep], j[keep], true_pair[keep]
 
-    # positive track first, as basf2 orders V0 daughters
-    swap = track_charge[i] < 0
-    i, j = np.where(swap, j, i), np.where(swap, i, j)
-    row_i, row_j = track_rows[i], track_rows[j]
-    origin_i = np.stack([particles.x[row_i], particles.y[row_i], particles.z[row_i]], axis=1)
-    origin_j = np.stack([particles.x[row_j], particles.y[row_j], particles.z[row_j]], axis=1)
-
-    p1, p2 = track_p[i], track_p[j]
-    m_pi = pdgtab.mass(pdgtab.PION)
-    e1 = np.sqrt(np.sum(p1**2, axis=1) + m_pi**2)
-    e2 = np.sqrt(np.sum(p2**2, axis=1) + m_pi**2)
-    mom = p1 + p2
-    energy = e1 + e2
-    mass = fv.mass(mom[:, 0], mom[:, 1], mom[:, 2], energy)
+    i, j, row_i, origin_i, origin_j, p1, p2, mom, energy, mass = _daughter_pairs(
+        i, j, track_charge, track_rows, track_p, particles, pdgtab.mass(pdgtab.PION))
 
     u1 = p1 / np.linalg.norm(p1, axis=1, keepdims=True)
     u2 = p2 / np.linalg.norm(p2, axis=1, keepdims=True)
@@ -215,6 +203,25 @@ def build_v0(
     return _merge_by_event([pion_v0, photon_v0])
 
 
+def _daughter_pairs(
+    i: np.ndarray, j: np.ndarray, track_charge: np.ndarray, track_rows: np.ndarray, track_p: np.ndarray,
+    particles: Particles, daughter_mass: float,
+) -> tuple[np.ndarray, ...]:
+    """Track pairs with the positive track first (as basf2 orders V0 daughters): (i, j, Particles row
+    of i, true origins of i and j, momenta of i and j, pair momentum, energy and mass with both
+    daughters in the ``daughter_mass`` hypothesis)."""
+    swap = track_charge[i] < 0
+    i, j = np.where(swap, j, i), np.where(swap, i, j)
+    row_i, row_j = track_rows[i], track_rows[j]
+    origin_i = np.stack([particles.x[row_i], particles.y[row_i], particles.z[row_i]], axis=1)
+    origin_j = np.stack([particles.x[row_j], particles.y[row_j], particles.z[row_j]], axis=1)
+    p1, p2 = track_p[i], track_p[j]
+    mom = p1 + p2
+    energy = np.sqrt(np.sum(p1**2, axis=1) + daughter_mass**2) + np.sqrt(np.sum(p2**2, axis=1) + daughter_mass**2)
+    mass = fv.mass(mom[:, 0], mom[:, 1], mom[:, 2], energy)
+    return i, j, row_i, origin_i, origin_j, p1, p2, mom, energy, mass
+
+
 def _merge_by_event(parts: list[Candidates]) -> Candidates:
     """Rows of all parts grouped by event (stable: each event keeps the parts' order)."""
     event = np.concatenate([c.event for c in parts])
@@ -245,16 +252,8 @@ def _conversion_v0(
     vertex resolutions of each other and take their closest approach as the vertex, which for
     tracks from the IP falls inside the radius cut.
     """
-    swap = track_charge[i] < 0
-    i, j = np.where(swap, j, i), np.where(swap, i, j)
-    row_i, row_j = track_rows[i], track_rows[j]
-    origin_i = np.stack([particles.x[row_i], particles.y[row_i], particles.z[row_i]], axis=1)
-    origin_j = np.stack([particles.x[row_j], particles.y[row_j], particles.z[row_j]], axis=1)
-    p1, p2 = track_p[i], track_p[j]
-    m_e = pdgtab.mass(pdgtab.ELECTRON)
-    mom = p1 + p2
-    energy = np.sqrt(np.sum(p1**2, axis=1) + m_e**2) + np.sqrt(np.sum(p2**2, axis=1) + m_e**2)
-    mass = fv.mass(mom[:, 0], mom[:, 1], mom[:, 2], energy)
+    i, j, row_i, origin_i, origin_j, p1, p2, mom, energy, mass = _daughter_pairs(
+        i, j, track_charge, track_rows, track_p, particles, pdgtab.mass(pdgtab.ELECTRON))
 
     u1 = p1 / np.maximum(np.linalg.norm(p1, axis=1, keepdims=True), np.finfo(float).tiny)
     u2 = p2 / np.maximum(np.linalg.norm(p2, axis=1, keepdims=True), np.finfo(float).tiny)
