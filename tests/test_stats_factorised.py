@@ -7,10 +7,12 @@ on the MC bound of N_B, the factorised one spreads it over N_B + N_D.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
+from belle_rare.analyses.cli import main
 from belle_rare.configs.loader import ConfigError
 from belle_rare.stats.factorised import factorised_estimate
 from belle_rare.stats.mc_bound import BoundedCount, McBound
@@ -129,3 +131,13 @@ def test_a_factorised_estimate_needs_its_regions_and_the_switch_needs_an_offer()
     assert config.channels[0].samples[1].data_driven.estimate == "factorised"  # the original is untouched
     with pytest.raises(ConfigError, match="offers the estimate 'factorised'"):
         with_background_estimate(load_stats_config("taulphi"), "factorised")
+
+
+def test_the_command_line_chooses_the_estimate(tmp_path, capsys):
+    _run(tmp_path, {"SR_pass": 2, "SR_fail": 98, "outer_pass": 10, "outer_fail": 390}, w=0.5)
+    for estimate, b in (("transfer_factor", 10 * 0.5 * 98 / 390), ("factorised", 100 * 0.5 * 10 / 400)):
+        assert main(["limit", "tau3mu", "--results", str(tmp_path), "--no-plots", "--background-estimate", estimate]) == 0
+        entry = json.loads((tmp_path / "tau3mu" / "limits.json").read_text())["limits"][0]
+        assert entry["background_estimate"] == [estimate] and entry["background_events"] == pytest.approx(b)
+    assert main(["limit", "taulphi", "--results", str(tmp_path), "--background-estimate", "factorised"]) == 2
+    capsys.readouterr()
