@@ -53,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scan-method", choices=("auto", "fast", "pyhf"), default=None, help="search mode, scans")
     p.add_argument("--executor", choices=("local", "dask"), default=None, help="search mode, scans")
     p.add_argument("--no-plots", action="store_true", help="search mode: skip the plots")
+    p.add_argument(
+        "--background-estimate", choices=("transfer_factor", "factorised"), default=None,
+        help="search mode: data-driven backgrounds from this estimate instead of the stats YAML's "
+        "(tau3mu: plain ABCD = transfer_factor, BDT efficiency factorised = factorised)",
+    )
     p.set_defaults(handler=limit_command)
 
     v = subparsers.add_parser(
@@ -136,6 +141,7 @@ def _search_limit(args: argparse.Namespace) -> int:
         scan_method=args.scan_method,
         executor=args.executor,
         toy_engine=args.toy_engine,
+        background_estimate=args.background_estimate,
     )
     result = compute_search_limits(args.search, args.results, settings)
     written = write_search_limits(result, args.results, make_plots=not args.no_plots)

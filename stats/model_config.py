@@ -119,12 +119,39 @@ class TransferFactor(StrictModel):
         return self
 
 
+class FactorisedEfficiency(StrictModel):
+    """b = N(before_regions) x P / (P + F), P / F the counts of ``pass_regions`` / ``fail_regions``
+    (:mod:`stats.factorised`), all from the channel's observation (simulation when there is none)."""
+
+    before_regions: list[str] = pydantic.Field(min_length=1)
+    pass_regions: list[str] = pydantic.Field(min_length=1)
+    fail_regions: list[str] = pydantic.Field(min_length=1)
+
+    @pydantic.model_validator(mode="after")
+    def _disjoint(self) -> "FactorisedEfficiency":
+        if set(self.pass_regions) & set(self.fail_regions):
+            raise ValueError("factorised: 'pass_regions' and 'fail_regions' must not share a region")
+        return self
+
+
+BackgroundEstimate = Literal["transfer_factor", "factorised"]
+
+
 class DataDriven(StrictModel):
-    """Background = (observed count in the sideband region) x transfer factor, Poisson-constrained."""
+    """Background = (observed count in the sideband region) x transfer factor, Poisson-constrained;
+    or, with ``estimate: factorised``, N(before a cut) x the cut's efficiency (``factorised``)."""
 
     sideband_region: str
     histogram: str | None = None  # default: the channel's histogram
     transfer_factor: TransferFactor
+    estimate: BackgroundEstimate = "transfer_factor"  # the one the limit uses; the other is a cross-check
+    factorised: FactorisedEfficiency | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _estimate(self) -> "DataDriven":
+        if self.estimate == "factorised" and self.factorised is None:
+            raise ValueError("estimate: factorised needs a 'factorised' block")
+        return self
 
 
 class Sample(StrictModel):
@@ -279,6 +306,25 @@ class StatsConfig(StrictModel):
 
     def channels_with(self, signal: str) -> list[Channel]:
         return [c for c in self.channels if any(s.signal == signal for s in c.samples)]
+
+
+def with_background_estimate(config: StatsConfig, estimate: BackgroundEstimate) -> StatsConfig:
+    """``config`` with every data-driven background that offers ``estimate`` switched to it
+    (ConfigError if none offers it)."""
+    switched = 0
+
+    def switch(sample: Sample) -> Sample:
+        nonlocal switched
+        dd = sample.data_driven
+        if dd is None or (estimate == "factorised" and dd.factorised is None):
+            return sample
+        switched += 1
+        return sample.model_copy(update={"data_driven": dd.model_copy(update={"estimate": estimate})})
+
+    channels = [c.model_copy(update={"samples": [switch(s) for s in c.samples]}) for c in config.channels]
+    if not switched:
+        raise ConfigError(f"stats model of '{config.search}': no data-driven background offers the estimate '{estimate}'")
+    return config.model_copy(update={"channels": channels})
 
 
 def has_stats_model(search: str) -> bool:

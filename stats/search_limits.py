@@ -36,7 +36,7 @@ from belle_rare.stats.limits import (
     upper_limit,
     workspace_from_spec,
 )
-from belle_rare.stats.model_config import StatsConfig, load_stats_config
+from belle_rare.stats.model_config import StatsConfig, load_stats_config, with_background_estimate
 from belle_rare.stats.normalisation import (
     FB_PER_NB,
     Normalisation,
@@ -64,6 +64,8 @@ class Settings:
     executor: str | None = None
     # toy-based limits of one-bin models: "exact" (infinite toys, fast) or "pyhf" (ToyCalculator)
     toy_engine: str = "exact"
+    # data-driven backgrounds: "transfer_factor" (e.g. plain ABCD) or "factorised" instead of the YAML's choice
+    background_estimate: str | None = None
 
 
 @dataclass
@@ -199,6 +201,9 @@ def _entry(config, run, signal, target, channels, hyp, built, cl, observed, expe
         # the background rests (partly) on the MC statistical bound of empty regions (stats.mc_bound)
         "background_from_mc_bound": any(built.mc_bounds.get(c) for c in channels),
         "mc_bound": [{"channel": c, **b} for c in channels for b in built.mc_bounds.get(c, [])],
+        # data-driven backgrounds: which estimate gave the limit ("used") and the cross-checks beside it
+        "background_estimate": sorted({e["estimate"] for c in channels for e in built.background_estimates.get(c, []) if e["used"]}),
+        "background_estimates": [{"channel": c, **e} for c in channels for e in built.background_estimates.get(c, [])],
         "observed_events": sum(built.observed_events[c] for c in channels),
         "asimov_observation": built.asimov,
         "published": published.model_dump() if published else None,
@@ -291,6 +296,8 @@ def compute_search_limits(
     """
     s = settings or Settings()
     config = config or load_stats_config(search)
+    if s.background_estimate is not None:
+        config = with_background_estimate(config, s.background_estimate)
     run = load_run_output(results_dir, search)
     if run.experiment != config.experiment:
         raise StatsError(f"run output is for experiment '{run.experiment}', the stats model for '{config.experiment}'")

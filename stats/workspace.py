@@ -29,6 +29,7 @@ from belle_rare.stats import histograms as H
 from belle_rare.stats.errors import StatsError
 from belle_rare.stats.model_config import Channel, DataDriven, HistoSys, Lumi, NormSys, Sample, StatError, StatsConfig
 from belle_rare.stats.histograms import RunOutput, Yields
+from belle_rare.stats.factorised import factorised_estimate
 from belle_rare.stats.mc_bound import BoundedCount, McBound, bounded_count, mc_bound
 
 LUMI_PARAMETER = "lumi"
@@ -68,6 +69,8 @@ class BuiltWorkspace:
     notes: list[str] = field(default_factory=list)
     # channel -> the MC statistical bounds its background rests on (sample, what, McBound.as_dict())
     mc_bounds: dict[str, list[dict]] = field(default_factory=dict)
+    # channel -> the data-driven estimates computed (the one used and its cross-check), see stats.factorised
+    background_estimates: dict[str, list[dict]] = field(default_factory=dict)
 
 
 def hypotheses(config: StatsConfig, run: RunOutput, signal: str) -> list[Hypothesis]:
@@ -101,6 +104,7 @@ class _ChannelBuilder:
         self.name = channel.histogram
         self.h = run.histogram(self.name)  # axes of the histogram in every dataset
         self.mask = self._window_mask(hypotheses)
+        self.estimates: list[dict] = []  # data-driven estimates of this channel (used and cross-checks)
 
     def _window_mask(self, hyps: dict[str, Hypothesis]) -> np.ndarray | None:
         win = self.channel.window
@@ -164,6 +168,7 @@ def build_workspace(
     background_events: dict[str, float] = {}
     observed_events: dict[str, float] = {}
     mc_bounds: dict[str, list[dict]] = {}
+    background_estimates_: dict[str, list[dict]] = {}
     asimov = False
     uses_lumi = False
     for channel in chosen:
@@ -183,6 +188,8 @@ def build_workspace(
                 signal_events[sample.signal][channel.name] = float(nominal.sum())
             else:
                 background_total = nominal if background_total is None else background_total + nominal
+        if cb.estimates:
+            background_estimates_[channel.name] = cb.estimates
         if background_total is None:
             background_total = np.zeros_like(cb.nominal([]).values)
         data_sets = channel.observation.select(run.datasets)
@@ -204,7 +211,7 @@ def build_workspace(
         for sig in signals
     ]
     spec = {"channels": spec_channels, "observations": observations, "measurements": measurements, "version": "1.0.0"}
-    return BuiltWorkspace(spec, signal_events, background_events, observed_events, asimov, notes, mc_bounds)
+    return BuiltWorkspace(spec, signal_events, background_events, observed_events, asimov, notes, mc_bounds, background_estimates_)
 
 
 def _build_sample(cb: _ChannelBuilder, sample: Sample, hyps: dict[str, Hypothesis], notes: list[str]):
@@ -287,6 +294,90 @@ def _histosys(cb: _ChannelBuilder, datasets: list[str], mod: HistoSys, nominal: 
 
 
 def _data_driven_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
+    """The estimate the YAML selects (``estimate``) builds the sample; every other one the sample
+    offers is computed beside it as a cross-check and recorded in ``cb.estimates``."""
+    dd: DataDriven = sample.data_driven
+    offered = ["transfer_factor"] + (["factorised"] if dd.factorised is not None else [])
+    result = None
+    for method in offered:
+        used = method == dd.estimate
+        try:
+            *built, record = _ESTIMATORS[method](cb, sample, notes if used else [])
+        except StatsError as err:
+            if used:
+                raise
+            record = {"error": str(err)}
+        cb.estimates.append({"sample": sample.name, "estimate": method, "used": used, **record})
+        if used:
+            result = tuple(built)
+    return result
+
+
+def _estimate_record(b: float, rel: float, bounds: list[dict], **extra) -> dict:
+    return {"value": b, "uncertainty": b * rel, "from_mc_bound": bool(bounds), **extra}
+
+
+def _sample_normsys(cb: _ChannelBuilder, sample: Sample) -> list[dict]:
+    out = []
+    for mod in sample.modifiers:
+        if isinstance(mod, NormSys):
+            hi, lo = mod.hi_lo
+            out.append({"name": mod.name, "type": "normsys", "data": {"hi": hi, "lo": lo}})
+        else:
+            raise StatsError(f"{cb.channel.name}: data-driven sample '{sample.name}' takes only normsys modifiers")
+    return out
+
+
+def _factorised_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
+    """b = N(SR before the cut) x eps, eps = P / (P + F) in the control regions (stats.factorised)."""
+    fz = sample.data_driven.factorised
+    channel = cb.channel
+    h_sb = sample.data_driven.histogram or cb.name
+    cb.run.histogram(h_sb)
+    data_sets = channel.observation.select(cb.run.datasets)
+    mc = [n for n, i in cb.run.datasets.items() if i.get("kind") == "background"]
+    sets, what = (data_sets, "data") if data_sets else (mc, "MC, Asimov")
+    bounds: list[dict] = []
+
+    def count(regions: list[str], label: str) -> BoundedCount:
+        """Summed over ``regions`` per dataset: a dataset gets the bound only if empty in all of them."""
+        per: dict[str, tuple[float, float]] = {}
+        for region in regions:
+            for d, (v, var) in cb.per_dataset(sets, region, h_sb).items():
+                v0, var0 = per.get(d, (0.0, 0.0))
+                per[d] = (v0 + v, var0 + var)
+        c = bounded_count("+".join(regions), per, cb.run.datasets)
+        if c.bound is not None:
+            bounds.append(_bound_record(sample.name, f"{label} ({what})", c.bound))
+            notes.append(f"{channel.name}: {label} '{'+'.join(regions)}': no event of {', '.join(sorted(c.bound.weights))}: "
+                         f"statistical bound {c.bound.mean:.4g} +- {c.bound.uncertainty:.2g}")
+        return c
+
+    before = count(fz.before_regions, "count before the cut")
+    passed = count(fz.pass_regions, "efficiency numerator")
+    failed = count(fz.fail_regions, "efficiency complement")
+    if before.value <= 0 or passed.value <= 0:  # as an empty sideband: zero, only where no weight per event is known
+        empty = "the signal region before the cut" if before.value <= 0 else "the control regions after the cut"
+        notes.append(f"{channel.name}: {empty} empty: background '{sample.name}' (factorised) is zero and left out (no weight per event known for a bound)")
+        return [], None, False, bounds, _estimate_record(0.0, 0.0, bounds)
+    est = factorised_estimate(before, passed, failed, poisson_before=not data_sets)
+    b = est.value
+    notes.append(
+        f"{channel.name}: background '{sample.name}' (factorised) = N({'+'.join(fz.before_regions)}) {before.value:.4g} x eps "
+        f"{est.efficiency:.4g} +- {est.rel_efficiency * est.efficiency:.2g} [eps = N({'+'.join(fz.pass_regions)}) / "
+        f"(that + N({'+'.join(fz.fail_regions)})), {what}] = {b:.4g} +- {est.uncertainty:.2g}"
+    )
+    modifiers: list[dict] = [{"name": f"before_cut_{channel.name}", "type": "shapesys", "data": [b * est.rel_before]}]
+    if est.rel_efficiency > 0:
+        rel = est.rel_efficiency
+        modifiers.append({"name": f"cut_efficiency_{channel.name}", "type": "normsys", "data": {"hi": 1 + rel, "lo": max(1 - rel, 1e-3)}})
+    modifiers += _sample_normsys(cb, sample)
+    record = {**est.as_dict(), "from_mc_bound": bool(bounds)}
+    return [{"name": sample.name, "data": [b], "modifiers": modifiers}], np.array([b]), False, bounds, record
+
+
+def _transfer_factor_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
+    """b = N_SB x transfer factor (tau3mu's plain ABCD: N_B x N_C / N_D)."""
     dd: DataDriven = sample.data_driven
     channel = cb.channel
     h_sb = dd.histogram or cb.name
@@ -315,7 +406,7 @@ def _data_driven_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
     n_sb = sb.value
     if n_sb <= 0:  # no transfer factor needed (nor, with small samples, always computable)
         notes.append(f"{channel.name}: empty sideband '{dd.sideband_region}': background '{sample.name}' is zero and left out (no weight per event known for a bound)")
-        return [], None, False, bounds
+        return [], None, False, bounds, _estimate_record(0.0, 0.0, bounds)
     if tf.from_mc is not None or tf.from_data:
         if tf.from_mc is not None:
             ratio_sets, what = mc, "MC"
@@ -341,20 +432,20 @@ def _data_driven_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
     notes.append(f"{channel.name}: background '{sample.name}' = N_SB {n_sb:.4g} x {source} = {b:.4g}")
     if b <= 0:
         notes.append(f"{channel.name}: background '{sample.name}' is zero and left out")
-        return [], None, False, bounds
+        return [], None, False, bounds, _estimate_record(0.0, 0.0, bounds)
     # the sideband count is a Poisson measurement of b / r: pyhf's shapesys with tau = N_SB; a
     # bounded count adds its (Gamma) variance: tau = 1 / (1 / N_SB + var_bound / N_SB^2)
     rel_sb = math.sqrt(1.0 / n_sb + (sb.bound.variance / n_sb**2 if sb.bound else 0.0))
     modifiers: list[dict] = [{"name": f"sideband_{channel.name}", "type": "shapesys", "data": [b * rel_sb]}]
     if rel_r > 0:
         modifiers.append({"name": f"transfer_{channel.name}", "type": "normsys", "data": {"hi": 1 + rel_r, "lo": max(1 - rel_r, 1e-3)}})
-    for mod in sample.modifiers:
-        if isinstance(mod, NormSys):
-            hi, lo = mod.hi_lo
-            modifiers.append({"name": mod.name, "type": "normsys", "data": {"hi": hi, "lo": lo}})
-        else:
-            raise StatsError(f"{channel.name}: data-driven sample '{sample.name}' takes only normsys modifiers")
-    return [{"name": sample.name, "data": [b], "modifiers": modifiers}], np.array([b]), False, bounds
+    modifiers += _sample_normsys(cb, sample)
+    record = _estimate_record(b, math.hypot(rel_sb, rel_r), bounds, sideband_count=n_sb, transfer_factor=r,
+                              transfer_factor_rel_uncertainty=rel_r)
+    return [{"name": sample.name, "data": [b], "modifiers": modifiers}], np.array([b]), False, bounds, record
+
+
+_ESTIMATORS = {"transfer_factor": _transfer_factor_sample, "factorised": _factorised_sample}
 
 
 def _measurement(sig, signals, signal_events, background_events, observed_events, config, uses_lumi) -> dict:

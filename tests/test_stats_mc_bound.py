@@ -16,12 +16,14 @@ from rich.console import Console
 from belle_rare.stats.histograms import load_run_output
 from belle_rare.stats.mc_bound import McBound, bounded_count, mc_bound, weight_per_event
 from belle_rare.stats.model_config import load_stats_config
-from belle_rare.stats.search_limits import compute_search_limits, run_search_limits
+from belle_rare.stats.search_limits import Settings, compute_search_limits, run_search_limits
 from belle_rare.stats.summary import MC_BOUND_LEGEND, MC_BOUND_MARK, limit_all, print_summary
 from belle_rare.stats.synthetic import SIGMA_TAUTAU_NB, book, count_axis, set_bins, write_run_output
 from belle_rare.stats.workspace import build_workspace, hypotheses
 
 BR_REF = 1.0e-7
+# tau3mu's paper ABCD (the YAML uses the factorised estimate; tests/test_stats_factorised.py covers it)
+PLAIN_ABCD = Settings(background_estimate="transfer_factor")
 
 
 def _bkg(scale: float | None) -> dict:
@@ -170,11 +172,11 @@ def test_abcd_and_rsb_times_rmc_use_the_bound_for_empty_simulated_regions(tmp_pa
     datasets = {"sig_tau3mu": {"kind": "signal", "process": "sig_tau3mu", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8, "parameters": {}},
                 "tautau": _bkg(w)}
     write_run_output(tmp_path, "tau3mu", "belle2", 424.0, datasets, histograms)
-    entry = compute_search_limits("tau3mu", tmp_path).document["limits"][0]
+    entry = compute_search_limits("tau3mu", tmp_path, PLAIN_ABCD).document["limits"][0]
     assert entry["background_from_mc_bound"]
     assert entry["background_events"] == pytest.approx(w * 5.0 / 20.0)  # N_B (bound) x N_C / N_D
     assert [r["estimate"] for r in entry["mc_bound"]] == ["sideband count (MC, Asimov)"]
-    workspace = json.loads(json.dumps(compute_search_limits("tau3mu", tmp_path).workspaces["workspace.json"]))
+    workspace = json.loads(json.dumps(compute_search_limits("tau3mu", tmp_path, PLAIN_ABCD).workspaces["workspace.json"]))
     bkg = next(s for s in workspace["channels"][0]["samples"] if s["name"] == "background")
     side = next(m for m in bkg["modifiers"] if m["name"] == "sideband_3mu")
     # 1 / N_B (the Poisson count) + (w / N_B)^2 (the bound): a relative uncertainty of sqrt(1/w + 1)
@@ -228,7 +230,7 @@ def test_an_empty_data_sideband_counts_as_one_event_of_weight_one(tmp_path):
     datasets = {"sig_tau3mu": {"kind": "signal", "process": "sig_tau3mu", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8, "parameters": {}},
                 "tautau": _bkg(0.1), "data": {"kind": "data", "parameters": {}, "scale": 1.0}}
     write_run_output(tmp_path, "tau3mu", "belle2", 424.0, datasets, histograms)
-    entry = compute_search_limits("tau3mu", tmp_path).document["limits"][0]
+    entry = compute_search_limits("tau3mu", tmp_path, PLAIN_ABCD).document["limits"][0]
     assert entry["background_events"] == pytest.approx(1.0 * 10.0 / 40.0)
     (record,) = entry["mc_bound"]
     assert record["estimate"] == "sideband count (data)" and record["weight_per_event"] == {"data": 1.0}

@@ -108,7 +108,12 @@ def test_tau3mu_abcd_limit_written(tmp_path):
     doc = json.loads((tmp_path / "tau3mu" / "limits.json").read_text())
     entry = _by_limit(doc)["3mu"]
     _assert_good(entry)
-    assert entry["background_events"] == pytest.approx(2.0 * 10.0 / 40.0)  # N_B x N_C / N_D
+    # the YAML's estimate: the BDT efficiency factorised, (N_A + N_C) x N_B / (N_B + N_D); the
+    # paper's plain ABCD N_B x N_C / N_D recorded beside it as the cross-check (stats/factorised.py)
+    assert entry["background_estimate"] == ["factorised"]
+    assert entry["background_events"] == pytest.approx((1.0 + 10.0) * 2.0 / (2.0 + 40.0))
+    plain = next(e for e in entry["background_estimates"] if e["estimate"] == "transfer_factor")
+    assert not plain["used"] and plain["value"] == pytest.approx(2.0 * 10.0 / 40.0)
     assert entry["observed_events"] == pytest.approx(1.0)
     # BR = s / (2 eps N_tautau), N_tautau = L sigma_tautau
     assert entry["normalisation"]["efficiency"] == pytest.approx(0.20)

@@ -1,0 +1,86 @@
+"""A background estimate with a selection efficiency factorised out: b = N(before the cut) x eps.
+
+ABCD estimates the signal-region background after a cut (tau3mu: the BDT) as
+``b = N_B x N_C / N_D``; with affordable simulation the cut-pass regions (A, B) are nearly empty
+and ``N_B`` rests on the Monte Carlo statistical bound (:mod:`stats.mc_bound`). Factorising the
+efficiency instead counts the signal region *before* the cut, where there is statistics, and
+measures the cut's pass fraction in control regions:
+
+    b = N_before x eps,   eps = P / (P + F),
+
+``P`` / ``F`` the pass / fail counts of the control regions (with the regions of ABCD,
+``P = N_B``, ``F = N_D``, ``N_before = N_A + N_C``: b = (N_A + N_C) N_B / (N_B + N_D), which
+equals N_B N_C / N_D when A / C = B / D -- the independence ABCD itself assumes). A looser control
+region (more pass events) makes eps precise at the price of a stronger independence assumption:
+the cut's pass fraction must not depend on where in the control region the event lies.
+
+Uncertainties, P and F independent (disjoint regions):
+``var(eps) / eps^2 = (F / (P + F))^2 (var P / P^2 + var F / F^2)``; ``N_before`` is a Poisson
+count (``1 / N``) plus, for simulation, its ``Weight()`` variance. An empty count is the MC bound
+(mean and variance of :class:`BoundedCount`), so eps stays finite and non-zero. Used for the
+tau3mu BDT efficiency; the same estimate serves any ``N_control x ratio`` background (taulphi's
+r_MC is a pass fraction of the same form).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from belle_rare.stats.errors import StatsError
+from belle_rare.stats.mc_bound import BoundedCount
+
+
+@dataclass(frozen=True)
+class FactorisedEstimate:
+    """b = N_before x P / (P + F) with the relative uncertainties of its two factors."""
+
+    before: BoundedCount
+    passed: BoundedCount
+    failed: BoundedCount
+    poisson_before: bool  # add 1 / N_before (a simulated count standing for the data's Poisson count)
+
+    @property
+    def efficiency(self) -> float:
+        return self.passed.value / (self.passed.value + self.failed.value)
+
+    @property
+    def value(self) -> float:
+        return self.before.value * self.efficiency
+
+    @property
+    def rel_before(self) -> float:
+        n = self.before.value
+        return math.sqrt((1.0 / n if self.poisson_before else 0.0) + self.before.variance / n**2)
+
+    @property
+    def rel_efficiency(self) -> float:
+        p, f = self.passed.value, self.failed.value
+        rel2 = self.passed.variance / p**2 + (self.failed.variance / f**2 if f > 0 else 0.0)
+        return (f / (p + f)) * math.sqrt(rel2)
+
+    @property
+    def uncertainty(self) -> float:
+        return self.value * math.hypot(self.rel_before, self.rel_efficiency)
+
+    @property
+    def from_mc_bound(self) -> bool:
+        return any(c.bound is not None for c in (self.before, self.passed, self.failed))
+
+    def as_dict(self) -> dict:
+        return {
+            "value": self.value, "uncertainty": self.uncertainty,
+            "n_before": self.before.value, "n_before_rel_uncertainty": self.rel_before,
+            "efficiency": self.efficiency, "efficiency_rel_uncertainty": self.rel_efficiency,
+            "control_pass": self.passed.value, "control_fail": self.failed.value,
+            "from_mc_bound": self.from_mc_bound,
+        }
+
+
+def factorised_estimate(before: BoundedCount, passed: BoundedCount, failed: BoundedCount, poisson_before: bool) -> FactorisedEstimate:
+    """The estimate; StatsError if a count that must be positive is not (no weight known for a bound)."""
+    if before.value <= 0:
+        raise StatsError("factorised estimate: no event before the cut in the signal region (and no bound)")
+    if passed.value <= 0:
+        raise StatsError("factorised estimate: no event passing the cut in the control regions (and no bound)")
+    return FactorisedEstimate(before, passed, failed, poisson_before)
