@@ -6,7 +6,7 @@ momentum. Efficiencies and fake rates at the standard cut are therefore reproduc
 binomial fluctuations), and looser / tighter cuts move smoothly around them.
 
 Because ``mu`` is known per track, the probability to pass any cut ``c`` is analytic:
-P(PID > c) = Phi((mu - logit(c)) / latent_width). ``pass_probabilities`` records it for the
+P(PID > c) = Phi((mu - logit(c)) / latent_width). ``pid_columns`` records it for the
 working points the configuration lists (``pid.working_points``), as ``<variable>_passProb_<cut>``
 (``Track_muonID_passProb_0p9``), so that analyses can weight a background candidate by its
 probability to pass the PID requirement instead of using the one thrown value (PIDCalib-style
@@ -63,26 +63,25 @@ def pass_probability_branch(variable: str, cut: float) -> str:
     return f"{variable}_passProb_{format(cut, 'g').replace('.', 'p').replace('-', 'm')}"
 
 
-def pass_probabilities(pdg: np.ndarray, momentum: np.ndarray, cfg: Pid) -> dict[str, np.ndarray]:
-    """P(variable > cut) per track for every configured working point (and each variable's standard
-    cut): Phi((mu - logit(cut)) / latent_width), the exact distribution ``pid_values`` draws from."""
+def pid_columns(
+    pdg: np.ndarray, momentum: np.ndarray, cfg: Pid, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """All configured PID variables for tracks of true species ``pdg`` and measured momentum, and
+    P(variable > cut) per track for every configured working point (and each variable's standard
+    cut): Phi((mu - logit(cut)) / latent_width), the exact distribution the values are drawn from."""
     species = species_index(pdg)
     rows = rows_by_species(species)
-    out = {}
-    for name, variable in cfg.variables.items():
-        mu = latent_means(variable, species, momentum, cfg.latent_width, rows)
-        for cut in cfg.cuts_of(name):
-            with np.errstate(invalid="ignore"):
-                out[pass_probability_branch(name, cut)] = ndtr((mu - logit(cut)) / cfg.latent_width)
-    return out
-
-
-def pid_values(pdg: np.ndarray, momentum: np.ndarray, cfg: Pid, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """All configured PID variables for tracks of true species ``pdg`` and measured momentum."""
-    species = species_index(pdg)
-    rows = rows_by_species(species)
-    values = {}
+    values, probabilities = {}, {}
     for name, variable in cfg.variables.items():
         mu = latent_means(variable, species, momentum, cfg.latent_width, rows)
         values[name] = expit(mu + cfg.latent_width * rng.standard_normal(len(species)))
-    return values
+        for cut in cfg.cuts_of(name):
+            with np.errstate(invalid="ignore"):
+                probabilities[pass_probability_branch(name, cut)] = ndtr((mu - logit(cut)) / cfg.latent_width)
+    return values, probabilities
+
+
+def pass_probabilities(pdg: np.ndarray, momentum: np.ndarray, cfg: Pid) -> dict[str, np.ndarray]:
+    """The pass probabilities of :func:`pid_columns` alone (no random draws)."""
+    return pid_columns(pdg, momentum, cfg, np.random.default_rng(0))[1]
+

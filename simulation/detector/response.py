@@ -18,7 +18,7 @@ from belle_rare.simulation.detector.kinematics import polar_angles
 from belle_rare.simulation.detector.klm import klm_clusters, track_layers
 from belle_rare.simulation.detector.material import apply_material
 from belle_rare.simulation.detector.params import DetectorParams
-from belle_rare.simulation.detector.pid import pass_probabilities, pid_values
+from belle_rare.simulation.detector.pid import pid_columns
 from belle_rare.simulation.detector.tagging import TagInputs, build_btag
 from belle_rare.simulation.detector.tracking import reconstruct_tracks
 
@@ -45,7 +45,7 @@ def simulate_detector(truth: ak.Array, params: DetectorParams, rng: np.random.Ge
     track_event = particles.event[rows]
     momentum = tracks.p
     cluster_e = np.where(clusters.exists[rows], clusters.energy[rows], 0.0)
-    pid = pid_values(particles.pdg[rows], momentum, params.pid, rng)
+    pid, pass_probability = pid_columns(particles.pdg[rows], momentum, params.pid, rng)
     theta, _ = polar_angles(tracks.px, tracks.py, tracks.pz)
     klm_layers = track_layers(particles.pdg[rows], momentum, theta, params.klm, rng)
     f32, i32 = np.float32, np.int32
@@ -64,7 +64,7 @@ def simulate_detector(truth: ak.Array, params: DetectorParams, rng: np.random.Ge
         "klmLayers": klm_layers,
         **{name: values.astype(f32) for name, values in pid.items()},
         # per-track probability to pass each PID working point (analytic, no draw): PID-weighted backgrounds
-        **{name: prob.astype(f32) for name, prob in pass_probabilities(particles.pdg[rows], momentum, params.pid).items()},
+        **{name: prob.astype(f32) for name, prob in pass_probability.items()},
         "mcIndex": particles.mc_index[rows].astype(i32),
         "mcPDG": particles.mc_pdg[rows].astype(i32),
     }
