@@ -147,6 +147,10 @@ class PaperNumbers(StrictModel):
 SignalDatasets = signal_datasets_of(CHANNELS)
 
 
+class Plots(StrictModel):
+    signal_branching_fraction: float  # BR(tau -> l gamma) of the signal overlaid on the background plots
+
+
 class TauLGammaConfig(StrictModel):
     luminosity: str
     mbc_photon_energy: Literal["beam_constrained", "measured"]
@@ -160,6 +164,7 @@ class TauLGammaConfig(StrictModel):
     signal_region: SignalRegion
     histograms: Binning
     paper: PaperNumbers
+    plots: Plots
     brems_recovery: BremsRecovery | None = None  # electron candidates; None: no recovery
 
     def ellipse(self, channel: str, which: Literal["own", "paper"] | None = None) -> Ellipse:
