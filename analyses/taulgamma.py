@@ -143,7 +143,7 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
         written.extend(save_figure(fig, plot_dir, name))
 
     def note(ax: Any, text: str) -> None:
-        ax.text(0.5, 0.6, text, transform=ax.transAxes, ha="center", va="center", fontsize="x-small", color="tab:red",
+        ax.text(0.5, 0.25, text, transform=ax.transAxes, ha="center", va="center", fontsize="x-small", color="tab:red",
                 bbox={"facecolor": "white", "edgecolor": "tab:red"})
 
     for channel in CHANNELS:
@@ -167,7 +167,13 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
                 note(ax, _no_background_note(backgrounds))
             sig = summed(hists, source, signal, channel, **sel)
             if sig is not None:
-                hep.histplot(sig * (sig_scale or 1.0), color="tab:blue", lw=2, yerr=False, label=sig_label, ax=ax)
+                sig = sig * (sig_scale or 1.0)
+                hep.histplot(sig, color="tab:blue", lw=2, yerr=False, label=sig_label, ax=ax)
+                top_bkg = sum(h.values() for _, h in parts).max() if parts else 0.0
+                if sig.values().max() > 0 and top_bkg > 100 * sig.values().max():
+                    # one simulated background event can weigh 10^4 at the paper's luminosity: log scale keeps the signal visible
+                    ax.set_yscale("log")
+                    ax.set_ylim(0.1 * sig.values()[sig.values() > 0].min(), 10 * top_bkg)
             ax.set_ylabel(f"events / {lumi:g} fb$^{{-1}}$" if lumi else "events")
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize="x-small", title="N-1" if name not in ("mbc", "de") else None)
