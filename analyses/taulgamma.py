@@ -6,6 +6,7 @@ written beside the paper's numbers (JHEP 10 (2021) 019, sec. 2-3).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import hist
 import numpy as np
 from rich.console import Console
 
+from belle_rare.configs.experiment import load_experiment
+from belle_rare.configs.processes import forced_sub_branching_fraction, load_catalogue
 from belle_rare.core.histograms import summed
 from belle_rare.analyses.report import save_figure, write_comparison
 from belle_rare.processors.resolution import fit_bifurcated_gaussian
@@ -91,8 +94,33 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 
+def simulated_branching_fraction(meta: dict[str, Any], dataset: str) -> float | None:
+    """BR(tau -> l gamma) the signal histograms are normalised to: sigma / (2 sigma_tautau), the
+    forced sub-decays divided out (as stats/search_limits.py ``reference_value``); None if unknown."""
+    info = meta["datasets"].get(dataset, {})
+    sigma, process = info.get("cross_section_nb"), info.get("process")
+    if sigma is None or process is None or process not in load_catalogue().processes:
+        return None
+    return float(sigma) / forced_sub_branching_fraction(process) / (2.0 * load_experiment(meta["experiment"]).cross_section("tautau"))
+
+
+def _background_parts(hists: dict[str, dict[str, hist.Hist]], backgrounds: list[str], source: str, channel: str,
+                      **sel: Any) -> list[tuple[str, hist.Hist]]:
+    """(dataset, histogram) of every background with a selected event, smallest yield first (stack order)."""
+    parts = [(d, h) for d in backgrounds if (h := summed(hists, source, d, channel, **sel)) is not None and h.values().sum() > 0]
+    return sorted(parts, key=lambda part: part[1].values().sum())
+
+
+def _no_background_note(backgrounds: list[str]) -> str:
+    return (f"no simulated background event selected ({', '.join(backgrounds)})" if backgrounds
+            else "no background samples in the input")
+
+
 def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
-    """Stacked backgrounds with signal overlaid, and the (M_bc, dE) plane with the ellipse."""
+    """The paper's figures (JHEP 10 (2021) 019, figs. 2-4): N-1 distributions and the (M_bc, dE/sqrt(s))
+    plane with the simulated backgrounds by process, scaled to the search luminosity, and the signal
+    at the reference branching fraction of ``plots.signal_branching_fraction`` overlaid. A plot
+    without a selected background event says so. ``plots/contents.json`` lists what each plot shows."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,43 +133,74 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
     meta = result["metadata"]
     hists = result["histograms"]
     backgrounds = [d for d, i in meta["datasets"].items() if i["kind"] == "background"]
+    lumi = meta.get("luminosity_fb")
+    br_ref = cfg.plots.signal_branching_fraction
     plot_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    contents: dict[str, Any] = {}
 
     def save(fig: Any, name: str) -> None:
         written.extend(save_figure(fig, plot_dir, name))
 
+    def note(ax: Any, text: str) -> None:
+        ax.text(0.5, 0.25, text, transform=ax.transAxes, ha="center", va="center", fontsize="x-small", color="tab:red",
+                bbox={"facecolor": "white", "edgecolor": "tab:red"})
+
     for channel in CHANNELS:
         signal = cfg.signal_datasets[channel]
+        br_sim = simulated_branching_fraction(meta, signal)
+        # the signal histograms hold br_sim x 2 N_tautau x efficiency events: rescaled to br_ref
+        sig_scale = br_ref / br_sim if br_sim else None
+        sig_label = (f"{LABELS[channel]}, $\\mathcal{{B}} = {br_ref:.1e}$" if sig_scale is not None
+                     else f"{signal} (normalisation unknown, as simulated)")
         names = sorted({n for per in hists.values() for n in per if n.startswith("nminus1_")}) + ["mbc", "de"]
         for name in names:
             # the plane's projections stand beside the N-1 distributions
             source, extra = ("mbc_de", {"de": sum} if name == "mbc" else {"mbc": sum}) if name in ("mbc", "de") else (name, {})
             sel = {"region": sum, "tag": sum, **extra}
             fig, ax = plt.subplots()
-            present = [d for d in backgrounds if summed(hists, source, d, channel, **sel) is not None]
-            stack = [summed(hists, source, d, channel, **sel) for d in present]
-            if stack:
-                hep.histplot(stack, stack=True, histtype="fill", label=present, ax=ax)
+            parts = _background_parts(hists, backgrounds, source, channel, **sel)
+            if parts:
+                hep.histplot([h for _, h in parts], stack=True, histtype="fill", ax=ax,
+                             label=[f"{d} ({h.values().sum():.3g})" for d, h in parts])
+            else:
+                note(ax, _no_background_note(backgrounds))
             sig = summed(hists, source, signal, channel, **sel)
             if sig is not None:
-                total_bkg = sum(s.values().sum() for s in stack) if stack else 0.0
-                norm = (total_bkg / sig.values().sum()) if sig.values().sum() > 0 and total_bkg > 0 else 1.0
-                hep.histplot(sig * norm, color="black", label=f"{signal} (scaled x{norm:.3g})", ax=ax)
-            ax.set_ylabel("events")
-            if ax.get_legend_handles_labels()[0]:  # nothing selected in this sample: no legend
-                ax.legend(fontsize="x-small")
+                sig = sig * (sig_scale or 1.0)
+                hep.histplot(sig, color="tab:blue", lw=2, yerr=False, label=sig_label, ax=ax)
+                top_bkg = sum(h.values() for _, h in parts).max() if parts else 0.0
+                if sig.values().max() > 0 and top_bkg > 100 * sig.values().max():
+                    # one simulated background event can weigh 10^4 at the paper's luminosity: log scale keeps the signal visible
+                    ax.set_yscale("log")
+                    ax.set_ylim(0.1 * sig.values()[sig.values() > 0].min(), 10 * top_bkg)
+            ax.set_ylabel(f"events / {lumi:g} fb$^{{-1}}$" if lumi else "events")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize="x-small", title="N-1" if name not in ("mbc", "de") else None)
             hep.label.exp_text("Belle", "Simulation", ax=ax, loc=0)
             save(fig, f"{channel}_{name}")
+            contents[f"{channel}_{name}"] = {"backgrounds": {d: float(h.values().sum()) for d, h in parts},
+                                             "signal_branching_fraction": br_ref if sig_scale is not None else None}
+
         fig, ax = plt.subplots()
         sig_plane = _plane(hists, signal, channel)
-        bkg_plane = _plane(hists, backgrounds, channel)
-        if bkg_plane is not None:
-            hep.hist2dplot(bkg_plane, ax=ax, cmap="Greys", cbar=False)
-        if sig_plane is not None:
+        parts = [(d, _plane(hists, d, channel)) for d in backgrounds]
+        parts = [(d, h) for d, h in parts if h is not None and h.values().sum() > 0]
+        if parts:
+            # all backgrounds as the colour scale; each process's bins marked in its own colour
+            hep.hist2dplot(sum(h for _, h in parts), ax=ax, cmap="Greys", cbar=True, cmin=1e-12)
+            for k, (d, h) in enumerate(parts):
+                mbc_c, de_c = np.meshgrid(h.axes[0].centers, h.axes[1].centers, indexing="ij")
+                filled = h.values() > 0
+                ax.scatter(mbc_c[filled], de_c[filled], s=10, marker="s", facecolors="none", edgecolors=f"C{k + 1}",
+                           label=f"{d} ({h.values().sum():.3g} events)")
+        else:
+            note(ax, _no_background_note(backgrounds))
+        if sig_plane is not None and sig_plane.values().sum() > 0:
             mbc_c, de_c = np.meshgrid(sig_plane.axes[0].centers, sig_plane.axes[1].centers, indexing="ij")
-            sel = sig_plane.values() > 0
-            ax.scatter(mbc_c[sel], de_c[sel], s=4, color="tab:blue", label=signal)
+            values = sig_plane.values() * (sig_scale or 1.0)
+            ax.contour(mbc_c, de_c, values, levels=np.quantile(values[values > 0], [0.5, 0.9]), colors="tab:blue")
+            ax.plot([], [], color="tab:blue", label=f"{sig_label} ({values.sum():.3g} events)")
         n = cfg.signal_region.n_sigma
         applied = cfg.signal_region.ellipse
         # the applied ellipse solid, the other (own fit / paper) dashed
@@ -154,9 +213,14 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
         ax.set_ylim(-0.1, 0.05)
         ax.set_xlabel(r"$M_{bc}$ [GeV]")
         ax.set_ylabel("ΔE/√s")
-        ax.set_title(LABELS[channel])
-        ax.legend(fontsize="x-small")
+        ax.set_title(LABELS[channel] + (f", backgrounds at {lumi:g} fb$^{{-1}}$" if lumi else ""), fontsize="small")
+        ax.legend(fontsize="xx-small")
         save(fig, f"{channel}_mbc_de_plane")
+        contents[f"{channel}_mbc_de_plane"] = {"backgrounds": {d: float(h.values().sum()) for d, h in parts},
+                                               "signal_branching_fraction": br_ref if sig_scale is not None else None}
+    path = plot_dir / "contents.json"
+    path.write_text(json.dumps({"luminosity_fb": lumi, "plots": contents}, indent=1))
+    written.append(path)
     return written
 
 

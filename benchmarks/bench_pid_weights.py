@@ -1,4 +1,4 @@
-"""PID-weighted background estimates against the thrown PID, tau3mu and taulphi (Belle II).
+"""PID-weighted background estimates against the thrown PID, tau3mu and taulphi (Belle II), taulgamma (Belle).
 
 Run: ``.venv/bin/python benchmarks/bench_pid_weights.py [--events N] [--seed S] [--samples DIR]``
 
@@ -18,6 +18,8 @@ w_weighted,i)^2) over events (the per-event PID outcome against its probability)
   lepton pionID > 0.9). Same candidate building, combinatorics and weights as the real searches.
 * The searches' own PID (muonID > 0.5 / 0.9; kaonID > 0.5 and muonID / electronID > 0.9): the thrown
   estimate of these small samples is mostly zero events, the weighted one is not.
+* taulgamma (Belle tau pairs): the search's own lepton ID and tag-side veto at the preselection and
+  after all cuts but xi, and a loosened closure (muIDBelle > 0.9, every photon a signal-photon candidate).
 """
 
 from __future__ import annotations
@@ -38,21 +40,23 @@ from belle_rare.processors.schema import BelleSchema
 PROCESSES = ("tautau", "uds")
 
 
-def ensure_samples(directory: Path, events: int, seed: int) -> dict[str, list[Path]]:
+def ensure_samples(directory: Path, events: int, seed: int, experiment: str = "belle2",
+                   processes: tuple[str, ...] = PROCESSES) -> dict[str, list[Path]]:
     """``belle-rare generate`` each process into ``directory`` unless its files are there."""
     out = {}
-    for k, process in enumerate(PROCESSES):
-        files = sorted(directory.glob(f"belle2_{process}_*.root"))
+    for k, process in enumerate(processes):
+        files = sorted(directory.glob(f"{experiment}_{process}_*.root"))
         if not files:
-            subprocess.run([str(Path(sys.executable).with_name("belle-rare")), "generate", "--experiment", "belle2", "--process", process,
+            subprocess.run([str(Path(sys.executable).with_name("belle-rare")), "generate", "--experiment", experiment, "--process", process,
                             "--events", str(events), "--seed", str(seed + k), "--out", str(directory)], check=True)
-            files = sorted(directory.glob(f"belle2_{process}_*.root"))
+            files = sorted(directory.glob(f"{experiment}_{process}_*.root"))
         out[process] = files
     return out
 
 
-def stage_weights(proc: Any, path: Path, process: str, weighted: bool, stages: dict[str, str]) -> dict[str, dict[str, np.ndarray]]:
-    """channel -> stage -> per-event weight in the stage (0 outside) over one file, nominal calibration."""
+def stage_weights(proc: Any, path: Path, process: str, weighted: bool, stages: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+    """channel -> stage -> per-event weight in the stage (0 outside), over one file, nominal calibration.
+    A stage is a region name or a tuple of cut names (``Selection.passing``)."""
     meta = {"dataset": process, "filename": str(path), "kind": "background", "is_data": False}
     events = NanoEventsFactory.from_root({str(path): "tree"}, schemaclass=BelleSchema, metadata=meta, mode="eager").events()
     proc.pid_weighting = weighted
@@ -65,15 +69,20 @@ def stage_weights(proc: Any, path: Path, process: str, weighted: bool, stages: d
         if weighted:  # the lower bound: the kept candidate's probability in place of P(some candidate passes)
             v = selection.values
             lower = w * np.nan_to_num(v["pid_weight_lower"]) / np.where(v["pid_weight"] > 0, v["pid_weight"], 1.0)
-            out[channel + " lower"] = {label: np.where(selection.regions[r], lower, 0.0) for label, r in stages.items()}
-        out[channel] = {label: np.where(selection.regions[r], w, 0.0) for label, r in stages.items()}
+            out[channel + " lower"] = {label: np.where(_in_stage(selection, r), lower, 0.0) for label, r in stages.items()}
+        out[channel] = {label: np.where(_in_stage(selection, r), w, 0.0) for label, r in stages.items()}
     return out
 
 
-def compare(search: str, config: Any, files: dict[str, list[Path]], stages: dict[str, str], title: str) -> list[dict[str, Any]]:
+def _in_stage(selection: Any, stage: str | tuple[str, ...]) -> np.ndarray:
+    return selection.passing(*stage) if isinstance(stage, tuple) else selection.regions[stage]
+
+
+def compare(search: str, config: Any, files: dict[str, list[Path]], stages: dict[str, Any], title: str,
+            experiment: str = "belle2") -> list[dict[str, Any]]:
     """Thrown and PID-weighted sums per process, channel and stage; printed and returned."""
     s = get_search(search)
-    proc = s.processor("belle2", config)
+    proc = s.processor(experiment, config)
     rows = []
     print(f"\n== {search}: {title}")
     print(f"{'process':8s} {'channel':7s} {'stage':22s} {'thrown (events)':>24s} {'weighted (events)':>26s} {'pull':>6s} {'err ratio':>9s}")
@@ -106,8 +115,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=31)
     parser.add_argument("--samples", type=Path, default=Path("/tmp/pidweights-bench"))
+    parser.add_argument("--searches", nargs="+", default=["tau3mu", "taulphi", "taulgamma"], help="which searches to compare")
     args = parser.parse_args()
     args.samples.mkdir(parents=True, exist_ok=True)
+    rows = belle2_searches(args) if {"tau3mu", "taulphi"} & set(args.searches) else []
+    if "taulgamma" in args.searches:
+        rows += taulgamma_rows(args)
+    summarise(rows)
+
+
+def belle2_searches(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """tau3mu and taulphi on Belle II tau pairs and uds."""
     files = ensure_samples(args.samples, args.events, args.seed)
 
     t3m = get_search("tau3mu").load_config()
@@ -123,7 +141,25 @@ def main() -> None:
     loose = tlp.model_copy(update={"kaons": tlp.kaons.model_copy(update={"id_branch": "pionID"}), "leptons": leptons})
     rows += compare("taulphi", loose, files, tlp_stages, "closure, 'kaons' pionID > 0.5, lepton pionID > 0.9 (mu phi) / 0.5 (e phi)")
     rows += compare("taulphi", tlp, files, tlp_stages, "the search's kaon and lepton ID")
+    return rows
 
+
+def taulgamma_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """taulgamma on Belle tau pairs: a loosened closure and the search's own PID."""
+    from belle_rare.processors.taulgamma import CUT_VALUES, STEPS
+
+    belle_files = ensure_samples(args.samples, args.events, args.seed + 10, "belle", ("tautau",))
+    tlg = get_search("taulgamma").load_config()
+    tlg_stages = {"preselection": STEPS, "all cuts but xi": STEPS + tuple(c for c in CUT_VALUES if c != "xi"),
+                  "all cuts (no ellipse)": STEPS + CUT_VALUES, "signal region": "signal"}
+    loose = tlg.model_copy(update={"pid": tlg.pid.model_copy(update={"muon_cut": 0.9}),
+                                   "photons": tlg.photons.model_copy(update={"signal_e_min": 0.1, "signal_cos_theta": tlg.photons.cos_theta})})
+    rows = compare("taulgamma", loose, belle_files, tlg_stages, "closure, muIDBelle > 0.9, every photon a signal-photon candidate", "belle")
+    rows += compare("taulgamma", tlg, belle_files, tlg_stages, "the search's lepton ID and tag-side veto", "belle")
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]]) -> None:
     closure = [r for r in rows if r["title"].startswith("closure") and r["thrown"] > 0]
     if closure:
         pulls = np.array([r["pull"] for r in closure])

@@ -20,6 +20,7 @@ from belle_rare.configs.loader import StrictModel
 from belle_rare.core.histograms import new_hist, regular
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import kinematics as kin
+from belle_rare.processors import pid_weighting
 from belle_rare.processors.base import Calibration, SearchProcessor, Selection, packed, signal_datasets_of, vary
 from belle_rare.processors.base import TriggerLines
 from belle_rare.processors.brems_recovery import BremsRecovery, recover_brems
@@ -146,6 +147,10 @@ class PaperNumbers(StrictModel):
 SignalDatasets = signal_datasets_of(CHANNELS)
 
 
+class Plots(StrictModel):
+    signal_branching_fraction: float  # BR(tau -> l gamma) of the signal overlaid on the background plots
+
+
 class TauLGammaConfig(StrictModel):
     luminosity: str
     mbc_photon_energy: Literal["beam_constrained", "measured"]
@@ -159,6 +164,7 @@ class TauLGammaConfig(StrictModel):
     signal_region: SignalRegion
     histograms: Binning
     paper: PaperNumbers
+    plots: Plots
     brems_recovery: BremsRecovery | None = None  # electron candidates; None: no recovery
 
     def ellipse(self, channel: str, which: Literal["own", "paper"] | None = None) -> Ellipse:
@@ -200,6 +206,10 @@ class TwoTrackEvents:
     g_cos: Any
     t_hemi: Any
     g_hemi: Any
+    #: PID-weighted background with brems recovery: the objects recomputed with track k (0, 1) as the
+    #: only electron candidate (the e gamma candidate whose signal lepton is track k; its tag track
+    #: fails the eID veto, so it is no electron candidate); None otherwise
+    electron_is_track: tuple[TwoTrackEvents, TwoTrackEvents] | None = None
 
 
 CUT_VALUES = ("e_total", "e_sum_rho", "cos_tracks", "cos_lgamma", "p_miss", "cos_theta_miss", "cos_miss_tag", "m_nu2",
@@ -249,6 +259,16 @@ class TauLGammaProcessor(SearchProcessor):
 
         Tracks outside the IP window (beam background, conversions, decays in flight) are dropped
         from the event altogether, as an analysis's good-track list does."""
+        o = self._two_track_objects(events, calibration)
+        if self.pid_weighted(events) and self.config.brems_recovery is not None:
+            # the brems recovery follows the thrown eID: with the eID weighted instead, each e gamma
+            # candidate needs the photons as recovered with its own signal track as the electron
+            o.electron_is_track = (self._two_track_objects(events, calibration, 0), self._two_track_objects(events, calibration, 1))
+        return o
+
+    def _two_track_objects(self, events: ak.Array, calibration: Calibration, electron_track: int | None = None) -> TwoTrackEvents:
+        """``objects`` with the electron candidates of the brems recovery from the thrown eID, or
+        (``electron_track``) only the track of that index."""
         cfg = self.config
         trk = ip_tracks(events.Track, cfg.tracks)
         keep = ak.to_numpy((ak.num(trk.px) == cfg.tracks.n_tracks) & (ak.sum(trk.charge, axis=1) == 0))
@@ -269,7 +289,10 @@ class TauLGammaProcessor(SearchProcessor):
         good = (g_E > cfg.photons.e_min) & in_range(g_cos, cfg.photons.cos_theta)
         if cfg.brems_recovery is not None:
             # electron candidates take back their brems photons, which leave the photon list
-            electron = trk[cfg.pid.electron_branch] > cfg.pid.electron_cut
+            if electron_track is None:
+                electron = trk[cfg.pid.electron_branch] > cfg.pid.electron_cut
+            else:
+                electron = ak.local_index(trk.px) == electron_track
             rec = recover_brems(kin.P4(t_px, t_py, t_pz, t_E), electron, kin.P4(g_px, g_py, g_pz, g_E), cfg.brems_recovery)
             t_px, t_py, t_pz, t_E = rec.tracks
             good = good & rec.photon_free
@@ -286,8 +309,18 @@ class TauLGammaProcessor(SearchProcessor):
             t_hemi=hemisphere(t_cm.px, t_cm.py, t_cm.pz, axis), g_hemi=hemisphere(g_cm.px, g_cm.py, g_cm.pz, axis),
         )
 
+    def pid_requirements(self) -> list[tuple[str, float]]:
+        """The signal lepton's ID and the tag-side lepton veto of both channels (configs/searches/taulgamma.yaml pid)."""
+        pid = self.config.pid
+        return [(pid.muon_branch, pid.muon_cut), (pid.electron_branch, pid.electron_cut),
+                (pid.muon_branch, pid.extra_lepton_veto), (pid.electron_branch, pid.extra_lepton_veto)]
+
     def select(self, events: ak.Array, objects: TwoTrackEvents, channel: str) -> Selection:
-        values, masks = (expand(part, objects.keep) for part in self._select_two_track(objects, channel))
+        if self.pid_weighted(events):
+            part = self._pid_weighted_candidate(objects, channel)
+        else:
+            part = self._select_two_track(objects, channel)
+        values, masks = (expand(x, objects.keep) for x in part)
         n_sigma = self.config.signal_region.n_sigma
         in_sr = self.config.ellipse(channel).contains(values["mbc"], values["de"], n_sigma)
         cuts = packed({**{step: masks[step] for step in STEPS}, **{name: masks[name] for name in CUT_VALUES}})
@@ -295,8 +328,33 @@ class TauLGammaProcessor(SearchProcessor):
         cuts.add("signal region", in_sr)
         return Selection(cuts=cuts, values=values, regions={"signal": passed & in_sr, "outside": passed & ~in_sr})
 
-    def _select_two_track(self, o: TwoTrackEvents, channel: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """(values, cut masks) of one channel on the two-track events."""
+    def _pid_weighted_candidate(self, o: TwoTrackEvents, channel: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """PID-weighted background (processors/pid_weighting.py): (values, cut masks) without the lepton
+        ID and the tag-side veto, ``pid_weight`` = p(signal track passes the ID) x (1 - p(tag track
+        passes the veto's cut)).
+
+        Each track k whose hemisphere has one hard photon makes a candidate (signal lepton k). With
+        the thrown PID, candidate A passes when L(A) > cut and L(B) < veto, candidate B when L(B) > cut
+        and L(A) < veto (veto < cut): the two outcomes exclude each other, so P(pass) is their sum.
+        The event keeps the candidate that passes every other cut with the larger probability, and
+        that probability as its weight: exact unless both candidates pass every cut (then a lower
+        bound, by the other's probability; `pid_weight_lower` = `pid_weight` here). With brems
+        recovery, e gamma candidate k uses the photons recovered with track k as the electron."""
+        per_track = o.electron_is_track if (channel == "egamma" and o.electron_is_track is not None) else (o, o)
+        (v_a, m_a), (v_b, m_b) = (self._select_two_track(per_track[k], channel, k) for k in (0, 1))
+        score_a, score_b = (np.where(np.logical_and.reduce(list(m.values())), v["pid_weight"], 0.0) for v, m in ((v_a, m_a), (v_b, m_b)))
+        take_b = (score_b > score_a) | ((score_b == score_a) & (v_b["pid_weight"] > v_a["pid_weight"]))
+        values = {k: np.where(take_b, v_b[k], v_a[k]) for k in v_a}
+        masks = {k: np.where(take_b, m_b[k], m_a[k]) for k in m_a}
+        values["pid_weight_lower"] = values["pid_weight"]
+        return values, masks
+
+    def _select_two_track(self, o: TwoTrackEvents, channel: str, signal_track: int | None = None
+                          ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(values, cut masks) of one channel on the two-track events. With ``signal_track`` (0 or 1):
+        the candidate with that track as the signal lepton, without the PID cuts, and its PID pass
+        probability as ``pid_weight`` (``_pid_weighted_candidate``)."""
+        weighted = signal_track is not None
         cfg = self.config
         trk = o.tracks
         roots, beta = o.roots, o.beta
@@ -322,7 +380,10 @@ class TauLGammaProcessor(SearchProcessor):
             in_h = o.g_hemi == h
             one = ak.sum(in_h, axis=1) == 1
             hard = ak.fill_none(only((g_E > cfg.photons.signal_e_min) & in_range(g_cos, cfg.photons.signal_cos_theta), in_h), False)
-            lep = ak.fill_none(only(lepton_id > lepton_cut, o.t_hemi == h), False)
+            if weighted:  # no lepton ID: the hemisphere of the candidate's signal track
+                lep = o.t_hemi[:, signal_track] == h
+            else:
+                lep = ak.fill_none(only(lepton_id > lepton_cut, o.t_hemi == h), False)
             chosen = ak.where((chosen == 0) & one & hard & lep, h, chosen)
         has_signal = chosen != 0
         side = ak.where(has_signal, chosen, 1)
@@ -344,7 +405,10 @@ class TauLGammaProcessor(SearchProcessor):
         tag_trk = kin.P4(*(first(c, tag_t) for c in t_cm))
         tag_pho = kin.P4(*(ak.sum(c[tag_g], axis=1) for c in g_cm))
         tag_is_lepton = ak.fill_none(only(other_id > other_cut, tag_t), False)
-        veto_ok = ak.fill_none(only(lepton_id < pid.extra_lepton_veto, tag_t), False)
+        if weighted:
+            veto_ok = one_each
+        else:
+            veto_ok = ak.fill_none(only(lepton_id < pid.extra_lepton_veto, tag_t), False)
         tag_class = ak.where(tag_is_lepton, 0, ak.where(ak.sum(tag_g, axis=1) == 0, 1, 2))
 
         lg = kin.p4_add(lep, gam)
@@ -422,6 +486,13 @@ class TauLGammaProcessor(SearchProcessor):
             "mbc": as_float(mbc),
             "de": as_float(de),
         })
+        if weighted:
+            # P(signal track passes the lepton ID) x P(tag track fails the veto's cut): the thrown cuts
+            # `lepton_id > lepton_cut` and `lepton_id < extra_lepton_veto` above
+            p_lep = pid_weighting.pass_probability(trk, lepton_branch, lepton_cut)
+            p_veto = pid_weighting.pass_probability(trk, lepton_branch, pid.extra_lepton_veto)
+            prob = ak.fill_none(only(p_lep, sig_t), 0.0) * (1.0 - ak.fill_none(only(p_veto, tag_t), 1.0))
+            out["pid_weight"] = as_float(ak.where(has_signal & one_each, prob, 0.0), 0.0)
         if "mcPDG" in trk.fields:
             out["lepton_pdg"] = ak.to_numpy(ak.fill_none(only(trk.mcPDG, sig_t), 0))
         return out, {name: as_bool(m) for name, m in masks.items()}

@@ -219,3 +219,49 @@ def test_a_misspelt_or_malformed_nested_key_names_file_and_key(tmp_path, path, b
     broken.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=rf"{broken.name}: {'.'.join(path)}"):
         load_config(broken, search.processor.config_model)
+
+
+def _synthetic_result(with_background_events: bool) -> dict:
+    """A run result of two signals and a tau-pair background (filled or empty), histograms as the processor books them."""
+    from belle_rare.processors.registry import get_search
+
+    search = get_search("taulgamma")
+    proc = search.processor("belle", search.load_config())
+    rng = np.random.default_rng(5)
+    hists = {}
+    for dataset, n, mbc, de in (("sig_taumugamma", 400, 1.777, 0.0), ("sig_tauegamma", 400, 1.777, 0.0), ("tautau", 50, 1.70, -0.05)):
+        h = proc.book()
+        if dataset != "tautau" or with_background_events:
+            for channel in ("mugamma", "egamma"):
+                x_mbc, x_de = rng.normal(mbc, 0.01, n), rng.normal(de, 0.005, n)
+                w = np.full(n, 3.0)
+                h["mbc_de"].fill(channel=channel, region="outside", tag="pi", mbc=x_mbc, de=x_de, weight=w)
+                h["nminus1_m_nu2"].fill(channel=channel, region="all", tag="pi", x=rng.uniform(0, 2, n), weight=w)
+        hists[dataset] = h
+    datasets = {"sig_taumugamma": {"kind": "signal", "process": "sig_taumugamma", "cross_section_nb": 1.838e-8, "scale": 3e-3},
+                "sig_tauegamma": {"kind": "signal", "process": "sig_tauegamma", "cross_section_nb": 1.838e-8, "scale": 3e-3},
+                "tautau": {"kind": "background", "process": "tautau", "cross_section_nb": 0.919, "scale": 4.5e4}}
+    meta = {"experiment": "belle", "luminosity_fb": 988.0, "datasets": datasets}
+    return {"processor": proc, "metadata": meta, "histograms": hists}
+
+
+@pytest.mark.parametrize("with_background_events", [True, False])
+def test_report_plots_stack_the_backgrounds_and_overlay_the_signal_at_the_reference_br(tmp_path, with_background_events):
+    from belle_rare.analyses.taulgamma import make_plots, simulated_branching_fraction
+
+    result = _synthetic_result(with_background_events)
+    # the signal samples are normalised to B = sigma / (2 sigma_tautau) = 1e-8 (configs/processes.yaml)
+    assert simulated_branching_fraction(result["metadata"], "sig_taumugamma") == pytest.approx(1.0e-8, rel=0.01)
+    written = make_plots(result, tmp_path)
+    names = {p.name for p in written}
+    for channel in ("mugamma", "egamma"):
+        assert {f"{channel}_nminus1_m_nu2.png", f"{channel}_mbc_de_plane.png", f"{channel}_mbc.png"} <= names
+    contents = json.loads((tmp_path / "contents.json").read_text())
+    assert contents["luminosity_fb"] == 988.0
+    for name in ("mugamma_nminus1_m_nu2", "egamma_mbc_de_plane", "mugamma_mbc"):
+        plot = contents["plots"][name]
+        assert plot["signal_branching_fraction"] == pytest.approx(5.0e-7)  # the paper's fig. 2
+        if with_background_events:
+            assert plot["backgrounds"]["tautau"] == pytest.approx(150.0)  # 50 events x weight 3, all in range
+        else:
+            assert plot["backgrounds"] == {}  # the plot carries "no simulated background event selected"
