@@ -130,6 +130,9 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
             for name, ds in datasets.items()
         },
         "events": accounting["datasets"],
+        # area of each channel's signal region over the window around it (stats: window_area background)
+        "sr_area_fraction": ({c: search.training.sr_fraction(config, c) for c in proc.channels}
+                             if search.training is not None else {}),
         "chunk_report": {
             "chunksize": opts.chunksize,
             "max_chunks": opts.max_chunks,

@@ -24,6 +24,7 @@ from belle_rare.processors.signal_ellipse import fit_signal_ellipse
 from belle_rare.processors.tau3mu import REGIONS
 from belle_rare.stats.factorised import FactorisedEstimate, factorised_estimate
 from belle_rare.stats.mc_bound import BoundedCount, bounded_count
+from belle_rare.stats.model_config import load_stats_config
 
 CHANNEL = "3mu"
 FIT_HALF_WINDOW = {"m": 0.03, "de": 0.10}  # GeV around the configured peak
@@ -56,18 +57,21 @@ def abcd(hists: dict[str, dict[str, hist.Hist]], datasets: list[str]) -> dict[st
             "direct_error": float(np.sqrt(n["A"][1]))}
 
 
-def factorised(hists: dict[str, dict[str, hist.Hist]], datasets: list[str], meta: dict[str, Any], from_data: bool) -> FactorisedEstimate | None:
+def factorised(hists: dict[str, dict[str, hist.Hist]], datasets: list[str], meta: dict[str, Any], from_data: bool,
+               area_fraction: float | None = None) -> FactorisedEstimate | None:
     """(N_A + N_C) x N_B / (N_B + N_D): the BDT efficiency factorised (stats/factorised.py), empty
-    counts with the MC bound; None when a count is empty and no weight per event is known."""
+    counts with the MC bound; None when a count is empty and no weight per event is known. With
+    ``area_fraction`` N before the BDT is (N_A + N_B + N_C + N_D) x it (``before_from: window_area``)."""
 
     def count(keys: str) -> BoundedCount:
         per = {d: _sum(hists, [d], [REGIONS[k] for k in keys]) for d in datasets}
         return bounded_count("+".join(REGIONS[k] for k in keys), per, meta["datasets"])
 
-    before, passed, failed = count("AC"), count("B"), count("D")
+    before = count("AC") if area_fraction is None else count("ABCD")
+    passed, failed = count("B"), count("D")
     if before.value <= 0 or passed.value <= 0:
         return None
-    return factorised_estimate(before, passed, failed, poisson_before=not from_data)
+    return factorised_estimate(before, passed, failed, poisson_before=not from_data, before_scale=area_fraction or 1.0)
 
 
 def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -126,11 +130,16 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
         note += "; N_D = 0: no estimate (samples too small)"
     rows.append({"quantity": "expected background in the signal region", "ours": est["expected"], "ours_error": est["error"],
                  "paper": paper.expected_background, "unit": "events", "note": note})
-    fz = factorised(hists, source, meta, bool(data))
+    # N before the BDT as the stats model takes it (configs/stats/tau3mu.yaml before_from)
+    fz_config = next(s.data_driven.factorised for c in load_stats_config("tau3mu").channels for s in c.samples
+                     if s.data_driven is not None and s.data_driven.factorised is not None)
+    area = (meta.get("sr_area_fraction") or {}).get(CHANNEL) if fz_config.before_from == "window_area" else None
+    fz = factorised(hists, source, meta, bool(data), area)
+    before_text = "(N_A + N_C)" if area is None else f"(N_A + N_B + N_C + N_D) x area fraction {area:.4g}"
     rows.append({"quantity": "expected background in the signal region (BDT efficiency factorised)",
                  "ours": fz.value if fz else None, "ours_error": fz.uncertainty if fz else None,
                  "paper": paper.expected_background, "unit": "events",
-                 "note": (f"(N_A + N_C) x eps_BDT, eps_BDT = N_B / (N_B + N_D) = {fz.efficiency:.3g}: the limit's default estimate "
+                 "note": (f"{before_text} x eps_BDT, eps_BDT = N_B / (N_B + N_D) = {fz.efficiency:.3g}: the limit's default estimate "
                           "(configs/stats/tau3mu.yaml)" + ("; rests on the MC statistical bound of empty regions" if fz.from_mc_bound else "")
                           if fz else "an empty count with no weight per event known: no estimate")})
     rows.append({"quantity": "simulated background in the signal region (direct count)", "ours": est["direct"],

@@ -20,6 +20,14 @@ count (``1 / N``) plus, for simulation, its ``Weight()`` variance. An empty coun
 (mean and variance of :class:`BoundedCount`), so eps stays finite and non-zero. Used for the
 tau3mu BDT efficiency; the same estimate serves any ``N_control x ratio`` background (taulphi's
 r_MC is a pass fraction of the same form).
+
+With small samples the signal region itself may be empty before the cut while a wider window
+around it is not: ``N_before = N_window x A_SR / A_window`` (``before_scale``), a flat background
+across the window (the assumption of the papers' sideband methods). Its relative uncertainty is
+that of ``N_window`` (Poisson ``1 / N_window`` plus its variance; the bound only if the whole
+window is empty). When the window contains the control regions, ``N_window`` and eps share
+events; for Poisson counts the total P + F and the fraction P / (P + F) are independent, so the
+two relative uncertainties still add in quadrature.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ class FactorisedEstimate:
     passed: BoundedCount
     failed: BoundedCount
     poisson_before: bool  # add 1 / N_before (a simulated count standing for the data's Poisson count)
+    before_scale: float = 1.0  # N_before = before x this (a window count x the area fraction of the SR)
 
     @property
     def efficiency(self) -> float:
@@ -46,7 +55,7 @@ class FactorisedEstimate:
 
     @property
     def value(self) -> float:
-        return self.before.value * self.efficiency
+        return self.before.value * self.before_scale * self.efficiency
 
     @property
     def rel_before(self) -> float:
@@ -70,17 +79,21 @@ class FactorisedEstimate:
     def as_dict(self) -> dict:
         return {
             "value": self.value, "uncertainty": self.uncertainty,
-            "n_before": self.before.value, "n_before_rel_uncertainty": self.rel_before,
+            "n_before": self.before.value * self.before_scale, "n_before_rel_uncertainty": self.rel_before,
             "efficiency": self.efficiency, "efficiency_rel_uncertainty": self.rel_efficiency,
             "control_pass": self.passed.value, "control_fail": self.failed.value,
             "from_mc_bound": self.from_mc_bound,
         }
 
 
-def factorised_estimate(before: BoundedCount, passed: BoundedCount, failed: BoundedCount, poisson_before: bool) -> FactorisedEstimate:
-    """The estimate; StatsError if a count that must be positive is not (no weight known for a bound)."""
+def factorised_estimate(before: BoundedCount, passed: BoundedCount, failed: BoundedCount, poisson_before: bool,
+                        before_scale: float = 1.0) -> FactorisedEstimate:
+    """The estimate (``before`` x ``before_scale`` x eps); StatsError if a count that must be positive
+    is not (no weight known for a bound)."""
+    if not 0 < before_scale <= 1:
+        raise StatsError(f"factorised estimate: area fraction {before_scale} of the signal region in its window is not in (0, 1]")
     if before.value <= 0:
         raise StatsError("factorised estimate: no event before the cut in the signal region (and no bound)")
     if passed.value <= 0:
         raise StatsError("factorised estimate: no event passing the cut in the control regions (and no bound)")
-    return FactorisedEstimate(before, passed, failed, poisson_before)
+    return FactorisedEstimate(before, passed, failed, poisson_before, before_scale)

@@ -10,7 +10,8 @@ like any other: flattened into the fit, summed in a counting channel; a counting
 one-bin ``count`` axis. A dataset without a histogram, or a category never filled, gives zeros; a
 histogram without a ``variation`` axis gives the nominal yields only (no histosys from it).
 ``DIR/SEARCH/metadata.json`` has at least ``search``, ``experiment``, ``luminosity_fb`` and
-``datasets: {name: {"kind": "signal"|"background"|"data", ...}}``.
+``datasets: {name: {"kind": "signal"|"background"|"data", ...}}``; searches with a BDT record
+``sr_area_fraction: {channel: area of the signal region / area of the window around it}``.
 """
 
 from __future__ import annotations

@@ -121,16 +121,26 @@ class TransferFactor(StrictModel):
 
 class FactorisedEfficiency(StrictModel):
     """b = N(before_regions) x P / (P + F), P / F the counts of ``pass_regions`` / ``fail_regions``
-    (:mod:`stats.factorised`), all from the channel's observation (simulation when there is none)."""
+    (:mod:`stats.factorised`), all from the channel's observation (simulation when there is none).
+
+    ``before_from``: ``ellipse`` counts N(before_regions) directly; ``window_area`` counts the
+    wider ``window_regions`` and scales by the area of the signal region over the window's (the
+    run metadata's ``sr_area_fraction``): a flat background across the window."""
 
     before_regions: list[str] = pydantic.Field(min_length=1)
     pass_regions: list[str] = pydantic.Field(min_length=1)
     fail_regions: list[str] = pydantic.Field(min_length=1)
+    before_from: Literal["ellipse", "window_area"] = "ellipse"
+    window_regions: list[str] | None = pydantic.Field(default=None, min_length=1)
 
     @pydantic.model_validator(mode="after")
     def _disjoint(self) -> "FactorisedEfficiency":
         if set(self.pass_regions) & set(self.fail_regions):
             raise ValueError("factorised: 'pass_regions' and 'fail_regions' must not share a region")
+        if self.before_from == "window_area" and self.window_regions is None:
+            raise ValueError("factorised: 'before_from: window_area' needs 'window_regions'")
+        if self.window_regions is not None and not set(self.before_regions) <= set(self.window_regions):
+            raise ValueError("factorised: 'window_regions' must contain the 'before_regions' (the window holds the signal region)")
         return self
 
 

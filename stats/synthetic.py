@@ -90,14 +90,16 @@ def write_run_output(
     luminosity_fb: float,
     datasets: dict[str, dict],
     histograms: RunHistograms,
+    extra_metadata: dict | None = None,
 ) -> Path:
-    """Write ``DIR/SEARCH/histograms.coffea`` (``histograms`` as given) and ``metadata.json``; returns ``DIR/SEARCH``."""
+    """Write ``DIR/SEARCH/histograms.coffea`` (``histograms`` as given) and ``metadata.json`` (plus
+    ``extra_metadata``, e.g. the runner's ``sr_area_fraction``); returns ``DIR/SEARCH``."""
     import coffea.util
 
     out = Path(results_dir) / search
     with atomic_path(out / "histograms.coffea") as tmp:
         coffea.util.save(histograms, str(tmp))
-    meta = {"search": search, "experiment": experiment, "luminosity_fb": luminosity_fb, "datasets": datasets}
+    meta = {"search": search, "experiment": experiment, "luminosity_fb": luminosity_fb, "datasets": datasets, **(extra_metadata or {})}
     write_json(out / "metadata.json", meta)
     return out
 

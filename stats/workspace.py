@@ -353,17 +353,32 @@ def _factorised_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
                          f"statistical bound {c.bound.mean:.4g} +- {c.bound.uncertainty:.2g}")
         return c
 
-    before = count(fz.before_regions, "count before the cut")
+    before_from = fz.before_from
+    fractions = cb.run.metadata.get("sr_area_fraction") or {}
+    if before_from == "window_area" and channel.channel_value not in fractions:
+        # a run output written before the runner recorded the area: count the ellipse, and say so
+        notes.append(f"{channel.name}: background '{sample.name}' (factorised): no sr_area_fraction of channel "
+                     f"'{channel.channel_value}' in the run metadata (re-run the search): N before the cut counted in "
+                     f"{'+'.join(fz.before_regions)} instead of the window area")
+        before_from = "ellipse"
+    if before_from == "window_area":
+        # N_before = N(window) x A_SR / A_window: a flat background across the window (stats.factorised)
+        scale, before_regions = float(fractions[channel.channel_value]), fz.window_regions
+        before = count(before_regions, "window count before the cut")
+    else:
+        scale, before_regions = 1.0, fz.before_regions
+        before = count(before_regions, "count before the cut")
     passed = count(fz.pass_regions, "efficiency numerator")
     failed = count(fz.fail_regions, "efficiency complement")
     if before.value <= 0 or passed.value <= 0:  # as an empty sideband: zero, only where no weight per event is known
         empty = "the signal region before the cut" if before.value <= 0 else "the control regions after the cut"
         notes.append(f"{channel.name}: {empty} empty: background '{sample.name}' (factorised) is zero and left out (no weight per event known for a bound)")
         return [], None, False, bounds, _estimate_record(0.0, 0.0, bounds)
-    est = factorised_estimate(before, passed, failed, poisson_before=not data_sets)
+    est = factorised_estimate(before, passed, failed, poisson_before=not data_sets, before_scale=scale)
     b = est.value
+    area = f" x area fraction {scale:.4g}" if before_from == "window_area" else ""
     notes.append(
-        f"{channel.name}: background '{sample.name}' (factorised) = N({'+'.join(fz.before_regions)}) {before.value:.4g} x eps "
+        f"{channel.name}: background '{sample.name}' (factorised) = N({'+'.join(before_regions)}) {before.value:.4g}{area} x eps "
         f"{est.efficiency:.4g} +- {est.rel_efficiency * est.efficiency:.2g} [eps = N({'+'.join(fz.pass_regions)}) / "
         f"(that + N({'+'.join(fz.fail_regions)})), {what}] = {b:.4g} +- {est.uncertainty:.2g}"
     )
@@ -372,7 +387,8 @@ def _factorised_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
         rel = est.rel_efficiency
         modifiers.append({"name": f"cut_efficiency_{channel.name}", "type": "normsys", "data": {"hi": 1 + rel, "lo": max(1 - rel, 1e-3)}})
     modifiers += _sample_normsys(cb, sample)
-    record = {**est.as_dict(), "from_mc_bound": bool(bounds)}
+    record = {**est.as_dict(), "from_mc_bound": bool(bounds), "before_from": before_from,
+              "before_regions": before_regions, "n_before_counted": before.value, "area_fraction": scale}
     return [{"name": sample.name, "data": [b], "modifiers": modifiers}], np.array([b]), False, bounds, record
 
 

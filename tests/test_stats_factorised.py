@@ -2,7 +2,9 @@
 
 b_fact = (N_A + N_C) x N_B / (N_B + N_D) against b_ABCD = N_B x N_C / N_D: equal when A / C = B / D
 (the independence both assume); with the BDT-pass regions empty in simulation the plain ABCD rests
-on the MC bound of N_B, the factorised one spreads it over N_B + N_D.
+on the MC bound of N_B, the factorised one spreads it over N_B + N_D. N before the BDT either counted
+in the ellipse (``before_from: ellipse``, A + C) or from the whole window scaled by the area
+fraction (``window_area``, (A + B + C + D) x A_SR / A_window, a flat background).
 """
 
 from __future__ import annotations
@@ -10,38 +12,62 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from belle_rare.analyses.cli import main
 from belle_rare.configs.loader import ConfigError
+from belle_rare.processors.registry import get_search
+from belle_rare.processors.tau3mu import sr_fraction
 from belle_rare.stats.factorised import factorised_estimate
 from belle_rare.stats.mc_bound import BoundedCount, McBound
-from belle_rare.stats.model_config import DataDriven, load_stats_config, with_background_estimate
+from belle_rare.stats.model_config import DataDriven, StatsConfig, load_stats_config, with_background_estimate
 from belle_rare.stats.search_limits import Settings, compute_search_limits
 from belle_rare.stats.synthetic import SIGMA_TAUTAU_NB, book, count_axis, set_bins, write_run_output
 
 
-def _run(tmp_path, regions: dict[str, float], w: float) -> None:
+# the processor's area of the 5 sigma ellipse over the 20 sigma window, (5 / 20)^2
+AREA = 1 / 16
+
+
+def _run(tmp_path, regions: dict[str, float], w: float, more: dict[str, tuple[float, dict[str, float]]] | None = None) -> None:
     """Asimov tau3mu output: one background dataset ``tautau`` of weight ``w`` with ``regions``
-    simulated events per region (yield n w, variance n w^2), signal 50 events in SR_pass."""
+    simulated events per region (yield n w, variance n w^2), signal 50 events in SR_pass; ``more``:
+    further background datasets, name -> (weight, regions)."""
     histograms = {}
     h = book(histograms, "yields", count_axis())
     set_bins(h, "sig_tau3mu", "3mu", "SR_pass", 50.0, 1.0)
     for syst in ("leptonID", "tracking", "trigger", "momentumScale", "luminosity"):
         for suffix, f in (("Up", 1.01), ("Down", 0.99)):
             set_bins(h, "sig_tau3mu", "3mu", "SR_pass", 50.0 * f, 1.0, variation=syst + suffix)
-    for region, n in regions.items():
-        if n > 0:
-            set_bins(h, "tautau", "3mu", region, n * w, n * w * w)
     datasets = {
         "sig_tau3mu": {"kind": "signal", "process": "sig_tau3mu", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8, "parameters": {}},
-        "tautau": {"kind": "background", "cross_section_nb": SIGMA_TAUTAU_NB, "parameters": {}, "scale": w},
     }
-    write_run_output(tmp_path, "tau3mu", "belle2", 424.0, datasets, histograms)
+    for name, (wd, counts) in {"tautau": (w, regions), **(more or {})}.items():
+        for region, n in counts.items():
+            if n > 0:
+                set_bins(h, name, "3mu", region, n * wd, n * wd * wd)
+        datasets[name] = {"kind": "background", "cross_section_nb": SIGMA_TAUTAU_NB, "parameters": {}, "scale": wd}
+    write_run_output(tmp_path, "tau3mu", "belle2", 424.0, datasets, histograms, {"sr_area_fraction": {"3mu": AREA}})
 
 
-def _estimates(tmp_path, estimate: str | None = None) -> tuple[dict, dict]:
-    entry = compute_search_limits("tau3mu", tmp_path, Settings(background_estimate=estimate)).document["limits"][0]
+def _before_from(mode: str) -> StatsConfig:
+    """The tau3mu stats model with N before the BDT from ``mode`` ("ellipse" or "window_area")."""
+    config = load_stats_config("tau3mu")
+    channel = config.channels[0]
+    samples = []
+    for sample in channel.samples:
+        dd = sample.data_driven
+        if dd is not None:
+            dd = dd.model_copy(update={"factorised": dd.factorised.model_copy(update={"before_from": mode})})
+        samples.append(sample.model_copy(update={"data_driven": dd}))
+    return config.model_copy(update={"channels": [channel.model_copy(update={"samples": samples})]})
+
+
+def _estimates(tmp_path, estimate: str | None = None, before_from: str | None = "ellipse") -> tuple[dict, dict]:
+    """limits.json's entry and its estimates by name; ``before_from`` None: the YAML's choice."""
+    config = _before_from(before_from) if before_from else None
+    entry = compute_search_limits("tau3mu", tmp_path, Settings(background_estimate=estimate), config).document["limits"][0]
     return entry, {e["estimate"]: e for e in entry["background_estimates"]}
 
 
@@ -108,7 +134,7 @@ def test_uncertainty_by_hand():
 def test_workspace_carries_the_two_factors_as_constraints(tmp_path):
     w = 0.5
     _run(tmp_path, {"SR_pass": 2, "SR_fail": 98, "outer_pass": 10, "outer_fail": 390}, w)
-    result = compute_search_limits("tau3mu", tmp_path)
+    result = compute_search_limits("tau3mu", tmp_path, config=_before_from("ellipse"))
     bkg = next(s for s in result.workspaces["workspace.json"]["channels"][0]["samples"] if s["name"] == "background")
     b = 100 * w * 10 / 400
     assert bkg["data"][0] == pytest.approx(b)
@@ -135,9 +161,103 @@ def test_a_factorised_estimate_needs_its_regions_and_the_switch_needs_an_offer()
 
 def test_the_command_line_chooses_the_estimate(tmp_path, capsys):
     _run(tmp_path, {"SR_pass": 2, "SR_fail": 98, "outer_pass": 10, "outer_fail": 390}, w=0.5)
-    for estimate, b in (("transfer_factor", 10 * 0.5 * 98 / 390), ("factorised", 100 * 0.5 * 10 / 400)):
+    # the YAML's factorised estimate takes N before the BDT from the window: 500 x 0.5 x 1 / 16
+    for estimate, b in (("transfer_factor", 10 * 0.5 * 98 / 390), ("factorised", 500 * 0.5 * AREA * 10 / 400)):
         assert main(["limit", "tau3mu", "--results", str(tmp_path), "--no-plots", "--background-estimate", estimate]) == 0
         entry = json.loads((tmp_path / "tau3mu" / "limits.json").read_text())["limits"][0]
         assert entry["background_estimate"] == [estimate] and entry["background_events"] == pytest.approx(b)
     assert main(["limit", "taulphi", "--results", str(tmp_path), "--background-estimate", "factorised"]) == 2
     capsys.readouterr()
+
+
+# ------------------------------------------------------------------ N before the BDT from the window area
+def test_the_yaml_takes_n_before_from_the_window_area():
+    fz = load_stats_config("tau3mu").channels[0].samples[1].data_driven.factorised
+    assert fz.before_from == "window_area"
+    assert set(fz.window_regions) == {"SR_pass", "SR_fail", "outer_pass", "outer_fail"}
+
+
+def test_the_area_fraction_is_the_ellipse_over_the_window_of_the_processor():
+    # (5 / 20)^2 analytically (the distance is a norm in rescaled rotated axes: areas scale as d^2
+    # in each quadrant whatever the four widths); checked by throwing points flat in (M, dE)
+    search = get_search("tau3mu")
+    config = search.load_config()
+    assert sr_fraction(config, "3mu") == pytest.approx(AREA)
+    ell = config.signal_region
+    rng = np.random.default_rng(1)
+    m = rng.uniform(ell.m_mean - 0.2, ell.m_mean + 0.2, 2_000_000)
+    de = rng.uniform(ell.de_mean - 0.8, ell.de_mean + 0.8, 2_000_000)
+    d = ell.distance(m, de)
+    assert (d < 20).sum() < 0.9 * len(d)  # the box holds the whole window
+    n_win, n_sr = (d < ell.outer_n_sigma).sum(), (d < ell.n_sigma).sum()
+    assert n_sr / n_win == pytest.approx(AREA, abs=4 * math.sqrt(AREA * (1 - AREA) / n_win))
+
+
+def test_window_area_closes_on_a_flat_background(tmp_path):
+    # flat in (M, dE) with a BDT pass fraction of 5 % everywhere: the ellipse holds 1 / 16 of the window
+    w = 0.01
+    _run(tmp_path, {"SR_pass": 10, "SR_fail": 190, "outer_pass": 150, "outer_fail": 2850}, w)
+    _, ell = _estimates(tmp_path, before_from="ellipse")
+    _, win = _estimates(tmp_path, before_from="window_area")
+    ell, win = ell["factorised"], win["factorised"]
+    assert ell["value"] == pytest.approx(200 * w * 0.05) and win["value"] == pytest.approx(ell["value"])
+    assert win["before_from"] == "window_area" and win["area_fraction"] == pytest.approx(AREA)
+    assert win["n_before_counted"] == pytest.approx(3200 * w) and win["n_before"] == pytest.approx(200 * w)
+    # 16 x the events: N before the BDT is 4 x more precise (Poisson 1 / N and simulation w^2 / N w^2)
+    assert win["n_before_rel_uncertainty"] == pytest.approx(ell["n_before_rel_uncertainty"] / 4)
+    # a pseudo-sample drawn flat (Poisson, seeded): the two agree within their uncertainties
+    rng = np.random.default_rng(7)
+    n = rng.poisson(3200)
+    r = 20 * np.sqrt(rng.uniform(size=n))  # distance to the peak, flat in area
+    passed = rng.uniform(size=n) < 0.05
+    sr = r < 5
+    counts = {"SR_pass": int(np.sum(sr & passed)), "SR_fail": int(np.sum(sr & ~passed)),
+              "outer_pass": int(np.sum(~sr & passed)), "outer_fail": int(np.sum(~sr & ~passed))}
+    _run(tmp_path / "toy", counts, 1.0)  # w = 1: the yields are the counts
+    _, ell = _estimates(tmp_path / "toy", before_from="ellipse")
+    _, win = _estimates(tmp_path / "toy", before_from="window_area")
+    ell, win = ell["factorised"], win["factorised"]
+    # the window contains the ellipse: the uncorrelated part of the difference is the ellipse's N
+    assert abs(win["value"] - ell["value"]) < 2 * ell["value"] * ell["n_before_rel_uncertainty"]
+    assert abs(win["value"] - 3200 * AREA * 0.05) < 2 * win["uncertainty"]
+
+
+def test_an_empty_ellipse_with_a_filled_window_gives_a_counted_estimate_below_the_bound(tmp_path):
+    # tautau (w = 0.01) fills the window but not the ellipse; uds (w = 2) is empty everywhere
+    w, w_uds = 0.01, 2.0
+    _run(tmp_path, {"outer_pass": 2, "outer_fail": 38}, w, more={"uds": (w_uds, {})})
+    _, ell = _estimates(tmp_path, before_from="ellipse")
+    entry, win = _estimates(tmp_path, before_from="window_area")
+    ell, win = ell["factorised"], win["factorised"]
+    eps = (2 * w + w_uds) / (2 * w + w_uds + 38 * w + w_uds)  # uds's bound in pass and fail alike
+    # ellipse: both datasets' bounds, w + w_uds; window: tautau's 40 events and uds's bound, x 1 / 16
+    assert ell["n_before"] == pytest.approx(w + w_uds) and ell["value"] == pytest.approx((w + w_uds) * eps)
+    assert win["n_before"] == pytest.approx((40 * w + w_uds) * AREA)
+    assert win["value"] == pytest.approx((40 * w + w_uds) * AREA * eps)
+    assert math.isfinite(win["value"]) and win["value"] < 0.2 * ell["value"]
+    assert entry["background_estimate"] == ["factorised"]
+    assert "window count before the cut (MC, Asimov)" in [r["estimate"] for r in entry["mc_bound"]]
+    # without the uds bound the window count alone: 40 simulated events, no bound before the BDT
+    _run(tmp_path / "tt", {"outer_pass": 2, "outer_fail": 38}, w)
+    entry, win = _estimates(tmp_path / "tt", before_from="window_area")
+    win = win["factorised"]
+    assert win["n_before"] == pytest.approx(40 * w * AREA)
+    assert win["n_before_rel_uncertainty"] == pytest.approx(math.sqrt(1 / (40 * w) + 1 / 40))
+    assert not entry["background_from_mc_bound"] and not win["from_mc_bound"]
+
+
+def test_window_area_needs_the_window_and_falls_back_to_the_ellipse_without_the_recorded_area(tmp_path):
+    with pytest.raises(ValueError, match="needs 'window_regions'"):
+        DataDriven(sideband_region="B", transfer_factor={"value": 1.0}, estimate="factorised",
+                   factorised={"before_regions": ["A"], "pass_regions": ["B"], "fail_regions": ["D"], "before_from": "window_area"})
+    with pytest.raises(ValueError, match="must contain the 'before_regions'"):
+        DataDriven(sideband_region="B", transfer_factor={"value": 1.0}, estimate="factorised",
+                   factorised={"before_regions": ["A"], "pass_regions": ["B"], "fail_regions": ["D"], "window_regions": ["B", "D"]})
+    _run(tmp_path, {"SR_fail": 30, "outer_pass": 3, "outer_fail": 600}, 1.0)
+    meta = tmp_path / "tau3mu" / "metadata.json"
+    meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items() if k != "sr_area_fraction"}))
+    # an older run output: N before the BDT counted in the ellipse, and limits.json says so
+    document = compute_search_limits("tau3mu", tmp_path, config=_before_from("window_area")).document
+    est = {e["estimate"]: e for e in document["limits"][0]["background_estimates"]}
+    assert est["factorised"]["before_from"] == "ellipse" and est["factorised"]["n_before"] == pytest.approx(30.0)
+    assert any("no sr_area_fraction" in n for n in document["notes"])

@@ -185,3 +185,10 @@ def test_stored_model_scores_the_same_on_workers(samples, tmp_path):
     assert a["raw"] == b["raw"] and a["weighted"] == pytest.approx(b["weighted"], rel=1e-9)
     scores = iterative["histograms"]["sig_tau3mu"]["bdt_score"][{"channel": "3mu", "region": sum}]
     assert scores[hist.loc(0.0):].sum().value > 0  # scored by the shipped model, not the -1 placeholder
+
+
+def test_the_run_metadata_records_the_area_fraction_of_the_ellipse(run, config):
+    # the stats layer's window_area background reads it (configs/stats/tau3mu.yaml): (5 / 20)^2
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["sr_area_fraction"] == {"3mu": pytest.approx(config.signal_region.area_ratio())}
+    assert meta["sr_area_fraction"]["3mu"] == pytest.approx(1 / 16)
