@@ -7,7 +7,7 @@ background, tag constituents, tau spin correlations, a1 -> rho pi), which change
 and again after the first tau-search fixes of issue 11 (lepton mass and IP track count in
 taulgamma, own ellipse, Belle II muon-ID working points, forced sub-decays divided out, the MC
 statistical bound in the limits, BDTs retrained on PID-weighted background, the tau3mu background
-with the BDT efficiency factorised);
+with the BDT efficiency factorised and N_before from the window area);
 ``tests/test_golden.py`` reruns them and compares. After a deliberate physics change, re-record with
 ``python tests/golden_runs.py`` and say why in the commit.
 """
