@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -181,20 +181,10 @@ def exact_counting_limit(
     n, b = item.n, item.b
     rel_b = item.b_unc / b if b > 0 else 0.0
     res = fast_scan.poisson_limits([n], [b], rel_b, item.s_rel_unc, cl=cl).scaled(item.s)
-    observed, expected = float(res.observed[0]), [float(v) for v in res.expected[:, 0]]
-    grid = np.geomspace(0.3 * min(observed, expected[0]), 1.5 * max(observed, expected[4]), curve_points)
-    obs_curve, exp_curve = fast_scan.poisson_cls_curve(grid * item.s, n, b, rel_b, item.s_rel_unc)
-    points = [CLsPoint(float(x), float(o), tuple(float(v) for v in e)) for x, o, e in zip(grid, obs_curve, exp_curve.T)]
-    return LimitResult(
-        poi=poi,
-        cl=cl,
-        calculator="toybased",
-        observed=observed,
-        expected=expected,
-        poi_bounds=poi_bounds,
-        calculator_reason=f"{reason}; one bin: exact Poisson CLs (infinitely many toys, count as test statistic, "
-        "nuisances averaged)",
-        points=points,
+    return _one_bin_result(
+        res, lambda mu: fast_scan.poisson_cls_curve(mu, n, b, rel_b, item.s_rel_unc), item, cl, poi, poi_bounds,
+        "toybased", f"{reason}; one bin: exact Poisson CLs (infinitely many toys, count as test statistic, "
+        "nuisances averaged)", curve_points,
     )
 
 
@@ -210,18 +200,30 @@ def asymptotic_counting_limit(
     """
     b_unc = item.b_unc if item.b_unc > 0 else None
     res = fast_scan.asymptotic_limits([item.n], [item.b], None if b_unc is None else [b_unc], cl=cl).scaled(item.s)
+    return _one_bin_result(
+        res, lambda mu: fast_scan.asymptotic_cls(mu, item.n, item.b, b_unc), item, cl, poi, poi_bounds,
+        "asymptotics", f"{reason}; one bin: closed-form asymptotic qtilde CLs (background Poisson-constrained, "
+        "signal uncertainty neglected)", curve_points,
+    )
+
+
+def _one_bin_result(
+    res: Any, cls_curve: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], item: OneBin, cl: float,
+    poi: str, poi_bounds: tuple[float, float], calculator: str, calculator_reason: str, curve_points: int,
+) -> LimitResult:
+    """A one-bin limit (``res``, in POI units) with its CLs curve ``cls_curve(signal events)`` tabulated
+    around the observed and expected limits for the plot."""
     observed, expected = float(res.observed[0]), [float(v) for v in res.expected[:, 0]]
     grid = np.geomspace(0.3 * min(observed, expected[0]), 1.5 * max(observed, expected[4]), curve_points)
-    obs_curve, exp_curve = fast_scan.asymptotic_cls(grid * item.s, item.n, item.b, b_unc)
+    obs_curve, exp_curve = cls_curve(grid * item.s)
     points = [CLsPoint(float(x), float(o), tuple(float(v) for v in e)) for x, o, e in zip(grid, obs_curve, exp_curve.T)]
     return LimitResult(
         poi=poi,
         cl=cl,
-        calculator="asymptotics",
+        calculator=calculator,
         observed=observed,
         expected=expected,
         poi_bounds=poi_bounds,
-        calculator_reason=f"{reason}; one bin: closed-form asymptotic qtilde CLs (background Poisson-constrained, "
-        "signal uncertainty neglected)",
+        calculator_reason=calculator_reason,
         points=points,
     )
