@@ -63,25 +63,34 @@ def pass_probability_branch(variable: str, cut: float) -> str:
     return f"{variable}_passProb_{format(cut, 'g').replace('.', 'p').replace('-', 'm')}"
 
 
+def _latent_means_by_variable(pdg: np.ndarray, momentum: np.ndarray, cfg: Pid) -> dict[str, np.ndarray]:
+    """Per configured PID variable, the per-track latent mean (species rows found once for all)."""
+    species = species_index(pdg)
+    rows = rows_by_species(species)
+    return {name: latent_means(variable, species, momentum, cfg.latent_width, rows) for name, variable in cfg.variables.items()}
+
+
+def _pass_probabilities(means: dict[str, np.ndarray], cfg: Pid) -> dict[str, np.ndarray]:
+    """P(variable > cut) = Phi((mu - logit(cut)) / latent_width) for every configured working point
+    (and each variable's standard cut): the exact distribution the PID values are drawn from."""
+    out = {}
+    with np.errstate(invalid="ignore"):
+        for name, mu in means.items():
+            for cut in cfg.cuts_of(name):
+                out[pass_probability_branch(name, cut)] = ndtr((mu - logit(cut)) / cfg.latent_width)
+    return out
+
+
 def pid_columns(
     pdg: np.ndarray, momentum: np.ndarray, cfg: Pid, rng: np.random.Generator
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """All configured PID variables for tracks of true species ``pdg`` and measured momentum, and
-    P(variable > cut) per track for every configured working point (and each variable's standard
-    cut): Phi((mu - logit(cut)) / latent_width), the exact distribution the values are drawn from."""
-    species = species_index(pdg)
-    rows = rows_by_species(species)
-    values, probabilities = {}, {}
-    for name, variable in cfg.variables.items():
-        mu = latent_means(variable, species, momentum, cfg.latent_width, rows)
-        values[name] = expit(mu + cfg.latent_width * rng.standard_normal(len(species)))
-        for cut in cfg.cuts_of(name):
-            with np.errstate(invalid="ignore"):
-                probabilities[pass_probability_branch(name, cut)] = ndtr((mu - logit(cut)) / cfg.latent_width)
-    return values, probabilities
+    their pass probabilities at every configured working point (:func:`pass_probabilities`)."""
+    means = _latent_means_by_variable(pdg, momentum, cfg)
+    values = {name: expit(mu + cfg.latent_width * rng.standard_normal(len(pdg))) for name, mu in means.items()}
+    return values, _pass_probabilities(means, cfg)
 
 
 def pass_probabilities(pdg: np.ndarray, momentum: np.ndarray, cfg: Pid) -> dict[str, np.ndarray]:
-    """The pass probabilities of :func:`pid_columns` alone (no random draws)."""
-    return pid_columns(pdg, momentum, cfg, np.random.default_rng(0))[1]
-
+    """P(variable > cut) per track for every configured working point, without drawing PID values."""
+    return _pass_probabilities(_latent_means_by_variable(pdg, momentum, cfg), cfg)
