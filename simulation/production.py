@@ -233,10 +233,12 @@ def _charge(pdg):
     """Electric charge of the stable charged particles the tracker sees (e, mu, pi, K, p); 0 otherwise."""
     import awkward as ak
 
+    from belle_rare.simulation.detector import pdg as pdgtab
+
     flat = ak.to_numpy(ak.flatten(pdg))
-    negative = np.isin(flat, (11, 13, -211, -321, -2212))
-    positive = np.isin(flat, (-11, -13, 211, 321, 2212))
-    return ak.unflatten(positive.astype(np.int32) - negative.astype(np.int32), ak.num(pdg))
+    _, charge = pdgtab.lookup(flat)
+    tracked = np.isin(np.abs(flat), pdgtab.TRACKED)
+    return ak.unflatten(np.where(tracked, charge, 0.0).astype(np.int32), ak.num(pdg))
 
 
 def _has_pair_in_window(mc, charge, spec) -> np.ndarray:
