@@ -244,9 +244,10 @@ def _charge(pdg):
 def _has_pair_in_window(mc, charge, spec) -> np.ndarray:
     """Events with an opposite-charge pair whose mass (both in the ``spec.hypothesis`` mass) lies in the window."""
     import awkward as ak
-    import particle
 
-    mass = particle.Particle.from_pdgid(spec.hypothesis).mass / 1000.0
+    from belle_rare.core.units import pdg_mass
+
+    mass = pdg_mass(spec.hypothesis)
     p2 = mc.px**2 + mc.py**2 + mc.pz**2
     tracks = ak.zip({"px": mc.px, "py": mc.py, "pz": mc.pz, "E": np.sqrt(p2 + mass**2), "q": charge})
     a, b = ak.unzip(ak.combinations(tracks, 2))
