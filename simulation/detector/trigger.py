@@ -161,11 +161,11 @@ def trigger_inputs(reco: dict[str, ak.Array], beam: np.ndarray, params: Detector
     phi_cm = np.degrees(np.arctan2(cm.py, cm.px))
     pair_event, i, j = pairs_within_events(event, n)
     e_hi, e_lo = np.maximum(cm.E[i], cm.E[j]), np.minimum(cm.E[i], cm.E[j])
+    delta_phi, theta_sum = np.abs(phi_cm[i] - phi_cm[j]) % 360.0, theta_cm[i] + theta_cm[j]
 
     def bhabha(v) -> np.ndarray:
         both = (e_lo > v.energy_both) & (e_hi > v.energy_one)
-        return _per_event(pair_event, both & _in(np.abs(phi_cm[i] - phi_cm[j]) % 360.0, v.delta_phi_deg)
-                          & _in(theta_cm[i] + theta_cm[j], v.theta_sum_deg), n) > 0
+        return _per_event(pair_event, both & _in(delta_phi, v.delta_phi_deg) & _in(theta_sum, v.theta_sum_deg), n) > 0
 
     theta_deg = np.degrees(theta)
     barrel = cal.regions_deg.barrel
@@ -188,8 +188,8 @@ def trigger_inputs(reco: dict[str, ak.Array], beam: np.ndarray, params: Detector
         cluster_e_cm=cm.E,
         cluster_barrel=(theta_deg >= barrel.low) & (theta_deg <= barrel.high),
         pair_event=pair_event,
-        pair_delta_phi=np.abs(phi_cm[i] - phi_cm[j]) % 360.0,
-        pair_theta_sum=theta_cm[i] + theta_cm[j],
+        pair_delta_phi=delta_phi,
+        pair_theta_sum=theta_sum,
         pair_e_lab_min=np.minimum(energy[i], energy[j]),
     )
 
