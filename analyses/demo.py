@@ -49,6 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--events", type=int, default=DEMO_EVENTS, help=f"events per process (default {DEMO_EVENTS})")
     p.add_argument("--workers", type=int, default=2, help="local processes (default 2)")
     p.add_argument("--seed", type=int, default=2026, help="base seed (default 2026)")
+    p.add_argument("--paper", action="store_true",
+                   help="paper-luminosity mode: each tau search with the samples of configs/paper_mode.yaml "
+                        "(filtered, biased, PID-weighted), core-hours in OUT/paper_mode.json")
+    p.add_argument("--scale", type=float, default=1.0, help="with --paper: multiply every sample's events (default 1)")
+    p.add_argument("--searches", nargs="+", metavar="SEARCH", help="with --paper: only these searches")
     p.set_defaults(handler=run_demo)
 
 
@@ -56,6 +61,10 @@ def run_demo(args: argparse.Namespace) -> int:
     from belle_rare.simulation.production import Request, produce
 
     console = Console(width=max(Console().width, 120))
+    if args.paper:
+        from belle_rare.analyses.paper_mode import run_paper_mode
+
+        return run_paper_mode(args.out, args.scale, args.workers, args.seed, args.searches, console)
     samples = args.out / "samples"
     table = Table(title=f"demo samples in {samples}")
     for col in ("experiment", "dataset", "kind", "events", "sigma x BR (nb)", "L_eq (/fb)", "files", "s"):

@@ -144,6 +144,7 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
         "seeds": {name: _manifest_seed(ds) for name, ds in datasets.items()},
         "code_version": code_version(),
         "wall_seconds": round(elapsed, 2),
+        "cpu_seconds": {name: round(float(v), 2) for name, v in sorted(output.get("cpu_seconds", {}).items())},
     }
     # unbinned columns some searches return for their reports (e.g. tau3mu's signal candidates)
     columns = output.get("columns", {})

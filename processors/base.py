@@ -21,6 +21,7 @@ stored on ``self`` while processing.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,6 +286,7 @@ class SearchProcessor(processor.ProcessorABC):
                 yield calibration, channel, selection, self.event_weights(events, selection, channel, is_data)
 
     def process(self, events: ak.Array) -> dict[str, Any]:
+        cpu_start = time.process_time()
         dataset = events.metadata["dataset"]
         is_data = bool(events.metadata.get("is_data", False))
         hists = self.book()
@@ -313,6 +315,8 @@ class SearchProcessor(processor.ProcessorABC):
             "cutflow": {dataset: cutflows},
             "processed": {dataset: {events.metadata["filename"]: len(events)}},
             "columns": columns,
+            # CPU time of this chunk on its worker (the run's core-seconds, whatever the executor)
+            "cpu_seconds": {dataset: time.process_time() - cpu_start},
         }
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,8 @@ Everything is computed before anything is written, and every file is written ato
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -343,9 +345,41 @@ def write_search_limits(result: SearchLimits, results_dir: str | Path, make_plot
             written += plots.plot_cls_curve(res, base / "plots" / stem, title, *meta, x_scale=per_poi, x_label=axis)
         for p in result.brazil_plots:
             written += plots.plot_brazil(p["x"], p["observed"], p["expected"], base / "plots" / p["stem"], p["xlabel"], p["ylabel"], p["title"], *meta)
+    validation = base / "validation.json"
+    if validation.exists():
+        write_json(validation, with_limit_rows(json.loads(validation.read_text()), result.document))
+        written.append(validation)
     write_json(base / "limits.json", result.document)  # last: its presence means the set is complete
     written.append(base / "limits.json")
     return written
+
+
+LIMIT_ROW_PREFIXES = ("expected limit (", "background used by the limit (")
+
+
+def limit_rows(document: dict) -> list[dict]:
+    """validation.json rows from limits.json: each limit's expected (median) value beside the
+    published expected one (the observed where the paper gives no expected), and the background it
+    used, flagged when it rests on the MC statistical bound."""
+    rows = []
+    for entry in document.get("limits", []):
+        published = entry.get("published") or {}
+        expected = (entry.get("physics") or {}).get("expected") or [None] * 5
+        paper, which = ((published.get("expected"), "published expected")
+                        if published.get("expected") is not None else (published.get("observed"), "published observed (no expected)"))
+        bound = " on the MC statistical bound" if entry.get("background_from_mc_bound") else ""
+        rows.append({"quantity": f"expected limit ({entry['limit']})", "ours": expected[2], "paper": paper, "unit": "",
+                     "note": f"median expected {entry.get('cl', '')} CL limit ({entry.get('method', '')}{bound}) beside the {which}"})
+        rows.append({"quantity": f"background used by the limit ({entry['limit']})", "ours": entry.get("background_events"),
+                     "paper": None, "unit": "events",
+                     "note": f"at {document.get('luminosity_fb')} /fb, estimate {', '.join(entry.get('background_estimate') or ['MC count'])}{bound}"})
+    return rows
+
+
+def with_limit_rows(validation: list, document: dict) -> list:
+    """``validation`` without earlier limit rows, plus the rows of ``document`` (idempotent)."""
+    kept = [r for r in validation if not (isinstance(r, dict) and str(r.get("quantity", "")).startswith(LIMIT_ROW_PREFIXES))]
+    return kept + limit_rows(document)
 
 
 def run_search_limits(

@@ -1,0 +1,213 @@
+"""``belle-rare demo --paper``: the tau searches with the statistics their background estimates need
+at the papers' luminosities (issue 11, item 4).
+
+For each search of ``configs/paper_mode.yaml``: generate its samples (filtered, biased) into
+``OUT/samples/SEARCH``, run it (PID-weighted where the plan says so, dask executor) into
+``OUT/results/SEARCH``, compute its limits; then one table and ``OUT/paper_mode.json`` with, per
+channel, the background estimate beside the paper's, the luminosity a plain simulated count would
+need for the same precision, the efficiency, the limits beside the published ones and the
+core-hours spent (CPU seconds of every generation chunk and every processed chunk).
+
+A sample whose manifest already matches its request (same process, filter, parameters, seed and
+events) is not produced again, so an interrupted paper run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from belle_rare.configs.loader import load_config
+from belle_rare.configs.paper_mode import PaperMode, PaperSample, PaperSearch, load_paper_mode
+from belle_rare.configs.processes import load_catalogue
+from belle_rare.core.atomic import write_json as write_json_atomic
+from belle_rare.core.errors import UserError
+
+EVENTS_PER_FILE = 200_000
+
+
+def _request(search: PaperSearch, sample: PaperSample, scale: float, seed: int, out: Path):
+    from belle_rare.simulation.production import Request
+
+    return Request(
+        experiment=search.experiment,
+        process=sample.process,
+        events=max(1, round(sample.events * scale)),
+        seed=seed,
+        out=out,
+        events_per_file=EVENTS_PER_FILE,
+        parameters=dict(sample.parameters),
+        generator_filter=load_catalogue().search_filters[sample.filter] if sample.filter else None,
+        filter_name=sample.filter,
+    )
+
+
+def _existing(req) -> dict[str, Any] | None:
+    """The manifest of an earlier identical production (resume), or None."""
+    path = req.out / f"{req.experiment}_{req.dataset}.json"
+    if not path.exists():
+        return None
+    m = json.loads(path.read_text())
+    same = (m.get("seed") == req.seed and m.get("events") == req.events and m.get("process") == req.process
+            and all((req.out / f["path"]).exists() for f in m.get("files", [])))
+    return m if same else None
+
+
+def produce_samples(name: str, search: PaperSearch, scale: float, seed: int, out: Path, workers: int,
+                    console: Console) -> list[dict[str, Any]]:
+    """Every sample of one search's plan (reusing identical earlier productions); their manifests."""
+    from belle_rare.simulation.production import produce
+
+    manifests = []
+    for j, sample in enumerate(search.samples):
+        req = _request(search, sample, scale, seed + j, out)
+        manifest = _existing(req)
+        if manifest is None:
+            manifest = produce(req, workers=workers, progress=console.is_terminal)
+        else:
+            console.print(f"  {name}: {req.dataset} already produced ({manifest['events']} events), kept")
+        manifests.append(manifest)
+        console.print(f"  {name}: {manifest['dataset']}: {manifest['events']} written of {manifest['generated_events']} "
+                      f"generated, {manifest.get('cpu_seconds', 0.0):.0f} CPU s")
+    return manifests
+
+
+def check_plan(plan: PaperMode) -> None:
+    """Every search, process and filter of the plan exists (before anything is generated)."""
+    from belle_rare.processors.registry import search_names
+
+    catalogue = load_catalogue()
+    for name, search in plan.searches.items():
+        if name not in search_names():
+            raise UserError(f"configs/paper_mode.yaml: searches.{name}: no such search (installed: {', '.join(search_names())})")
+        for i, sample in enumerate(search.samples):
+            where = f"configs/paper_mode.yaml: searches.{name}.samples.{i}"
+            if sample.process not in catalogue.processes:
+                raise UserError(f"{where}.process: unknown process '{sample.process}'")
+            if sample.filter is not None and sample.filter not in catalogue.search_filters:
+                raise UserError(f"{where}.filter: no generator filter '{sample.filter}' in configs/processes.yaml")
+
+
+def run_paper_mode(out: Path, scale: float, workers: int, seed: int, only: list[str] | None, console: Console,
+                   plan: PaperMode | None = None, executor: str = "dask") -> int:
+    """Generate, run and limit every search of ``plan`` (default configs/paper_mode.yaml; or ``only``
+    those); returns the exit code."""
+    from belle_rare.analyses.run_command import write_outputs
+    from belle_rare.analyses.runner import RunOptions, run_search
+    from belle_rare.stats.summary import limit_all
+
+    if scale <= 0:
+        raise UserError(f"--scale must be positive (got {scale})")
+    plan = plan or load_paper_mode()
+    check_plan(plan)
+    names = [n for n in plan.searches if only is None or n in only]
+    if only is not None and (unknown := sorted(set(only) - set(plan.searches))):
+        raise UserError(f"--searches: not in configs/paper_mode.yaml: {', '.join(unknown)}")
+    records: dict[str, dict[str, Any]] = {}
+    for i, name in enumerate(names):
+        search = plan.searches[name]
+        start = time.perf_counter()
+        manifests = produce_samples(name, search, scale, seed + 1000 * i, out / "samples" / name, workers, console)
+        opts = RunOptions(search=name, experiment=search.experiment, samples=out / "samples" / name,
+                          out=out / "results", executor=executor, workers=workers, progress=console.is_terminal,
+                          pid_weighting=search.pid_weights)
+        result = run_search(opts)
+        write_outputs(result, opts.out, console)
+        generation_cpu = sum(float(m.get("cpu_seconds", 0.0)) for m in manifests)
+        run_cpu = sum(result["metadata"].get("cpu_seconds", {}).values())
+        records[name] = {
+            "experiment": search.experiment,
+            "pid_weights": search.pid_weights,
+            "samples": [{"dataset": m["dataset"], "events": m["events"], "generated_events": m["generated_events"],
+                         "filter_efficiency": m["filter_efficiency"], "equivalent_luminosity_fb": m["equivalent_luminosity_fb"],
+                         "cpu_seconds": m.get("cpu_seconds")} for m in manifests],
+            "left_out": dict(search.left_out),
+            "core_hours": {"generation": generation_cpu / 3600, "processing": run_cpu / 3600,
+                           "total": (generation_cpu + run_cpu) / 3600},
+            "wall_seconds": time.perf_counter() - start,
+        }
+    rows = limit_all(out / "results", searches=names)
+    for name in names:
+        records[name]["channels"] = channel_rows(name, out / "results" / name)
+    document = {
+        "scale": scale,
+        "budget_core_hours": plan.budget_core_hours,
+        "core_hours": sum(r["core_hours"]["total"] for r in records.values()),
+        "searches": records,
+    }
+    write_json_atomic(out / "paper_mode.json", document)
+    print_paper_table(document, console)
+    return 1 if any("error" in r for r in rows) else 0
+
+
+def channel_rows(search: str, results: Path) -> list[dict[str, Any]]:
+    """Per channel: the background estimate the limit uses beside the paper's, the luminosity a plain
+    simulated count needs for the same precision (L b / sigma_b^2), efficiency (the report's
+    "signal efficiency (CHANNEL)" row, in the paper's definition, where it has one) and limits."""
+    from belle_rare.processors.registry import get_search
+
+    limits = json.loads((results / "limits.json").read_text())
+    validation = json.loads((results / "validation.json").read_text()) if (results / "validation.json").exists() else []
+    efficiency_rows = {r["quantity"]: r for r in validation if isinstance(r, dict) and "quantity" in r}
+    config = load_config(get_search(search).config_file, get_search(search).processor.config_model)
+    paper_background = (getattr(getattr(config, "paper", None), "expected_background", None) or {})
+    lumi = float(limits["luminosity_fb"])
+    rows = []
+    for entry in limits["limits"]:
+        channel = entry["limit"]
+        used = [e for e in entry.get("background_estimates", []) if e.get("used", True) and e.get("channel") == channel]
+        b = entry.get("background_events")
+        sigma = (sum(e["uncertainty"] ** 2 for e in used if e.get("uncertainty") is not None) ** 0.5) if used else None
+        published = entry.get("published") or {}
+        rows.append({
+            "channel": channel,
+            "background": b,
+            "background_uncertainty": sigma,
+            "background_from_mc_bound": entry.get("background_from_mc_bound", False),
+            "paper_background": _paper_value(paper_background, channel),
+            "equivalent_luminosity_fb": (lumi * b / sigma**2) if (b and sigma) else None,
+            "efficiency": (efficiency_rows.get(f"signal efficiency ({channel})", {}).get("ours")
+                           or entry.get("normalisation", {}).get("efficiency")),
+            "paper_efficiency": efficiency_rows.get(f"signal efficiency ({channel})", {}).get("paper"),
+            "expected_limit": (entry.get("physics") or {}).get("expected", [None] * 5)[2],
+            "published_expected": published.get("expected"),
+            "published_observed": published.get("observed"),
+        })
+    return rows
+
+
+def _paper_value(values: Any, channel: str) -> float | None:
+    if isinstance(values, dict):
+        return values.get(channel)
+    if isinstance(values, (int, float)):
+        return float(values)
+    return getattr(values, channel, None)
+
+
+def _fmt(value: float | None, fmt: str = ".3g") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def print_paper_table(document: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"paper-luminosity mode (scale {document['scale']:g}): {document['core_hours']:.2f} core-hours "
+                        f"(budget {document['budget_core_hours']:g})")
+    for col in ("search", "channel", "b", "+-", "paper b", "L_eq (/fb)", "eff", "paper eff", "exp. limit", "publ. exp.",
+                "publ. obs.", "core-h"):
+        table.add_column(col, justify="left" if col in ("search", "channel") else "right")
+    for name, rec in document["searches"].items():
+        for k, row in enumerate(rec.get("channels", [])):
+            table.add_row(
+                name if k == 0 else "", row["channel"],
+                _fmt(row["background"]) + ("\u2020" if row["background_from_mc_bound"] else ""),
+                _fmt(row["background_uncertainty"]), _fmt(row["paper_background"]), _fmt(row["equivalent_luminosity_fb"]),
+                _fmt(row["efficiency"]), _fmt(row["paper_efficiency"]), _fmt(row["expected_limit"]), _fmt(row["published_expected"]),
+                _fmt(row["published_observed"]), f"{rec['core_hours']['total']:.2f}" if k == 0 else "",
+            )
+    console.print(table)
+    console.print("L_eq: the luminosity at which a plain simulated count would have the estimate's relative precision "
+                  "(L b / sigma_b^2); \u2020 rests on the MC statistical bound")

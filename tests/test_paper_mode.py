@@ -1,0 +1,92 @@
+"""The paper-luminosity mode (``belle-rare demo --paper``): its plan, a tiny end-to-end run, resumption."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rich.console import Console
+
+from belle_rare.analyses.paper_mode import check_plan, run_paper_mode
+from belle_rare.configs.experiment import load_experiment
+from belle_rare.configs.paper_mode import PaperMode, load_paper_mode
+from belle_rare.configs.processes import load_catalogue
+from belle_rare.core.errors import UserError
+from belle_rare.stats.search_limits import limit_rows, with_limit_rows
+
+
+def test_shipped_plan_accounts_for_every_background_and_fits_the_budget_line():
+    """Every background process of a search's experiment is either simulated or left out with a
+    reason: a process added to the catalogue cannot silently drop out of the paper mode."""
+    plan = load_paper_mode()
+    check_plan(plan)
+    catalogue = load_catalogue()
+    backgrounds = {name for name, p in catalogue.processes.items() if p.kind == "background"}
+    for name, search in plan.searches.items():
+        simulated = {_physics(catalogue, s.process) for s in search.samples}
+        missing = backgrounds - simulated - set(search.left_out) - {p for p in backgrounds if catalogue.processes[p].biased}
+        assert not missing, f"{name}: background processes neither simulated nor left out: {sorted(missing)}"
+        assert all(reason.strip() for reason in search.left_out.values())
+        assert any(catalogue.processes[s.process].kind == "signal" for s in search.samples), f"{name}: no signal sample"
+        load_experiment(search.experiment)
+
+
+def _physics(catalogue, process: str) -> str:
+    """The plain process a biased sample stands for (tautau_3prong -> tautau, ee_central -> ee)."""
+    proc = catalogue.processes[process]
+    if not proc.biased:
+        return process
+    return proc.base or proc.cross_section[0]
+
+
+def test_plan_errors_name_the_key():
+    plan = PaperMode.model_validate({"budget_core_hours": 1, "searches": {"tau3mu": {
+        "experiment": "belle2", "samples": [{"process": "tautau_nonsense", "events": 10}]}}})
+    with pytest.raises(UserError, match=r"searches\.tau3mu\.samples\.0\.process: unknown process 'tautau_nonsense'"):
+        check_plan(plan)
+    plan = PaperMode.model_validate({"budget_core_hours": 1, "searches": {"tau3mu": {
+        "experiment": "belle2", "samples": [{"process": "tautau", "events": 10, "filter": "nosuch"}]}}})
+    with pytest.raises(UserError, match=r"samples\.0\.filter: no generator filter 'nosuch'"):
+        check_plan(plan)
+
+
+def test_limit_rows_compare_with_published_expected_or_observed():
+    document = {"luminosity_fb": 988.0, "limits": [
+        {"limit": "mugamma", "cl": 0.9, "method": "m", "physics": {"expected": [1, 2, 3, 4, 5]},
+         "published": {"expected": 4.9e-8, "observed": 4.2e-8}, "background_events": 5.0, "background_estimate": ["sideband"]},
+        {"limit": "3mu", "cl": 0.9, "method": "m", "physics": {"expected": [1, 2, 7, 4, 5]},
+         "published": {"expected": None, "observed": 1.9e-8}, "background_events": 0.4, "background_from_mc_bound": True},
+    ]}
+    rows = {r["quantity"]: r for r in limit_rows(document)}
+    assert rows["expected limit (mugamma)"]["ours"] == 3 and rows["expected limit (mugamma)"]["paper"] == 4.9e-8
+    assert rows["expected limit (3mu)"]["paper"] == 1.9e-8 and "observed" in rows["expected limit (3mu)"]["note"]
+    assert "MC statistical bound" in rows["background used by the limit (3mu)"]["note"]
+    validation = [{"quantity": "signal efficiency (3mu)", "ours": 0.2}]
+    once = with_limit_rows(validation, document)
+    assert with_limit_rows(once, document) == once  # idempotent: a second `limit` does not duplicate rows
+    assert once[0] == validation[0] and len(once) == 1 + 4
+
+
+def test_tiny_paper_run_records_core_hours_and_resumes(tmp_path):
+    """A two-sample plan end to end: filtered background + signal, PID-weighted run, limits and the
+    summary document; a second call reuses the samples instead of producing them again."""
+    plan = PaperMode.model_validate({"budget_core_hours": 0.01, "searches": {"tau3mu": {
+        "experiment": "belle2", "pid_weights": True,
+        "samples": [{"process": "sig_tau3mu", "events": 400},
+                    {"process": "tautau_3prong", "filter": "tau3mu", "events": 1500}]}}})
+    console = Console(file=open(tmp_path / "log.txt", "w"), width=200)
+    assert run_paper_mode(tmp_path, 1.0, 1, 7, None, console, plan=plan, executor="iterative") == 0
+    doc = json.loads((tmp_path / "paper_mode.json").read_text())
+    rec = doc["searches"]["tau3mu"]
+    assert rec["core_hours"]["generation"] > 0 and rec["core_hours"]["processing"] > 0
+    assert doc["core_hours"] == pytest.approx(rec["core_hours"]["total"])
+    filtered = next(s for s in rec["samples"] if "filter" in s["dataset"])
+    assert filtered["events"] == 1500 and filtered["generated_events"] > filtered["events"]
+    (row,) = rec["channels"]
+    assert row["channel"] == "3mu" and row["background"] > 0 and row["efficiency"] > 0
+    manifest = tmp_path / "samples" / "tau3mu" / "belle2_tautau_3prong_filter_tau3mu.json"
+    before = manifest.stat().st_mtime_ns
+    assert run_paper_mode(tmp_path, 1.0, 1, 7, None, console, plan=plan, executor="iterative") == 0
+    assert manifest.stat().st_mtime_ns == before
+    validation = json.loads((tmp_path / "results" / "tau3mu" / "validation.json").read_text())
+    assert any(r["quantity"] == "expected limit (3mu)" for r in validation)
