@@ -37,7 +37,8 @@ def _request(search: PaperSearch, sample: PaperSample, scale: float, seed: int, 
     return Request(
         experiment=search.experiment,
         process=sample.process,
-        events=max(1, round(sample.events * scale)),
+        # --scale sizes the background statistics; a signal sample (efficiency, shapes) keeps its events
+        events=sample.events if load_catalogue().processes[sample.process].kind == "signal" else max(1, round(sample.events * scale)),
         seed=seed,
         out=out,
         events_per_file=EVENTS_PER_FILE,

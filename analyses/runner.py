@@ -126,7 +126,7 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
         "inputs": {name: str(ds.manifest) for name, ds in datasets.items()},
         "datasets": {
             name: {"kind": ds.kind, "process": ds.process, "cross_section_nb": ds.cross_section_nb, "scale": scales[name],
-                   "parameters": ds.parameters}
+                   "parameters": ds.parameters, **_largest_weight(output, name, scales[name])}
             for name, ds in datasets.items()
         },
         "events": accounting["datasets"],
@@ -150,6 +150,15 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
     columns = output.get("columns", {})
     return {"histograms": histograms, "cutflow": cutflow, "metadata": metadata, "processor": proc, "search": search,
             "columns": columns}
+
+
+def _largest_weight(output: dict, dataset: str, scale: float) -> dict[str, float]:
+    """``max_event_weight``: the largest weight one event of the dataset carried into candidate
+    building (luminosity scale x generator weight x PID weight; processors/base.py
+    ``largest_event_weight``), the scale of its MC statistical bound. Absent when no event of a
+    PID-weighted dataset formed a candidate (the bound then falls back to the scale)."""
+    largest = output.get("largest_event_weight", {}).get(dataset)
+    return {"max_event_weight": scale * largest.value} if largest is not None and largest.value > 0 else {}
 
 
 def _manifest_seed(ds: Dataset) -> Any:

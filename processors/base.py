@@ -293,6 +293,7 @@ class SearchProcessor(processor.ProcessorABC):
         cutflows: dict[str, dict[str, dict[str, float]]] = {}
         columns: dict[str, dict[str, dict[str, Any]]] = {}
         generator_weight = np.asarray(ak.to_numpy(events["__weight__"]), dtype=float)
+        largest = 0.0
         for calibration, channel, selection, weights in self._passes(events, is_data):
             for variation in calibration.variations(is_data):
                 if calibration.is_nominal and variation != NOMINAL:
@@ -306,6 +307,7 @@ class SearchProcessor(processor.ProcessorABC):
             nominal = weights.weight()
             self.fill_nominal(hists, selection, channel, nominal)
             cutflows[channel] = cutflow(selection, nominal, generator_weight)
+            largest = max(largest, largest_event_weight(selection, generator_weight))
             for kind, cols in self.columns(events, selection, channel, nominal, dataset).items():
                 columns.setdefault(kind, {}).setdefault(dataset, {})[channel] = {
                     name: column_accumulator(np.asarray(col)) for name, col in cols.items()
@@ -317,10 +319,34 @@ class SearchProcessor(processor.ProcessorABC):
             "columns": columns,
             # CPU time of this chunk on its worker (the run's core-seconds, whatever the executor)
             "cpu_seconds": {dataset: time.process_time() - cpu_start},
+            "largest_event_weight": {dataset: Maximum(largest)},
         }
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
         return accumulator
+
+
+@dataclass(frozen=True)
+class Maximum:
+    """An accumulator that keeps the largest value (coffea adds accumulators with ``+``)."""
+
+    value: float
+
+    def __add__(self, other: "Maximum") -> "Maximum":
+        return Maximum(max(self.value, other.value))
+
+
+def largest_event_weight(selection: Selection, generator_weight: np.ndarray) -> float:
+    """The largest weight (before the luminosity scale and the O(1) corrections) an event of this
+    chunk can carry in any region: the generator weight, times the PID weight where the search
+    replaced its PID cuts by pass probabilities -- then only over the events that formed a candidate
+    (a PID weight), since only those can reach a region. It scales the MC statistical bound
+    (stats/mc_bound.py) of a region no event of the dataset reached."""
+    pid = selection.values.get(PID_WEIGHT_VALUE)
+    if pid is None:
+        return float(np.max(generator_weight, initial=0.0))
+    pid = np.nan_to_num(np.asarray(pid, dtype=float), nan=0.0)
+    return float(np.max(generator_weight * pid, initial=0.0))
 
 
 def cutflow(selection: Selection, weight: np.ndarray, generator_weight: np.ndarray) -> dict[str, dict[str, float]]:

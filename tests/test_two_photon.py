@@ -242,3 +242,15 @@ def test_pythia_fsr_does_not_kick_the_scattered_leptons_into_the_detector():
     theta = np.degrees(np.arctan2(np.hypot(final.px, final.py), final.pz))
     tagged = ak.to_numpy(ak.any((abs(final.pdg) == 11) & (theta > ECL_DEG[0]) & (theta < ECL_DEG[1]), axis=1))
     assert 10 <= tagged.sum() <= 40  # 27 expected: [-3.3, +2.5] sigma
+
+
+def test_q2_sampling_ends_where_the_range_is_empty():
+    """x within m_e / E of 1 leaves Q2min >= Q2max: such entries must not hang the hit-or-miss loop
+    (they did: a filtered eemumu production ran for minutes without end) and get q2_max."""
+    energy = 5.29
+    x = np.array([0.3, 1.0 - 1e-9, 1.0, 0.5])
+    q2_max = tp.q2_range(x, energy)[1]
+    q2 = tp.sample_q2(x, q2_max, np.random.default_rng(1))
+    assert np.all(np.isfinite(q2[[0, 1, 3]])) and q2[2] == q2_max[2]
+    assert q2[1] == q2_max[1]
+    assert tp.photon_flux(x[1:3], q2_max[1:3]).tolist() == [0.0, 0.0]  # no flux: zero weight there

@@ -91,10 +91,15 @@ def sample_q2(x: np.ndarray, q2_max: np.ndarray, rng: np.random.Generator) -> np
     positive above Q2min, so the acceptance is >= 1 - 1 / ln(Q2max / Q2min) ~ 95 % here.
     """
     x = np.asarray(x, dtype=float)
-    q2_min = ELECTRON_MASS**2 * x**2 / (1.0 - x)
-    log_range = np.log(q2_max / q2_min)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q2_min = ELECTRON_MASS**2 * x**2 / (1.0 - x)
+        log_range = np.log(q2_max / q2_min)
     out = np.empty(x.size)
-    pending = np.arange(x.size)
+    # x within m_e / E of 1 leaves no Q^2 range (Q2min >= q2_max; the flux is zero there): such an
+    # entry gets q2_max without sampling -- hit-or-miss below Q2min would never accept and never end
+    empty = ~(log_range > 0)
+    out[empty] = np.asarray(np.broadcast_to(q2_max, x.shape))[empty]
+    pending = np.flatnonzero(~empty)
     while pending.size:
         xp = x[pending]
         q2 = q2_min[pending] * np.exp(rng.uniform(size=pending.size) * log_range[pending])
