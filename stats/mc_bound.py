@@ -122,3 +122,23 @@ def bounded_count(region: str, yields: Mapping[str, tuple[float, float]], datase
     filled = sum(v for v, _ in yields.values() if v > 0)
     filled_var = sum(var for v, var in yields.values() if v > 0)
     return BoundedCount(filled, filled_var, mc_bound(region, {d: v for d, (v, _) in yields.items()}, datasets))
+
+
+def fill_empty_fraction(passed: Mapping[str, tuple[float, float]], failed: Mapping[str, tuple[float, float]]
+                        ) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]], list[str]]:
+    """Pass / fail yields of a cut's efficiency with the empty side of a dataset filled from the
+    other: a dataset with ``n`` (effective) events failing and none passing has shown a pass fraction
+    with the Beta(1, n + 1) posterior (flat prior), of mean 1 / (n + 2): its pass yield is
+    ``F / (n + 1)`` +- 100 %, not the bound of a region nothing of the dataset reached (the fail
+    count already says how much of it there is). Symmetric for an empty fail side. Datasets empty on
+    both sides are left as they are (the bound). Returns the new yields and the datasets filled."""
+    passed, failed, filled = dict(passed), dict(failed), []
+    for name in sorted(set(passed) | set(failed)):
+        p, f = passed.get(name, (0.0, 0.0)), failed.get(name, (0.0, 0.0))
+        for empty, other, side in ((p, f, passed), (f, p, failed)):
+            if empty[0] <= 0 < other[0]:
+                n = other[0] ** 2 / other[1] if other[1] > 0 else 1.0  # effective events (Kish)
+                value = other[0] / (n + 1.0)
+                side[name] = (value, value**2)
+                filled.append(name)
+    return passed, failed, filled

@@ -30,7 +30,7 @@ from belle_rare.stats.errors import StatsError
 from belle_rare.stats.model_config import Channel, DataDriven, HistoSys, Lumi, NormSys, Sample, StatError, StatsConfig
 from belle_rare.stats.histograms import RunOutput, Yields
 from belle_rare.stats.factorised import factorised_estimate
-from belle_rare.stats.mc_bound import BoundedCount, McBound, bounded_count, mc_bound
+from belle_rare.stats.mc_bound import BoundedCount, McBound, bounded_count, fill_empty_fraction, mc_bound
 
 LUMI_PARAMETER = "lumi"
 
@@ -339,13 +339,17 @@ def _factorised_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
     sets, what = (data_sets, "data") if data_sets else (mc, "MC, Asimov")
     bounds: list[dict] = []
 
-    def count(regions: list[str], label: str) -> BoundedCount:
-        """Summed over ``regions`` per dataset: a dataset gets the bound only if empty in all of them."""
+    def per_dataset(regions: list[str]) -> dict[str, tuple[float, float]]:
         per: dict[str, tuple[float, float]] = {}
         for region in regions:
             for d, (v, var) in cb.per_dataset(sets, region, h_sb).items():
                 v0, var0 = per.get(d, (0.0, 0.0))
                 per[d] = (v0 + v, var0 + var)
+        return per
+
+    def count(regions: list[str], label: str, per: dict[str, tuple[float, float]] | None = None) -> BoundedCount:
+        """Summed over ``regions`` per dataset: a dataset gets the bound only if empty in all of them."""
+        per = per_dataset(regions) if per is None else per
         c = bounded_count("+".join(regions), per, cb.run.datasets)
         if c.bound is not None:
             bounds.append(_bound_record(sample.name, f"{label} ({what})", c.bound))
@@ -368,8 +372,12 @@ def _factorised_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
     else:
         scale, before_regions = 1.0, fz.before_regions
         before = count(before_regions, "count before the cut")
-    passed = count(fz.pass_regions, "efficiency numerator")
-    failed = count(fz.fail_regions, "efficiency complement")
+    pass_yields, fail_yields, filled = fill_empty_fraction(per_dataset(fz.pass_regions), per_dataset(fz.fail_regions))
+    if filled:
+        notes.append(f"{channel.name}: efficiency of the cut: {', '.join(sorted(set(filled)))} empty on one side of it: that side "
+                     "is the other's yield / (n + 1), the Beta posterior mean of n events all on one side (stats/mc_bound.py)")
+    passed = count(fz.pass_regions, "efficiency numerator", pass_yields)
+    failed = count(fz.fail_regions, "efficiency complement", fail_yields)
     if before.value <= 0 or passed.value <= 0:  # as an empty sideband: zero, only where no weight per event is known
         empty = "the signal region before the cut" if before.value <= 0 else "the control regions after the cut"
         notes.append(f"{channel.name}: {empty} empty: background '{sample.name}' (factorised) is zero and left out (no weight per event known for a bound)")
@@ -403,9 +411,11 @@ def _transfer_factor_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str
     mc = tf.from_mc.select(cb.run.datasets) if tf.from_mc is not None else [n for n, i in cb.run.datasets.items() if i.get("kind") == "background"]
     bounds: list[dict] = []
 
-    def count(datasets: list[str], region: str, histogram: str | None, what: str) -> BoundedCount:
+    def count(datasets: list[str], region: str, histogram: str | None, what: str,
+              per: dict[str, tuple[float, float]] | None = None) -> BoundedCount:
         """A region's count with the MC bound for its empty datasets (w = 1 for data)."""
-        c = bounded_count(region, cb.per_dataset(datasets, region, histogram), cb.run.datasets)
+        per = cb.per_dataset(datasets, region, histogram) if per is None else per
+        c = bounded_count(region, per, cb.run.datasets)
         if c.bound is not None:
             bounds.append(_bound_record(sample.name, what, c.bound))
             notes.append(
@@ -429,12 +439,18 @@ def _transfer_factor_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str
         else:
             ratio_sets, what = (data_sets, "data") if data_sets else (mc, "MC")
         if tf.regions is None:
-            num_region, den_region = channel.region, dd.sideband_region
-            num = count(ratio_sets, num_region, None, f"transfer-factor numerator ({what})")
+            num_region, den_region, num_histogram = channel.region, dd.sideband_region, None
         else:
-            num_region, den_region = tf.regions
-            num = count(ratio_sets, num_region, h_sb, f"transfer-factor numerator ({what})")
-        den = count(ratio_sets, den_region, h_sb, f"transfer-factor denominator ({what})")
+            (num_region, den_region), num_histogram = tf.regions, h_sb
+        # the ratio of two disjoint regions is a fraction's odds: a dataset in one of them only gets
+        # the Beta-posterior share on the other side (stats/mc_bound.py), not a bound
+        num_yields, den_yields, filled = fill_empty_fraction(cb.per_dataset(ratio_sets, num_region, num_histogram),
+                                                             cb.per_dataset(ratio_sets, den_region, h_sb))
+        if filled:
+            notes.append(f"{channel.name}: transfer factor: {', '.join(sorted(set(filled)))} in only one of "
+                         f"{num_region} / {den_region}: the other is its yield / (n + 1) (Beta posterior mean)")
+        num = count(ratio_sets, num_region, num_histogram, f"transfer-factor numerator ({what})", num_yields)
+        den = count(ratio_sets, den_region, h_sb, f"transfer-factor denominator ({what})", den_yields)
         num_v, den_v = num.value, den.value
         if den_v <= 0:
             raise StatsError(f"{channel.name}: no {what} yield in region '{den_region}' for the transfer factor")

@@ -235,3 +235,19 @@ def test_an_empty_data_sideband_counts_as_one_event_of_weight_one(tmp_path):
     (record,) = entry["mc_bound"]
     assert record["estimate"] == "sideband count (data)" and record["weight_per_event"] == {"data": 1.0}
     assert entry["method"] == "exact Poisson CLs"  # b = 0.25 < 10: the YAML's toys
+
+
+def test_an_efficiency_side_left_empty_is_filled_from_the_other():
+    """12 events all failing a cut: the pass side is 1 / 13 of the fail yield (Beta(1, 13) mean), not
+    the bound of a dataset that never reached the region; both-empty datasets keep the bound."""
+    from belle_rare.stats.mc_bound import fill_empty_fraction
+
+    w = 0.7
+    passed = {"charm": (0.0, 0.0), "tautau": (3.0, 0.3), "eemumu": (0.0, 0.0)}
+    failed = {"charm": (12 * w, 12 * w * w), "tautau": (4.0, 0.4), "eemumu": (0.0, 0.0)}
+    p, f, filled = fill_empty_fraction(passed, failed)
+    assert filled == ["charm"]
+    assert p["charm"][0] == pytest.approx(12 * w / 13) and p["charm"][1] == pytest.approx((12 * w / 13) ** 2)
+    assert p["tautau"] == passed["tautau"] and f == failed and p["eemumu"] == (0.0, 0.0)
+    # the posterior mean of the pass fraction for n failing events: 1 / (n + 2)
+    assert p["charm"][0] / (p["charm"][0] + f["charm"][0]) == pytest.approx(1 / 14)
