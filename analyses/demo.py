@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from belle_rare.configs.experiment import EXPERIMENTS
+from belle_rare.configs.paper_mode import load_paper_mode
 from belle_rare.configs.processes import load_catalogue
 
 DEMO_EVENTS = 4000
@@ -60,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     from belle_rare.simulation.production import Request, produce
 
-    console = Console(width=max(Console().width, 120))
+    console = Console(width=max(Console().width, 160 if args.paper else 120))
     if args.paper:
         from belle_rare.analyses.paper_mode import run_paper_mode
 
@@ -103,16 +104,21 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_searches(out: Path, workers: int, console: Console) -> None:
-    """Every search with a ``Demo`` on the demo samples, with the dask executor."""
+    """Every search with a ``Demo`` on the demo samples, with the dask executor, on the background
+    processes its paper mode simulates (``left_out`` of configs/paper_mode.yaml are not run)."""
     from belle_rare.analyses.run_command import write_outputs
     from belle_rare.analyses.runner import RunOptions, run_search
     from belle_rare.processors.registry import searches
 
+    plan = load_paper_mode().searches
     for search in searches().values():
         if search.demo is None:
             continue
+        # the processes the paper mode runs, so that both modes show the same estimates
+        left_out = plan[search.name].left_out if search.name in plan else {}
         opts = RunOptions(search=search.name, experiment=search.demo.experiment, samples=out / "samples",
-                          out=out / "results", executor="dask", workers=workers, progress=console.is_terminal)
+                          out=out / "results", executor="dask", workers=workers, progress=console.is_terminal,
+                          left_out=left_out)
         result = run_search(opts)
         target = write_outputs(result, opts.out, console)
         console.print(f"{search.name}: {sum(d['read'] for d in result['metadata']['events'].values())} events -> {target}")

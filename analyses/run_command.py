@@ -31,9 +31,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="directory of trained BDTs (`belle-rare train --out`); default: the models shipped with the package")
     p.add_argument("--pid-weights", action="store_true",
                    help="background datasets: replace the search's PID cuts by the tracks' pass probabilities (PID weighting)")
+    p.add_argument("--paper-processes", action="store_true",
+                   help="leave out the background processes configs/paper_mode.yaml leaves out for this search "
+                        "(as make run does; each listed with its reason in metadata.json)")
     p.set_defaults(handler=_run)
     lp = subparsers.add_parser("list", help="list the installed searches")
     lp.set_defaults(handler=_list)
+
+
+def _paper_left_out(search: str) -> dict[str, str]:
+    from belle_rare.configs.paper_mode import load_paper_mode
+
+    plan = load_paper_mode().searches
+    if search not in plan:
+        raise UserError(f"--paper-processes: configs/paper_mode.yaml has no plan for '{search}'")
+    return dict(plan[search].left_out)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -84,6 +96,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=console.is_terminal,
         model_dir=args.model_dir,
         pid_weighting=args.pid_weights,
+        left_out=_paper_left_out(args.search) if args.paper_processes else {},
     )
     result = run_search(opts)
     target = write_outputs(result, args.out, console)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ class RunOptions:
     progress: bool = True
     model_dir: Path | None = None  # trained models (default: the ones shipped with the package)
     pid_weighting: bool = False  # background PID requirements replaced by pass-probability weights
+    # background processes not run (process -> why; configs/paper_mode.yaml left_out): listed in metadata.json
+    left_out: Mapping[str, str] = field(default_factory=dict)
 
 
 def luminosity_for(datasets: dict[str, Dataset], search_config: Any, experiment: str) -> tuple[float, str]:
@@ -84,6 +87,9 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
     if opts.experiment not in search.experiments:
         raise UserError(f"--experiment: search '{search.name}' is defined for {', '.join(search.experiments)}, not '{opts.experiment}'")
     datasets = load_datasets(opts.samples, opts.experiment)
+    left_out = {name: {"process": ds.process, "events": ds.events, "reason": opts.left_out[ds.process]}
+                for name, ds in datasets.items() if ds.kind == "background" and ds.process in opts.left_out}
+    datasets = {name: ds for name, ds in datasets.items() if name not in left_out}
     proc = search.processor(opts.experiment, config, model_dir=opts.model_dir, pid_weighting=opts.pid_weighting)
     skipped = validate_inputs(datasets, proc.required_branches(), opts.skip_bad_files)
     files = fileset(datasets)
@@ -130,6 +136,7 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
             for name, ds in datasets.items()
         },
         "events": accounting["datasets"],
+        "left_out": left_out,  # datasets in --samples not run, each with its reason (not read: not in "events")
         # area of each channel's signal region over the window around it (stats: window_area background)
         "sr_area_fraction": ({c: search.training.sr_fraction(config, c) for c in proc.channels}
                              if search.training is not None else {}),

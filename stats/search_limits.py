@@ -305,7 +305,8 @@ def compute_search_limits(
         raise StatsError(f"run output is for experiment '{run.experiment}', the stats model for '{config.experiment}'")
     cl = s.cl or config.cl
     out = SearchLimits(search, {})
-    notes: list[str] = []
+    notes: list[str] = [f"background dataset '{name}' ({info.get('events')} events) not run: {info.get('reason')}"
+                        for name, info in sorted((run.metadata.get("left_out") or {}).items())]
     entries: list[dict] = []
     first_hyps: dict[str, Hypothesis] = {}
     for signal, spec in config.signals.items():

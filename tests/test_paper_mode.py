@@ -90,3 +90,11 @@ def test_tiny_paper_run_records_core_hours_and_resumes(tmp_path):
     assert manifest.stat().st_mtime_ns == before
     validation = json.loads((tmp_path / "results" / "tau3mu" / "validation.json").read_text())
     assert any(r["quantity"] == "expected limit (3mu)" for r in validation)
+    # a left-out background process is not run, and is named with its events and reason
+    from belle_rare.analyses.runner import RunOptions, run_search
+
+    result = run_search(RunOptions(search="tau3mu", experiment="belle2", samples=tmp_path / "samples" / "tau3mu",
+                                   out=tmp_path / "r2", progress=False, left_out={"tautau_3prong": "a test"}))
+    meta = result["metadata"]
+    assert meta["left_out"] == {"tautau_3prong_filter_tau3mu": {"process": "tautau_3prong", "events": 1500, "reason": "a test"}}
+    assert "tautau_3prong_filter_tau3mu" not in meta["events"] and "sig_tau3mu" in meta["events"]
