@@ -305,3 +305,12 @@ def cross_section(
     rng = np.random.default_rng(seed)
     *_, dsigma = event_weights(np.full(points, float(sqrt_s)), mass, width, model, rng, alpha, coupling)
     return float(dsigma.mean()), float(dsigma.std() / math.sqrt(points))
+
+
+def coupling_limit(sigma_limit: float | np.ndarray, sigma_at_unit_coupling: float | np.ndarray) -> np.ndarray:
+    """g' upper limit from a limit on sigma x BR(inv) and the model's sigma x BR(inv) at g' = 1 (same units).
+
+    sigma x BR scales exactly as g'^2 for a narrow Z' and for a fixed Gamma / M (BR(inv) does not depend
+    on g'), so g'_UL = sqrt(sigma_UL / sigma(g' = 1)): the one place a cross-section limit becomes a coupling.
+    """
+    return np.sqrt(np.asarray(sigma_limit, dtype=float) / np.asarray(sigma_at_unit_coupling, dtype=float))
