@@ -16,24 +16,10 @@ from pathlib import Path
 
 import numpy as np
 from coffea.nanoevents import NanoEventsFactory
-from scipy.optimize import curve_fit
 
 from belle_rare.processors.registry import get_search
+from belle_rare.processors.resolution import gaussian_core
 from belle_rare.processors.schema import BelleSchema
-
-
-def core_width(x: np.ndarray, centre: float, width: float, iterations: int = 5) -> tuple[float, float, float]:
-    """(mean, sigma, sigma error) of a Gaussian fitted to the histogram of ``x`` within +-2 sigma, iterated."""
-    mu, sigma, err = centre, width, np.nan
-    for _ in range(iterations):
-        edges = np.linspace(mu - 2 * sigma, mu + 2 * sigma, 41)
-        counts, _ = np.histogram(x, edges)
-        mid = 0.5 * (edges[1:] + edges[:-1])
-        gauss = lambda t, a, m, s: a * np.exp(-0.5 * ((t - m) / s) ** 2)  # noqa: E731
-        (a, mu, sigma), cov = curve_fit(gauss, mid, counts, p0=(counts.max(), mu, sigma),
-                                        sigma=np.sqrt(np.maximum(counts, 1.0)))
-        sigma, err = abs(sigma), float(np.sqrt(cov[2, 2]))
-    return float(mu), float(sigma), err
 
 
 def main() -> None:
@@ -60,7 +46,7 @@ def main() -> None:
         total = cutflow["all events"]
         print(f"M_Z' = {mass:g} GeV ({int(total)} events): " + ", ".join(f"{k} {v / total:.3f}" for k, v in cutflow.items() if k != "all events"))
         ref = min(paper, key=lambda m: abs(m - mass))
-        mu, sigma, err = core_width(m2, mass**2, paper[ref])
+        mu, sigma, err = gaussian_core(m2, mass**2, paper[ref])
         print(f"  M2_recoil peak {mu:.3f} GeV^2 (M^2 = {mass**2:.3f}), core sigma {sigma:.3f} +- {err:.3f} GeV^2; "
               f"Punzi-net example at {ref:g} GeV: {paper[ref]:.3f} GeV^2; "
               f"fraction within +-2 sigma(paper) of M^2: {np.mean(np.abs(m2 - mass**2) < 2 * paper[ref]):.3f}")
