@@ -6,6 +6,9 @@ if the model has one, its width), unweighted by hit-or-miss. ISR (``isr.py``) en
 photon's energy fraction x is accepted with the probability sigma_hat(s (1 - x)) / max sigma_hat, so that
 the events follow D(x) sigma_hat(s') and not the radiator alone, and the hard process is sampled at that
 event's s'. The sample's cross section is the same convolution (``ZprimeSampler.cross_section_with_isr``).
+The matrix element takes the beams along +-z of the hard system's rest frame (the e- along +z): the
+crossing angle and the ISR photon's tilt of the beam axis (<= x / 2 rad) are left out there, as in the
+Bhabha generator.
 
 The recoil mass against the muon pair equals the Z' mass (before ISR/FSR and detector; an ISR photon, at
 its first-order angle from ``isr.py``, takes part of the recoil and may itself reach the ECL).
