@@ -132,7 +132,7 @@ class ZprimeProcessor(SearchProcessor):
     channels = CHANNELS
     branches = (
         "nTrack", "Track_px", "Track_py", "Track_pz", "Track_E", "Track_charge", "Track_dr", "Track_dz", "Track_muonID",
-        "nPhoton", "Photon_E", "Photon_clusterReg", "Photon_clusterTiming", "Photon_clusterErrorTiming", "beamE", "beamPx", "beamPy", "beamPz", "__weight__",
+        "nPhoton", "Photon_E", "Photon_clusterReg", "Photon_clusterTiming", "Photon_clusterErrorTiming", "beamE", "beamPx", "beamPy", "beamPz", "__weight__", "__event__",
     )
     config_model = ZprimeConfig
 
@@ -228,7 +228,8 @@ class ZprimeProcessor(SearchProcessor):
         keep = selection.regions["selected"]
         v = selection.values
         names = (*FEATURES, "m2_recoil", "theta_recoil")
-        return {"classifier_inputs": {**{k: v[k][keep] for k in names}, "weight": weight[keep]}}
+        event = np.asarray(ak.to_numpy(events["__event__"]), dtype=np.int64)[keep]  # the classifier's folds
+        return {"classifier_inputs": {**{k: v[k][keep] for k in names}, "weight": weight[keep], "event": event}}
 
 
 SEARCH = Search(
