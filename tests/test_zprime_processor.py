@@ -102,7 +102,7 @@ def _nominal():
 @pytest.mark.parametrize("mass", [1.0, pytest.param(6.0, marks=pytest.mark.slow)])
 def test_generated_signal_peaks_at_the_zprime_mass_squared(zprime_processor, tmp_path, mass):
     """Generated signal (matrix element, ISR, FSR, detector): the selected M2_recoil peaks at M_Z'^2 within
-    0.1 GeV^2 (FSR pushes it up by ~0.05) with a core width within a factor 1.5 of the Punzi-net example's
+    0.1 GeV^2 (FSR pushes it up by ~0.05) with a core width within a factor 2 of the Punzi-net example's
     sigma(M2_recoil) (feichtip/punzinet examples/width.txt: 0.287 / 0.196 GeV^2 at 1 / 6 GeV; we measure
     0.21 / 0.22 on 6,000 events, README), and the selection keeps 20-45 % of the events (ours: 31-33 %)."""
     import json
@@ -122,4 +122,6 @@ def test_generated_signal_peaks_at_the_zprime_mass_squared(zprime_processor, tmp
     paper = zprime_processor.config.paper_m2_resolution[mass]
     peak, sigma, _ = gaussian_core(m2, mass**2, paper)
     assert peak == pytest.approx(mass**2, abs=0.1)
-    assert paper / 1.5 < sigma < 1.5 * paper
+    assert paper / 2 < sigma < 2 * paper  # ~400 selected events: the core fit alone scatters by ~15 %
+    # the Punzi-net's window M^2 +- 2 sigma(paper) holds most of the selected signal (ours: 0.69-0.73 on 6,000 events)
+    assert np.mean(np.abs(m2 - mass**2) < 2 * paper) > 0.55

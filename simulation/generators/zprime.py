@@ -58,10 +58,15 @@ class ZprimeSampler:
         self.nodes = self.threshold + (sqrt_s_max - self.threshold) * (0.02 + 0.98 * u**2)
         self.nodes[-1] = sqrt_s_max
         self.sigma = np.array([_weighted(np.full(TABLE_EVENTS, r), zp, rng)[3].mean() for r in self.nodes])
-        # hit-or-miss on d sigma / sigma_hat(s'): a density whose maximum hardly depends on s'
-        pilot_s = rng.uniform(self.nodes[0], sqrt_s_max, 40_000)
-        w = _weighted(pilot_s, zp, rng)[3] / self.sigma_hat(pilot_s)
-        self.w_max = 1.5 * float(w.max())
+        self._w_max: float | None = None  # found on the first ``sample`` (a cross-section-only sampler never needs it)
+
+    def _hit_or_miss_max(self, rng: np.random.Generator) -> float:
+        """Hit-or-miss runs on d sigma / sigma_hat(s'), a density whose maximum hardly depends on s': its
+        largest value in a pilot over the table's range, x 1.5 for safety."""
+        if self._w_max is None:
+            pilot_s = rng.uniform(self.nodes[0], self.nodes[-1], 40_000)
+            self._w_max = 1.5 * float((_weighted(pilot_s, self.zp, rng)[3] / self.sigma_hat(pilot_s)).max())
+        return self._w_max
 
     def sigma_hat(self, sqrt_s: np.ndarray) -> np.ndarray:
         """sigma(e+e- -> mu mu Z') x BR(inv) (nb) at sqrt(s') without ISR; 0 at and below threshold."""
@@ -81,11 +86,12 @@ class ZprimeSampler:
         integrand = radiator(x, beta) * jacobian * self.sigma_hat(sqrt_s * np.sqrt(1 - x))
         return float(integrand.mean() * x_max**beta)
 
-    def sample(self, sqrt_s: np.ndarray, rng: np.random.Generator, tries_per_round: int = 16):
+    def sample(self, sqrt_s: np.ndarray, rng: np.random.Generator, tries_per_round: int = 8):
         """Unweighted (mu-, mu+, Z') four-momenta ``(n, 4)`` in the CM frame of each ``sqrt_s``."""
         def propose(idx: np.ndarray):
             k1, k2, k, dsigma = _weighted(sqrt_s[idx], self.zp, rng)
             return dsigma / self.sigma_hat(sqrt_s[idx]), [k1, k2, k]
 
-        mu_minus, mu_plus, zp = hit_or_miss(len(sqrt_s), propose, self.w_max, rng, [(4,)] * 3, tries_per_round)
+        w_max = self._hit_or_miss_max(rng)
+        mu_minus, mu_plus, zp = hit_or_miss(len(sqrt_s), propose, w_max, rng, [(4,)] * 3, tries_per_round)
         return mu_minus, mu_plus, zp
