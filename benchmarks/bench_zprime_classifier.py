@@ -25,9 +25,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=Path, required=True)
     parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--pid-weights", action="store_true", help="backgrounds PID-weighted (more of them survive)")
     args = parser.parse_args()
     result = run_search(RunOptions(search="zprime", experiment="belle2", samples=args.samples,
-                                   out=Path("/tmp/zprime-classifier-run"), executor="iterative", progress=False))
+                                   out=Path("/tmp/zprime-classifier-run"), executor="iterative", progress=False,
+                                   pid_weighting=args.pid_weights))
     meta, cols = result["metadata"]["datasets"], result["columns"]["classifier_inputs"]
     config = result["processor"].config
 
