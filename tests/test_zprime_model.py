@@ -161,3 +161,16 @@ def test_isr_cross_section_is_the_radiator_convolution():
     assert sampler.cross_section_with_isr(SQRT_S, x_max) == pytest.approx(reference, rel=2e-3)
     born = float(sampler.sigma_hat(np.array(SQRT_S)))
     assert 0.85 < reference / born < 1.05  # ISR shifts sigma by a few per cent here
+
+
+@pytest.mark.slow  # ~30 s: the wide Z's low-mass tail (sigma grows as m falls) lowers the hit-or-miss efficiency
+def test_sampler_draws_the_zprime_mass_from_the_breit_wigner():
+    """A wide Z' (Gamma = 0.1 M, the paper's second benchmark): unweighted events carry Z' masses spread
+    around M (half of a Breit-Wigner in m^2 within |m^2 - M^2| < M Gamma, shifted by sigma(m) falling with m).
+    (The narrow Z' has exactly M: tests/test_generators.py, test_zprime_recoil_mass_is_the_zprime_mass.)"""
+    rng = np.random.default_rng(8)
+    model = zprime.ZprimeModel(mass=3.0, width=0.3, model="fully_invisible", coupling=1.0, alpha=ALPHA)
+    _, _, zp = zprime.ZprimeSampler(model, SQRT_S + 0.01, rng).sample(np.full(2000, SQRT_S), rng)
+    m = np.sqrt(zp[:, 3] ** 2 - np.sum(zp[:, :3] ** 2, axis=1))
+    assert np.median(m) == pytest.approx(3.0, abs=0.06)
+    assert 0.4 < np.mean(np.abs(m**2 - 9.0) < 0.9) < 0.6
