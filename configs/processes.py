@@ -143,7 +143,7 @@ class Catalogue(StrictModel):
                 proc.base and self.processes[proc.base].cross_section
             )
             if not has_xsec:
-                raise ValueError(f"processes.{name}: needs cross_section, a base process or reference_cross_section_nb")
+                raise ValueError(f"processes.{name}: needs cross_section, a base process, reference_cross_section_nb or zprime_model")
             if proc.tau_spin_correlations and (proc.generator != "pythia" or "23:onIfAny = 15" not in self.pythia_settings(name)):
                 raise ValueError(f"processes.{name}.tau_spin_correlations: only for e+e- -> tau+ tau- (pythia) processes")
             if (proc.generator == "zprime") != (proc.zprime_model is not None):

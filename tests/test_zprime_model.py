@@ -174,3 +174,28 @@ def test_sampler_draws_the_zprime_mass_from_the_breit_wigner():
     m = np.sqrt(zp[:, 3] ** 2 - np.sum(zp[:, :3] ** 2, axis=1))
     assert np.median(m) == pytest.approx(3.0, abs=0.06)
     assert 0.4 < np.mean(np.abs(m**2 - 9.0) < 0.9) < 0.6
+
+
+def test_cross_section_scales_as_the_coupling_squared_and_the_limit_inverts_it():
+    """sigma x BR ~ g'^2 (same seed: the same phase-space points), so g'_UL = sqrt(sigma_UL / sigma(g' = 1))."""
+    unit, _ = lmu_ltau.cross_section(SQRT_S, 2.0, model="vanilla", alpha=ALPHA, points=5_000)
+    small, _ = lmu_ltau.cross_section(SQRT_S, 2.0, model="vanilla", coupling=0.01, alpha=ALPHA, points=5_000)
+    assert small == pytest.approx(1e-4 * unit, rel=1e-12)
+    assert lmu_ltau.coupling_limit(small, unit) == pytest.approx(0.01)
+
+
+def test_a_zprime_process_needs_its_model_block():
+    """The catalogue refuses a zprime-generator process without ``zprime_model`` (and the block elsewhere)."""
+    from belle_rare.configs.processes import Catalogue, load_catalogue
+
+    data = load_catalogue().model_dump()
+    model = data["processes"]["sig_zprime"].pop("zprime_model")
+    with pytest.raises(ValueError, match="processes.sig_zprime: needs .* or zprime_model"):
+        Catalogue.model_validate(data)
+    data["processes"]["sig_zprime"]["reference_cross_section_nb"] = 1e-5
+    with pytest.raises(ValueError, match="processes.sig_zprime.zprime_model: required for the zprime generator"):
+        Catalogue.model_validate(data)
+    data["processes"]["mumu"]["zprime_model"] = model
+    data["processes"]["sig_zprime"]["zprime_model"] = model
+    with pytest.raises(ValueError, match="processes.mumu.zprime_model"):
+        Catalogue.model_validate(data)
