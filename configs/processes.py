@@ -39,6 +39,17 @@ class BhabhaCentralEnhancement(StrictModel):
     cos_theta_max: float = pydantic.Field(gt=0, lt=1)
 
 
+class ZprimeCoupling(StrictModel):
+    """The L_mu - L_tau Z' a ``zprime`` sample represents (simulation/generators/lmu_ltau.py): its
+    coupling g', which invisible-BR model, its total width as a fraction of its mass (0: negligible)
+    and the electromagnetic coupling of the two photon vertices (1 / alpha)."""
+
+    coupling: float = pydantic.Field(gt=0)
+    invisible: Literal["vanilla", "fully_invisible"]
+    width_over_mass: float = pydantic.Field(default=0.0, ge=0, lt=1)
+    alpha_em_inverse: float = pydantic.Field(gt=100, lt=140)
+
+
 class Process(StrictModel):
     kind: Literal["background", "signal"]
     description: str
@@ -57,6 +68,8 @@ class Process(StrictModel):
     sub_branching_fraction: float = pydantic.Field(default=1.0, gt=0, le=1)
     reference_branching_fraction: float | None = pydantic.Field(default=None, gt=0)
     reference_cross_section_nb: float | None = pydantic.Field(default=None, gt=0)
+    # the zprime generator's model: its cross section is computed (simulation/generators/lmu_ltau.py)
+    zprime_model: ZprimeCoupling | None = None
     # Tau-pair spin correlations after the fast mode-0 tau decays (simulation/generators/tau_spin.py;
     # realism issue, item 5). Off unless set: on in configs/processes.yaml for the tau-pair processes.
     tau_spin_correlations: bool = False
@@ -126,13 +139,15 @@ class Catalogue(StrictModel):
         for name, proc in self.processes.items():
             if proc.base is not None and proc.base not in self.processes:
                 raise ValueError(f"processes.{name}.base: unknown process '{proc.base}'")
-            has_xsec = proc.cross_section or proc.reference_cross_section_nb or (
+            has_xsec = proc.cross_section or proc.reference_cross_section_nb or proc.zprime_model or (
                 proc.base and self.processes[proc.base].cross_section
             )
             if not has_xsec:
-                raise ValueError(f"processes.{name}: needs cross_section, a base process or reference_cross_section_nb")
+                raise ValueError(f"processes.{name}: needs cross_section, a base process, reference_cross_section_nb or zprime_model")
             if proc.tau_spin_correlations and (proc.generator != "pythia" or "23:onIfAny = 15" not in self.pythia_settings(name)):
                 raise ValueError(f"processes.{name}.tau_spin_correlations: only for e+e- -> tau+ tau- (pythia) processes")
+            if (proc.generator == "zprime") != (proc.zprime_model is not None):
+                raise ValueError(f"processes.{name}.zprime_model: required for the zprime generator, and only there")
             if proc.generator == "upsilon4s" and proc.b_pair is None:
                 raise ValueError(f"processes.{name}.b_pair: required for the upsilon4s generator")
             # a decay table switched off ("<id>:onMode = off") forces a sub-decay: its branching

@@ -265,6 +265,8 @@ def cross_section(req: Request) -> tuple[float, str]:
     proc = catalogue.get(req.process)
     exp = load_experiment(req.experiment)
     keys = catalogue.cross_section_keys(req.process)
+    if proc.zprime_model is not None:
+        return _zprime_cross_section(proc, exp, req.parameters.get("mass", proc.parameters["mass"]))
     if proc.reference_cross_section_nb is not None:
         return proc.reference_cross_section_nb, "reference cross section (normalisation only)"
     assert keys is not None
@@ -284,6 +286,18 @@ def cross_section(req: Request) -> tuple[float, str]:
         if sub != 1.0:
             source += f" x BR(forced sub-decays)={sub:g}"
     return base, source
+
+
+def _zprime_cross_section(proc, exp, mass: float) -> tuple[float, str]:
+    """sigma(e+e- -> mu mu Z') x BR(Z' -> inv) with ISR of the process's L_mu - L_tau model (fixed seed:
+    the same number for every chunk and rerun)."""
+    from belle_rare.simulation.generators import dedicated
+
+    sampler = dedicated.zprime_sampler(proc, mass, exp, np.random.default_rng(0))
+    sigma = sampler.cross_section_with_isr(exp.sqrt_s, dedicated.zprime_isr_x_max(exp, mass))
+    model = proc.zprime_model
+    return sigma, (f"sigma(mu mu Z') x BR(inv), L_mu - L_tau ({model.invisible}, g' = {model.coupling:g}, "
+                   f"Gamma/M = {model.width_over_mass:g}), tree level with ISR")
 
 
 def _executor_map(req: Request, chunks: list[Chunk], workers: int, scheduler: str | None):

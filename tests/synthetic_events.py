@@ -346,7 +346,7 @@ def columns(experiment: str, events: Sequence[Event], first_event: int = 0, trut
         *PID_BRANCHES[experiment], *pass_probs, "mcIndex", "mcPDG")}
     pho: dict[str, list[list[float]]] = {k: [] for k in (
         "E", "px", "py", "pz", "clusterTheta", "clusterPhi", "clusterE9E21", "clusterReg", "clusterTiming",
-        "mcIndex", "mcPDG")}
+        "clusterErrorTiming", "mcIndex", "mcPDG")}
     for event in events:
         rows: dict[str, list[float]] = {k: [] for k in trk}
         for t in event.tracks:
@@ -374,7 +374,7 @@ def columns(experiment: str, events: Sequence[Event], first_event: int = 0, trut
             values = {
                 "E": p, "px": lab.px, "py": lab.py, "pz": lab.pz,
                 "clusterTheta": math.acos(max(-1.0, min(1.0, lab.pz / p))), "clusterPhi": math.atan2(lab.py, lab.px),
-                "clusterE9E21": 1.0, "clusterReg": 2, "clusterTiming": 0.0, "mcIndex": -1, "mcPDG": 22,
+                "clusterE9E21": 1.0, "clusterReg": 2, "clusterTiming": 0.0, "clusterErrorTiming": 10.0, "mcIndex": -1, "mcPDG": 22,
             }
             for k in rows:
                 rows[k].append(values[k])

@@ -231,7 +231,7 @@ def test_files_have_the_ntuple_layout(tmp_path):
                    "beamPz", "mcSignalIndex"]
     track = ["px", "py", "pz", "E", "charge", "dr", "dz", "pValue", "nCDCHits", "clusterE", "EoverP", "klmLayers"]
     photon = ["E", "px", "py", "pz", "clusterTheta", "clusterPhi", "clusterE9E21", "clusterReg", "clusterTiming",
-              "mcIndex", "mcPDG"]
+              "clusterErrorTiming", "mcIndex", "mcPDG"]
     pid = {"belle": ["eIDBelle", "muIDBelle", "atcPIDBelle"],
            "belle2": ["electronID", "muonID", "pionID", "kaonID", "protonID"]}
     for experiment in ("belle", "belle2"):

@@ -15,7 +15,7 @@ import awkward as ak
 import numpy as np
 
 from belle_rare.configs.experiment import Experiment
-from belle_rare.configs.processes import Catalogue
+from belle_rare.configs.processes import Catalogue, Process
 from belle_rare.simulation.beams import sample_beams
 from belle_rare.simulation.generators import bhabha, biased_decays, two_photon, zprime
 from belle_rare.simulation.generators.isr import ELECTRON_MASS, sample_isr
@@ -62,6 +62,31 @@ def _scattered_lepton_fsr_veto():
     return ScatteredLeptonFsrVeto()
 
 
+def zprime_model(proc: Process, mass: float) -> zprime.ZprimeModel:
+    """The Z' of a zprime process (its ``zprime_model`` block) at ``mass`` (GeV)."""
+    cfg = proc.zprime_model
+    return zprime.ZprimeModel(mass=mass, width=cfg.width_over_mass * mass, model=cfg.invisible,
+                              coupling=cfg.coupling, alpha=1.0 / cfg.alpha_em_inverse)
+
+
+def zprime_sampler(proc: Process, mass: float, exp: Experiment, rng: np.random.Generator) -> zprime.ZprimeSampler:
+    """The hard-process sampler of a zprime process, tabulated up to the highest sqrt(s) the beams reach
+    (nominal + 5 x the beam-energy spread of sqrt(s): Gaussian spread, never exceeded in practice)."""
+    return zprime.ZprimeSampler(zprime_model(proc, mass), zprime_sqrt_s_max(exp), rng)
+
+
+def zprime_sqrt_s_max(exp: Experiment) -> float:
+    # relative spread of sqrt(s) = 2 sqrt(E_her E_ler): half the beams' relative spreads in quadrature
+    spread = exp.sqrt_s / 2 * math.hypot(exp.her.energy_spread / exp.her.energy, exp.ler.energy_spread / exp.ler.energy)
+    return exp.sqrt_s + 5 * spread
+
+
+def zprime_isr_x_max(exp: Experiment, mass: float) -> float:
+    """Hardest ISR photon generated for a zprime sample: 0.9 of the way to the mu mu Z' threshold."""
+    threshold = mass + 2 * zprime.MUON_MASS
+    return 0.9 * (1.0 - (threshold / exp.sqrt_s) ** 2)
+
+
 class DedicatedGenerator:
     """Bhabha, mu mu Z' or two-photon events; ``generate(n)`` returns a truth record in the lab frame."""
 
@@ -95,6 +120,7 @@ class DedicatedGenerator:
             f"{ZPRIME_PDG}:mayDecay = off",
         ]
         self._pythia = make_pythia(self.settings, process)
+        self._zprime = zprime_sampler(self.proc, self.params["mass"], exp, self.rng) if self.proc.generator == "zprime" else None
         self._fsr_veto = None
         if self.proc.generator == "two_photon":
             self._fsr_veto = _scattered_lepton_fsr_veto()  # kept referenced: Pythia holds only a pointer
@@ -125,18 +151,32 @@ class DedicatedGenerator:
             lepton = int(self.params["lepton"])
             momenta = two_photon.sample_events(sqrt_s, lepton, self.params["w_min"], self.rng)
             return np.array([11, -11, lepton, -lepton]), list(momenta), None
-        mu_minus, mu_plus, zp = zprime.sample_events(sqrt_s, self.params["mass"], self.rng)
+        mu_minus, mu_plus, zp = self._zprime.sample(sqrt_s, self.rng)
         return np.array([13, -13, ZPRIME_PDG]), [mu_minus, mu_plus, zp], None
 
     def _isr_x_max(self) -> float:
         if self.proc.generator in ("bhabha", "two_photon"):
             return BHABHA_ISR_X_MAX
-        threshold = self.params["mass"] + 2 * zprime.MUON_MASS
-        return 0.9 * (1.0 - (threshold / self.exp.sqrt_s) ** 2)
+        return zprime_isr_x_max(self.exp, self.params["mass"])
+
+    def _zprime_isr(self, her: np.ndarray, ler: np.ndarray, photon: np.ndarray, hard: np.ndarray):
+        """Re-draw ISR photons until each is kept with probability sigma_hat(s') / max (zprime.py):
+        the events then follow radiator x sigma_hat(s'), not the radiator alone."""
+        pending = np.arange(len(hard))
+        while pending.size:
+            sqrt_s = np.sqrt(np.clip(hard[pending, 3] ** 2 - np.sum(hard[pending, :3] ** 2, axis=1), 0, None))
+            keep = self.isr_rng.uniform(size=pending.size) < self._zprime.isr_acceptance(sqrt_s)
+            pending = pending[~keep]
+            if pending.size:
+                b1, b2 = her[pending], ler[pending]
+                photon[pending], hard[pending] = sample_isr(b1 + b2, b1, b2, self._isr_x_max(), self.isr_rng)
+        return photon, hard
 
     def generate(self, n: int) -> ak.Array:
         her, ler = sample_beams(self.exp, n, self.rng)
         photon, hard = sample_isr(her + ler, her, ler, self._isr_x_max(), self.isr_rng)
+        if self._zprime is not None:
+            photon, hard = self._zprime_isr(her, ler, photon, hard)
         pdg_out, p4_out, weight = self._hard_process(hard)
         p4 = np.stack([her, ler, photon, *(boost(p, hard) for p in p4_out)], axis=1)
         pdg = np.array([11, -11, 22, *pdg_out])
