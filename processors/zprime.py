@@ -28,7 +28,7 @@ from belle_rare.processors.base import Calibration, SearchProcessor, Selection, 
 from belle_rare.processors.columns import expand
 from belle_rare.processors.event_objects import TrackCuts, event_frame, good_tracks, scaled_tracks
 from belle_rare.processors.extra_energy import ExtraEnergyCuts, extra_energy
-from belle_rare.processors.registry import Search, builtin_file
+from belle_rare.processors.registry import Demo, Search, builtin_file
 
 MUON_MASS = pdg_mass(13)
 CHANNELS = ("mumu",)
@@ -236,4 +236,5 @@ SEARCH = Search(
     name="zprime",
     processor=ZprimeProcessor,
     config_file=builtin_file("searches", "zprime.yaml"),
+    demo=Demo(experiment="belle2"),  # make run: histograms on the Belle II demo samples (sig_zprime at 3 GeV); no limits yet
 )
