@@ -98,3 +98,83 @@ def test_reweighted_sample_reproduces_a_directly_generated_lifetime():
     assert abs(pull) < 3.0, (eff_rw, err_rw, eff_direct, err_direct)
     # and the selection does depend on the lifetime (the test can fail)
     assert abs(passed.mean() - eff_direct) > 5 * err_direct
+
+
+# ------------------------------------------------------------------ 3. two-track vertex fit
+def _synthetic_pairs(n: int, seed: int):
+    """Pairs of straight tracks from known vertices, measured at the vertex (first layer) with the
+    response's error model and extrapolated to the perigee: (true vertices, track parameters 1, 2)."""
+    from belle_rare.processors.vertex_fit import TrackParameters, _model
+
+    rng = np.random.default_rng(seed)
+    rho, phi_v = rng.uniform(0.5, 40.0, n), rng.uniform(-np.pi, np.pi, n)
+    vertex = np.stack([rho * np.cos(phi_v), rho * np.sin(phi_v), rng.uniform(-10, 10, n)], axis=1)
+    tracks = []
+    for _ in range(2):
+        phi, tl, pt = phi_v + rng.uniform(-0.6, 0.6, n), rng.uniform(-1.0, 1.5, n), rng.uniform(0.2, 2.0, n)
+        h, _ = _model(vertex, phi, tl)
+        s_ref = vertex[:, 0] * np.cos(phi) + vertex[:, 1] * np.sin(phi)
+        sig = np.stack([np.full(n, 30e-4), np.full(n, 40e-4), 2e-3 / pt, 3e-3 / pt], axis=1)  # a, b, phi, tanLambda
+        jac = np.zeros((n, 4, 4))
+        jac[:, 0, 0] = jac[:, 1, 2] = jac[:, 2, 1] = jac[:, 3, 3] = 1.0
+        jac[:, 0, 2], jac[:, 2, 2], jac[:, 2, 3] = s_ref, tl * h[:, 0], -s_ref
+        cov = jac @ (sig[:, :, None] ** 2 * np.eye(4)) @ np.transpose(jac, (0, 2, 1))
+        noise = np.einsum("nij,nj->ni", np.linalg.cholesky(cov), rng.standard_normal((n, 4)))
+        m = h + noise
+        tracks.append(TrackParameters(m[:, 0], m[:, 1], m[:, 2], m[:, 3], cov, pt))
+    return vertex, tracks[0], tracks[1]
+
+
+def test_vertex_fit_chi2_and_pulls_are_standard():
+    """chi^2 of the two-track fit has one degree of freedom (mean 1, 5 % above 3.84) and the vertex pulls
+    have unit width: the fit uses the stored covariance correctly."""
+    from belle_rare.processors.vertex_fit import fit_vertex
+
+    vertex, t1, t2 = _synthetic_pairs(4000, seed=5)
+    fit = fit_vertex(t1, t2)
+    assert np.mean(fit.chi2) == pytest.approx(1.0, abs=0.1)
+    assert np.mean(fit.chi2 > 3.84) == pytest.approx(0.05, abs=0.015)
+    pulls = (fit.vertex - vertex) / np.sqrt(np.diagonal(fit.covariance, axis1=1, axis2=2))
+    assert np.abs(np.mean(pulls, axis=0)).max() < 0.06
+    assert np.std(pulls, axis=0) == pytest.approx([1.0, 1.0, 1.0], abs=0.06)
+    # the displacement variables: d_v is the transverse radius, true pairs point back to the IP
+    assert np.median(np.abs(fit.dv - np.hypot(vertex[:, 0], vertex[:, 1]))) < 0.05
+
+
+def test_vertex_fit_rejects_tracks_that_do_not_meet():
+    from belle_rare.processors.vertex_fit import TrackParameters, fit_vertex
+
+    _, t1, t2 = _synthetic_pairs(500, seed=6)
+    shifted = TrackParameters(t2.d0 + 0.5, t2.phi0, t2.z0 + 0.5, t2.tan_lambda, t2.covariance, t2.pt)  # 5 mm apart
+    assert np.median(fit_vertex(t1, shifted).chi2) > 100 * np.median(fit_vertex(t1, t2).chi2)
+
+
+@pytest.mark.parametrize("vertex", [(0.05, 0.02, 0.3), (3.0, 4.0, 2.0), (12.0, -9.0, 5.0)])
+def test_stored_perigee_covariance_describes_the_track_errors(vertex):
+    """Detector response: the perigee parameters of tracks born at ``vertex`` (prompt; between SVD layers;
+    CDC only) scatter around the true straight line as the stored covariance says (chi^2 / 4 dof = 1),
+    and displaced tracks' d0 errors grow with the extrapolation to the perigee."""
+    from belle_rare.processors.vertex_fit import TrackParameters
+    from belle_rare.simulation.detector import load_detector, simulate_detector, toy_truth
+
+    rng = np.random.default_rng(8)
+    n = 4000
+    phi = rng.uniform(-np.pi, np.pi, n)
+    truth = toy_truth.particle_gun(211, np.full(n, 1.0), np.full(n, np.radians(70.0)), phi, vertex=np.tile(vertex, (n, 1)))
+    per_event = simulate_detector(truth, load_detector("belle2"), rng)["Track"]
+    per_event = per_event[per_event.mcIndex == 0]
+    found = ak.to_numpy(ak.num(per_event)) == 1
+    tracks = ak.flatten(per_event[found])
+    t = TrackParameters.from_columns({f: ak.to_numpy(tracks[f]) for f in ak.fields(tracks)})
+    x, y, z = vertex
+    true_phi, true_tl = phi[found], 1.0 / np.tan(np.radians(70.0))
+    r = np.stack([t.d0 - (x * np.sin(true_phi) - y * np.cos(true_phi)), np.angle(np.exp(1j * (t.phi0 - true_phi))),
+                  t.z0 - (z - (x * np.cos(true_phi) + y * np.sin(true_phi)) * true_tl), t.tan_lambda - true_tl], axis=1)
+    chi2 = np.einsum("ni,nij,nj->n", r, np.linalg.inv(t.covariance), r)
+    assert found.sum() > 0.5 * n
+    assert np.mean(chi2) == pytest.approx(4.0, rel=0.06)
+    d0_err = np.sqrt(t.covariance[:, 0, 0])
+    if np.hypot(x, y) < 1.0:
+        assert np.allclose(t.covariance[:, 0, 1], 0.0) and np.median(d0_err) < 0.005
+    else:
+        assert np.median(d0_err) > 0.01 and np.all(t.covariance[:, 0, 1] != 0.0)
