@@ -178,3 +178,126 @@ def test_stored_perigee_covariance_describes_the_track_errors(vertex):
         assert np.allclose(t.covariance[:, 0, 1], 0.0) and np.median(d0_err) < 0.005
     else:
         assert np.median(d0_err) > 0.01 and np.all(t.covariance[:, 0, 1] != 0.0)
+
+
+# ------------------------------------------------------------------ 4. the bkscalar processor on synthetic events
+B_MASS = 5.27966
+DAUGHTER_PDG = {"ee": 11, "mumu": 13, "pipi": 211, "KK": 321}
+
+
+def _signal_event(decay: str = "mumu", m_s: float = 1.0, mode: str = "K", radius: float = 5.0, cos_s: float = 0.0,
+                  pointing_offset: float = 0.0, kaon_scale: float = 1.0):
+    """B -> K(*) S, S -> x x decaying at transverse ``radius`` (cm, lab) along the S flight direction
+    (azimuth turned by ``pointing_offset`` rad); the other B -> 4 pions. CM frame, synthetic_events."""
+    import synthetic_events as se
+
+    b = se.beams("belle2")
+    sig_b = se.tau_p4(b.sqrt_s, 0.2, 0.4, mass=B_MASS)
+    tag_b = se.opposite(sig_b)
+    m_x = se.MASS_BY_PDG[DAUGHTER_PDG[decay]]
+    if mode == "K":
+        k, s = se.two_body(sig_b, se.KAON_MASS, m_s, 0.3, 0.2)
+        prompt = [se.Track(se.scaled(k, kaon_scale), +1, 321)]
+        s = se.rotate_towards(s, se.P4(0.0, 0.0, 1.0, 1.0), np.arccos(cos_s) - np.arccos(s.pz / se.momentum_of(s))) if cos_s else s
+    else:
+        kst, s = se.two_body(sig_b, 0.8955, m_s, 0.3, 0.2)
+        k, pi = se.two_body(kst, se.KAON_MASS, se.PION_MASS, 0.2, 1.0)
+        prompt = [se.Track(k, +1, 321), se.Track(pi, -1, 211)]
+    x1, x2 = se.two_body(s, m_x, m_x, 0.3, 2.0)
+    lab = b.to_lab(s)
+    phi = np.arctan2(lab.py, lab.px) + pointing_offset
+    pt = np.hypot(lab.px, lab.py)
+    vertex = (radius * np.cos(phi), radius * np.sin(phi), radius * lab.pz / pt)
+    pdg = DAUGHTER_PDG[decay]
+    # leptons: the negative one has the positive code (signed_pdg handles it); charge + first
+    daughters = [se.Track(x1, +1, pdg, vertex=vertex), se.Track(x2, -1, pdg, vertex=vertex)]
+    t1, t2 = se.two_body(tag_b, 1.4, 1.6, 0.5, 0.7)
+    tag = [*se.two_body(t1, se.PION_MASS, se.PION_MASS, 0.1, 0.3), *se.two_body(t2, se.PION_MASS, se.PION_MASS, -0.4, 2.0)]
+    tag_tracks = [se.Track(p, c, 211) for p, c in zip(tag, (+1, -1, +1, -1))]
+    return se.Event([*prompt, *daughters, *tag_tracks])
+
+
+@pytest.fixture(scope="module")
+def bkscalar_processor():
+    from belle_rare.processors.registry import get_search
+
+    s = get_search("bkscalar")
+    return s.processor("belle2", s.load_config())
+
+
+def _run(processor, events, tmp_path, name):
+    import synthetic_events as se
+
+    nano = se.make_events("belle2", events, tmp_path, dataset="synthetic", name=name, is_data=True)
+    return processor.process(nano)
+
+
+def _stop(raw: dict[str, float]) -> str | None:
+    """First cutflow step the (single) event fails, None if it passes everything."""
+    for step, count in raw.items():
+        if count == 0:
+            return step
+    return None
+
+
+@pytest.mark.parametrize("case, channel, stop", [
+    ("clean K mumu", "K_mumu", None),
+    ("clean K mumu", "K_ee", "S daughter ID"),
+    ("clean K mumu", "Kst_mumu", "B candidate"),
+    ("clean Kst mumu", "Kst_mumu", None),
+    ("clean K pipi", "K_pipi", None),
+    ("clean K KK", "K_KK", None),
+    ("clean K ee", "K_ee", None),
+    ("not pointing", "K_mumu", "pointing cos(alpha)"),
+    ("pi pi pointing 0.97", "K_pipi", "pointing cos(alpha)"),
+    ("mu mu pointing 0.97", "K_mumu", None),
+    ("K_S", "K_pipi", "K_S veto"),
+    ("J/psi", "K_mumu", "peaking-background vetoes"),
+    ("phi", "K_KK", "peaking-background vetoes"),
+    ("conversion at SVD 3", "K_ee", "conversion veto"),
+    ("light ee between layers", "K_ee", None),
+    ("forward S", "K_mumu", "displaced tracks 32-150 deg"),
+    ("wrong kaon momentum", "K_mumu", "M_bc"),
+])
+def test_bkscalar_selection_stops_where_expected(case, channel, stop, bkscalar_processor, tmp_path):
+    cases = {
+        "clean K mumu": dict(),
+        "clean Kst mumu": dict(mode="Kst"),
+        "clean K pipi": dict(decay="pipi", m_s=1.2),
+        "clean K KK": dict(decay="KK", m_s=1.5),
+        "clean K ee": dict(decay="ee", m_s=0.3),
+        "not pointing": dict(pointing_offset=0.5),
+        "pi pi pointing 0.97": dict(decay="pipi", m_s=1.2, pointing_offset=np.arccos(0.97)),
+        "mu mu pointing 0.97": dict(pointing_offset=np.arccos(0.97)),
+        "K_S": dict(decay="pipi", m_s=0.5025),
+        "J/psi": dict(m_s=3.097),
+        "phi": dict(decay="KK", m_s=1.0195),
+        "conversion at SVD 3": dict(decay="ee", m_s=0.03, radius=4.0),
+        "light ee between layers": dict(decay="ee", m_s=0.03, radius=5.0),
+        "forward S": dict(cos_s=0.93),
+        "wrong kaon momentum": dict(kaon_scale=1.5),
+    }
+    out = _run(bkscalar_processor, [_signal_event(**cases[case])], tmp_path, "case")
+    raw = out["cutflow"]["synthetic"][channel]["raw"]
+    assert list(raw)[1:] == ["B candidate", "S daughter ID", "vertex fit", "displaced tracks 32-150 deg", "pointing cos(alpha)",
+                             "K_S veto", "peaking-background vetoes", "conversion veto", "M_bc", "delta E", "R2"]
+    assert _stop(raw) == stop, raw
+
+
+def test_bkscalar_reduced_mass_vertex_and_best_candidate(bkscalar_processor, tmp_path):
+    """The selected candidate: M_red = sqrt(M^2 - 4 m_mu^2), d_v the decay radius, M_bc and dE of the B;
+    with a second kaon of wrong momentum in the event, the smaller |dE| (the right one) is kept."""
+    import synthetic_events as se
+
+    event = _signal_event(radius=7.0)
+    extra = se.Track(se.scaled(event.tracks[0].p4, 1.04), +1, 321)
+    out = _run(bkscalar_processor, [event.adding(extra)], tmp_path, "best")
+    h = out["histograms"]["synthetic"]
+    m_red = h["m_reduced"][{"channel": "K_mumu", "region": "SR"}]
+    filled = np.flatnonzero(m_red.values())
+    assert len(filled) == 1
+    assert m_red.axes[0].centers[filled[0]] == pytest.approx(np.sqrt(1.0 - 4 * se.MUON_MASS**2), abs=0.002)
+    dv = h["dv"][{"channel": "K_mumu", "region": "SR"}]
+    assert dv.axes[0].centers[np.flatnonzero(dv.values())[0]] == pytest.approx(7.0, abs=0.5)
+    mbc_de = h["mbc_de"][{"channel": "K_mumu", "region": "no M_bc, dE cut"}].project("de")
+    assert mbc_de.axes[0].centers[np.flatnonzero(mbc_de.values())[0]] == pytest.approx(0.0, abs=0.005)
