@@ -36,7 +36,7 @@ from belle_rare.processors.event_objects import Bins, PhotonCuts, TrackCuts, Win
 from belle_rare.processors.event_shape import fox_wolfram_r2
 from belle_rare.processors.lifetime import lifetime_weight, proper_decay_length
 from belle_rare.processors.registry import Search, builtin_file
-from belle_rare.processors.vertex_fit import TrackParameters, VertexFit, fit_vertex
+from belle_rare.processors.vertex_fit import TrackParameters, VertexFit, closest_approach, fit_vertex
 
 DECAYS = ("ee", "mumu", "pipi", "KK")
 DAUGHTER_MASS = {"ee": pdg_mass(11), "mumu": pdg_mass(13), "pipi": pdg_mass(211), "KK": pdg_mass(321)}
@@ -99,6 +99,7 @@ class PerDecayWindows(PerDecay):
 
 
 class Vertex(StrictModel):
+    prefit_cos_alpha_min: float
     chi2_max: float
     cos_alpha_min: PerDecayFloat
     daughter_theta_deg: Window
@@ -166,6 +167,7 @@ class ScalarEvents:
     roots: np.ndarray
     r2: np.ndarray
     pairs: Pairs
+    lifetime_weights: dict[float, np.ndarray]  # nominal calibration only (fill_nominal)
 
 
 def _flat_pairs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -258,17 +260,27 @@ class BKScalarProcessor(SearchProcessor):
         # every opposite-charge pair, positive track first, fitted to a common vertex
         pe, a, b = _flat_pairs(counts)
         i, j = start[pe] + a, start[pe] + b
-        opposite = flat["charge"][i] * flat["charge"][j] < 0
-        pe, i, j = pe[opposite], i[opposite], j[opposite]
+        # only in events with a prompt kaon candidate (every channel needs one)
+        has_kaon = np.bincount(track_event[prompt & (flat[cfg.kaon.id_branch] > cfg.kaon.id_min)], minlength=n) > 0
+        keep = (flat["charge"][i] * flat["charge"][j] < 0) & has_kaon[pe]
+        pe, i, j = pe[keep], i[keep], j[keep]
         swap = flat["charge"][i] < 0
         i, j = np.where(swap, j, i), np.where(swap, i, j)
         params = TrackParameters.from_columns(flat)
         pick = lambda idx: TrackParameters(params.d0[idx], params.phi0[idx], params.z0[idx], params.tan_lambda[idx],  # noqa: E731
                                            params.covariance[idx], params.pt[idx])
+        # a loose pointing requirement at the lines' closest approach before the fit (far below the cut)
+        start_point = closest_approach(pick(i), pick(j))
+        p_pair = flat["px"][i] + flat["px"][j], flat["py"][i] + flat["py"][j]
+        pointing = (start_point[:, 0] * p_pair[0] + start_point[:, 1] * p_pair[1]) / np.maximum(
+            np.hypot(start_point[:, 0], start_point[:, 1]) * np.hypot(*p_pair), np.finfo(float).tiny)
+        keep = pointing > cfg.vertex.prefit_cos_alpha_min
+        pe, i, j = pe[keep], i[keep], j[keep]
         fit = fit_vertex(pick(i), pick(j))
         beta_np = tuple(np.asarray(ak.to_numpy(c), dtype=np.float64) for c in beta)
         return ScalarEvents(n, start, track_event, flat, prompt, beta_np, np.asarray(ak.to_numpy(roots), dtype=np.float64),
-                            np.asarray(ak.to_numpy(ak.fill_none(r2, np.nan)), dtype=np.float64), Pairs(pe, i, j, fit))
+                            np.asarray(ak.to_numpy(ak.fill_none(r2, np.nan)), dtype=np.float64), Pairs(pe, i, j, fit),
+                            self.lifetime_weights(events) if calibration.is_nominal else {})
 
     def _daughter_theta_ok(self, fit: VertexFit) -> np.ndarray:
         """Both daughters' polar angle, seen from the IP, where their line from the vertex leaves the CDC
@@ -367,6 +379,8 @@ class BKScalarProcessor(SearchProcessor):
         event_cuts["R2"] = np.nan_to_num(o.r2, nan=1.0) < cfg.b_candidate.r2_max[x]
         cuts = packed(event_cuts)
         signal = cuts.all(*cuts.names)
+        if o.lifetime_weights:
+            values["lifetime_weights"] = o.lifetime_weights
         return Selection(cuts, values=values, regions={"SR": signal})
 
     # ------------------------------------------------------------------ weights
@@ -394,17 +408,17 @@ class BKScalarProcessor(SearchProcessor):
         hists["dv"].fill(channel=channel, region="SR", dv=v["dv"][sr], weight=weight[sr])
         hists["cos_alpha"].fill(channel=channel, region="SR", cos_alpha=v["cos_alpha"][sr], weight=weight[sr])
 
-    def event_weights(self, events: ak.Array, selection: Selection, channel: str, is_data: bool) -> Weights:
-        """The base weights; for a signal dataset generated at a c tau, each configured lifetime's
-        reweighting factor is attached to the selection values (filled as ``SR_ctau<c tau>``)."""
+    def lifetime_weights(self, events: ak.Array) -> dict[float, np.ndarray]:
+        """For a signal dataset generated at a c tau (fileset metadata ``parameters``), each configured
+        lifetime's per-event reweighting factor (filled as ``SR_ctau<c tau>``). Only targets up to twice
+        the generated c tau: beyond, the weight's variance is infinite (generate at the longest c tau of
+        interest and reweight down)."""
         ctau = (events.metadata.get("parameters") or {}).get("ctau")
-        # only down to shorter and up to twice the generated c tau: beyond, the weight's variance is infinite
-        # (generate at the longest c tau of interest and reweight down)
         targets = [c for c in self.config.lifetimes_cm if ctau and c <= 2.0 * float(ctau)]
-        if targets and "MCParticle" in events.fields and not events.metadata.get("is_data", False):
-            ct = proper_decay_length(events.MCParticle)
-            selection.values["lifetime_weights"] = {c: lifetime_weight(ct, float(ctau), c) for c in targets}
-        return super().event_weights(events, selection, channel, is_data)
+        if not targets or "MCParticle" not in events.fields or events.metadata.get("is_data", False):
+            return {}
+        ct = proper_decay_length(events.MCParticle)
+        return {c: lifetime_weight(ct, float(ctau), c) for c in targets}
 
 
 SEARCH = Search(
