@@ -12,6 +12,10 @@ peak + linear background in +-5 sigma and its observed and expected (-2..+2 sigm
 Printed: the fast scan's wall time for all hypotheses (one process), a pyhf ``toms748_scan`` loop over
 the first ``--pyhf-calls`` hypotheses with its time per call scaled to all, the ratio, and the largest
 relative difference between the two on the hypotheses pyhf ran.
+
+Measured (defaults): 64,800 hypotheses in 96 s on one core (1.5 ms each; the machine shared); pyhf 3.4 s per
+hypothesis, 2300 x slower; largest relative difference to pyhf observed 1.4e-5, expected 5.2e-5; to fully
+converged fits 4e-10.
 """
 
 from __future__ import annotations
