@@ -27,6 +27,7 @@ from coffea.analysis_tools import Weights
 
 from belle_rare import corrections
 from belle_rare.configs.loader import StrictModel
+from belle_rare.core.errors import UserError
 from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regular
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import kinematics as kin
@@ -215,10 +216,9 @@ class BKScalarProcessor(SearchProcessor):
         "beamE", "beamPx", "beamPy", "beamPz", "__weight__",
     )
 
-    def pid_requirements(self) -> list[tuple[str, float]]:
-        cfg = self.config
-        return [(cfg.kaon.id_branch, cfg.kaon.id_min), (cfg.pion.id_branch, cfg.pion.id_min)] + [
-            (cfg.daughters[x].id_branch, cfg.daughters[x].id_min) for x in DECAYS]
+    def setup(self) -> None:
+        if self.pid_weighting:
+            raise UserError("search 'bkscalar' has no PID-weighted mode yet (--pid-weights): its selection uses the thrown PID")
 
     # ------------------------------------------------------------------ histograms
     def book(self) -> dict[str, hist.Hist]:
@@ -369,13 +369,19 @@ class BKScalarProcessor(SearchProcessor):
         running = np.ones(len(cp), dtype=bool)
         event_cuts = {}
         for name in CANDIDATE_CUTS:
+            if name == "M_bc":
+                before_b = running  # every candidate cut but M_bc and dE: the (M_bc, dE) control plane
             running = running & candidate_cuts[name]
             event_cuts[name] = np.bincount(event[running], minlength=o.n) > 0
-        best = _first_per_event(event, np.abs(de), running, o.n)
-        has = best >= 0
-        take = lambda values: np.where(has, values[np.maximum(best, 0)] if len(values) else np.nan, np.nan)  # noqa: E731
+
+        def best_of(valid: np.ndarray) -> Any:
+            best = _first_per_event(event, np.abs(de), valid, o.n)
+            return lambda values: np.where(best >= 0, values[np.maximum(best, 0)] if len(values) else np.nan, np.nan)
+
+        take, take_pre = best_of(running), best_of(before_b)
         values = {"m_s": take(m_s), "m_reduced": take(m_red), "mbc": take(mbc), "de": take(de), "dv": take(dv),
-                  "cos_alpha": take(cos_alpha), "chi2": take(fit.chi2[cp])}
+                  "cos_alpha": take(cos_alpha), "chi2": take(fit.chi2[cp]),
+                  "mbc_before_b_cuts": take_pre(mbc), "de_before_b_cuts": take_pre(de)}
         event_cuts["R2"] = np.nan_to_num(o.r2, nan=1.0) < cfg.b_candidate.r2_max[x]
         cuts = packed(event_cuts)
         signal = cuts.all(*cuts.names)
@@ -401,10 +407,10 @@ class BKScalarProcessor(SearchProcessor):
         hists["m_reduced"].fill(channel=channel, region="SR", m_reduced=v["m_reduced"][sr], weight=weight[sr])
         for ctau, w in selection.values.get("lifetime_weights", {}).items():
             hists["m_reduced"].fill(channel=channel, region=f"SR_ctau{ctau:g}", m_reduced=v["m_reduced"][sr], weight=(weight * w)[sr])
-        # control plots: every cut but the one on the plotted variable
+        # control plane: every cut but M_bc and dE (the best |dE| candidate among those passing the others)
         before_b = selection.cuts.all(*[c for c in selection.cuts.names if c not in ("M_bc", "delta E")])
-        hists["mbc_de"].fill(channel=channel, region="no M_bc, dE cut", mbc=v["mbc"][before_b], de=v["de"][before_b],
-                             weight=weight[before_b])
+        hists["mbc_de"].fill(channel=channel, region="no M_bc, dE cut", mbc=v["mbc_before_b_cuts"][before_b],
+                             de=v["de_before_b_cuts"][before_b], weight=weight[before_b])
         hists["dv"].fill(channel=channel, region="SR", dv=v["dv"][sr], weight=weight[sr])
         hists["cos_alpha"].fill(channel=channel, region="SR", cos_alpha=v["cos_alpha"][sr], weight=weight[sr])
 
