@@ -130,9 +130,11 @@ def perigee_measurement(
     sigma_dr, sigma_dz, sigma_phi, sigma_tl = sigmas
     dr, dz = prompt
     n = len(rows)
+    # position errors at the reference point (transverse to the track, along z), and its transverse path
+    # from the perigee; prompt tracks: the perigee itself
+    sigma_a, sigma_b, s_ref = sigma_dr, sigma_dz, np.zeros(n)
     jac = np.zeros((n, 4, 4))
     jac[:, 0, 0] = jac[:, 1, 2] = jac[:, 2, 1] = jac[:, 3, 3] = 1.0  # measured (a, b, phi, tanLambda) -> perigee
-    pos_t = sigma_dr.copy()
     x, y, z = p.x[rows], p.y[rows], p.z[rows]
     r_ref = first_measurement_radius(np.hypot(x, y), cfg)
     away = r_ref > 0
@@ -140,38 +142,30 @@ def perigee_measurement(
         dm = cfg.displaced_measurement
         assert dm is not None
         cdc_only = r_ref > dm.layer_radii[-1]
-        pos_t = np.where(cdc_only, np.hypot(sigma_dr, dm.cdc_position_resolution), sigma_dr)
-        pos_z = np.where(cdc_only, np.hypot(sigma_dz, dm.cdc_position_resolution), sigma_dz)
-        # the true line's point at the reference radius (transverse path s0 from the production point)
-        tx, ty, tz = p.px[rows], p.py[rows], p.pz[rows]
-        pt = np.maximum(np.hypot(tx, ty), np.finfo(float).tiny)
-        ux, uy, cot = tx / pt, ty / pt, tz / pt
+        sigma_a = np.where(cdc_only, np.hypot(sigma_dr, dm.cdc_position_resolution), sigma_dr)
+        sigma_b = np.where(cdc_only, np.hypot(sigma_dz, dm.cdc_position_resolution), sigma_dz)
+        # the true line's point at the reference radius (transverse path s0 from the production point) ...
+        pt = np.maximum(np.hypot(p.px[rows], p.py[rows]), np.finfo(float).tiny)
+        ux, uy, cot = p.px[rows] / pt, p.py[rows] / pt, p.pz[rows] / pt
         b = x * ux + y * uy
         s0 = -b + np.sqrt(np.maximum(b * b + r_ref**2 - (x * x + y * y), 0.0))
-        # measured there: offset perpendicular to the track (the d0 direction) and along z
-        rx = x + s0 * ux + pos_t * normals[0] * uy
-        ry = y + s0 * uy - pos_t * normals[0] * ux
-        rz = z + s0 * cot + pos_z * normals[1]
+        # ... measured there: offset perpendicular to the track (the d0 direction) and along z ...
+        rx = x + s0 * ux + sigma_a * normals[0] * uy
+        ry = y + s0 * uy - sigma_a * normals[0] * ux
+        rz = z + s0 * cot + sigma_b * normals[1]
         # ... and extrapolated to the perigee along the measured direction
-        mx, my, mz = p_meas
-        mpt = np.maximum(np.hypot(mx, my), np.finfo(float).tiny)
-        mux, muy, mcot = mx / mpt, my / mpt, mz / mpt
+        mpt = np.maximum(np.hypot(p_meas[0], p_meas[1]), np.finfo(float).tiny)
+        mux, muy, mcot = p_meas[0] / mpt, p_meas[1] / mpt, p_meas[2] / mpt
         d0 = rx * muy - ry * mux
-        s_ref = rx * mux + ry * muy
-        z0 = rz - s_ref * mcot
-        dr, dz = np.where(away, d0, dr), np.where(away, z0, dz)
-        s_ref = np.where(away, s_ref, 0.0)
-        pos_z = np.where(away, pos_z, sigma_dz)
-        jac[:, 0, 2] = s_ref
+        s_ref = np.where(away, rx * mux + ry * muy, 0.0)
+        dr, dz = np.where(away, d0, dr), np.where(away, rz - s_ref * mcot, dz)
+        sigma_a, sigma_b = np.where(away, sigma_a, sigma_dr), np.where(away, sigma_b, sigma_dz)
         jac[:, 2, 2] = np.where(away, mcot * d0, 0.0)
-        jac[:, 2, 3] = -s_ref
-        pos_t = np.where(away, pos_t, sigma_dr)
-        sigma_dz = pos_z
+    jac[:, 0, 2], jac[:, 2, 3] = s_ref, -s_ref
     measured = np.zeros((n, 4, 4))
-    measured[:, 0, 0], measured[:, 1, 1] = pos_t**2, sigma_dz**2
+    measured[:, 0, 0], measured[:, 1, 1] = sigma_a**2, sigma_b**2
     measured[:, 2, 2], measured[:, 3, 3] = sigma_phi**2, sigma_tl**2
-    covariance = jac @ measured @ np.transpose(jac, (0, 2, 1))
-    return dr, dz, covariance
+    return dr, dz, jac @ measured @ np.transpose(jac, (0, 2, 1))
 
 
 def reconstruct_tracks(p: Particles, cfg: Tracking, rng: np.random.Generator) -> Tracks:
