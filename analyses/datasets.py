@@ -143,7 +143,9 @@ def validate_inputs(
 def fileset(datasets: dict[str, Dataset]) -> dict[str, dict[str, Any]]:
     """coffea fileset ``{dataset: {"files": {path: tree}}}`` (datasets with no files left are dropped)."""
     return {
-        name: {"files": {p: ds.tree for p in ds.files}, "metadata": {"is_data": ds.is_data, "kind": ds.kind}}
+        name: {"files": {p: ds.tree for p in ds.files},
+               # parameters: generation settings (e.g. the signal's ctau, which bkscalar reweights from)
+               "metadata": {"is_data": ds.is_data, "kind": ds.kind, "parameters": dict(ds.parameters)}}
         for name, ds in datasets.items()
         if ds.files
     }

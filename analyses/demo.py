@@ -24,10 +24,10 @@ DEMO_EVENTS_PER_FILE = 10_000
 
 
 def demo_processes() -> list[str]:
-    """Every catalogue process except the biased variants (tautau_3prong, ee_central): those are
-    alternatives to their plain process for larger productions, and a sample directory holds one
-    sample per cross section."""
-    return [name for name, proc in load_catalogue().processes.items() if not proc.biased]
+    """Every catalogue process except the biased variants (tautau_3prong, ee_central: alternatives to
+    their plain process for larger productions, and a sample directory holds one sample per cross
+    section) and those marked ``in_demo: false`` (no demo search reads them yet)."""
+    return [name for name, proc in load_catalogue().processes.items() if not proc.biased and proc.in_demo]
 
 
 def sample_sizes(default: int) -> dict[tuple[str, str], int]:

@@ -45,6 +45,7 @@ from belle_rare.processors import kinematics as kin
 from belle_rare.processors.kinematics import P4
 from belle_rare.simulation.detector import load_detector
 from belle_rare.simulation.detector.pid import pass_probability_branch
+from belle_rare.simulation.detector.tracking import covariance_branches
 from belle_rare.simulation.detector.trigger import branch_name as trigger_branch
 from belle_rare.simulation.ntuple import TREE_NAME, write_ntuple
 
@@ -238,6 +239,9 @@ class Track:
     pid: Mapping[str, float] = field(default_factory=dict)
     dr: float = 0.0
     dz: float = 0.0
+    #: lab production point (cm) of a displaced track: dr, dz and the perigee covariance then follow from
+    #: the straight line through it (``perigee``); None: a prompt track with the given dr, dz
+    vertex: tuple[float, float, float] | None = None
 
     def with_pid(self, **values: float) -> "Track":
         return dataclasses.replace(self, pid={**self.pid, **values})
@@ -288,6 +292,28 @@ class Event:
 
     def without_photon(self, index: int) -> "Event":
         return dataclasses.replace(self, photons=tuple(p for i, p in enumerate(self.photons) if i != index))
+
+
+#: perigee errors of a synthetic track measured at its production point: transverse and z position (cm),
+#: phi and tanLambda (a well-measured track; the covariance branches ``Track_cov_*``)
+SYNTHETIC_TRACK_ERRORS = (20e-4, 30e-4, 1e-3, 1.5e-3)
+
+
+def perigee(lab: P4, vertex: tuple[float, float, float] | None, dr: float, dz: float) -> tuple[float, float, np.ndarray]:
+    """(dr, dz, 4 x 4 covariance of (d0, phi0, z0, tanLambda)) of a straight track, as the detector response
+    stores them (simulation/detector/tracking.py ``perigee_measurement``): measured at ``vertex`` with
+    ``SYNTHETIC_TRACK_ERRORS`` and extrapolated to the perigee; prompt tracks keep ``dr``, ``dz``."""
+    pt = math.hypot(lab.px, lab.py)
+    ux, uy, tl = lab.px / pt, lab.py / pt, lab.pz / pt
+    s_ref = 0.0
+    if vertex is not None:
+        x, y, z = vertex
+        dr, s_ref = x * uy - y * ux, x * ux + y * uy
+        dz = z - s_ref * tl
+    jac = np.zeros((4, 4))
+    jac[0, 0] = jac[1, 2] = jac[2, 1] = jac[3, 3] = 1.0
+    jac[0, 2], jac[2, 2], jac[2, 3] = s_ref, tl * dr, -s_ref
+    return dr, dz, jac @ np.diag(np.square(SYNTHETIC_TRACK_ERRORS)) @ jac.T
 
 
 def default_pid(experiment: str, pdg: int) -> dict[str, float]:
@@ -343,7 +369,7 @@ def columns(experiment: str, events: Sequence[Event], first_event: int = 0, trut
     pass_probs = {pass_probability_branch(v, c): (v, c) for v in PID_BRANCHES[experiment] for c in pid_cfg.cuts_of(v)}
     trk: dict[str, list[list[float]]] = {k: [] for k in (
         "px", "py", "pz", "E", "charge", "dr", "dz", "pValue", "nCDCHits", "clusterE", "EoverP", "klmLayers",
-        *PID_BRANCHES[experiment], *pass_probs, "mcIndex", "mcPDG")}
+        *PID_BRANCHES[experiment], *pass_probs, "mcIndex", "mcPDG", *(name for name, _, _ in covariance_branches()))}
     pho: dict[str, list[list[float]]] = {k: [] for k in (
         "E", "px", "py", "pz", "clusterTheta", "clusterPhi", "clusterE9E21", "clusterReg", "clusterTiming",
         "clusterErrorTiming", "mcIndex", "mcPDG")}
@@ -357,9 +383,11 @@ def columns(experiment: str, events: Sequence[Event], first_event: int = 0, trut
             unknown = set(pid) - set(PID_BRANCHES[experiment])
             if unknown:
                 raise ValueError(f"{experiment} tracks have no PID branches {sorted(unknown)}")
+            dr, dz, cov = perigee(lab, t.vertex, t.dr, t.dz)
             values = {
+                **{name: cov[i, j] for name, i, j in covariance_branches()},
                 "px": lab.px, "py": lab.py, "pz": lab.pz, "E": math.sqrt(p * p + m * m), "charge": t.charge,
-                "dr": t.dr, "dz": t.dz, "pValue": 0.5, "nCDCHits": 50, "clusterE": 0.0, "EoverP": 0.0,
+                "dr": dr, "dz": dz, "pValue": 0.5, "nCDCHits": 50, "clusterE": 0.0, "EoverP": 0.0,
                 "klmLayers": 0, **pid, "mcIndex": -1, "mcPDG": signed_pdg(t.pdg, t.charge),
                 **{name: float(pid[v] > c) for name, (v, c) in pass_probs.items()},
             }
@@ -385,7 +413,7 @@ def columns(experiment: str, events: Sequence[Event], first_event: int = 0, trut
     if not truth:
         trk.pop("mcPDG"), trk.pop("mcIndex"), pho.pop("mcPDG"), pho.pop("mcIndex")
     collections = {
-        "Track": ak.zip({k: _jagged(v, i32 if k in ints else f32) for k, v in trk.items()}),
+        "Track": ak.zip({k: _jagged(v, i32 if k in ints else np.float64 if k.startswith("cov_") else f32) for k, v in trk.items()}),
         "Photon": ak.zip({k: _jagged(v, i32 if k in ints else f32) for k, v in pho.items()}),
     }
     return event_level, collections

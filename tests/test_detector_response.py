@@ -11,6 +11,7 @@ import uproot
 from belle_rare.simulation.detector import COLLECTIONS, load_detector, simulate_detector
 from belle_rare.simulation.detector import toy_truth
 from belle_rare.simulation.detector.pid import pass_probability_branch
+from belle_rare.simulation.detector.tracking import covariance_branches
 
 COMMON_FIELDS = {
     "Track": ["px", "py", "pz", "E", "charge", "dr", "dz", "pValue", "nCDCHits", "clusterE", "EoverP", "klmLayers"],
@@ -41,14 +42,16 @@ def test_collections_and_fields(name):
     expected = dict(COMMON_FIELDS)
     pid = load_detector(name).pid  # the PID values, then their working points' pass probabilities
     pass_probs = [pass_probability_branch(v, c) for v in PID[name] for c in pid.cuts_of(v)]
-    expected["Track"] = COMMON_FIELDS["Track"] + PID[name] + pass_probs + ["mcIndex", "mcPDG", "inTag"]
+    covariance = [branch for branch, _, _ in covariance_branches()]  # perigee covariance, float64 (vertex fits)
+    expected["Track"] = COMMON_FIELDS["Track"] + PID[name] + pass_probs + ["mcIndex", "mcPDG"] + covariance + ["inTag"]
     for collection, fields in expected.items():
         array = reco[collection]
         assert len(array) == 300
         assert array.fields == fields, collection
         for field in fields:
             dtype = ak.to_numpy(ak.flatten(array[field])).dtype
-            assert dtype == (np.int32 if field in INTEGER_FIELDS else np.float32), (collection, field, dtype)
+            wanted = np.int32 if field in INTEGER_FIELDS else np.float64 if field in covariance else np.float32
+            assert dtype == wanted, (collection, field, dtype)
 
 
 def test_deterministic_for_a_given_generator_state():

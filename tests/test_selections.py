@@ -26,6 +26,7 @@ from belle_rare.processors import kinematics as kin
 from belle_rare.processors.base import TRIGGER_CUT
 from belle_rare.simulation.detector import load_detector
 from belle_rare.simulation.detector.pid import pass_probability_branch
+from belle_rare.simulation.detector.tracking import covariance_branches
 from belle_rare.simulation.detector.trigger import branch_name as trigger_branch
 from synthetic_events import (  # tests/ is on sys.path (pytest prepend import mode)
     ELECTRON_MASS,
@@ -249,7 +250,8 @@ def test_files_have_the_ntuple_layout(tmp_path):
             names = list(tree.keys())
             cfg = load_detector(experiment).pid
             pass_probs = [pass_probability_branch(v, c) for v in pid[experiment] for c in cfg.cuts_of(v)]
-            track_branches = [f"Track_{x}" for x in track + pid[experiment] + pass_probs + ["mcIndex", "mcPDG"]]
+            covariance = [name for name, _, _ in covariance_branches()]  # perigee covariance (vertex fits)
+            track_branches = [f"Track_{x}" for x in track + pid[experiment] + pass_probs + ["mcIndex", "mcPDG"] + covariance]
             bits = [trigger_branch(line) for line in load_detector(experiment).trigger.lines]
             assert names == event_level + bits + ["nTrack", *track_branches, "nPhoton"] + [f"Photon_{x}" for x in photon]
             assert str(tree["__event__"].interpretation.from_dtype) == ">i8"

@@ -125,6 +125,22 @@ class TrackFit(StrictModel):
     bad_fit_power: Positive
 
 
+class DisplacedMeasurement(StrictModel):
+    """Where a track born outside the innermost layer is first measured (bkscalar, issue 13): the first of
+    ``layer_radii`` (cm, PXD and SVD) beyond its production radius, else the CDC inner wall with
+    ``cdc_position_resolution`` (cm) added to the position error there. Its perigee parameters are the
+    straight line pinned at that point, so their errors grow with the distance to the perigee."""
+
+    layer_radii: list[Positive] = pydantic.Field(min_length=1)
+    cdc_position_resolution: NonNegative = pydantic.Field(description="cm, added in quadrature for CDC-only tracks")
+
+    @pydantic.model_validator(mode="after")
+    def _ascending(self) -> "DisplacedMeasurement":
+        if any(b <= a for a, b in zip(self.layer_radii, self.layer_radii[1:])):
+            raise ValueError("layer_radii must be ascending")
+        return self
+
+
 class Tracking(StrictModel):
     magnetic_field: Positive = pydantic.Field(description="T, solenoid field")
     theta_range_deg: Range
@@ -138,6 +154,8 @@ class Tracking(StrictModel):
     dz_resolution: ImpactParameterResolution
     cdc: DriftChamber
     fit: TrackFit
+    # displaced tracks measured away from their perigee (None: every track at its perigee, as prompt tracks)
+    displaced_measurement: DisplacedMeasurement | None = None
 
 
 # ------------------------------------------------------------------------------- calorimeter

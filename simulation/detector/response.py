@@ -20,7 +20,7 @@ from belle_rare.simulation.detector.material import apply_material
 from belle_rare.simulation.detector.params import DetectorParams
 from belle_rare.simulation.detector.pid import pid_columns
 from belle_rare.simulation.detector.tagging import TagInputs, build_btag
-from belle_rare.simulation.detector.tracking import reconstruct_tracks
+from belle_rare.simulation.detector.tracking import covariance_branches, reconstruct_tracks
 
 COLLECTIONS = ("Track", "Photon", "KLMCluster", "Pi0", "V0", "Btag")
 
@@ -67,6 +67,8 @@ def simulate_detector(truth: ak.Array, params: DetectorParams, rng: np.random.Ge
         **{name: prob.astype(f32) for name, prob in pass_probability.items()},
         "mcIndex": particles.mc_index[rows].astype(i32),
         "mcPDG": particles.mc_pdg[rows].astype(i32),
+        # perigee covariance (d0, phi0, z0, tanLambda) for vertex fits (bkscalar); float64: strongly correlated
+        **{name: tracks.covariance[:, i, j] for name, i, j in covariance_branches()},
     }
 
     # --- neutral clusters and composites

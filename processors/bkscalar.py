@@ -1,0 +1,434 @@
+"""B -> K S, S long-lived (Belle II, 189 /fb; arXiv:2306.02830): displaced vertex, bump hunt in M_red.
+
+Eight channels: B+ -> K+ S and B0 -> K*0 (-> K+ pi-) S, times S -> e+e-, mu+mu-, pi+pi-, K+K-
+(``K_ee`` ... ``Kst_KK``). The B is fully reconstructed from prompt tracks (the kaon, the K*0's pion)
+and the two S daughters, which may come from anywhere: every opposite-charge track pair is fitted to a
+common vertex from the stored perigee parameters (``processors/vertex_fit.py``; basf2 fits such vertices
+in the analysis, the V0Finder only covers K_S / Lambda / photon mass windows), giving the vertex chi^2,
+d_v and the transverse pointing cos(alpha). The paper's cuts (values and sections in
+``configs/searches/bkscalar.yaml``): M_bc, |dE|, R2, cos(alpha), the displaced tracks' extrapolated polar
+angle, the K_S veto, the peaking-background vetoes of its Table I, the conversion vetoes at the PXD / SVD
+radii for e+e-; best candidate by smallest |dE|. The fit variable is the reduced mass
+M_red = sqrt(M^2 - 4 m_x^2) per channel (``m_reduced``), also for every configured lifetime by
+reweighting the generated one (``processors/lifetime.py``; region ``SR_ctau<c tau>``), for signal
+datasets whose generation parameters carry ``ctau``, for targets up to twice the generated c tau.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import awkward as ak
+import hist
+import numpy as np
+import pydantic
+from coffea.analysis_tools import Weights
+
+from belle_rare import corrections
+from belle_rare.configs.loader import StrictModel
+from belle_rare.core.errors import UserError
+from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regular
+from belle_rare.core.units import pdg_mass
+from belle_rare.processors import kinematics as kin
+from belle_rare.processors.base import Calibration, SearchProcessor, Selection, packed, vary
+from belle_rare.processors.columns import in_range
+from belle_rare.processors.event_objects import Bins, PhotonCuts, TrackCuts, Window, event_frame, good_tracks
+from belle_rare.processors.event_shape import fox_wolfram_r2
+from belle_rare.processors.lifetime import lifetime_weight, proper_decay_length
+from belle_rare.processors.registry import Search, builtin_file
+from belle_rare.processors.vertex_fit import TrackParameters, VertexFit, closest_approach, fit_vertex
+
+DECAYS = ("ee", "mumu", "pipi", "KK")
+DAUGHTER_MASS = {"ee": pdg_mass(11), "mumu": pdg_mass(13), "pipi": pdg_mass(211), "KK": pdg_mass(321)}
+B_MODES = ("K", "Kst")
+CHANNELS = tuple(f"{b}_{x}" for b in B_MODES for x in DECAYS)
+KAON_MASS, PION_MASS = pdg_mass(321), pdg_mass(211)
+#: candidate-level cuts, in cutflow order (then the event-level R2 cut)
+CANDIDATE_CUTS = (
+    "B candidate", "S daughter ID", "vertex fit", "displaced tracks 32-150 deg", "pointing cos(alpha)",
+    "K_S veto", "peaking-background vetoes", "conversion veto", "M_bc", "delta E",
+)
+TRACK_FIELDS = ("px", "py", "pz", "charge", "dr", "dz")
+
+
+def decay_of(channel: str) -> str:
+    return channel.split("_", 1)[1]
+
+
+def b_mode_of(channel: str) -> str:
+    return channel.split("_", 1)[0]
+
+
+# ---------------------------------------------------------------------------------------------- config
+class PerDecay(StrictModel):
+    """One value per S decay."""
+
+    ee: Any
+    mumu: Any
+    pipi: Any
+    KK: Any
+
+    def __getitem__(self, decay: str) -> Any:
+        return getattr(self, decay)
+
+
+class IdCut(StrictModel):
+    id_branch: str
+    id_min: float
+
+
+class DaughterId(PerDecay):
+    ee: IdCut
+    mumu: IdCut
+    pipi: IdCut
+    KK: IdCut
+
+
+class PerDecayFloat(PerDecay):
+    ee: float
+    mumu: float
+    pipi: float
+    KK: float
+
+
+class PerDecayWindows(PerDecay):
+    ee: list[Window]
+    mumu: list[Window]
+    pipi: list[Window]
+    KK: list[Window]
+
+
+class Vertex(StrictModel):
+    prefit_cos_alpha_min: float
+    chi2_max: float
+    cos_alpha_min: PerDecayFloat
+    daughter_theta_deg: Window
+    cdc_outer_radius: float = pydantic.Field(gt=0)
+
+
+class BCandidate(StrictModel):
+    mbc_min: float
+    de_max: PerDecayFloat
+    r2_max: PerDecayFloat
+    kstar_mass_window: Window
+
+
+class ConversionVeto(StrictModel):
+    mass_max: float
+    dv_windows: list[Window]
+
+
+class Histograms(StrictModel):
+    m_reduced: Bins
+    mbc: Bins
+    de: Bins
+    dv: Bins
+    cos_alpha: Bins
+
+
+class BKScalarConfig(StrictModel):
+    luminosity: str
+    tracks: TrackCuts
+    photons: PhotonCuts
+    kaon: IdCut
+    pion: IdCut
+    daughters: DaughterId
+    vertex: Vertex
+    b_candidate: BCandidate
+    ks_veto: Window
+    peaking_vetoes: PerDecayWindows
+    conversion_veto: ConversionVeto
+    lifetimes_cm: list[float] = pydantic.Field(default_factory=list)
+    histograms: Histograms
+
+
+# ---------------------------------------------------------------------------------------------- objects
+@dataclass(frozen=True)
+class Pairs:
+    """Every opposite-charge track pair of the chunk, flat: event, global track indices (positive first),
+    and its vertex fit."""
+
+    event: np.ndarray
+    i: np.ndarray
+    j: np.ndarray
+    fit: VertexFit
+
+
+@dataclass(frozen=True)
+class ScalarEvents:
+    """Channel-independent objects of one chunk under one calibration (flat track arrays, global indices)."""
+
+    n: int
+    start: np.ndarray       # first global track index of each event
+    track_event: np.ndarray
+    tracks: dict[str, np.ndarray]
+    prompt: np.ndarray      # good track from the IP
+    beta: tuple[np.ndarray, np.ndarray, np.ndarray]
+    roots: np.ndarray
+    r2: np.ndarray
+    pairs: Pairs
+    lifetime_weights: dict[float, np.ndarray]  # nominal calibration only (fill_nominal)
+
+
+def _flat_pairs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All (event, local a, local b) with a < b within events of ``counts`` entries, without a Python loop."""
+    local = ak.local_index(ak.unflatten(np.zeros(int(counts.sum())), counts))
+    combos = ak.argcombinations(local, 2)
+    event = np.repeat(np.arange(len(counts)), ak.to_numpy(ak.num(combos)))
+    return event, ak.to_numpy(ak.flatten(combos["0"])), ak.to_numpy(ak.flatten(combos["1"]))
+
+
+def _cartesian(event_a: np.ndarray, event_b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (into a, into b) of every a x b combination within the same event (a, b sorted by event)."""
+    count_a, count_b = np.bincount(event_a, minlength=n), np.bincount(event_b, minlength=n)
+    start_a, start_b = np.cumsum(count_a) - count_a, np.cumsum(count_b) - count_b
+    per_event = count_a * count_b
+    event = np.repeat(np.arange(n), per_event)
+    k = np.arange(int(per_event.sum())) - np.repeat(np.cumsum(per_event) - per_event, per_event)
+    nb = np.maximum(count_b[event], 1)
+    return start_a[event] + k // nb, start_b[event] + k % nb
+
+
+def _first_per_event(event: np.ndarray, score: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
+    """Index of the lowest-score valid candidate per event, -1 where none."""
+    best = np.full(n, -1)
+    idx = np.flatnonzero(valid)
+    if len(idx) == 0:
+        return best
+    order = idx[np.lexsort((score[idx], event[idx]))]
+    ev, first = np.unique(event[order], return_index=True)
+    best[ev] = order[first]
+    return best
+
+
+class BKScalarProcessor(SearchProcessor):
+    """B -> K(*) S, S -> e e / mu mu / pi pi / K K (Belle II, 189 /fb): displaced vertex, reduced mass."""
+
+    name = "bkscalar"
+    experiments = ("belle2",)
+    channels = CHANNELS
+    config_model = BKScalarConfig
+    branches = (
+        "nTrack", "Track_px", "Track_py", "Track_pz", "Track_E", "Track_charge", "Track_dr", "Track_dz",
+        "Track_electronID", "Track_muonID", "Track_pionID", "Track_kaonID", "Track_cov_d0_d0",
+        "nPhoton", "Photon_E", "Photon_px", "Photon_py", "Photon_pz",
+        "beamE", "beamPx", "beamPy", "beamPz", "__weight__",
+    )
+
+    def setup(self) -> None:
+        if self.pid_weighting:
+            raise UserError("search 'bkscalar' has no PID-weighted mode yet (--pid-weights): its selection uses the thrown PID")
+
+    # ------------------------------------------------------------------ histograms
+    def book(self) -> dict[str, hist.Hist]:
+        h = self.config.histograms
+        return {
+            "yields": new_hist(count_axis(), systematics=True),
+            "m_reduced": new_hist(regular(*h.m_reduced, "m_reduced", r"$M_{\mathrm{red}}$ [GeV]")),
+            "mbc_de": new_hist(regular(*h.mbc, "mbc", r"$M_{bc}$ [GeV]"), regular(*h.de, "de", r"$\Delta E$ [GeV]")),
+            "dv": new_hist(regular(*h.dv, "dv", r"$d_v$ [cm]")),
+            "cos_alpha": new_hist(regular(*h.cos_alpha, "cos_alpha", r"$\cos\alpha$")),
+        }
+
+    # ------------------------------------------------------------------ physics
+    def objects(self, events: ak.Array, calibration: Calibration) -> ScalarEvents:
+        cfg = self.config
+        n = len(events)
+        _, beta, roots = event_frame(events)
+        trk = events.Track
+        counts = ak.to_numpy(ak.num(trk.px))
+        start = np.cumsum(counts) - counts
+        flat = {f: ak.to_numpy(ak.flatten(trk[f])) for f in trk.fields if f in TRACK_FIELDS or f.startswith("cov_")
+                or f.endswith("ID")}
+        scale = calibration.momentum_scale
+        for f in ("px", "py", "pz"):
+            flat[f] = flat[f].astype(np.float64) * scale
+        track_event = np.repeat(np.arange(n), counts)
+        prompt = ak.to_numpy(ak.flatten(good_tracks(trk, cfg.tracks)))
+
+        # R2 of the good tracks and photons (CM)
+        pho, g = events.Photon, calibration.photon_energy_scale
+        g_lab = kin.P4(pho.px * g, pho.py * g, pho.pz * g, pho.E * g)
+        g_ok = (g_lab.E > cfg.photons.e_min) & in_range(kin.cos_theta(g_lab.px, g_lab.py, g_lab.pz), cfg.photons.cos_theta)
+        t_lab = kin.P4(trk.px * scale, trk.py * scale, trk.pz * scale, np.sqrt((trk.px**2 + trk.py**2 + trk.pz**2) * scale**2 + PION_MASS**2))
+        good = good_tracks(trk, cfg.tracks)
+        t_cm = kin.to_cm(*(c[good] for c in t_lab), *beta)
+        g_cm = kin.to_cm(*(c[g_ok] for c in g_lab), *beta)
+        r2 = fox_wolfram_r2(*(ak.concatenate([t_cm[k], g_cm[k]], axis=1) for k in range(3)))
+
+        # every opposite-charge pair, positive track first, fitted to a common vertex
+        pe, a, b = _flat_pairs(counts)
+        i, j = start[pe] + a, start[pe] + b
+        # only in events with a prompt kaon candidate (every channel needs one)
+        has_kaon = np.bincount(track_event[prompt & (flat[cfg.kaon.id_branch] > cfg.kaon.id_min)], minlength=n) > 0
+        keep = (flat["charge"][i] * flat["charge"][j] < 0) & has_kaon[pe]
+        pe, i, j = pe[keep], i[keep], j[keep]
+        swap = flat["charge"][i] < 0
+        i, j = np.where(swap, j, i), np.where(swap, i, j)
+        params = TrackParameters.from_columns(flat)
+        pick = lambda idx: TrackParameters(params.d0[idx], params.phi0[idx], params.z0[idx], params.tan_lambda[idx],  # noqa: E731
+                                           params.covariance[idx], params.pt[idx])
+        # a loose pointing requirement at the lines' closest approach before the fit (far below the cut)
+        start_point = closest_approach(pick(i), pick(j))
+        p_pair = flat["px"][i] + flat["px"][j], flat["py"][i] + flat["py"][j]
+        pointing = (start_point[:, 0] * p_pair[0] + start_point[:, 1] * p_pair[1]) / np.maximum(
+            np.hypot(start_point[:, 0], start_point[:, 1]) * np.hypot(*p_pair), np.finfo(float).tiny)
+        keep = pointing > cfg.vertex.prefit_cos_alpha_min
+        pe, i, j = pe[keep], i[keep], j[keep]
+        fit = fit_vertex(pick(i), pick(j))
+        beta_np = tuple(np.asarray(ak.to_numpy(c), dtype=np.float64) for c in beta)
+        return ScalarEvents(n, start, track_event, flat, prompt, beta_np, np.asarray(ak.to_numpy(roots), dtype=np.float64),
+                            np.asarray(ak.to_numpy(ak.fill_none(r2, np.nan)), dtype=np.float64), Pairs(pe, i, j, fit),
+                            self.lifetime_weights(events) if calibration.is_nominal else {})
+
+    def _daughter_theta_ok(self, fit: VertexFit) -> np.ndarray:
+        """Both daughters' polar angle, seen from the IP, where their line from the vertex leaves the CDC
+        (the paper's "extrapolated polar angle ... from track kinematics and the track vertex")."""
+        v, radius = fit.vertex, self.config.vertex.cdc_outer_radius
+        lo, hi = np.radians(self.config.vertex.daughter_theta_deg)
+        ok = np.ones(len(v), dtype=bool)
+        for p in (fit.p1, fit.p2):
+            pt = np.maximum(np.hypot(p[:, 0], p[:, 1]), np.finfo(float).tiny)
+            b = (v[:, 0] * p[:, 0] + v[:, 1] * p[:, 1]) / pt
+            s = -b + np.sqrt(np.maximum(b * b + radius**2 - (v[:, 0] ** 2 + v[:, 1] ** 2), 0.0))
+            theta = np.arctan2(radius, v[:, 2] + s * p[:, 2] / pt)
+            ok &= (theta > lo) & (theta < hi)
+        return ok
+
+    def select(self, events: ak.Array, objects: ScalarEvents, channel: str) -> Selection:
+        cfg, o = self.config, objects
+        x, mode = decay_of(channel), b_mode_of(channel)
+        t, pairs, fit = o.tracks, o.pairs, o.pairs.fit
+        m_x = DAUGHTER_MASS[x]
+
+        # the prompt kaon (and the K*0's pion)
+        kaons = np.flatnonzero(o.prompt & (t[cfg.kaon.id_branch] > cfg.kaon.id_min))
+        if mode == "K":
+            first = kaons
+            system = {"px": t["px"][first], "py": t["py"][first], "pz": t["pz"][first]}
+            system["E"] = np.sqrt(system["px"] ** 2 + system["py"] ** 2 + system["pz"] ** 2 + KAON_MASS**2)
+            members = (first,)
+            sys_event = o.track_event[first]
+        else:
+            pions = np.flatnonzero(o.prompt & (t[cfg.pion.id_branch] > cfg.pion.id_min))
+            ka, pi = _cartesian(o.track_event[kaons], o.track_event[pions], o.n)
+            ka, pi = kaons[ka], pions[pi]
+            ok = (ka != pi) & (t["charge"][ka] * t["charge"][pi] < 0)
+            ka, pi = ka[ok], pi[ok]
+            e_k = np.sqrt(t["px"][ka] ** 2 + t["py"][ka] ** 2 + t["pz"][ka] ** 2 + KAON_MASS**2)
+            e_p = np.sqrt(t["px"][pi] ** 2 + t["py"][pi] ** 2 + t["pz"][pi] ** 2 + PION_MASS**2)
+            system = {c: t[c][ka] + t[c][pi] for c in ("px", "py", "pz")}
+            system["E"] = e_k + e_p
+            m_kpi = kin.mass(system["px"], system["py"], system["pz"], system["E"])
+            window = (m_kpi > cfg.b_candidate.kstar_mass_window[0]) & (m_kpi < cfg.b_candidate.kstar_mass_window[1])
+            system = {c: v[window] for c, v in system.items()}
+            members = (ka[window], pi[window])
+            sys_event = o.track_event[members[0]]
+
+        # B candidates: (K or K*0) x S pair in the same event, no shared track
+        cs, cp = _cartesian(sys_event, pairs.event, o.n)
+        distinct = np.ones(len(cs), dtype=bool)
+        for m in members:
+            distinct &= (m[cs] != pairs.i[cp]) & (m[cs] != pairs.j[cp])
+        cs, cp = cs[distinct], cp[distinct]
+        event = pairs.event[cp]
+
+        # S kinematics in the channel's mass hypothesis (refitted momenta at the vertex)
+        p1, p2 = fit.p1[cp], fit.p2[cp]
+        e1 = np.sqrt(np.sum(p1**2, axis=1) + m_x**2)
+        e2 = np.sqrt(np.sum(p2**2, axis=1) + m_x**2)
+        s4 = p1 + p2
+        m_s = kin.mass(s4[:, 0], s4[:, 1], s4[:, 2], e1 + e2)
+        m_red = np.sqrt(np.maximum(m_s**2 - 4 * m_x**2, 0.0))
+        e1_pi, e2_pi = (np.sqrt(np.sum(p**2, axis=1) + PION_MASS**2) for p in (p1, p2))
+        m_pipi = kin.mass(s4[:, 0], s4[:, 1], s4[:, 2], e1_pi + e2_pi)
+
+        # the B in the CM frame
+        b_lab = kin.P4(system["px"][cs] + s4[:, 0], system["py"][cs] + s4[:, 1], system["pz"][cs] + s4[:, 2], system["E"][cs] + e1 + e2)
+        b_cm = kin.to_cm(*b_lab, *(c[event] for c in o.beta))
+        mbc, de = kin.mbc_deltae(*b_cm, o.roots[event])
+
+        ident = cfg.daughters[x]
+        dv, cos_alpha = fit.dv[cp], fit.cos_alpha[cp]
+        in_windows = lambda value, windows: np.logical_or.reduce(  # noqa: E731
+            [(value > lo) & (value < hi) for lo, hi in windows] + [np.zeros(len(value), dtype=bool)])
+        conversion = (x == "ee") & (m_s < cfg.conversion_veto.mass_max) & in_windows(dv, cfg.conversion_veto.dv_windows)
+        candidate_cuts = {
+            "B candidate": np.ones(len(cp), dtype=bool),
+            "S daughter ID": (t[ident.id_branch][pairs.i[cp]] > ident.id_min) & (t[ident.id_branch][pairs.j[cp]] > ident.id_min),
+            "vertex fit": np.isfinite(fit.chi2[cp]) & (fit.chi2[cp] < cfg.vertex.chi2_max),
+            "displaced tracks 32-150 deg": self._daughter_theta_ok(fit)[cp],
+            "pointing cos(alpha)": cos_alpha > cfg.vertex.cos_alpha_min[x],
+            "K_S veto": ~((m_pipi > cfg.ks_veto[0]) & (m_pipi < cfg.ks_veto[1])),
+            "peaking-background vetoes": ~in_windows(m_s, cfg.peaking_vetoes[x]),
+            "conversion veto": ~conversion,
+            "M_bc": mbc > cfg.b_candidate.mbc_min,
+            "delta E": np.abs(de) < cfg.b_candidate.de_max[x],
+        }
+        running = np.ones(len(cp), dtype=bool)
+        event_cuts = {}
+        for name in CANDIDATE_CUTS:
+            if name == "M_bc":
+                before_b = running  # every candidate cut but M_bc and dE: the (M_bc, dE) control plane
+            running = running & candidate_cuts[name]
+            event_cuts[name] = np.bincount(event[running], minlength=o.n) > 0
+
+        def best_of(valid: np.ndarray) -> Any:
+            best = _first_per_event(event, np.abs(de), valid, o.n)
+            return lambda values: np.where(best >= 0, values[np.maximum(best, 0)] if len(values) else np.nan, np.nan)
+
+        take, take_pre = best_of(running), best_of(before_b)
+        values = {"m_s": take(m_s), "m_reduced": take(m_red), "mbc": take(mbc), "de": take(de), "dv": take(dv),
+                  "cos_alpha": take(cos_alpha), "chi2": take(fit.chi2[cp]),
+                  "mbc_before_b_cuts": take_pre(mbc), "de_before_b_cuts": take_pre(de)}
+        event_cuts["R2"] = np.nan_to_num(o.r2, nan=1.0) < cfg.b_candidate.r2_max[x]
+        cuts = packed(event_cuts)
+        signal = cuts.all(*cuts.names)
+        if o.lifetime_weights:
+            values["lifetime_weights"] = o.lifetime_weights
+        return Selection(cuts, values=values, regions={"SR": signal})
+
+    # ------------------------------------------------------------------ weights
+    def add_weights(self, weights: Weights, selection: Selection, channel: str) -> None:
+        """Tracking (3 or 4 tracks), trigger, luminosity."""
+        cset, n = self.corrections, len(selection.values["mbc"])
+        n_tracks = 3 if b_mode_of(channel) == "K" else 4
+        weights.add("tracking", *vary(lambda s: corrections.tracking_weight(cset, n_tracks, s), n))
+        weights.add("trigger", *vary(lambda s: corrections.trigger_weight(cset, "bkscalar", s), n))
+        weights.add("luminosity", *vary(lambda s: corrections.luminosity_weight(cset, self.config.luminosity, s), n))
+
+    # ------------------------------------------------------------------ fills
+    def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
+        fill_counts(hists["yields"], channel, variation, weight, {"SR": selection.regions["SR"]})
+
+    def fill_nominal(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, weight: np.ndarray) -> None:
+        v, sr = selection.values, selection.regions["SR"]
+        hists["m_reduced"].fill(channel=channel, region="SR", m_reduced=v["m_reduced"][sr], weight=weight[sr])
+        for ctau, w in selection.values.get("lifetime_weights", {}).items():
+            hists["m_reduced"].fill(channel=channel, region=f"SR_ctau{ctau:g}", m_reduced=v["m_reduced"][sr], weight=(weight * w)[sr])
+        # control plane: every cut but M_bc and dE (the best |dE| candidate among those passing the others)
+        before_b = selection.cuts.all(*[c for c in selection.cuts.names if c not in ("M_bc", "delta E")])
+        hists["mbc_de"].fill(channel=channel, region="no M_bc, dE cut", mbc=v["mbc_before_b_cuts"][before_b],
+                             de=v["de_before_b_cuts"][before_b], weight=weight[before_b])
+        hists["dv"].fill(channel=channel, region="SR", dv=v["dv"][sr], weight=weight[sr])
+        hists["cos_alpha"].fill(channel=channel, region="SR", cos_alpha=v["cos_alpha"][sr], weight=weight[sr])
+
+    def lifetime_weights(self, events: ak.Array) -> dict[float, np.ndarray]:
+        """For a signal dataset generated at a c tau (fileset metadata ``parameters``), each configured
+        lifetime's per-event reweighting factor (filled as ``SR_ctau<c tau>``). Only targets up to twice
+        the generated c tau: beyond, the weight's variance is infinite (generate at the longest c tau of
+        interest and reweight down)."""
+        ctau = (events.metadata.get("parameters") or {}).get("ctau")
+        targets = [c for c in self.config.lifetimes_cm if ctau and c <= 2.0 * float(ctau)]
+        if not targets or "MCParticle" not in events.fields or events.metadata.get("is_data", False):
+            return {}
+        ct = proper_decay_length(events.MCParticle)
+        return {c: lifetime_weight(ct, float(ctau), c) for c in targets}
+
+
+SEARCH = Search(
+    name="bkscalar",
+    processor=BKScalarProcessor,
+    config_file=builtin_file("searches", "bkscalar.yaml"),
+)
