@@ -39,6 +39,23 @@ class BhabhaCentralEnhancement(StrictModel):
     cos_theta_max: float = pydantic.Field(gt=0, lt=1)
 
 
+class GammaStarMass(StrictModel):
+    """A slice of the e+e- -> gamma* -> f fbar mass (GeV; ``max`` None: up to sqrt(s)) of a Pythia
+    ``ffbar2gmZ`` process; the mass sets the ISR energy (m^2 = s (1 - x)). The sample's cross section is
+    the keyed one times the slice's share of the Kuraev-Fadin ISR structure function x Born(m^2)
+    (``simulation.generators.isr.gamma_star_mass_fraction``; issue 11)."""
+
+    min: float = pydantic.Field(gt=0)
+    max: float | None = None
+    fermion: int = pydantic.Field(gt=0)  # PDG code of the pair (its mass sets the threshold)
+
+    @pydantic.model_validator(mode="after")
+    def _ordered(self) -> "GammaStarMass":
+        if self.max is not None and self.max <= self.min:
+            raise ValueError("gamma_star_mass: max must be above min")
+        return self
+
+
 class Process(StrictModel):
     kind: Literal["background", "signal"]
     description: str
@@ -65,6 +82,9 @@ class Process(StrictModel):
     tau_decay_enhancement: TauDecayEnhancement | None = None
     # Bhabha scattering angles inside |cos theta*| < cos_theta_max made more frequent (weighted)
     bhabha_central_enhancement: BhabhaCentralEnhancement | None = None
+    # A slice of the gamma* mass (hard ISR below sqrt(s)); its share of the cross section is applied
+    # (background processes; a biased variant with a ``base`` inherits its base's slice)
+    gamma_star_mass: GammaStarMass | None = None
 
     @property
     def biased(self) -> bool:
@@ -154,6 +174,9 @@ class Catalogue(StrictModel):
                 if sorted(channel) not in table:
                     raise ValueError(f"processes.{name}.tau_decay_enhancement.channels: {channel} is not in tau_decays")
         for name, proc in self.processes.items():
+            if proc.gamma_star_mass is not None and (proc.kind != "background" or "WeakSingleBoson:ffbar2gmZ = on" not in self.pythia_settings(name)):
+                raise ValueError(f"processes.{name}.gamma_star_mass: only for background Pythia ffbar2gmZ processes")
+        for name, proc in self.processes.items():
             if proc.bhabha_central_enhancement is not None and proc.generator != "bhabha":
                 raise ValueError(f"processes.{name}.bhabha_central_enhancement: only for the bhabha generator")
         total = sum(bf for bf, _, _ in self.tau_decays)
@@ -177,6 +200,14 @@ class Catalogue(StrictModel):
     def forced_sub_branching_fraction(self, name: str) -> float:
         """See the module-level :func:`forced_sub_branching_fraction`."""
         return self.get(name).sub_branching_fraction
+
+    def gamma_star_mass(self, name: str) -> GammaStarMass | None:
+        """The gamma* mass slice a background process generates: its own, or its base's (tautau_3prong
+        is tautau's slice); signals are never sliced."""
+        proc = self.get(name)
+        if proc.gamma_star_mass is not None or proc.kind != "background" or proc.base is None:
+            return proc.gamma_star_mass
+        return self.processes[proc.base].gamma_star_mass
 
     def cross_section_keys(self, name: str) -> list[str] | None:
         proc = self.get(name)
