@@ -56,10 +56,19 @@ class GammaStarMass(StrictModel):
         return self
 
 
+class IsrCentralEnhancement(StrictModel):
+    """``isr_pair``: a ``share`` of the events get their ISR photon inside |cos theta*| < ``cos_theta_max``
+    (CM, from the e- beam), the rest from the whole first-order distribution; weighted
+    (simulation/generators/isr.py ``IsrSlice``)."""
+
+    cos_theta_max: float = pydantic.Field(gt=0, lt=1)
+    share: float = pydantic.Field(gt=0, lt=1)
+
+
 class Process(StrictModel):
     kind: Literal["background", "signal"]
     description: str
-    generator: Literal["pythia", "upsilon4s", "bhabha", "zprime", "two_photon"]
+    generator: Literal["pythia", "upsilon4s", "bhabha", "zprime", "two_photon", "isr_pair"]
     cross_section: list[str] | None = None
     base: str | None = None
     pythia: list[str] = []
@@ -85,12 +94,15 @@ class Process(StrictModel):
     # A slice of the gamma* mass (hard ISR below sqrt(s)); its share of the cross section is applied
     # (background processes; a biased variant with a ``base`` inherits its base's slice)
     gamma_star_mass: GammaStarMass | None = None
+    # isr_pair: the ISR photon's angle biased into the barrel (weighted)
+    isr_central_enhancement: IsrCentralEnhancement | None = None
 
     @property
     def biased(self) -> bool:
         """A weighted, biased variant of another process's physics (an alternative sample of the
         same cross section, never generated beside it into one sample directory)."""
-        return self.tau_decay_enhancement is not None or self.bhabha_central_enhancement is not None
+        return (self.tau_decay_enhancement is not None or self.bhabha_central_enhancement is not None
+                or self.isr_central_enhancement is not None)
 
 
 class TrackPairMass(StrictModel):
@@ -151,7 +163,8 @@ class Catalogue(StrictModel):
             )
             if not has_xsec:
                 raise ValueError(f"processes.{name}: needs cross_section, a base process or reference_cross_section_nb")
-            if proc.tau_spin_correlations and (proc.generator != "pythia" or "23:onIfAny = 15" not in self.pythia_settings(name)):
+            isr_taus = proc.generator == "isr_pair" and proc.gamma_star_mass is not None and proc.gamma_star_mass.fermion == 15
+            if proc.tau_spin_correlations and not isr_taus and (proc.generator != "pythia" or "23:onIfAny = 15" not in self.pythia_settings(name)):
                 raise ValueError(f"processes.{name}.tau_spin_correlations: only for e+e- -> tau+ tau- (pythia) processes")
             if proc.generator == "upsilon4s" and proc.b_pair is None:
                 raise ValueError(f"processes.{name}.b_pair: required for the upsilon4s generator")
@@ -174,8 +187,13 @@ class Catalogue(StrictModel):
                 if sorted(channel) not in table:
                     raise ValueError(f"processes.{name}.tau_decay_enhancement.channels: {channel} is not in tau_decays")
         for name, proc in self.processes.items():
-            if proc.gamma_star_mass is not None and (proc.kind != "background" or "WeakSingleBoson:ffbar2gmZ = on" not in self.pythia_settings(name)):
-                raise ValueError(f"processes.{name}.gamma_star_mass: only for background Pythia ffbar2gmZ processes")
+            if proc.gamma_star_mass is not None and proc.generator != "isr_pair" and (
+                    proc.kind != "background" or "WeakSingleBoson:ffbar2gmZ = on" not in self.pythia_settings(name)):
+                raise ValueError(f"processes.{name}.gamma_star_mass: only for background Pythia ffbar2gmZ processes and isr_pair")
+            if proc.generator == "isr_pair" and (proc.gamma_star_mass is None or proc.gamma_star_mass.max is None):
+                raise ValueError(f"processes.{name}.gamma_star_mass: isr_pair needs a gamma* mass slice with a max")
+            if proc.isr_central_enhancement is not None and proc.generator != "isr_pair":
+                raise ValueError(f"processes.{name}.isr_central_enhancement: only for the isr_pair generator")
         for name, proc in self.processes.items():
             if proc.bhabha_central_enhancement is not None and proc.generator != "bhabha":
                 raise ValueError(f"processes.{name}.bhabha_central_enhancement: only for the bhabha generator")

@@ -398,6 +398,8 @@ def _biased_production(proc) -> dict[str, Any] | None:
         return {"tau_decay_enhancement": proc.tau_decay_enhancement.model_dump(), "weights": "__weight__"}
     if proc.bhabha_central_enhancement is not None:
         return {"bhabha_central_enhancement": proc.bhabha_central_enhancement.model_dump(), "weights": "__weight__"}
+    if proc.isr_central_enhancement is not None:
+        return {"isr_central_enhancement": proc.isr_central_enhancement.model_dump(), "weights": "__weight__"}
     return None
 
 
