@@ -66,7 +66,8 @@ def photon_origin(mc, event: np.ndarray, index: np.ndarray) -> np.ndarray:
     cls[(pdg != 22) & (pdg != 11) & (pdg != 13)] = "hadron shower / split-off"
     photon = pdg == 22
     cls[photon & (status >= 41) & (status <= 49)] = "ISR"
-    cls[photon & (mother < 0)] = "ISR"                          # dedicated generators' ISR photon
+    cls[photon & (mother < 0)] = "ISR"
+    cls[photon & (mpdg == 11) & (mstatus <= 21)] = "ISR"         # dedicated generators' ISR photon (mothers: the beams)
     cls[photon & (status >= 51) & (status <= 59)] = "FSR (hard process)"
     cls[photon & (mpdg == 111)] = "pi0"
     cls[photon & ((mpdg == 221) | (mpdg == 223) | (mpdg == 331))] = "eta / omega / eta'"
