@@ -132,9 +132,10 @@ def study(samples: list[Path]) -> dict:
                         acc[key]["_raw"] += float(m.sum())
                         acc[key]["_yield"] += float(w[idx][m].sum())
                         acc[key]["_sumw2"] += float((w[idx][m] ** 2).sum())
-                        for g, lep, wi in zip(g_cls[m], l_cls[m], w[idx][m]):  # selected events only (a few hundred)
-                            acc[key][f"photon: {g}"] += wi
-                            acc[key][f"lepton: {lep}"] += wi
+                        for prefix, classes in (("photon", g_cls[m]), ("lepton", l_cls[m])):
+                            labels, which = np.unique(classes.astype(str), return_inverse=True)
+                            for label, total in zip(labels, np.bincount(which, weights=w[idx][m], minlength=len(labels))):
+                                acc[key][f"{prefix}: {label}"] += float(total)  # a loop over the few truth classes
             result[name] = {"cross_section_nb": ds.cross_section_nb, "generated": round(ds.events / ds.filter_efficiency),
                             "equivalent_luminosity_fb": ds.events / ds.filter_efficiency / (ds.cross_section_nb * 1e6),
                             "yields_988": {k: dict(v) for k, v in acc.items()}}
