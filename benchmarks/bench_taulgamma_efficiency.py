@@ -68,6 +68,11 @@ def efficiency(manifest: dict, out: Path, channel: str) -> tuple[float, float, d
             counts[step] = counts.get(step, 0) + float((base & sel.passing(*names)).sum())
         passed = base & sel.passing(*names) & sel.regions["signal"]
         counts["signal region"] = counts.get("signal region", 0) + float(passed.sum())
+        # the xi cut inside the ellipse: every other cut and the ellipse, with and without xi
+        in_ellipse = proc.config.ellipse(channel).contains(sel.values["mbc"], sel.values["de"], proc.config.signal_region.n_sigma)
+        no_xi = base & sel.passing(*(n for n in names if n != "xi")) & in_ellipse
+        counts["ellipse, all but xi"] = counts.get("ellipse, all but xi", 0) + float(no_xi.sum())
+        counts["ellipse, all but xi, xi > 1"] = counts.get("ellipse, all but xi, xi > 1", 0) + float((no_xi & (sel.values["xi"] > 1)).sum())
         selected += int(passed.sum())
         generated += len(events)
     eps = selected / generated
@@ -99,6 +104,9 @@ def main() -> None:
         print(f"{channel}: eps(m > 10 GeV) = {row['soft']['efficiency']:.4f} +- {row['soft']['error']:.4f}, "
               f"eps(3.6-10 GeV) = {row['hard']['efficiency']:.4f} +- {row['hard']['error']:.4f}; "
               f"with ISR ({f_soft:.3f} / {f_hard:.3f}) {eps:.4f} +- {err:.4f}; paper {getattr(paper, channel)}")
+        soft = row["soft"]["cutflow"]
+        print(f"    xi inside the ellipse (m > 10 GeV): {soft['signal region'] / soft['ellipse, all but xi']:.3f} pass, "
+              f"{soft['ellipse, all but xi, xi > 1'] / soft['ellipse, all but xi']:.3f} have xi > 1")
         for step, n in row["hard"]["cutflow"].items():
             print(f"    hard-ISR cutflow {step:36s} {n / args.events:.4f}   (m > 10 GeV: {row['soft']['cutflow'][step] / args.events:.4f})")
     if args.json:
