@@ -30,7 +30,7 @@ PRODUCTIONS = [
     ("tautau", None), ("tautau", "taulgamma"),
     ("tautau_hard_isr", None), ("tautau_hard_isr", "taulgamma"),
     ("tautau_isr_central", "taulgamma"),
-    ("mumu_hard_isr", "taulgamma"), ("ee_central", "taulgamma"),
+    ("mumu_hard_isr", "taulgamma"), ("mumu_isr_central", "taulgamma"), ("ee_central", "taulgamma"),
 ]
 
 
@@ -57,11 +57,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=51)
     parser.add_argument("--study", type=Path, help="bench_taulgamma_background.py --json output (for R of the weighted samples)")
+    parser.add_argument("--only", nargs="+", help="these processes only")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     study = json.loads(args.study.read_text()) if args.study else {}
     rows = []
     for process, search_filter in PRODUCTIONS:
+        if args.only and process not in args.only:
+            continue
         cpu, manifest = cpu_per_generated(process, search_filter, args.events, args.seed)
         needed = manifest["cross_section_nb"] * NB_TO_INV_FB * LUMINOSITY_FB
         r_by_channel = {}
