@@ -50,10 +50,36 @@ class ZprimeCoupling(StrictModel):
     alpha_em_inverse: float = pydantic.Field(gt=100, lt=140)
 
 
+class GammaStarMass(StrictModel):
+    """A slice of the e+e- -> gamma* -> f fbar mass (GeV; ``max`` None: up to sqrt(s)) of a Pythia
+    ``ffbar2gmZ`` process; the mass sets the ISR energy (m^2 = s (1 - x)). The sample's cross section is
+    the keyed one times the slice's share of the Kuraev-Fadin ISR structure function x Born(m^2)
+    (``simulation.generators.isr.gamma_star_mass_fraction``; issue 11)."""
+
+    min: float = pydantic.Field(gt=0)
+    max: float | None = None
+    fermion: int = pydantic.Field(gt=0)  # PDG code of the pair (its mass sets the threshold)
+
+    @pydantic.model_validator(mode="after")
+    def _ordered(self) -> "GammaStarMass":
+        if self.max is not None and self.max <= self.min:
+            raise ValueError("gamma_star_mass: max must be above min")
+        return self
+
+
+class IsrCentralEnhancement(StrictModel):
+    """``isr_pair``: a ``share`` of the events get their ISR photon inside |cos theta*| < ``cos_theta_max``
+    (CM, from the e- beam), the rest from the whole first-order distribution; weighted
+    (simulation/generators/isr.py ``IsrSlice``)."""
+
+    cos_theta_max: float = pydantic.Field(gt=0, lt=1)
+    share: float = pydantic.Field(gt=0, lt=1)
+
+
 class Process(StrictModel):
     kind: Literal["background", "signal"]
     description: str
-    generator: Literal["pythia", "upsilon4s", "bhabha", "zprime", "two_photon"]
+    generator: Literal["pythia", "upsilon4s", "bhabha", "zprime", "two_photon", "isr_pair"]
     cross_section: list[str] | None = None
     base: str | None = None
     pythia: list[str] = []
@@ -80,12 +106,18 @@ class Process(StrictModel):
     tau_decay_enhancement: TauDecayEnhancement | None = None
     # Bhabha scattering angles inside |cos theta*| < cos_theta_max made more frequent (weighted)
     bhabha_central_enhancement: BhabhaCentralEnhancement | None = None
+    # A slice of the gamma* mass (hard ISR below sqrt(s)); its share of the cross section is applied
+    # (background processes; a biased variant with a ``base`` inherits its base's slice)
+    gamma_star_mass: GammaStarMass | None = None
+    # isr_pair: the ISR photon's angle biased into the barrel (weighted)
+    isr_central_enhancement: IsrCentralEnhancement | None = None
 
     @property
     def biased(self) -> bool:
         """A weighted, biased variant of another process's physics (an alternative sample of the
         same cross section, never generated beside it into one sample directory)."""
-        return self.tau_decay_enhancement is not None or self.bhabha_central_enhancement is not None
+        return (self.tau_decay_enhancement is not None or self.bhabha_central_enhancement is not None
+                or self.isr_central_enhancement is not None)
 
 
 class TrackPairMass(StrictModel):
@@ -146,7 +178,8 @@ class Catalogue(StrictModel):
             )
             if not has_xsec:
                 raise ValueError(f"processes.{name}: needs cross_section, a base process, reference_cross_section_nb or zprime_model")
-            if proc.tau_spin_correlations and (proc.generator != "pythia" or "23:onIfAny = 15" not in self.pythia_settings(name)):
+            isr_taus = proc.generator == "isr_pair" and proc.gamma_star_mass is not None and proc.gamma_star_mass.fermion == 15
+            if proc.tau_spin_correlations and not isr_taus and (proc.generator != "pythia" or "23:onIfAny = 15" not in self.pythia_settings(name)):
                 raise ValueError(f"processes.{name}.tau_spin_correlations: only for e+e- -> tau+ tau- (pythia) processes")
             if (proc.generator == "zprime") != (proc.zprime_model is not None):
                 raise ValueError(f"processes.{name}.zprime_model: required for the zprime generator, and only there")
@@ -171,6 +204,14 @@ class Catalogue(StrictModel):
                 if sorted(channel) not in table:
                     raise ValueError(f"processes.{name}.tau_decay_enhancement.channels: {channel} is not in tau_decays")
         for name, proc in self.processes.items():
+            if proc.gamma_star_mass is not None and proc.generator != "isr_pair" and (
+                    proc.kind != "background" or "WeakSingleBoson:ffbar2gmZ = on" not in self.pythia_settings(name)):
+                raise ValueError(f"processes.{name}.gamma_star_mass: only for background Pythia ffbar2gmZ processes and isr_pair")
+            if proc.generator == "isr_pair" and (proc.gamma_star_mass is None or proc.gamma_star_mass.max is None):
+                raise ValueError(f"processes.{name}.gamma_star_mass: isr_pair needs a gamma* mass slice with a max")
+            if proc.isr_central_enhancement is not None and proc.generator != "isr_pair":
+                raise ValueError(f"processes.{name}.isr_central_enhancement: only for the isr_pair generator")
+        for name, proc in self.processes.items():
             if proc.bhabha_central_enhancement is not None and proc.generator != "bhabha":
                 raise ValueError(f"processes.{name}.bhabha_central_enhancement: only for the bhabha generator")
         total = sum(bf for bf, _, _ in self.tau_decays)
@@ -194,6 +235,14 @@ class Catalogue(StrictModel):
     def forced_sub_branching_fraction(self, name: str) -> float:
         """See the module-level :func:`forced_sub_branching_fraction`."""
         return self.get(name).sub_branching_fraction
+
+    def gamma_star_mass(self, name: str) -> GammaStarMass | None:
+        """The gamma* mass slice a background process generates: its own, or its base's (tautau_3prong
+        is tautau's slice); signals are never sliced."""
+        proc = self.get(name)
+        if proc.gamma_star_mass is not None or proc.kind != "background" or proc.base is None:
+            return proc.gamma_star_mass
+        return self.processes[proc.base].gamma_star_mass
 
     def cross_section_keys(self, name: str) -> list[str] | None:
         proc = self.get(name)

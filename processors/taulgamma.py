@@ -210,6 +210,8 @@ class TwoTrackEvents:
     #: only electron candidate (the e gamma candidate whose signal lepton is track k; its tag track
     #: fails the eID veto, so it is no electron candidate); None otherwise
     electron_is_track: tuple[TwoTrackEvents, TwoTrackEvents] | None = None
+    #: truth link (MCParticle index, -1 beam background) of each kept photon, when the input has it
+    g_mc_index: Any = None
 
 
 CUT_VALUES = ("e_total", "e_sum_rho", "cos_tracks", "cos_lgamma", "p_miss", "cos_theta_miss", "cos_miss_tag", "m_nu2",
@@ -307,6 +309,7 @@ class TauLGammaProcessor(SearchProcessor):
             t_lab=kin.P4(t_px, t_py, t_pz, t_E), t_cm=t_cm, t_cos=kin.cos_theta(t_px, t_py, t_pz),
             t_pt=np.sqrt(t_px**2 + t_py**2), g_lab=g_lab, g_cm=g_cm, g_cos=g_cos[good],
             t_hemi=hemisphere(t_cm.px, t_cm.py, t_cm.pz, axis), g_hemi=hemisphere(g_cm.px, g_cm.py, g_cm.pz, axis),
+            g_mc_index=pho.mcIndex[good] if "mcIndex" in pho.fields else None,
         )
 
     def pid_requirements(self) -> list[tuple[str, float]]:
@@ -495,6 +498,11 @@ class TauLGammaProcessor(SearchProcessor):
             out["pid_weight"] = as_float(ak.where(has_signal & one_each, prob, 0.0), 0.0)
         if "mcPDG" in trk.fields:
             out["lepton_pdg"] = ak.to_numpy(ak.fill_none(only(trk.mcPDG, sig_t), 0))
+        if "mcIndex" in trk.fields and o.g_mc_index is not None:
+            # truth links of the candidate (-2: none), for background-composition studies
+            # (benchmarks/bench_taulgamma_background.py)
+            out["lepton_mc_index"] = ak.to_numpy(ak.fill_none(only(trk.mcIndex, sig_t), -2))
+            out["photon_mc_index"] = ak.to_numpy(ak.fill_none(only(o.g_mc_index, sig_g), -2))
         return out, {name: as_bool(m) for name, m in masks.items()}
 
     def add_weights(self, weights: Any, selection: Selection, channel: str) -> None:

@@ -39,6 +39,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_generate)
 
 
+def _slice_share(process: str, exp) -> float:
+    """The share of its cross section a gamma* mass slice generates (1 for unsliced processes)."""
+    from belle_rare.core.units import pdg_mass
+    from belle_rare.simulation.generators.isr import gamma_star_mass_fraction
+
+    mass = load_catalogue().gamma_star_mass(process)
+    return 1.0 if mass is None else gamma_star_mass_fraction(exp.sqrt_s_nominal, pdg_mass(mass.fermion), mass.min, mass.max)
+
+
 def print_process_list(console: Console) -> None:
     catalogue = load_catalogue()
     exp = load_experiment("belle2")
@@ -47,7 +56,7 @@ def print_process_list(console: Console) -> None:
         table.add_column(col)
     for name, proc in catalogue.processes.items():
         keys = catalogue.cross_section_keys(name)
-        sigma = f"{sum(exp.cross_section(k) for k in keys):g}" if keys else "ref."
+        sigma = f"{sum(exp.cross_section(k) for k in keys) * _slice_share(name, exp):g}" if keys else "ref."
         table.add_row(name, proc.kind, proc.generator, sigma, proc.description)
     console.print(table)
 

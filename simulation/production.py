@@ -276,6 +276,16 @@ def cross_section(req: Request) -> tuple[float, str]:
         f = exp.upsilon4s_charged_fraction if proc.b_pair == "charged" else 1 - exp.upsilon4s_charged_fraction
         base *= f
         source += f" x f({proc.b_pair})={f:g}"
+    mass_slice = catalogue.gamma_star_mass(req.process)
+    if mass_slice is not None:
+        # the slice's share of the tau / mu pair cross section (ISR structure function x Born; issue 11)
+        from belle_rare.core.units import pdg_mass
+        from belle_rare.simulation.generators.isr import gamma_star_mass_fraction
+
+        share = gamma_star_mass_fraction(exp.sqrt_s_nominal, pdg_mass(mass_slice.fermion), mass_slice.min, mass_slice.max)
+        base *= share
+        upper = "sqrt(s)" if mass_slice.max is None else f"{mass_slice.max:g}"
+        source += f" x f(m_gamma* {mass_slice.min:g}-{upper} GeV)={share:.4f}"
     if proc.kind == "signal":
         # the forced sub-decays' branching fraction stays in: one event is the physical rate of the
         # forced final state (configs/processes.py, forced_sub_branching_fraction)
@@ -405,6 +415,8 @@ def _biased_production(proc) -> dict[str, Any] | None:
         return {"tau_decay_enhancement": proc.tau_decay_enhancement.model_dump(), "weights": "__weight__"}
     if proc.bhabha_central_enhancement is not None:
         return {"bhabha_central_enhancement": proc.bhabha_central_enhancement.model_dump(), "weights": "__weight__"}
+    if proc.isr_central_enhancement is not None:
+        return {"isr_central_enhancement": proc.isr_central_enhancement.model_dump(), "weights": "__weight__"}
     return None
 
 

@@ -27,9 +27,15 @@ def test_manifest_cross_section_and_luminosity(tmp_path, belle2):
     m = _generate(tmp_path)
     assert m["events"] == 600
     assert [f["entries"] for f in m["files"]] == [250, 250, 100]
-    assert m["cross_section_nb"] == pytest.approx(belle2.cross_section("tautau"))
+    # tautau is the gamma* > 10 GeV slice of the tau pairs: sigma(tautau) x its ISR share (issue 11)
+    from belle_rare.core.units import pdg_mass
+    from belle_rare.simulation.generators.isr import gamma_star_mass_fraction
+
+    share = gamma_star_mass_fraction(belle2.sqrt_s_nominal, pdg_mass(15), 10.0, None)
+    assert 0.75 < share < 0.85
+    assert m["cross_section_nb"] == pytest.approx(belle2.cross_section("tautau") * share)
     # L = N / sigma, 1 nb = 1e6 fb
-    assert m["equivalent_luminosity_fb"] == pytest.approx(600 / (0.919 * 1e6))
+    assert m["equivalent_luminosity_fb"] == pytest.approx(600 / (0.919 * share * 1e6))
     on_disk = json.loads((tmp_path / "belle2_tautau.json").read_text())
     assert on_disk["files"] == m["files"]
     entries = sum(uproot.open(tmp_path / f["path"])["tree"].num_entries for f in m["files"])

@@ -257,7 +257,9 @@ def test_switch_is_on_for_tau_pairs():
     """On for e+e- -> tau+ tau- and its signals (same tag side), off for everything else."""
     cat = load_catalogue()
     on = {name for name, p in cat.processes.items() if p.tau_spin_correlations}
-    tau_pairs = {name for name, p in cat.processes.items() if name == "tautau" or p.base == "tautau"}
+    # (the dedicated ISR generator's tau pairs, tautau_isr_central, too: issue 11)
+    tau_pairs = {name for name, p in cat.processes.items() if name == "tautau" or p.base == "tautau"
+                 or (p.generator == "isr_pair" and p.gamma_star_mass is not None and p.gamma_star_mass.fermion == 15)}
     assert on == tau_pairs and "tautau" in on
 
 

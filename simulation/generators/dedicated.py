@@ -16,12 +16,15 @@ import numpy as np
 
 from belle_rare.configs.experiment import Experiment
 from belle_rare.configs.processes import Catalogue, Process
+from belle_rare.core.units import pdg_mass
 from belle_rare.simulation.beams import sample_beams
 from belle_rare.simulation.generators import bhabha, biased_decays, two_photon, zprime
-from belle_rare.simulation.generators.isr import ELECTRON_MASS, sample_isr
+from belle_rare.simulation.generators.isr import ELECTRON_MASS, IsrSlice, sample_isr
 from belle_rare.simulation.generators.lhef import write_lhef
 from belle_rare.simulation.generators.phase_space import boost, decay_two_body, isotropic_directions
-from belle_rare.simulation.generators.pythia import LHEF_SETTINGS, _MAX_SEED, make_pythia, prt_to_truth, run_on_lhef
+from belle_rare.simulation.generators.pythia import (
+    LHEF_SETTINGS, _MAX_SEED, make_pythia, prt_to_truth, run_on_lhef, tau_table_settings,
+)
 
 ZPRIME_PDG = 32  # invisible: written as a stable final-state particle
 # Bhabha generated for 10 deg < theta* < 170 deg (the acceptance of the Physics Book's 300 nb)
@@ -119,6 +122,19 @@ class DedicatedGenerator:
             "TimeShower:allowBeamRecoil = off",
             f"{ZPRIME_PDG}:mayDecay = off",
         ]
+        self._isr_slice = None
+        if self.proc.generator == "isr_pair":
+            # e+e- -> gamma_ISR gamma* (-> f fbar) on a gamma* mass slice; taus decayed by Pythia through the
+            # catalogue's tau table, spin-correlated after (tau_spin.py) on their own stream
+            mass = self.proc.gamma_star_mass
+            assert mass is not None and mass.max is not None
+            self._fermion = mass.fermion
+            self._fermion_mass = pdg_mass(mass.fermion)
+            bias = self.proc.isr_central_enhancement
+            self._isr_slice = IsrSlice(exp.sqrt_s, self._fermion_mass, mass.min, mass.max,
+                                       None if bias is None else (bias.cos_theta_max, bias.share))
+            self.settings += tau_table_settings(catalogue)
+            self._spin_rng = np.random.default_rng([seed, 5])
         self._pythia = make_pythia(self.settings, process)
         self._zprime = zprime_sampler(self.proc, self.params["mass"], exp, self.rng) if self.proc.generator == "zprime" else None
         self._fsr_veto = None
@@ -172,12 +188,33 @@ class DedicatedGenerator:
                 photon[pending], hard[pending] = sample_isr(b1 + b2, b1, b2, self._isr_x_max(), self.isr_rng)
         return photon, hard
 
+    def _fermion_pair(self, hard: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """f fbar from the gamma* at rest: 1 + cos^2 + (1 - b^2) sin^2 about the e- beam (+z of the hard frame)."""
+        n = len(hard)
+        m = np.sqrt(hard[:, 3] ** 2 - np.sum(hard[:, :3] ** 2, axis=1))
+        b2 = 1.0 - 4.0 * self._fermion_mass**2 / m**2
+        cos_theta = np.empty(n)
+        pending = np.arange(n)
+        while pending.size:  # acceptance >= 1/2
+            c = self.rng.uniform(-1.0, 1.0, pending.size)
+            keep = self.rng.uniform(0.0, 2.0, pending.size) < 1 + c * c + (1 - b2[pending]) * (1 - c * c)
+            cos_theta[pending[keep]] = c[keep]
+            pending = pending[~keep]
+        f, fbar = decay_two_body(m, self._fermion_mass, self._fermion_mass, isotropic_directions(n, self.rng, cos_theta))
+        return np.array([self._fermion, -self._fermion]), [f, fbar]
+
     def generate(self, n: int) -> ak.Array:
         her, ler = sample_beams(self.exp, n, self.rng)
-        photon, hard = sample_isr(her + ler, her, ler, self._isr_x_max(), self.isr_rng)
-        if self._zprime is not None:
-            photon, hard = self._zprime_isr(her, ler, photon, hard)
-        pdg_out, p4_out, weight = self._hard_process(hard)
+        if self._isr_slice is not None:
+            x, cos_theta, isr_weight = self._isr_slice.sample(n, self.isr_rng)
+            photon, hard = sample_isr(her + ler, her, ler, 1.0, self.isr_rng, x=x, cos_theta=cos_theta)
+            pdg_out, p4_out = self._fermion_pair(hard)
+            weight = None if self.proc.isr_central_enhancement is None else isr_weight
+        else:
+            photon, hard = sample_isr(her + ler, her, ler, self._isr_x_max(), self.isr_rng)
+            if self._zprime is not None:
+                photon, hard = self._zprime_isr(her, ler, photon, hard)
+            pdg_out, p4_out, weight = self._hard_process(hard)
         p4 = np.stack([her, ler, photon, *(boost(p, hard) for p in p4_out)], axis=1)
         pdg = np.array([11, -11, 22, *pdg_out])
         status = np.array([-1, -1] + [1] * (len(pdg) - 2))
@@ -186,6 +223,10 @@ class DedicatedGenerator:
         path = Path(self._tmp.name) / f"{self.proc.generator}_{self.seed}.lhe"
         write_lhef(path, pdg, status, mothers, p4, (self.exp.her.energy, self.exp.ler.energy), scale)
         prt = run_on_lhef(self._pythia, path, n)
+        if self.proc.tau_spin_correlations:
+            from belle_rare.simulation.generators.tau_spin import correlate_tau_pairs
+
+            prt = correlate_tau_pairs(prt, self._spin_rng)
         if self.proc.generator == "zprime":
             sig = ak.to_numpy(ak.fill_none(ak.argmax(prt.id == ZPRIME_PDG, axis=1), -1))
         else:

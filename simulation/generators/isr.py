@@ -96,21 +96,25 @@ def sample_cos_theta(x: np.ndarray, velocity: float, rng: np.random.Generator) -
 
 
 def sample_isr(
-    total: np.ndarray, her: np.ndarray, ler: np.ndarray, x_max: float, rng: np.random.Generator
+    total: np.ndarray, her: np.ndarray, ler: np.ndarray, x_max: float, rng: np.random.Generator,
+    x: np.ndarray | None = None, cos_theta: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One ISR photon per event, at its first-order polar angle.
 
     ``total``, ``her``, ``ler``: ``(n, 4)`` (px, py, pz, E) lab four-momenta of the beams (``her`` the e-).
     Returns the photon four-momenta ``(n, 4)`` and the four-momentum of the hard system
     (``total - photon``). Photons harder than ``x_max`` (which would leave the hard system below
-    its threshold) are not generated: the spectrum is truncated there.
+    its threshold) are not generated: the spectrum is truncated there. ``x`` / ``cos_theta`` (CM, from
+    the e- beam) given: the photon is placed there instead (``IsrSlice``: a slice, a biased angle).
     """
     n = len(total)
     s = total[:, 3] ** 2 - np.sum(total[:, :3] ** 2, axis=1)
     sqrt_s = float(np.sqrt(np.mean(s)))
     velocity = math.sqrt(1 - 4 * ELECTRON_MASS**2 / sqrt_s**2)
-    x = sample_x(n, isr_beta(sqrt_s), x_max, rng)
-    cos_theta = sample_cos_theta(x, velocity, rng)
+    if x is None:
+        x = sample_x(n, isr_beta(sqrt_s), x_max, rng)
+    if cos_theta is None:
+        cos_theta = sample_cos_theta(x, velocity, rng)
     # the photon in the CM frame of the beams, theta measured from the e- beam
     to_cm = np.column_stack([-total[:, :3], total[:, 3]])
     axis = boost(her, to_cm)[:, :3]
@@ -118,3 +122,108 @@ def sample_isr(
     energy = x * np.sqrt(s) / 2
     photon = boost(np.column_stack([direction * energy[:, None], energy]), total)
     return photon, total - photon
+
+
+def gamma_star_mass_fraction(sqrt_s: float, fermion_mass: float, m_min: float, m_max: float | None) -> float:
+    """Share of e+e- -> gamma* (ISR) -> f fbar with the gamma* mass in [m_min, m_max] (GeV; None: sqrt(s)).
+
+    sigma = integral dx D(x) sigma_Born(s (1 - x)), with the radiator ``D`` above and the Born point cross
+    section of a fermion of mass m_f, sigma_Born(s') ~ b (3 - b^2) / 2 / s' (b = sqrt(1 - 4 m_f^2 / s')), from
+    x = 0 to the threshold x = 1 - 4 m_f^2 / s. m^2 = s (1 - x): a mass slice is an ISR-energy slice. The
+    x^(beta - 1) pole is integrated in u = x^beta. Used for the cross sections of the gamma* mass slices
+    of tau and mu pairs (configs/processes.yaml ``gamma_star_mass``; issue 11).
+    """
+    from scipy.integrate import quad
+
+    s = sqrt_s**2
+    beta = isr_beta(sqrt_s)
+
+    def born(x: float) -> float:
+        sp = s * (1.0 - x)
+        b2 = 1.0 - 4.0 * fermion_mass**2 / sp
+        if b2 <= 0:
+            return 0.0
+        b = math.sqrt(b2)
+        return b * (3.0 - b2) / 2.0 / (1.0 - x)
+
+    def integral(x_lo: float, x_hi: float) -> float:
+        # leading term (1 + 3 beta / 4) d(x^beta) in u, the hard correction -beta (1 - x / 2) dx in x
+        lead = quad(lambda u: born(u ** (1.0 / beta)), x_lo**beta, x_hi**beta, limit=400)[0] * (1 + 0.75 * beta)
+        hard = quad(lambda x: -beta * (1 - x / 2) * born(x), x_lo, x_hi, limit=400)[0]
+        return lead + hard
+
+    x_threshold = 1.0 - 4.0 * fermion_mass**2 / s
+    x_lo = 0.0 if m_max is None else max(0.0, 1.0 - m_max**2 / s)
+    x_hi = min(x_threshold, 1.0 - m_min**2 / s)
+    if x_hi <= x_lo:
+        return 0.0
+    return integral(x_lo, x_hi) / integral(0.0, x_threshold)
+
+
+def _born_point(x: np.ndarray, s: float, fermion_mass: float) -> np.ndarray:
+    """Born e+e- -> f fbar at s' = s (1 - x), up to a constant: b (3 - b^2) / 2 / (1 - x)."""
+    b2 = np.clip(1.0 - 4.0 * fermion_mass**2 / (s * (1.0 - x)), 0.0, None)
+    return np.sqrt(b2) * (3.0 - b2) / 2.0 / (1.0 - x)
+
+
+class IsrSlice:
+    """ISR photons of e+e- -> gamma gamma* (-> f fbar) with the gamma* mass in [m_min, m_max], optionally with
+    the photon's CM polar angle biased into the barrel (issue 11: the tau -> l gamma background).
+
+    Energy: x ~ D(x) sigma_Born(s (1 - x)) on the slice (the product whose integral
+    ``gamma_star_mass_fraction`` normalises), unweighted. Angle: the first-order distribution at that x;
+    with ``central = (c0, share)`` a share of the events is drawn from it restricted to |cos theta| < c0
+    (the rest from the whole of it), weight = 1 / ((1 - share) + share [|cos| < c0] / F(x)), F(x) the
+    distribution's fraction inside c0 (exact: the density is linear in 1 + (1 - x)^2 and x^2), so the
+    weights average to 1 and weighted rates are unbiased.
+    """
+
+    def __init__(self, sqrt_s: float, fermion_mass: float, m_min: float, m_max: float,
+                 central: tuple[float, float] | None = None) -> None:
+        self.s = sqrt_s**2
+        self.fermion_mass = fermion_mass
+        self.beta = isr_beta(sqrt_s)
+        self.velocity = math.sqrt(1 - 4 * ELECTRON_MASS**2 / self.s)
+        self.x_lo, self.x_hi = 1.0 - m_max**2 / self.s, 1.0 - m_min**2 / self.s
+        grid = np.linspace(self.x_lo, self.x_hi, 2001)
+        self.born_max = 1.05 * float(np.max(_born_point(grid, self.s, fermion_mass)))
+        self.central = central
+        if central is not None:
+            # the angular density is A(c) [1 + (1 - x)^2] - B(c) x^2 / 2 with A = v^2 s^2 / (1 - v^2 c^2)^2,
+            # B = A s^2 (s^2 = 1 - c^2): four integrals over c, in u (c = tanh(v u) / v, dc = (1 - v^2 c^2) du)
+            v = self.velocity
+            u_max = math.atanh(v) / v
+            u = np.linspace(-u_max, u_max, 400_001)
+            c = np.tanh(v * u) / v
+            a = v**2 * (1 - c * c) / (1 - v**2 * c * c)
+            inside = np.abs(c) < central[0]
+            self._integrals = (a[inside].sum(), (a * (1 - c * c))[inside].sum(), a.sum(), (a * (1 - c * c)).sum())
+
+    def central_fraction(self, x: np.ndarray) -> np.ndarray:
+        """F(x): the share of the photon's angular distribution at x inside |cos theta| < c0."""
+        a_in, b_in, a_all, b_all = self._integrals
+        hard = 1 + (1 - x) ** 2
+        return (a_in * hard - b_in * x * x / 2) / (a_all * hard - b_all * x * x / 2)
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x, cos theta in the CM from the e- beam, weight) of ``n`` photons."""
+        x = np.empty(n)
+        pending = np.arange(n)
+        while pending.size:
+            xp = (rng.uniform(self.x_lo**self.beta, self.x_hi**self.beta, pending.size)) ** (1.0 / self.beta)
+            radiator_ok = rng.uniform(size=pending.size) < 1 - xp ** (1 - self.beta) * (1 - xp / 2) / (1 + 0.75 * self.beta)
+            born_ok = rng.uniform(size=pending.size) * self.born_max < _born_point(xp, self.s, self.fermion_mass)
+            keep = radiator_ok & born_ok
+            x[pending[keep]] = xp[keep]
+            pending = pending[~keep]
+        cos_theta = sample_cos_theta(x, self.velocity, rng)
+        if self.central is None:
+            return x, cos_theta, np.ones(n)
+        c0, share = self.central
+        redo = np.flatnonzero(rng.uniform(size=n) < share)  # these are drawn inside c0
+        while redo.size:
+            outside = np.abs(cos_theta[redo]) >= c0
+            redo = redo[outside]
+            cos_theta[redo] = sample_cos_theta(x[redo], self.velocity, rng)
+        weight = 1.0 / ((1.0 - share) + share * (np.abs(cos_theta) < c0) / self.central_fraction(x))
+        return x, cos_theta, weight

@@ -22,7 +22,7 @@ import numpy as np
 import particle
 
 from belle_rare.configs.experiment import Experiment
-from belle_rare.configs.processes import Catalogue, ForcedDecay, Process, TauDecayEnhancement
+from belle_rare.configs.processes import Catalogue, ForcedDecay, GammaStarMass, Process, TauDecayEnhancement
 from belle_rare.simulation.beams import nominal_beam, sample_beams, sample_interaction_points
 from belle_rare.simulation.generators.biased_decays import enhanced_table, tau_decay_weights
 from belle_rare.simulation.generators.lhef import write_lhef
@@ -97,6 +97,16 @@ def forced_decay_settings(forced: ForcedDecay, on_antiparticle: bool) -> list[st
     generic_mode, signal_mode = (2, 3) if on_antiparticle else (3, 2)
     products = " ".join(str(p) for p in forced.products)
     return [f"{forced.particle}:onMode = {generic_mode}", f"{forced.particle}:addChannel = {signal_mode} 1.0 0 {products}"]
+
+
+def gamma_star_mass_settings(mass: GammaStarMass) -> list[str]:
+    """The gamma* mass window of ``ffbar2gmZ``: Pythia takes the tighter of the resonance's
+    (``23:mMin`` / ``mMax``; mMin is 10 GeV by default, which keeps every photon of ISR below 0.56 GeV in
+    the CM at 10.58 GeV) and the phase space's (``PhaseSpace:mHatMin`` / ``mHatMax``, mHatMin 4 GeV by default)."""
+    lines = [f"23:mMin = {mass.min}", f"PhaseSpace:mHatMin = {mass.min}"]
+    if mass.max is not None:
+        lines += [f"23:mMax = {mass.max}", f"PhaseSpace:mHatMax = {mass.max}"]
+    return lines
 
 
 def scalar_settings(proc: Process, mass: float, ctau_cm: float) -> list[str]:
@@ -278,6 +288,9 @@ class PythiaGenerator:
         if self.proc.scalar is not None:
             self.settings += scalar_settings(self.proc, params["mass"], params["ctau"])
         self.settings += catalogue.pythia_settings(process)
+        mass_slice = catalogue.gamma_star_mass(process)
+        if mass_slice is not None:
+            self.settings += gamma_star_mass_settings(mass_slice)
         for fd, anti in self.forced:
             self.settings += forced_decay_settings(fd, anti)
         self._pythia = make_pythia(self.settings, process)
