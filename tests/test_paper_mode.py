@@ -32,11 +32,14 @@ def test_shipped_plan_accounts_for_every_background_and_fits_the_budget_line():
 
 
 def _physics(catalogue, process: str) -> str:
-    """The plain process a biased sample stands for (tautau_3prong -> tautau, ee_central -> ee)."""
-    proc = catalogue.processes[process]
-    if not proc.biased:
+    """The plain process a biased sample stands for: the unbiased one with the same cross section and
+    gamma* slice (tautau_3prong -> tautau, ee_central -> ee, tautau_isr_central -> tautau_hard_isr)."""
+    if not catalogue.processes[process].biased:
         return process
-    return proc.base or proc.cross_section[0]
+    key = (catalogue.cross_section_keys(process), catalogue.gamma_star_mass(process))
+    (plain,) = [name for name, p in catalogue.processes.items() if p.kind == "background" and not p.biased
+                and (catalogue.cross_section_keys(name), catalogue.gamma_star_mass(name)) == key]
+    return plain
 
 
 def test_plan_errors_name_the_key():
