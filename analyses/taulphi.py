@@ -16,6 +16,7 @@ import numpy as np
 from rich.console import Console
 
 from belle_rare.configs.processes import forced_sub_branching_fraction
+from belle_rare.simulation.production import signal_sample_fraction
 from belle_rare.core.histograms import summed
 from belle_rare.analyses.report import save_figure, write_comparison
 from belle_rare.processors.resolution import fit_bifurcated_gaussian
@@ -64,11 +65,13 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
             n_all = counts["all events"]
             key = "signal region" if has_model else "signal region (no BDT)"
             # The paper's efficiency is selected / produced tau -> l phi decays, BR(phi -> K+ K-) included;
-            # every generated event has phi -> K+ K- forced, so ours per generated event is x sub-BR
+            # every generated event has phi -> K+ K- forced and is a tau pair of the gamma* > 10 GeV slice,
+            # so ours per generated event is x sub-BR x slice share (simulation/production.py)
             process = meta["datasets"][ds].get("process") or ds
-            sub_bf = forced_sub_branching_fraction(process)
+            sub_bf = signal_sample_fraction(process, meta["experiment"])
             definition = (f"selected / produced tau -> l phi decays = (selected / generated) x BR(phi -> K+ K-) "
-                          f"{sub_bf:g} (forced in {process}), the paper's definition")
+                          f"{forced_sub_branching_fraction(process):g} (forced in {process}) x the gamma* slice share "
+                          f"{sub_bf / forced_sub_branching_fraction(process):.3f}, the paper's definition")
             for k, label, ref in ((key, f"signal efficiency ({channel})", paper["efficiency"]),
                                   ("signal region (no BDT)", f"signal efficiency before the BDT ({channel})", None)):
                 per_event = counts[k] / n_all if n_all else float("nan")

@@ -237,10 +237,10 @@ class Catalogue(StrictModel):
         return self.get(name).sub_branching_fraction
 
     def gamma_star_mass(self, name: str) -> GammaStarMass | None:
-        """The gamma* mass slice a background process generates: its own, or its base's (tautau_3prong
-        is tautau's slice); signals are never sliced."""
+        """The gamma* mass slice a process generates: its own, or its base's (tautau_3prong and the
+        tau-pair signals generate tautau's slice, gamma* above 10 GeV)."""
         proc = self.get(name)
-        if proc.gamma_star_mass is not None or proc.kind != "background" or proc.base is None:
+        if proc.gamma_star_mass is not None or proc.base is None:
             return proc.gamma_star_mass
         return self.processes[proc.base].gamma_star_mass
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from belle_rare.configs.experiment import load_experiment
-from belle_rare.configs.processes import forced_sub_branching_fraction, load_catalogue
+from belle_rare.configs.processes import load_catalogue
 from belle_rare.stats import plots
 from belle_rare.stats.errors import StatsError
 from belle_rare.stats.histograms import RunOutput, load_run_output, run_output_dir
@@ -38,6 +38,7 @@ from belle_rare.stats.limits import (
     upper_limit,
     workspace_from_spec,
 )
+from belle_rare.simulation.production import signal_sample_fraction
 from belle_rare.stats.model_config import StatsConfig, load_stats_config, with_background_estimate
 from belle_rare.stats.normalisation import (
     FB_PER_NB,
@@ -92,13 +93,15 @@ def reference_value(config: StatsConfig, signal: str, run: RunOutput, hyp: Hypot
     ``reference_key: cross_section_nb``, what the runner writes -- from the signal's production
     cross section: sigma x BR / (2 sigma_tautau) for tau decays, / (2 sigma_Y(4S) f) for B
     decays, x 1e6 for a cross section in fb. The generated cross section includes the branching
-    fraction of the sub-decays forced in generation (phi -> K+ K- ...); it is divided out here, so
-    the limit is on the decay itself (configs/processes.py ``forced_sub_branching_fraction``).
+    fraction of the sub-decays forced in generation (phi -> K+ K- ...) and the share of the tau pairs
+    the sample's gamma* slice holds; both are divided out here (simulation/production.py
+    ``signal_sample_fraction``), so the limit is on the decay itself and the efficiency is per
+    produced signal decay.
     """
     norm = config.signals[signal].normalisation
     if norm.reference_value is not None:
         return norm.reference_value
-    values = {_per_sub_decay(signal, d, run.datasets[d], norm.reference_key) for d in hyp.datasets}
+    values = {_per_sub_decay(signal, d, run.datasets[d], norm.reference_key, config.experiment) for d in hyp.datasets}
     if None in values or len(values) != 1:
         raise StatsError(
             f"signal '{signal}': every dataset of {hyp.label} needs the same metadata '{norm.reference_key}' "
@@ -117,8 +120,9 @@ def reference_value(config: StatsConfig, signal: str, run: RunOutput, hyp: Hypot
     return value * FB_PER_NB
 
 
-def _per_sub_decay(signal: str, dataset: str, info: dict, key: str) -> float | None:
-    """The dataset's cross section divided by its forced sub-decays' branching fraction (other keys as they are)."""
+def _per_sub_decay(signal: str, dataset: str, info: dict, key: str, experiment: str) -> float | None:
+    """The dataset's cross section divided by its forced sub-decays' branching fraction and its gamma*
+    slice share (simulation/production.py ``gamma_star_share``); other keys as they are."""
     value = info.get(key)
     if key != "cross_section_nb" or value is None:
         return value
@@ -130,7 +134,7 @@ def _per_sub_decay(signal: str, dataset: str, info: dict, key: str) -> float | N
         )
     if process not in load_catalogue().processes:
         raise StatsError(f"signal '{signal}': dataset '{dataset}' comes from process '{process}', not in configs/processes.yaml")
-    return float(value) / forced_sub_branching_fraction(process)
+    return float(value) / signal_sample_fraction(process, experiment)
 
 
 def signal_normalisation(config: StatsConfig, signal: str, run: RunOutput, hyp: Hypothesis, signal_events: float) -> tuple[Normalisation, float]:

@@ -45,8 +45,9 @@ def test_catalogue_cross_sections_carry_the_shares():
     assert src_soft != src_hard  # complementary slices may share a sample directory
     # the biased tau-pair variant is tautau's slice: the same physics string, so never beside tautau
     assert cross_section(Request("belle", "tautau_3prong", 1, 1, Path("/tmp")))[1] == src_soft
-    # signals are not sliced
-    assert "m_gamma*" not in cross_section(Request("belle", "sig_taumugamma", 1, 1, Path("/tmp")))[1]
+    # tau-pair signals generate their tautau base's slice (gamma* above 10 GeV) and carry its share; B signals none
+    assert "m_gamma* 10-sqrt(s)" in cross_section(Request("belle", "sig_taumugamma", 1, 1, Path("/tmp")))[1]
+    assert "m_gamma*" not in cross_section(Request("belle2", "sig_kstartautau", 1, 1, Path("/tmp")))[1]
 
 
 def _gamma_star_mass(prt: ak.Array) -> np.ndarray:

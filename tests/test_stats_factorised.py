@@ -24,6 +24,7 @@ from belle_rare.stats.mc_bound import BoundedCount, McBound
 from belle_rare.stats.model_config import DataDriven, StatsConfig, load_stats_config, with_background_estimate
 from belle_rare.stats.search_limits import Settings, compute_search_limits
 from belle_rare.stats.synthetic import SIGMA_TAUTAU_NB, book, count_axis, set_bins, write_run_output
+from belle_rare.simulation.production import gamma_star_share
 
 
 # the processor's area of the 5 sigma ellipse over the 20 sigma window, (5 / 20)^2
@@ -41,7 +42,7 @@ def _run(tmp_path, regions: dict[str, float], w: float, more: dict[str, tuple[fl
         for suffix, f in (("Up", 1.01), ("Down", 0.99)):
             set_bins(h, "sig_tau3mu", "3mu", "SR_pass", 50.0 * f, 1.0, variation=syst + suffix)
     datasets = {
-        "sig_tau3mu": {"kind": "signal", "process": "sig_tau3mu", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8, "parameters": {}},
+        "sig_tau3mu": {"kind": "signal", "process": "sig_tau3mu", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8 * gamma_star_share("sig_tau3mu", "belle2"), "parameters": {}},
     }
     for name, (wd, counts) in {"tautau": (w, regions), **(more or {})}.items():
         for region, n in counts.items():

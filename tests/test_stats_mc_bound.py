@@ -20,6 +20,7 @@ from belle_rare.stats.search_limits import Settings, compute_search_limits, run_
 from belle_rare.stats.summary import MC_BOUND_LEGEND, MC_BOUND_MARK, limit_all, print_summary
 from belle_rare.stats.synthetic import SIGMA_TAUTAU_NB, book, count_axis, set_bins, write_run_output
 from belle_rare.stats.workspace import build_workspace, hypotheses
+from belle_rare.simulation.production import gamma_star_share
 
 BR_REF = 1.0e-7
 # tau3mu's paper ABCD (the YAML uses the factorised estimate; tests/test_stats_factorised.py covers it)
@@ -34,7 +35,7 @@ def _bkg(scale: float | None) -> dict:
 
 
 def _signal(process: str) -> dict:
-    return {"kind": "signal", "process": process, "cross_section_nb": 2 * SIGMA_TAUTAU_NB * BR_REF, "parameters": {},
+    return {"kind": "signal", "process": process, "cross_section_nb": 2 * SIGMA_TAUTAU_NB * BR_REF * gamma_star_share(process, "belle2"), "parameters": {},
             "scale": 1e-3}
 
 
@@ -169,7 +170,7 @@ def test_abcd_and_rsb_times_rmc_use_the_bound_for_empty_simulated_regions(tmp_pa
     _set_signal(h, "sig_tau3mu", "3mu", "SR_pass", 50.0)
     for region, n in (("SR_fail", 5.0), ("outer_fail", 20.0)):
         set_bins(h, "tautau", "3mu", region, n * w, n * w * w)
-    datasets = {"sig_tau3mu": {"kind": "signal", "process": "sig_tau3mu", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8, "parameters": {}},
+    datasets = {"sig_tau3mu": {"kind": "signal", "process": "sig_tau3mu", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8 * gamma_star_share("sig_tau3mu", "belle2"), "parameters": {}},
                 "tautau": _bkg(w)}
     write_run_output(tmp_path, "tau3mu", "belle2", 424.0, datasets, histograms)
     entry = compute_search_limits("tau3mu", tmp_path, PLAIN_ABCD).document["limits"][0]
@@ -188,7 +189,7 @@ def test_abcd_and_rsb_times_rmc_use_the_bound_for_empty_simulated_regions(tmp_pa
     weights = {"tautau": 3.0, "uds": 5.0}
     datasets = {name: _bkg(wd) for name, wd in weights.items()}
     for ch, sig in (("ephi", "sig_tauephi"), ("muphi", "sig_taumuphi")):
-        datasets[sig] = {"kind": "signal", "process": sig, "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8, "parameters": {}}
+        datasets[sig] = {"kind": "signal", "process": sig, "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8 * gamma_star_share(sig, "belle2"), "parameters": {}}
         _set_signal(h, sig, ch, "SR", 30.0)
         for name, wd in weights.items():
             set_bins(h, name, ch, "SR_presel", 10 * wd, 10 * wd * wd)
@@ -227,7 +228,7 @@ def test_an_empty_data_sideband_counts_as_one_event_of_weight_one(tmp_path):
         if n:
             set_bins(h, "data", "3mu", region, n, n)
     set_bins(h, "tautau", "3mu", "outer_pass", 2.0, 0.2)
-    datasets = {"sig_tau3mu": {"kind": "signal", "process": "sig_tau3mu", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8, "parameters": {}},
+    datasets = {"sig_tau3mu": {"kind": "signal", "process": "sig_tau3mu", "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8 * gamma_star_share("sig_tau3mu", "belle2"), "parameters": {}},
                 "tautau": _bkg(0.1), "data": {"kind": "data", "parameters": {}, "scale": 1.0}}
     write_run_output(tmp_path, "tau3mu", "belle2", 424.0, datasets, histograms)
     entry = compute_search_limits("tau3mu", tmp_path, PLAIN_ABCD).document["limits"][0]

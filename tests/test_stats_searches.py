@@ -22,6 +22,7 @@ from belle_rare.stats.model_config import TransferFactor
 from belle_rare.stats.search_limits import compute_search_limits, reference_value, run_search_limits
 from belle_rare.stats.summary import limit_all
 from belle_rare.stats.synthetic import SIGMA_TAUTAU_NB, book, count_axis, set_bins, write_run_output
+from belle_rare.simulation.production import gamma_star_share
 
 BR_REF = 1.0e-8
 # the corrections-layer systematics both stats models take as histosys, with a size per test sample
@@ -35,7 +36,7 @@ def _yields(histograms):
 
 def _signal_meta(process):
     """As the runner writes it: the generated sigma x BR includes the forced sub-decays (phi -> K+ K-)."""
-    sigma = 2 * SIGMA_TAUTAU_NB * BR_REF * forced_sub_branching_fraction(process)
+    sigma = 2 * SIGMA_TAUTAU_NB * BR_REF * forced_sub_branching_fraction(process) * gamma_star_share(process, "belle2")
     return {"kind": "signal", "process": process, "cross_section_nb": sigma, "parameters": {}}
 
 
