@@ -159,6 +159,17 @@ class ComponentFit:
     ellipse_uncertainty: float
     converged: bool
     message: str = ""
+    model: "_Model | None" = field(default=None, repr=False)
+
+    def bin_yields(self, mbc_edges: np.ndarray, de_edges: np.ndarray) -> np.ndarray:
+        """The fitted (weighted) yield in each bin of a grid inside the fitted plane (n_mbc x n_de)."""
+        m = self.model
+        full = m.plane.de_edges
+        n_shape = _n_shape_parameters(self.shape)
+        probs = bin_probabilities(self.shape, self.theta[1 : 1 + n_shape], np.concatenate([[full[0]], de_edges, [full[-1]]]))[1:-1]
+        a = m._slope(self.theta)
+        q = m._mbc_integral(mbc_edges[:-1], mbc_edges[1:], a) / m.sideband_mbc_integral(a)
+        return self.scale * float(np.exp(self.theta[0])) * np.outer(q, probs)
 
     @property
     def parameters(self) -> dict[str, float]:
@@ -297,7 +308,7 @@ def fit_component(dataset: str, plane: Plane, geometry: PlaneGeometry, shape: Sh
     if not (var_b > 0):  # a degenerate direction (e.g. an unused mixture component): Poisson on the yield
         var_b, ok = b * b / max(n_de.sum(), 1.0), False
     return ComponentFit(dataset, shape, mbc_shape, scale, float(n_de.sum()), theta, cov, scale * b, scale * math.sqrt(var_b),
-                        converged=bool(best.success or ok) and ok, message=str(best.message))
+                        converged=bool(best.success or ok) and ok, message=str(best.message), model=model)
 
 
 def fitted_curve(fit: ComponentFit, plane: Plane, geometry: PlaneGeometry) -> np.ndarray:
