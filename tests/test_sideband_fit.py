@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import math
 
-import hist
 import numpy as np
 import pytest
 
 from belle_rare.stats.model_config import load_stats_config
 from belle_rare.stats.search_limits import Settings, compute_search_limits
 from belle_rare.stats.sideband_fit import Plane, PlaneGeometry, _Model, bin_probabilities, estimate_background, fit_component
-from belle_rare.stats.synthetic import book, set_bins, write_run_output
+from belle_rare.stats.synthetic import taulgamma_plane_output
 from belle_rare.stats.workspace import channel_geometry
 
 MBC_EDGES = np.linspace(1.5, 2.0, 201)  # the processor's plane (configs/searches/taulgamma.yaml histograms)
@@ -120,42 +119,10 @@ def test_low_statistics_fall_back_to_the_plain_count_and_the_mc_bound():
 
 def _run_output(tmp_path, n_plane: float, w: float = 1.0, signal_sigma_scale: float = 0.5, flat_signal: bool = False,
                 seed: int = 5) -> None:
-    """tautau background drawn from the known density (weight ``w``), signals Gaussian at the ellipse
-    centre (widths ``signal_sigma_scale`` x half-axes) or, ``flat_signal``, distributed as the background."""
-    rng = np.random.default_rng(seed)
-    histograms: dict = {}
-    tag = hist.axis.StrCategory(["lepton", "pi", "rho"], name="tag", label="tag class")
-    counts = book(histograms, "yields", tag)
-    plane = book(histograms, "mbc_de", tag, hist.axis.Regular(200, 1.5, 2.0, name="mbc"),
-                 hist.axis.Regular(150, -0.1, 0.05, name="de"), systematics=False)
-    centres = np.meshgrid(0.5 * (MBC_EDGES[1:] + MBC_EDGES[:-1]), 0.5 * (DE_EDGES[1:] + DE_EDGES[:-1]), indexing="ij")
-    datasets = {"tautau": {"kind": "background", "process": "tautau", "cross_section_nb": 0.919, "scale": w, "parameters": {}}}
-    one_tag = np.array([1.0, 0.0, 0.0])[:, None, None]
-
-    def fill(dataset: str, channel: str, events: np.ndarray, weight: float, geometry: PlaneGeometry) -> None:
-        # the processor splits events by the exact ellipse; here by bin centre (the bins are the events)
-        inside = geometry.contains(*centres)
-        for region, mask in (("signal", inside), ("outside", ~inside)):
-            grid = np.where(mask, events, 0.0)
-            set_bins(plane, dataset, channel, region, one_tag * grid * weight, one_tag * grid * weight**2)
-            set_bins(counts, dataset, channel, region, np.array([1.0, 0, 0]) * grid.sum() * weight,
-                     np.array([1.0, 0, 0]) * grid.sum() * weight**2)
-
-    config = load_stats_config("taulgamma")
-    for ch in ("mugamma", "egamma"):
-        geometry = channel_geometry(config, ch)
-        fill("tautau", ch, rng.poisson(true_plane(n_plane)).astype(float), w, geometry)
-        sig = f"sig_tau{ch}"
-        datasets[sig] = {"kind": "signal", "process": sig, "cross_section_nb": 2 * 0.919 * 1e-7, "parameters": {}, "scale": 1e-3}
-        if flat_signal:
-            s = true_plane(1e6) * geometry.contains(*centres)
-        else:
-            s = np.exp(-0.5 * (((centres[0] - geometry.mbc_mean) / (signal_sigma_scale * geometry.mbc_half_axis)) ** 2
-                               + ((centres[1] - geometry.de_mean) / (signal_sigma_scale * geometry.de_half_axis)) ** 2))
-            s = s * geometry.contains(*centres)
-        s = 2000.0 * s / s.sum()  # 2000 simulated signal events in the ellipse
-        fill(sig, ch, s, 1e-3, geometry)
-    write_run_output(tmp_path, "taulgamma", "belle", 988.0, datasets, histograms)
+    """tautau drawn from the known density (weight ``w``); signals Gaussian at the ellipse centre
+    (``signal_sigma_scale`` x half-axes) or, ``flat_signal``, distributed as the background."""
+    taulgamma_plane_output(tmp_path, true_plane(n_plane), w, signal_sigma_scale=signal_sigma_scale, flat_signal=flat_signal,
+                           rng=np.random.default_rng(seed))
 
 
 def _limits(tmp_path, **settings) -> tuple[dict, dict]:
