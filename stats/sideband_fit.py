@@ -157,7 +157,7 @@ class ComponentFit:
     covariance: np.ndarray
     ellipse: float  # expected yield in the ellipse (weighted)
     ellipse_uncertainty: float
-    converged: bool
+    converged: bool  # a positive-definite covariance at the minimum (BFGS's own flag trips on precision loss)
     message: str = ""
     model: "_Model | None" = field(default=None, repr=False)
 
@@ -308,7 +308,7 @@ def fit_component(dataset: str, plane: Plane, geometry: PlaneGeometry, shape: Sh
     if not (var_b > 0):  # a degenerate direction (e.g. an unused mixture component): Poisson on the yield
         var_b, ok = b * b / max(n_de.sum(), 1.0), False
     return ComponentFit(dataset, shape, mbc_shape, scale, float(n_de.sum()), theta, cov, scale * b, scale * math.sqrt(var_b),
-                        converged=bool(best.success or ok) and ok, message=str(best.message), model=model)
+                        converged=ok, message=str(best.message), model=model)
 
 
 def fitted_curve(fit: ComponentFit, plane: Plane, geometry: PlaneGeometry) -> np.ndarray:

@@ -560,8 +560,10 @@ def _sideband_fit_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
     fitted = ", ".join(f"{f.dataset} {f.ellipse:.4g} +- {f.ellipse_uncertainty:.2g} ({f.fit_events:.0f} events, {f.shape})" for f in est.fits)
     counted = ", ".join(f"{d} {v:.4g}" for d, (v, _) in est.counted.items()) or "none"
     bound = f" + MC bound {est.bound.mean:.4g} +- {est.bound.uncertainty:.2g} ({', '.join(sorted(est.bound.weights))})" if est.bound else ""
+    plain = _count_record(cb, sample, [])
     notes.append(f"{channel.name}: background '{sample.name}' (sideband fit in M_bc {list(geometry.sideband_mbc)}) = "
-                 f"fitted [{fitted}] + plain count [{counted}]{bound} = {est.value:.4g} +- {est.uncertainty:.2g}")
+                 f"fitted [{fitted}] + plain count [{counted}]{bound} = {est.value:.4g} +- {est.uncertainty:.2g}; "
+                 f"cross-check, the plain simulated count in '{channel.region}': {plain['value']:.4g} +- {plain['uncertainty']:.2g}")
     b = est.fitted + est.counted_value
     modifiers: list[dict] = [{"name": f"sideband_fit_{channel.name}", "type": "shapesys", "data": [math.sqrt(est.fit_and_count_variance)]}]
     # the plain count's histosys / staterror describe simulated yields, not a fitted one: normsys only

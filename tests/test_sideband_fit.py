@@ -156,7 +156,7 @@ def test_the_stats_model_takes_the_sideband_fit_with_the_plain_count_beside_it(p
     assert fit["value"] == pytest.approx(plain["value"], abs=3 * plain["uncertainty"])
     # the fit uses the sidebands' statistics: more precise than the plain count of the same simulation
     assert fit["uncertainty"] < 0.7 * plain["uncertainty"]
-    assert any("sideband fit" in n for n in doc["notes"])
+    assert any("sideband fit" in n and "cross-check, the plain simulated count" in n for n in doc["notes"])
     assert "(M_bc, dE) bins" in mu["method"] and mu["counting_cross_check"]["workspace"].endswith("_counting.json")
 
 
