@@ -190,3 +190,24 @@ def test_make_run_statistics_fall_back(tmp_path):
     fit = next(e for e in mu["background_estimates"] if e["estimate"] == "sideband_fit")
     assert fit["fallback"] and "counting_cross_check" not in mu
     assert any("falls back to the plain simulated count" in n for n in doc["notes"])
+
+
+def test_shape_templates_sum_to_the_counting_numbers():
+    """The bins of the shape fit hold the ellipse: overlaps add up to its area, the background
+    templates to the fitted + counted yield and to the MC bound."""
+    from belle_rare.stats.shape_fit import SHAPE_REBIN, _grouped_edges, background_density, ellipse_overlap
+
+    m_edges, d_edges = _grouped_edges(MBC_EDGES, SHAPE_REBIN[0]), _grouped_edges(DE_EDGES, SHAPE_REBIN[1])
+    overlap = ellipse_overlap(GEOMETRY, m_edges, d_edges)
+    assert float((overlap * np.outer(np.diff(m_edges), np.diff(d_edges))).sum()) == pytest.approx(GEOMETRY.area, rel=5e-3)
+    rng = np.random.default_rng(8)
+    light = rng.poisson(true_plane(1500.0)).astype(float)
+    planes = {"tautau": Plane(light, light, MBC_EDGES, DE_EDGES)}
+    est = estimate_background(planes, {"tautau": (0.0, 0.0), "mumu": (2.0, 2.0), "ee": (0.0, 0.0)}, GEOMETRY,
+                              {"tautau": {"scale": 1.0}, "mumu": {"scale": 1.0}, "ee": {"scale": 50.0}})
+    fitted, bound = background_density(est, GEOMETRY, m_edges, d_edges)
+    assert fitted.sum() == pytest.approx(est.fitted + 2.0) and bound.sum() == pytest.approx(50.0)
+    # the fitted part follows the dE shape: more background on the ellipse's low-dE side (the Landau peak at -0.01)
+    centres = 0.5 * (d_edges[1:] + d_edges[:-1])
+    low, high = centres < GEOMETRY.de_mean, centres > GEOMETRY.de_mean
+    assert (fitted - bound * 2.0 / 50.0)[:, low].sum() > (fitted - bound * 2.0 / 50.0)[:, high].sum()
