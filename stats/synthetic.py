@@ -183,6 +183,7 @@ def taulgamma_plane_output(
     rng: np.random.Generator | None = None,
     luminosity_fb: float = 988.0,
     reference_br: float = 1.0e-7,
+    data: np.ndarray | None = None,
 ) -> Path:
     """A tau -> l gamma run output with the processor's (M_bc, dE/sqrt(s)) plane ``mbc_de`` (200 x 150
     bins, 1.5-2.0 GeV x -0.1-0.05) and the ``yields`` it sums to, for the sideband fit.
@@ -191,7 +192,8 @@ def taulgamma_plane_output(
     given without), each weighing ``weight``; signals: ``signal_events`` (weighted, 2000 simulated
     events) inside each channel's ellipse, Gaussian about its centre with ``signal_sigma_scale`` x the
     half-axes, or (``flat_signal``) distributed as ``background``. Events are split into "signal"
-    (bin centre in the ellipse of the search config) and "outside"; tag class "lepton" only."""
+    (bin centre in the ellipse of the search config) and "outside"; tag class "lepton" only.
+    ``data``: a pseudo-data plane (events per bin, weight 1), dataset ``data`` of kind data."""
     from belle_rare.processors import registry
     from belle_rare.stats.sideband_fit import PlaneGeometry
 
@@ -215,6 +217,9 @@ def taulgamma_plane_output(
         g = PlaneGeometry(**search_config.sideband_plane(ch))
         inside = g.contains(*centres)
         fill("tautau", ch, rng.poisson(background).astype(float) if rng is not None else background, weight, inside)
+        if data is not None:
+            datasets["data"] = {"kind": "data", "cross_section_nb": 0.0, "scale": 1.0, "parameters": {}}
+            fill("data", ch, data, 1.0, inside)
         sig = f"sig_tau{ch}"
         if flat_signal:
             s = background * inside

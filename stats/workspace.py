@@ -532,11 +532,14 @@ def channel_geometry(config: StatsConfig, channel: str) -> PlaneGeometry:
 
 def _sideband_fit_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
     """The expected background in the ellipse from the (M_bc, dE) sideband fit of every background
-    dataset (stats.sideband_fit); the plain count (with the MC bound) where no dataset has the
-    statistics to fit -- then built exactly as ``mc_count`` and said so."""
+    dataset (stats.sideband_fit) -- or, with pseudo-data in the run, of the data's sidebands, as the
+    paper (the default shape; the ellipse's data are not used); the plain simulated count (with the
+    MC bound) where nothing has the statistics to fit -- then built exactly as ``mc_count`` and said so."""
     spec = sample.data_driven.sideband_fit
     channel = cb.channel
-    datasets = spec.datasets.select(cb.run.datasets)
+    data_sets = channel.observation.select(cb.run.datasets)
+    datasets = data_sets or spec.datasets.select(cb.run.datasets)
+    what = "data" if data_sets else "simulated"
     if spec.histogram not in cb.run.histogram_names():
         why = f"no histogram '{spec.histogram}' in the run output"
         est, geometry = None, None
@@ -544,10 +547,12 @@ def _sideband_fit_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
         geometry = channel_geometry(cb.config, channel.channel_value)
         planes = sideband_planes(cb.run, spec, channel.channel_value, datasets)
         shapes = {d: spec.shapes.get(d, spec.shapes.get("default", "landau_exponential")) for d in datasets}
-        est = estimate_background(planes, cb.per_dataset(datasets), geometry, cb.run.datasets, shapes,
+        # data: only the fit counts (its ellipse is what the limit tests, and it carries no MC bound)
+        counts = {d: (0.0, 0.0) for d in datasets} if data_sets else cb.per_dataset(datasets)
+        est = estimate_background(planes, counts, geometry, {} if data_sets else cb.run.datasets, shapes,
                                   mbc_shape=spec.mbc_shape, min_events=spec.min_events)
         notes.extend(f"{channel.name}: sideband fit: {n}" for n in est.notes)
-        why = f"no background dataset with >= {spec.min_events:g} simulated events in the M_bc sidebands"
+        why = f"no {'data' if data_sets else 'background'} dataset with >= {spec.min_events:g} {what} events in the M_bc sidebands"
     if est is None or est.fallback:
         notes.append(f"{channel.name}: background '{sample.name}' (sideband fit): {why}: falls back to the plain simulated "
                      f"count in '{channel.region}' with the MC statistical bound")
@@ -561,7 +566,7 @@ def _sideband_fit_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
     counted = ", ".join(f"{d} {v:.4g}" for d, (v, _) in est.counted.items()) or "none"
     bound = f" + MC bound {est.bound.mean:.4g} +- {est.bound.uncertainty:.2g} ({', '.join(sorted(est.bound.weights))})" if est.bound else ""
     plain = _count_record(cb, sample, [])
-    notes.append(f"{channel.name}: background '{sample.name}' (sideband fit in M_bc {list(geometry.sideband_mbc)}) = "
+    notes.append(f"{channel.name}: background '{sample.name}' (sideband fit of the {what} events in M_bc {list(geometry.sideband_mbc)}) = "
                  f"fitted [{fitted}] + plain count [{counted}]{bound} = {est.value:.4g} +- {est.uncertainty:.2g}; "
                  f"cross-check, the plain simulated count in '{channel.region}': {plain['value']:.4g} +- {plain['uncertainty']:.2g}")
     b = est.fitted + est.counted_value
@@ -572,7 +577,7 @@ def _sideband_fit_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
     built = [{"name": sample.name, "data": [b], "modifiers": modifiers}]
     if est.bound is not None:
         built.append(_mc_bound_sample(cb, sample.name, est.bound))
-    record = {"_fit": (est, geometry), **est.as_dict(), "ellipse": {"mbc_mean": geometry.mbc_mean, "de_mean": geometry.de_mean,
+    record = {"_fit": (est, geometry), **est.as_dict(), "fitted_to": "data" if data_sets else "simulation (Asimov)", "ellipse": {"mbc_mean": geometry.mbc_mean, "de_mean": geometry.de_mean,
                                            "mbc_half_axis": geometry.mbc_half_axis, "de_half_axis": geometry.de_half_axis},
               "sideband_mbc": [list(w) for w in geometry.sideband_mbc]}
     return built, np.array([est.value]), False, bounds, record

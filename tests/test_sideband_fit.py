@@ -211,3 +211,19 @@ def test_shape_templates_sum_to_the_counting_numbers():
     centres = 0.5 * (d_edges[1:] + d_edges[:-1])
     low, high = centres < GEOMETRY.de_mean, centres > GEOMETRY.de_mean
     assert (fitted - bound * 2.0 / 50.0)[:, low].sum() > (fitted - bound * 2.0 / 50.0)[:, high].sum()
+
+
+def test_with_pseudo_data_the_fit_runs_on_the_data_sidebands(tmp_path):
+    """As the paper: pseudo-data (Poisson, weight 1) of twice the simulated density -- the estimate
+    follows the data, with the data's Poisson precision, and the shape fit observes the data."""
+    rng = np.random.default_rng(21)
+    data = rng.poisson(true_plane(6000.0)).astype(float)
+    taulgamma_plane_output(tmp_path, true_plane(3000.0), 1.0, signal_sigma_scale=0.3, rng=rng, data=data)
+    mu, doc = _limits(tmp_path, calculator="asymptotics")
+    fit = next(e for e in mu["background_estimates"] if e["estimate"] == "sideband_fit")
+    assert fit["fitted_to"] == "data" and [f["dataset"] for f in fit["fits"]] == ["data"]
+    truth = true_ellipse(true_plane(6000.0), channel_geometry(load_stats_config("taulgamma"), "mugamma"))
+    assert fit["value"] == pytest.approx(truth, abs=3 * fit["uncertainty"])
+    assert fit["fits"][0]["weight_per_count"] == pytest.approx(1.0)
+    assert mu["observed_events"] > 0 and not mu["asimov_observation"]
+    assert any("sideband fit of the data events" in n for n in doc["notes"])
