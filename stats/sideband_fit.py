@@ -302,6 +302,8 @@ def fit_component(dataset: str, plane: Plane, geometry: PlaneGeometry, shape: Sh
     except np.linalg.LinAlgError:
         cov, ok = np.full((len(theta), len(theta)), np.nan), False
     b = model.ellipse_yield(theta)
+    if not (np.all(np.isfinite(theta)) and math.isfinite(b)):
+        raise ValueError(f"{dataset}: the sideband fit did not converge ({best.message})")
     grad = np.array([(model.ellipse_yield(theta + e) - model.ellipse_yield(theta - e)) / (2 * s)
                      for e, s in zip(np.diag(steps), steps)])
     var_b = float(grad @ cov @ grad) if ok else float("nan")
@@ -384,7 +386,11 @@ def estimate_background(planes: dict[str, Plane], ellipse_counts: dict[str, tupl
             n_fit = y * y / var if var > 0 else 0.0  # scaled (effective) counts
         if n_fit >= min_events:
             try:
-                fits.append(fit_component(name, plane, geometry, shapes.get(name, default_shape), mbc_shape))
+                fit = fit_component(name, plane, geometry, shapes.get(name, default_shape), mbc_shape)
+                fits.append(fit)
+                if not fit.converged:
+                    notes.append(f"{name}: no positive-definite covariance at the minimum: the ellipse yield's "
+                                 f"uncertainty is its Poisson one from the {fit.fit_events:.0f} sideband events")
                 continue
             except ValueError as err:
                 notes.append(f"{name}: sideband fit failed ({err}): plain count in the ellipse")
