@@ -94,6 +94,114 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 
+def _sideband_fit_spec(channel: str) -> Any:
+    """The stats model's sideband-fit settings of ``channel`` (configs/stats/taulgamma.yaml), or None."""
+    from belle_rare.stats.model_config import load_stats_config
+
+    for ch in load_stats_config("taulgamma").channels:
+        if ch.name == channel:
+            for sample in ch.samples:
+                if sample.data_driven is not None and sample.data_driven.sideband_fit is not None:
+                    return sample.data_driven.sideband_fit
+    return None
+
+
+def sideband_estimates(result: dict[str, Any]) -> dict[str, tuple[Any, Any, dict[str, Any]]]:
+    """Per channel: (the sideband-fit estimate of the background in the ellipse, its geometry, the
+    background planes) as the stats model computes it (stats/sideband_fit.py), from this run's histograms."""
+    from belle_rare.stats.sideband_fit import Plane, PlaneGeometry, estimate_background
+
+    cfg, meta, hists = result["processor"].config, result["metadata"], result["histograms"]
+    backgrounds = [d for d, info in meta["datasets"].items() if info["kind"] == "background"]
+    out = {}
+    for channel in CHANNELS:
+        spec = _sideband_fit_spec(channel)
+        if spec is None:
+            continue
+        geometry = PlaneGeometry(**cfg.sideband_plane(channel))
+        planes, counts = {}, {}
+        for d in backgrounds:
+            h = _plane(hists, d, channel)
+            if h is not None and h.values().sum() > 0:
+                planes[d] = Plane(h.values(), h.variances(), h.axes[0].edges, h.axes[1].edges)
+            sr = summed(hists, "yields", d, channel, region="signal", variation="nominal", tag=sum)
+            counts[d] = (float(sr.value), float(sr.variance)) if sr is not None else (0.0, 0.0)
+        shapes = {d: spec.shapes.get(d, spec.shapes.get("default", "landau_exponential")) for d in backgrounds}
+        est = estimate_background(planes, counts, geometry, meta["datasets"], shapes, mbc_shape=spec.mbc_shape, min_events=spec.min_events)
+        out[channel] = (est, geometry, planes)
+    return out
+
+
+def sideband_rows(result: dict[str, Any], estimates: dict[str, tuple[Any, Any, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """validation.json rows: the sideband-fit background in the ellipse beside the paper's (sec. 3), scaled to the run luminosity."""
+    cfg, meta = result["processor"].config, result["metadata"]
+    lumi = float(meta["luminosity_fb"])
+    rows = []
+    for channel, (est, geometry, _) in estimates.items():
+        paper = getattr(cfg.paper.expected_background, channel) * lumi / 988.0
+        if est.fallback:
+            note = (f"fallback: no background dataset with >= {est.min_events:g} simulated events in the M_bc sidebands "
+                    f"{list(geometry.sideband_mbc)}: the plain count in the ellipse with the MC statistical bound")
+        else:
+            fits = ", ".join(f"{f.dataset} {f.ellipse:.3g} +- {f.ellipse_uncertainty:.2g} ({f.fit_events:.0f} events, {f.shape})" for f in est.fits)
+            note = f"sideband fit in M_bc {list(geometry.sideband_mbc)}: {fits}; plain counts of the rest {est.counted_value:.3g}"
+            if est.bound is not None:
+                note += f"; MC bound of the empty ones {est.bound.mean:.3g} ({', '.join(sorted(est.bound.weights))})"
+        rows.append({"quantity": f"expected background in the signal region, sideband fit ({channel})", "ours": est.value,
+                     "ours_error": est.uncertainty, "paper": paper, "unit": "events",
+                     "note": note + f"; paper: 5.8 / 5.1 at 988 /fb (sec. 3) scaled to {lumi:g} /fb"})
+    return rows
+
+
+def sideband_fit_plots(result: dict[str, Any], estimates: dict[str, tuple[Any, Any, dict[str, Any]]], plot_dir: Path) -> list[Path]:
+    """The paper's fig. 5: dE/sqrt(s) of the simulated background in the M_bc sidebands, with the fitted
+    background shape of each fitted dataset; the ellipse's dE span shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mplhep as hep
+
+    from belle_rare.stats.sideband_fit import fitted_curve
+
+    hep.style.use("ROOT")
+    lumi = result["metadata"].get("luminosity_fb")
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for channel, (est, geometry, planes) in estimates.items():
+        fig, ax = plt.subplots()
+        if planes:
+            first = next(iter(planes.values()))
+            edges = first.de_edges
+            sb = geometry.in_sideband(first.mbc_centres)
+            values = sum(p.values[sb].sum(axis=0) for p in planes.values())
+            errors = np.sqrt(sum(p.variances[sb].sum(axis=0) for p in planes.values()))
+            centres = 0.5 * (edges[1:] + edges[:-1])
+            shown = values > 0
+            ax.errorbar(centres[shown], values[shown], yerr=errors[shown], fmt="o", color="black", ms=3,
+                        label="simulated background, M_bc sidebands")
+            total = np.zeros(len(centres))
+            for k, fit in enumerate(est.fits):
+                curve = fitted_curve(fit, planes[fit.dataset], geometry)
+                total += curve
+                ax.plot(centres, curve, color=f"C{k + 1}", lw=1.5, ls="--", label=f"{fit.dataset}: {fit.shape.replace('_', ' + ')}")
+            if est.fits:
+                ax.plot(centres, total, color="tab:red", lw=2, label="fitted background")
+        ax.axvspan(geometry.de_mean - geometry.de_half_axis, geometry.de_mean + geometry.de_half_axis, color="magenta", alpha=0.15,
+                   label="ellipse dE span")
+        status = "fallback: plain count + MC bound" if est.fallback else "sideband fit"
+        ax.text(0.03, 0.62, f"{LABELS[channel]}\nsidebands M_bc {list(geometry.sideband_mbc)}\n"
+                f"b(ellipse) = {est.value:.3g} +- {est.uncertainty:.2g}\n({status})", transform=ax.transAxes,
+                va="top", fontsize="xx-small")
+        ax.set_xlabel("ΔE/√s")
+        ax.set_ylabel(f"events / {lumi:g} fb$^{{-1}}$" if lumi else "events")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="xx-small", loc="upper right")
+        hep.label.exp_text("Belle", "Simulation", ax=ax, loc=0)
+        written.extend(save_figure(fig, plot_dir, f"{channel}_sideband_fit"))
+    return written
+
+
 def simulated_branching_fraction(meta: dict[str, Any], dataset: str) -> float | None:
     """BR(tau -> l gamma) the signal histograms are normalised to: sigma / (2 sigma_tautau), the
     forced sub-decays divided out (as stats/search_limits.py ``reference_value``); None if unknown."""
@@ -226,5 +334,7 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
 
 def write_reports(result: dict[str, Any], out_dir: Path, console: Console) -> None:
     """validation.json, efficiency_report.txt and plots/ into the (temporary) output directory."""
-    write_comparison(measure(result), out_dir, console, "tau -> l gamma: ours vs Belle JHEP 10 (2021) 019")
+    estimates = sideband_estimates(result)
+    write_comparison(measure(result) + sideband_rows(result, estimates), out_dir, console, "tau -> l gamma: ours vs Belle JHEP 10 (2021) 019")
     make_plots(result, out_dir / "plots")
+    sideband_fit_plots(result, estimates, out_dir / "plots")

@@ -171,6 +171,16 @@ class TauLGammaConfig(StrictModel):
         """The signal ellipse of ``channel``: the configured choice (``signal_region.ellipse``) or ``which``."""
         return getattr(getattr(self.signal_region, which or self.signal_region.ellipse), channel)
 
+    def sideband_plane(self, channel: str) -> dict[str, Any]:
+        """The applied ellipse (centre, half-axes = n_sigma x the averaged widths, as ``Ellipse.contains``)
+        and the M_bc sidebands of ``channel``: the geometry of the stats layer's sideband fit
+        (stats/sideband_fit.py ``PlaneGeometry``)."""
+        e, n = self.ellipse(channel), self.signal_region.n_sigma
+        return {"mbc_mean": e.mbc_mean, "de_mean": e.de_mean,
+                "mbc_half_axis": n * 0.5 * (e.sigma_mbc_high + e.sigma_mbc_low),
+                "de_half_axis": n * 0.5 * (e.sigma_de_high + e.sigma_de_low),
+                "sideband_mbc": tuple(tuple(w) for w in self.signal_region.sideband_mbc[channel])}
+
 
 # ---------------------------------------------------------------------------------------------
 # physics

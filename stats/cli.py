@@ -54,9 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--executor", choices=("local", "dask"), default=None, help="search mode, scans")
     p.add_argument("--no-plots", action="store_true", help="search mode: skip the plots")
     p.add_argument(
-        "--background-estimate", choices=("transfer_factor", "factorised"), default=None,
+        "--background-estimate", choices=("transfer_factor", "factorised", "sideband_fit", "mc_count"), default=None,
         help="search mode: data-driven backgrounds from this estimate instead of the stats YAML's "
-        "(tau3mu: plain ABCD = transfer_factor, BDT efficiency factorised = factorised)",
+        "(tau3mu: plain ABCD = transfer_factor, BDT efficiency factorised = factorised; taulgamma: the (M_bc, dE) "
+        "sideband fit = sideband_fit, the plain simulated count in the ellipse = mc_count)",
     )
     p.set_defaults(handler=limit_command)
 

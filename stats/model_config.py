@@ -144,23 +144,66 @@ class FactorisedEfficiency(StrictModel):
         return self
 
 
-BackgroundEstimate = Literal["transfer_factor", "factorised"]
+class SidebandFit(StrictModel):
+    """The expected background in the signal ellipse from a fit to the (M_bc, dE) sidebands of the
+    simulated background (:mod:`stats.sideband_fit`; taulgamma, the paper's sec. 3). The ellipse and
+    the M_bc sidebands come from the search config (its ``sideband_plane(channel)``).
+
+    ``histogram``: the plane after all cuts but the ellipse, summed over ``regions`` (and over every
+    other physics axis, e.g. the tag class); ``shapes``: the dE shape per dataset (``default`` for
+    the rest); datasets with fewer than ``min_events`` simulated events in the fit region keep their
+    plain count (and the MC bound); with none above it the estimate is the plain count (fallback).
+    The plain count of ``datasets`` in the channel's region (``estimate: mc_count``, with the
+    sample's histosys / staterror modifiers) is computed beside it as the cross-check."""
+
+    histogram: str
+    regions: list[str] = pydantic.Field(min_length=1)
+    mbc_axis: str = "mbc"
+    de_axis: str = "de"
+    datasets: DatasetSelection = DatasetSelection(kind="background")
+    shapes: dict[str, Literal["landau_exponential", "landau_gaussian", "exponential"]] = {"default": "landau_exponential"}
+    mbc_shape: Literal["flat", "linear"] = "flat"
+    min_events: float = pydantic.Field(default=20.0, gt=0)
+    # the limit: "shape" = signal + background fit in the fine (M_bc, dE) bins of the ellipse
+    # (search_limits; counting as the cross-check), "counting" = the ellipse count only
+    limit: Literal["shape", "counting"] = "shape"
+
+
+BackgroundEstimate = Literal["transfer_factor", "factorised", "sideband_fit", "mc_count"]
+BACKGROUND_ESTIMATES: tuple[str, ...] = ("transfer_factor", "factorised", "sideband_fit", "mc_count")
 
 
 class DataDriven(StrictModel):
     """Background = (observed count in the sideband region) x transfer factor, Poisson-constrained;
-    or, with ``estimate: factorised``, N(before a cut) x the cut's efficiency (``factorised``)."""
+    or, with ``estimate: factorised``, N(before a cut) x the cut's efficiency (``factorised``); or,
+    with ``estimate: sideband_fit``, the (M_bc, dE) sideband fit (``sideband_fit``; ``mc_count``
+    its plain-count cross-check)."""
 
-    sideband_region: str
+    sideband_region: str | None = None  # needed by transfer_factor / factorised
     histogram: str | None = None  # default: the channel's histogram
-    transfer_factor: TransferFactor
+    transfer_factor: TransferFactor | None = None
     estimate: BackgroundEstimate = "transfer_factor"  # the one the limit uses; the other is a cross-check
     factorised: FactorisedEfficiency | None = None
+    sideband_fit: SidebandFit | None = None
+
+    def offers(self, estimate: str) -> bool:
+        """Whether this background has the block ``estimate`` needs."""
+        if estimate == "transfer_factor":
+            return self.transfer_factor is not None
+        if estimate == "factorised":
+            return self.factorised is not None
+        return self.sideband_fit is not None
 
     @pydantic.model_validator(mode="after")
     def _estimate(self) -> "DataDriven":
+        if self.transfer_factor is None and self.sideband_fit is None:
+            raise ValueError("give a 'transfer_factor' (with 'sideband_region') or a 'sideband_fit' block")
+        if self.transfer_factor is not None and self.sideband_region is None:
+            raise ValueError("a transfer_factor needs 'sideband_region'")
         if self.estimate == "factorised" and self.factorised is None:
             raise ValueError("estimate: factorised needs a 'factorised' block")
+        if not self.offers(self.estimate):
+            raise ValueError(f"estimate: {self.estimate} needs a '{'sideband_fit' if self.estimate == 'mc_count' else self.estimate}' block")
         return self
 
 
@@ -326,7 +369,7 @@ def with_background_estimate(config: StatsConfig, estimate: BackgroundEstimate) 
     def switch(sample: Sample) -> Sample:
         nonlocal switched
         dd = sample.data_driven
-        if dd is None or (estimate == "factorised" and dd.factorised is None):
+        if dd is None or not dd.offers(estimate):
             return sample
         switched += 1
         return sample.model_copy(update={"data_driven": dd.model_copy(update={"estimate": estimate})})

@@ -17,8 +17,7 @@ Everything is computed before anything is written, and every file is written ato
 from __future__ import annotations
 
 import json
-
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +49,7 @@ from belle_rare.stats.normalisation import (
 )
 from belle_rare.core.atomic import write_json
 from belle_rare.stats.scan import SCAN_RULE, ScanTask, run_scan
+from belle_rare.stats.shape_fit import shape_workspace
 from belle_rare.stats.workspace import Hypothesis, build_workspace, hypotheses, poi_name
 
 COMBINED = "combined"
@@ -239,11 +239,52 @@ def _single_limit(config, run, signal, hyp, target, channels, s: Settings, cl, o
     stem = f"{signal}_{target}"
     entry = _entry(config, run, signal, target, channels, hyp, built, cl, res.observed, list(res.expected), res.calculator, res.calculator_reason, method)
     entry.update(ntoys=res.ntoys, seed=res.seed, workspace=f"workspaces/{stem}.json", cls_points=res.points_dict())
+    shape = _shape_fit_limit(config, run, signal, hyp, target, channels, built, s, cl, out, notes, entry)
+    if shape is not None:
+        return shape
     out.workspaces[f"workspaces/{stem}.json"] = built.spec
     physics = entry["physics"]
     per_poi = physics["observed"] / res.observed if res.observed else 1.0  # the normalisation is linear in the POI
     axis = f"{physics['quantity'].replace('_', ' ')} of {config.signals[signal].label}" + (f" [{physics['unit']}]" if physics["unit"] else "")
     out.cls_plots.append((f"cls_{stem}", res, f"{config.signals[signal].label}, {target}", per_poi, axis))
+    return entry
+
+
+def _shape_fit_limit(config, run, signal, hyp, target, channels, built, s: Settings, cl, out: SearchLimits, notes, counting: dict) -> dict | None:
+    """The limit from the signal + background fit in fine (M_bc, dE) bins of the ellipse (stats.shape_fit),
+    when every channel's background comes from a sideband fit that asks for it (``limit: shape``);
+    the counting limit ``counting`` goes beside it as ``counting_cross_check``. None otherwise (or,
+    with a note, if the shape fit fails: the counting limit stands)."""
+    specs = {}
+    for c in channels:
+        fits = built.sideband_fits.get(c)
+        channel = next(ch for ch in config.channels if ch.name == c)
+        samples = [smp for smp in channel.samples if fits and smp.name in fits]
+        if len(samples) != 1 or samples[0].data_driven.sideband_fit.limit != "shape":
+            return None
+        specs[c] = samples[0].data_driven.sideband_fit
+    stem = f"{signal}_{target}"
+    try:
+        spec = shape_workspace(config, run, built.spec, built.sideband_fits, specs, signal, list(hyp.datasets), poi_name(signal))
+        model, data = model_and_data(workspace_from_spec(spec, f"{signal}/{target} shape fit"), measurement=signal)
+        calculator, _ = choose_calculator(model, s.calculator or config.calculator)
+        res = upper_limit(model, data, cl=cl, calculator=calculator, ntoys=s.ntoys or config.ntoys, seed=config.seed, workers=s.workers or 1)
+    except StatsError as err:  # FitError, LimitOutOfBounds, WorkspaceError
+        notes.append(f"{target}: the (M_bc, dE) shape fit failed ({err}); the limit is the counting one")
+        return None
+    signal_events = {signal: {ch["name"]: float(sum(ch["samples"][0]["data"])) for ch in spec["channels"]}}
+    shaped = replace(built, spec=spec, signal_events=signal_events)
+    method = f"pyhf {res.calculator}, signal + background fit in {sum(len(o['data']) for o in spec['observations'])} (M_bc, dE) bins of the ellipse"
+    entry = _entry(config, run, signal, target, channels, hyp, shaped, cl, res.observed, list(res.expected), res.calculator, res.calculator_reason, method)
+    entry.update(ntoys=res.ntoys, seed=res.seed, workspace=f"workspaces/{stem}.json", cls_points=res.points_dict())
+    entry["counting_cross_check"] = {**{k: counting[k] for k in ("method", "calculator", "poi_limit", "signal_events", "physics", "ntoys")},
+                                     "workspace": f"workspaces/{stem}_counting.json"}
+    out.workspaces[f"workspaces/{stem}.json"] = spec
+    out.workspaces[f"workspaces/{stem}_counting.json"] = built.spec
+    physics = entry["physics"]
+    per_poi = physics["observed"] / res.observed if res.observed else 1.0
+    axis = f"{physics['quantity'].replace('_', ' ')} of {config.signals[signal].label}" + (f" [{physics['unit']}]" if physics["unit"] else "")
+    out.cls_plots.append((f"cls_{stem}", res, f"{config.signals[signal].label}, {target} (shape fit)", per_poi, axis))
     return entry
 
 

@@ -171,3 +171,63 @@ def taulgamma_counting_output(
             set_bins(counts, "data", ch, "signal", observed[ch] * split, observed[ch] * split)
             set_bins(plane, "data", ch, "signal", observed[ch] * plane_split, observed[ch] * plane_split)
     return write_run_output(results_dir, "taulgamma", "belle", luminosity_fb, datasets, histograms)
+
+
+def taulgamma_plane_output(
+    results_dir: str | Path,
+    background: np.ndarray,
+    weight: float,
+    signal_events: float = 2.0,
+    signal_sigma_scale: float = 0.5,
+    flat_signal: bool = False,
+    rng: np.random.Generator | None = None,
+    luminosity_fb: float = 988.0,
+    reference_br: float = 1.0e-7,
+    data: np.ndarray | None = None,
+) -> Path:
+    """A tau -> l gamma run output with the processor's (M_bc, dE/sqrt(s)) plane ``mbc_de`` (200 x 150
+    bins, 1.5-2.0 GeV x -0.1-0.05) and the ``yields`` it sums to, for the sideband fit.
+
+    ``background``: expected simulated tautau events per plane bin (Poisson-drawn with ``rng``, as
+    given without), each weighing ``weight``; signals: ``signal_events`` (weighted, 2000 simulated
+    events) inside each channel's ellipse, Gaussian about its centre with ``signal_sigma_scale`` x the
+    half-axes, or (``flat_signal``) distributed as ``background``. Events are split into "signal"
+    (bin centre in the ellipse of the search config) and "outside"; tag class "lepton" only.
+    ``data``: a pseudo-data plane (events per bin, weight 1), dataset ``data`` of kind data."""
+    from belle_rare.processors import registry
+    from belle_rare.stats.sideband_fit import PlaneGeometry
+
+    search_config = registry.get_search("taulgamma").load_config()
+    histograms: RunHistograms = {}
+    tag = hist.axis.StrCategory(["lepton", "pi", "rho"], name="tag", label="tag class")
+    counts = book(histograms, "yields", tag)
+    plane = book(histograms, "mbc_de", tag, hist.axis.Regular(200, 1.5, 2.0, name="mbc"), hist.axis.Regular(150, -0.1, 0.05, name="de"),
+                 systematics=False)
+    centres = np.meshgrid(plane.template.axes["mbc"].centers, plane.template.axes["de"].centers, indexing="ij")
+    datasets = {"tautau": {"kind": "background", "process": "tautau", "cross_section_nb": SIGMA_TAUTAU_NB, "scale": weight, "parameters": {}}}
+    one_tag = np.array([1.0, 0.0, 0.0])
+
+    def fill(dataset: str, channel: str, events: np.ndarray, w: float, inside: np.ndarray) -> None:
+        for region, mask in (("signal", inside), ("outside", ~inside)):
+            grid = np.where(mask, events, 0.0)
+            set_bins(plane, dataset, channel, region, one_tag[:, None, None] * grid * w, one_tag[:, None, None] * grid * w * w)
+            set_bins(counts, dataset, channel, region, one_tag * grid.sum() * w, one_tag * grid.sum() * w * w)
+
+    for ch in ("mugamma", "egamma"):
+        g = PlaneGeometry(**search_config.sideband_plane(ch))
+        inside = g.contains(*centres)
+        fill("tautau", ch, rng.poisson(background).astype(float) if rng is not None else background, weight, inside)
+        if data is not None:
+            datasets["data"] = {"kind": "data", "cross_section_nb": 0.0, "scale": 1.0, "parameters": {}}
+            fill("data", ch, data, 1.0, inside)
+        sig = f"sig_tau{ch}"
+        if flat_signal:
+            s = background * inside
+        else:
+            s = np.exp(-0.5 * (((centres[0] - g.mbc_mean) / (signal_sigma_scale * g.mbc_half_axis)) ** 2
+                               + ((centres[1] - g.de_mean) / (signal_sigma_scale * g.de_half_axis)) ** 2)) * inside
+        s = 2000.0 * s / s.sum()
+        w_sig = signal_events / 2000.0
+        datasets[sig] = {"kind": "signal", "process": sig, "cross_section_nb": 2 * SIGMA_TAUTAU_NB * reference_br, "scale": w_sig, "parameters": {}}
+        fill(sig, ch, s, w_sig, inside)
+    return write_run_output(results_dir, "taulgamma", "belle", luminosity_fb, datasets, histograms)

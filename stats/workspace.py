@@ -27,8 +27,11 @@ import numpy as np
 from belle_rare.core.histograms import VARIATION_AXIS
 from belle_rare.stats import histograms as H
 from belle_rare.stats.errors import StatsError
-from belle_rare.stats.model_config import Channel, DataDriven, HistoSys, Lumi, NormSys, Sample, StatError, StatsConfig
-from belle_rare.stats.histograms import RunOutput, Yields
+from belle_rare.core.histograms import physics_axes
+from belle_rare.processors import registry  # the search config: the sideband fit's ellipse and sidebands
+from belle_rare.stats.model_config import Channel, DataDriven, HistoSys, Lumi, NormSys, Sample, SidebandFit, StatError, StatsConfig
+from belle_rare.stats.histograms import RunOutput, Yields, fit_shape
+from belle_rare.stats.sideband_fit import Plane, PlaneGeometry, SidebandEstimate, estimate_background
 from belle_rare.stats.factorised import factorised_estimate
 from belle_rare.stats.mc_bound import BoundedCount, McBound, bounded_count, fill_empty_fraction, mc_bound
 
@@ -71,6 +74,8 @@ class BuiltWorkspace:
     mc_bounds: dict[str, list[dict]] = field(default_factory=dict)
     # channel -> the data-driven estimates computed (the one used and its cross-check), see stats.factorised
     background_estimates: dict[str, list[dict]] = field(default_factory=dict)
+    # channel -> {sample: (sideband fit, geometry)} of the backgrounds the limit takes from a sideband fit
+    sideband_fits: dict[str, dict] = field(default_factory=dict)
 
 
 def hypotheses(config: StatsConfig, run: RunOutput, signal: str) -> list[Hypothesis]:
@@ -105,6 +110,7 @@ class _ChannelBuilder:
         self.h = run.histogram(self.name)  # axes of the histogram in every dataset
         self.mask = self._window_mask(hypotheses)
         self.estimates: list[dict] = []  # data-driven estimates of this channel (used and cross-checks)
+        self.sideband_fits: dict[str, tuple[SidebandEstimate, PlaneGeometry]] = {}  # sample -> the used sideband fit
 
     def _window_mask(self, hyps: dict[str, Hypothesis]) -> np.ndarray | None:
         win = self.channel.window
@@ -169,6 +175,7 @@ def build_workspace(
     observed_events: dict[str, float] = {}
     mc_bounds: dict[str, list[dict]] = {}
     background_estimates_: dict[str, list[dict]] = {}
+    sideband_fits: dict[str, dict] = {}
     asimov = False
     uses_lumi = False
     for channel in chosen:
@@ -190,6 +197,8 @@ def build_workspace(
                 background_total = nominal if background_total is None else background_total + nominal
         if cb.estimates:
             background_estimates_[channel.name] = cb.estimates
+        if cb.sideband_fits:
+            sideband_fits[channel.name] = cb.sideband_fits
         if background_total is None:
             background_total = np.zeros_like(cb.nominal([]).values)
         data_sets = channel.observation.select(run.datasets)
@@ -211,7 +220,8 @@ def build_workspace(
         for sig in signals
     ]
     spec = {"channels": spec_channels, "observations": observations, "measurements": measurements, "version": "1.0.0"}
-    return BuiltWorkspace(spec, signal_events, background_events, observed_events, asimov, notes, mc_bounds, background_estimates_)
+    return BuiltWorkspace(spec, signal_events, background_events, observed_events, asimov, notes, mc_bounds, background_estimates_,
+                          sideband_fits)
 
 
 def _build_sample(cb: _ChannelBuilder, sample: Sample, hyps: dict[str, Hypothesis], notes: list[str]):
@@ -297,7 +307,7 @@ def _data_driven_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
     """The estimate the YAML selects (``estimate``) builds the sample; every other one the sample
     offers is computed beside it as a cross-check and recorded in ``cb.estimates``."""
     dd: DataDriven = sample.data_driven
-    offered = ["transfer_factor"] + (["factorised"] if dd.factorised is not None else [])
+    offered = [m for m in _ESTIMATORS if dd.offers(m)]
     result = None
     for method in offered:
         used = method == dd.estimate
@@ -307,6 +317,9 @@ def _data_driven_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
             if used:
                 raise
             record = {"error": str(err)}
+        fit = record.pop("_fit", None)  # a sideband fit the limit may take its shape from (search_limits)
+        if used and fit is not None:
+            cb.sideband_fits[sample.name] = fit
         cb.estimates.append({"sample": sample.name, "estimate": method, "used": used, **record})
         if used:
             result = tuple(built)
@@ -477,7 +490,117 @@ def _transfer_factor_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str
     return [{"name": sample.name, "data": [b], "modifiers": modifiers}], np.array([b]), False, bounds, record
 
 
-_ESTIMATORS = {"transfer_factor": _transfer_factor_sample, "factorised": _factorised_sample}
+def _plain_count_sample(sample: Sample) -> Sample:
+    """The sample as the plain simulated count of the sideband fit's datasets, with its own modifiers."""
+    return Sample(name=sample.name, datasets=sample.data_driven.sideband_fit.datasets, modifiers=sample.modifiers)
+
+
+def _count_record(cb: _ChannelBuilder, sample: Sample, bounds: list[dict]) -> dict:
+    """Value and uncertainty of the plain count in the channel's region (the MC bound where empty)."""
+    datasets = sample.data_driven.sideband_fit.datasets.select(cb.run.datasets)
+    c = bounded_count(cb.channel.region, cb.per_dataset(datasets), cb.run.datasets)
+    return {"value": c.value, "uncertainty": math.sqrt(c.variance), "from_mc_bound": bool(bounds), "region": cb.channel.region}
+
+
+def _mc_count_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
+    """The plain simulated count in the signal region (the MC bound where a dataset is empty): the
+    sideband fit's cross-check, built exactly as a ``datasets`` background sample."""
+    built, nominal, lumi, bounds = _build_sample(cb, _plain_count_sample(sample), {}, notes)
+    return built, nominal, lumi, bounds, _count_record(cb, sample, bounds)
+
+
+def sideband_planes(run: RunOutput, spec: SidebandFit, channel: str, datasets: list[str]) -> dict[str, Plane]:
+    """Each dataset's (M_bc, dE) plane of ``spec.histogram``, summed over ``spec.regions`` and the other
+    physics axes (datasets without an entry there are left out)."""
+    h = run.histogram(spec.histogram)
+    axes = physics_axes(h)
+    names = [ax.name for ax in axes]
+    for axis in (spec.mbc_axis, spec.de_axis):
+        if axis not in names:
+            raise StatsError(f"sideband fit: histogram '{spec.histogram}' has no axis '{axis}' (have: {', '.join(names)})")
+    i_m, i_d = names.index(spec.mbc_axis), names.index(spec.de_axis)
+    others = tuple(k for k in range(len(axes)) if k not in (i_m, i_d))
+    shape = fit_shape(h)
+    out = {}
+    for d in datasets:
+        total = None
+        for region in spec.regions:
+            y = H.yields(run, spec.histogram, d, channel, region)
+            total = y if total is None else total + y
+        if not total.values.any():
+            continue
+
+        def plane(flat: np.ndarray) -> np.ndarray:
+            grid = flat.reshape(shape).sum(axis=others)
+            return grid if i_m < i_d else grid.T
+
+        out[d] = Plane(plane(total.values), plane(total.variances), np.asarray(axes[i_m].edges), np.asarray(axes[i_d].edges))
+    return out
+
+
+def channel_geometry(config: StatsConfig, channel: str) -> PlaneGeometry:
+    """The ellipse and M_bc sidebands of ``channel`` from the search config's ``sideband_plane``."""
+    search_config = registry.get_search(config.search).load_config()
+    if not hasattr(search_config, "sideband_plane"):
+        raise StatsError(f"sideband fit: the '{config.search}' search config has no sideband_plane(channel) (ellipse and sidebands)")
+    return PlaneGeometry(**search_config.sideband_plane(channel))
+
+
+def _sideband_fit_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
+    """The expected background in the ellipse from the (M_bc, dE) sideband fit of every background
+    dataset (stats.sideband_fit) -- or, with pseudo-data in the run, of the data's sidebands, as the
+    paper (the default shape; the ellipse's data are not used); the plain simulated count (with the
+    MC bound) where nothing has the statistics to fit -- then built exactly as ``mc_count`` and said so."""
+    spec = sample.data_driven.sideband_fit
+    channel = cb.channel
+    data_sets = channel.observation.select(cb.run.datasets)
+    datasets = data_sets or spec.datasets.select(cb.run.datasets)
+    what = "data" if data_sets else "simulated"
+    if spec.histogram not in cb.run.histogram_names():
+        why = f"no histogram '{spec.histogram}' in the run output"
+        est, geometry = None, None
+    else:
+        geometry = channel_geometry(cb.config, channel.channel_value)
+        planes = sideband_planes(cb.run, spec, channel.channel_value, datasets)
+        shapes = {d: spec.shapes.get(d, spec.shapes.get("default", "landau_exponential")) for d in datasets}
+        # data: only the fit counts (its ellipse is what the limit tests, and it carries no MC bound)
+        counts = {d: (0.0, 0.0) for d in datasets} if data_sets else cb.per_dataset(datasets)
+        est = estimate_background(planes, counts, geometry, {} if data_sets else cb.run.datasets, shapes,
+                                  mbc_shape=spec.mbc_shape, min_events=spec.min_events)
+        notes.extend(f"{channel.name}: sideband fit: {n}" for n in est.notes)
+        why = f"no {'data' if data_sets else 'background'} dataset with >= {spec.min_events:g} {what} events in the M_bc sidebands"
+    if est is None or est.fallback:
+        notes.append(f"{channel.name}: background '{sample.name}' (sideband fit): {why}: falls back to the plain simulated "
+                     f"count in '{channel.region}' with the MC statistical bound")
+        built, nominal, lumi, bounds = _build_sample(cb, _plain_count_sample(sample), {}, notes)
+        record = {**_count_record(cb, sample, bounds), "fallback": True, "fallback_reason": why}
+        if est is not None:
+            record["sideband_fit"] = est.as_dict()
+        return built, nominal, lumi, bounds, record
+    bounds = [_bound_record(sample.name, "datasets too small for the sideband fit", est.bound)] if est.bound else []
+    fitted = ", ".join(f"{f.dataset} {f.ellipse:.4g} +- {f.ellipse_uncertainty:.2g} ({f.fit_events:.0f} events, {f.shape})" for f in est.fits)
+    counted = ", ".join(f"{d} {v:.4g}" for d, (v, _) in est.counted.items()) or "none"
+    bound = f" + MC bound {est.bound.mean:.4g} +- {est.bound.uncertainty:.2g} ({', '.join(sorted(est.bound.weights))})" if est.bound else ""
+    plain = _count_record(cb, sample, [])
+    notes.append(f"{channel.name}: background '{sample.name}' (sideband fit of the {what} events in M_bc {list(geometry.sideband_mbc)}) = "
+                 f"fitted [{fitted}] + plain count [{counted}]{bound} = {est.value:.4g} +- {est.uncertainty:.2g}; "
+                 f"cross-check, the plain simulated count in '{channel.region}': {plain['value']:.4g} +- {plain['uncertainty']:.2g}")
+    b = est.fitted + est.counted_value
+    modifiers: list[dict] = [{"name": f"sideband_fit_{channel.name}", "type": "shapesys", "data": [math.sqrt(est.fit_and_count_variance)]}]
+    # the plain count's histosys / staterror describe simulated yields, not a fitted one: normsys only
+    modifiers += [{"name": m.name, "type": "normsys", "data": {"hi": m.hi_lo[0], "lo": m.hi_lo[1]}}
+                  for m in sample.modifiers if isinstance(m, NormSys)]
+    built = [{"name": sample.name, "data": [b], "modifiers": modifiers}]
+    if est.bound is not None:
+        built.append(_mc_bound_sample(cb, sample.name, est.bound))
+    record = {"_fit": (est, geometry), **est.as_dict(), "fitted_to": "data" if data_sets else "simulation (Asimov)", "ellipse": {"mbc_mean": geometry.mbc_mean, "de_mean": geometry.de_mean,
+                                           "mbc_half_axis": geometry.mbc_half_axis, "de_half_axis": geometry.de_half_axis},
+              "sideband_mbc": [list(w) for w in geometry.sideband_mbc]}
+    return built, np.array([est.value]), False, bounds, record
+
+
+_ESTIMATORS = {"transfer_factor": _transfer_factor_sample, "factorised": _factorised_sample,
+               "sideband_fit": _sideband_fit_sample, "mc_count": _mc_count_sample}
 
 
 def _measurement(sig, signals, signal_events, background_events, observed_events, config, uses_lumi) -> dict:

@@ -69,7 +69,7 @@ def region_yields(results: Path, search: str) -> dict:
         regions = {ch.region}
         for s in ch.samples:
             dd = s.data_driven
-            if dd is not None:
+            if dd is not None and dd.transfer_factor is not None:  # a sideband fit (taulgamma) reads the plane, not regions
                 regions.add(dd.sideband_region)
                 regions |= set(dd.transfer_factor.model_dump().get("regions") or [])
         for dataset, per in hists.items():
