@@ -19,6 +19,7 @@ from belle_rare.configs.loader import load_config
 from belle_rare.core.errors import UserError
 from belle_rare.analyses.runner import RunOptions, run_search
 from belle_rare.simulation.production import Request, produce
+from belle_rare.simulation.production import gamma_star_share
 
 TAU_MASS = particle.Particle.from_pdgid(15).mass / 1000.0
 
@@ -238,8 +239,10 @@ def _synthetic_result(with_background_events: bool) -> dict:
                 h["mbc_de"].fill(channel=channel, region="outside", tag="pi", mbc=x_mbc, de=x_de, weight=w)
                 h["nminus1_m_nu2"].fill(channel=channel, region="all", tag="pi", x=rng.uniform(0, 2, n), weight=w)
         hists[dataset] = h
-    datasets = {"sig_taumugamma": {"kind": "signal", "process": "sig_taumugamma", "cross_section_nb": 1.838e-8, "scale": 3e-3},
-                "sig_tauegamma": {"kind": "signal", "process": "sig_tauegamma", "cross_section_nb": 1.838e-8, "scale": 3e-3},
+    # as the runner writes it: 2 sigma_tautau x BR_ref 1e-8 x the gamma* slice share of the signal sample
+    sig = 1.838e-8 * gamma_star_share("sig_taumugamma", "belle")
+    datasets = {"sig_taumugamma": {"kind": "signal", "process": "sig_taumugamma", "cross_section_nb": sig, "scale": 3e-3},
+                "sig_tauegamma": {"kind": "signal", "process": "sig_tauegamma", "cross_section_nb": sig, "scale": 3e-3},
                 "tautau": {"kind": "background", "process": "tautau", "cross_section_nb": 0.919, "scale": 4.5e4}}
     meta = {"experiment": "belle", "luminosity_fb": 988.0, "datasets": datasets}
     return {"processor": proc, "metadata": meta, "histograms": hists}
