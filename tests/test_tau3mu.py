@@ -88,7 +88,16 @@ def test_regions_variations_and_validation(run):
     assert "signal efficiency" in names and "expected background in the signal region" in names
     angle = next(r for r in rows if r["quantity"] == "signal ellipse rotation angle")
     assert angle["ours"] is not None and abs(angle["ours"]) < 1.2  # the fit ran on the run's signal candidates
-    assert (run / "plots" / "m_de_plane.png").is_file() and (run / "plots" / "m_de_plane.pdf").is_file()
+    assert (run / "plots" / "m_de_plane_bdt.png").is_file() and (run / "plots" / "m_de_plane_bdt.pdf").is_file()
+    contents = json.loads((run / "plots" / "contents.json").read_text())
+    assert contents["pid_weighting"] is True  # the default for tau3mu
+    for name in ("nminus1_thrust", "nminus1_cos_theta_miss", "nminus1_event_charge", "bdt_score", "m3mu_presel", "m_de_plane_presel"):
+        assert (run / "plots" / f"{name}.png").is_file() and name in contents["plots"]
+    # the stacked N-1 thrust: every background's drawn yield is its histogram's (PID-weighted tau pairs fill it)
+    hists = load(run / "histograms.coffea")
+    drawn = contents["plots"]["nminus1_thrust"]["backgrounds"]
+    assert drawn and all(v == pytest.approx(hists[d]["nminus1_thrust"][{"channel": "3mu", "region": "outer"}].values().sum())
+                         for d, v in drawn.items())
 
 
 def test_training_mode_needs_no_model_and_returns_the_feature_columns(samples, config):
