@@ -79,8 +79,8 @@ def main() -> None:
                 c = runs[label][name][channel]
                 band = np.abs(c["de"]) < 0.1
                 cells = [(np.ones_like(band), 20), (band, 18), (c["in_window"].astype(bool), 18), (c["in_sr"].astype(bool), 16)]
-                print(f"{name if label == 'weighted' else '':26s} {label:9s} "
-                      + " ".join(f"{f'{int(m.sum())} / {c['weight'][m].sum():.3g}':>{width}s}" for m, width in cells))
+                texts = [(f"{int(m.sum())} / {c['weight'][m].sum():.3g}", width) for m, width in cells]
+                print(f"{name if label == 'weighted' else '':26s} {label:9s} " + " ".join(f"{t:>{width}s}" for t, width in texts))
         print(f"-- {channel}: closure of the fractions, all backgrounds (weighted vs thrown, pull)")
         joined = {label: {k: np.concatenate([runs[label][n][channel][k] for n in runs[label]]) for k in ("m", "de", "weight", "in_sr", "in_window")}
                   for label in runs}

@@ -154,6 +154,10 @@ def test_train_command_writes_a_model_with_metadata(samples, tmp_path, config):
     # the working point is chosen on one half of the events and quoted on the other; B is PID-weighted
     quoted = meta["working_point"]["quoted"]
     assert {"efficiency", "background", "on"} <= set(quoted) and 0 <= quoted["efficiency"] <= 1
+    # how stable the choice is: the halves swapped and a bootstrap of the choosing half (16 / 50 / 84 %)
+    stability = meta["working_point"]["stability"]
+    assert 0 <= stability["swapped_halves"]["efficiency"] <= 1
+    assert sorted(stability["bootstrap"]["quoted_efficiency"]) == stability["bootstrap"]["quoted_efficiency"]
     assert "PID-weighted" in meta["punzi"]["background"] and meta["punzi"]["background_events"] > 0
     assert bdt.load_model("tau3mu", "belle2", meta["features"], tmp_path).folds == 3
     fitted = meta["signal_region_fit"]["fitted"]
