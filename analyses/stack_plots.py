@@ -76,7 +76,8 @@ def stacked_distribution(ax: Any, hists: dict[str, dict[str, hist.Hist]], backgr
 
     parts = background_parts(hists, backgrounds, source, channel, **sel)
     if parts:
-        hep.histplot([h for _, h in parts], stack=True, histtype="fill", ax=ax,
+        # C0 (tab:blue) is the signal's: the backgrounds take C1, C2, ...
+        hep.histplot([h for _, h in parts], stack=True, histtype="fill", ax=ax, color=[f"C{k + 1}" for k in range(len(parts))],
                      label=[f"{d} ({h.values().sum():.3g})" for d, h in parts])
     else:
         _note(ax, no_background_note(backgrounds))
