@@ -107,8 +107,10 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
                              "paper": PHI_MASS, "unit": "GeV", "note": "selected signal; 'paper' column: m_phi (PDG, particle)"})
         est = rsb_estimate(hists, data, backgrounds, channel, suffix)
         src = "pseudo-data" if data else "simulated background (no pseudo-data in the input)"
+        weighting = "PID-weighted" if meta.get("pid_weighting") else "thrown-PID (--no-pid-weights)"
         rows.append({"quantity": f"r_MC = N_SR / N_RSB ({channel})", "ours": est["r_mc"], "ours_error": est.get("r_mc_error"),
-                     "paper": paper["r_mc"], "unit": "", "note": f"simulation ({', '.join(backgrounds) or 'none'}); {model_note}"
+                     "paper": paper["r_mc"], "unit": "",
+                     "note": f"{weighting} simulation ({', '.join(backgrounds) or 'none'}); {model_note}"
                      + ("; no simulated RSB event (samples too small)" if est["r_mc"] is None else "")})
         rows.append({"quantity": f"N_RSB ({channel})", "ours": est["n_rsb"], "paper": paper["n_rsb"], "unit": "events",
                      "note": f"{src}, scaled to {meta['luminosity_fb']:g} /fb"})

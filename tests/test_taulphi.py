@@ -95,6 +95,8 @@ def test_plots_stack_the_backgrounds_and_overlay_the_signal_at_the_stated_branch
     hists = load(run / "histograms.coffea")
     br_ref = SEARCH.load_config().plots.signal_branching_fraction
     assert contents["pid_weighting"] is True  # the default for taulphi
+    rows = {r["quantity"]: r for r in json.loads((run / "validation.json").read_text())}
+    assert rows["r_MC = N_SR / N_RSB (muphi)"]["note"].startswith("PID-weighted simulation")
     for channel, ds in (("muphi", "sig_taumuphi"), ("ephi", "sig_tauephi")):
         for name in ("nminus1_thrust", "nminus1_cos_theta_miss", "nminus1_n_tracks", "bdt_score", "m_de_plane_presel"):
             assert (run / "plots" / f"{channel}_{name}.png").is_file()
