@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pid = p.add_mutually_exclusive_group()
     pid.add_argument("--pid-weights", dest="pid_weights", action="store_true", default=None,
                      help="background datasets: replace the search's PID cuts by the tracks' pass probabilities "
-                          "(PID weighting; default: the search's choice, on where its background estimate rests on it)")
+                          "(PID weighting; default: the search's choice, on for searches whose background estimate rests on it)")
     pid.add_argument("--no-pid-weights", dest="pid_weights", action="store_false",
                      help="background datasets keep the thrown PID (cut on the PID values)")
     p.set_defaults(handler=_run)

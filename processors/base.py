@@ -177,7 +177,7 @@ class SearchProcessor(processor.ProcessorABC):
     #: ``configs/experiments/<experiment>.yaml`` or a number in /fb (what simulation is scaled to)
     config_model: ClassVar[type] = object
     #: PID weighting of background when the caller does not choose (``pid_weighting=None``): searches
-    #: whose background estimate rests on PID-weighted simulation (tau3mu, taulphi) set it, so that a
+    #: whose background estimate rests on PID-weighted simulation set it, so that a
     #: plain ``belle-rare run`` gives the estimate the model was trained and quoted with
     pid_weighting_default: ClassVar[bool] = False
 
