@@ -29,8 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-bad-files", action="store_true", help="list unreadable files in metadata.json and go on")
     p.add_argument("--model-dir", type=Path, default=None,
                    help="directory of trained BDTs (`belle-rare train --out`); default: the models shipped with the package")
-    p.add_argument("--pid-weights", action="store_true",
-                   help="background datasets: replace the search's PID cuts by the tracks' pass probabilities (PID weighting)")
+    pid = p.add_mutually_exclusive_group()
+    pid.add_argument("--pid-weights", dest="pid_weights", action="store_true", default=None,
+                     help="background datasets: replace the search's PID cuts by the tracks' pass probabilities "
+                          "(PID weighting; default: the search's choice, on for searches whose background estimate rests on it)")
+    pid.add_argument("--no-pid-weights", dest="pid_weights", action="store_false",
+                     help="background datasets keep the thrown PID (cut on the PID values)")
     p.add_argument("--paper-processes", action="store_true",
                    help="leave out the background processes configs/paper_mode.yaml leaves out for this search "
                         "(as make run does; each listed with its reason in metadata.json)")

@@ -40,7 +40,7 @@ class RunOptions:
     skip_bad_files: bool = False
     progress: bool = True
     model_dir: Path | None = None  # trained models (default: the ones shipped with the package)
-    pid_weighting: bool = False  # background PID requirements replaced by pass-probability weights
+    pid_weighting: bool | None = None  # background PID requirements replaced by pass-probability weights (None: the search's default)
     # background processes not run (process -> why; configs/paper_mode.yaml left_out): listed in metadata.json
     left_out: Mapping[str, str] = field(default_factory=dict)
 
@@ -128,7 +128,7 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
         "luminosity_fb": lumi,
         "luminosity_source": lumi_source,
         "samples": str(opts.samples),
-        "pid_weighting": opts.pid_weighting,
+        "pid_weighting": proc.pid_weighting,  # as applied (the search's default when not chosen)
         "inputs": {name: str(ds.manifest) for name, ds in datasets.items()},
         "datasets": {
             name: {"kind": ds.kind, "process": ds.process, "cross_section_nb": ds.cross_section_nb, "scale": scales[name],

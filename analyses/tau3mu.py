@@ -10,6 +10,7 @@ Numbers are measured on the product's own samples and written beside the paper's
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,11 @@ import numpy as np
 from rich.console import Console
 
 from belle_rare.core.histograms import summed
+from belle_rare.analyses import stack_plots
 from belle_rare.analyses.report import save_figure, write_comparison
 from belle_rare.processors.resolution import fit_bifurcated_gaussian
 from belle_rare.processors.signal_ellipse import fit_signal_ellipse
-from belle_rare.processors.tau3mu import REGIONS
+from belle_rare.processors.tau3mu import FAR_REGION, NMINUS1, REGIONS
 from belle_rare.stats.factorised import FactorisedEstimate, factorised_estimate
 from belle_rare.stats.mc_bound import BoundedCount, bounded_count
 from belle_rare.stats.model_config import load_stats_config
@@ -183,7 +185,11 @@ def ellipse_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
-    """(M, dE) plane with the ellipse, M and dE projections, BDT score (PNG + PDF)."""
+    """The paper's kind of figures (PNG + PDF): N-1 distributions of thrust, missing-momentum angle and
+    event charge in the outer window (its Fig. 1), the BDT score in the signal region and the outer window
+    (Figs. 2-3), M_3mu and dE_3mu before and after the BDT (Fig. 5) and the (M, dE) plane with the
+    ellipses (Fig. 4), the simulated backgrounds stacked by process at the run's luminosity, the signal
+    overlaid at ``plots.signal_branching_fraction``. ``plots/contents.json`` lists what each shows."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,51 +201,58 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
     hists = result["histograms"]
     sig = cfg.signal_datasets[CHANNEL]
     backgrounds = [d for d, i in meta["datasets"].items() if i["kind"] == "background"]
+    lumi = meta.get("luminosity_fb")
+    br_ref = cfg.plots.signal_branching_fraction
+    sig_scale, sig_label = stack_plots.signal_scale(meta, sig, br_ref, r"$\tau\to 3\mu$")
+    weighting = "PID-weighted background" if meta.get("pid_weighting") else "background with the thrown PID"
     plot_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    contents: dict[str, Any] = {}
 
-    def save(fig: Any, name: str) -> None:
+    def save(fig: Any, name: str, drawn: dict[str, Any], shows: str) -> None:
         written.extend(save_figure(fig, plot_dir, name))
+        contents[name] = {**drawn, "shows": shows, "signal_branching_fraction": br_ref if sig_scale is not None else None}
 
-    fig, ax = plt.subplots(figsize=(7, 6))
-    for d, style in [(sig, dict(s=3, color="tab:blue"))] + [(b, dict(s=6, marker="x")) for b in backgrounds]:
-        plane = summed(hists, "m_de", d, CHANNEL, region=sum)
-        if plane is not None:
-            mc, dc = np.meshgrid(plane.axes[0].centers, plane.axes[1].centers, indexing="ij")
-            on = plane.values() > 0
-            ax.scatter(mc[on], dc[on], label=d, **style)
+    before = [REGIONS[k] for k in "ABCD"]  # the outer window before the BDT (SR + outer)
+    after = [REGIONS["A"], REGIONS["B"]]
+    sel = cfg.selection
+    cut_lines = {"nminus1_thrust": [sel.thrust_max], "nminus1_cos_theta_miss": list(sel.cos_theta_miss_cm),
+                 "nminus1_event_charge": [sel.event_charge - 0.5, sel.event_charge + 0.5]}
+    one_d = [(name, {"region": "outer"}, label, f"N-1 in the outer window: every preselection cut but this one ({weighting})", name)
+             for name, (_, _, _, label) in NMINUS1.items()]
+    one_d += [("bdt_score", {"region": ["SR", "outer"]}, "BDT score (-1: no model)", "after the preselection, outer window", "bdt_score")]
+    for regions, when, tag in ((before, "before the BDT", "presel"), (after, "after the BDT", "bdt")):
+        one_d += [("m_de", {"region": regions, "de": sum}, r"$M_{3\mu}$ [GeV]", f"M_3mu {when}, outer window", f"m3mu_{tag}"),
+                  ("m_de", {"region": regions, "m": sum}, r"$\Delta E_{3\mu}$ [GeV]", f"dE_3mu {when}, outer window", f"de_{tag}")]
+    for name, slices, xlabel, shows, tag in one_d:
+        fig, ax = plt.subplots()
+        drawn = stack_plots.stacked_distribution(ax, hists, backgrounds, sig, name, CHANNEL, sig_scale, sig_label, lumi, **slices)
+        for x in cut_lines.get(name, []):
+            ax.axvline(x, color="tab:red", ls="--")
+        ax.set_xlabel(xlabel)
+        hep.label.exp_text("Belle II", "Simulation", ax=ax, loc=0)
+        save(fig, tag, drawn, shows)
     ell = cfg.signal_region
     t = np.linspace(0, 2 * np.pi, 400)
-    for n, style in ((ell.n_sigma, "-"), (ell.outer_n_sigma, "--")):
-        u, v = np.cos(t), np.sin(t)
-        u = n * u * np.where(u > 0, ell.sigma_m_high, ell.sigma_m_low)
-        v = n * v * np.where(v > 0, ell.sigma_de_high, ell.sigma_de_low)
-        c, s = np.cos(ell.angle), np.sin(ell.angle)
-        ax.plot(ell.m_mean + c * u - s * v, ell.de_mean + s * u + c * v, style, color="magenta", label=f"{n:g} sigma")
-    ax.set_xlabel(r"$M_{3\mu}$ [GeV]")
-    ax.set_ylabel(r"$\Delta E_{3\mu}$ [GeV]")
-    ax.set_xlim(*cfg.histograms.m3mu[1:])
-    ax.set_ylim(*cfg.histograms.de[1:])
-    ax.legend(fontsize="x-small")
-    save(fig, "m_de_plane")
-    for axis, label in (("m", "m3mu"), ("de", "de")):
-        fig, ax = plt.subplots()
-        for d in [sig] + backgrounds:
-            plane = summed(hists, "m_de", d, CHANNEL, region=sum)
-            proj = plane.project(axis) if plane is not None else None
-            if proj is not None and proj.values().sum() > 0:
-                hep.histplot(proj / proj.values().sum(), ax=ax, label=d)
-        ax.set_ylabel("normalised")
-        ax.legend(fontsize="x-small")
-        save(fig, label)
-    fig, ax = plt.subplots()
-    for d in [sig] + backgrounds:
-        proj = summed(hists, "bdt_score", d, CHANNEL, region=sum)
-        if proj is not None and proj.values().sum() > 0:
-            hep.histplot(proj / proj.values().sum(), ax=ax, label=d)
-    ax.set_xlabel("BDT score (-1: no model)")
-    ax.legend(fontsize="x-small")
-    save(fig, "bdt_score")
+    for regions, when, tag in ((after, "after the BDT", "bdt"), (before + [FAR_REGION], "before the BDT", "presel")):
+        fig, ax = plt.subplots(figsize=(7, 6))
+        drawn = stack_plots.stacked_plane(ax, hists, backgrounds, sig, "m_de", CHANNEL, sig_scale, sig_label, region=regions)
+        for n, style in ((ell.n_sigma, "-"), (ell.outer_n_sigma, "--")):
+            u, v = np.cos(t), np.sin(t)
+            u = n * u * np.where(u > 0, ell.sigma_m_high, ell.sigma_m_low)
+            v = n * v * np.where(v > 0, ell.sigma_de_high, ell.sigma_de_low)
+            c, s = np.cos(ell.angle), np.sin(ell.angle)
+            ax.plot(ell.m_mean + c * u - s * v, ell.de_mean + s * u + c * v, style, color="magenta", label=f"{n:g} sigma")
+        ax.set_xlabel(r"$M_{3\mu}$ [GeV]")
+        ax.set_ylabel(r"$\Delta E_{3\mu}$ [GeV]")
+        ax.set_xlim(*cfg.histograms.m3mu[1:])
+        ax.set_ylim(*cfg.histograms.de[1:])
+        ax.set_title(f"$\\tau\\to 3\\mu$, {when}" + (f", {lumi:g} fb$^{{-1}}$" if lumi else ""), fontsize="small")
+        ax.legend(fontsize="xx-small")
+        save(fig, f"m_de_plane_{tag}", drawn, f"(M_3mu, dE_3mu) {when}; {weighting}")
+    path = plot_dir / "contents.json"
+    path.write_text(json.dumps({"luminosity_fb": lumi, "pid_weighting": meta.get("pid_weighting"), "plots": contents}, indent=1))
+    written.append(path)
     return written
 
 

@@ -210,25 +210,24 @@ def sideband_fit_plots(result: dict[str, Any], estimates: dict[str, tuple[Any, A
 
 def simulated_branching_fraction(meta: dict[str, Any], dataset: str) -> float | None:
     """BR(tau -> l gamma) the signal histograms are normalised to: sigma / (2 sigma_tautau), the
-    forced sub-decays and the gamma* slice share divided out (as stats/search_limits.py
-    ``reference_value``); None if unknown."""
-    info = meta["datasets"].get(dataset, {})
-    sigma, process = info.get("cross_section_nb"), info.get("process")
-    if sigma is None or process is None or process not in load_catalogue().processes:
-        return None
-    return float(sigma) / signal_sample_fraction(process, meta["experiment"]) / (2.0 * load_experiment(meta["experiment"]).cross_section("tautau"))
+    forced sub-decays divided out (as stats/search_limits.py ``reference_value``); None if unknown."""
+    from belle_rare.analyses import stack_plots
+
+    return stack_plots.simulated_branching_fraction(meta, dataset)
 
 
 def _background_parts(hists: dict[str, dict[str, hist.Hist]], backgrounds: list[str], source: str, channel: str,
                       **sel: Any) -> list[tuple[str, hist.Hist]]:
     """(dataset, histogram) of every background with a selected event, smallest yield first (stack order)."""
-    parts = [(d, h) for d in backgrounds if (h := summed(hists, source, d, channel, **sel)) is not None and h.values().sum() > 0]
-    return sorted(parts, key=lambda part: part[1].values().sum())
+    from belle_rare.analyses import stack_plots
+
+    return stack_plots.background_parts(hists, backgrounds, source, channel, **sel)
 
 
 def _no_background_note(backgrounds: list[str]) -> str:
-    return (f"no simulated background event selected ({', '.join(backgrounds)})" if backgrounds
-            else "no background samples in the input")
+    from belle_rare.analyses import stack_plots
+
+    return stack_plots.no_background_note(backgrounds)
 
 
 def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:

@@ -8,6 +8,7 @@ the ``yields`` counting histogram for the RSB x r_MC estimate, the nominal ``m_d
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,13 @@ from rich.console import Console
 from belle_rare.configs.processes import forced_sub_branching_fraction
 from belle_rare.simulation.production import signal_sample_fraction
 from belle_rare.core.histograms import summed
+from belle_rare.analyses import stack_plots
 from belle_rare.analyses.report import save_figure, write_comparison
 from belle_rare.processors.resolution import fit_bifurcated_gaussian
-from belle_rare.processors.taulphi import CHANNELS, PHI_MASS
+from belle_rare.processors.taulphi import CHANNELS, NMINUS1, PHI_MASS
 
 FIT_HALF_WINDOW = {"m": 0.03, "de": 0.10}
+LABELS = {"ephi": r"$\tau\to e\phi$", "muphi": r"$\tau\to\mu\phi$"}
 
 
 def _sum(hists: dict[str, dict[str, hist.Hist]], datasets: list[str], channel: str, region: str) -> tuple[float, float]:
@@ -107,8 +110,10 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
                              "paper": PHI_MASS, "unit": "GeV", "note": "selected signal; 'paper' column: m_phi (PDG, particle)"})
         est = rsb_estimate(hists, data, backgrounds, channel, suffix)
         src = "pseudo-data" if data else "simulated background (no pseudo-data in the input)"
+        weighting = "PID-weighted" if meta.get("pid_weighting") else "thrown-PID (--no-pid-weights)"
         rows.append({"quantity": f"r_MC = N_SR / N_RSB ({channel})", "ours": est["r_mc"], "ours_error": est.get("r_mc_error"),
-                     "paper": paper["r_mc"], "unit": "", "note": f"simulation ({', '.join(backgrounds) or 'none'}); {model_note}"
+                     "paper": paper["r_mc"], "unit": "",
+                     "note": f"{weighting} simulation ({', '.join(backgrounds) or 'none'}); {model_note}"
                      + ("; no simulated RSB event (samples too small)" if est["r_mc"] is None else "")})
         rows.append({"quantity": f"N_RSB ({channel})", "ours": est["n_rsb"], "paper": paper["n_rsb"], "unit": "events",
                      "note": f"{src}, scaled to {meta['luminosity_fb']:g} /fb"})
@@ -122,7 +127,11 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
-    """(M_tau, dE) plane with SR / RSB, M(K+K-), BDT score per channel (PNG + PDF)."""
+    """The paper's kind of figures per channel (PNG + PDF): N-1 distributions of the preselection cuts,
+    the BDT score and M(K+K-) after the preselection, M_tau and dE before and after the BDT, and the
+    (M_tau, dE) plane with the SR box and the RSB band (the paper's Fig. 4, after all selections, and
+    before the BDT), the simulated backgrounds stacked by process at the run's luminosity and the signal
+    overlaid at ``plots.signal_branching_fraction``. ``plots/contents.json`` lists what each shows."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,43 +143,59 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
     meta = result["metadata"]
     hists = result["histograms"]
     backgrounds = [d for d, i in meta["datasets"].items() if i["kind"] == "background"]
+    lumi = meta.get("luminosity_fb")
+    br_ref = cfg.plots.signal_branching_fraction
     plot_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    contents: dict[str, Any] = {}
+    weighting = "PID-weighted background" if meta.get("pid_weighting") else "background with the thrown PID"
 
-    def save(fig: Any, name: str) -> None:
+    def save(fig: Any, name: str, drawn: dict[str, Any], shows: str) -> None:
         written.extend(save_figure(fig, plot_dir, name))
+        contents[name] = {**drawn, "shows": shows, "signal_branching_fraction": br_ref if sig_scale is not None else None}
 
     box = cfg.signal_region
+    sel = cfg.selection
+    cut_lines = {"nminus1_thrust": [sel.thrust_max], "nminus1_cos_theta_miss": list(sel.cos_theta_miss_cm),
+                 "nminus1_n_tracks": [sel.n_tracks_min - 0.5]}
     for channel in CHANNELS:
         sig = cfg.signal_datasets[channel]
-        fig, ax = plt.subplots(figsize=(7, 6))
-        for d, style in [(sig, dict(s=3, color="tab:blue"))] + [(b, dict(s=6, marker="x")) for b in backgrounds]:
-            plane = summed(hists, "m_de", d, channel, region="presel")
-            if plane is not None:
-                mc, dc = np.meshgrid(plane.axes[0].centers, plane.axes[1].centers, indexing="ij")
-                on = plane.values() > 0
-                ax.scatter(mc[on], dc[on], label=d, **style)
-        hw_m, hw_de = box.sr_n_sigma_m * box.sigma_m, box.sr_n_sigma_de * box.sigma_de
-        ax.add_patch(Rectangle((box.m_mean - hw_m, box.de_mean - hw_de), 2 * hw_m, 2 * hw_de, fill=False, color="red", label="SR"))
-        band = box.rsb_n_sigma_de[channel] * box.sigma_de
-        ax.add_patch(Rectangle((box.rsb_m_range[0], box.de_mean - band), box.rsb_m_range[1] - box.rsb_m_range[0], 2 * band,
-                               fill=False, color="green", label="RSB band"))
-        ax.set_xlim(*cfg.histograms.m_tau[1:])
-        ax.set_ylim(-0.2, 0.2)
-        ax.set_xlabel(r"$M_{\ell\phi}$ [GeV]")
-        ax.set_ylabel(r"$\Delta E$ [GeV]")
-        ax.legend(fontsize="x-small")
-        save(fig, f"{channel}_m_de_plane")
-        for name, axis_label in (("m_kk", r"$M_{K^+K^-}$ [GeV]"), ("bdt_score", "BDT score (-1: no model)")):
+        sig_scale, sig_label = stack_plots.signal_scale(meta, sig, br_ref, LABELS[channel])
+        one_d = [(name, {"region": "presel"}, label, f"N-1: every preselection cut but this one ({weighting})")
+                 for name, (_, _, _, label) in NMINUS1.items()]
+        one_d += [("bdt_score", {"region": "presel"}, "BDT score (-1: no model)", "after the preselection"),
+                  ("m_kk", {"region": "presel"}, r"$M_{K^+K^-}$ [GeV]", "after the preselection")]
+        for region, when in (("presel", "before the BDT"), ("BDT", "after the BDT")):
+            one_d += [("m_de", {"region": region, "de": sum}, r"$M_{\ell\phi}$ [GeV]", f"M_tau {when}, all dE"),
+                      ("m_de", {"region": region, "m": sum}, r"$\Delta E$ [GeV]", f"dE {when}, all M_tau")]
+        for name, slices, xlabel, shows in one_d:
             fig, ax = plt.subplots()
-            for d in [sig] + backgrounds:
-                proj = summed(hists, name, d, channel, region=sum)
-                if proj is not None and proj.values().sum() > 0:
-                    hep.histplot(proj / proj.values().sum(), ax=ax, label=d)
-            ax.set_xlabel(axis_label)
-            ax.set_ylabel("normalised")
-            ax.legend(fontsize="x-small")
-            save(fig, f"{channel}_{name}")
+            drawn = stack_plots.stacked_distribution(ax, hists, backgrounds, sig, name, channel, sig_scale, sig_label, lumi,
+                                                     **slices)
+            for x in cut_lines.get(name, []):
+                ax.axvline(x, color="tab:red", ls="--")
+            ax.set_xlabel(xlabel)
+            hep.label.exp_text("Belle II", "Simulation", ax=ax, loc=0)
+            tag = name if name != "m_de" else f"{'m_tau' if 'de' in slices else 'de'}_{slices['region']}"
+            save(fig, f"{channel}_{tag}", drawn, shows)
+        for region, when in (("BDT", "after all selections (the paper's Fig. 4)"), ("presel", "before the BDT")):
+            fig, ax = plt.subplots(figsize=(7, 6))
+            drawn = stack_plots.stacked_plane(ax, hists, backgrounds, sig, "m_de", channel, sig_scale, sig_label, region=region)
+            hw_m, hw_de = box.sr_n_sigma_m * box.sigma_m, box.sr_n_sigma_de * box.sigma_de
+            ax.add_patch(Rectangle((box.m_mean - hw_m, box.de_mean - hw_de), 2 * hw_m, 2 * hw_de, fill=False, color="red", label="SR"))
+            band = box.rsb_n_sigma_de[channel] * box.sigma_de
+            ax.add_patch(Rectangle((box.rsb_m_range[0], box.de_mean - band), box.rsb_m_range[1] - box.rsb_m_range[0], 2 * band,
+                                   fill=False, color="green", label=f"RSB band (+-{box.rsb_n_sigma_de[channel]:g} sigma dE)"))
+            ax.set_xlim(*cfg.histograms.m_tau[1:])
+            ax.set_ylim(-0.2, 0.2)
+            ax.set_xlabel(r"$M_{\ell\phi}$ [GeV]")
+            ax.set_ylabel(r"$\Delta E$ [GeV]")
+            ax.set_title(f"{LABELS[channel]}, {when}" + (f", {lumi:g} fb$^{{-1}}$" if lumi else ""), fontsize="small")
+            ax.legend(fontsize="xx-small")
+            save(fig, f"{channel}_m_de_plane_{region}", drawn, f"(M_tau, dE) {when}; {weighting}")
+    path = plot_dir / "contents.json"
+    path.write_text(json.dumps({"luminosity_fb": lumi, "pid_weighting": meta.get("pid_weighting"), "plots": contents}, indent=1))
+    written.append(path)
     return written
 
 

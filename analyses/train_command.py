@@ -146,9 +146,11 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     quote = {"efficiency": float(2 * data["w"][sig & ~choose & (oof > wp["cut"])].sum() / n_signal_total),
              "background": float(2 * b_weight[bkg & ~choose & (oof > wp["cut"])].sum()),
              "background_events_above_cut": int((bkg & ~choose & (oof > wp["cut"])).sum())}
+    stability = working_point_stability(oof, data["w"], b_weight, sig, bkg, choose, n_signal_total, settings)
     meta = {
         "working_point": {**wp, "chosen_on": "events with (__event__ // folds) % 2 == 0 (sums x 2)",
-                          "quoted": {**quote, "on": "events with (__event__ // folds) % 2 == 1 (sums x 2)"}},
+                          "quoted": {**quote, "on": "events with (__event__ // folds) % 2 == 1 (sums x 2)"},
+                          "stability": stability},
         "punzi": {"a": settings.punzi_a, "background": "PID-weighted background (pass-probability weights, every background "
                   "process) in the outer window x SR/window area",
                   "background_events": int(bkg.sum()), "background_weighted": float(b_weight[bkg].sum()),
@@ -167,6 +169,42 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     return {"model": model, "meta": model.meta, "paths": (model_path, meta_path), "oof": oof, "data": data}
 
 
+def working_point_stability(oof: np.ndarray, w: np.ndarray, b_weight: np.ndarray, sig: np.ndarray, bkg: np.ndarray,
+                            choose: np.ndarray, n_signal_total: float, settings: bdt.TrainingSettings,
+                            replicas: int = 200) -> dict[str, Any]:
+    """How stable the Punzi working point is: (1) the halves swapped (chosen on the quoting half, quoted on
+    the choosing one); (2) a bootstrap of the choosing half (events resampled with replacement, signal
+    and background alike; a dedicated generator seeded from the BDT seed), each replica's cut quoted on
+    the other half. Returns the swapped choice and the 16 / 50 / 84 % quantiles over the replicas."""
+
+    def choose_on(half: np.ndarray, repeat_sig: np.ndarray | None = None, repeat_bkg: np.ndarray | None = None) -> dict[str, float]:
+        s, b = sig & half, bkg & half
+        s_score, s_w, b_score, b_w = oof[s], 2 * w[s], oof[b], 2 * b_weight[b]
+        if repeat_sig is not None:
+            s_score, s_w = np.repeat(s_score, repeat_sig), np.repeat(s_w, repeat_sig)
+            b_score, b_w = np.repeat(b_score, repeat_bkg), np.repeat(b_w, repeat_bkg)
+        return bdt.punzi_working_point(s_score, s_w, n_signal_total, b_score, b_w, a=settings.punzi_a,
+                                       min_background_events=settings.min_background_events // 2)
+
+    def quoted(cut: float, half: np.ndarray) -> tuple[float, float]:
+        above = half & (oof > cut)
+        return float(2 * w[sig & above].sum() / n_signal_total), float(2 * b_weight[bkg & above].sum())
+
+    swapped = choose_on(~choose)
+    eff_swapped, b_swapped = quoted(swapped["cut"], choose)
+    rng = np.random.default_rng([settings.seed, 2])
+    rows = []
+    for _ in range(replicas):  # a loop over bootstrap replicas, each one vectorised
+        wp = choose_on(choose, rng.poisson(1.0, int((sig & choose).sum())), rng.poisson(1.0, int((bkg & choose).sum())))
+        rows.append((wp["cut"], *quoted(wp["cut"], ~choose)))
+    cut, eff, background = (np.quantile(np.array(rows)[:, k], [0.16, 0.5, 0.84]).tolist() for k in range(3))
+    return {"swapped_halves": {"cut": swapped["cut"], "efficiency": eff_swapped, "background": b_swapped,
+                               "chosen_on": "(__event__ // folds) % 2 == 1", "quoted_on": "(__event__ // folds) % 2 == 0"},
+            "bootstrap": {"replicas": replicas, "quantiles": [0.16, 0.5, 0.84], "cut": cut, "quoted_efficiency": eff,
+                          "quoted_background": background,
+                          "what": "the choosing half resampled with replacement; each replica's cut quoted on the other half"}}
+
+
 def working_point_half(event_number: np.ndarray, folds: int) -> np.ndarray:
     """True for the events the working point is chosen on: ``(__event__ // folds) % 2 == 0``.
     Independent of the fold key (``__event__ % folds``): each half holds every fold's scores."""
@@ -183,6 +221,10 @@ def _train(args: argparse.Namespace) -> int:
     console.print(f"{args.search}: working point BDT > {wp['cut']:.4f} (eps {wp['efficiency']:.3f}, B {wp['background']:.3g}, "
                   f"Punzi {wp['fom']:.4g}; on the independent half: eps {wp['quoted']['efficiency']:.3f}, "
                   f"B {wp['quoted']['background']:.3g}) -> {result['paths'][0]}, {result['paths'][1]}")
+    boot, swap = wp["stability"]["bootstrap"], wp["stability"]["swapped_halves"]
+    console.print(f"stability: halves swapped BDT > {swap['cut']:.4f} (eps {swap['efficiency']:.3f}); bootstrap ({boot['replicas']}) "
+                  f"cut {boot['cut'][1]:.4f} [{boot['cut'][0]:.4f}, {boot['cut'][2]:.4f}], quoted eps {boot['quoted_efficiency'][1]:.3f} "
+                  f"[{boot['quoted_efficiency'][0]:.3f}, {boot['quoted_efficiency'][2]:.3f}] (16-84 %)")
     ellipse = result["meta"].get("signal_region_fit")
     if ellipse and "fitted" in ellipse:
         fitted, configured = ellipse["fitted"], ellipse["configured"]

@@ -177,9 +177,13 @@ class SearchProcessor(processor.ProcessorABC):
     #: pydantic model of the search YAML; it must have ``luminosity``: a key of ``luminosity_fb`` in
     #: ``configs/experiments/<experiment>.yaml`` or a number in /fb (what simulation is scaled to)
     config_model: ClassVar[type] = object
+    #: PID weighting of background when the caller does not choose (``pid_weighting=None``): searches
+    #: whose background estimate rests on PID-weighted simulation set it, so that a
+    #: plain ``belle-rare run`` gives the estimate the model was trained and quoted with
+    pid_weighting_default: ClassVar[bool] = False
 
     def __init__(self, experiment: str, config: Any, *, model_dir: Path | None = None, training: bool = False,
-                 pid_weighting: bool = False) -> None:
+                 pid_weighting: bool | None = None) -> None:
         if self.experiments and experiment not in self.experiments:
             raise ValueError(f"search '{self.name}' is defined for {', '.join(self.experiments)}, not '{experiment}'")
         self.experiment = experiment
@@ -188,8 +192,9 @@ class SearchProcessor(processor.ProcessorABC):
         #: training mode: nominal pass only, ``features`` columns collected, no stored model needed
         self.training = training
         #: PID weighting of background datasets (processors/pid_weighting.py): the search drops its PID
-        #: cuts and weights each candidate by its pass probability; always on for training
-        self.pid_weighting = pid_weighting or training
+        #: cuts and weights each candidate by its pass probability; always on for training; None: the
+        #: search's ``pid_weighting_default``
+        self.pid_weighting = training or (self.pid_weighting_default if pid_weighting is None else pid_weighting)
         self.setup()
 
     # ------------------------------------------------------------------ what a search writes

@@ -47,6 +47,14 @@ YIELD_REGIONS = (*REGIONS.values(), FAR_REGION)
 PRESELECTION = (
     "three muon candidates (|q| = 1, one hemisphere)", "thrust", "missing-momentum polar angle", "event charge",
 )
+# N-1 plots (report only; the paper's Fig. 1 shows thrust and the missing-momentum angle): histogram name ->
+# (the preselection step it undoes, the value filled, bins, label); filled inside the outer (20 sigma) window
+NMINUS1 = {
+    "nminus1_thrust": ("thrust", "thrust", (50, 0.5, 1.0), "thrust"),
+    "nminus1_cos_theta_miss": ("missing-momentum polar angle", "cos_theta_miss", (50, -1.0, 1.0),
+                               r"$\cos\theta^*_{\mathrm{miss}}$"),
+    "nminus1_event_charge": ("event charge", "event_charge", (7, -3.5, 3.5), "event charge"),
+}
 
 
 
@@ -102,6 +110,10 @@ class Tau3MuHistograms(StrictModel):
     bdt: Bins
 
 
+class Tau3MuPlots(StrictModel):
+    signal_branching_fraction: float  # BR(tau -> 3 mu) of the signal overlaid on the stacked backgrounds (report)
+
+
 class Tau3MuPaper(StrictModel):
     """The paper's numbers, written beside ours in validation.json."""
 
@@ -147,6 +159,7 @@ class Tau3MuConfig(StrictModel):
     signal_region: RotatedEllipse
     histograms: Tau3MuHistograms
     paper: Tau3MuPaper
+    plots: Tau3MuPlots
 
 
 
@@ -159,6 +172,9 @@ class Tau3MuProcessor(bdt.BDTProcessor):
     experiments = ("belle2",)
     channels = CHANNELS
     config_model = Tau3MuConfig
+    # background PID-weighted unless `belle-rare run --no-pid-weights`: the BDT working point and the
+    # background estimate come from PID-weighted simulation (too few events pass the thrown ID)
+    pid_weighting_default = True
     branches = (
         "nTrack", "Track_px", "Track_py", "Track_pz", "Track_E", "Track_charge", "Track_dr", "Track_dz",
         "Track_muonID", "Track_electronID", "Track_pionID", "Track_kaonID", "Track_protonID",
@@ -185,6 +201,7 @@ class Tau3MuProcessor(bdt.BDTProcessor):
             "m_de": new_hist(m, de),
             "bdt_score": new_hist(score),
             "distance": new_hist(regular(60, 0, 30, "d", "distance to peak [sigma]")),
+            **{name: new_hist(regular(*bins, value, label)) for name, (_, value, bins, label) in NMINUS1.items()},
         }
 
     # ------------------------------------------------------------------ physics
@@ -338,6 +355,7 @@ class Tau3MuProcessor(bdt.BDTProcessor):
             **pid, "steps": steps, "m": as_float(m3), "de": as_float(de),
             "features": np.stack([feats[f] for f in cfg.features], axis=1) if len(events) else np.zeros((0, len(cfg.features))),
             "mu_p": lab_p, "mu_cos": lab_cos, "mu_pdg": pdg, "nominal_pid": nominal_pid,
+            "thrust": as_float(o.thrust), "cos_theta_miss": as_float(cos_miss), "event_charge": as_float(event_charge, 99),
         }
 
     # ------------------------------------------------------------------ weights
@@ -374,6 +392,10 @@ class Tau3MuProcessor(bdt.BDTProcessor):
         passed = regions["presel"]
         hists["distance"].fill(channel=channel, region="all", d=np.nan_to_num(v["distance"][passed], nan=1e9),
                                weight=weight[passed])
+        for name, (step, value, _, _) in NMINUS1.items():
+            # every preselection step but ``step`` (and the trigger), inside the outer window
+            mask = selection.passing(*(s for s in PRESELECTION if s != step), "outer region")
+            hists[name].fill(channel=channel, region="outer", **{value: v[value][mask]}, weight=weight[mask])
 
     def columns(self, events: ak.Array, selection: Selection, channel: str, weight: np.ndarray,
                 dataset: str) -> dict[str, dict[str, np.ndarray]]:

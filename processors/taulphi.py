@@ -47,6 +47,13 @@ REGIONS = ("SR", "RSB", "other", "SR_presel", "RSB_presel", "other_presel")
 PRESELECTION = (
     "phi -> K+K- and lepton in one hemisphere", "track multiplicity", "thrust", "missing-momentum polar angle",
 )
+# N-1 plots (report only): histogram name -> (the preselection step it undoes, the value filled, bins)
+NMINUS1 = {
+    "nminus1_thrust": ("thrust", "thrust", (50, 0.5, 1.0), "thrust"),
+    "nminus1_cos_theta_miss": ("missing-momentum polar angle", "cos_theta_miss", (50, -1.0, 1.0),
+                               r"$\cos\theta^*_{\mathrm{miss}}$"),
+    "nminus1_n_tracks": ("track multiplicity", "n_tracks", (14, 2.5, 16.5), "good tracks"),
+}
 FEATURES = (
     "thrust", "fox_wolfram_r2", "roe_thrust", "cos_thrust_signal_roe", "roe_mass", "roe_delta_e", "n_tracks",
     "n_photons", "p_miss_t_cm", "cos_theta_miss_cm", "m_miss2", "lepton_p_cm", "phi_p_cm", "cos_lepton_phi",
@@ -126,6 +133,10 @@ class TauLPhiHistograms(StrictModel):
     bdt: Bins
 
 
+class TauLPhiPlots(StrictModel):
+    signal_branching_fraction: float  # BR(tau -> l phi) of the signal overlaid on the stacked backgrounds (report)
+
+
 class TauLPhiPaper(StrictModel):
     """Table 3, per channel (validation.json)."""
 
@@ -157,6 +168,7 @@ class TauLPhiConfig(StrictModel):
     signal_region: Box
     histograms: TauLPhiHistograms
     paper: TauLPhiPaper
+    plots: TauLPhiPlots
 
 
 # ---------------------------------------------------------------------------------------------- objects
@@ -181,6 +193,9 @@ class TauLPhiProcessor(bdt.BDTProcessor):
     experiments = ("belle2",)
     channels = CHANNELS
     config_model = TauLPhiConfig
+    # background PID-weighted unless `belle-rare run --no-pid-weights`: the BDT working point and the
+    # background estimate come from PID-weighted simulation (too few events pass the thrown ID)
+    pid_weighting_default = True
     branches = (
         "nTrack", "Track_px", "Track_py", "Track_pz", "Track_E", "Track_charge", "Track_dr", "Track_dz",
         "Track_muonID", "Track_electronID", "Track_kaonID", "nPhoton", "Photon_E", "Photon_px", "Photon_py",
@@ -205,6 +220,7 @@ class TauLPhiProcessor(bdt.BDTProcessor):
             "m_de": new_hist(regular(*cfg.m_tau, "m", r"$M_{\ell\phi}$ [GeV]"), regular(*cfg.de, "de", r"$\Delta E$ [GeV]")),
             "m_kk": new_hist(regular(*cfg.m_kk, "m_kk", r"$M_{K^+K^-}$ [GeV]")),
             "bdt_score": new_hist(regular(*cfg.bdt, "score", "BDT score (-1: no model)")),
+            **{name: new_hist(regular(*bins, value, label)) for name, (_, value, bins, label) in NMINUS1.items()},
         }
 
     # ------------------------------------------------------------------ physics
@@ -323,6 +339,7 @@ class TauLPhiProcessor(bdt.BDTProcessor):
                 "pid_weight_lower": as_float(take(cand_prob, best), 0.0)} if weighted else {})
         return {
             **pid, "steps": steps, "nominal_pid": nominal_pid, "m": as_float(m_tau), "de": as_float(de), "m_kk": as_float(m_kk),
+            "thrust": as_float(o.thrust), "cos_theta_miss": as_float(cos_miss), "n_tracks": as_float(ak.sum(good, axis=1)),
             "features": np.stack([feats[f] for f in cfg.features], axis=1) if len(o.events) else np.zeros((0, len(cfg.features))),
             "lepton_p": as_float(kin.momentum(*l_lab_sel[:3]), 1.0), "lepton_cos": as_float(kin.cos_theta(*l_lab_sel[:3]), 0.0),
             "lepton_pdg": (as_float(take(trk.mcPDG, il), 0) if "mcPDG" in trk.fields
@@ -355,6 +372,10 @@ class TauLPhiProcessor(bdt.BDTProcessor):
             hists["m_de"].fill(channel=channel, region=region, m=v["m"][mask], de=v["de"][mask], weight=weight[mask])
         hists["bdt_score"].fill(channel=channel, region="presel", score=v["score"][passed], weight=weight[passed])
         hists["m_kk"].fill(channel=channel, region="presel", m_kk=v["m_kk"][passed], weight=weight[passed])
+        for name, (step, value, _, _) in NMINUS1.items():
+            # every preselection step but ``step`` (and the trigger): the paper's kind of N-1 distribution
+            mask = selection.passing(*(s for s in PRESELECTION if s != step))
+            hists[name].fill(channel=channel, region="presel", **{value: v[value][mask]}, weight=weight[mask])
 
     def columns(self, events: ak.Array, selection: Selection, channel: str, weight: np.ndarray,
                 dataset: str) -> dict[str, dict[str, np.ndarray]]:

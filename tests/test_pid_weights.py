@@ -158,9 +158,31 @@ def test_only_background_simulation_is_pid_weighted_and_its_branches_are_require
     # without a kind (synthetic chunks): the config's signal datasets are signal, the rest background
     assert not proc.pid_weighted(chunk(dataset="sig_tau3mu")) and proc.pid_weighted(chunk(dataset="anything"))
     assert {"Track_muonID_passProb_0p5", "Track_muonID_passProb_0p9"} <= set(proc.required_branches())
-    plain = search.processor("belle2", search.load_config())
+    plain = search.processor("belle2", search.load_config(), pid_weighting=False)
     assert not plain.pid_weighted(chunk(dataset="tautau", kind="background", is_data=False))
     assert not any("passProb" in b for b in plain.required_branches())
+
+
+def test_pid_weighting_is_the_default_where_the_background_estimate_rests_on_it():
+    """tau3mu and taulphi weight background unless told not to (`belle-rare run --no-pid-weights`), so a
+    plain run gives the same r_MC / ABCD estimate as the PID-weighted training; taulgamma keeps the thrown PID."""
+    import argparse
+
+    from belle_rare.analyses import run_command
+    from belle_rare.processors.registry import get_search
+
+    for name, experiment, default in (("tau3mu", "belle2", True), ("taulphi", "belle2", True), ("taulgamma", "belle", False)):
+        search = get_search(name)
+        assert search.processor(experiment, search.load_config()).pid_weighting is default, name
+        assert search.processor(experiment, search.load_config(), pid_weighting=not default).pid_weighting is (not default)
+    parser = argparse.ArgumentParser()
+    run_command.register(parser.add_subparsers())
+    base = ["run", "taulphi", "--experiment", "belle2", "--samples", "s", "--out", "o"]
+    assert parser.parse_args(base).pid_weights is None  # the search decides
+    assert parser.parse_args(base + ["--pid-weights"]).pid_weights is True
+    assert parser.parse_args(base + ["--no-pid-weights"]).pid_weights is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(base + ["--pid-weights", "--no-pid-weights"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -88,7 +88,16 @@ def test_regions_variations_and_validation(run):
     assert "signal efficiency" in names and "expected background in the signal region" in names
     angle = next(r for r in rows if r["quantity"] == "signal ellipse rotation angle")
     assert angle["ours"] is not None and abs(angle["ours"]) < 1.2  # the fit ran on the run's signal candidates
-    assert (run / "plots" / "m_de_plane.png").is_file() and (run / "plots" / "m_de_plane.pdf").is_file()
+    assert (run / "plots" / "m_de_plane_bdt.png").is_file() and (run / "plots" / "m_de_plane_bdt.pdf").is_file()
+    contents = json.loads((run / "plots" / "contents.json").read_text())
+    assert contents["pid_weighting"] is True  # the default for tau3mu
+    for name in ("nminus1_thrust", "nminus1_cos_theta_miss", "nminus1_event_charge", "bdt_score", "m3mu_presel", "m_de_plane_presel"):
+        assert (run / "plots" / f"{name}.png").is_file() and name in contents["plots"]
+    # the stacked N-1 thrust: every background's drawn yield is its histogram's (PID-weighted tau pairs fill it)
+    hists = load(run / "histograms.coffea")
+    drawn = contents["plots"]["nminus1_thrust"]["backgrounds"]
+    assert drawn and all(v == pytest.approx(hists[d]["nminus1_thrust"][{"channel": "3mu", "region": "outer"}].values().sum())
+                         for d, v in drawn.items())
 
 
 def test_training_mode_needs_no_model_and_returns_the_feature_columns(samples, config):
@@ -145,6 +154,10 @@ def test_train_command_writes_a_model_with_metadata(samples, tmp_path, config):
     # the working point is chosen on one half of the events and quoted on the other; B is PID-weighted
     quoted = meta["working_point"]["quoted"]
     assert {"efficiency", "background", "on"} <= set(quoted) and 0 <= quoted["efficiency"] <= 1
+    # how stable the choice is: the halves swapped and a bootstrap of the choosing half (16 / 50 / 84 %)
+    stability = meta["working_point"]["stability"]
+    assert 0 <= stability["swapped_halves"]["efficiency"] <= 1
+    assert sorted(stability["bootstrap"]["quoted_efficiency"]) == stability["bootstrap"]["quoted_efficiency"]
     assert "PID-weighted" in meta["punzi"]["background"] and meta["punzi"]["background_events"] > 0
     assert bdt.load_model("tau3mu", "belle2", meta["features"], tmp_path).folds == 3
     fitted = meta["signal_region_fit"]["fitted"]

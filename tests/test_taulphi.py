@@ -82,7 +82,33 @@ def test_validation_rows(run):
     names = [r["quantity"] for r in rows]
     for ch in ("ephi", "muphi"):
         assert f"signal efficiency ({ch})" in names and f"expected background in the signal region ({ch})" in names
-    assert (run / "plots" / "muphi_m_de_plane.png").is_file() and (run / "plots" / "muphi_m_de_plane.pdf").is_file()
+    assert (run / "plots" / "muphi_m_de_plane_BDT.png").is_file() and (run / "plots" / "muphi_m_de_plane_BDT.pdf").is_file()
+
+
+def test_plots_stack_the_backgrounds_and_overlay_the_signal_at_the_stated_branching_fraction(run):
+    """The N-1 and plane plots: each background process stacked with its yield at the run's luminosity
+    (the histograms' own), the signal scaled to plots.signal_branching_fraction (BR(phi -> KK) kept: the
+    histograms are per produced tau -> l phi decay)."""
+    from belle_rare.configs.processes import forced_sub_branching_fraction
+
+    contents = json.loads((run / "plots" / "contents.json").read_text())
+    meta = json.loads((run / "metadata.json").read_text())
+    hists = load(run / "histograms.coffea")
+    br_ref = SEARCH.load_config().plots.signal_branching_fraction
+    assert contents["pid_weighting"] is True  # the default for taulphi
+    rows = {r["quantity"]: r for r in json.loads((run / "validation.json").read_text())}
+    assert rows["r_MC = N_SR / N_RSB (muphi)"]["note"].startswith("PID-weighted simulation")
+    for channel, ds in (("muphi", "sig_taumuphi"), ("ephi", "sig_tauephi")):
+        for name in ("nminus1_thrust", "nminus1_cos_theta_miss", "nminus1_n_tracks", "bdt_score", "m_de_plane_presel"):
+            assert (run / "plots" / f"{channel}_{name}.png").is_file()
+        drawn = contents["plots"][f"{channel}_nminus1_thrust"]
+        h = hists["uds"]["nminus1_thrust"][{"channel": channel, "region": "presel"}]
+        assert drawn["backgrounds"]["uds"] == pytest.approx(h.values().sum()) and h.values().sum() > 0
+        info = meta["datasets"][ds]
+        br_sim = info["cross_section_nb"] / forced_sub_branching_fraction(info["process"]) / (2 * 0.919)
+        sig = hists[ds]["nminus1_thrust"][{"channel": channel, "region": "presel"}].values().sum()
+        assert drawn["signal"] == pytest.approx(sig * br_ref / br_sim, rel=1e-3)
+        assert contents["plots"][f"{channel}_m_de_plane_presel"]["signal_branching_fraction"] == br_ref
 
 
 def test_training_mode_returns_the_feature_columns_of_each_channel(samples):
