@@ -14,8 +14,6 @@ import hist
 import numpy as np
 from rich.console import Console
 
-from belle_rare.configs.experiment import load_experiment
-from belle_rare.configs.processes import load_catalogue
 from belle_rare.simulation.production import signal_sample_fraction
 from belle_rare.core.histograms import summed
 from belle_rare.analyses.report import save_figure, write_comparison

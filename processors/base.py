@@ -216,6 +216,29 @@ class SearchProcessor(processor.ProcessorABC):
         """Add correction weights (``weights.add(source, nominal, up, down)``, sources as in
         ``corrections.SOURCES``). Not called for data. Default: none."""
 
+    def add_common_weights(self, weights: Weights, n_events: int, n_tracks: int, trigger: str | None = None) -> None:
+        """The corrections every search applies, each with up / down: tracking for ``n_tracks``
+        tracks, the trigger efficiency of payload key ``trigger`` (default: the search's name) and
+        the luminosity of the search's data set."""
+        cset, key = self.corrections, trigger or self.name
+        weights.add("tracking", *vary(lambda s: corrections.tracking_weight(cset, n_tracks, s), n_events))
+        weights.add("trigger", *vary(lambda s: corrections.trigger_weight(cset, key, s), n_events))
+        weights.add("luminosity", *vary(lambda s: corrections.luminosity_weight(cset, self.config.luminosity, s), n_events))
+
+    def add_lepton_id_weights(self, weights: Weights, species: str, p: np.ndarray, cos_theta: np.ndarray,
+                              is_lepton: np.ndarray, tracks_per_event: int = 1) -> None:
+        """``leptonID`` (data / MC efficiency ratio) on the true ``species`` tracks and ``fakeRate``
+        (pion fake-rate ratio) on the others, multiplied over each event's ``tracks_per_event``
+        candidate tracks (flat arrays, event after event)."""
+        cset = self.corrections
+        n = len(p) // tracks_per_event
+
+        def per_event(correction: Callable[[Syst], Any], applies: np.ndarray) -> Callable[[Syst], np.ndarray]:
+            return lambda s: np.prod(np.where(applies, np.asarray(correction(s), float), 1.0).reshape(n, tracks_per_event), axis=1)
+
+        weights.add("leptonID", *vary(per_event(lambda s: corrections.lepton_id_weight(cset, species, p, cos_theta, s), is_lepton), n))
+        weights.add("fakeRate", *vary(per_event(lambda s: corrections.fake_rate_weight(cset, species, p, cos_theta, s), ~is_lepton), n))
+
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
         """Fill the histograms with a ``variation`` axis (called once per variation)."""
 

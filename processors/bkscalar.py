@@ -25,13 +25,12 @@ import numpy as np
 import pydantic
 from coffea.analysis_tools import Weights
 
-from belle_rare import corrections
 from belle_rare.configs.loader import StrictModel
 from belle_rare.core.errors import UserError
 from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regular
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import kinematics as kin
-from belle_rare.processors.base import Calibration, SearchProcessor, Selection, packed, vary
+from belle_rare.processors.base import Calibration, SearchProcessor, Selection, packed
 from belle_rare.processors.columns import in_range
 from belle_rare.processors.event_objects import Bins, PhotonCuts, TrackCuts, Window, event_frame, good_tracks
 from belle_rare.processors.event_shape import fox_wolfram_r2
@@ -392,11 +391,7 @@ class BKScalarProcessor(SearchProcessor):
     # ------------------------------------------------------------------ weights
     def add_weights(self, weights: Weights, selection: Selection, channel: str) -> None:
         """Tracking (3 or 4 tracks), trigger, luminosity."""
-        cset, n = self.corrections, len(selection.values["mbc"])
-        n_tracks = 3 if b_mode_of(channel) == "K" else 4
-        weights.add("tracking", *vary(lambda s: corrections.tracking_weight(cset, n_tracks, s), n))
-        weights.add("trigger", *vary(lambda s: corrections.trigger_weight(cset, "bkscalar", s), n))
-        weights.add("luminosity", *vary(lambda s: corrections.luminosity_weight(cset, self.config.luminosity, s), n))
+        self.add_common_weights(weights, len(selection.values["mbc"]), 3 if b_mode_of(channel) == "K" else 4)
 
     # ------------------------------------------------------------------ fills
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:

@@ -18,14 +18,13 @@ import hist
 import numpy as np
 from coffea.analysis_tools import Weights
 
-from belle_rare import corrections
 from belle_rare.configs.loader import StrictModel
 from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regular
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
 from belle_rare.processors import pid_weighting
-from belle_rare.processors.base import Calibration, Selection, packed, signal_datasets_of, vary
+from belle_rare.processors.base import Calibration, Selection, packed, signal_datasets_of
 from belle_rare.processors.base import TriggerLines
 from belle_rare.processors.columns import as_float, best_index, expand, in_range, take
 from belle_rare.processors.event_objects import (
@@ -361,21 +360,10 @@ class Tau3MuProcessor(bdt.BDTProcessor):
     # ------------------------------------------------------------------ weights
     def add_weights(self, weights: Weights, selection: Selection, channel: str) -> None:
         """Tracking (3 signal + 1 tag track), trigger, luminosity, muon ID (pion fake rate by truth)."""
-        cset = self.corrections
         v = selection.values
-        n = len(v["m"])
-        weights.add("tracking", *vary(lambda s: corrections.tracking_weight(cset, 4, s), n))
-        weights.add("trigger", *vary(lambda s: corrections.trigger_weight(cset, "tau3mu", s), n))
-        weights.add("luminosity", *vary(lambda s: corrections.luminosity_weight(cset, self.config.luminosity, s), n))
+        self.add_common_weights(weights, len(v["m"]), 4)
         p, cos = np.nan_to_num(v["mu_p"], nan=1.0).ravel(), np.nan_to_num(v["mu_cos"], nan=0.0).ravel()
-        true_mu = (np.abs(v["mu_pdg"]) == 13).ravel()
-
-        def per_event(correction: Any, truth: np.ndarray) -> Any:
-            """Product over the three muons of ``correction`` where ``truth``, 1 elsewhere."""
-            return lambda s: np.prod(np.where(truth, np.asarray(correction(s), float), 1.0).reshape(n, 3), axis=1)
-
-        weights.add("leptonID", *vary(per_event(lambda s: corrections.lepton_id_weight(cset, "mu", p, cos, s), true_mu), n))
-        weights.add("fakeRate", *vary(per_event(lambda s: corrections.fake_rate_weight(cset, "mu", p, cos, s), ~true_mu), n))
+        self.add_lepton_id_weights(weights, "mu", p, cos, (np.abs(v["mu_pdg"]) == 13).ravel(), tracks_per_event=3)
 
     # ------------------------------------------------------------------ fills
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:

@@ -523,12 +523,9 @@ class TauLGammaProcessor(SearchProcessor):
         species, lepton_pdg = ("mu", 13) if channel == "mugamma" else ("e", 11)
         true_lepton = np.abs(v["lepton_pdg"]) == lepton_pdg if "lepton_pdg" in v else np.ones(n, bool)
         p, cos = v["lepton_p"], v["lepton_cos"]
-        weights.add("tracking", *vary(lambda s: corrections.tracking_weight(cset, 2, s), n))
+        self.add_common_weights(weights, n, 2, f"taulgamma_{channel}")
         weights.add("photonEff", *vary(lambda s: corrections.photon_efficiency_weight(cset, 1, s), n))
-        weights.add("trigger", *vary(lambda s: corrections.trigger_weight(cset, f"taulgamma_{channel}", s), n))
-        weights.add("luminosity", *vary(lambda s: corrections.luminosity_weight(cset, self.config.luminosity, s), n))
-        weights.add("leptonID", *vary(lambda s: np.where(true_lepton, corrections.lepton_id_weight(cset, species, p, cos, s), 1.0), n))
-        weights.add("fakeRate", *vary(lambda s: np.where(true_lepton, 1.0, corrections.fake_rate_weight(cset, species, p, cos, s)), n))
+        self.add_lepton_id_weights(weights, species, p, cos, true_lepton)
 
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
         tags = np.asarray(TAG_CLASSES)[selection.values["tag_class"]]

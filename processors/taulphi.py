@@ -18,14 +18,13 @@ import hist
 import numpy as np
 from coffea.analysis_tools import Weights
 
-from belle_rare import corrections
 from belle_rare.configs.loader import StrictModel
 from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regular
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
 from belle_rare.processors import pid_weighting
-from belle_rare.processors.base import Calibration, Selection, packed, signal_datasets_of, vary
+from belle_rare.processors.base import Calibration, Selection, packed, signal_datasets_of
 from belle_rare.processors.base import TriggerLines
 from belle_rare.processors.columns import as_float, best_index, expand, in_range, take
 from belle_rare.processors.event_shape import fox_wolfram_r2, thrust_axis
@@ -349,16 +348,10 @@ class TauLPhiProcessor(bdt.BDTProcessor):
     # ------------------------------------------------------------------ weights
     def add_weights(self, weights: Weights, selection: Selection, channel: str) -> None:
         """Tracking (3 signal + 1 tag), trigger, luminosity, lepton ID (pion fake rate by truth)."""
-        cset, v = self.corrections, selection.values
-        n = len(v["m"])
-        weights.add("tracking", *vary(lambda s: corrections.tracking_weight(cset, 4, s), n))
-        weights.add("trigger", *vary(lambda s: corrections.trigger_weight(cset, "taulphi", s), n))
-        weights.add("luminosity", *vary(lambda s: corrections.luminosity_weight(cset, self.config.luminosity, s), n))
+        v = selection.values
+        self.add_common_weights(weights, len(v["m"]), 4)
         p, cos = np.nan_to_num(v["lepton_p"], nan=1.0), np.nan_to_num(v["lepton_cos"], nan=0.0)
-        true_lepton = np.abs(v["lepton_pdg"]) == LEPTON_PDG[channel]
-        species = SPECIES[channel]
-        weights.add("leptonID", *vary(lambda s: np.where(true_lepton, corrections.lepton_id_weight(cset, species, p, cos, s), 1.0), n))
-        weights.add("fakeRate", *vary(lambda s: np.where(true_lepton, 1.0, corrections.fake_rate_weight(cset, species, p, cos, s)), n))
+        self.add_lepton_id_weights(weights, SPECIES[channel], p, cos, np.abs(v["lepton_pdg"]) == LEPTON_PDG[channel])
 
     # ------------------------------------------------------------------ fills
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:

@@ -18,13 +18,12 @@ import awkward as ak
 import hist
 import numpy as np
 
-from belle_rare import corrections
 from belle_rare.configs.loader import StrictModel
 from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regular
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import kinematics as kin
 from belle_rare.processors import pid_weighting
-from belle_rare.processors.base import Calibration, SearchProcessor, Selection, TriggerLines, packed, vary
+from belle_rare.processors.base import Calibration, SearchProcessor, Selection, TriggerLines, packed
 from belle_rare.processors.columns import expand
 from belle_rare.processors.event_objects import TrackCuts, event_frame, good_tracks, scaled_tracks
 from belle_rare.processors.extra_energy import ExtraEnergyCuts, extra_energy
@@ -199,20 +198,10 @@ class ZprimeProcessor(SearchProcessor):
 
     def add_weights(self, weights: Any, selection: Selection, channel: str) -> None:
         """Tracking (2 tracks), trigger, luminosity, muon ID (pion fake rate for tracks that are not muons)."""
-        cset = self.corrections
         v = selection.values
-        n = len(v["m2_recoil"])
-        weights.add("tracking", *vary(lambda s: corrections.tracking_weight(cset, 2, s), n))
-        weights.add("trigger", *vary(lambda s: corrections.trigger_weight(cset, "zprime", s), n))
-        weights.add("luminosity", *vary(lambda s: corrections.luminosity_weight(cset, self.config.luminosity, s), n))
+        self.add_common_weights(weights, len(v["m2_recoil"]), 2)
         p, cos = np.nan_to_num(v["mu_p"], nan=1.0).ravel(), np.nan_to_num(v["mu_cos"], nan=0.0).ravel()
-        true_mu = (np.abs(np.nan_to_num(v["mu_pdg"])) == 13).ravel()
-
-        def per_event(correction: Any, truth: np.ndarray) -> Any:
-            return lambda s: np.prod(np.where(truth, np.asarray(correction(s), float), 1.0).reshape(n, 2), axis=1)
-
-        weights.add("leptonID", *vary(per_event(lambda s: corrections.lepton_id_weight(cset, "mu", p, cos, s), true_mu), n))
-        weights.add("fakeRate", *vary(per_event(lambda s: corrections.fake_rate_weight(cset, "mu", p, cos, s), ~true_mu), n))
+        self.add_lepton_id_weights(weights, "mu", p, cos, (np.abs(np.nan_to_num(v["mu_pdg"])) == 13).ravel(), tracks_per_event=2)
 
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
         fill_counts(hists["yields"], channel, variation, weight, selection.regions)

@@ -284,4 +284,6 @@ def test_demo_generates_every_plain_process_and_no_biased_variant():
     catalogue = load_catalogue().processes
     assert "tautau" in names and "ee" in names
     assert "tautau_3prong" not in names and "ee_central" not in names
-    assert set(names) == {n for n, p in catalogue.items() if not p.biased}
+    assert set(names) == {n for n, p in catalogue.items() if not p.biased and p.in_demo}
+    # every background is in the demo (in_demo: false is for signal samples no demo search reads yet)
+    assert all(p.in_demo for p in catalogue.values() if p.kind == "background" and not p.biased)

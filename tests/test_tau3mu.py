@@ -85,7 +85,7 @@ def test_regions_variations_and_validation(run):
     rows = json.loads((run / "validation.json").read_text())
     assert all({"quantity", "ours", "paper", "unit", "note"} <= set(r) for r in rows)
     names = [r["quantity"] for r in rows]
-    assert "signal efficiency" in names and "expected background in the signal region" in names
+    assert "signal efficiency (3mu)" in names and "expected background in the signal region" in names
     angle = next(r for r in rows if r["quantity"] == "signal ellipse rotation angle")
     assert angle["ours"] is not None and abs(angle["ours"]) < 1.2  # the fit ran on the run's signal candidates
     assert (run / "plots" / "m_de_plane_bdt.png").is_file() and (run / "plots" / "m_de_plane_bdt.pdf").is_file()
