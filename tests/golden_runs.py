@@ -7,7 +7,11 @@ background, tag constituents, tau spin correlations, a1 -> rho pi), which change
 and again after the first tau-search fixes of issue 11 (lepton mass and IP track count in
 taulgamma, own ellipse, Belle II muon-ID working points, forced sub-decays divided out, the MC
 statistical bound in the limits, BDTs retrained on PID-weighted background, the tau3mu background
-with the BDT efficiency factorised and N_before from the window area);
+with the BDT efficiency factorised and N_before from the window area), and again in the next round
+of issue 11: tau and mu pairs as gamma* mass slices (tautau x 0.798, mumu x 0.632; the tau-pair signals'
+cross sections and efficiencies carry the share), PID-weighted background by default for tau3mu /
+taulphi, taulphi's new working point, efficiencies and transfer factors with a dataset empty on one
+side filled from its Beta posterior, the taulgamma sideband-fit rows, track covariances (no change);
 ``tests/test_golden.py`` reruns them and compares. After a deliberate physics change, re-record with
 ``python tests/golden_runs.py`` and say why in the commit.
 """
