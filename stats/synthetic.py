@@ -22,6 +22,7 @@ import numpy as np
 from belle_rare.core.atomic import atomic_path, write_json
 from belle_rare.core.histograms import NOMINAL, RunHistograms, has_variations, new_hist, physics_axes
 from belle_rare.core.histograms import count_axis  # noqa: F401  (re-exported: the axis of a counting histogram)
+from belle_rare.simulation.production import signal_sample_fraction
 
 def empty_histogram(*fit_axes: hist.axis.AxesMixin, systematics: bool = True) -> hist.Hist:
     """``channel``, ``region`` (and ``variation`` if ``systematics``) growing axes, then ``fit_axes``; Weight()."""
@@ -128,7 +129,7 @@ def taulgamma_counting_output(
     tag classes, categorical) after channel, region and variation; ``mbc_de`` (tag, M_bc, dE) is
     a nominal-only plane, as the processor's. Regions "signal" (the ellipse) and "outside";
     datasets ``sig_taumugamma``, ``sig_tauegamma`` (metadata ``cross_section_nb`` = 2
-    sigma_tautau BR_ref, as the runner writes) and ``tautau``.
+    sigma_tautau BR_ref x the gamma* slice share, as the runner writes) and ``tautau``.
     Defaults are the paper's numbers at 988/fb: n = 5 / 5, b = 5.8 +- 0.4 / 5.1 +- 0.4 (the +- as
     simulation statistics), efficiency 3.7 % / 2.9 %; the background scales with the luminosity;
     ``observed=None`` writes no data dataset (Asimov). Signal yields are 2 N_tautau BR_ref eps;
@@ -159,7 +160,9 @@ def taulgamma_counting_output(
 
     for ch in ("mugamma", "egamma"):
         signal_ds = f"sig_tau{ch}"
-        datasets[signal_ds] = {"kind": "signal", "process": signal_ds, "cross_section_nb": 2 * SIGMA_TAUTAU_NB * reference_br, "parameters": {}}
+        # as the runner writes it: the sample's cross section carries its gamma* slice share
+        sigma = 2 * SIGMA_TAUTAU_NB * reference_br * signal_sample_fraction(signal_ds, "belle")
+        datasets[signal_ds] = {"kind": "signal", "process": signal_ds, "cross_section_nb": sigma, "parameters": {}}
         s = 2.0 * n_pairs * reference_br * efficiency[ch]
         mc(signal_ds, ch, "signal", s, (0.01 * s) ** 2)
         b, db = background[ch]
@@ -228,6 +231,7 @@ def taulgamma_plane_output(
                                + ((centres[1] - g.de_mean) / (signal_sigma_scale * g.de_half_axis)) ** 2)) * inside
         s = 2000.0 * s / s.sum()
         w_sig = signal_events / 2000.0
-        datasets[sig] = {"kind": "signal", "process": sig, "cross_section_nb": 2 * SIGMA_TAUTAU_NB * reference_br, "scale": w_sig, "parameters": {}}
+        sigma = 2 * SIGMA_TAUTAU_NB * reference_br * signal_sample_fraction(sig, "belle")  # as the runner writes it
+        datasets[sig] = {"kind": "signal", "process": sig, "cross_section_nb": sigma, "scale": w_sig, "parameters": {}}
         fill(sig, ch, s, w_sig, inside)
     return write_run_output(results_dir, "taulgamma", "belle", luminosity_fb, datasets, histograms)

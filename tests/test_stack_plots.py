@@ -28,14 +28,17 @@ def test_backgrounds_stack_smallest_first_and_regions_sum():
 
 
 def test_the_signal_is_scaled_to_the_stated_branching_fraction():
-    """sig_taumuphi's cross section holds 2 sigma_tautau x BR_ref x BR(phi -> KK): the factor to BR = 1e-6
-    divides BR(phi -> KK) out of the reference (the stats layer's reference_value)."""
+    """sig_taumuphi's cross section holds 2 sigma_tautau x BR_ref x BR(phi -> KK) x the gamma* slice share:
+    the factor to BR = 1e-6 divides both out of the reference (the stats layer's reference_value)."""
     from belle_rare.configs.experiment import load_experiment
     from belle_rare.configs.processes import forced_sub_branching_fraction
+    from belle_rare.simulation.production import gamma_star_share
 
     sigma_tautau = load_experiment("belle2").cross_section("tautau")
     br_sim, sub = 1e-7, forced_sub_branching_fraction("sig_taumuphi")
-    meta = {"experiment": "belle2", "datasets": {"sig": {"cross_section_nb": 2 * sigma_tautau * br_sim * sub, "process": "sig_taumuphi"}}}
+    share = gamma_star_share("sig_taumuphi", "belle2")
+    meta = {"experiment": "belle2", "datasets": {"sig": {"cross_section_nb": 2 * sigma_tautau * br_sim * sub * share,
+                                                         "process": "sig_taumuphi"}}}
     scale, label = stack_plots.signal_scale(meta, "sig", 1e-6, "x")
     assert sub == pytest.approx(0.491, abs=0.01) and scale == pytest.approx(10.0)
     assert "1.0e-06" in label

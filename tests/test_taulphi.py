@@ -105,7 +105,7 @@ def test_plots_stack_the_backgrounds_and_overlay_the_signal_at_the_stated_branch
         h = hists["uds"]["nminus1_thrust"][{"channel": channel, "region": "presel"}]
         assert drawn["backgrounds"]["uds"] == pytest.approx(h.values().sum()) and h.values().sum() > 0
         info = meta["datasets"][ds]
-        br_sim = info["cross_section_nb"] / forced_sub_branching_fraction(info["process"]) / (2 * 0.919)
+        br_sim = info["cross_section_nb"] / signal_sample_fraction(info["process"], "belle2") / (2 * 0.919)
         sig = hists[ds]["nminus1_thrust"][{"channel": channel, "region": "presel"}].values().sum()
         assert drawn["signal"] == pytest.approx(sig * br_ref / br_sim, rel=1e-3)
         assert contents["plots"][f"{channel}_m_de_plane_presel"]["signal_branching_fraction"] == br_ref
