@@ -167,6 +167,9 @@ def produce_chunk(req: Request, chunk: Chunk) -> dict[str, Any]:
 # the smallest batch a filtered chunk generates, and the margin on the measured efficiency
 MIN_FILTER_BATCH = 200
 FILTER_BATCH_MARGIN = 1.2
+# the largest batch generated at once: a rare filter (e e mu mu for tau3mu: 0.4 %) would otherwise ask
+# for millions of events in one truth record (a 30,000-event chunk took 23 GB and the OOM killer)
+MAX_FILTER_BATCH = 100_000
 # default cap on generated events per accepted one: a filter stricter than 1 in 1000 needs --max-generated
 DEFAULT_MAX_GENERATED_PER_EVENT = 1000
 
@@ -186,7 +189,8 @@ def generate_until_accepted(generator, req: Request, chunk: Chunk):
     n_accepted = generated = 0
     while n_accepted < chunk.events and generated < cap:
         efficiency = (n_accepted + 1) / (generated + 1)
-        batch = min(cap - generated, max(MIN_FILTER_BATCH, int(FILTER_BATCH_MARGIN * (chunk.events - n_accepted) / efficiency)))
+        wanted = int(FILTER_BATCH_MARGIN * (chunk.events - n_accepted) / efficiency)
+        batch = min(cap - generated, MAX_FILTER_BATCH, max(MIN_FILTER_BATCH, wanted))
         truth = generator.generate(batch)
         keep = passes_filter(truth, req.generator_filter)
         position = np.cumsum(keep)

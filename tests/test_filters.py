@@ -287,3 +287,33 @@ def test_demo_generates_every_plain_process_and_no_biased_variant():
     assert set(names) == {n for n, p in catalogue.items() if not p.biased and p.in_demo}
     # every background is in the demo (in_demo: false is for signal samples no demo search reads yet)
     assert all(p.in_demo for p in catalogue.values() if p.kind == "background" and not p.biased)
+
+
+def test_a_rare_filter_generates_in_bounded_batches(monkeypatch):
+    """A filter passing 1 in 2000 events: the batches stay at most MAX_FILTER_BATCH events (the first
+    estimate here asks for 24,000; one batch of ~10^7 events for a 0.4 % filter took 23 GB), and every
+    examined event is counted."""
+    from belle_rare.simulation import production
+
+    class Rare:
+        """Fake generator: event i passes when i % 2000 == 0 (the filter is replaced below)."""
+
+        def __init__(self):
+            self.batches: list[int] = []
+            self.first = 0
+
+        def generate(self, n):
+            self.batches.append(n)
+            ids = np.arange(self.first, self.first + n)
+            self.first += n
+            return ak.Array({"id": ids})
+
+    monkeypatch.setattr(production, "MAX_FILTER_BATCH", 5000)
+    monkeypatch.setattr(production, "passes_filter", lambda truth, spec: ak.to_numpy(truth.id) % 2000 == 0)
+    req = Request("belle2", "eemumu", 10, 1, Path("/tmp"), generator_filter=GeneratorFilter(min_charged=3),
+                  filter_name="tau3mu", max_generated=10**6)
+    gen = Rare()
+    truth, generated = production.generate_until_accepted(gen, req, Chunk(0, 10, 1, 0))
+    assert len(truth) == 10 and max(gen.batches) <= 5000
+    # counted up to the event completing the quota (the last batch is cut there)
+    assert generated == 9 * 2000 + 1 <= sum(gen.batches)

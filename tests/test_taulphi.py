@@ -89,7 +89,6 @@ def test_plots_stack_the_backgrounds_and_overlay_the_signal_at_the_stated_branch
     """The N-1 and plane plots: each background process stacked with its yield at the run's luminosity
     (the histograms' own), the signal scaled to plots.signal_branching_fraction (BR(phi -> KK) kept: the
     histograms are per produced tau -> l phi decay)."""
-    from belle_rare.configs.processes import forced_sub_branching_fraction
 
     contents = json.loads((run / "plots" / "contents.json").read_text())
     meta = json.loads((run / "metadata.json").read_text())
