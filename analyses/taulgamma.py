@@ -16,6 +16,7 @@ from rich.console import Console
 
 from belle_rare.simulation.production import signal_sample_fraction
 from belle_rare.core.histograms import summed
+from belle_rare.analyses import stack_plots
 from belle_rare.analyses.report import save_figure, write_comparison
 from belle_rare.processors.resolution import fit_bifurcated_gaussian
 from belle_rare.processors.taulgamma import CHANNELS
@@ -206,26 +207,8 @@ def sideband_fit_plots(result: dict[str, Any], estimates: dict[str, tuple[Any, A
     return written
 
 
-def simulated_branching_fraction(meta: dict[str, Any], dataset: str) -> float | None:
-    """BR(tau -> l gamma) the signal histograms are normalised to: sigma / (2 sigma_tautau), the
-    forced sub-decays divided out (as stats/search_limits.py ``reference_value``); None if unknown."""
-    from belle_rare.analyses import stack_plots
-
-    return stack_plots.simulated_branching_fraction(meta, dataset)
-
-
-def _background_parts(hists: dict[str, dict[str, hist.Hist]], backgrounds: list[str], source: str, channel: str,
-                      **sel: Any) -> list[tuple[str, hist.Hist]]:
-    """(dataset, histogram) of every background with a selected event, smallest yield first (stack order)."""
-    from belle_rare.analyses import stack_plots
-
-    return stack_plots.background_parts(hists, backgrounds, source, channel, **sel)
-
-
-def _no_background_note(backgrounds: list[str]) -> str:
-    from belle_rare.analyses import stack_plots
-
-    return stack_plots.no_background_note(backgrounds)
+# the signal normalisation the plots scale from (tests import it from here)
+simulated_branching_fraction = stack_plots.simulated_branching_fraction
 
 
 def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
@@ -271,12 +254,12 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
             source, extra = ("mbc_de", {"de": sum} if name == "mbc" else {"mbc": sum}) if name in ("mbc", "de") else (name, {})
             sel = {"region": sum, "tag": sum, **extra}
             fig, ax = plt.subplots()
-            parts = _background_parts(hists, backgrounds, source, channel, **sel)
+            parts = stack_plots.background_parts(hists, backgrounds, source, channel, **sel)
             if parts:
                 hep.histplot([h for _, h in parts], stack=True, histtype="fill", ax=ax,
                              label=[f"{d} ({h.values().sum():.3g})" for d, h in parts])
             else:
-                note(ax, _no_background_note(backgrounds))
+                note(ax, stack_plots.no_background_note(backgrounds))
             sig = summed(hists, source, signal, channel, **sel)
             if sig is not None:
                 sig = sig * (sig_scale or 1.0)
@@ -295,24 +278,8 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
                                              "signal_branching_fraction": br_ref if sig_scale is not None else None}
 
         fig, ax = plt.subplots()
-        sig_plane = _plane(hists, signal, channel)
-        parts = [(d, _plane(hists, d, channel)) for d in backgrounds]
-        parts = [(d, h) for d, h in parts if h is not None and h.values().sum() > 0]
-        if parts:
-            # all backgrounds as the colour scale; each process's bins marked in its own colour
-            hep.hist2dplot(sum(h for _, h in parts), ax=ax, cmap="Greys", cbar=True, cmin=1e-12)
-            for k, (d, h) in enumerate(parts):
-                mbc_c, de_c = np.meshgrid(h.axes[0].centers, h.axes[1].centers, indexing="ij")
-                filled = h.values() > 0
-                ax.scatter(mbc_c[filled], de_c[filled], s=10, marker="s", facecolors="none", edgecolors=f"C{k + 1}",
-                           label=f"{d} ({h.values().sum():.3g} events)")
-        else:
-            note(ax, _no_background_note(backgrounds))
-        if sig_plane is not None and sig_plane.values().sum() > 0:
-            mbc_c, de_c = np.meshgrid(sig_plane.axes[0].centers, sig_plane.axes[1].centers, indexing="ij")
-            values = sig_plane.values() * (sig_scale or 1.0)
-            ax.contour(mbc_c, de_c, values, levels=np.quantile(values[values > 0], [0.5, 0.9]), colors="tab:blue")
-            ax.plot([], [], color="tab:blue", label=f"{sig_label} ({values.sum():.3g} events)")
+        drawn = stack_plots.stacked_plane(ax, hists, backgrounds, signal, "mbc_de", channel, sig_scale, sig_label,
+                                          region=sum, tag=sum)
         n = cfg.signal_region.n_sigma
         applied = cfg.signal_region.ellipse
         # the applied ellipse solid, the other (own fit / paper) dashed
@@ -328,7 +295,7 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
         ax.set_title(LABELS[channel] + (f", backgrounds at {lumi:g} fb$^{{-1}}$" if lumi else ""), fontsize="small")
         ax.legend(fontsize="xx-small")
         save(fig, f"{channel}_mbc_de_plane")
-        contents[f"{channel}_mbc_de_plane"] = {"backgrounds": {d: float(h.values().sum()) for d, h in parts},
+        contents[f"{channel}_mbc_de_plane"] = {"backgrounds": drawn["backgrounds"],
                                                "signal_branching_fraction": br_ref if sig_scale is not None else None}
     path = plot_dir / "contents.json"
     path.write_text(json.dumps({"luminosity_fb": lumi, "plots": contents}, indent=1))
