@@ -237,10 +237,6 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
     def save(fig: Any, name: str) -> None:
         written.extend(save_figure(fig, plot_dir, name))
 
-    def note(ax: Any, text: str) -> None:
-        ax.text(0.5, 0.25, text, transform=ax.transAxes, ha="center", va="center", fontsize="x-small", color="tab:red",
-                bbox={"facecolor": "white", "edgecolor": "tab:red"})
-
     for channel in CHANNELS:
         signal = cfg.signal_datasets[channel]
         br_sim = simulated_branching_fraction(meta, signal)
@@ -254,27 +250,13 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
             source, extra = ("mbc_de", {"de": sum} if name == "mbc" else {"mbc": sum}) if name in ("mbc", "de") else (name, {})
             sel = {"region": sum, "tag": sum, **extra}
             fig, ax = plt.subplots()
-            parts = stack_plots.background_parts(hists, backgrounds, source, channel, **sel)
-            if parts:
-                hep.histplot([h for _, h in parts], stack=True, histtype="fill", ax=ax,
-                             label=[f"{d} ({h.values().sum():.3g})" for d, h in parts])
-            else:
-                note(ax, stack_plots.no_background_note(backgrounds))
-            sig = summed(hists, source, signal, channel, **sel)
-            if sig is not None:
-                sig = sig * (sig_scale or 1.0)
-                hep.histplot(sig, color="tab:blue", lw=2, yerr=False, label=sig_label, ax=ax)
-                top_bkg = sum(h.values() for _, h in parts).max() if parts else 0.0
-                if sig.values().max() > 0 and top_bkg > 100 * sig.values().max():
-                    # one simulated background event can weigh 10^4 at the paper's luminosity: log scale keeps the signal visible
-                    ax.set_yscale("log")
-                    ax.set_ylim(0.1 * sig.values()[sig.values() > 0].min(), 10 * top_bkg)
-            ax.set_ylabel(f"events / {lumi:g} fb$^{{-1}}$" if lumi else "events")
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize="x-small", title="N-1" if name not in ("mbc", "de") else None)
+            drawn = stack_plots.stacked_distribution(ax, hists, backgrounds, signal, source, channel, sig_scale, sig_label,
+                                                     lumi, **sel)
+            if name not in ("mbc", "de") and ax.get_legend() is not None:
+                ax.get_legend().set_title("N-1")
             hep.label.exp_text("Belle", "Simulation", ax=ax, loc=0)
             save(fig, f"{channel}_{name}")
-            contents[f"{channel}_{name}"] = {"backgrounds": {d: float(h.values().sum()) for d, h in parts},
+            contents[f"{channel}_{name}"] = {"backgrounds": drawn["backgrounds"],
                                              "signal_branching_fraction": br_ref if sig_scale is not None else None}
 
         fig, ax = plt.subplots()
