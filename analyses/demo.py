@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--paper", action="store_true",
                    help="paper-luminosity mode: each tau search with the samples of configs/paper_mode.yaml "
                         "(filtered, biased, PID-weighted), core-hours in OUT/paper_mode.json")
-    p.add_argument("--scale", type=float, default=1.0, help="with --paper: multiply every sample's events (default 1)")
+    p.add_argument("--scale", type=float, default=1.0, help="with --paper: multiply every background sample's events (default 1; signal samples keep theirs)")
     p.add_argument("--searches", nargs="+", metavar="SEARCH", help="with --paper: only these searches")
     p.set_defaults(handler=run_demo)
 
