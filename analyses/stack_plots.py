@@ -11,6 +11,8 @@ Both return what they drew (``contents.json`` records it); a plot with no select
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import hist
@@ -135,3 +137,10 @@ def contour_levels(values: np.ndarray, fractions: tuple[float, ...]) -> np.ndarr
         return np.array([])
     cumulative = np.cumsum(flat) / flat.sum()
     return np.sort(np.array([flat[min(np.searchsorted(cumulative, f), flat.size - 1)] for f in fractions]))
+
+
+def write_contents(plot_dir: Path, lumi: float | None, contents: dict[str, Any], **extra: Any) -> Path:
+    """``plots/contents.json``: what each plot drew, at the run's luminosity (plus ``extra`` keys)."""
+    path = plot_dir / "contents.json"
+    path.write_text(json.dumps({"luminosity_fb": lumi, **extra, "plots": contents}, indent=1))
+    return path

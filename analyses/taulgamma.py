@@ -279,9 +279,7 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
         save(fig, f"{channel}_mbc_de_plane")
         contents[f"{channel}_mbc_de_plane"] = {"backgrounds": drawn["backgrounds"],
                                                "signal_branching_fraction": br_ref if sig_scale is not None else None}
-    path = plot_dir / "contents.json"
-    path.write_text(json.dumps({"luminosity_fb": lumi, "plots": contents}, indent=1))
-    written.append(path)
+    written.append(stack_plots.write_contents(plot_dir, lumi, contents))
     return written
 
 

@@ -193,9 +193,7 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
             ax.set_title(f"{LABELS[channel]}, {when}" + (f", {lumi:g} fb$^{{-1}}$" if lumi else ""), fontsize="small")
             ax.legend(fontsize="xx-small")
             save(fig, f"{channel}_m_de_plane_{region}", drawn, f"(M_tau, dE) {when}; {weighting}")
-    path = plot_dir / "contents.json"
-    path.write_text(json.dumps({"luminosity_fb": lumi, "pid_weighting": meta.get("pid_weighting"), "plots": contents}, indent=1))
-    written.append(path)
+    written.append(stack_plots.write_contents(plot_dir, lumi, contents, pid_weighting=meta.get("pid_weighting")))
     return written
 
 

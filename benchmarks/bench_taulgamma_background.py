@@ -47,6 +47,11 @@ def read_events(path: str, dataset: str, kind: str):
     return NanoEventsFactory.from_root({path: "tree"}, schemaclass=BelleSchema, metadata=meta, mode="eager").events()
 
 
+def _at(column, index: np.ndarray) -> np.ndarray:
+    """``column[e][index[e]]`` for every event e (one row per event)."""
+    return ak.to_numpy(column[ak.from_regular(index[:, None])][:, 0])
+
+
 def photon_origin(mc, event: np.ndarray, index: np.ndarray) -> np.ndarray:
     """Truth class of the photon ``index`` (MCParticle row; -1 beam background) of each event."""
     out = np.full(len(event), "none", dtype=object)
@@ -56,11 +61,10 @@ def photon_origin(mc, event: np.ndarray, index: np.ndarray) -> np.ndarray:
         return out
     rows = mc[event[ok]]
     i = index[ok]
-    pdg = np.abs(ak.to_numpy(rows.PDG[ak.from_regular(i[:, None])][:, 0]))
-    status = np.abs(ak.to_numpy(rows.status[ak.from_regular(i[:, None])][:, 0]))
-    mother = ak.to_numpy(rows.motherIndex[ak.from_regular(i[:, None])][:, 0])
-    mpdg = np.where(mother >= 0, np.abs(ak.to_numpy(rows.PDG[ak.from_regular(np.maximum(mother, 0)[:, None])][:, 0])), 0)
-    mstatus = np.where(mother >= 0, np.abs(ak.to_numpy(rows.status[ak.from_regular(np.maximum(mother, 0)[:, None])][:, 0])), 0)
+    pdg, status = np.abs(_at(rows.PDG, i)), np.abs(_at(rows.status, i))
+    mother = _at(rows.motherIndex, i)
+    mpdg = np.where(mother >= 0, np.abs(_at(rows.PDG, np.maximum(mother, 0))), 0)
+    mstatus = np.where(mother >= 0, np.abs(_at(rows.status, np.maximum(mother, 0))), 0)
     cls = np.full(len(i), "other", dtype=object)
     cls[(pdg == 11) | (pdg == 13)] = "material brems"          # the detector's brems photon carries its lepton's link
     cls[(pdg != 22) & (pdg != 11) & (pdg != 13)] = "hadron shower / split-off"
@@ -85,9 +89,8 @@ def lepton_origin(mc, event: np.ndarray, index: np.ndarray, channel: str) -> np.
         return out
     rows = mc[event[ok]]
     i = index[ok]
-    pdg = np.abs(ak.to_numpy(rows.PDG[ak.from_regular(i[:, None])][:, 0]))
-    mother = ak.to_numpy(rows.motherIndex[ak.from_regular(i[:, None])][:, 0])
-    mpdg = np.where(mother >= 0, np.abs(ak.to_numpy(rows.PDG[ak.from_regular(np.maximum(mother, 0)[:, None])][:, 0])), 0)
+    pdg, mother = np.abs(_at(rows.PDG, i)), _at(rows.motherIndex, i)
+    mpdg = np.where(mother >= 0, np.abs(_at(rows.PDG, np.maximum(mother, 0))), 0)
     lepton = pdg == LEPTON[channel]
     cls = np.where(lepton & (mpdg == 15), f"{'mu' if channel == 'mugamma' else 'e'} from tau",
                    np.where(lepton, f"{'mu' if channel == 'mugamma' else 'e'} (prompt)", "fake: " + pdg.astype(str)))
