@@ -1,0 +1,269 @@
+"""B0 -> K*0 tau tau (processors/kstartautau.py): each cut stops a hand-built event at its step, and a
+tiny generated signal sample end to end.
+
+The events are ``tests/synthetic_events.py`` tracks and photons (CM frame, boosted to the lab) plus
+the collections this search reads and the generic builder does not write: the tag candidate
+(``Btag``), the tag flags (``Track_inTag`` / ``Photon_inTag``), ``Pi0``, ``V0`` and ``KLMCluster``.
+A clean event: a neutral B0bar tag (four pion tracks flagged in the tag) opposite a B0 -> K*0 X
+decay, K*0 -> K+ pi-, X -> tau+ tau-, each tau -> one charged daughter and neutrinos. The
+expected values (M_K*pi, M_miss^2, M_tautau) come from the generator-level four-vectors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+
+from belle_rare.processors import kinematics as kin
+from belle_rare.simulation.ntuple import write_ntuple
+from synthetic_events import (
+    ELECTRON_MASS, KAON_MASS, MUON_MASS, PION_MASS, Event, Photon, Track, beams, columns, from_angles, mass_of,
+    p4_sum, read_events, two_body,
+)
+
+B0_MASS, KSTAR_MASS, TAU_MASS = 5.27966, 0.89555, 1.77686
+SPECIES = {"e": (11, ELECTRON_MASS), "mu": (13, MUON_MASS), "pi": (211, PION_MASS)}
+PASS = "passes"
+
+
+@dataclass
+class KstEvent:
+    """A synthetic event and the search-specific collections (lists of dicts per object)."""
+
+    event: Event
+    track_in_tag: list[int]
+    photon_in_tag: list[int] = field(default_factory=list)
+    photon_region: list[int] = field(default_factory=list)
+    btag: dict = field(default_factory=dict)
+    pi0: list[dict] = field(default_factory=list)
+    v0: list[dict] = field(default_factory=list)
+    klm: int = 0
+    truth: dict = field(default_factory=dict)
+
+
+def minus(a, b):
+    return kin.P4(*(x - y for x, y in zip(a, b)))
+
+
+def build(species=("mu", "mu"), m_x: float = 4.2, m_kstar: float = KSTAR_MASS, cos_b: float = 0.3, cos_k: float = 0.2,
+          cos_tau: float = 0.1, cos_d1: float = 0.3, cos_d2: float = -0.2, phi_d: float = 1.0,
+          flavour: int = -1, sig_prob: float = 0.9, tau_direct: bool = False, tau_mass: float = TAU_MASS) -> KstEvent:
+    """The clean event (parameters: decay angles and masses of the signal chain)."""
+    b = beams("belle")
+    e_beam = b.sqrt_s / 2
+    p_b = math.sqrt(e_beam**2 - B0_MASS**2)
+    tag = from_angles(p_b, 0.3, 0.5, B0_MASS)
+    sig = kin.P4(-tag.px, -tag.py, -tag.pz, tag.E)
+    # tag side: B0bar -> (pi+ pi-) (pi+ pi-), every track in the tag
+    a, c = two_body(tag, 1.8, 1.6, 0.4, 0.2)
+    tag_tracks = [Track(p, q, 211) for pair in (two_body(a, PION_MASS, PION_MASS, 0.1), two_body(c, PION_MASS, PION_MASS, -0.5))
+                  for p, q in zip(pair, (+1, -1))]
+    # signal side: B0 -> K*0 X, K*0 -> K+ pi-, X -> tau+ tau- -> (d+ nu) (d- nu)
+    kst, x = two_body(sig, m_kstar, m_x, cos_b, 0.7)
+    k, pi = two_body(kst, KAON_MASS, PION_MASS, cos_k, 1.3)
+    (pdg1, m1), (pdg2, m2) = SPECIES[species[0]], SPECIES[species[1]]
+    if tau_direct:  # X -> d+ d- with no neutrinos (a hard, heavy tau-track pair)
+        d1, d2 = two_body(x, m1, m2, cos_tau, 2.0)
+    else:
+        tau_p, tau_m = two_body(x, tau_mass, tau_mass, cos_tau, 2.0)
+        d1, _ = two_body(tau_p, m1, 0.0, cos_d1, phi_d)
+        d2, _ = two_body(tau_m, m2, 0.0, cos_d2, -phi_d)
+    signal_tracks = [Track(k, +1, 321), Track(pi, -1, 211), Track(d1, +1, pdg1), Track(d2, -1, pdg2)]
+    visible = p4_sum(kst, d1, d2)
+    kpi = p4_sum(kst, kin.P4(d2.px, d2.py, d2.pz, math.sqrt(d2.px**2 + d2.py**2 + d2.pz**2 + PION_MASS**2)))
+    truth = {"m_kpi": mass_of(kpi), "m_miss2": float(kin.mass2(*minus(sig, visible))), "m_tautau": mass_of(minus(sig, kst)),
+             "m_tau_tracks": mass_of(p4_sum(d1, d2)), "m_kstar": mass_of(kst)}
+    lab = b.to_lab(tag)
+    btag = {"px": lab.px, "py": lab.py, "pz": lab.pz, "E": lab.E, "Mbc": 5.2795, "deltaE": 0.0, "sigProb": sig_prob,
+            "charge": 0, "flavour": flavour, "weight": 1.0, "isSignal": 1, "mcIndex": -1, "nTracks": 4, "nPhotons": 0}
+    return KstEvent(Event(tag_tracks + signal_tracks), [1, 1, 1, 1, 0, 0, 0, 0], btag=btag, truth=truth)
+
+
+def with_photons(ev: KstEvent, energies_regions: list[tuple[float, int]], in_tag: int = 0) -> KstEvent:
+    """``ev`` with extra barrel / endcap photon clusters (energy GeV, clusterReg) outside the tag."""
+    photons = [Photon(from_angles(e, 0.0, 2.0 + 0.3 * i, 0.0)) for i, (e, _) in enumerate(energies_regions)]
+    return replace(ev, event=ev.event.adding(*photons), photon_in_tag=ev.photon_in_tag + [in_tag] * len(photons),
+                   photon_region=ev.photon_region + [r for _, r in energies_regions])
+
+
+def _collection(rows: list[list[dict]], fields: dict[str, type]) -> ak.Array:
+    counts = np.array([len(r) for r in rows], dtype=np.int64)
+    flat = {name: np.array([obj[name] for r in rows for obj in r], dtype=dtype) for name, dtype in fields.items()}
+    return ak.zip({name: ak.unflatten(values, counts) for name, values in flat.items()})
+
+
+def make(events: list[KstEvent], directory: Path, name: str):
+    """Write ``events`` with the search's collections and read them back (one chunk, data: nominal only)."""
+    event_level, coll = columns("belle", [e.event for e in events])
+    track = coll["Track"]
+    coll["Track"] = ak.with_field(track, ak.unflatten(np.concatenate([np.asarray(e.track_in_tag, np.int32) for e in events]),
+                                                      [len(e.track_in_tag) for e in events]), "inTag")
+    pho = coll["Photon"]
+    n_pho = [len(e.event.photons) for e in events]
+    flags = np.concatenate([np.asarray(e.photon_in_tag, np.int32) for e in events]) if sum(n_pho) else np.zeros(0, np.int32)
+    regions = np.concatenate([np.asarray(e.photon_region, np.int32) for e in events]) if sum(n_pho) else np.zeros(0, np.int32)
+    pho = ak.with_field(pho, ak.unflatten(flags, n_pho), "inTag")
+    coll["Photon"] = ak.with_field(pho, ak.unflatten(regions, n_pho), "clusterReg")
+    f32, i32 = np.float32, np.int32
+    coll["Btag"] = _collection([[e.btag] for e in events], {
+        "px": f32, "py": f32, "pz": f32, "E": f32, "Mbc": f32, "deltaE": f32, "sigProb": f32, "charge": i32, "flavour": i32,
+        "weight": f32, "isSignal": i32, "mcIndex": i32, "nTracks": i32, "nPhotons": i32})
+    coll["Pi0"] = _collection([e.pi0 for e in events], {
+        "px": f32, "py": f32, "pz": f32, "E": f32, "M": f32, "gamma1Index": i32, "gamma2Index": i32, "mcIsPi0": i32})
+    coll["V0"] = _collection([e.v0 for e in events], {
+        "px": f32, "py": f32, "pz": f32, "E": f32, "M": f32, "hypothesis": i32, "trackIndex1": i32, "trackIndex2": i32,
+        "x": f32, "y": f32, "z": f32, "pValue": f32})
+    coll["KLMCluster"] = _collection([[{"theta": 1.0, "phi": 0.5 * i, "layers": 3} for i in range(e.klm)] for e in events],
+                                     {"theta": f32, "phi": f32, "layers": i32})
+    path = directory / f"{name}.root"
+    write_ntuple(path, event_level, coll)
+    return read_events(path, "synthetic", is_data=True)
+
+
+@pytest.fixture(scope="module")
+def processor():
+    from belle_rare.processors.registry import get_search
+
+    s = get_search("kstartautau")
+    return s.processor("belle", s.load_config())
+
+
+def stop_of(raw: dict[str, float]) -> str:
+    """The first cutflow step a single event fails (PASS if none)."""
+    for step, count in raw.items():
+        if count == 0:
+            return step
+    return PASS
+
+
+def stops(processor, cases: dict[str, KstEvent], channel: str, directory: Path) -> dict[str, str]:
+    """Each case alone: the first step it fails in ``channel``."""
+    out = {}
+    for i, (name, ev) in enumerate(cases.items()):
+        result = processor.process(make([ev], directory, f"case{i}"))
+        out[name] = stop_of(result["cutflow"]["synthetic"][channel]["raw"])
+    return out
+
+
+def find(predicate, **fixed) -> KstEvent:
+    """The first clean event over a small grid of decay angles whose generator-level values satisfy
+    ``predicate`` (a loop over a handful of test configurations, not over data)."""
+    grid = np.linspace(-0.9, 0.9, 7)
+    for cb in grid:
+        for ck in grid:
+            for c1 in grid:
+                ev = build(cos_b=cb, cos_k=ck, cos_d1=c1, cos_d2=-c1, **fixed)
+                if predicate(ev.truth):
+                    return ev
+    raise AssertionError(f"no configuration with {predicate}")
+
+
+def clean_mumu(t: dict) -> bool:
+    return t["m_kpi"] > 1.7 and t["m_miss2"] > 2.0 and t["m_tau_tracks"] < 2.4
+
+
+def test_clean_mumu_event_passes_every_cut_and_lands_in_the_first_eecl_bin(processor, tmp_path):
+    ev = find(clean_mumu)
+    result = processor.process(make([ev], tmp_path, "clean"))
+    raw = result["cutflow"]["synthetic"]["mumu"]["raw"]
+    assert stop_of(raw) == PASS, raw
+    assert list(raw)[1:6] == ["trigger", "tag", "four tracks", "K*0 candidate", "K*0 mass"]
+    for other in ("ee", "emu", "epi", "mupi", "pipi"):
+        assert stop_of(result["cutflow"]["synthetic"][other]["raw"]) == "topology"
+    h = result["histograms"]["synthetic"]["eecl"][{"channel": "mumu", "region": "SR", "variation": "nominal"}]
+    assert h.values()[0] == pytest.approx(1.0) and h.values()[1:].sum() == 0
+
+
+def test_each_cut_stops_a_broken_event_at_its_step(processor, tmp_path):
+    base = find(clean_mumu)
+    cases = {
+        "clean": (base, PASS),
+        "tag ln(o_NB) < -7": (replace(base, btag={**base.btag, "sigProb": math.exp(-7.5)}), "tag"),
+        "tag outside M_bc window": (replace(base, btag={**base.btag, "Mbc": 5.27}), "tag"),
+        "charged tag": (replace(base, btag={**base.btag, "charge": 1}), "tag"),
+        "three tracks": (replace(base, event=base.event.without_track(7), track_in_tag=base.track_in_tag[:7]), "four tracks"),
+        "a fifth track from the IP": (replace(base, event=base.event.adding(Track(from_angles(0.5, 0.2, 0.1, PION_MASS), 1, 211)),
+                                              track_in_tag=base.track_in_tag + [0]), "four tracks"),
+        "a fifth track off the IP (dz = 5 cm)": (replace(base, event=base.event.adding(
+            Track(from_angles(0.5, 0.2, 0.1, PION_MASS), 1, 211, dz=5.0)), track_in_tag=base.track_in_tag + [0]), PASS),
+        "K*0 flavour same as the tag": (replace(base, btag={**base.btag, "flavour": +1}), "K*0 candidate"),
+        "kaon not identified": (replace(base, event=base.event.with_track(4, base.event.tracks[4].with_pid(atcPIDBelle=0.5))),
+                                "K*0 candidate"),
+        "K pi mass 1.1 GeV": (find(clean_mumu, m_kstar=1.1, m_x=3.8), "K*0 mass"),
+        "M(tau tracks) > 2.5 GeV": (build(tau_direct=True, m_x=4.0), "M(tau tracks)"),
+        "extra pi0": (replace(with_photons(base, [(0.2, 2), (0.15, 2)]), pi0=[
+            {"px": 0.1, "py": 0.1, "pz": 0.1, "E": 0.35, "M": 0.135, "gamma1Index": 0, "gamma2Index": 1, "mcIsPi0": 1}]), "pi0 veto"),
+        "pi0 with a tag photon": (replace(with_photons(base, [(0.2, 2), (0.15, 2)], in_tag=1), pi0=[
+            {"px": 0.1, "py": 0.1, "pz": 0.1, "E": 0.35, "M": 0.135, "gamma1Index": 0, "gamma2Index": 1, "mcIsPi0": 1}]), PASS),
+        "extra K_S": (replace(base, v0=[{"px": 0.3, "py": 0.0, "pz": 0.1, "E": 0.6, "M": 0.4976, "hypothesis": 310,
+                                         "trackIndex1": 5, "trackIndex2": 7, "x": 1.0, "y": 1.0, "z": 0.0, "pValue": 0.5}]), "K_S veto"),
+        "K_S of tag tracks": (replace(base, v0=[{"px": 0.3, "py": 0.0, "pz": 0.1, "E": 0.6, "M": 0.4976, "hypothesis": 310,
+                                                 "trackIndex1": 0, "trackIndex2": 1, "x": 1.0, "y": 1.0, "z": 0.0, "pValue": 0.5}]), PASS),
+        "two K_L clusters": (replace(base, klm=2), "K_L veto"),
+        "one K_L cluster": (replace(base, klm=1), PASS),
+        "M_tautau 3.0 GeV": (find(clean_mumu, m_x=3.0, tau_mass=1.2), "M_tautau"),  # a lighter 'tau' pair
+        "M_K*pi < 1.6 GeV": (find(lambda t: t["m_kpi"] < 1.58 and t["m_miss2"] > 1.7 and t["m_tau_tracks"] < 2.4, m_x=3.7), "M_K*pi"),
+        "M_miss^2 < 1.6 GeV^2": (find(lambda t: t["m_kpi"] > 1.7 and t["m_miss2"] < 1.5 and t["m_tau_tracks"] < 2.4, m_x=3.7),
+                                 "M_miss^2"),
+        "0.3 GeV barrel photon": (with_photons(base, [(0.3, 2)]), "E_ECL^extra signal window"),
+        "0.12 GeV backward photon (below 0.15)": (with_photons(base, [(0.12, 3)]), PASS),
+        "0.12 GeV barrel photon": (with_photons(base, [(0.12, 2)]), PASS),
+        "0.12 GeV + 0.1 GeV barrel photons": (with_photons(base, [(0.12, 2), (0.1, 2)]), "E_ECL^extra signal window"),
+    }
+    got = stops(processor, {n: e for n, (e, _) in cases.items()}, "mumu", tmp_path)
+    want = {n: s for n, (_, s) in cases.items()}
+    assert got == want
+
+
+def test_topologies_pion_modes_tight_tag_and_d_veto(processor, tmp_path):
+    """Species from PID (e > mu > pi), the tighter ln(o_NB) > -4 of the pion modes, the D veto."""
+    def clean_pi(t):
+        return t["m_kpi"] > 1.6 and not 1.8 < t["m_kpi"] < 2.0 and 2.2 < t["m_miss2"] < 8.0 and t["m_tau_tracks"] < 2.4
+
+    mupi = find(clean_pi, species=("mu", "pi"))
+    d_like = find(lambda t: 1.85 < t["m_kpi"] < 1.93 and t["m_tau_tracks"] < 2.4 and 2.0 < t["m_miss2"] < 8.0, species=("mu", "pi"))
+    ee = find(lambda t: t["m_kpi"] > 1.5 and t["m_miss2"] > 3.3 and t["m_tau_tracks"] < 2.4, species=("e", "e"))
+    cases = {
+        "mu pi": (mupi, "mupi", PASS),
+        "mu pi, ln(o_NB) = -5": (replace(mupi, btag={**mupi.btag, "sigProb": math.exp(-5.0)}), "mupi", "tag (tight)"),
+        "mu pi in the D window": (d_like, "mupi", "D veto"),
+        "e e": (ee, "ee", PASS),
+        "e e with a muon-like electron": (replace(ee, event=ee.event.with_track(6, ee.event.tracks[6].with_pid(eIDBelle=0.5, muIDBelle=0.95))),
+                                          "emu", PASS),
+    }
+    for i, (name, (ev, channel, want)) in enumerate(cases.items()):
+        (tmp_path / f"t{i}").mkdir()
+        got = stops(processor, {name: ev}, channel, tmp_path / f"t{i}")
+        assert got == {name: want}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    from belle_rare.simulation.production import Request, produce
+
+    out = tmp_path_factory.mktemp("kst_samples")
+    produce(Request("belle", "sig_kstartautau", 3000, 31, out), progress=False)
+    return out
+
+
+def test_generated_signal_end_to_end(generated, tmp_path):
+    """Generated B0 -> K*0 tau tau through the detector: every topology selected, the per-topology
+    E_ECL^extra histograms in SR, the signal peaking in the first bins, efficiency of order 1e-5..1e-4."""
+    from belle_rare.analyses.runner import RunOptions, run_search
+
+    result = run_search(RunOptions(search="kstartautau", experiment="belle", samples=generated, out=tmp_path, progress=False))
+    h = result["histograms"]["sig_kstartautau"]["eecl"]
+    assert set(h.axes["channel"]) == {"ee", "emu", "mumu", "epi", "mupi", "pipi"}
+    eecl = h[{"channel": sum, "region": "SR", "variation": "nominal"}].values()
+    assert len(eecl) == 20
+    assert eecl[:2].sum() > 0.4 * eecl.sum()  # signal: little extra energy
+    cf = result["cutflow"]["sig_kstartautau"]
+    total = cf["mumu"]["weighted"]["all events"]
+    selected = sum(cf[ch]["weighted"]["E_ECL^extra signal window"] for ch in cf)
+    assert 1e-6 < selected / total < 1e-3
+    assert all(cf[ch]["raw"]["E_ECL^extra signal window"] > 0 for ch in ("ee", "emu", "epi", "mupi", "pipi"))
