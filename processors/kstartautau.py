@@ -325,7 +325,6 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
     def _signal_side(self, ev: ak.Array, trk: ak.Array, calibration: Calibration) -> tuple[dict[str, Any], dict[str, Any]]:
         """K*0, tau tracks, species, vetoes and the kinematic variables of the kept events."""
         c = self.cuts
-        n = len(ev)
         beam = kin.P4(ev.beamPx, ev.beamPy, ev.beamPz, ev.beamE)
         beta = kin.cm_boost(beam.E, beam.px, beam.py, beam.pz)
         roots = kin.sqrt_s(beam.E, beam.px, beam.py, beam.pz)
@@ -600,5 +599,5 @@ SEARCH = Search(
     name="kstartautau",
     processor=KstarTauTauProcessor,
     config_file=builtin_file("searches", "kstartautau.yaml"),
-    training=Training(sr_fraction=sr_fraction),
+    training=Training(sr_fraction=sr_fraction, model_per_channel=model_name),
 )
