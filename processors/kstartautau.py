@@ -128,6 +128,14 @@ class DVeto(StrictModel):
     m_kpi: Window  # GeV, rejected
 
 
+class ControlRegion(StrictModel):
+    """The B0 -> D- l+ nu (D- -> K*0 pi-) control sample: every cut but M_miss^2 and the Table I M_K*pi
+    cut, with the D veto reversed (M_K*pi inside ``m_kpi``)."""
+
+    channels: list[str]
+    m_kpi: Window  # GeV
+
+
 class EventShape(StrictModel):
     channels: list[str]
     thrust_max: float
@@ -150,6 +158,7 @@ class ExperimentCuts(StrictModel):
     event_shape: EventShape | None = None
     extra_energy: ExtraEnergyCuts
     signal_eecl_max: float | None = None  # E_ECL^extra signal window (GeV), Belle
+    control: ControlRegion | None = None  # region ``control`` (Belle)
     bdt_min: float | None = None  # BDT signal region lower edge, Belle II
 
 
@@ -191,6 +200,7 @@ class KstarTauTauConfig(StrictModel):
             named = list(cuts.tag.tight_channels)
             named += list(cuts.topology_cuts or {}) + list(cuts.d_veto.channels if cuts.d_veto else [])
             named += list(cuts.event_shape.channels if cuts.event_shape else [])
+            named += list(cuts.control.channels if cuts.control else [])
             unknown = sorted(set(named) - set(channels))
             if unknown:
                 raise ValueError(f"{experiment}: unknown channels {unknown} (channels: {', '.join(channels)})")
@@ -286,7 +296,8 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
             "eecl": new_hist(regular(*b.eecl, "eecl", r"$E_{ECL}^{extra}$ [GeV]"), systematics=True),
             "bdt": new_hist(regular(*b.bdt, "bdt", "BDT output"), systematics=True),
             # control distributions after every cut (nominal only)
-            "mmiss2": new_hist(regular(44, -2.0, 20.0, "mmiss2", r"$M_{miss}^2$ [GeV$^2$]")),
+            # M_miss^2 (the control sample's second fit variable): every region, every variation
+            "mmiss2": new_hist(regular(44, -2.0, 20.0, "mmiss2", r"$M_{miss}^2$ [GeV$^2$]"), systematics=True),
             "m_kpi": new_hist(regular(40, 0.5, 4.5, "m_kpi", r"$M_{K^{*0}\pi}$ [GeV]")),
             "m_tautau": new_hist(regular(40, 1.5, 5.5, "m_tautau", r"$M_{\tau\tau}$ [GeV]")),
         }
@@ -533,7 +544,11 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
         else:
             signal = sr & (v["eecl"] < c.signal_eecl_max)
             cuts.add("E_ECL^extra signal window", v["eecl"] < c.signal_eecl_max)
-        return Selection(cuts=cuts, values=values, regions={"SR": sr, "signal": signal})
+        regions = {"SR": sr, "signal": signal}
+        if c.control is not None and channel in c.control.channels:
+            kept = [name for name in cuts.names if name not in ("M_K*pi", "M_miss^2", "D veto", "E_ECL^extra signal window")]
+            regions["control"] = cuts.all(*kept) & in_range(v["m_kpi"], c.control.m_kpi)
+        return Selection(cuts=cuts, values=values, regions=regions)
 
     def feature_matrix(self, v: dict[str, np.ndarray]) -> np.ndarray:
         return np.nan_to_num(np.stack([v[f] for f in self.config.features], axis=1), nan=MISSING_FEATURE)
@@ -561,17 +576,21 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
         v, sr = selection.values, selection.regions["SR"]
         fill_counts(hists["yields"], channel, variation, weight, selection.regions)
+        for region, mask in selection.regions.items():
+            hists["mmiss2"].fill(channel=channel, region=region, variation=variation, mmiss2=v["m_miss2"][mask], weight=weight[mask])
         if self.experiment == "belle":
-            hists["eecl"].fill(channel=channel, region="SR", variation=variation, eecl=v["eecl"][sr], weight=weight[sr])
+            for region in ("SR", "control"):
+                mask = selection.regions.get(region)
+                if mask is not None:
+                    hists["eecl"].fill(channel=channel, region=region, variation=variation, eecl=v["eecl"][mask], weight=weight[mask])
         else:
             hists["bdt"].fill(channel=channel, region="SR", variation=variation, bdt=v["bdt"][sr], weight=weight[sr])
 
     def fill_nominal(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, weight: np.ndarray) -> None:
         v = selection.values
         for region, mask in selection.regions.items():
-            for name in ("mmiss2", "m_kpi", "m_tautau"):
-                key = "m_miss2" if name == "mmiss2" else name
-                hists[name].fill(channel=channel, region=region, **{name: v[key][mask]}, weight=weight[mask])
+            for name in ("m_kpi", "m_tautau"):
+                hists[name].fill(channel=channel, region=region, **{name: v[name][mask]}, weight=weight[mask])
 
     def columns(self, events: ak.Array, selection: Selection, channel: str, weight: np.ndarray, dataset: str) -> dict[str, dict[str, np.ndarray]]:
         """Training mode: the BDT features of the SR events (``belle-rare train``)."""

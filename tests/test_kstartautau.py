@@ -258,6 +258,23 @@ def test_topologies_pion_modes_tight_tag_and_d_veto(processor, tmp_path):
         assert got == {name: want}
 
 
+def test_control_region_is_the_reversed_d_window_without_the_missing_mass_cut(processor, tmp_path):
+    """Region ``control`` (B0 -> D- l+ nu, D- -> K*0 pi-): an l pi event with M_K*pi in 1.84-1.94 GeV is in it
+    whatever its M_miss^2; the clean l pi event is in SR, not in control."""
+    d_window = find(lambda t: 1.85 < t["m_kpi"] < 1.93 and t["m_tau_tracks"] < 2.4, species=("mu", "pi"))
+    d_low_mmiss = find(lambda t: 1.85 < t["m_kpi"] < 1.93 and t["m_tau_tracks"] < 2.4 and t["m_miss2"] < 1.5,
+                       species=("mu", "pi"), m_x=3.7)
+    clean = find(lambda t: t["m_kpi"] > 1.6 and not 1.8 < t["m_kpi"] < 2.0 and 2.2 < t["m_miss2"] < 8.0
+                 and t["m_tau_tracks"] < 2.4, species=("mu", "pi"))
+    counts = {}
+    for name, ev in {"d": d_window, "d low M_miss^2": d_low_mmiss, "clean": clean}.items():
+        h = processor.process(make([ev], tmp_path, name.replace(" ", "_").replace("^", "")))["histograms"]["synthetic"]["yields"]
+        counts[name] = {r: float(h[{"channel": "mupi", "region": r, "variation": "nominal"}].values().sum())
+                        if r in h.axes["region"] else 0.0 for r in ("SR", "control")}  # a region no event reached is absent
+    assert counts == {"d": {"SR": 0.0, "control": 1.0}, "d low M_miss^2": {"SR": 0.0, "control": 1.0},
+                      "clean": {"SR": 1.0, "control": 0.0}}
+
+
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     from belle_rare.simulation.production import Request, produce
