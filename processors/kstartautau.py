@@ -618,5 +618,6 @@ SEARCH = Search(
     name="kstartautau",
     processor=KstarTauTauProcessor,
     config_file=builtin_file("searches", "kstartautau.yaml"),
+    report="belle_rare.analyses.kstartautau:write_reports",
     training=Training(sr_fraction=sr_fraction, model_per_channel=model_name),
 )

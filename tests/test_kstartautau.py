@@ -299,6 +299,13 @@ def test_generated_signal_end_to_end(generated, tmp_path):
     total = cf["mumu"]["weighted"]["all events"]
     selected = sum(cf[ch]["weighted"]["E_ECL^extra signal window"] for ch in cf)
     assert 1e-6 < selected / total < 1e-3
+    # the report's efficiency is per produced decay: x BR(K*0 -> K+ pi-), which the sample forced
+    from belle_rare.analyses.kstartautau import measure
+
+    rows = {r["quantity"]: r for r in measure(result)}
+    window = rows["signal efficiency, SR and E_ECL^extra < 0.2 GeV (belle)"]
+    assert window["ours"] == pytest.approx(0.665 * selected / total, rel=1e-9)
+    assert rows["signal efficiency, every cut (SR) (belle)"]["paper"] == 1.23e-5
     assert all(cf[ch]["raw"]["E_ECL^extra signal window"] > 0 for ch in ("ee", "emu", "epi", "mupi", "pipi"))
 
 
