@@ -30,7 +30,7 @@ from coffea.nanoevents import NanoEventsFactory
 from belle_rare.analyses.datasets import load_datasets
 from belle_rare.configs.experiment import load_experiment
 from belle_rare.configs.processes import forced_sub_branching_fraction
-from belle_rare.processors.base import calibrations
+from belle_rare.processors.base import CANDIDATE_WEIGHT_VALUE, calibrations
 from belle_rare.processors.registry import get_search
 from belle_rare.processors.schema import BelleSchema
 from belle_rare.simulation.production import Request, produce
@@ -52,7 +52,7 @@ def selected(proc, path: str) -> dict[str, dict[str, np.ndarray]]:
     out = {}
     for channel in proc.channels:
         sel = proc.select(events, objects, channel)
-        out[channel] = {"w": gen * sel.values["tag_weight"], "gen": gen, "eecl": sel.values["eecl"],
+        out[channel] = {"w": gen * sel.values[CANDIDATE_WEIGHT_VALUE], "gen": gen, "eecl": sel.values["eecl"],
                         "sr": sel.regions["SR"] & fired, "correct": correct}
     return out
 

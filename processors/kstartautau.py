@@ -32,7 +32,7 @@ from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regula
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
-from belle_rare.processors.base import Calibration, Selection, TriggerLines, packed
+from belle_rare.processors.base import CANDIDATE_WEIGHT_VALUE, Calibration, Selection, TriggerLines, packed
 from belle_rare.processors.columns import as_bool, as_float, expand, in_range
 from belle_rare.processors.event_shape import cos_theta_thrust, fox_wolfram_r2, thrust_axis
 from belle_rare.processors.extra_energy import ExtraEnergyCuts, counted_clusters
@@ -322,7 +322,8 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
                                                     else c.tag.ln_sig_prob_min))
         masks["four tracks"] = four
         values = expand(values, keep)
-        values["tag_weight"] = as_float(tag.weight, 0.0)
+        # the tag's existence probability (efficiency x purity), carried as a weight (processors/base.py)
+        values[CANDIDATE_WEIGHT_VALUE] = as_float(tag.weight, 0.0)
         values["event"] = ak.to_numpy(events["__event__"]).astype(np.int64)
         return SignalSide(keep, values, masks)
 
@@ -562,13 +563,6 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
         return score
 
     # ------------------------------------------------------------------ weights and fills
-    def event_weights(self, events: ak.Array, selection: Selection, channel: str, is_data: bool) -> Weights:
-        """The base weights times the tag candidate's weight: the simulation carries the tag's existence
-        probability (efficiency x purity) as ``Btag_weight`` rather than a thrown die, pseudo-data too."""
-        weights = super().event_weights(events, selection, channel, is_data)
-        weights.add("btag", selection.values["tag_weight"])
-        return weights
-
     def add_weights(self, weights: Weights, selection: Selection, channel: str) -> None:
         """Tracking (the four signal-side tracks), trigger, luminosity."""
         self.add_common_weights(weights, len(selection.values["eecl"]), 4)

@@ -306,6 +306,13 @@ def test_generated_signal_end_to_end(generated, tmp_path):
     window = rows["signal efficiency, SR and E_ECL^extra < 0.2 GeV (belle)"]
     assert window["ours"] == pytest.approx(0.665 * selected / total, rel=1e-9)
     assert rows["signal efficiency, every cut (SR) (belle)"]["paper"] == 1.23e-5
+    # the MC statistical bound scales with the largest generator x tag weight, not the generator weight alone
+    import uproot
+
+    files = sorted(generated.glob("belle_sig_kstartautau_*.root"))
+    tag_weight = ak.flatten(ak.concatenate([uproot.open(f)["tree"]["Btag_weight"].array(library="ak") for f in files]))
+    info = result["metadata"]["datasets"]["sig_kstartautau"]
+    assert info["max_event_weight"] == pytest.approx(info["scale"] * float(ak.max(tag_weight)), rel=1e-6)
     assert all(cf[ch]["raw"]["E_ECL^extra signal window"] > 0 for ch in ("ee", "emu", "epi", "mupi", "pipi"))
 
 
