@@ -28,6 +28,7 @@ import pydantic
 from coffea.analysis_tools import Weights
 
 from belle_rare.configs.loader import StrictModel
+from belle_rare.core.errors import UserError
 from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regular
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
@@ -281,7 +282,11 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
         return super().required_branches() + pid
 
     def setup(self) -> None:
-        """Belle II: one stored k-fold model per category (``kstartautau_<category>_belle2``); Belle: none."""
+        """Belle II: one stored k-fold model per category (``kstartautau_<category>_belle2``); Belle: none.
+        No PID-weighted mode: the selection (and the BDT training, whose background keeps its thrown PID)
+        uses the thrown PID, so ``--pid-weights`` is refused."""
+        if self.pid_weighting and not self.training:
+            raise UserError("search 'kstartautau' has no PID-weighted mode (--pid-weights): its selection uses the thrown PID")
         self.models: dict[str, bdt.KFoldModel] = {}
         self.model = None
         if self.experiment == "belle2" and not self.training:

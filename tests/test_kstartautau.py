@@ -390,3 +390,13 @@ def test_belle2_one_bdt_per_category_trained_and_applied(belle2_samples, tmp_pat
     assert set(h.axes["channel"]) == {"ll", "lpi", "rhoX", "pipi"}
     signal = h[{"channel": sum, "region": "SR", "variation": "nominal"}]
     assert signal.values().sum() > 0.5 * (signal.values().sum() + signal.values(flow=True)[0])  # most signal scores >= 0.4
+
+
+def test_pid_weighted_mode_is_refused_but_training_runs():
+    from belle_rare.core.errors import UserError
+    from belle_rare.processors.registry import get_search
+
+    s = get_search("kstartautau")
+    with pytest.raises(UserError, match="no PID-weighted mode"):
+        s.processor("belle", s.load_config(), pid_weighting=True)
+    assert s.processor("belle2", s.load_config(), training=True).models == {}
