@@ -27,13 +27,14 @@ import numpy as np
 import pydantic
 from coffea.analysis_tools import Weights
 
+from belle_rare import corrections
 from belle_rare.configs.loader import StrictModel
 from belle_rare.core.errors import UserError
 from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regular
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
-from belle_rare.processors.base import CANDIDATE_WEIGHT_VALUE, Calibration, Selection, TriggerLines, packed
+from belle_rare.processors.base import CANDIDATE_WEIGHT_VALUE, Calibration, Selection, TriggerLines, packed, vary
 from belle_rare.processors.columns import as_bool, as_float, expand, in_range
 from belle_rare.processors.event_shape import cos_theta_thrust, fox_wolfram_r2, thrust_axis
 from belle_rare.processors.extra_energy import ExtraEnergyCuts, counted_clusters
@@ -462,6 +463,11 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
             "eecl": as_float(eecl), "n_pi0": ak.to_numpy(n_pi0), "n_ks": ak.to_numpy(n_ks), "n_klm": ak.to_numpy(n_klm),
             "m_track1": as_float(m_track[0]), "m_track2": as_float(m_track[1]),
             "p_track1": as_float(kin.momentum(*tau1[:3])), "p_track2": as_float(kin.momentum(*tau2[:3])),
+            # lab momentum, cos(theta) and true species (0: no truth) of the tau tracks, for the lepton-ID corrections
+            **{f"{name}{k}": col for k, t in ((1, t1), (2, t2)) for name, col in (
+                ("p_lab", as_float(np.sqrt(t.px**2 + t.py**2 + t.pz**2) * scale)),
+                ("cos_lab", as_float(kin.cos_theta(t.px, t.py, t.pz))),
+                ("pdg", ak.to_numpy(ak.fill_none(abs(t.mcPDG), 0)) if "mcPDG" in t.fields else np.zeros(len(t), np.int64)))},
         }
         if c.event_shape is not None:
             values.update(self._event_shape(ev, trk, tag_cm, beta, scale, escale))
@@ -569,8 +575,29 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
 
     # ------------------------------------------------------------------ weights and fills
     def add_weights(self, weights: Weights, selection: Selection, channel: str) -> None:
-        """Tracking (the four signal-side tracks), trigger, luminosity."""
-        self.add_common_weights(weights, len(selection.values["eecl"]), 4)
+        """Tracking (the four signal-side tracks), trigger, luminosity; lepton ID (data / MC efficiency) on
+        the tau tracks identified as e or mu that are one, the pion fake rate on those that are not."""
+        v = selection.values
+        n = len(v["eecl"])
+        self.add_common_weights(weights, n, 4)
+        cset = self.corrections
+
+        def factor(syst: Any, fake: bool) -> np.ndarray:
+            out = np.ones(n)
+            for k in (1, 2):  # the two tau tracks
+                p, cos, pdg = v[f"p_lab{k}"], v[f"cos_lab{k}"], v[f"pdg{k}"]
+                for code, species, lepton_pdg in ((ELECTRON, "e", 11), (MUON, "mu", 13)):
+                    sel = (v[f"s{k}"] == code) & np.isfinite(p)
+                    if not sel.any():
+                        continue
+                    true = (pdg[sel] == lepton_pdg) | (pdg[sel] == 0)  # no truth: taken as a true lepton
+                    weight = corrections.fake_rate_weight if fake else corrections.lepton_id_weight
+                    w = np.asarray(weight(cset, species, p[sel], np.nan_to_num(cos[sel]), syst), dtype=float)
+                    out[sel] *= np.where(~true if fake else true, w, 1.0)
+            return out
+
+        weights.add("leptonID", *vary(lambda syst: factor(syst, False), n))
+        weights.add("fakeRate", *vary(lambda syst: factor(syst, True), n))
 
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
         v, sr = selection.values, selection.regions["SR"]

@@ -113,7 +113,7 @@ def _collection(rows: list[list[dict]], fields: dict[str, type]) -> ak.Array:
     return ak.zip({name: ak.unflatten(values, counts) for name, values in flat.items()})
 
 
-def make(events: list[KstEvent], directory: Path, name: str, experiment: str = "belle"):
+def make(events: list[KstEvent], directory: Path, name: str, experiment: str = "belle", is_data: bool = True):
     """Write ``events`` with the search's collections and read them back (one chunk, data: nominal only)."""
     event_level, coll = columns(experiment, [e.event for e in events])
     track = coll["Track"]
@@ -138,7 +138,7 @@ def make(events: list[KstEvent], directory: Path, name: str, experiment: str = "
                                      {"theta": f32, "phi": f32, "layers": i32})
     path = directory / f"{name}.root"
     write_ntuple(path, event_level, coll)
-    return read_events(path, "synthetic", is_data=True)
+    return read_events(path, "synthetic", is_data=is_data)
 
 
 @pytest.fixture(scope="module")
@@ -400,3 +400,21 @@ def test_pid_weighted_mode_is_refused_but_training_runs():
     with pytest.raises(UserError, match="no PID-weighted mode"):
         s.processor("belle", s.load_config(), pid_weighting=True)
     assert s.processor("belle2", s.load_config(), training=True).models == {}
+
+
+def test_lepton_id_corrections_apply_to_identified_leptons_only(processor, tmp_path):
+    """Simulation: the leptonID variations move an e e event, not a pi pi one; the tag weight multiplies in."""
+    ee = find(lambda t: t["m_kpi"] > 1.5 and t["m_miss2"] > 3.3 and t["m_tau_tracks"] < 2.4, species=("e", "e"))
+    pipi = find(lambda t: t["m_kpi"] > 1.6 and not 1.8 < t["m_kpi"] < 2.0 and t["m_miss2"] < 8.0 and t["m_tau_tracks"] < 2.4,
+                species=("pi", "pi"))
+    pipi = replace(pipi, btag={**pipi.btag, "weight": 0.5})
+    out = {}
+    for name, ev, channel in (("ee", ee, "ee"), ("pipi", pipi, "pipi")):
+        h = processor.process(make([ev], tmp_path, name, is_data=False))["histograms"]["synthetic"]["yields"]
+        out[name] = {v: float(h[{"channel": channel, "region": "SR", "variation": v}].values().sum())
+                     for v in ("nominal", "leptonIDUp", "leptonIDDown", "trackingUp")}
+    assert out["ee"]["leptonIDUp"] > out["ee"]["nominal"] > out["ee"]["leptonIDDown"] > 0
+    assert out["pipi"]["leptonIDUp"] == out["pipi"]["nominal"] == out["pipi"]["leptonIDDown"]
+    # tracking: four tracks at 0.35 % each (corrections/build_payloads.py), times the tag weight 0.5
+    assert out["pipi"]["trackingUp"] / out["pipi"]["nominal"] == pytest.approx(1.0035**4, rel=1e-6)
+    assert out["pipi"]["nominal"] == pytest.approx(0.5, rel=1e-6)
