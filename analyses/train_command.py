@@ -117,15 +117,32 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             rows["m"].append(cols["m"].value)
             rows["de"].append(cols["de"].value)
             used[f"{name}/{channel}"] = n
-    for channel, name in signals.items():
-        if name in datasets:
-            n_signal_total += float(output["cutflow"].get(name, {}).get(channel, {}).get("weighted", {}).get("all events", 0.0))
+    signal_all = {channel: float(output["cutflow"].get(name, {}).get(channel, {}).get("weighted", {}).get("all events", 0.0))
+                  for channel, name in signals.items() if name in datasets}
+    n_signal_total = sum(signal_all.values())
     if not rows["X"] or n_signal_total == 0:
         raise UserError(f"no signal / background events to train on in {opts.samples}")
     data = {k: np.concatenate(v) for k, v in rows.items()}
+    common = {"opts": opts, "config": config, "datasets": datasets, "search": search, "lumi": lumi, "lumi_source": lumi_source,
+              "used": used, "start": start}
+    if search.training.model_per_channel is None:
+        return _fit(data, n_signal_total, opts.search, **common)
+    # one model per channel (e.g. kstartautau's Belle II tau categories), each on its channel's events only
+    per_channel = {}
+    for channel in sorted(set(data["channel"])):
+        part = {k: v[data["channel"] == channel] for k, v in data.items()}
+        per_channel[channel] = _fit(part, signal_all.get(channel, 0.0), search.training.model_per_channel(channel), **common)
+    return {"per_channel": per_channel}
+
+
+def _fit(data: dict[str, np.ndarray], n_signal_total: float, model_name: str, opts: TrainOptions, config: Any,
+         datasets: dict[str, Any], search: Any, lumi: float, lumi_source: str, used: dict[str, int], start: float) -> dict[str, Any]:
+    """Train the k folds on ``data``, choose and quote the Punzi working point, write ``model_name``'s artefacts."""
     y = data["y"]
+    if n_signal_total == 0:
+        raise UserError(f"{model_name}: no signal events to train on in {opts.samples}")
     if not ((y == 1).any() and (y == 0).any()):
-        raise UserError(f"training needs both signal ({', '.join(signals.values())}) and background samples in {opts.samples}")
+        raise UserError(f"training needs both signal ({', '.join(sorted(set(config.signal_datasets.values())))}) and background samples in {opts.samples}")
     settings = config.bdt.settings()
     # nominal-ID signal (as selected) against PID-weighted background (weights: pass probabilities)
     train_mask = (y == 0) | data["nominal"]
@@ -165,7 +182,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     }
     if search.training.extra_metadata is not None:
         meta.update(search.training.extra_metadata(data, config))
-    model_path, meta_path = bdt.save_model(model, opts.search, opts.experiment, meta, opts.out)
+    model_path, meta_path = bdt.save_model(model, model_name, opts.experiment, meta, opts.out)
     return {"model": model, "meta": model.meta, "paths": (model_path, meta_path), "oof": oof, "data": data}
 
 
@@ -217,6 +234,13 @@ def _train(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     result = train(TrainOptions(search=args.search, experiment=args.experiment, samples=args.samples, out=args.out,
                                 executor=args.executor, workers=args.workers, progress=console.is_terminal))
+    for channel, part in result.get("per_channel", {}).items():
+        wp = part["meta"]["working_point"]
+        console.print(f"{args.search} ({channel}): working point BDT > {wp['cut']:.4f} (eps {wp['efficiency']:.3g}, "
+                      f"B {wp['background']:.3g}; on the independent half: eps {wp['quoted']['efficiency']:.3g}, "
+                      f"B {wp['quoted']['background']:.3g}) -> {part['paths'][0]}")
+    if "per_channel" in result:
+        return 0
     wp = result["meta"]["working_point"]
     console.print(f"{args.search}: working point BDT > {wp['cut']:.4f} (eps {wp['efficiency']:.3f}, B {wp['background']:.3g}, "
                   f"Punzi {wp['fom']:.4g}; on the independent half: eps {wp['quoted']['efficiency']:.3f}, "

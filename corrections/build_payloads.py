@@ -149,6 +149,7 @@ TABLE: dict[str, dict[str, Any]] = {
         "luminosity": {
             "upsilon4s": 0.014,  # tau -> l gamma paper: integrated luminosity 1.4 %
             "all": 0.014,  # tau -> l gamma paper (988 /fb, all Upsilon(nS) + off-resonance)
+            "kstartautau": 0.018,  # K*tautau paper: number of B Bbar pairs 1.8 % (its normalisation term)
         },
     },
     "belle2": {

@@ -50,6 +50,10 @@ ALL_EVENTS = "all events"
 TRIGGER_CUT = "trigger"
 #: ``Selection.values`` key of the per-event PID weight a search sets in PID-weighted mode
 PID_WEIGHT_VALUE = "pid_weight"
+#: ``Selection.values`` key of a per-event probability the simulation carries as a weight rather than a
+#: thrown die (the B-tag candidate's ``Btag_weight``): applied to every event, data included (pseudo-data
+#: carries it too), and part of the largest event weight (the MC statistical bound)
+CANDIDATE_WEIGHT_VALUE = "candidate_weight"
 
 
 @dataclass(frozen=True)
@@ -299,6 +303,8 @@ class SearchProcessor(processor.ProcessorABC):
         if PID_WEIGHT_VALUE in selection.values:
             # PID-weighted candidates (processors/pid_weighting.py): P(the candidate passes the PID cuts)
             weights.add("pidWeight", np.nan_to_num(np.asarray(selection.values[PID_WEIGHT_VALUE], dtype=float), nan=0.0))
+        if CANDIDATE_WEIGHT_VALUE in selection.values:
+            weights.add("candidateWeight", np.nan_to_num(np.asarray(selection.values[CANDIDATE_WEIGHT_VALUE], dtype=float), nan=0.0))
         if not is_data:
             self.add_weights(weights, selection, channel)
         return weights
@@ -366,10 +372,14 @@ class Maximum:
 
 def largest_event_weight(selection: Selection, generator_weight: np.ndarray) -> float:
     """The largest weight (before the luminosity scale and the O(1) corrections) an event of this
-    chunk can carry in any region: the generator weight, times the PID weight where the search
+    chunk can carry in any region: the generator weight, times the candidate weight where the search
+    has one (``CANDIDATE_WEIGHT_VALUE``), times the PID weight where the search
     replaced its PID cuts by pass probabilities -- then only over the events that formed a candidate
     (a PID weight), since only those can reach a region. It scales the MC statistical bound
     (stats/mc_bound.py) of a region no event of the dataset reached."""
+    candidate = selection.values.get(CANDIDATE_WEIGHT_VALUE)
+    if candidate is not None:
+        generator_weight = generator_weight * np.nan_to_num(np.asarray(candidate, dtype=float), nan=0.0)
     pid = selection.values.get(PID_WEIGHT_VALUE)
     if pid is None:
         return float(np.max(generator_weight, initial=0.0))

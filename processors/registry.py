@@ -38,6 +38,8 @@ class Training:
 
     sr_fraction: Callable[[Any, str], float]
     extra_metadata: Callable[[dict, Any], dict] | None = None
+    #: one model per channel, stored under ``model_per_channel(channel)`` (None: one model for every channel)
+    model_per_channel: Callable[[str], str] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,649 @@
+"""B0 -> K*0 tau+ tau- with a hadronic B tag: Belle (PRD 108, L011102) and Belle II (proceedings sec. 4).
+
+One B0 is fully reconstructed in hadronic modes (the ``Btag`` collection: Belle's NeuroBayes-like or
+Belle II's FEI-like tag, its existence probability carried by ``Btag_weight``); the signal B0 is
+searched for in the rest of the event: exactly four tracks of zero net charge from the IP, a
+K*0 -> K+ pi- candidate whose flavour is opposite the tag's, and two one-prong tau daughters.
+
+* Belle: the six topologies (``ee``, ``emu``, ``mumu``, ``epi``, ``mupi``, ``pipi``) from the two tau
+  tracks' PID, the paper's vetoes and kinematic cuts (M(tau tracks), M_tautau from the tag recoil,
+  Table I on M_K*pi and M_miss^2, D veto, event shape for pi pi); the fit variable is E_ECL^extra
+  (histogram ``eecl``, region ``SR`` = every cut but E_ECL^extra).
+* Belle II: the four categories (``ll``, ``lpi``, ``rhoX``, ``pipi``; rho = a pion track with a pi0
+  in the rho window), one k-fold BDT per category on the proceedings' features (missing energy,
+  E_ECL^extra, q^2, the K*0 and tau-daughter masses), histogram ``bdt`` of its output in [0.4, 1].
+
+Every cut is in ``configs/searches/kstartautau.yaml`` with the paper section it comes from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import awkward as ak
+import hist
+import numpy as np
+import pydantic
+from coffea.analysis_tools import Weights
+
+from belle_rare import corrections
+from belle_rare.configs.loader import StrictModel
+from belle_rare.core.errors import UserError
+from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regular
+from belle_rare.core.units import pdg_mass
+from belle_rare.processors import bdt
+from belle_rare.processors import kinematics as kin
+from belle_rare.processors.base import CANDIDATE_WEIGHT_VALUE, Calibration, Selection, TriggerLines, packed, vary
+from belle_rare.processors.columns import as_bool, as_float, expand, in_range
+from belle_rare.processors.event_shape import cos_theta_thrust, fox_wolfram_r2, thrust_axis
+from belle_rare.processors.extra_energy import ExtraEnergyCuts, counted_clusters
+from belle_rare.processors.registry import Search, Training, builtin_file
+
+Window = tuple[float, float]
+
+BELLE_CHANNELS = ("ee", "emu", "mumu", "epi", "mupi", "pipi")
+BELLE2_CHANNELS = ("ll", "lpi", "rhoX", "pipi")
+CHANNELS = {"belle": BELLE_CHANNELS, "belle2": BELLE2_CHANNELS}
+#: tau-daughter species codes
+ELECTRON, MUON, PION, RHO = 0, 1, 2, 3
+SPECIES_MASS = {ELECTRON: pdg_mass(11), MUON: pdg_mass(13), PION: pdg_mass(211)}
+PION_MASS, KAON_MASS = pdg_mass(211), pdg_mass(321)
+KSTAR_MASS, B0_MASS, PI0_MASS, KS_MASS = pdg_mass(313), pdg_mass(511), pdg_mass(111), pdg_mass(310)
+RHO_MASS = pdg_mass(113)
+#: BDT features this module computes (the YAML's ``features`` picks and orders them)
+FEATURES = ("e_miss", "eecl", "q2", "m_kstar", "m_track1", "m_track2", "m_miss2", "p_track1", "p_track2", "m_kpi")
+#: the fill value of features that do not exist for an event (xgboost treats it as a number)
+MISSING_FEATURE = -999.0
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration (configs/searches/kstartautau.yaml)
+
+
+class TagCuts(StrictModel):
+    ln_sig_prob_min: float  # ln(sigProb) above this (Belle: ln(o_NB); our Belle sigProb is o_NB)
+    tight_channels: list[str] = []  # channels with the tighter cut below
+    ln_sig_prob_min_tight: float | None = None
+    mbc: Window  # GeV
+    abs_delta_e_max: float  # GeV
+    neutral: bool  # the tag is the companion of a B0: charge 0
+
+
+class Curler(StrictModel):
+    """Duplicate tracks of low-pT curlers: both below ``pt_max``, |dpT| < ``dpt_max`` and the cosine of
+    their opening angle above ``cos_above`` or below ``cos_below``; the one farther from the IP is dropped."""
+
+    pt_max: float
+    dpt_max: float
+    cos_above: float
+    cos_below: float
+
+
+class TrackCuts(StrictModel):
+    dr_max: float  # cm
+    dz_max: float  # cm
+    n_tracks: int
+    curler: Curler | None = None
+
+
+class KstarCuts(StrictModel):
+    kaon_branch: str
+    kaon_id_min: float  # kaon: ID above
+    pion_id_max: float  # pion: ID below
+    p_min: float  # GeV (lab)
+    mass: Window  # GeV
+    flavour_opposite_tag: bool
+
+
+class TauId(StrictModel):
+    electron_branch: str
+    electron_min: float
+    muon_branch: str
+    muon_min: float  # applied to tracks that fail the electron ID
+
+
+class Pi0Quality(StrictModel):
+    mass_half_window: float  # GeV around the PDG pi0 mass
+    photon_e_min: float  # GeV, both photons
+    e9e21_min: float  # shower shape, both photons (clusterE9E21)
+
+
+class RhoCuts(StrictModel):
+    mass: Window  # M(pi pi0), GeV
+    pi0: Pi0Quality
+
+
+class Vetoes(StrictModel):
+    pi0: Pi0Quality | None = None  # no extra pi0 (neither photon in the tag)
+    ks_half_window: float | None = None  # no extra K_S -> pi+ pi- V0 in |M - m_KS| < this (GeV)
+    klm_max: int | None = None  # at most this many KLM clusters
+
+
+class TopologyCut(StrictModel):
+    m_kpi_min: float  # GeV
+    m_miss2: Window  # GeV^2
+
+
+class DVeto(StrictModel):
+    channels: list[str]
+    m_kpi: Window  # GeV, rejected
+
+
+class ControlRegion(StrictModel):
+    """The B0 -> D- l+ nu (D- -> K*0 pi-) control sample: every cut but M_miss^2 and the Table I M_K*pi
+    cut, with the D veto reversed (M_K*pi inside ``m_kpi``)."""
+
+    channels: list[str]
+    m_kpi: Window  # GeV
+
+
+class EventShape(StrictModel):
+    channels: list[str]
+    thrust_max: float
+    cos_thrust_max: float  # |cos| between the B_sig and B_tag thrust axes
+    r2_max: float
+
+
+class ExperimentCuts(StrictModel):
+    trigger: TriggerLines | None = None
+    tag: TagCuts
+    tracks: TrackCuts
+    kstar: KstarCuts
+    tau_id: TauId
+    rho: RhoCuts | None = None  # Belle II rho X category
+    m_tau_tracks_max: float | None = None  # GeV
+    m_tautau_min: float | None = None  # GeV
+    vetoes: Vetoes
+    topology_cuts: dict[str, TopologyCut] | None = None
+    d_veto: DVeto | None = None
+    event_shape: EventShape | None = None
+    extra_energy: ExtraEnergyCuts
+    signal_eecl_max: float | None = None  # E_ECL^extra signal window (GeV), Belle
+    control: ControlRegion | None = None  # region ``control`` (Belle)
+    bdt_min: float | None = None  # BDT signal region lower edge, Belle II
+
+
+class Binning(StrictModel):
+    eecl: tuple[int, float, float]
+    bdt: tuple[int, float, float]
+
+
+class PaperNumbers(StrictModel):
+    efficiency: float | None = None  # None: not published
+    background_signal_region: float | None = None
+    upper_limit: float
+    fitted_branching_fraction: list[float] | None = None
+
+
+# config field type, checked at load: the BDT features this module computes
+Features = bdt.feature_list(FEATURES, "processors/kstartautau.py")
+
+
+class KstarTauTauConfig(StrictModel):
+    luminosity: str
+    signal_dataset: str
+    belle: ExperimentCuts
+    belle2: ExperimentCuts
+    features: Features
+    bdt: bdt.BDTConfig
+    histograms: Binning
+    paper: dict[str, PaperNumbers]
+
+    @property
+    def signal_datasets(self) -> dict[str, str]:
+        """Every channel of both experiments -> the signal dataset (what training and PID weighting read)."""
+        return {c: self.signal_dataset for c in (*BELLE_CHANNELS, *BELLE2_CHANNELS)}
+
+    @pydantic.model_validator(mode="after")
+    def _channels_known(self) -> "KstarTauTauConfig":
+        for experiment, channels in CHANNELS.items():
+            cuts: ExperimentCuts = getattr(self, experiment)
+            named = list(cuts.tag.tight_channels)
+            named += list(cuts.topology_cuts or {}) + list(cuts.d_veto.channels if cuts.d_veto else [])
+            named += list(cuts.event_shape.channels if cuts.event_shape else [])
+            named += list(cuts.control.channels if cuts.control else [])
+            unknown = sorted(set(named) - set(channels))
+            if unknown:
+                raise ValueError(f"{experiment}: unknown channels {unknown} (channels: {', '.join(channels)})")
+            if cuts.topology_cuts is not None and set(cuts.topology_cuts) != set(channels):
+                raise ValueError(f"{experiment}.topology_cuts: one entry per channel ({', '.join(channels)})")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# physics
+
+
+def p4_of(records: Any, mass: Any, scale: float = 1.0) -> kin.P4:
+    """Lab four-momenta of tracks with their momenta scaled by ``scale`` and energy in ``mass``."""
+    px, py, pz = records.px * scale, records.py * scale, records.pz * scale
+    return kin.P4(px, py, pz, np.sqrt(px**2 + py**2 + pz**2 + mass**2))
+
+
+def curler_duplicates(tracks: ak.Array, cfg: Curler) -> ak.Array:
+    """Per track: True if it is the worse of a duplicate pair (Belle's curler removal: the pair member
+    with the larger IP distance sqrt((5 dr)^2 + dz^2) is dropped)."""
+    pairs = ak.argcombinations(tracks, 2)
+    i, j = ak.unzip(pairs)
+    a, b = tracks[i], tracks[j]
+    pt_a, pt_b = np.hypot(a.px, a.py), np.hypot(b.px, b.py)
+    cos = kin.cos_angle(kin.Vec3(a.px, a.py, a.pz), kin.Vec3(b.px, b.py, b.pz))
+    dup = (pt_a < cfg.pt_max) & (pt_b < cfg.pt_max) & (abs(pt_a - pt_b) < cfg.dpt_max) & ((cos > cfg.cos_above) | (cos < cfg.cos_below))
+    ip_a, ip_b = np.hypot(5 * a.dr, a.dz), np.hypot(5 * b.dr, b.dz)
+    worse = ak.where(ip_a > ip_b, i, j)[dup]
+    local = ak.local_index(tracks.px)
+    # flag every track index that is the worse member of some duplicate pair (a loop-free "isin")
+    hits = ak.cartesian([local, worse], nested=True)
+    li, wi = ak.unzip(hits)
+    return ak.any(li == wi, axis=2)
+
+
+@dataclass
+class SignalSide:
+    """The per-event quantities of the chosen candidate (prefiltered events: ``keep``)."""
+
+    keep: np.ndarray
+    values: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]
+
+
+class KstarTauTauProcessor(bdt.BDTProcessor):
+    """B0 -> K*0 tau tau (Belle 711 /fb: E_ECL^extra fit; Belle II 365 /fb: BDT per tau category)."""
+
+    name = "kstartautau"
+    experiments = ("belle", "belle2")
+    channels = BELLE_CHANNELS
+    config_model = KstarTauTauConfig
+    branches = (
+        "nTrack", "Track_px", "Track_py", "Track_pz", "Track_charge", "Track_dr", "Track_dz", "Track_inTag",
+        "nPhoton", "Photon_E", "Photon_px", "Photon_py", "Photon_pz", "Photon_clusterReg", "Photon_clusterE9E21",
+        "Photon_inTag", "nBtag", "Btag_px", "Btag_py", "Btag_pz", "Btag_E", "Btag_Mbc", "Btag_deltaE", "Btag_sigProb",
+        "Btag_charge", "Btag_flavour", "Btag_weight", "nPi0", "Pi0_px", "Pi0_py", "Pi0_pz", "Pi0_E", "Pi0_M",
+        "Pi0_gamma1Index", "Pi0_gamma2Index", "nV0", "V0_M", "V0_hypothesis", "V0_trackIndex1", "V0_trackIndex2",
+        "nKLMCluster", "beamE", "beamPx", "beamPy", "beamPz", "__weight__", "__event__",
+    )
+
+    def __init__(self, experiment: str, config: Any, **kwargs: Any) -> None:
+        # the channels and cuts of the experiment this instance runs on
+        self.channels = CHANNELS.get(experiment, BELLE_CHANNELS)
+        super().__init__(experiment, config, **kwargs)
+
+    @property
+    def cuts(self) -> ExperimentCuts:
+        return getattr(self.config, self.experiment)
+
+    @property
+    def trigger_lines(self) -> tuple[str, ...]:
+        return tuple(self.cuts.trigger or ())
+
+    def required_branches(self) -> list[str]:
+        c = self.cuts
+        pid = [f"Track_{c.kstar.kaon_branch}", f"Track_{c.tau_id.electron_branch}", f"Track_{c.tau_id.muon_branch}"]
+        return super().required_branches() + pid
+
+    def setup(self) -> None:
+        """Belle II: one stored k-fold model per category (``kstartautau_<category>_belle2``); Belle: none.
+        No PID-weighted mode: the selection (and the BDT training, whose background keeps its thrown PID)
+        uses the thrown PID, so ``--pid-weights`` is refused."""
+        if self.pid_weighting and not self.training:
+            raise UserError("search 'kstartautau' has no PID-weighted mode (--pid-weights): its selection uses the thrown PID")
+        self.models: dict[str, bdt.KFoldModel] = {}
+        self.model = None
+        if self.experiment == "belle2" and not self.training:
+            self.models = {ch: bdt.load_model(model_name(ch), self.experiment, self.config.features, self.model_dir)
+                           for ch in self.channels}
+
+    # ------------------------------------------------------------------ histograms
+    def book(self) -> dict[str, hist.Hist]:
+        b = self.config.histograms
+        return {
+            "yields": new_hist(count_axis(), systematics=True),
+            "eecl": new_hist(regular(*b.eecl, "eecl", r"$E_{ECL}^{extra}$ [GeV]"), systematics=True),
+            "bdt": new_hist(regular(*b.bdt, "bdt", "BDT output"), systematics=True),
+            # control distributions after every cut (nominal only)
+            # M_miss^2 (the control sample's second fit variable): every region, every variation
+            "mmiss2": new_hist(regular(44, -2.0, 20.0, "mmiss2", r"$M_{miss}^2$ [GeV$^2$]"), systematics=True),
+            "m_kpi": new_hist(regular(40, 0.5, 4.5, "m_kpi", r"$M_{K^{*0}\pi}$ [GeV]")),
+            "m_tautau": new_hist(regular(40, 1.5, 5.5, "m_tautau", r"$M_{\tau\tau}$ [GeV]")),
+        }
+
+    # ------------------------------------------------------------------ objects
+    def objects(self, events: ak.Array, calibration: Calibration) -> SignalSide:
+        """The signal side of the events with a tag and exactly ``n_tracks`` clean tracks outside it."""
+        c = self.cuts
+        trk = events.Track[events.Track.inTag == 0]
+        if c.tracks.curler is not None:
+            trk = trk[~curler_duplicates(trk, c.tracks.curler)]
+        trk = trk[(abs(trk.dr) < c.tracks.dr_max) & (abs(trk.dz) < c.tracks.dz_max)]
+        has_tag = ak.to_numpy(ak.num(events.Btag.px) > 0)
+        four = ak.to_numpy((ak.num(trk.px) == c.tracks.n_tracks) & (ak.sum(trk.charge, axis=1) == 0))
+        keep = has_tag & four
+        values, masks = self._signal_side(events[keep], trk[keep], calibration)
+        # the tag cuts and the track count also for the dropped events (cutflow)
+        tag = ak.firsts(events.Btag)
+        masks = expand(masks, keep)
+        masks["tag"] = as_bool(self._tag_ok(tag, c.tag.ln_sig_prob_min))
+        masks["tag (tight)"] = as_bool(self._tag_ok(tag, c.tag.ln_sig_prob_min_tight if c.tag.ln_sig_prob_min_tight is not None
+                                                    else c.tag.ln_sig_prob_min))
+        masks["four tracks"] = four
+        values = expand(values, keep)
+        # the tag's existence probability (efficiency x purity), carried as a weight (processors/base.py)
+        values[CANDIDATE_WEIGHT_VALUE] = as_float(tag.weight, 0.0)
+        values["event"] = ak.to_numpy(events["__event__"]).astype(np.int64)
+        return SignalSide(keep, values, masks)
+
+    def _tag_ok(self, tag: ak.Array, ln_min: float) -> ak.Array:
+        c = self.cuts.tag
+        ok = (np.log(np.maximum(tag.sigProb, 1e-300)) > ln_min) & in_range(tag.Mbc, c.mbc) & (abs(tag.deltaE) < c.abs_delta_e_max)
+        if c.neutral:
+            ok = ok & (tag.charge == 0)
+        return ok
+
+    def _signal_side(self, ev: ak.Array, trk: ak.Array, calibration: Calibration) -> tuple[dict[str, Any], dict[str, Any]]:
+        """K*0, tau tracks, species, vetoes and the kinematic variables of the kept events."""
+        c = self.cuts
+        beam = kin.P4(ev.beamPx, ev.beamPy, ev.beamPz, ev.beamE)
+        beta = kin.cm_boost(beam.E, beam.px, beam.py, beam.pz)
+        roots = kin.sqrt_s(beam.E, beam.px, beam.py, beam.pz)
+        scale = calibration.momentum_scale
+        p_lab = np.sqrt(trk.px**2 + trk.py**2 + trk.pz**2) * scale
+
+        # K*0 -> K+ pi-: every ordered (kaon, pion) pair of opposite charges; the one closest to m_K*0
+        ks = c.kstar
+        kid = trk[ks.kaon_branch]
+        pairs = ak.argcartesian([trk.px, trk.px])
+        ik, ip = ak.unzip(pairs)
+        tag = ak.firsts(ev.Btag)
+        k_charge = trk.charge[ik]
+        ok = (ik != ip) & (k_charge != trk.charge[ip]) & (kid[ik] > ks.kaon_id_min) & (kid[ip] < ks.pion_id_max)
+        ok = ok & (p_lab[ik] > ks.p_min) & (p_lab[ip] > ks.p_min)
+        if ks.flavour_opposite_tag:
+            # a K+ (K*0) comes from a B0 (flavour +1): its tag is a B0bar (flavour -1)
+            ok = ok & (k_charge == -tag.flavour)
+        kp4 = kin.to_cm(*p4_of(trk[ik], KAON_MASS, scale), *beta)
+        pp4 = kin.to_cm(*p4_of(trk[ip], PION_MASS, scale), *beta)
+        m_pair = kin.mass(*kin.p4_add(kp4, pp4))
+        best = ak.argmin(ak.where(ok, abs(m_pair - KSTAR_MASS), np.inf), axis=1, keepdims=True)
+        has_kstar = ak.fill_none(ak.firsts(ok[best]), False)
+        i_k = ak.fill_none(ak.firsts(ik[best]), 0)
+        i_p = ak.fill_none(ak.firsts(ip[best]), 1)
+        m_kstar = ak.firsts(m_pair[best])
+        local = ak.local_index(trk.px)
+        rest = trk[(local != i_k) & (local != i_p)]
+        t1, t2 = rest[:, 0], rest[:, 1]
+        kaon_charge = ak.firsts(k_charge[best])
+
+        # tau-daughter species from PID: electron, else muon, else pion
+        tid = c.tau_id
+
+        def species(t: ak.Array) -> ak.Array:
+            return ak.where(t[tid.electron_branch] > tid.electron_min, ELECTRON,
+                            ak.where(t[tid.muon_branch] > tid.muon_min, MUON, PION))
+
+        s1, s2 = species(t1), species(t2)
+
+        def tau_p4(t: ak.Array, s: ak.Array) -> kin.P4:
+            mass = ak.where(s == ELECTRON, SPECIES_MASS[ELECTRON], ak.where(s == MUON, SPECIES_MASS[MUON], PION_MASS))
+            return kin.to_cm(*p4_of(t, mass, scale), *beta)
+
+        tau1, tau2 = tau_p4(t1, s1), tau_p4(t2, s2)
+        kstar = kin.P4(*(ak.firsts(x[best]) for x in kin.p4_add(kp4, pp4)))
+
+        # photons: tag flags, pi0 candidates (photon indices), and rho candidates of the pion tracks
+        pho = ev.Photon
+        escale = calibration.photon_energy_scale
+        pho_in_tag = pho.inTag != 0
+        pi0 = ev.Pi0
+        g1, g2 = pi0.gamma1Index, pi0.gamma2Index
+        pi0_free = ~(pho_in_tag[g1] | pho_in_tag[g2])
+        used_photon = pho_in_tag
+        rho1 = rho2 = ak.zeros_like(s1, dtype=bool)
+        m_track = [ak.where(s1 == PION, PION_MASS, kin.mass(*tau1)), ak.where(s2 == PION, PION_MASS, kin.mass(*tau2))]
+        if c.rho is not None:
+            good = pi0_free & self._pi0_quality(pi0, pho, c.rho.pi0, escale)
+            pi0_cm = kin.to_cm(pi0.px * escale, pi0.py * escale, pi0.pz * escale, pi0.E * escale, *beta)
+            tau_out = []
+            for t_cm, s in ((tau1, s1), (tau2, s2)):  # the two tau tracks, not a loop over events
+                m = kin.mass(*(t_c + p_c for t_c, p_c in zip(t_cm, pi0_cm)))
+                cand = good & (s == PION) & in_range(m, c.rho.mass)
+                pick = ak.argmin(ak.where(cand, abs(m - RHO_MASS), np.inf), axis=1, keepdims=True)
+                is_rho = ak.fill_none(ak.firsts(cand[pick]), False)
+                m_rho = ak.fill_none(ak.firsts(m[pick]), np.nan)
+                # the rho's photons belong to the signal side: not in E_ECL^extra
+                idx = ak.local_index(pho.E)
+                for gi in (g1, g2):
+                    photon = ak.where(is_rho, ak.fill_none(ak.firsts(gi[pick]), -1), -1)
+                    used_photon = used_photon | (idx == photon)
+                add = [ak.where(is_rho, tc + ak.fill_none(ak.firsts(pc[pick]), 0.0), tc) for tc, pc in zip(t_cm, pi0_cm)]
+                tau_out.append((is_rho, m_rho, kin.P4(*add)))
+            (rho1, m_rho1, tau1), (rho2, m_rho2, tau2) = tau_out
+            m_track = [ak.where(rho1, m_rho1, m_track[0]), ak.where(rho2, m_rho2, m_track[1])]
+        s1 = ak.where(rho1, RHO, s1)
+        s2 = ak.where(rho2, RHO, s2)
+
+        # the signal B: opposite the tag in the CM frame, E = sqrt(s)/2, |p| from the B0 mass
+        tag_cm = kin.to_cm(tag.px, tag.py, tag.pz, tag.E, *beta)
+        p_sig = np.sqrt(np.maximum((roots / 2) ** 2 - B0_MASS**2, 0.0))
+        unit = 1.0 / np.maximum(kin.momentum(tag_cm.px, tag_cm.py, tag_cm.pz), 1e-12)
+        b_sig = kin.P4(-tag_cm.px * unit * p_sig, -tag_cm.py * unit * p_sig, -tag_cm.pz * unit * p_sig, roots / 2)
+        tautau = kin.P4(*(b - k for b, k in zip(b_sig, kstar)))
+        visible = kin.p4_add(kstar, tau1, tau2)
+        miss = kin.P4(*(b - v for b, v in zip(b_sig, visible)))
+        # M_K*pi: the K*0 with the tau track of charge opposite the kaon's, as a pion
+        opposite1 = t1.charge == -kaon_charge
+        t_opp = kin.P4(*(ak.where(opposite1, a, b) for a, b in zip(kin.to_cm(*p4_of(t1, PION_MASS, scale), *beta),
+                                                                     kin.to_cm(*p4_of(t2, PION_MASS, scale), *beta))))
+        m_kpi = kin.mass(*kin.p4_add(kstar, t_opp))
+
+        # vetoes: extra pi0 (photons outside the tag), extra K_S (not two tag tracks), K_L clusters
+        v = c.vetoes
+        n_pi0 = ak.zeros_like(s1)
+        if v.pi0 is not None:
+            n_pi0 = ak.sum(pi0_free & self._pi0_quality(pi0, pho, v.pi0, escale), axis=1)
+        n_ks = ak.zeros_like(s1)
+        if v.ks_half_window is not None:
+            # the V0 record (px.. and x, y, z) has no four-vector behaviour: read it plainly
+            v0 = ak.Array(ev.layout).V0
+            all_in_tag = ev.Track.inTag != 0
+            tag_pair = all_in_tag[v0.trackIndex1] & all_in_tag[v0.trackIndex2]
+            n_ks = ak.sum((v0.hypothesis == 310) & (abs(v0.InvM - KS_MASS) < v.ks_half_window) & ~tag_pair, axis=1)
+        n_klm = ak.num(ev.KLMCluster.theta) if "KLMCluster" in ev.fields else ak.zeros_like(s1)
+
+        # E_ECL^extra: counted clusters (region thresholds) outside the tag and the signal side
+        scaled = ak.with_field(pho, pho.E * escale, "E")
+        counted = counted_clusters(scaled, c.extra_energy) & ~used_photon
+        eecl = ak.sum(ak.where(counted, scaled.E, 0.0), axis=1)
+
+        values = {
+            "s1": ak.to_numpy(ak.fill_none(s1, PION)), "s2": ak.to_numpy(ak.fill_none(s2, PION)),
+            "m_kstar": as_float(m_kstar), "m_tau_tracks": as_float(kin.invariant_mass(tau1, tau2)),
+            "m_tautau": as_float(kin.mass(*tautau)), "q2": as_float(kin.mass2(*tautau)),
+            "m_miss2": as_float(kin.mass2(*miss)), "e_miss": as_float(miss.E), "m_kpi": as_float(m_kpi),
+            "eecl": as_float(eecl), "n_pi0": ak.to_numpy(n_pi0), "n_ks": ak.to_numpy(n_ks), "n_klm": ak.to_numpy(n_klm),
+            "m_track1": as_float(m_track[0]), "m_track2": as_float(m_track[1]),
+            "p_track1": as_float(kin.momentum(*tau1[:3])), "p_track2": as_float(kin.momentum(*tau2[:3])),
+            # lab momentum, cos(theta) and true species (0: no truth) of the tau tracks, for the lepton-ID corrections
+            **{f"{name}{k}": col for k, t in ((1, t1), (2, t2)) for name, col in (
+                ("p_lab", as_float(np.sqrt(t.px**2 + t.py**2 + t.pz**2) * scale)),
+                ("cos_lab", as_float(kin.cos_theta(t.px, t.py, t.pz))),
+                ("pdg", ak.to_numpy(ak.fill_none(abs(t.mcPDG), 0)) if "mcPDG" in t.fields else np.zeros(len(t), np.int64)))},
+        }
+        if c.event_shape is not None:
+            values.update(self._event_shape(ev, trk, tag_cm, beta, scale, escale))
+        masks = {"K*0 candidate": as_bool(has_kstar), "K*0 mass": as_bool(in_range(m_kstar, ks.mass))}
+        return values, masks
+
+    @staticmethod
+    def _pi0_quality(pi0: ak.Array, pho: ak.Array, q: Pi0Quality, escale: float) -> ak.Array:
+        """pi0 candidates in the mass window whose two photons pass the energy and shower-shape cuts."""
+        e1, e2 = pho.E[pi0.gamma1Index] * escale, pho.E[pi0.gamma2Index] * escale
+        s1, s2 = pho.clusterE9E21[pi0.gamma1Index], pho.clusterE9E21[pi0.gamma2Index]
+        return ((abs(pi0.InvM - PI0_MASS) < q.mass_half_window) & (e1 > q.photon_e_min) & (e2 > q.photon_e_min)
+                & (s1 > q.e9e21_min) & (s2 > q.e9e21_min))
+
+    @staticmethod
+    def _event_shape(ev: ak.Array, sig_trk: ak.Array, tag_cm: kin.P4, beta: kin.Vec3, scale: float, escale: float) -> dict[str, np.ndarray]:
+        """Thrust of all tracks and photons, |cos| between the B_sig (signal tracks) and B_tag (tag
+        tracks and photons) thrust axes, and R2 of all particles (CM)."""
+        all_t = kin.to_cm(*p4_of(ev.Track, PION_MASS, scale), *beta)
+        pho = ev.Photon
+        all_g = kin.to_cm(pho.px * escale, pho.py * escale, pho.pz * escale, pho.E * escale, *beta)
+        px, py, pz = (ak.concatenate([t, g], axis=1) for t, g in zip(all_t[:3], all_g[:3]))
+        _, thrust = thrust_axis(px, py, pz)
+        sig = kin.to_cm(*p4_of(sig_trk, PION_MASS, scale), *beta)
+        sig_axis, _ = thrust_axis(*sig[:3])
+        in_tag_t, in_tag_g = ev.Track.inTag != 0, pho.inTag != 0
+        tpx, tpy, tpz = (ak.concatenate([t[in_tag_t], g[in_tag_g]], axis=1) for t, g in zip(all_t[:3], all_g[:3]))
+        tag_axis, _ = thrust_axis(tpx, tpy, tpz)
+        return {"thrust": as_float(thrust), "cos_thrust": as_float(cos_theta_thrust(sig_axis, tag_axis)),
+                "r2": as_float(fox_wolfram_r2(px, py, pz))}
+
+    # ------------------------------------------------------------------ selection
+    def channel_of(self, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+        """The channel name of each event from its two tau-daughter species."""
+        lo, hi = np.minimum(s1, s2), np.maximum(s1, s2)
+        if self.experiment == "belle":
+            table = {(ELECTRON, ELECTRON): "ee", (ELECTRON, MUON): "emu", (MUON, MUON): "mumu",
+                     (ELECTRON, PION): "epi", (MUON, PION): "mupi", (PION, PION): "pipi"}
+            out = np.full(len(s1), "", dtype=object)
+            for (a, b), name in table.items():  # six topologies, not a loop over events
+                out[(lo == a) & (hi == b)] = name
+            return out
+        leptons = (s1 <= MUON).astype(int) + (s2 <= MUON).astype(int)
+        rho = (s1 == RHO) | (s2 == RHO)
+        return np.where(rho, "rhoX", np.where(leptons == 2, "ll", np.where(leptons == 1, "lpi", "pipi"))).astype(object)
+
+    def select(self, events: ak.Array, objects: SignalSide, channel: str) -> Selection:
+        c, v, m = self.cuts, objects.values, objects.masks
+        ln_tight = channel in c.tag.tight_channels
+        steps: dict[str, np.ndarray] = {
+            "tag": m["tag"],
+            "four tracks": m["four tracks"],
+            "K*0 candidate": m["K*0 candidate"],
+            "K*0 mass": m["K*0 mass"],
+            "topology": self.channel_of(v["s1"], v["s2"]) == channel,
+        }
+        if ln_tight:
+            steps["tag (tight)"] = m["tag (tight)"]
+        if c.m_tau_tracks_max is not None:
+            steps["M(tau tracks)"] = v["m_tau_tracks"] < c.m_tau_tracks_max
+        if c.vetoes.pi0 is not None:
+            steps["pi0 veto"] = v["n_pi0"] == 0
+        if c.vetoes.ks_half_window is not None:
+            steps["K_S veto"] = v["n_ks"] == 0
+        if c.vetoes.klm_max is not None:
+            steps["K_L veto"] = v["n_klm"] <= c.vetoes.klm_max
+        if c.m_tautau_min is not None:
+            steps["M_tautau"] = v["m_tautau"] > c.m_tautau_min
+        if c.topology_cuts is not None:
+            t = c.topology_cuts[channel]
+            steps["M_K*pi"] = v["m_kpi"] > t.m_kpi_min
+            steps["M_miss^2"] = in_range(v["m_miss2"], t.m_miss2)
+        if c.d_veto is not None and channel in c.d_veto.channels:
+            steps["D veto"] = ~((v["m_kpi"] >= c.d_veto.m_kpi[0]) & (v["m_kpi"] <= c.d_veto.m_kpi[1]))
+        if c.event_shape is not None and channel in c.event_shape.channels:
+            es = c.event_shape
+            steps["event shape"] = (v["thrust"] < es.thrust_max) & (v["cos_thrust"] < es.cos_thrust_max) & (v["r2"] < es.r2_max)
+        steps = {name: np.nan_to_num(np.asarray(mask), nan=0).astype(bool) for name, mask in steps.items()}
+        cuts = packed(steps)
+        sr = cuts.all(*cuts.names)
+        values = dict(v)
+        if self.experiment == "belle2":
+            values["bdt"] = self._score(v, sr, channel)
+            signal = sr & (values["bdt"] >= c.bdt_min)
+            cuts.add("BDT signal region", values["bdt"] >= c.bdt_min)
+        else:
+            signal = sr & (v["eecl"] < c.signal_eecl_max)
+            cuts.add("E_ECL^extra signal window", v["eecl"] < c.signal_eecl_max)
+        regions = {"SR": sr, "signal": signal}
+        if c.control is not None and channel in c.control.channels:
+            kept = [name for name in cuts.names if name not in ("M_K*pi", "M_miss^2", "D veto", "E_ECL^extra signal window")]
+            regions["control"] = cuts.all(*kept) & in_range(v["m_kpi"], c.control.m_kpi)
+        return Selection(cuts=cuts, values=values, regions=regions)
+
+    def feature_matrix(self, v: dict[str, np.ndarray]) -> np.ndarray:
+        return np.nan_to_num(np.stack([v[f] for f in self.config.features], axis=1), nan=MISSING_FEATURE)
+
+    def _score(self, v: dict[str, np.ndarray], sr: np.ndarray, channel: str) -> np.ndarray:
+        """The channel's k-fold BDT output for the SR events (``NO_MODEL_SCORE`` elsewhere and in training)."""
+        score = np.full(len(sr), bdt.NO_MODEL_SCORE)
+        model = self.models.get(channel)
+        if model is not None and sr.any():
+            score[sr] = model.score(self.feature_matrix(v)[sr], v["event"][sr])
+        return score
+
+    # ------------------------------------------------------------------ weights and fills
+    def add_weights(self, weights: Weights, selection: Selection, channel: str) -> None:
+        """Tracking (the four signal-side tracks), trigger, luminosity; lepton ID (data / MC efficiency) on
+        the tau tracks identified as e or mu that are one, the pion fake rate on those that are not."""
+        v = selection.values
+        n = len(v["eecl"])
+        self.add_common_weights(weights, n, 4)
+        cset = self.corrections
+
+        def factor(syst: Any, fake: bool) -> np.ndarray:
+            out = np.ones(n)
+            for k in (1, 2):  # the two tau tracks
+                p, cos, pdg = v[f"p_lab{k}"], v[f"cos_lab{k}"], v[f"pdg{k}"]
+                for code, species, lepton_pdg in ((ELECTRON, "e", 11), (MUON, "mu", 13)):
+                    sel = (v[f"s{k}"] == code) & np.isfinite(p)
+                    if not sel.any():
+                        continue
+                    true = (pdg[sel] == lepton_pdg) | (pdg[sel] == 0)  # no truth: taken as a true lepton
+                    weight = corrections.fake_rate_weight if fake else corrections.lepton_id_weight
+                    w = np.asarray(weight(cset, species, p[sel], np.nan_to_num(cos[sel]), syst), dtype=float)
+                    out[sel] *= np.where(~true if fake else true, w, 1.0)
+            return out
+
+        weights.add("leptonID", *vary(lambda syst: factor(syst, False), n))
+        weights.add("fakeRate", *vary(lambda syst: factor(syst, True), n))
+
+    def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
+        v, sr = selection.values, selection.regions["SR"]
+        fill_counts(hists["yields"], channel, variation, weight, selection.regions)
+        for region, mask in selection.regions.items():
+            hists["mmiss2"].fill(channel=channel, region=region, variation=variation, mmiss2=v["m_miss2"][mask], weight=weight[mask])
+        if self.experiment == "belle":
+            for region in ("SR", "control"):
+                mask = selection.regions.get(region)
+                if mask is not None:
+                    hists["eecl"].fill(channel=channel, region=region, variation=variation, eecl=v["eecl"][mask], weight=weight[mask])
+        else:
+            hists["bdt"].fill(channel=channel, region="SR", variation=variation, bdt=v["bdt"][sr], weight=weight[sr])
+
+    def fill_nominal(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, weight: np.ndarray) -> None:
+        v = selection.values
+        for region, mask in selection.regions.items():
+            for name in ("m_kpi", "m_tautau"):
+                hists[name].fill(channel=channel, region=region, **{name: v[name][mask]}, weight=weight[mask])
+
+    def columns(self, events: ak.Array, selection: Selection, channel: str, weight: np.ndarray, dataset: str) -> dict[str, dict[str, np.ndarray]]:
+        """Training mode: the BDT features of the SR events (``belle-rare train``)."""
+        if not self.training:
+            return {}
+        v, sr = selection.values, selection.regions["SR"]
+        n = int(sr.sum())
+        return {"features": {"X": self.feature_matrix(v)[sr], "event": v["event"][sr], "weight": weight[sr],
+                             "in_sr": np.ones(n, bool), "in_window": np.ones(n, bool), "nominal_pid": np.ones(n, bool),
+                             "m": v["eecl"][sr], "de": v["q2"][sr]}}
+
+
+def model_name(channel: str) -> str:
+    """The stored-model name of a Belle II category (``<name>_belle2.json``)."""
+    return f"kstartautau_{channel}"
+
+
+# ---------------------------------------------------------------------------------------------- training
+def sr_fraction(config: KstarTauTauConfig, channel: str) -> float:
+    """The BDT is trained and its Punzi point chosen on the whole SR (no transfer factor)."""
+    return 1.0
+
+
+SEARCH = Search(
+    name="kstartautau",
+    processor=KstarTauTauProcessor,
+    config_file=builtin_file("searches", "kstartautau.yaml"),
+    report="belle_rare.analyses.kstartautau:write_reports",
+    training=Training(sr_fraction=sr_fraction, model_per_channel=model_name),
+)
