@@ -119,29 +119,45 @@ def product_br(m_s: np.ndarray, sin2_theta: np.ndarray, channel: str) -> np.ndar
     return np.asarray(sin2_theta, float) * br_b_to_k_s(m_s, mode) * branching_fraction(m_s, decay)
 
 
-def mixing_limit(m_s: float, channel: str, lifetimes_cm: np.ndarray, limits: np.ndarray) -> float:
-    """The smallest sin^2 theta excluded at mass ``m_s``: where the predicted product of branching fractions
-    reaches the limit at the lifetime that theta implies (c tau ~ 1 / theta^2). ``limits`` (BR x BR upper
-    limits) are known at ``lifetimes_cm`` and interpolated in log-log between them; outside that lifetime range,
-    or above ``MASS_MAX``, or where no theta is excluded: NaN."""
-    lifetimes_cm, limits = np.asarray(lifetimes_cm, float), np.asarray(limits, float)
-    ok = np.isfinite(limits) & (limits > 0)
-    if ok.sum() < 1 or m_s > MASS_MAX:
-        return float("nan")
-    lt, lim = lifetimes_cm[ok], limits[ok]
+def mixing_limits(m_s: np.ndarray, channel: str, lifetimes_cm: np.ndarray, limits: np.ndarray, points: int = 400) -> np.ndarray:
+    """Per mass, the smallest sin^2 theta excluded: where the predicted product of branching fractions reaches
+    the limit at the lifetime that theta implies (c tau ~ 1 / theta^2). ``limits`` (L, M): BR x BR upper limits
+    at the L ``lifetimes_cm`` (sorted or not) for the M masses ``m_s``, interpolated linearly in
+    (log c tau, log limit) between lifetimes. NaN where: a limit is missing, m_S > ``MASS_MAX``, no theta in the
+    lifetime range is excluded, or it is excluded already at the longest lifetime (the limit then lies at
+    lifetimes beyond the grid). Vectorised over masses: the c tau grid is the same for every mass."""
+    m_s = np.atleast_1d(np.asarray(m_s, float))
+    lt = np.asarray(lifetimes_cm, float)
+    lim = np.asarray(limits, float).reshape(len(lt), len(m_s))
     order = np.argsort(lt)
     lt, lim = lt[order], lim[order]
-    # sin^2 theta grid spanning the lifetime range: c tau = hbar c / (s2 Gamma1)
-    gamma1 = float(widths(np.array([m_s]))["total"][0])
-    if not gamma1 > 0:
-        return float("nan")
-    s2 = HBAR_C_GEV_CM / (gamma1 * np.geomspace(lt[-1], lt[0], 400))  # increasing sin^2 theta
-    ct = HBAR_C_GEV_CM / (s2 * gamma1)
-    limit_at = np.exp(np.interp(np.log(ct), np.log(lt), np.log(lim))) if len(lt) > 1 else np.full_like(ct, lim[0])
-    excluded = product_br(np.full_like(s2, m_s), s2, channel) >= limit_at
-    if not excluded.any():
-        return float("nan")
-    return float(s2[np.argmax(excluded)])
+    ct = np.geomspace(lt[-1], lt[0], points)  # longest lifetime (smallest theta) first
+    if len(lt) > 1:
+        # linear-interpolation weights in log c tau, shared by all masses: (points, L)
+        x = np.log(ct)
+        k = np.clip(np.searchsorted(np.log(lt), x) - 1, 0, len(lt) - 2)
+        t = (x - np.log(lt)[k]) / (np.log(lt)[k + 1] - np.log(lt)[k])
+        weights = np.zeros((points, len(lt)))
+        weights[np.arange(points), k] = 1.0 - t
+        weights[np.arange(points), k + 1] = t
+    else:
+        weights = np.ones((points, 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        limit_at = np.exp(weights @ np.log(lim))  # (points, M)
+        gamma1 = widths(m_s)["total"]  # (M,)
+        s2 = HBAR_C_GEV_CM / (ct[:, None] * gamma1[None, :])  # (points, M), increasing down the rows
+        predicted = s2 * (br_b_to_k_s(m_s, channel.split("_", 1)[0]) * branching_fraction(m_s, channel.split("_", 1)[1]))[None, :]
+    excluded = predicted >= limit_at
+    first = np.argmax(excluded, axis=0)
+    result = s2[first, np.arange(len(m_s))]
+    valid = (excluded.any(axis=0) & ~excluded[0] & np.all(np.isfinite(lim) & (lim > 0), axis=0)
+             & (m_s <= MASS_MAX) & (gamma1 > 0))
+    return np.where(valid, result, np.nan)
+
+
+def mixing_limit(m_s: float, channel: str, lifetimes_cm: np.ndarray, limits: np.ndarray) -> float:
+    """``mixing_limits`` at one mass (``limits``: one per lifetime)."""
+    return float(mixing_limits(np.array([m_s]), channel, lifetimes_cm, np.asarray(limits, float)[:, None])[0])
 
 
 #: Gamma(S -> pi pi) / theta^2 (GeV; pi+ pi- and pi0 pi0) vs m_S (GeV): Winkler 1809.01876, digitised in
