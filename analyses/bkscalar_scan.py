@@ -221,7 +221,8 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
             grid: SignalGrid | None = None) -> tuple[ScanTable, dict]:
     """The scan table and the limits.json document (nothing written)."""
     s = settings or Settings()
-    cfg = cfg or (load_config(s.scan_config, ScanConfig) if s.scan_config is not None else load_scan_config())
+    scan_config = s.scan_config.get(SIGNAL) if isinstance(s.scan_config, dict) else s.scan_config
+    cfg = cfg or (load_config(scan_config, ScanConfig) if scan_config is not None else load_scan_config())
     if s.scan_method == "pyhf":
         raise UserError("bkscalar: the scan runs the vectorised fits (stats/peak_scan.py); their pyhf cross-check is "
                         "benchmarks/bench_peak_scan.py")

@@ -188,3 +188,15 @@ def test_tiny_generated_grid(tmp_path):
     assert 0.0 < c["efficiency"][0] < 0.5
     # 1 cm decays closer to the IP than 100 cm: more of them are selected
     assert grid.curve("K_mumu", 1.0)["efficiency"][0] > grid.curve("K_mumu", 100.0)["efficiency"][0]
+
+
+def test_reduced_scan_config_by_search_name(tmp_path):
+    """Settings.scan_config as {search: path} (limit_all over several searches) picks bkscalar's reduced scan."""
+    from belle_rare.processors.registry import builtin_file
+
+    run_output(tmp_path, signal_events=0.0)
+    settings = Settings(scan_config={"bkscalar": builtin_file("stats", "bkscalar_demo.yaml"), "other": tmp_path / "x.yaml"})
+    table, doc = bkscalar_scan.compute(tmp_path, settings, grid=synthetic_grid(lifetimes=(10.0,)))
+    assert set(table.frame["channel"]) == {"K_mumu"} and set(table.frame["lifetime_cm"]) == {10.0}
+    assert table.frame["mass"].min() >= 1.0 and table.frame["mass"].max() <= 1.35
+    assert 150 < len(table) < 300  # "~200 masses" (sigma 4-5 MeV here)
