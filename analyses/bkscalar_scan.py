@@ -36,7 +36,7 @@ import numpy as np
 import pydantic
 
 from belle_rare.analyses.bkscalar_grid import SignalGrid, kinematic_limit
-from belle_rare.analyses.hepdata_record import plot_limit_curve, plot_limit_grid, write_hepdata
+from belle_rare.analyses.hepdata_record import plot_limit_curve, plot_limit_grid, with_gaps, write_hepdata
 from belle_rare.configs.experiment import load_experiment
 from belle_rare.configs.loader import StrictModel, load_config
 from belle_rare.core.atomic import save_figure, write_json
@@ -370,11 +370,14 @@ def write_plots(table: ScanTable, base: Path, experiment: str, lumi: float) -> l
                     best = rows.groupby("mass")[[f"{column}_observed", f"{column}_expected"]].min().dropna()
                     if best.empty:
                         continue
-                    line = ax.plot(best.index, np.sqrt(best[f"{column}_observed"]), "-", lw=1, label=channel)[0]
-                    ax.plot(best.index, np.sqrt(best[f"{column}_expected"]), "--", lw=0.7, color=line.get_color())
+                    # masses without a solution (NaN) leave gaps: break the lines there
+                    x, obs, exp = with_gaps(best.index.to_numpy(), np.sqrt(best[f"{column}_observed"].to_numpy()),
+                                            np.sqrt(best[f"{column}_expected"].to_numpy()))
+                    line = ax.plot(x, obs, "-", lw=1, label=channel)[0]
+                    ax.plot(x, exp, "--", lw=0.7, color=line.get_color())
                 else:
-                    first = rows[rows["lifetime_cm"] == rows["lifetime_cm"].min()].sort_values("mass")
-                    ax.plot(first["mass"], first[column], "-", lw=0.7, label=channel)
+                    first = rows[rows["lifetime_cm"] == rows["lifetime_cm"].min()]
+                    ax.plot(*with_gaps(first["mass"].to_numpy(), first[column].to_numpy()), "-", lw=0.7, label=channel)
             ax.set_xlabel(r"$m_S$ [GeV/$c^2$]")
             ax.set_ylabel(label)
             if what == "sin_theta":
