@@ -1,6 +1,7 @@
 """bkscalar scan speed: the vectorised peak scan (stats/peak_scan.py) against a plain loop of pyhf fits.
 
-Run: ``.venv/bin/python benchmarks/bench_peak_scan.py [--spectra 32] [--pyhf-calls 10] [--seed 1]``
+Run: ``.venv/bin/python benchmarks/bench_peak_scan.py [--spectra 32] [--workers 2] [--executor local|dask]
+[--pyhf-calls 10] [--seed 1]``
 
 The issue's workload: 8 channels x 4 lifetimes = 32 reduced-mass spectra (2400 bins of 2 MeV, a smooth
 falling background, Poisson-fluctuated), each scanned at step sigma(m)/2 over 0.025-4.78 GeV with the
@@ -9,13 +10,17 @@ resolution sigma(m) = 1.5 MeV + 0.0019 m (a straight line through the mu mu valu
 about 2000 hypotheses per spectrum, as the paper's "approximately 2000". Every hypothesis is a fit of
 peak + linear background in +-5 sigma and its observed and expected (-2..+2 sigma) 95 % CLs limits.
 
-Printed: the fast scan's wall time for all hypotheses (one process), a pyhf ``toms748_scan`` loop over
-the first ``--pyhf-calls`` hypotheses with its time per call scaled to all, the ratio, and the largest
-relative difference between the two on the hypotheses pyhf ran.
+Printed: the fast scan's wall time for all hypotheses (the spectra spread over ``--workers`` processes or
+dask workers as ``belle-rare limit bkscalar`` does, ``stats.peak_scan.scan_spectrum``), a pyhf
+``toms748_scan`` loop over ``--pyhf-calls`` hypotheses with its time per call scaled to all, the ratio, the
+largest relative difference between the two on the hypotheses pyhf ran, and the local significance of
+the fast path (``peak_scan.local_significance``) against pyhf's discovery test (q0) on the same models.
 
-Measured (defaults): 64,800 hypotheses in 96 s on one core (1.5 ms each; the machine shared); pyhf 3.4 s per
-hypothesis, 2300 x slower; largest relative difference to pyhf observed 1.4e-5, expected 5.2e-5; to fully
-converged fits 4e-10.
+Measured (first half, one process): 64,800 hypotheses in 96 s on one core (1.5 ms each; the machine shared);
+pyhf 3.4 s per hypothesis, 2300 x slower; largest relative difference to pyhf observed 1.4e-5, expected 5.2e-5;
+to fully converged fits 4e-10. Measured (defaults, --workers 2, load ~8 on the 2 cores): 156 s wall (294 s
+summed over the spectra); pyhf 2.08 s per hypothesis, 861 x slower; same differences; local Z against pyhf q0
+9.7e-7 (10 hypotheses with Z > 1).
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ import time
 import numpy as np
 import pyhf
 from rich.console import Console
+from scipy.stats import norm
 
+from belle_rare.core.parallel import parallel_map
 from belle_rare.stats import peak_scan
 
 SCAN_RANGE = (0.025, 4.78)
@@ -50,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--spectra", type=int, default=32, help="channels x lifetimes (default 8 x 4)")
     ap.add_argument("--pyhf-calls", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=2, help="processes / dask workers for the spectra (default 2)")
+    ap.add_argument("--executor", choices=("local", "dask"), default="local")
     args = ap.parse_args(argv)
     console = Console()
     rng = np.random.default_rng(args.seed)
@@ -58,19 +67,19 @@ def main(argv: list[str] | None = None) -> None:
     masses = hypotheses()
     console.print(f"{len(masses)} hypotheses per spectrum x {args.spectra} spectra = {len(masses) * args.spectra}")
 
-    start = time.perf_counter()
-    first = None
-    for k in range(args.spectra):  # one spectrum (channel, lifetime) at a time: ~2000 hypotheses vectorised
+    spectra = []
+    for k in range(args.spectra):  # channels x lifetimes: ~2000 hypotheses each, vectorised per spectrum
         level = rng.uniform(5.0, 50.0)
         counts = rng.poisson(level * np.exp(-centres / rng.uniform(1.0, 3.0)) + 1.0).astype(float)
-        w = peak_scan.windows(edges, counts, masses, sigma_of(masses))
-        limits = peak_scan.upper_limits(w)
-        if first is None:
-            first = (w, limits)
+        spectra.append(peak_scan.SpectrumScan((k,), edges, counts, masses, sigma_of(masses)))
+    start = time.perf_counter()
+    results = parallel_map(peak_scan.scan_spectrum, spectra, executor=args.executor, workers=args.workers)
     fast_time = time.perf_counter() - start
-    console.print(f"fast scan: {fast_time:.1f} s for {len(masses) * args.spectra} hypotheses "
-                  f"({1e3 * fast_time / (len(masses) * args.spectra):.2f} ms per hypothesis)")
-
+    console.print(f"fast scan: {fast_time:.1f} s wall for {len(masses) * args.spectra} hypotheses on {args.workers} "
+                  f"{args.executor} worker(s) ({1e3 * fast_time / (len(masses) * args.spectra):.2f} ms per hypothesis; "
+                  f"{sum(r.seconds for r in results):.1f} s summed over the spectra)")
+    w = peak_scan.windows(edges, spectra[0].counts, masses, sigma_of(masses))
+    first = (w, peak_scan.FastLimits(results[0].observed, results[0].expected, "peak scan"))
     assert first is not None
     w, limits = first
     # convergence: the first spectrum again with every fit run to convergence (12 Newton steps, 60 root steps)
@@ -96,6 +105,18 @@ def main(argv: list[str] | None = None) -> None:
     console.print(f"pyhf loop: {per_call:.2f} s per hypothesis -> {loop_time / 3600:.1f} h for all; "
                   f"fast / pyhf speed-up {loop_time / fast_time:.0f} x")
     console.print(f"largest relative difference on {len(picks)} hypotheses: observed {worst_obs:.1e}, expected {worst_exp:.1e}")
+
+    # local significance: the fast path's signed Z against pyhf's discovery test q0 where the fit sees an excess
+    z_fast = results[0].local_significance
+    excess = np.flatnonzero(z_fast > 1.0)
+    picks = excess[np.linspace(0, len(excess) - 1, min(args.pyhf_calls, len(excess))).astype(int)] if len(excess) else []
+    worst_z = 0.0
+    for h in picks:
+        ws = pyhf.Workspace(peak_scan.pyhf_spec(w, int(h)))
+        model = ws.model()
+        p0 = float(pyhf.infer.hypotest(0.0, ws.data(model), model, test_stat="q0"))
+        worst_z = max(worst_z, abs(z_fast[h] / norm.isf(p0) - 1.0))
+    console.print(f"local significance against pyhf q0 on {len(picks)} hypotheses with Z > 1: largest relative difference {worst_z:.1e}")
 
 
 if __name__ == "__main__":

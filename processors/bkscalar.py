@@ -426,4 +426,7 @@ SEARCH = Search(
     name="bkscalar",
     processor=BKScalarProcessor,
     config_file=builtin_file("searches", "bkscalar.yaml"),
+    # a bump hunt at every hypothesis: its own stats YAML schema (analyses/bkscalar_scan.py ScanConfig)
+    stats_file=builtin_file("stats", "bkscalar.yaml"),
+    scan="belle_rare.analyses.bkscalar_scan:limit",
 )

@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scan-method", choices=("auto", "fast", "pyhf"), default=None, help="search mode, scans")
     p.add_argument("--executor", choices=("local", "dask"), default=None, help="search mode, scans")
     p.add_argument("--no-plots", action="store_true", help="search mode: skip the plots")
+    p.add_argument("--scan-config", type=Path, default=None,
+                   help="search mode, searches with their own scan (bkscalar): a stats YAML instead of the shipped one "
+                   "(e.g. configs/stats/bkscalar_demo.yaml, a reduced scan)")
     p.add_argument(
         "--background-estimate", choices=("transfer_factor", "factorised", "sideband_fit", "mc_count"), default=None,
         help="search mode: data-driven backgrounds from this estimate instead of the stats YAML's "
@@ -131,7 +134,7 @@ def print_limit(result: LimitResult, source: str, console: Console | None = None
 
 
 def _search_limit(args: argparse.Namespace) -> int:
-    from belle_rare.stats.search_limits import Settings, compute_search_limits, write_search_limits
+    from belle_rare.stats.search_limits import Settings, compute_search_limits, scan_hook, write_search_limits
     from belle_rare.stats.summary import _rows_of, print_summary
 
     settings = Settings(
@@ -143,14 +146,23 @@ def _search_limit(args: argparse.Namespace) -> int:
         executor=args.executor,
         toy_engine=args.toy_engine,
         background_estimate=args.background_estimate,
+        scan_config=args.scan_config,
     )
-    result = compute_search_limits(args.search, args.results, settings)
-    written = write_search_limits(result, args.results, make_plots=not args.no_plots)
+    hook = scan_hook(args.search)
+    if hook is None and args.scan_config is not None:
+        raise UserError(f"--scan-config is for searches with their own scan; '{args.search}' has none")
+    if hook is not None:  # a many-hypothesis scan (Search.scan): it writes its own outputs
+        result = hook(args.search, args.results, settings, not args.no_plots)
+        written = result.document.get("files", [])
+    else:
+        result = compute_search_limits(args.search, args.results, settings)
+        written = write_search_limits(result, args.results, make_plots=not args.no_plots)
     console = _console()
     print_summary(_rows_of(args.search, result.document), console)
     for note in result.document["notes"]:
         console.print(f"note: {note}")
-    console.print(f"wrote {len(written)} files under {args.results / args.search} (limits.json, workspace.json, plots/)")
+    what = "limits.json, scan table, plots/, hepdata/" if hook is not None else "limits.json, workspace.json, plots/"
+    console.print(f"wrote {len(written)} files under {args.results / args.search} ({what})")
     return 0
 
 

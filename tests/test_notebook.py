@@ -57,3 +57,14 @@ def test_notebooks_open_the_run_in_their_first_code_cell():
     for notebook in sorted(NOTEBOOKS.glob("inspect_*.ipynb")):
         first = next(c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code")
         assert "run = belle_rare.open_run(" in first.source, notebook.name
+
+
+def test_inspect_bkscalar_notebook_executes(tmp_path, monkeypatch):
+    """A reduced scan (configs/stats/bkscalar_demo.yaml: K_mumu, c tau 10 cm, ~200 masses) browsed by the notebook."""
+    from belle_rare.processors.registry import builtin_file
+
+    demo = builtin_file("stats", "bkscalar_demo.yaml")
+    text = _run_and_execute(tmp_path, monkeypatch, "bkscalar", "belle2", ("sig_bkscalar_mumu", "mixed"),
+                            extra=(["limit", "bkscalar", "--results", str(tmp_path / "out"), "--scan-config", str(demo)],))
+    assert "Run bkscalar on belle2" in text and "K_mumu    c tau    10 cm" in text
+    assert "largest local excess" in text and "signal efficiency (K_mumu, c tau 10 cm)" in text
