@@ -200,3 +200,23 @@ def test_reduced_scan_config_by_search_name(tmp_path):
     assert set(table.frame["channel"]) == {"K_mumu"} and set(table.frame["lifetime_cm"]) == {10.0}
     assert table.frame["mass"].min() >= 1.0 and table.frame["mass"].max() <= 1.35
     assert 150 < len(table) < 300  # "~200 masses" (sigma 4-5 MeV here)
+
+
+def test_an_empty_background_dataset_carries_its_mc_bound_flat_over_the_spectrum(tmp_path):
+    """A background dataset with no event in the channel is not zero background: its largest event weight
+    (one event's Gamma(1) bound) is spread over the M_red range, and limits.json says so."""
+    hists = {}
+    h = book(hists, "m_reduced", hist.axis.Regular(2400, 0.0, 4.8, name="m_reduced"), systematics=False)
+    filled = 200.0 * np.exp(-CENTRES / 1.5)
+    set_bins(h, "bkg_filled", "K_mumu", "SR", filled)
+    set_bins(h, "bkg_empty", "K_mumu", "SR", np.zeros(len(CENTRES)))
+    datasets = {"bkg_filled": {"kind": "background", "scale": 0.5},
+                "bkg_empty": {"kind": "background", "scale": 10.0, "max_event_weight": 4800.0}}
+    write_run_output(tmp_path, "bkscalar", "belle2", 189.0, datasets, hists)
+    run = bkscalar_scan.load_run_output(tmp_path, "bkscalar")
+    edges, counts, source = bkscalar_scan.spectrum(run, config(), "K_mumu")
+    # the bound: the empty dataset's largest weight (4800), 2 per bin of 2400; the filled one adds nothing
+    assert counts.sum() == pytest.approx(filled.sum() + 4800.0, rel=1e-3)
+    assert "MC statistical bound" in source and "bkg_empty" in source and "bkg_filled" not in source
+    table, doc = bkscalar_scan.compute(tmp_path, Settings(), config(toys=0), synthetic_grid())
+    assert doc["limits"] and all(e["background_from_mc_bound"] for e in doc["limits"])
