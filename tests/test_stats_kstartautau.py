@@ -282,12 +282,13 @@ def test_combination_needs_every_experiment(tmp_path):
         compute_search_limits(SEARCH, tmp_path / "belle", Settings(combine_with=(tmp_path / "other",)))
 
 
-def test_limits_json_written(tmp_path):
-    from belle_rare.stats.search_limits import run_search_limits
+def test_limit_command_writes_the_combination(tmp_path, capsys):
+    from belle_rare.analyses.cli import main
 
     belle_output(tmp_path / "belle", template_weight=0.0)
     belle2_output(tmp_path / "belle2", template_weight=0.0)
-    run_search_limits(SEARCH, tmp_path / "belle", Settings(combine_with=(tmp_path / "belle2",)))
+    assert main(["limit", SEARCH, "--results", str(tmp_path / "belle"), "--combine-with", str(tmp_path / "belle2")]) == 0
+    assert "belle+belle2" in capsys.readouterr().out
     out = tmp_path / "belle" / SEARCH
     doc = json.loads((out / "limits.json").read_text())
     assert [e["limit"] for e in doc["limits"]] == ["eecl", "belle+belle2"]
