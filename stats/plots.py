@@ -139,9 +139,13 @@ def plot_postfit(spec: dict, measurement: str, poi: str, edges: dict[str, np.nda
     post = postfit_yields(spec, measurement, poi)
     channels = [c for c in edges if c in post]
     plt.style.use(mplhep.style.ROOT)
-    fig, axes = plt.subplots(1, len(channels), figsize=(7 * len(channels), 6), squeeze=False)
+    ncols = min(len(channels), 2)
+    nrows = -(-len(channels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(8 * ncols, 6 * nrows), squeeze=False)
     try:
-        for ax, channel in zip(axes[0], channels):
+        for ax in axes.ravel()[len(channels):]:
+            ax.set_visible(False)
+        for ax, channel in zip(axes.ravel(), channels):
             per = post[channel]
             backgrounds = [(name, v) for name, v in per.items() if name != "signal"]
             bottom = np.zeros(len(edges[channel]) - 1)
@@ -157,10 +161,12 @@ def plot_postfit(spec: dict, measurement: str, poi: str, edges: dict[str, np.nda
             centres = 0.5 * (edges[channel][1:] + edges[channel][:-1])
             ax.errorbar(centres, data, yerr=np.sqrt(np.maximum(data, 0)), fmt="ko", ms=4, label="observed")
             ax.set_xlabel(x_label, fontsize=16)
-            ax.set_ylabel("events / bin")
+            ax.set_ylabel("events / bin", fontsize=16)
+            ax.set_ylim(0, 1.6 * max(float((bottom + per.get("signal", 0) * signal_scale).max()), float(data.max()), 1e-9))
             ax.set_title(channel, fontsize=13, pad=22)
-            ax.legend(fontsize="x-small")
+            ax.legend(fontsize=10, loc="upper right", ncol=2)
             _label(ax, experiment, lumi_fb)
+        fig.tight_layout()
         return save_figure(fig, path)
     finally:
         plt.close(fig)
