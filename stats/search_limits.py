@@ -26,7 +26,7 @@ import numpy as np
 from belle_rare.configs.experiment import load_experiment
 from belle_rare.configs.processes import load_catalogue
 from belle_rare.stats import plots
-from belle_rare.stats.errors import StatsError
+from belle_rare.stats.errors import NoSignalError, StatsError
 from belle_rare.core.histograms import physics_axes
 from belle_rare.stats.histograms import RunOutput, load_run_output, run_output_dir
 from belle_rare.stats.counting import asymptotic_counting_limit, exact_counting_limit, one_bin_summary
@@ -420,8 +420,15 @@ def compute_search_limits(
         if spec.scan:
             entries += _scan_limits(config, run, signal, hyps, s, cl, out, notes)
         else:
-            for target, channels in _targets(config, signal):
-                entries.append(_single_limit(config, run, signal, hyps[0], target, channels, s, cl, out, notes))
+            targets = _targets(config, signal)
+            for target, channels in targets:
+                try:
+                    entries.append(_single_limit(config, run, signal, hyps[0], target, channels, s, cl, out, notes))
+                except NoSignalError as err:
+                    if len(targets) == 1 or target == COMBINED:
+                        raise
+                    # one category of several without simulated signal (small samples): no limit of its own
+                    notes.append(f"{target}: no limit ({err})")
     if s.combine_with:
         entries += _experiment_combination(search, stats_file or load_stats_file(search), combination_runs, s, cl, out, notes)
     combined = build_workspace(config, run, first_hyps)

@@ -26,7 +26,7 @@ import numpy as np
 
 from belle_rare.core.histograms import VARIATION_AXIS
 from belle_rare.stats import histograms as H
-from belle_rare.stats.errors import StatsError
+from belle_rare.stats.errors import NoSignalError, StatsError
 from belle_rare.core.histograms import physics_axes
 from belle_rare.processors import registry  # the search config: the sideband fit's ellipse and sidebands
 from belle_rare.stats.model_config import Channel, DataDriven, HistoSys, Lumi, NormFactor, NormSys, Sample, SidebandFit, StatError, StatsConfig
@@ -214,7 +214,7 @@ def build_workspace(
         observations.append({"name": channel.name, "data": [float(v) for v in observed]})
     for sig in signals:
         if not signal_events[sig] or sum(signal_events[sig].values()) <= 0:
-            raise StatsError(f"signal '{sig}' ({hypotheses_by_signal[sig].label}): no expected signal in the chosen channels")
+            raise NoSignalError(f"signal '{sig}' ({hypotheses_by_signal[sig].label}): no expected signal in the chosen channels")
     measurements = [
         _measurement(sig, signals, signal_events, background_events, observed_events, config, uses_lumi)
         for sig in signals

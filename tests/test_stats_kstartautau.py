@@ -112,12 +112,12 @@ BELLE2_BACKGROUND = {"ll": 150.0, "lpi": 300.0, "rhoX": 400.0, "pipi": 250.0}
 BELLE2_SHARES = {"mixed": 0.45, "charged": 0.35, "uds": 0.1, "charm": 0.1, "tautau": 0.0}
 
 
-def belle2_output(results_dir, template_weight: float = 1 / 3, br_ref: float = BR_REF):
+def belle2_output(results_dir, template_weight: float = 1 / 3, br_ref: float = BR_REF, no_signal_in: tuple[str, ...] = ()):
     hists = {}
     h = book(hists, "bdt", BDT)
     signal_shape = _unit(np.exp((X_BDT - 1.0) / 0.15))
     for category in BELLE2_CATEGORIES:
-        s = signal_per_br("belle2", BELLE2_EFFICIENCY[category]) * br_ref * signal_shape
+        s = signal_per_br("belle2", BELLE2_EFFICIENCY[category]) * br_ref * signal_shape * (category not in no_signal_in)
         h.set_bins("sig_kstartautau", category, "SR", s, SIGNAL_TEMPLATE_WEIGHT * template_weight * s)
         for name, share in BELLE2_SHARES.items():
             slope = 0.15 if name in ("mixed", "charged") else 0.25
@@ -249,6 +249,17 @@ def test_belle2_simultaneous_fit(tmp_path):
                     for n in BACKGROUNDS] for c in BELLE2_CATEGORIES]
     expected = asimov_expected_limit(signal, backgrounds, [[0, 1], [2, 3]])
     assert combined["poi_limit"]["expected"][2] == pytest.approx(expected, rel=0.02)
+
+
+def test_category_without_simulated_signal(tmp_path):
+    """A small signal sample can leave a category empty: that category gets no limit of its own (a
+    note says so), the simultaneous fit goes on without its signal."""
+    belle2_output(tmp_path, template_weight=0.0, no_signal_in=("pipi",))
+    doc = compute_search_limits(SEARCH, tmp_path).document
+    assert [e["limit"] for e in doc["limits"]] == ["ll", "lpi", "rhoX", "combined"]
+    assert any(n.startswith("pipi: no limit") for n in doc["notes"])
+    combined = doc["limits"][-1]
+    assert combined["normalisation"]["efficiency"] == pytest.approx(sum(BELLE2_EFFICIENCY.values()) - BELLE2_EFFICIENCY["pipi"])
 
 
 def test_combination_of_belle_and_belle2(tmp_path):
