@@ -4,7 +4,9 @@ searches; any search names its own file as ``Search.stats_file`` in the registry
 The YAML names, for every pyhf channel, the histogram and region that feed it, the samples
 (which datasets, or a data-driven sideband estimate) and their modifiers; for every signal
 process how a limit on it becomes a branching fraction or cross section, and the published
-limits to compare with. See ``configs/stats/taulgamma.yaml`` for a complete example.
+limits to compare with. See ``configs/stats/taulgamma.yaml`` for a complete example. A search run on
+several experiments keeps one such model per experiment under ``experiments:`` and says how they
+combine (``combination:``; ``configs/stats/kstartautau.yaml``); a run takes its experiment's part.
 """
 
 from __future__ import annotations
