@@ -321,3 +321,12 @@ def test_postfit_yields_background_only_fit(tmp_path):
     for name in ("mixed", "charged"):
         assert post[name].sum() == pytest.approx(BELLE_TOTALS[name], rel=1e-3)
     assert post["signal"].sum() == pytest.approx(signal_per_br("belle", BELLE_EFFICIENCY) * BR_REF, rel=1e-6)
+
+
+def test_limit_all_combines_what_it_is_told(tmp_path):
+    from belle_rare.stats.summary import limit_all
+
+    belle_output(tmp_path / "belle", template_weight=0.0)
+    belle2_output(tmp_path / "belle2", template_weight=0.0)
+    rows = limit_all(tmp_path / "belle", searches=[SEARCH], combine_with={SEARCH: [tmp_path / "belle2"]})
+    assert [r["channel"] for r in rows] == ["eecl", "belle+belle2"]
