@@ -11,7 +11,6 @@ normalisations profiled with scipy); independent experiments combine as 1 / L^2 
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
