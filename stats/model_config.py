@@ -370,6 +370,9 @@ class StatsConfig(StrictModel):
     signals: dict[str, Signal]
     channels: list[Channel]
     scan: ScanSettings = ScanSettings()
+    # a limit per channel beside the combined one; false: the combined only (a simultaneous fit of many
+    # parameters, where each extra limit costs minutes: kstartautau Belle II's four categories)
+    per_channel_limits: bool = True
 
     @pydantic.model_validator(mode="after")
     def _references(self) -> "StatsConfig":

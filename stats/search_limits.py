@@ -180,6 +180,8 @@ def signal_normalisation(config: StatsConfig, signal: str, run: RunOutput, hyp: 
 
 def _targets(config: StatsConfig, signal: str) -> list[tuple[str, list[str]]]:
     channels = [c.name for c in config.channels_with(signal)]
+    if len(channels) > 1 and not config.per_channel_limits:
+        return [(COMBINED, channels)]
     targets = [(c, [c]) for c in channels]
     if len(channels) > 1:
         targets.append((COMBINED, channels))

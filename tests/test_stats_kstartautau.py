@@ -232,9 +232,15 @@ def test_belle_systematics_and_template_statistics_weaken_the_limit(tmp_path):
     assert 0 < perfect < simulated < 1
 
 
+def _belle2_per_category():
+    """The Belle II model with a limit per category beside the simultaneous fit's (the YAML has the latter only)."""
+    return read_stats_file(YAML).part("belle2").model_copy(update={"per_channel_limits": True})
+
+
 def test_belle2_simultaneous_fit(tmp_path):
     belle2_output(tmp_path, template_weight=0.0)
-    limits = _limits(tmp_path)
+    assert list(_limits(tmp_path)) == ["combined"]  # the YAML: the paper's simultaneous fit only
+    limits = {e["limit"]: e for e in compute_search_limits(SEARCH, tmp_path, config=_belle2_per_category()).document["limits"]}
     assert set(limits) == set(BELLE2_CATEGORIES) | {"combined"}
     combined = limits["combined"]
     assert combined["channels"] == list(BELLE2_CATEGORIES) and combined["published"]["observed"] == 1.8e-3
@@ -254,7 +260,7 @@ def test_category_without_simulated_signal(tmp_path):
     """A small signal sample can leave a category empty: that category gets no limit of its own (a
     note says so), the simultaneous fit goes on without its signal."""
     belle2_output(tmp_path, template_weight=0.0, no_signal_in=("pipi",))
-    doc = compute_search_limits(SEARCH, tmp_path).document
+    doc = compute_search_limits(SEARCH, tmp_path, config=_belle2_per_category()).document
     assert [e["limit"] for e in doc["limits"]] == ["ll", "lpi", "rhoX", "combined"]
     assert any(n.startswith("pipi: no limit") for n in doc["notes"])
     combined = doc["limits"][-1]
