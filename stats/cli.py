@@ -57,6 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="search mode, searches with their own scan (bkscalar): a stats YAML instead of the shipped one "
                    "(e.g. configs/stats/bkscalar_demo.yaml, a reduced scan)")
     p.add_argument(
+        "--combine-with", type=Path, action="append", default=None, metavar="DIR",
+        help="search mode: results directory of the same search run on another experiment (repeatable); adds the "
+        "limit combined across experiments (one POI) as the stats file's 'combination' says, e.g. kstartautau Belle + Belle II",
+    )
+    p.add_argument(
         "--background-estimate", choices=("transfer_factor", "factorised", "sideband_fit", "mc_count"), default=None,
         help="search mode: data-driven backgrounds from this estimate instead of the stats YAML's "
         "(tau3mu: plain ABCD = transfer_factor, BDT efficiency factorised = factorised; taulgamma: the (M_bc, dE) "
@@ -79,7 +84,7 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.search is not None and args.results is None:
         raise UserError(f"limit {args.search}: --results DIR is required")
     if args.workspace is not None:
-        for name in ("results", "scan_method", "executor"):
+        for name in ("results", "scan_method", "executor", "combine_with"):
             if getattr(args, name) is not None:
                 raise UserError(f"--{name.replace('_', '-')} is for SEARCH mode, not --workspace")
     else:
@@ -147,6 +152,7 @@ def _search_limit(args: argparse.Namespace) -> int:
         toy_engine=args.toy_engine,
         background_estimate=args.background_estimate,
         scan_config=args.scan_config,
+        combine_with=tuple(args.combine_with or ()),
     )
     hook = scan_hook(args.search)
     if hook is None and args.scan_config is not None:

@@ -19,3 +19,7 @@ class FitError(StatsError):
 
 class LimitOutOfBounds(StatsError):
     """The CLs crossing lies outside the POI bounds of the model."""
+
+
+class NoSignalError(StatsError):
+    """The chosen channels expect no signal (a small simulated signal sample left a channel empty)."""

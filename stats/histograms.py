@@ -17,7 +17,7 @@ histogram without a ``variation`` axis gives the nominal yields only (no histosy
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,12 +193,17 @@ def yields(run_or_hists, name: str, dataset: str, channel: str, region: str, var
     return Yields(np.asarray(view.values(), float).ravel(), np.asarray(view.variances(), float).ravel())
 
 
-def summed_yields(run_or_hists, name: str, datasets: list[str], channel: str, region: str, variation: str = NOMINAL) -> Yields:
-    if not datasets:
-        return _zeros(template(run_or_hists, name))
-    total = yields(run_or_hists, name, datasets[0], channel, region, variation)
-    for dataset in datasets[1:]:
-        total = total + yields(run_or_hists, name, dataset, channel, region, variation)
+def _channel_list(channel: str | Sequence[str]) -> list[str]:
+    return [channel] if isinstance(channel, str) else list(channel)
+
+
+def summed_yields(run_or_hists, name: str, datasets: list[str], channel: str | Sequence[str], region: str,
+                  variation: str = NOMINAL) -> Yields:
+    """Yields summed over ``datasets`` and over ``channel`` (one channel-axis value or several)."""
+    total = _zeros(template(run_or_hists, name))
+    for ch in _channel_list(channel):
+        for dataset in datasets:
+            total = total + yields(run_or_hists, name, dataset, ch, region, variation)
     return total
 
 
@@ -226,16 +231,18 @@ def _systematics(run_or_hists, name: str) -> list[str]:
     return sorted(v[: -len(UP)] for v in names if v.endswith(UP) and v[: -len(UP)] + DOWN in names)
 
 
-def varied_yields(run_or_hists, name: str, datasets: list[str], channel: str, region: str, syst: str) -> tuple[Yields, Yields]:
-    """Up and down yields summed over datasets; a dataset without the variation keeps its nominal."""
+def varied_yields(run_or_hists, name: str, datasets: list[str], channel: str | Sequence[str], region: str,
+                  syst: str) -> tuple[Yields, Yields]:
+    """Up and down yields summed over datasets (and channels); a dataset without the variation keeps its nominal."""
     out = []
     for suffix in (UP, DOWN):
         total = None
-        for dataset in datasets:
-            varied = yields(run_or_hists, name, dataset, channel, region, syst + suffix)
-            if not varied.values.any() and not varied.variances.any():
-                varied = yields(run_or_hists, name, dataset, channel, region, NOMINAL)  # not filled for this dataset
-            total = varied if total is None else total + varied
+        for ch in _channel_list(channel):
+            for dataset in datasets:
+                varied = yields(run_or_hists, name, dataset, ch, region, syst + suffix)
+                if not varied.values.any() and not varied.variances.any():
+                    varied = yields(run_or_hists, name, dataset, ch, region, NOMINAL)  # not filled for this dataset
+                total = varied if total is None else total + varied
         out.append(total)
     return out[0], out[1]
 

@@ -4,18 +4,21 @@ searches; any search names its own file as ``Search.stats_file`` in the registry
 The YAML names, for every pyhf channel, the histogram and region that feed it, the samples
 (which datasets, or a data-driven sideband estimate) and their modifiers; for every signal
 process how a limit on it becomes a branching fraction or cross section, and the published
-limits to compare with. See ``configs/stats/taulgamma.yaml`` for a complete example.
+limits to compare with. See ``configs/stats/taulgamma.yaml`` for a complete example. A search run on
+several experiments keeps one such model per experiment under ``experiments:`` and says how they
+combine (``combination:``; ``configs/stats/kstartautau.yaml``); a run takes its experiment's part.
 """
 
 from __future__ import annotations
 
 import fnmatch
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import pydantic
 
-from belle_rare.configs.loader import ConfigError, StrictModel, load_config
+from belle_rare.configs.loader import ConfigError, StrictModel, read_yaml, validate
 from belle_rare.core.errors import UserError
 from belle_rare.processors import registry  # the layer below: which searches are installed
 from belle_rare.stats.limits import DEFAULT_SEED
@@ -90,7 +93,16 @@ class HistoSys(StrictModel):
     systematics: list[str] | Literal["all"] = "all"
 
 
-Modifier = Annotated[Union[NormSys, Lumi, StatError, HistoSys], pydantic.Field(discriminator="type")]
+class NormFactor(StrictModel):
+    """A free normalisation (pyhf ``normfactor``, unconstrained, bounds [0, 10] x the simulated
+    yield). Samples that name the same factor float together: their ratio stays as simulated
+    (kstartautau: B+B- and B0B0bar share one, as in the Belle paper)."""
+
+    type: Literal["normfactor"]
+    name: str
+
+
+Modifier = Annotated[Union[NormSys, Lumi, StatError, HistoSys, NormFactor], pydantic.Field(discriminator="type")]
 
 
 class TransferFactor(StrictModel):
@@ -242,7 +254,9 @@ class Window(StrictModel):
 class Channel(StrictModel):
     name: str
     histogram: str
-    channel: str | None = None  # value on the histogram's channel axis; default: ``name``
+    # value on the histogram's channel axis (default: ``name``); a list sums those channels' yields
+    # (kstartautau Belle: the six tau-pair topologies, "signal modes are combined in the fit")
+    channel: str | list[str] | None = None
     region: str
     counting: bool = False  # sum all fit-variable bins into one
     window: Window | None = None
@@ -251,7 +265,15 @@ class Channel(StrictModel):
 
     @property
     def channel_value(self) -> str:
-        return self.channel or self.name
+        """The one channel-axis value (a summed channel: its values joined by '+', for messages)."""
+        return "+".join(self.channel_values)
+
+    @property
+    def channel_values(self) -> list[str]:
+        """The channel-axis values whose yields this channel sums (one unless ``channel`` is a list)."""
+        if self.channel is None:
+            return [self.name]
+        return [self.channel] if isinstance(self.channel, str) else list(self.channel)
 
     @pydantic.model_validator(mode="after")
     def _checks(self) -> "Channel":
@@ -262,6 +284,8 @@ class Channel(StrictModel):
             raise ValueError(f"channel '{self.name}': data-driven samples need 'counting: true'")
         if self.window is not None and not self.counting:
             raise ValueError(f"channel '{self.name}': a window needs 'counting: true'")
+        if isinstance(self.channel, list) and (not self.channel or any(s.data_driven for s in self.samples)):
+            raise ValueError(f"channel '{self.name}': a list of channels must be non-empty and holds no data-driven sample")
         return self
 
 
@@ -287,7 +311,17 @@ class SignalNormalisation(StrictModel):
     reference_value: float | None = pydantic.Field(default=None, gt=0)
     n_tau_pairs: Exposure | None = None  # default: L x sigma_tautau of the experiment config
     n_bb_key: str | None = None  # key of ``n_bb`` / ``luminosity_fb`` in the experiment config
-    b_fraction: float = pydantic.Field(default=1.0, gt=0, le=1)
+    # share of the B pairs that are of the signal species: a number, or "neutral" / "charged" for
+    # f00 = 1 - f+- / f+- from the experiment config's upsilon4s_charged_fraction
+    b_fraction: float | Literal["neutral", "charged"] = 1.0
+
+    def b_fraction_value(self, charged_fraction: float) -> float:
+        """``b_fraction`` as a number, given the experiment's f(+-)."""
+        if self.b_fraction == "charged":
+            return charged_fraction
+        if self.b_fraction == "neutral":
+            return 1.0 - charged_fraction
+        return float(self.b_fraction)
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> "SignalNormalisation":
@@ -297,6 +331,8 @@ class SignalNormalisation(StrictModel):
             raise ValueError("a branching fraction needs parents: tau_pairs or b_pairs")
         if self.parents == "b_pairs" and self.n_bb_key is None:
             raise ValueError("parents: b_pairs needs n_bb_key")
+        if isinstance(self.b_fraction, float) and not 0 < self.b_fraction <= 1:
+            raise ValueError("b_fraction must be in (0, 1], or 'neutral' / 'charged'")
         return self
 
 
@@ -334,6 +370,9 @@ class StatsConfig(StrictModel):
     signals: dict[str, Signal]
     channels: list[Channel]
     scan: ScanSettings = ScanSettings()
+    # a limit per channel beside the combined one; false: the combined only (a simultaneous fit of many
+    # parameters, where each extra limit costs minutes: kstartautau Belle II's four categories)
+    per_channel_limits: bool = True
 
     @pydantic.model_validator(mode="after")
     def _references(self) -> "StatsConfig":
@@ -359,6 +398,86 @@ class StatsConfig(StrictModel):
 
     def channels_with(self, signal: str) -> list[Channel]:
         return [c for c in self.channels if any(s.signal == signal for s in c.samples)]
+
+
+Experiment = Literal["belle", "belle2"]
+
+
+class Combination(StrictModel):
+    """Experiments fitted together (``belle-rare limit SEARCH --results DIR --combine-with OTHER``):
+    each experiment's workspace of a signal (all its channels) with one POI across them, the
+    branching fraction (or cross section) itself; every other parameter stays the experiment's own
+    (prefixed with its name: the detectors' systematics are uncorrelated)."""
+
+    experiments: list[Experiment] = pydantic.Field(min_length=2)
+    calculator: Literal["asymptotics", "toybased"] = "asymptotics"
+    published: dict[str, Published] = {}  # by signal
+
+    @pydantic.model_validator(mode="after")
+    def _distinct(self) -> "Combination":
+        if len(set(self.experiments)) != len(self.experiments):
+            raise ValueError("combination: experiments must be distinct")
+        return self
+
+
+class MultiExperimentStats(StrictModel):
+    """A stats file with one part per experiment (each a :class:`StatsConfig` without ``search`` /
+    ``experiment``, validated as such by :func:`load_stats_file`) and their combination."""
+
+    search: str
+    description: str = ""
+    experiments: dict[Experiment, dict] = pydantic.Field(min_length=1)
+    combination: Combination | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _combined_parts(self) -> "MultiExperimentStats":
+        if self.combination is not None:
+            missing = [e for e in self.combination.experiments if e not in self.experiments]
+            if missing:
+                raise ValueError(f"combination: no part for experiment(s) {', '.join(missing)} under 'experiments'")
+        return self
+
+
+@dataclass(frozen=True)
+class StatsFile:
+    """A search's stats file: one validated model per experiment, and the combination if any."""
+
+    path: Path
+    parts: dict[str, StatsConfig]
+    combination: Combination | None = None
+    per_experiment: bool = False  # the file has an ``experiments`` block (else: one StatsConfig)
+
+    def part(self, experiment: str | None) -> StatsConfig:
+        """The model of ``experiment``; a single-model file returns its one model whatever is asked
+        (callers compare ``config.experiment`` with their run's)."""
+        if not self.per_experiment:
+            return next(iter(self.parts.values()))
+        if experiment is None:
+            raise ConfigError(f"{self.path}: experiments: one model per experiment ({', '.join(self.parts)}); say which")
+        if experiment not in self.parts:
+            raise ConfigError(f"{self.path}: experiments: no model for '{experiment}' (have: {', '.join(self.parts)})")
+        return self.parts[experiment]
+
+
+def read_stats_file(path: Path) -> StatsFile:
+    """Validate a stats file: a single :class:`StatsConfig`, or per-experiment parts
+    (:class:`MultiExperimentStats`); a ConfigError names the file and the key
+    (``experiments.<experiment>.<key>`` in a part)."""
+    data = read_yaml(path)
+    if not (isinstance(data, dict) and "experiments" in data):
+        config = validate(data, StatsConfig, path)
+        return StatsFile(path, {config.experiment: config})
+    multi = validate(data, MultiExperimentStats, path)
+    parts = {}
+    for experiment, part in multi.experiments.items():
+        if not isinstance(part, dict):
+            raise ConfigError(f"{path}: experiments.{experiment}: expected a mapping (a stats model without search / experiment)")
+        for key in ("search", "experiment"):
+            if key in part:
+                raise ConfigError(f"{path}: experiments.{experiment}.{key}: set at the top level / by the part's key, not here")
+        parts[experiment] = validate({**part, "search": multi.search, "experiment": experiment}, StatsConfig,
+                                     f"{path}: experiments.{experiment}")
+    return StatsFile(path, parts, multi.combination, per_experiment=True)
 
 
 def with_background_estimate(config: StatsConfig, estimate: BackgroundEstimate) -> StatsConfig:
@@ -408,15 +527,22 @@ def stats_config_path(search: str) -> Path:
     return Path(path)
 
 
-def load_stats_config(search: str) -> StatsConfig:
-    """The validated stats model of ``search`` (ConfigError names the file and key)."""
+def load_stats_file(search: str) -> StatsFile:
+    """The validated stats file of ``search``, every experiment's part (ConfigError names the file and key)."""
     path = stats_config_path(search)
     if not path.is_file():
         raise ConfigError(f"{path}: missing (the stats model of search '{search}', its Search.stats_file)")
     if registry.get_search(search).scan is not None:
         raise ConfigError(f"{path}: the stats model of search '{search}' is read by its own scan "
                           f"({registry.get_search(search).scan}), not by the generic channels/samples schema")
-    config = load_config(path, StatsConfig)
-    if config.search != search:
-        raise ConfigError(f"{path}: search: '{config.search}' differs from the search it belongs to, '{search}'")
-    return config
+    stats_file = read_stats_file(path)
+    for config in stats_file.parts.values():
+        if config.search != search:
+            raise ConfigError(f"{path}: search: '{config.search}' differs from the search it belongs to, '{search}'")
+    return stats_file
+
+
+def load_stats_config(search: str, experiment: str | None = None) -> StatsConfig:
+    """The validated stats model of ``search`` (ConfigError names the file and key); a file with one
+    part per experiment needs ``experiment``."""
+    return load_stats_file(search).part(experiment)

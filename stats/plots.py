@@ -92,3 +92,81 @@ def plot_brazil(
         return save_figure(fig, path)
     finally:
         plt.close(fig)
+
+
+def postfit_yields(spec: dict, measurement: str, poi: str) -> dict[str, dict[str, np.ndarray]]:
+    """channel -> sample -> yields after the background-only fit (POI fixed to 0) of ``spec``'s
+    observations; the signal sample at POI = 1 under the key ``"signal"`` (its pre-fit yields)."""
+    import pyhf
+
+    from belle_rare.stats.limits import model_and_data, workspace_from_spec
+
+    model, data = model_and_data(workspace_from_spec(spec, "post-fit"), measurement=measurement)
+    init = model.config.suggested_init()
+    fixed = model.config.suggested_fixed()
+    index = model.config.poi_index
+    init[index], fixed[index] = 0.0, True
+    best = pyhf.infer.mle.fit(data, model, init_pars=init, fixed_params=fixed)
+    at_one = np.array(best, float)
+    at_one[index] = 1.0
+    fitted = np.asarray(model.main_model.expected_data(best, return_by_sample=True))
+    signal = np.asarray(model.main_model.expected_data(at_one, return_by_sample=True))
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for channel in model.config.channels:
+        sl = model.config.channel_slices[channel]
+        per: dict[str, np.ndarray] = {}
+        for k, sample in enumerate(model.config.samples):
+            values = fitted[k, sl]
+            if sample in _signal_samples(spec, channel, poi):
+                per["signal"] = signal[k, sl]
+            elif values.any():
+                per[sample] = values
+        out[channel] = per
+    return out
+
+
+def _signal_samples(spec: dict, channel: str, poi: str) -> set[str]:
+    ch = next(c for c in spec["channels"] if c["name"] == channel)
+    return {s["name"] for s in ch["samples"] if any(m["type"] == "normfactor" and m["name"] == poi for m in s["modifiers"])}
+
+
+def plot_postfit(spec: dict, measurement: str, poi: str, edges: dict[str, np.ndarray], observed: dict[str, list[float]],
+                 signal_scale: float, signal_label: str, x_label: str, path: str | Path,
+                 experiment: str = "", lumi_fb: float | None = None) -> list[Path]:
+    """Per channel: the backgrounds after the background-only fit stacked, the observation (or Asimov
+    data) as points, the signal at ``signal_scale`` x its POI = 1 yields on top (the Belle paper's
+    fig. 2: the signal at the limit). One panel per channel of ``edges``; PNG and PDF."""
+    post = postfit_yields(spec, measurement, poi)
+    channels = [c for c in edges if c in post]
+    plt.style.use(mplhep.style.ROOT)
+    ncols = min(len(channels), 2)
+    nrows = -(-len(channels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(8 * ncols, 6 * nrows), squeeze=False)
+    try:
+        for ax in axes.ravel()[len(channels):]:
+            ax.set_visible(False)
+        for ax, channel in zip(axes.ravel(), channels):
+            per = post[channel]
+            backgrounds = [(name, v) for name, v in per.items() if name != "signal"]
+            bottom = np.zeros(len(edges[channel]) - 1)
+            for k, (name, values) in enumerate(backgrounds):
+                ax.stairs(bottom + values, edges[channel], baseline=bottom, fill=True, color=f"C{k + 1}",
+                          label=f"{name} ({values.sum():.3g})")
+                bottom = bottom + values
+            if "signal" in per:
+                sig = per["signal"] * signal_scale
+                ax.stairs(bottom + sig, edges[channel], baseline=bottom, color="tab:red", lw=2,
+                          label=f"{signal_label} ({sig.sum():.3g})")
+            data = np.asarray(observed[channel], float)
+            centres = 0.5 * (edges[channel][1:] + edges[channel][:-1])
+            ax.errorbar(centres, data, yerr=np.sqrt(np.maximum(data, 0)), fmt="ko", ms=4, label="observed")
+            ax.set_xlabel(x_label, fontsize=16)
+            ax.set_ylabel("events / bin", fontsize=16)
+            ax.set_ylim(0, 1.6 * max(float((bottom + per.get("signal", 0) * signal_scale).max()), float(data.max()), 1e-9))
+            ax.set_title(channel, fontsize=13, pad=22)
+            ax.legend(fontsize=10, loc="upper right", ncol=2)
+            _label(ax, experiment, lumi_fb)
+        fig.tight_layout()
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)

@@ -20,12 +20,14 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import hist
 import numpy as np
 
 from belle_rare.configs.experiment import load_experiment
 from belle_rare.configs.processes import load_catalogue
 from belle_rare.stats import plots
-from belle_rare.stats.errors import StatsError
+from belle_rare.stats.errors import NoSignalError, StatsError
+from belle_rare.core.histograms import physics_axes
 from belle_rare.stats.histograms import RunOutput, load_run_output, run_output_dir
 from belle_rare.stats.counting import asymptotic_counting_limit, exact_counting_limit, one_bin_summary
 from belle_rare.stats.limits import (
@@ -38,7 +40,7 @@ from belle_rare.stats.limits import (
     workspace_from_spec,
 )
 from belle_rare.simulation.production import signal_sample_fraction
-from belle_rare.stats.model_config import StatsConfig, load_stats_config, with_background_estimate
+from belle_rare.stats.model_config import StatsConfig, load_stats_file, with_background_estimate
 from belle_rare.stats.normalisation import (
     FB_PER_NB,
     Normalisation,
@@ -72,6 +74,9 @@ class Settings:
     # a scan search (Search.scan): another stats YAML in the hook's schema (e.g. a reduced scan for make run),
     # one path (belle-rare limit SEARCH --scan-config) or {search: path} (limit_all over several searches)
     scan_config: Path | dict[str, Path] | None = None
+    # results directories of the same search's runs on the other experiments of the stats file's
+    # ``combination``: adds the combined limit (stats.combination)
+    combine_with: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -82,6 +87,8 @@ class SearchLimits:
     # (file stem, result, title, physics quantity per unit POI, its axis label)
     cls_plots: list[tuple[str, LimitResult, str, float, str]] = field(default_factory=list)
     brazil_plots: list[dict] = field(default_factory=list)
+    # binned fits (one 1-D fit histogram per channel): the post-fit stack with the signal at the limit
+    postfit_plots: list[dict] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,7 +126,7 @@ def reference_value(config: StatsConfig, signal: str, run: RunOutput, hyp: Hypot
     if norm.parents == "tau_pairs":
         return value / (2.0 * exp.cross_section("tautau"))
     if norm.parents == "b_pairs":
-        return value / (2.0 * exp.cross_section("upsilon4s") * norm.b_fraction)
+        return value / (2.0 * exp.cross_section("upsilon4s") * norm.b_fraction_value(exp.upsilon4s_charged_fraction))
     return value * FB_PER_NB
 
 
@@ -161,9 +168,10 @@ def signal_normalisation(config: StatsConfig, signal: str, run: RunOutput, hyp: 
         if key not in exp.n_bb or key not in exp.luminosity_fb:
             raise StatsError(f"signal '{signal}': no n_bb / luminosity_fb '{key}' in configs/experiments/{exp.name}.yaml")
         n_bb = exp.n_bb[key] * lumi / exp.luminosity_fb[key]
-        eff = signal_events / (ref * 2.0 * n_bb * norm.b_fraction)
-        label = f"2 N_BB f, N_BB = {exp.n_bb[key]:.4g} x {lumi:g}/{exp.luminosity_fb[key]:g} = {n_bb:.4g}, f = {norm.b_fraction:g}"
-        return b_decay_normalisation(eff, n_bb, norm.b_fraction, label), ref
+        f = norm.b_fraction_value(exp.upsilon4s_charged_fraction)
+        eff = signal_events / (ref * 2.0 * n_bb * f)
+        label = f"2 N_BB f, N_BB = {exp.n_bb[key]:.4g} x {lumi:g}/{exp.luminosity_fb[key]:g} = {n_bb:.4g}, f = {f:g}"
+        return b_decay_normalisation(eff, n_bb, f, label), ref
     eff = signal_events / (ref * lumi)
     return cross_section_normalisation(eff, lumi), ref
 
@@ -175,6 +183,8 @@ def signal_normalisation(config: StatsConfig, signal: str, run: RunOutput, hyp: 
 
 def _targets(config: StatsConfig, signal: str) -> list[tuple[str, list[str]]]:
     channels = [c.name for c in config.channels_with(signal)]
+    if len(channels) > 1 and not config.per_channel_limits:
+        return [(COMBINED, channels)]
     targets = [(c, [c]) for c in channels]
     if len(channels) > 1:
         targets.append((COMBINED, channels))
@@ -250,7 +260,29 @@ def _single_limit(config, run, signal, hyp, target, channels, s: Settings, cl, o
     per_poi = physics["observed"] / res.observed if res.observed else 1.0  # the normalisation is linear in the POI
     axis = f"{physics['quantity'].replace('_', ' ')} of {config.signals[signal].label}" + (f" [{physics['unit']}]" if physics["unit"] else "")
     out.cls_plots.append((f"cls_{stem}", res, f"{config.signals[signal].label}, {target}", per_poi, axis))
+    if target == COMBINED or len(_targets(config, signal)) == 1:
+        _add_postfit_plot(config, run, signal, stem, channels, built, res, out)
     return entry
+
+
+def _add_postfit_plot(config, run, signal, stem, channels, built, res, out: SearchLimits) -> None:
+    """A post-fit stack (stats.plots.plot_postfit) for a binned fit: every channel one 1-D fit histogram of
+    several bins; the signal drawn at the observed limit."""
+    edges = {}
+    for name in channels:
+        channel = next(c for c in config.channels if c.name == name)
+        axes = physics_axes(run.histogram(channel.histogram))
+        if channel.counting or channel.window is not None or len(axes) != 1 or axes[0].size < 2 \
+                or not isinstance(axes[0], (hist.axis.Regular, hist.axis.Variable)):
+            return
+        edges[name] = np.asarray(axes[0].edges)
+        x_label = axes[0].label or axes[0].name
+    observed = {o["name"]: o["data"] for o in built.spec["observations"]}
+    out.postfit_plots.append({
+        "spec": built.spec, "measurement": signal, "poi": poi_name(signal), "edges": edges, "observed": observed,
+        "signal_scale": res.observed, "x_label": x_label, "path": f"postfit_{stem}",
+        "signal_label": f"{config.signals[signal].label} at the {100 * res.cl:g}% CL limit",
+    })
 
 
 def _shape_fit_limit(config, run, signal, hyp, target, channels, built, s: Settings, cl, out: SearchLimits, notes, counting: dict) -> dict | None:
@@ -337,6 +369,33 @@ def _scan_limits(config, run, signal, hyps, s: Settings, cl, out: SearchLimits, 
     return entries
 
 
+def _combination_runs(search: str, run: RunOutput, results_dir, others: tuple[Path, ...]) -> dict[str, str | Path]:
+    """experiment -> results directory of this run and the ``--combine-with`` ones (one run per experiment)."""
+    from belle_rare.stats.combination import run_experiment
+
+    results: dict[str, str | Path] = {run.experiment: results_dir}
+    for other in others:
+        experiment = run_experiment(other, search)
+        if experiment in results:
+            raise StatsError(f"--combine-with {other}: a second run on '{experiment}' (have {results[experiment]})")
+        results[experiment] = other
+    return results
+
+
+def _experiment_combination(search, stats_file, results, s: Settings, cl, out: SearchLimits, notes) -> list[dict]:
+    """The limits combined across experiments (``results``: experiment -> run directory): entries, workspaces, CLs plots."""
+    from belle_rare.stats.combination import combined_limits  # it uses this module's normalisation
+
+    entries = []
+    for c in combined_limits(search, stats_file, results, cl, ntoys=s.ntoys, workers=s.workers or 1, notes=notes):
+        entries.append(c.entry)
+        out.workspaces[c.entry["workspace"]] = c.spec
+        physics = c.entry["physics"]
+        axis = f"{physics['quantity'].replace('_', ' ')} of {c.entry['label']}" + (f" [{physics['unit']}]" if physics["unit"] else "")
+        out.cls_plots.append((f"cls_{c.entry['signal']}_{c.entry['limit']}", c.result, f"{c.entry['label']}, {c.entry['limit']}", c.per_poi, axis))
+    return entries
+
+
 def compute_search_limits(
     search: str, results_dir: str | Path, settings: Settings | None = None, config: StatsConfig | None = None
 ) -> SearchLimits:
@@ -345,13 +404,16 @@ def compute_search_limits(
     ``config`` defaults to the search's registered stats model (``Search.stats_file``).
     """
     s = settings or Settings()
-    config = config or load_stats_config(search)
+    stats_file = None if config is not None else load_stats_file(search)  # first: an unknown search names the installed ones
+    run = load_run_output(results_dir, search)
+    config = config or stats_file.part(run.experiment)  # a file with one model per experiment: the run's
     if s.background_estimate is not None:
         config = with_background_estimate(config, s.background_estimate)
-    run = load_run_output(results_dir, search)
     if run.experiment != config.experiment:
         raise StatsError(f"run output is for experiment '{run.experiment}', the stats model for '{config.experiment}'")
     cl = s.cl or config.cl
+    # the other experiments' runs checked before any limit is computed
+    combination_runs = _combination_runs(search, run, results_dir, s.combine_with) if s.combine_with else {}
     out = SearchLimits(search, {})
     notes: list[str] = [f"background dataset '{name}' ({info.get('events')} events) not run: {info.get('reason')}"
                         for name, info in sorted((run.metadata.get("left_out") or {}).items())]
@@ -363,8 +425,17 @@ def compute_search_limits(
         if spec.scan:
             entries += _scan_limits(config, run, signal, hyps, s, cl, out, notes)
         else:
-            for target, channels in _targets(config, signal):
-                entries.append(_single_limit(config, run, signal, hyps[0], target, channels, s, cl, out, notes))
+            targets = _targets(config, signal)
+            for target, channels in targets:
+                try:
+                    entries.append(_single_limit(config, run, signal, hyps[0], target, channels, s, cl, out, notes))
+                except NoSignalError as err:
+                    if len(targets) == 1 or target == COMBINED:
+                        raise
+                    # one category of several without simulated signal (small samples): no limit of its own
+                    notes.append(f"{target}: no limit ({err})")
+    if s.combine_with:
+        entries += _experiment_combination(search, stats_file or load_stats_file(search), combination_runs, s, cl, out, notes)
     combined = build_workspace(config, run, first_hyps)
     out.workspaces["workspace.json"] = combined.spec
     out.document = {
@@ -394,6 +465,8 @@ def write_search_limits(result: SearchLimits, results_dir: str | Path, make_plot
             written += plots.plot_cls_curve(res, base / "plots" / stem, title, *meta, x_scale=per_poi, x_label=axis)
         for p in result.brazil_plots:
             written += plots.plot_brazil(p["x"], p["observed"], p["expected"], base / "plots" / p["stem"], p["xlabel"], p["ylabel"], p["title"], *meta)
+        for p in result.postfit_plots:
+            written += plots.plot_postfit(**{**p, "path": base / "plots" / p["path"]}, experiment=meta[0], lumi_fb=meta[1])
     validation = base / "validation.json"
     if validation.exists():
         write_json(validation, with_limit_rows(json.loads(validation.read_text()), result.document))

@@ -7,6 +7,8 @@ channel / combined; a scan gives one row per limit with its strongest point).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -53,11 +55,13 @@ def _rows_of(search: str, document: dict) -> list[dict]:
     return rows
 
 
-def limit_all(results_dir: str | Path, settings: Settings | None = None, searches: list[str] | None = None) -> list[dict]:
+def limit_all(results_dir: str | Path, settings: Settings | None = None, searches: list[str] | None = None,
+              combine_with: Mapping[str, Sequence[Path]] | None = None) -> list[dict]:
     """Compute and write the limits of every search with run output under ``results_dir``.
 
     ``searches`` defaults to every installed search with a stats model (the registry's
-    ``Search.stats_file``, built-in or from another package).
+    ``Search.stats_file``, built-in or from another package). ``combine_with``: search -> results
+    directories of its runs on the other experiments (adds the combined limit, stats.combination).
 
     A search that fails gives one row with an ``error`` message; the others still run.
     """
@@ -68,7 +72,10 @@ def limit_all(results_dir: str | Path, settings: Settings | None = None, searche
         try:
             if not searches and not has_stats_model(search):
                 continue  # a search without limits
-            result = run_search_limits(search, results_dir, settings)
+            own = settings
+            if combine_with and search in combine_with:
+                own = replace(settings or Settings(), combine_with=tuple(Path(d) for d in combine_with[search]))
+            result = run_search_limits(search, results_dir, own)
         except (UserError, ConfigError, ValueError) as err:
             rows.append({"search": search, "error": str(err)})
             continue

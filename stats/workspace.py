@@ -26,10 +26,10 @@ import numpy as np
 
 from belle_rare.core.histograms import VARIATION_AXIS
 from belle_rare.stats import histograms as H
-from belle_rare.stats.errors import StatsError
+from belle_rare.stats.errors import NoSignalError, StatsError
 from belle_rare.core.histograms import physics_axes
 from belle_rare.processors import registry  # the search config: the sideband fit's ellipse and sidebands
-from belle_rare.stats.model_config import Channel, DataDriven, HistoSys, Lumi, NormSys, Sample, SidebandFit, StatError, StatsConfig
+from belle_rare.stats.model_config import Channel, DataDriven, HistoSys, Lumi, NormFactor, NormSys, Sample, SidebandFit, StatError, StatsConfig
 from belle_rare.stats.histograms import RunOutput, Yields, fit_shape
 from belle_rare.stats.sideband_fit import Plane, PlaneGeometry, SidebandEstimate, estimate_background
 from belle_rare.stats.factorised import factorised_estimate
@@ -137,7 +137,7 @@ class _ChannelBuilder:
 
     def nominal(self, datasets: list[str], region: str | None = None, histogram: str | None = None) -> Yields:
         name = histogram or self.name
-        return self.reduce(H.summed_yields(self.run, name, datasets, self.channel.channel_value, region or self.channel.region))
+        return self.reduce(H.summed_yields(self.run, name, datasets, self.channel.channel_values, region or self.channel.region))
 
     def per_dataset(self, datasets: list[str], region: str | None = None, histogram: str | None = None) -> dict[str, tuple[float, float]]:
         """dataset -> (count, variance) of a counting channel's one bin, for the MC bound."""
@@ -152,7 +152,7 @@ class _ChannelBuilder:
         return self.channel.counting or self.mask is not None
 
     def varied(self, datasets: list[str], syst: str) -> tuple[Yields, Yields]:
-        up, down = H.varied_yields(self.run, self.name, datasets, self.channel.channel_value, self.channel.region, syst)
+        up, down = H.varied_yields(self.run, self.name, datasets, self.channel.channel_values, self.channel.region, syst)
         return self.reduce(up), self.reduce(down)
 
 
@@ -214,7 +214,7 @@ def build_workspace(
         observations.append({"name": channel.name, "data": [float(v) for v in observed]})
     for sig in signals:
         if not signal_events[sig] or sum(signal_events[sig].values()) <= 0:
-            raise StatsError(f"signal '{sig}' ({hypotheses_by_signal[sig].label}): no expected signal in the chosen channels")
+            raise NoSignalError(f"signal '{sig}' ({hypotheses_by_signal[sig].label}): no expected signal in the chosen channels")
     measurements = [
         _measurement(sig, signals, signal_events, background_events, observed_events, config, uses_lumi)
         for sig in signals
@@ -269,6 +269,8 @@ def _build_sample(cb: _ChannelBuilder, sample: Sample, hyps: dict[str, Hypothesi
                 modifiers.append({"name": f"staterror_{cb.channel.name}", "type": "staterror", "data": sigma.tolist()})
         elif isinstance(mod, HistoSys):
             modifiers.extend(_histosys(cb, datasets, mod, nominal))
+        elif isinstance(mod, NormFactor):
+            modifiers.append({"name": mod.name, "type": "normfactor", "data": None})
     built = [{"name": sample.name, "data": nominal.values.tolist(), "modifiers": modifiers}, *bound_samples]
     total = nominal.values + (bound.mean if bound is not None else 0.0)
     return built, total, uses_lumi, bounds
