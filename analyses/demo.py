@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -18,6 +19,9 @@ from rich.table import Table
 from belle_rare.configs.experiment import EXPERIMENTS
 from belle_rare.configs.paper_mode import load_paper_mode
 from belle_rare.configs.processes import load_catalogue
+
+if TYPE_CHECKING:
+    from belle_rare.processors.registry import Search
 
 DEMO_EVENTS = 4000
 DEMO_EVENTS_PER_FILE = 10_000
@@ -38,10 +42,18 @@ def sample_sizes(default: int) -> dict[tuple[str, str], int]:
     sizes = {(e, p): default for e in EXPERIMENTS for p in load_catalogue().processes}
     for search in searches().values():
         if search.demo is not None:
-            for process, events in search.demo.larger_samples.items():
-                key = (search.demo.experiment, process)
-                sizes[key] = max(sizes.get(key, default), events)
+            for experiment in search.demo.experiments:
+                for process, events in search.demo.larger_samples.items():
+                    key = (experiment, process)
+                    sizes[key] = max(sizes.get(key, default), events)
     return sizes
+
+
+def results_dir(out: Path, search: Search, experiment: str) -> Path:
+    """Where ``make run`` puts a search's run on ``experiment``: OUT/results for its first experiment,
+    OUT/results_<experiment> for the others (a results directory holds one run per search)."""
+    first = search.demo.experiments[0]
+    return out / ("results" if experiment == first else f"results_{experiment}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -96,11 +108,28 @@ def run_demo(args: argparse.Namespace) -> int:
             console.print(f"  {experiment} {m['dataset']}: {m['events']} events, {m['wall_seconds']:.1f} s")
     console.print(table)
     run_searches(args.out, args.workers, console)
-    from belle_rare.stats.summary import limit_all, print_summary
+    rows = demo_limits(args.out)
+    from belle_rare.stats.summary import print_summary
 
-    rows = limit_all(args.out / "results")
     print_summary(rows, console)
     return 1 if any("error" in r for r in rows) else 0
+
+
+def demo_limits(out: Path) -> list[dict]:
+    """The limits of every demo run: OUT/results (each search's first experiment, combined with its runs on
+    the others), then each further experiment on its own; scan searches on their reduced scan."""
+    from belle_rare.processors.registry import searches
+    from belle_rare.stats.search_limits import Settings
+    from belle_rare.stats.summary import limit_all
+
+    demo = {name: s for name, s in searches().items() if s.demo is not None}
+    settings = Settings(scan_config={name: s.demo.scan_config for name, s in demo.items() if s.demo.scan_config})
+    others = {name: [results_dir(out, s, e) for e in s.demo.experiments[1:]] for name, s in demo.items()}
+    rows = limit_all(out / "results", settings, combine_with={n: dirs for n, dirs in others.items() if dirs})
+    for name, dirs in others.items():
+        for d in dirs:
+            rows += limit_all(d, settings, searches=[name])
+    return rows
 
 
 def run_searches(out: Path, workers: int, console: Console) -> None:
@@ -116,9 +145,11 @@ def run_searches(out: Path, workers: int, console: Console) -> None:
             continue
         # the processes the paper mode runs, so that both modes show the same estimates
         left_out = plan[search.name].left_out if search.name in plan else {}
-        opts = RunOptions(search=search.name, experiment=search.demo.experiment, samples=out / "samples",
-                          out=out / "results", executor="dask", workers=workers, progress=console.is_terminal,
-                          left_out=left_out)
-        result = run_search(opts)
-        target = write_outputs(result, opts.out, console)
-        console.print(f"{search.name}: {sum(d['read'] for d in result['metadata']['events'].values())} events -> {target}")
+        for experiment in search.demo.experiments:
+            opts = RunOptions(search=search.name, experiment=experiment, samples=out / "samples",
+                              out=results_dir(out, search, experiment), executor="dask", workers=workers,
+                              progress=console.is_terminal, left_out=left_out)
+            result = run_search(opts)
+            target = write_outputs(result, opts.out, console)
+            console.print(f"{search.name} ({experiment}): {sum(d['read'] for d in result['metadata']['events'].values())} "
+                          f"events -> {target}")

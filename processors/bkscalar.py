@@ -35,7 +35,7 @@ from belle_rare.processors.columns import in_range
 from belle_rare.processors.event_objects import Bins, PhotonCuts, TrackCuts, Window, event_frame, good_tracks
 from belle_rare.processors.event_shape import fox_wolfram_r2
 from belle_rare.processors.lifetime import lifetime_weight, proper_decay_length
-from belle_rare.processors.registry import Search, builtin_file
+from belle_rare.processors.registry import Demo, Search, builtin_file
 from belle_rare.processors.vertex_fit import TrackParameters, VertexFit, closest_approach, fit_vertex
 
 DECAYS = ("ee", "mumu", "pipi", "KK")
@@ -429,4 +429,7 @@ SEARCH = Search(
     # a bump hunt at every hypothesis: its own stats YAML schema (analyses/bkscalar_scan.py ScanConfig)
     stats_file=builtin_file("stats", "bkscalar.yaml"),
     scan="belle_rare.analyses.bkscalar_scan:limit",
+    # make run: the demo samples (sig_bkscalar at 1 GeV, 1 cm; B B and continuum) and the reduced scan
+    # (K_mumu, c tau 10 cm, ~200 masses; the efficiencies come from the shipped signal grid)
+    demo=Demo("belle2", scan_config=builtin_file("stats", "bkscalar_demo.yaml")),
 )

@@ -38,7 +38,7 @@ from belle_rare.processors.base import CANDIDATE_WEIGHT_VALUE, Calibration, Sele
 from belle_rare.processors.columns import as_bool, as_float, expand, in_range
 from belle_rare.processors.event_shape import cos_theta_thrust, fox_wolfram_r2, thrust_axis
 from belle_rare.processors.extra_energy import ExtraEnergyCuts, counted_clusters
-from belle_rare.processors.registry import Search, Training, builtin_file
+from belle_rare.processors.registry import Demo, Search, Training, builtin_file
 
 Window = tuple[float, float]
 
@@ -644,6 +644,10 @@ SEARCH = Search(
     name="kstartautau",
     processor=KstarTauTauProcessor,
     config_file=builtin_file("searches", "kstartautau.yaml"),
+    # one part per experiment (Belle E_ECL^extra fit, Belle II BDT fit) and their combination
+    stats_file=builtin_file("stats", "kstartautau.yaml"),
     report="belle_rare.analyses.kstartautau:write_reports",
     training=Training(sr_fraction=sr_fraction, model_per_channel=model_name),
+    # make run: Belle (E_ECL^extra fit) and Belle II (BDT fit, the shipped per-category models), combined
+    demo=Demo(("belle", "belle2"), {"sig_kstartautau": 20_000}),
 )

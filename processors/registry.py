@@ -44,11 +44,21 @@ class Training:
 
 @dataclass(frozen=True)
 class Demo:
-    """What ``make run`` does with a search: the experiment it runs on and the samples that need
-    more than the default number of events (process -> events)."""
+    """What ``make run`` does with a search: the experiment(s) it runs on, the samples that need more
+    than the default number of events (process -> events, on each of its experiments) and, for a scan
+    search, the stats YAML of its reduced scan (``Search.scan``'s ``scan_config``).
 
-    experiment: str
+    The first experiment's run goes to ``OUT/results``; each further one's to ``OUT/results_<experiment>``
+    (a results directory holds one run per search), and the limits combine them (``limit_all``'s
+    ``combine_with``)."""
+
+    experiment: str | tuple[str, ...]
     larger_samples: Mapping[str, int] = field(default_factory=dict)
+    scan_config: Path | None = None
+
+    @property
+    def experiments(self) -> tuple[str, ...]:
+        return (self.experiment,) if isinstance(self.experiment, str) else tuple(self.experiment)
 
 
 @dataclass(frozen=True)
