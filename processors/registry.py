@@ -57,6 +57,12 @@ class Search:
     ``processor.config_model``) and the stats-model YAML (None: no limits). ``report``:
     ``"module:function"`` writing validation.json / plots into a run's output directory, called as
     ``function(result, out_dir, console)`` (imported only when a run writes its outputs).
+    ``scan``: ``"module:function"`` for a search whose limits are a many-hypothesis scan of its run
+    output (``belle-rare limit SEARCH --results DIR`` and ``make run``'s limits call it instead of the
+    generic stats-YAML path), called as ``function(search, results_dir, settings, make_plots)`` with the
+    stats layer's ``Settings``; it writes DIR/SEARCH/limits.json (its ``limits`` entries in the generic
+    path's form, one per curve, with ``hypotheses``: how many; ``files``: the paths written) and a scan
+    table (``stats.scan_table``), and returns the ``stats.search_limits.SearchLimits``.
     """
 
     name: str
@@ -66,6 +72,7 @@ class Search:
     report: str | None = None
     training: Training | None = None
     demo: Demo | None = None
+    scan: str | None = None
 
     @property
     def experiments(self) -> tuple[str, ...]:
@@ -83,6 +90,12 @@ class Search:
         if self.report is None:
             return None
         module, _, function = self.report.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+    def scan_function(self) -> Callable[..., Any] | None:
+        if self.scan is None:
+            return None
+        module, _, function = self.scan.partition(":")
         return getattr(importlib.import_module(module), function)
 
 

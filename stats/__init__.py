@@ -10,6 +10,9 @@ Modules, one job each:
 * ``limits`` -- pyhf CLs limits (asymptotic / toys) with the pyhf 0.7.6 pitfalls handled;
 * ``fast_scan`` -- vectorised closed-form asymptotic and exact-Poisson CLs for one-bin models;
 * ``scan`` -- many hypotheses: fast path in chunks, pyhf otherwise, on processes or dask;
+* ``scan_table`` -- the table of a many-hypothesis scan (Parquet / CSV) and its largest excess;
+* ``look_elsewhere`` -- global significance of the largest local excess (Gross-Vitells, Rice or toys);
+* ``peak_scan`` -- vectorised peak + smooth-background fits and CLs limits at every mass hypothesis;
 * ``normalisation`` -- signal events / signal strength -> branching fraction or cross section;
 * ``search_limits`` -- a search's run output -> limits.json, workspace.json, plots;
 * ``plots`` -- CLs and Brazil plots (written atomically with ``belle_rare.core.atomic``);

@@ -131,7 +131,7 @@ def print_limit(result: LimitResult, source: str, console: Console | None = None
 
 
 def _search_limit(args: argparse.Namespace) -> int:
-    from belle_rare.stats.search_limits import Settings, compute_search_limits, write_search_limits
+    from belle_rare.stats.search_limits import Settings, compute_search_limits, scan_hook, write_search_limits
     from belle_rare.stats.summary import _rows_of, print_summary
 
     settings = Settings(
@@ -144,13 +144,19 @@ def _search_limit(args: argparse.Namespace) -> int:
         toy_engine=args.toy_engine,
         background_estimate=args.background_estimate,
     )
-    result = compute_search_limits(args.search, args.results, settings)
-    written = write_search_limits(result, args.results, make_plots=not args.no_plots)
+    hook = scan_hook(args.search)
+    if hook is not None:  # a many-hypothesis scan (Search.scan): it writes its own outputs
+        result = hook(args.search, args.results, settings, not args.no_plots)
+        written = result.document.get("files", [])
+    else:
+        result = compute_search_limits(args.search, args.results, settings)
+        written = write_search_limits(result, args.results, make_plots=not args.no_plots)
     console = _console()
     print_summary(_rows_of(args.search, result.document), console)
     for note in result.document["notes"]:
         console.print(f"note: {note}")
-    console.print(f"wrote {len(written)} files under {args.results / args.search} (limits.json, workspace.json, plots/)")
+    what = "limits.json, scan table, plots/, hepdata/" if hook is not None else "limits.json, workspace.json, plots/"
+    console.print(f"wrote {len(written)} files under {args.results / args.search} ({what})")
     return 0
 
 

@@ -428,9 +428,19 @@ def with_limit_rows(validation: list, document: dict) -> list:
     return kept + limit_rows(document)
 
 
+def scan_hook(search: str):
+    """The search's own scan (``Search.scan``, "module:function"), or None: the generic path."""
+    from belle_rare.processors import registry
+
+    return registry.get_search(search).scan_function()
+
+
 def run_search_limits(
     search: str, results_dir: str | Path, settings: Settings | None = None, make_plots: bool = True, config: StatsConfig | None = None
 ) -> SearchLimits:
+    hook = scan_hook(search) if config is None else None
+    if hook is not None:
+        return hook(search, Path(results_dir), settings or Settings(), make_plots)
     result = compute_search_limits(search, results_dir, settings, config)
     write_search_limits(result, results_dir, make_plots)
     return result

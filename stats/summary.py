@@ -42,8 +42,9 @@ def _rows_of(search: str, document: dict) -> list[dict]:
                 "published_expected": published.get("expected"),
                 "published_observed": published.get("observed"),
                 "method": best["method"],
-                "hypotheses": len(entries),
-                "hypothesis": best["hypothesis"] if len(entries) > 1 else {},
+                # a scan hook's entry stands for a whole curve and says how many hypotheses it holds
+                "hypotheses": best.get("hypotheses", len(entries)),
+                "hypothesis": best["hypothesis"] if len(entries) > 1 or best.get("hypotheses", 1) > 1 else {},
                 "asimov": best["asimov_observation"],
                 "background": best.get("background_events"),
                 "background_from_mc_bound": bool(best.get("background_from_mc_bound")),
