@@ -413,6 +413,9 @@ def load_stats_config(search: str) -> StatsConfig:
     path = stats_config_path(search)
     if not path.is_file():
         raise ConfigError(f"{path}: missing (the stats model of search '{search}', its Search.stats_file)")
+    if registry.get_search(search).scan is not None:
+        raise ConfigError(f"{path}: the stats model of search '{search}' is read by its own scan "
+                          f"({registry.get_search(search).scan}), not by the generic channels/samples schema")
     config = load_config(path, StatsConfig)
     if config.search != search:
         raise ConfigError(f"{path}: search: '{config.search}' differs from the search it belongs to, '{search}'")

@@ -174,12 +174,13 @@ def _cls_curves(s: np.ndarray, w: Windows, fits: Fits, starts: dict[str, np.ndar
     return out
 
 
-def upper_limits(w: Windows, cl: float = 0.95, iterations: int = ROOT_STEPS) -> FastLimits:
+def upper_limits(w: Windows, cl: float = 0.95, iterations: int = ROOT_STEPS, fits: Fits | None = None) -> FastLimits:
     """Observed and expected (-2..+2 sigma) upper limits on the signal yield s of every hypothesis.
 
     Each of the six curves log CLs(s) - log(1 - cl) is solved by the Illinois variant of regula falsi on a
-    bracket [0, s_max] (CLs(0) = 1), all hypotheses at once, with warm-started background fits."""
-    fits = fit_all(w)
+    bracket [0, s_max] (CLs(0) = 1), all hypotheses at once, with warm-started background fits (``fits``:
+    the free and background-only fits of ``w`` if already made)."""
+    fits = fit_all(w) if fits is None else fits
     target = np.log(1.0 - cl)
     h = len(w.n)
     total = np.sum(w.n, axis=1)
@@ -240,3 +241,43 @@ def local_significance(w: Windows, fits: Fits) -> np.ndarray:
     schur = info[:, 0, 0] - np.einsum("hj,hj->h", info[:, 0, 1:], np.linalg.solve(bb, info[:, 1:, 0:1])[:, :, 0])
     score = -grad_s / np.sqrt(np.maximum(schur, _TINY))
     return np.where(fits.free[:, 0] > 0.0, np.sqrt(q0), np.minimum(score, 0.0))
+
+
+@dataclass(frozen=True)
+class SpectrumScan:
+    """One spectrum (``counts`` in bins ``edges``) to scan at ``masses`` with peak widths ``sigmas``; ``key``
+    is carried to the result (e.g. channel and lifetime)."""
+
+    key: tuple
+    edges: np.ndarray
+    counts: np.ndarray
+    masses: np.ndarray
+    sigmas: np.ndarray
+    cl: float = 0.95
+    half_width: float = 5.0
+
+
+@dataclass(frozen=True)
+class SpectrumResult:
+    """Per hypothesis of a ``SpectrumScan``: limits on the signal yield (observed (H,), expected (5, H)
+    -2..+2 sigma), the signed local significance and the fitted signal yield."""
+
+    key: tuple
+    observed: np.ndarray
+    expected: np.ndarray
+    local_significance: np.ndarray
+    signal_yield: np.ndarray
+    seconds: float
+
+
+def scan_spectrum(task: SpectrumScan) -> SpectrumResult:
+    """Every hypothesis of one spectrum at once (a top-level function: ``parallel_map`` ships it to
+    processes or dask workers)."""
+    import time
+
+    start = time.perf_counter()
+    w = windows(task.edges, task.counts, task.masses, task.sigmas, task.half_width)
+    fits = fit_all(w)
+    limits = upper_limits(w, task.cl, fits=fits)
+    z = local_significance(w, fits)
+    return SpectrumResult(task.key, limits.observed, limits.expected, z, fits.free[:, 0], time.perf_counter() - start)

@@ -142,3 +142,29 @@ def test_search_scan_hook_replaces_the_generic_path(monkeypatch, tmp_path):
     hooked = registry.Search("x", object, tmp_path, scan="belle_rare.stats.scan_table:read_scan_table")
     assert hooked.scan_function() is read_scan_table
     assert registry.Search("y", object, tmp_path).scan_function() is None
+
+
+def test_scan_search_stats_yaml_is_not_read_by_the_generic_schema(monkeypatch, tmp_path):
+    from belle_rare.configs.loader import ConfigError
+    from belle_rare.stats import model_config
+
+    stats = tmp_path / "stats.yaml"
+    stats.write_text("search: toy\nkind: something else\n")
+    hooked = registry.Search("toy", object, tmp_path, stats_file=stats, scan="belle_rare.stats.scan_table:read_scan_table")
+    monkeypatch.setattr(registry, "get_search", lambda name: hooked)
+    with pytest.raises(ConfigError, match="read by its own scan"):
+        model_config.load_stats_config("toy")
+
+
+def test_scan_spectrum_task_matches_the_direct_calls():
+    from belle_rare.stats.peak_scan import SpectrumScan, scan_spectrum, upper_limits
+
+    edges = np.linspace(0.0, 1.0, 501)
+    counts = np.random.default_rng(5).poisson(np.full(500, 40.0)).astype(float)
+    masses, sigmas = np.linspace(0.2, 0.8, 30), np.full(30, 0.006)
+    res = scan_spectrum(SpectrumScan(("c", 1.0), edges, counts, masses, sigmas))
+    w = windows(edges, counts, masses, sigmas)
+    direct = upper_limits(w)
+    np.testing.assert_allclose(res.observed, direct.observed)
+    np.testing.assert_allclose(res.local_significance, local_significance(w, fit_all(w)))
+    assert res.key == ("c", 1.0) and res.expected.shape == (5, 30)
