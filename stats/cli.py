@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scan-method", choices=("auto", "fast", "pyhf"), default=None, help="search mode, scans")
     p.add_argument("--executor", choices=("local", "dask"), default=None, help="search mode, scans")
     p.add_argument("--no-plots", action="store_true", help="search mode: skip the plots")
+    p.add_argument("--scan-config", type=Path, default=None,
+                   help="search mode, searches with their own scan (bkscalar): a stats YAML instead of the shipped one "
+                   "(e.g. configs/stats/bkscalar_demo.yaml, a reduced scan)")
     p.add_argument(
         "--background-estimate", choices=("transfer_factor", "factorised", "sideband_fit", "mc_count"), default=None,
         help="search mode: data-driven backgrounds from this estimate instead of the stats YAML's "
@@ -143,8 +146,11 @@ def _search_limit(args: argparse.Namespace) -> int:
         executor=args.executor,
         toy_engine=args.toy_engine,
         background_estimate=args.background_estimate,
+        scan_config=args.scan_config,
     )
     hook = scan_hook(args.search)
+    if hook is None and args.scan_config is not None:
+        raise UserError(f"--scan-config is for searches with their own scan; '{args.search}' has none")
     if hook is not None:  # a many-hypothesis scan (Search.scan): it writes its own outputs
         result = hook(args.search, args.results, settings, not args.no_plots)
         written = result.document.get("files", [])

@@ -91,7 +91,10 @@ def _fit(theta: np.ndarray, free: np.ndarray, n: np.ndarray, t: np.ndarray, mask
         nu = np.maximum(np.einsum("hkj,hj->hk", t, theta), _TINY)
         r = np.where(mask, n / nu, 0.0)
         grad = np.einsum("hkj,hk->hj", tf, np.where(mask, 1.0 - r, 0.0))
-        hess = np.einsum("hkj,hkl,hk->hjl", tf, tf, np.where(mask, r / nu, 0.0)) + 1e-9 * np.eye(len(idx))
+        hess = np.einsum("hkj,hkl,hk->hjl", tf, tf, np.where(mask, r / nu, 0.0))
+        # a ridge relative to the curvature: a window whose counts sit in one bin (sparse MC spectra) has a
+        # rank-1 Hessian of size ~1e20; the ridge keeps it solvable and changes regular fits by 1e-9
+        hess = hess + (1e-9 + 1e-9 * np.trace(hess, axis1=1, axis2=2))[:, None, None] * np.eye(len(idx))
         # parameters at their bound with the gradient pushing outward are held: Newton on the others only
         held = (theta[:, idx] <= lower[idx] + 1e-12) & (grad > 0)
         keep = ~held
@@ -192,7 +195,8 @@ def upper_limits(w: Windows, cl: float = 0.95, iterations: int = ROOT_STEPS, fit
     side = np.zeros((6, h))
     x = lo
     for _ in range(iterations):
-        x = np.where(f_hi != f_lo, hi - f_hi * (hi - lo) / (f_hi - f_lo), 0.5 * (lo + hi))
+        with np.errstate(divide="ignore", invalid="ignore"):  # f_hi == f_lo takes the midpoint
+            x = np.where(f_hi != f_lo, hi - f_hi * (hi - lo) / (f_hi - f_lo), 0.5 * (lo + hi))
         x = np.clip(x, lo + 1e-9 * (hi - lo), hi - 1e-9 * (hi - lo))
         fx = _cls_curves(x, w, fits, starts, WARM_STEPS) - target
         right = fx < 0  # excluded: the root is below x
@@ -237,7 +241,7 @@ def local_significance(w: Windows, fits: Fits) -> np.ndarray:
     nu = np.maximum(np.einsum("hkj,hj->hk", t, fits.background_only), _TINY)
     grad_s = np.sum(np.where(mask, w.f * (1.0 - w.n / nu), 0.0), axis=1)
     info = np.einsum("hkj,hkl,hk->hjl", t, t, np.where(mask, 1.0 / nu, 0.0))
-    bb = info[:, 1:, 1:] + 1e-9 * np.eye(2)
+    bb = info[:, 1:, 1:] + (1e-9 + 1e-9 * np.trace(info[:, 1:, 1:], axis1=1, axis2=2))[:, None, None] * np.eye(2)
     schur = info[:, 0, 0] - np.einsum("hj,hj->h", info[:, 0, 1:], np.linalg.solve(bb, info[:, 1:, 0:1])[:, :, 0])
     score = -grad_s / np.sqrt(np.maximum(schur, _TINY))
     return np.where(fits.free[:, 0] > 0.0, np.sqrt(q0), np.minimum(score, 0.0))
