@@ -35,6 +35,9 @@ from belle_rare.stats.fast_scan import BAND_SIGMAS, FastLimits
 COLD_STEPS = 25
 WARM_STEPS = 6
 ROOT_STEPS = 14
+BRACKET_WIDENINGS = 6
+BACKTRACKS = 6
+NUISANCE_BOUND = 5.0
 _TINY = 1e-300
 _FLOOR = 1e-12
 
@@ -138,7 +141,7 @@ def fit(w: Windows, n: np.ndarray, aux: Aux, start: Params, fix_x: bool, steps: 
         # gammas: gradient, diagonal curvature, coupling to the globals
         gm = np.where(has_b, p.g, 1.0)
         grad_k = np.where(has_b, w.b * one + tau - aux.m / gm, 0.0)
-        diag = np.where(has_b, w.b**2 * wgt + aux.m / gm**2, 1.0)
+        diag = np.where(has_b, np.maximum(w.b**2 * wgt + aux.m / gm**2, 1e-12), 1.0)
         cross = np.where(has_b[:, :, None], (w.b * wgt)[:, :, None] * d, 0.0)
         # x held: fixed by the caller, or at its bound 0 with the gradient pushing it below
         held = np.full(len(p.x), fix_x) | ((p.x <= 0.0) & (grad_g[:, 0] > 0))
@@ -147,13 +150,33 @@ def fit(w: Windows, n: np.ndarray, aux: Aux, start: Params, fix_x: bool, steps: 
         rgrad = grad_g - np.einsum("hki,hk->hi", cross, grad_k / diag)
         reduced = reduced * free[:, :, None] * free[:, None, :] + (~free)[:, :, None] * eye
         rgrad = np.where(free, rgrad, 0.0)
-        step = -np.linalg.solve(reduced + 1e-12 * eye, rgrad[:, :, None])[:, :, 0]
+        # Jacobi scaling and a curvature-relative ridge: the (t, a) block can be ~1e16 and nearly rank one
+        # where a huge trial yield sits in background-free bins
+        scale = 1.0 / np.sqrt(np.maximum(np.einsum("hii->hi", reduced), 1e-300))
+        scaled = reduced * scale[:, :, None] * scale[:, None, :] + 1e-9 * eye
+        step = -scale * np.linalg.solve(scaled, (scale * rgrad)[:, :, None])[:, :, 0]
         step_g = -(grad_k + np.einsum("hki,hi->hk", cross, step)) / diag
-        p.x = np.maximum(p.x + step[:, 0], 0.0)
-        p.t = p.t + step[:, 1]
-        p.a = p.a + step[:, 2]
-        # gammas stay positive: at most a factor 10 down per step
-        p.g = np.where(has_b, np.maximum(p.g + step_g, 0.1 * p.g), 1.0)
+        # backtracking: a step that raises the NLL (or leaves the region where every nu > 0) is halved
+        old = nll(w, n, aux, p)
+        accepted = np.zeros(len(p.x), bool)
+        trial = p.copy()
+        lam = np.ones(len(p.x))
+        for _ in range(BACKTRACKS):  # a few halvings, all hypotheses at once
+            cand = Params(
+                np.where(held, p.x, np.maximum(p.x + lam * step[:, 0], 0.0)),
+                # pyhf's default bounds of normsys / histosys parameters
+                np.clip(p.t + lam * step[:, 1], -NUISANCE_BOUND, NUISANCE_BOUND),
+                np.clip(p.a + lam * step[:, 2], -NUISANCE_BOUND, NUISANCE_BOUND),
+                # gammas stay positive: at most a factor 10 down per step
+                np.where(has_b, np.maximum(p.g + lam[:, None] * step_g, 0.1 * p.g), 1.0))
+            new = nll(w, n, aux, cand)
+            ok = ~accepted & np.isfinite(new) & (new <= old + 1e-9 * np.abs(old)) & np.all(expected(w, cand) >= 0, axis=1)
+            trial = select(ok, cand, trial)
+            accepted |= ok
+            lam = np.where(accepted, lam, 0.5 * lam)
+            if accepted.all():
+                break
+        p = trial
     return p
 
 
@@ -196,6 +219,11 @@ def qtilde(x: np.ndarray, n: np.ndarray, aux: Aux, w: Windows, free: Params, sta
     return np.where(free.x > x, 0.0, np.maximum(q, 0.0)), cond
 
 
+def select(keep: np.ndarray, a: Params, b: Params) -> Params:
+    """Per hypothesis, ``a`` where ``keep`` else ``b``."""
+    return Params(np.where(keep, a.x, b.x), np.where(keep, a.t, b.t), np.where(keep, a.a, b.a), np.where(keep[:, None], a.g, b.g))
+
+
 def _log_cls(q: np.ndarray, q_a: np.ndarray) -> np.ndarray:
     sq, sq_a = np.sqrt(q), np.sqrt(q_a)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -224,24 +252,41 @@ def upper_limits(w: Windows, cl: float = 0.90, iterations: int = ROOT_STEPS) -> 
     Each of the six curves log CLs(x) - log(1 - cl) is solved by the Illinois variant of regula falsi on
     [0, x_max] (CLs(0) = 1), all hypotheses at once."""
     fits = fit_all(w)
-    target = np.log(1.0 - cl)
+    # solved in F(x) = sqrt(-2 log CLs) - sqrt(-2 log(1 - cl)): -2 log CLs grows ~ q ~ x^2, so F is close to
+    # linear in x and regula falsi converges in a few steps (on log CLs itself it crawls)
+    target = np.sqrt(-2.0 * np.log(1.0 - cl))
+
+    def curves(x: np.ndarray, starts: dict, steps: int) -> np.ndarray:
+        return np.sqrt(np.maximum(-2.0 * _curves(x, w, fits, starts, steps), 0.0)) - target
+
     h = len(w.n)
     b_win = np.sum(np.where(w.mask, w.b, 0.0), axis=1)
-    # a bracket well above any limit: 10 sqrt(B) + 10 events plus the fitted signal, times the
-    # shape uncertainty's reach (a 25 % per-bin uncertainty lets B move by ~25 %)
-    rel = np.sqrt(np.sum(w.sigma_b**2, axis=1)) / np.maximum(b_win, 1e-9)
-    hi = np.tile(10.0 * np.sqrt(b_win + 1.0) + 10.0 + 5.0 * rel * b_win + 2.0 * fits.free.x, (6, 1))
+    # bracket: a few times the counting limit of the whole window with its shape uncertainty fully
+    # correlated (the 2D fit does better), widened by 4 where that is not yet excluded
+    sigma_win = np.hypot(np.sqrt(b_win + 1.0), np.sum(np.where(w.mask, w.sigma_b, 0.0), axis=1))
+    hi = np.tile(3.0 * 1.645 * sigma_win + 10.0 + 2.0 * fits.free.x, (6, 1))
     lo = np.zeros((6, h))
     starts: dict = {k: fits.background.copy() for k in ("obs", "obs_a", 1, 2, 3, 4, 5)}
     f_lo = np.zeros((6, h)) - target
-    f_hi = _curves(hi, w, fits, starts, COLD_STEPS) - target
+    f_hi = curves(hi, starts, COLD_STEPS)
+    for _ in range(BRACKET_WIDENINGS):  # a few widenings, each over all hypotheses at once
+        wide = ~(f_hi > 0)
+        if not wide.any():
+            break
+        hi = np.where(wide, 4.0 * hi, hi)
+        fresh = {k: fits.background.copy() for k in starts}
+        f_new = curves(hi, fresh, COLD_STEPS)
+        f_hi = np.where(wide, f_new, f_hi)
+        for k, v in fresh.items():
+            keep = ~wide[0] if k in ("obs", "obs_a") else ~wide[k]
+            starts[k] = select(keep, starts[k], v)
     side = np.zeros((6, h))
     x = hi
     for _ in range(iterations):
         x = np.where(f_hi != f_lo, hi - f_hi * (hi - lo) / (f_hi - f_lo), 0.5 * (lo + hi))
         x = np.clip(x, lo + 1e-6 * (hi - lo), hi - 1e-6 * (hi - lo))
-        fx = _curves(x, w, fits, starts, WARM_STEPS) - target
-        right = fx < 0
+        fx = curves(x, starts, WARM_STEPS)
+        right = fx > 0  # excluded: the root is below x
         f_lo = np.where(right & (side == 1), 0.5 * f_lo, f_lo)
         f_hi = np.where(~right & (side == -1), 0.5 * f_hi, f_hi)
         hi, f_hi = np.where(right, x, hi), np.where(right, fx, f_hi)
