@@ -442,6 +442,7 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
         "published": {"observed": 0.2, "source": "Belle II, PRL 130 231801 (79.7 /fb): 'upper limits as small as 0.2 fb'",
                       "cl": 0.90},
         "asimov_observation": asimov, "background_from_mc_bound": bool(on_bound),
+        "background_events": float(best["window_background"]),   # in the best hypothesis's window (with any bound)
     }
     document = {
         "search": SIGNAL, "experiment": cfg.experiment, "luminosity_fb": run.luminosity_fb, "cl": cl, "poi": cfg.poi,
