@@ -39,6 +39,20 @@ def curve_label(channel: str, lifetime_cm: float) -> str:
     return channel if math.isnan(lifetime_cm) else f"{channel}, c tau = {lifetime_cm:g} cm"
 
 
+def with_gaps(x: np.ndarray, *ys: np.ndarray, factor: float = 5.0) -> tuple[np.ndarray, ...]:
+    """Sorted ``x`` and ``ys`` with a NaN point inserted where consecutive x are more than ``factor`` times the
+    median spacing apart (vetoed mass windows), so lines break there instead of bridging the gap."""
+    order = np.argsort(x)
+    x = np.asarray(x, float)[order]
+    ys = tuple(np.asarray(y, float)[..., order] for y in ys)
+    if len(x) < 3:
+        return (x, *ys)
+    step = np.diff(x)
+    gaps = np.flatnonzero(step > factor * np.median(step)) + 1
+    x = np.insert(x, gaps, np.nan)
+    return (x, *(np.insert(y, gaps, np.nan, axis=-1) for y in ys))
+
+
 def _experiment_label(ax, experiment: str, lumi_fb: float | None) -> None:
     ax.text(0.0, 1.01, f"{EXPERIMENT_LABELS.get(experiment, experiment)} (simulation)", transform=ax.transAxes,
             fontsize=11, weight="bold", va="bottom")
@@ -50,8 +64,7 @@ def plot_limit_curve(mass: np.ndarray, observed: np.ndarray, expected: np.ndarra
                      title: str = "", experiment: str = "", lumi_fb: float | None = None,
                      xlabel: str = r"$m$ [GeV/$c^2$]", logy: bool = True) -> list[Path]:
     """One limit curve: ``expected`` (5, H) rows -2..+2 sigma. PNG + PDF, atomically."""
-    order = np.argsort(mass)
-    x, obs, exp = np.asarray(mass)[order], np.asarray(observed)[order], np.asarray(expected)[:, order]
+    x, obs, exp = with_gaps(np.asarray(mass), np.asarray(observed), np.asarray(expected))
     plt.style.use(mplhep.style.ROOT)
     fig, ax = plt.subplots(figsize=(8, 6))
     try:
@@ -61,7 +74,7 @@ def plot_limit_curve(mass: np.ndarray, observed: np.ndarray, expected: np.ndarra
         ax.plot(x, obs, "k-", lw=1.2, label="Observed")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel, fontsize=16)
-        if logy and np.all(exp[0] > 0):
+        if logy and np.all(exp[0][np.isfinite(exp[0])] > 0):
             ax.set_yscale("log")
         if title:
             ax.set_title(title, fontsize=12, pad=22)
@@ -75,9 +88,10 @@ def plot_limit_curve(mass: np.ndarray, observed: np.ndarray, expected: np.ndarra
 def plot_limit_grid(table: ScanTable, path: str | Path, ylabel: str,
                     panel_of: Callable[[str], tuple[int, int]] | None = None, panel_titles: Mapping[str, str] | None = None,
                     experiment: str = "", lumi_fb: float | None = None, xlabel: str = r"$m$ [GeV/$c^2$]",
-                    column: str = "observed") -> list[Path]:
+                    column: str = "observed", shaded: Mapping[str, list[tuple[float, float]]] | None = None) -> list[Path]:
     """Every curve of ``table``: one panel per channel (``panel_of(channel)`` -> (row, col); default one row),
-    one colour per lifetime; ``column`` (solid) and the expected median (dashed, thin)."""
+    one colour per lifetime; ``column`` (solid) and the expected median (dashed, thin); ``shaded``: mass
+    windows per channel drawn grey (e.g. vetoed regions); lines break at gaps in the hypotheses."""
     channels = sorted(table.frame["channel"].unique())
     places = {c: (panel_of(c) if panel_of else (0, i)) for i, c in enumerate(channels)}
     nrows = 1 + max(r for r, _ in places.values())
@@ -94,8 +108,11 @@ def plot_limit_grid(table: ScanTable, path: str | Path, ylabel: str,
             ax = axes[r, c]
             used.add((r, c))
             label = "no lifetime" if math.isnan(lifetime) else f"c$\\tau$ = {lifetime:g} cm"
-            ax.plot(rows["mass"], rows[column], "-", color=colour[f"{lifetime:g}"], lw=1.0, label=label)
-            ax.plot(rows["mass"], rows["expected"], "--", color=colour[f"{lifetime:g}"], lw=0.6)
+            x, y, e = with_gaps(rows["mass"].to_numpy(), rows[column].to_numpy(), rows["expected"].to_numpy())
+            ax.plot(x, y, "-", color=colour[f"{lifetime:g}"], lw=1.0, label=label)
+            ax.plot(x, e, "--", color=colour[f"{lifetime:g}"], lw=0.6)
+            for lo, hi in (shaded or {}).get(channel, []):
+                ax.axvspan(lo, hi, color="0.85", lw=0, zorder=0)
             ax.set_title((panel_titles or {}).get(channel, channel), fontsize=12)
             if (rows[column] > 0).all():
                 ax.set_yscale("log")

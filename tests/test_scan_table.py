@@ -126,7 +126,11 @@ def test_hepdata_record_and_plots(tmp_path):
     assert first["errors"][0]["asymerror"]["plus"] == pytest.approx(0.4 * 1.1e-7, rel=1e-3)
     assert plot_limit_curve(table.frame["mass"][:40], table.frame["observed"][:40], table.expected[:, :40],
                             tmp_path / "curve", "BR")[0].stat().st_size > 0
-    assert len(plot_limit_grid(table, tmp_path / "grid", "BR", panel_of=lambda c: (0, int(c == "K_mumu")))) == 2
+    assert len(plot_limit_grid(table, tmp_path / "grid", "BR", panel_of=lambda c: (0, int(c == "K_mumu")),
+                               shaded={"K_ee": [(1.0, 1.2)]})) == 2
+    from belle_rare.analyses.hepdata_record import with_gaps
+    x, y = with_gaps(np.array([0.0, 0.1, 0.2, 1.0, 1.1]), np.arange(5.0))
+    assert np.isnan(x[3]) and np.isnan(y[3]) and len(x) == 6
 
 
 def test_search_scan_hook_replaces_the_generic_path(monkeypatch, tmp_path):
