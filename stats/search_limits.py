@@ -69,8 +69,9 @@ class Settings:
     toy_engine: str = "exact"
     # data-driven backgrounds: "transfer_factor" (e.g. plain ABCD) or "factorised" instead of the YAML's choice
     background_estimate: str | None = None
-    # a scan search (Search.scan): another stats YAML in the hook's schema (e.g. a reduced scan for make run)
-    scan_config: Path | None = None
+    # a scan search (Search.scan): another stats YAML in the hook's schema (e.g. a reduced scan for make run),
+    # one path (belle-rare limit SEARCH --scan-config) or {search: path} (limit_all over several searches)
+    scan_config: Path | dict[str, Path] | None = None
 
 
 @dataclass
