@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -29,6 +30,9 @@ import numpy as np  # noqa: E402
 from belle_rare.core.atomic import save_figure  # noqa: E402
 from belle_rare.stats.plots import EXPERIMENT_LABELS  # noqa: E402
 from belle_rare.stats.scan_table import EXPECTED_COLUMNS, ScanTable  # noqa: E402
+
+if TYPE_CHECKING:
+    from hepdata_lib import Submission
 
 GREEN, YELLOW = "#607641", "#F5BB54"  # the stats.plots Brazil-band colours
 LIFETIME_COLOURS = ("#2ca02c", "#ff7f0e", "#9467bd", "#1f77b4", "#d62728", "#8c564b", "#e377c2", "#7f7f7f")
@@ -134,7 +138,7 @@ def plot_limit_grid(table: ScanTable, path: str | Path, ylabel: str,
 
 
 def hepdata_submission(table: ScanTable, quantity: str, unit: str = "", cl: float = 0.95, comment: str = "",
-                       mass_label: str = "M") -> "hepdata_lib.Submission":  # noqa: F821
+                       mass_label: str = "M") -> "Submission":
     """A hepdata_lib Submission: one table per (channel, lifetime) curve."""
     from hepdata_lib import Submission, Table, Uncertainty, Variable
 

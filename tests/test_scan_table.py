@@ -14,7 +14,6 @@ from belle_rare.processors import registry
 from belle_rare.stats import search_limits
 from belle_rare.stats.errors import StatsError
 from belle_rare.stats.look_elsewhere import (
-    Calibration,
     calibrate,
     count_upcrossings,
     global_p_value,
