@@ -17,6 +17,8 @@
    with the paper's shape uncertainty of the window's M2 range and the bin's MC statistics in quadrature.
    A background dataset with fewer than two simulated events in a window but able to reach it (``reach``)
    adds its MC statistical bound (one event's weight, +-100 % per bin, stats/mc_bound.py), flat over the window.
+   Processes listed under ``smoothing`` (slowly varying in M2: tau pairs, e e mu mu, hard-ISR mu mu) are
+   smoothed along M2 first, so that a few heavy weighted events give a template rather than spikes.
 6. Fit and limits: ``stats.template_scan`` (vectorised over all hypotheses; pyhf spot checks in
    ``benchmarks/bench_zprime_scan.py``), 90 % CL CLs on sigma(e+e- -> mu mu Z') x BR(Z' -> inv) = x /
    (sum of the template over the window) in fb, with expected bands and the local significance.
@@ -90,6 +92,12 @@ class MCBound(StrictModel):
     reach: dict[str, tuple[float, float]] = {}
 
 
+class Smoothing(StrictModel):
+    # Gaussian width in M2_recoil (GeV^2) per background process: templates of slowly varying processes made
+    # of few heavy weighted events, smoothed along M2 (theta kept); a process not listed is used as simulated
+    m2_sigma: dict[str, float] = {}
+
+
 class LookElsewhere(StrictModel):
     toys: int = pydantic.Field(30, ge=0)
     level: float = 1.0
@@ -105,6 +113,7 @@ class ScanConfig(StrictModel):
     systematics: Systematics
     scan: ScanSettings = ScanSettings()
     mc_bound: MCBound = MCBound()
+    smoothing: Smoothing = Smoothing()
     look_elsewhere: LookElsewhere = LookElsewhere()
 
 
@@ -199,6 +208,17 @@ def signal_samples(run: RunOutput, cfg: ScanConfig, paper_sigma: dict[float, flo
                          list(cols[7])), notes
 
 
+def smooth_m2(values: np.ndarray, variances: np.ndarray, m2_edges: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
+    """(n_m2, n_theta) yields smoothed along M2 with a Gaussian of ``width`` GeV^2 (normalised kernel, so the
+    total is kept up to the range's ends); variances with the squared kernel (each event spread, not copied)."""
+    bw = m2_edges[1] - m2_edges[0]
+    half = int(np.ceil(4 * width / bw))
+    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) * bw / width) ** 2)
+    kernel /= kernel.sum()
+    conv = lambda a, k: np.stack([np.convolve(a[:, j], k, mode="same") for j in range(a.shape[1])], axis=1)  # noqa: E731 (theta bins)
+    return conv(values, kernel), conv(variances, kernel**2)
+
+
 def spectra(run: RunOutput, cfg: ScanConfig) -> Spectra:
     bkg = var = obs = None
     sets = {}
@@ -212,10 +232,14 @@ def spectra(run: RunOutput, cfg: ScanConfig) -> Spectra:
         if kind == "data":
             obs = values if obs is None else obs + values
             continue
+        process = str(info.get("process", name))
+        width = cfg.smoothing.m2_sigma.get(process, 0.0)
+        if width > 0:  # a slowly varying process: its sparse weighted events spread over +-several GeV^2
+            values, variances = smooth_m2(values, variances, m2_edges, width)
         bkg = values if bkg is None else bkg + values
         var = variances if var is None else var + variances
         weight = float(info.get("max_event_weight") or info.get("scale") or 0.0)
-        sets[name] = (weight, str(info.get("process", name)), values)
+        sets[name] = (weight, process, values)
     if bkg is None:
         raise StatsError("zprime: the run has no background dataset")
     return Spectra(edges[0], edges[1], bkg, var, obs, sets)
@@ -280,7 +304,9 @@ def _stretched(samples: SignalSamples, p: Plan, m2_edges: np.ndarray, k: int, sc
     i0 = np.minimum(np.floor(pos).astype(int), cum.shape[1] - 2)
     frac = (pos - i0)[:, :, None]
     c = cum[s[:, None], i0] * (1 - frac) + cum[s[:, None], i0 + 1] * frac   # (H, k + 1, n_theta)
-    return np.where(mask[:, :, None], np.diff(c, axis=1), 0.0), mask
+    # rounding in the cumulative differences can leave -1e-18 in empty bins: a negative template would make
+    # nu < 0 for any signal
+    return np.where(mask[:, :, None], np.maximum(np.diff(c, axis=1), 0.0), 0.0), mask
 
 
 def _gather(hist2d: np.ndarray, p: Plan, k: int) -> np.ndarray:
@@ -326,7 +352,8 @@ def build(samples: SignalSamples, spec: Spectra, p: Plan, cfg: ScanConfig, lumin
             # "empty": less than two simulated events' weight in the window; a window holding one event of a
             # 1e5-weight sample has measured its yield no better than an empty one, and without this the
             # limit would jump down wherever a single heavy event sits (all other bins background-free)
-            empty = _gather(values, p, k).sum(axis=(1, 2)) < 2.0 * weight
+            # (a smoothed dataset: its events within a few kernel widths count, spread)
+            empty = _gather(values, p, k).sum(axis=(1, 2)) < (1e-3 if cfg.smoothing.m2_sigma.get(process) else 2.0) * weight
             bound += np.where(can & empty, weight, 0.0)
     n_theta = b.shape[2]
     cells = (mask.sum(axis=1) * n_theta).astype(float)

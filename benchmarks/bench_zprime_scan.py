@@ -26,9 +26,16 @@ from belle_rare.stats.limits import upper_limit, workspace_from_spec
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", required=True)
-    parser.add_argument("--pyhf-masses", type=int, default=3)
+    parser.add_argument("--pyhf-masses", type=int, default=3, help="pyhf spot checks spread over the scan")
+    parser.add_argument("--masses", type=float, nargs="*", help="pyhf spot checks at the hypotheses nearest these masses (GeV) instead")
+    parser.add_argument("--theta-rebin", type=int, help="theta bins merged (default: the stats YAML's); coarser keeps "
+                        "pyhf's fits (one shapesys parameter per bin) affordable")
+    parser.add_argument("--mc-bound", choices=("on", "off"), default="on")
     args = parser.parse_args()
-    cfg = zs.load_scan_config()
+    shipped = zs.load_scan_config()
+    cfg = shipped.model_copy(update={
+        "scan": shipped.scan.model_copy(update={"theta_rebin": args.theta_rebin or shipped.scan.theta_rebin}),
+        "mc_bound": shipped.mc_bound.model_copy(update={"enabled": args.mc_bound == "on"})})
     run = load_run_output(args.results, "zprime")
     samples, notes = zs.signal_samples(run, cfg, get_search("zprime").load_config().paper_m2_resolution)
     spec = zs.spectra(run, cfg)
@@ -39,7 +46,10 @@ def main() -> None:
     fast, _ = ts.upper_limits(model.windows, cfg.cl)
     fast_seconds = time.perf_counter() - start
     print(f"fast path: {len(masses)} hypotheses in {fast_seconds:.2f} s ({1e3 * fast_seconds / len(masses):.1f} ms each)")
-    picks = np.unique(np.linspace(0, len(masses) - 1, args.pyhf_masses + 2).round().astype(int)[1:-1])
+    if args.masses:
+        picks = np.unique([int(np.argmin(np.abs(masses - m))) for m in args.masses])
+    else:
+        picks = np.unique(np.linspace(0, len(masses) - 1, args.pyhf_masses + 2).round().astype(int)[1:-1])
     ratios, pyhf_seconds = [], []
     for h in picks:  # a loop over a few pyhf spot checks
         workspace = workspace_from_spec(ts.pyhf_spec(model.windows, h))
