@@ -144,12 +144,16 @@ class GeneratorFilter(StrictModel):
     charged_pt_min: float = pydantic.Field(default=0.0, ge=0)
     charged_theta_deg: tuple[float, float] = (0.0, 180.0)
     track_pair_mass: TrackPairMass | None = None
+    # at most ``max_charged`` charged particles with pT > ``max_charged_pt_min`` inside ``charged_theta_deg``
+    # (a search that wants exactly two tracks: a third hard one in the tracker is nearly always found)
+    max_charged: int | None = pydantic.Field(default=None, ge=0)
+    max_charged_pt_min: float = pydantic.Field(default=0.0, ge=0)
 
     @pydantic.model_validator(mode="after")
     def _complete(self) -> "GeneratorFilter":
         if (self.min_photon_energy is None) != (self.photon_theta_deg is None):
             raise ValueError("min_photon_energy and photon_theta_deg go together")
-        if self.min_photon_energy is None and self.min_charged == 0 and self.track_pair_mass is None:
+        if self.min_photon_energy is None and self.min_charged == 0 and self.track_pair_mass is None and self.max_charged is None:
             raise ValueError("a generator filter needs at least one requirement")
         return self
 

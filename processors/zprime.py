@@ -225,5 +225,10 @@ SEARCH = Search(
     name="zprime",
     processor=ZprimeProcessor,
     config_file=builtin_file("searches", "zprime.yaml"),
-    demo=Demo(experiment="belle2"),  # make run: histograms on the Belle II demo samples (sig_zprime at 3 GeV); no limits yet
+    # a 2D fit at every M_Z' hypothesis: its own stats YAML schema (analyses/zprime_scan.py ScanConfig)
+    stats_file=builtin_file("stats", "zprime.yaml"),
+    scan="belle_rare.analyses.zprime_scan:limit",
+    # make run: the Belle II demo samples (one signal mass, sig_zprime at 3 GeV: a one-hypothesis scan) and the
+    # reduced scan configuration
+    demo=Demo(experiment="belle2", scan_config=builtin_file("stats", "zprime_demo.yaml")),
 )

@@ -232,6 +232,11 @@ def passes_filter(truth, spec: GeneratorFilter) -> np.ndarray:
         keep &= ak.to_numpy(ak.sum(charged, axis=1) >= spec.min_charged)
         if spec.track_pair_mass is not None:
             keep &= _has_pair_in_window(mc[charged], charge[charged], spec.track_pair_mass)
+    if spec.max_charged is not None:
+        lo, hi = spec.charged_theta_deg
+        pt = np.sqrt(mc.px**2 + mc.py**2)
+        hard = final & (_charge(mc.pdg) != 0) & (pt > spec.max_charged_pt_min) & (theta > lo) & (theta < hi)
+        keep &= ak.to_numpy(ak.sum(hard, axis=1) <= spec.max_charged)
     return keep
 
 

@@ -66,13 +66,30 @@ def test_passes_filter_requirements():
     assert passes_filter(_truth(events), pair).tolist() == [True, False, False]
 
 
+def test_zprime_filter_keeps_two_hard_tracks_and_no_third():
+    """zprime's filter: >= 2 charged with pT > 0.05 GeV in the CDC, at most 2 with pT > 0.3 GeV there."""
+    spec = load_catalogue().search_filters["zprime"]
+    mu = [(13, 1.0, 0.0, 0.3), (-13, -1.0, 0.2, -0.4)]
+    events = [
+        mu,                                  # two muons: kept
+        mu + [(211, 0.5, 0.0, 0.0)],         # a third hard track in the CDC: dropped
+        mu + [(211, 0.1, 0.0, 0.0)],         # a soft third track: kept (it may be lost)
+        mu + [(211, 0.05, 0.0, 2.0)],        # a third particle in the forward dead region (1.4 deg): kept
+        [(13, 1.0, 0.0, 0.3)],               # one charged: dropped
+    ]
+    assert passes_filter(_truth(events), spec).tolist() == [True, False, True, True, False]
+    cfg = __import__("belle_rare.processors.registry", fromlist=["get_search"]).get_search("zprime").load_config()
+    lo, hi = (np.degrees(np.arccos(c)) for c in (cfg.tracks.cos_theta[1], cfg.tracks.cos_theta[0]))
+    assert spec.charged_theta_deg[0] < lo and spec.charged_theta_deg[1] > hi
+
+
 def test_filter_config_errors():
     with pytest.raises(ValueError, match="at least one requirement"):
         GeneratorFilter()
     with pytest.raises(ValueError, match="go together"):
         GeneratorFilter(min_photon_energy=0.5)
     cat = load_catalogue()
-    assert set(cat.search_filters) == {"tau3mu", "taulgamma", "taulphi"}
+    assert set(cat.search_filters) == {"tau3mu", "taulgamma", "taulphi", "zprime"}
 
 
 def test_search_filters_are_looser_than_the_selections():

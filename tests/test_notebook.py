@@ -68,3 +68,21 @@ def test_inspect_bkscalar_notebook_executes(tmp_path, monkeypatch):
                             extra=(["limit", "bkscalar", "--results", str(tmp_path / "out"), "--scan-config", str(demo)],))
     assert "Run bkscalar on belle2" in text and "K_mumu    c tau    10 cm" in text
     assert "largest local excess" in text and "signal efficiency (K_mumu, c tau 10 cm)" in text
+
+
+def test_inspect_zprime_notebook_executes(tmp_path, monkeypatch):
+    """Two signal masses (the scan between them) and a tau-pair background; the limit without look-elsewhere toys."""
+    samples = tmp_path / "samples"
+    for process, mass, events in (("sig_zprime", 2.0, 1200), ("sig_zprime", 3.0, 1200), ("tautau", None, 500)):
+        produce(Request("belle2", process, events, 5, samples, events_per_file=1500,
+                        parameters={"mass": mass} if mass else {}), progress=False)
+    out = tmp_path / "out"
+    assert main(["run", "zprime", "--experiment", "belle2", "--samples", str(samples), "--out", str(out), "--executor", "iterative"]) == 0
+    config = tmp_path / "zprime_stats.yaml"
+    shipped = (NOTEBOOKS.parents[1] / "configs" / "stats" / "zprime.yaml").read_text()
+    config.write_text(shipped.replace("toys: 30 ", "toys: 0 "))
+    assert main(["limit", "zprime", "--results", str(out), "--scan-config", str(config), "--no-plots"]) == 0
+    monkeypatch.setenv("BELLE_RARE_RUN", str(out / "zprime"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    text = _execute(NOTEBOOKS / "inspect_zprime.ipynb")
+    assert "Run zprime on belle2" in text and "hypotheses" in text and "sigma x BR <" in text and "largest local excess" in text

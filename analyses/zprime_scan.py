@@ -1,0 +1,546 @@
+"""zprime limits: the per-mass 2D fit of (M2_recoil, theta_recoil CM) at every M_Z' hypothesis (issue 14).
+
+``belle-rare limit zprime --results DIR`` (and ``make run``'s limits) call ``limit`` here through the search's
+``Search.scan`` hook; the stats model is ``configs/stats/zprime.yaml`` (schema ``ScanConfig``).
+
+1. Signal: every ``sig_zprime_m<M>`` dataset of the run with at least ``min_signal_events`` effective
+   events gives, from its ``m2_theta`` histogram, the efficiency (selected yield / sigma L), the M2_recoil
+   peak position and its Gaussian core width sigma(M2) (iterated +-2 sigma fit of the M2 projection).
+2. Hypotheses: M_Z' from the lightest to the heaviest usable sample, equally spaced in M2 at
+   ``step_over_sigma`` x sigma(M2), sigma interpolated linearly in M_Z' between the samples.
+3. Windows: the M2 bins within +-``half_width_sigma`` sigma of the hypothesis's peak (the Punzi-net's
+   windows, M^2 +- 2 sigma), times the theta_recoil bins (merged ``theta_rebin`` at a time).
+4. Signal template: the nearest sample's 2D histogram shifted to the hypothesis's peak and stretched to its
+   width (its cumulative M2 distribution per theta bin read at the mapped bin edges), scaled to the
+   efficiency interpolated linearly in M_Z'; the +-10 % recoil-resolution variations stretch it further.
+5. Background: the background datasets' sum fixed to simulation, per bin a Poisson-constrained gamma
+   with the paper's shape uncertainty of the window's M2 range and the bin's MC statistics in quadrature.
+   A background dataset with fewer than two simulated events in a window but able to reach it (``reach``)
+   adds its MC statistical bound (one event's weight, +-100 % per bin, stats/mc_bound.py), flat over the window.
+   Processes listed under ``smoothing`` (slowly varying in M2: tau pairs, e e mu mu, hard-ISR mu mu) are
+   smoothed along M2 first and factorised (smoothed M2 spectrum x the process's theta_recoil shape over all
+   M2), so that a few heavy weighted events give a template rather than spikes.
+6. Fit and limits: ``stats.template_scan`` (vectorised over all hypotheses; pyhf spot checks in
+   ``benchmarks/bench_zprime_scan.py``), 90 % CL CLs on sigma(e+e- -> mu mu Z') x BR(Z' -> inv) = x /
+   (sum of the template over the window) in fb, with expected bands and the local significance.
+7. g' for the vanilla and fully invisible L_mu - L_tau models (``lmu_ltau.coupling_limit``): the samples'
+   sigma x BR at their g', turned into sigma at g' = 1 without the BR and interpolated in log between
+   masses, times each model's BR(inv).
+8. Largest local excess and its global significance (``stats.scan_table.largest_excess``, toys of the fast
+   scan around the background for the look-elsewhere calibration); outputs under DIR/zprime/: scan.parquet
+   and scan.csv, limits.json, plots/ (sigma x BR and both g' curves, local significance), hepdata/.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydantic
+
+from belle_rare.analyses.hepdata_record import plot_limit_curve, write_hepdata
+from belle_rare.configs.loader import StrictModel, load_config
+from belle_rare.configs.processes import load_catalogue
+from belle_rare.core.atomic import save_figure, write_json
+from belle_rare.core.errors import UserError
+from belle_rare.processors.registry import get_search
+from belle_rare.simulation.generators import lmu_ltau
+from belle_rare.stats import template_scan as ts
+from belle_rare.stats.errors import StatsError
+from belle_rare.stats.histograms import RunOutput, load_run_output, run_output_dir
+from belle_rare.stats.look_elsewhere import calibrate
+from belle_rare.stats.scan_table import EXPECTED_COLUMNS, ScanTable, largest_excess, scan_calibration
+from belle_rare.stats.search_limits import SearchLimits, Settings
+
+SIGNAL = "zprime"
+CHANNEL = "mumu"
+QUANTITY = "sigma(e+e- -> mu+ mu- Z') x BR(Z' -> invisible)"
+FB_PER_NB = 1e6
+MODELS = ("vanilla", "fully_invisible")
+
+
+# ---------------------------------------------------------------------------------------------- config
+class M2Range(StrictModel):
+    """Paper systematics in one M2_recoil range (GeV^2): signal efficiency and background shape, relative."""
+
+    m2: tuple[float, float]
+    efficiency: float = pydantic.Field(ge=0, lt=1)
+    background_shape: float = pydantic.Field(ge=0)
+
+
+class Systematics(StrictModel):
+    ranges: list[M2Range] = pydantic.Field(min_length=1)
+    resolution: float = pydantic.Field(ge=0, lt=1)
+    luminosity: float = pydantic.Field(ge=0, lt=1)
+
+
+class ScanSettings(StrictModel):
+    histogram: str = "m2_theta"
+    region: str = "selected"
+    step_over_sigma: float = pydantic.Field(1.0, gt=0)
+    half_width_sigma: float = pydantic.Field(2.0, gt=0)
+    theta_rebin: int = pydantic.Field(4, ge=1)
+    min_signal_events: float = pydantic.Field(100.0, gt=0)
+    mass_range: tuple[float, float] | None = None   # GeV; default: the usable samples' span
+
+
+class MCBound(StrictModel):
+    enabled: bool = True
+    # M2_recoil (GeV^2) a background process can reach; a process not listed reaches the whole range
+    reach: dict[str, tuple[float, float]] = {}
+
+
+class Smoothing(StrictModel):
+    # Gaussian width in M2_recoil (GeV^2) per background process: templates of slowly varying processes made
+    # of few heavy weighted events, smoothed along M2 (theta kept); a process not listed is used as simulated
+    m2_sigma: dict[str, float] = {}
+
+
+class LookElsewhere(StrictModel):
+    toys: int = pydantic.Field(30, ge=0)
+    level: float = 1.0
+    seed: int = 1
+
+
+class ScanConfig(StrictModel):
+    search: str
+    experiment: str
+    poi: str
+    cl: float = pydantic.Field(gt=0, lt=1)
+    signal_prefix: str = "sig_zprime_m"
+    systematics: Systematics
+    scan: ScanSettings = ScanSettings()
+    mc_bound: MCBound = MCBound()
+    smoothing: Smoothing = Smoothing()
+    look_elsewhere: LookElsewhere = LookElsewhere()
+
+
+def load_scan_config(search: str = SIGNAL) -> ScanConfig:
+    path = get_search(search).stats_file
+    if path is None:
+        raise UserError(f"search '{search}' has no stats YAML (Search.stats_file)")
+    return load_config(path, ScanConfig)
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class Spectra:
+    """The run's (M2, theta) histograms summed per role: edges, (n_m2, n_theta) arrays."""
+
+    m2_edges: np.ndarray
+    theta_edges: np.ndarray
+    background: np.ndarray
+    background_var: np.ndarray
+    observed: np.ndarray | None
+    # per background dataset: (weight of one event, process, its yields) for the MC bound
+    background_sets: dict[str, tuple[float, str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class SignalSamples:
+    """Per usable signal sample (sorted by mass): mass, efficiency, peak, core sigma(M2), normalised 2D
+    histogram (sums to one), effective events, sigma x BR (nb) and the model it was generated with."""
+
+    mass: np.ndarray
+    efficiency: np.ndarray
+    peak: np.ndarray
+    sigma: np.ndarray
+    shape: np.ndarray        # (S, n_m2, n_theta)
+    effective_events: np.ndarray
+    cross_section_nb: np.ndarray
+    datasets: list[str]
+
+
+def _hist2d(run: RunOutput, dataset: str, cfg: ScanConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    h = run.histograms[dataset][cfg.scan.histogram][{"channel": CHANNEL, "region": cfg.scan.region}]
+    r = cfg.scan.theta_rebin
+    values, variances = h.values(), h.variances()
+    n_m2, n_th = values.shape
+    if n_th % r:
+        raise StatsError(f"theta_rebin {r} does not divide the {n_th} theta bins of '{cfg.scan.histogram}'")
+    values = values.reshape(n_m2, n_th // r, r).sum(axis=2)
+    variances = variances.reshape(n_m2, n_th // r, r).sum(axis=2)
+    return values, variances, h.axes[0].edges, h.axes[1].edges[::r]
+
+
+def core_width(edges: np.ndarray, counts: np.ndarray, centre: float, width: float, iterations: int = 5) -> tuple[float, float]:
+    """(mean, sigma) of a peak's Gaussian core from a histogram: a Gaussian fitted to the bins within +-2 sigma,
+    iterated from (``centre``, ``width``), as processors/resolution.py gaussian_core does on events."""
+    from scipy.optimize import curve_fit
+
+    mid = 0.5 * (edges[1:] + edges[:-1])
+    mean, sigma = centre, width
+    gauss = lambda t, a, m, s: a * np.exp(-0.5 * ((t - m) / s) ** 2)  # noqa: E731
+    for _ in range(iterations):
+        inside = np.abs(mid - mean) < 2 * sigma
+        if inside.sum() < 4 or counts[inside].sum() <= 0:
+            break
+        popt, _ = curve_fit(gauss, mid[inside], counts[inside], p0=(counts[inside].max(), mean, sigma),
+                            sigma=np.sqrt(np.maximum(counts[inside], counts[inside].max() * 1e-3)), maxfev=20000)
+        mean, sigma = float(popt[1]), abs(float(popt[2]))
+    return mean, sigma
+
+
+def signal_samples(run: RunOutput, cfg: ScanConfig, paper_sigma: dict[float, float]) -> tuple[SignalSamples, list[str]]:
+    rows, notes = [], []
+    for name, info in run.datasets.items():
+        if info.get("kind") != "signal" or not name.startswith(cfg.signal_prefix):
+            continue
+        values, variances, m2_edges, _ = _hist2d(run, name, cfg)
+        total, var = float(values.sum()), float(variances.sum())
+        n_eff = total**2 / var if var > 0 else 0.0
+        mass = float(info["parameters"]["mass"])
+        if n_eff < cfg.scan.min_signal_events:
+            notes.append(f"{name}: {n_eff:.0f} effective selected events < {cfg.scan.min_signal_events:g}; not used")
+            continue
+        sigma_ref = paper_sigma[min(paper_sigma, key=lambda m: abs(m - mass))]
+        peak, sigma = core_width(m2_edges, values.sum(axis=1), mass**2, sigma_ref)
+        xs = float(info["cross_section_nb"])
+        rows.append((mass, total / (xs * FB_PER_NB * run.luminosity_fb), peak, sigma, values / total, n_eff, xs, name))
+    if not rows:
+        raise StatsError(f"zprime: no signal dataset '{cfg.signal_prefix}*' with >= {cfg.scan.min_signal_events:g} "
+                         "effective selected events in the run")
+    rows.sort(key=lambda r: r[0])
+    cols = list(zip(*rows))
+    return SignalSamples(*(np.array(c, float) for c in cols[:4]), np.stack(cols[4]), np.array(cols[5]), np.array(cols[6]),
+                         list(cols[7])), notes
+
+
+def smooth_m2(values: np.ndarray, variances: np.ndarray, m2_edges: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
+    """(n_m2, n_theta) yields smoothed along M2 with a Gaussian of ``width`` GeV^2 (normalised kernel, so the
+    total is kept up to the range's ends); variances with the squared kernel (each event spread, not copied)."""
+    bw = m2_edges[1] - m2_edges[0]
+    half = int(np.ceil(4 * width / bw))
+    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) * bw / width) ** 2)
+    kernel /= kernel.sum()
+    # factorised: the smoothed M2 spectrum times the process's theta_recoil shape over its whole M2 range (a
+    # few heavy events smoothed in M2 alone would still leave most theta bins empty)
+    theta = values.sum(axis=0) / max(values.sum(), 1e-300)
+    theta_var = variances.sum(axis=0) / max(variances.sum(), 1e-300)
+    m2 = np.convolve(values.sum(axis=1), kernel, mode="same")
+    m2_var = np.convolve(variances.sum(axis=1), kernel**2, mode="same")
+    return m2[:, None] * theta[None, :], m2_var[:, None] * theta_var[None, :]
+
+
+def spectra(run: RunOutput, cfg: ScanConfig) -> Spectra:
+    bkg = var = obs = None
+    sets = {}
+    edges = None
+    for name, info in run.datasets.items():
+        kind = info.get("kind")
+        if kind not in ("background", "data"):
+            continue
+        values, variances, m2_edges, theta_edges = _hist2d(run, name, cfg)
+        edges = (m2_edges, theta_edges)
+        if kind == "data":
+            obs = values if obs is None else obs + values
+            continue
+        process = str(info.get("process", name))
+        width = cfg.smoothing.m2_sigma.get(process, 0.0)
+        if width > 0:  # a slowly varying process: its sparse weighted events spread over +-several GeV^2
+            values, variances = smooth_m2(values, variances, m2_edges, width)
+        bkg = values if bkg is None else bkg + values
+        var = variances if var is None else var + variances
+        weight = float(info.get("max_event_weight") or info.get("scale") or 0.0)
+        sets[name] = (weight, process, values)
+    if bkg is None:
+        raise StatsError("zprime: the run has no background dataset")
+    return Spectra(edges[0], edges[1], bkg, var, obs, sets)
+
+
+# ---------------------------------------------------------------------------------------------- hypotheses
+def interpolate(mass: np.ndarray, at: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Linear in M_Z' between samples, constant beyond the ends."""
+    return np.interp(mass, at, values)
+
+
+def hypotheses(samples: SignalSamples, cfg: ScanConfig) -> np.ndarray:
+    """Masses equally spaced in M2 at step_over_sigma x sigma(M2): the cumulative of 1 / step on a fine
+    M2 grid, read at integer values."""
+    lo, hi = cfg.scan.mass_range or (samples.mass[0], samples.mass[-1])
+    fine_m = np.sqrt(np.linspace(lo**2, hi**2, 20001))
+    step = cfg.scan.step_over_sigma * interpolate(fine_m, samples.mass, samples.sigma)
+    fine_m2 = fine_m**2
+    cumulative = np.concatenate([[0.0], np.cumsum(np.diff(fine_m2) / (0.5 * (step[1:] + step[:-1])))])
+    return np.sqrt(np.interp(np.arange(0.0, cumulative[-1] + 1e-9), cumulative, fine_m2))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Per hypothesis: mass, nearest sample, peak, sigma(M2), efficiency, window (first M2 bin, bins)."""
+
+    mass: np.ndarray
+    nearest: np.ndarray
+    peak: np.ndarray
+    sigma: np.ndarray
+    efficiency: np.ndarray
+    first: np.ndarray
+    width: np.ndarray
+
+
+def plan(masses: np.ndarray, samples: SignalSamples, m2_edges: np.ndarray, cfg: ScanConfig) -> Plan:
+    nearest = np.argmin(np.abs(masses[:, None] - samples.mass[None, :]), axis=1)
+    offset = samples.peak - samples.mass**2   # FSR pulls the peak above M^2
+    peak = masses**2 + interpolate(masses, samples.mass, offset)
+    sigma = interpolate(masses, samples.mass, samples.sigma)
+    eff = interpolate(masses, samples.mass, samples.efficiency)
+    bw = m2_edges[1] - m2_edges[0]
+    n = len(m2_edges) - 1
+    half = cfg.scan.half_width_sigma * sigma
+    first = np.clip(np.round((peak - half - m2_edges[0]) / bw).astype(int), 0, n - 1)
+    last = np.clip(np.round((peak + half - m2_edges[0]) / bw).astype(int), first + 1, n)
+    return Plan(masses, nearest, peak, sigma, eff, first, last - first)
+
+
+def _stretched(samples: SignalSamples, p: Plan, m2_edges: np.ndarray, k: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Signal fractions (H, k, n_theta) in each hypothesis's window bins: the nearest sample's cumulative M2
+    distribution (per theta bin) read at the window's edges mapped back to the sample's peak and width
+    (width x ``scale``); and the window mask (H, k)."""
+    bw = m2_edges[1] - m2_edges[0]
+    idx = p.first[:, None] + np.arange(k + 1)[None, :]                   # (H, k + 1) edge indices
+    mask = np.arange(k)[None, :] < p.width[:, None]
+    edge = m2_edges[0] + bw * np.minimum(idx, p.first[:, None] + p.width[:, None])
+    s = p.nearest
+    mapped = samples.peak[s][:, None] + (edge - p.peak[:, None]) * (samples.sigma[s] / (p.sigma * scale))[:, None]
+    cum = np.concatenate([np.zeros((len(samples.mass), 1, samples.shape.shape[2])), np.cumsum(samples.shape, axis=1)], axis=1)
+    pos = np.clip((mapped - m2_edges[0]) / bw, 0.0, cum.shape[1] - 1.0)
+    i0 = np.minimum(np.floor(pos).astype(int), cum.shape[1] - 2)
+    frac = (pos - i0)[:, :, None]
+    c = cum[s[:, None], i0] * (1 - frac) + cum[s[:, None], i0 + 1] * frac   # (H, k + 1, n_theta)
+    # rounding in the cumulative differences can leave -1e-18 in empty bins: a negative template would make
+    # nu < 0 for any signal
+    return np.where(mask[:, :, None], np.maximum(np.diff(c, axis=1), 0.0), 0.0), mask
+
+
+def _gather(hist2d: np.ndarray, p: Plan, k: int) -> np.ndarray:
+    idx = np.minimum(p.first[:, None] + np.arange(k)[None, :], hist2d.shape[0] - 1)
+    mask = np.arange(k)[None, :] < p.width[:, None]
+    return np.where(mask[:, :, None], hist2d[idx], 0.0)
+
+
+def range_values(m2: np.ndarray, ranges: list[M2Range], attr: str) -> np.ndarray:
+    """The systematic ``attr`` of the M2_recoil range holding each m2 (the nearest range outside them all)."""
+    lo = np.array([r.m2[0] for r in ranges])
+    hi = np.array([r.m2[1] for r in ranges])
+    dist = np.maximum(lo[None, :] - m2[:, None], 0) + np.maximum(m2[:, None] - hi[None, :], 0)
+    return np.array([getattr(r, attr) for r in ranges])[np.argmin(dist, axis=1)]
+
+
+@dataclass(frozen=True)
+class Model:
+    windows: ts.Windows
+    signal_per_fb: np.ndarray     # (H,) window signal events per fb of sigma x BR
+    mc_bound: np.ndarray          # (H,) events of MC statistical bound added
+    background: np.ndarray        # (H,) background in the window (with the bound)
+
+
+def build(samples: SignalSamples, spec: Spectra, p: Plan, cfg: ScanConfig, luminosity_fb: float,
+          observed: np.ndarray | None = None) -> Model:
+    """The fit windows of every hypothesis; ``observed``: a 2D histogram instead of the run's (toys)."""
+    k = int(p.width.max())
+    shape, mask = _stretched(samples, p, spec.m2_edges, k, 1.0)
+    up, _ = _stretched(samples, p, spec.m2_edges, k, 1.0 + cfg.systematics.resolution)
+    down, _ = _stretched(samples, p, spec.m2_edges, k, 1.0 / (1.0 + cfg.systematics.resolution))
+    per_fb = p.efficiency * luminosity_fb   # selected signal events per fb of sigma x BR (all bins)
+    b = _gather(spec.background, p, k)
+    var = _gather(spec.background_var, p, k)
+    shape_unc = range_values(p.peak, cfg.systematics.ranges, "background_shape")
+    bound = np.zeros(len(p.mass))
+    if cfg.mc_bound.enabled:
+        lo_m2 = spec.m2_edges[p.first]
+        hi_m2 = spec.m2_edges[p.first + p.width]
+        for name, (weight, process, values) in spec.background_sets.items():  # a loop over datasets
+            reach = cfg.mc_bound.reach.get(process)
+            can = np.ones(len(p.mass), bool) if reach is None else (hi_m2 > reach[0]) & (lo_m2 < reach[1])
+            # "empty": less than two simulated events' weight in the window; a window holding one event of a
+            # 1e5-weight sample has measured its yield no better than an empty one, and without this the
+            # limit would jump down wherever a single heavy event sits (all other bins background-free)
+            # (a smoothed dataset: its events within a few kernel widths count, each spread over the kernel)
+            empty = _gather(values, p, k).sum(axis=(1, 2)) < 2.0 * weight
+            bound += np.where(can & empty, weight, 0.0)
+    n_theta = b.shape[2]
+    cells = (mask.sum(axis=1) * n_theta).astype(float)
+    flat = np.where(mask[:, :, None], (bound / cells)[:, None, None], 0.0)
+    b_all = b + flat
+    sigma_b = np.sqrt((shape_unc[:, None, None] * b) ** 2 + var + flat**2)
+    obs = observed if observed is not None else (spec.observed if spec.observed is not None else None)
+    n = _gather(obs, p, k) if obs is not None else b_all
+    flat_shape = lambda a: a.reshape(len(p.mass), -1)  # noqa: E731
+    total = np.maximum(flat_shape(shape).sum(axis=1), 1e-300)
+    eff_unc = range_values(p.peak, cfg.systematics.ranges, "efficiency")
+    w = ts.Windows(
+        n=flat_shape(n), s=flat_shape(shape) / total[:, None], s_up=flat_shape(up) / total[:, None],
+        s_down=flat_shape(down) / total[:, None], b=flat_shape(b_all), sigma_b=flat_shape(sigma_b),
+        kappa=np.hypot(eff_unc, cfg.systematics.luminosity), mask=np.repeat(mask, n_theta, axis=1))
+    return Model(w, per_fb * total, bound, flat_shape(b_all).sum(axis=1))
+
+
+# ---------------------------------------------------------------------------------------------- couplings
+def unit_coupling_cross_section(samples: SignalSamples, masses: np.ndarray, model: str) -> np.ndarray:
+    """sigma(e+e- -> mu mu Z') x BR(inv) in fb at g' = 1 for ``model``, from the samples' cross sections
+    (sigma x BR at the process's g' and model, with ISR): divided by g'^2 and that BR, log-interpolated in M."""
+    zm = load_catalogue().get("sig_zprime").zprime_model
+    if zm is None or zm.width_over_mass != 0.0:
+        raise StatsError("zprime: the g' curves assume the negligible-width signal samples (zprime_model.width_over_mass = 0)")
+    br_sample = lmu_ltau.invisible_branching_fraction(samples.mass, zm.invisible)
+    sigma_total = samples.cross_section_nb * FB_PER_NB / zm.coupling**2 / br_sample
+    log_sigma = np.interp(masses, samples.mass, np.log(sigma_total))
+    return np.exp(log_sigma) * lmu_ltau.invisible_branching_fraction(masses, model)
+
+
+# ---------------------------------------------------------------------------------------------- scan
+@dataclass(frozen=True)
+class Scan:
+    table: ScanTable
+    model: Model
+    plan: Plan
+    samples: SignalSamples
+    fits: ts.Fits
+
+
+def local_z(w: ts.Windows) -> np.ndarray:
+    fits = ts.fit_all(w)
+    return ts.local_significance(w, fits)
+
+
+def compute(results_dir: str | Path, settings: Settings | None = None, cfg: ScanConfig | None = None) -> tuple[ScanTable, dict]:
+    """The scan table and the limits.json document (nothing written)."""
+    s = settings or Settings()
+    path = s.scan_config.get(SIGNAL) if isinstance(s.scan_config, dict) else s.scan_config
+    cfg = cfg or (load_config(path, ScanConfig) if path is not None else load_scan_config())
+    if s.scan_method == "pyhf":
+        raise UserError("zprime: the scan runs the vectorised fits (stats/template_scan.py); their pyhf cross-check "
+                        "is benchmarks/bench_zprime_scan.py")
+    run = load_run_output(results_dir, SIGNAL)
+    if run.experiment != cfg.experiment:
+        raise StatsError(f"run output is for experiment '{run.experiment}', the stats model for '{cfg.experiment}'")
+    cl = s.cl or cfg.cl
+    start = time.perf_counter()
+    search_cfg = get_search(SIGNAL).load_config()
+    samples, notes = signal_samples(run, cfg, search_cfg.paper_m2_resolution)
+    spec = spectra(run, cfg)
+    masses = hypotheses(samples, cfg)
+    p = plan(masses, samples, spec.m2_edges, cfg)
+    model = build(samples, spec, p, cfg, run.luminosity_fb)
+    prepared = time.perf_counter()
+    limits, fits = ts.upper_limits(model.windows, cl)
+    z = ts.local_significance(model.windows, fits)
+    scanned = time.perf_counter()
+    per_fb = model.signal_per_fb
+    couplings = {}
+    for m in MODELS:
+        unit = unit_coupling_cross_section(samples, masses, m)
+        couplings[f"coupling_observed_{m}"] = lmu_ltau.coupling_limit(limits.observed / per_fb, unit)
+        couplings[f"coupling_expected_{m}"] = lmu_ltau.coupling_limit(limits.expected[2] / per_fb, unit)
+        couplings[f"sigma_unit_coupling_fb_{m}"] = unit
+    table = ScanTable.from_arrays(
+        CHANNEL, masses, limits.observed / per_fb, limits.expected / per_fb, z, p.sigma / (2 * masses),
+        metadata={"search": SIGNAL, "poi": cfg.poi, "unit": "fb", "cl": cl, "experiment": cfg.experiment,
+                  "luminosity_fb": run.luminosity_fb},
+        m2_sigma=p.sigma, efficiency=p.efficiency, window_signal_per_fb=per_fb, window_background=model.background,
+        mc_bound_events=model.mc_bound, signal_events_observed=limits.observed, signal_events_expected=limits.expected[2],
+        signal_yield_fit=fits.free.x, nearest_sample=np.array([samples.datasets[i] for i in p.nearest], dtype=object),
+        **couplings)
+    # look-elsewhere: background-only Poisson toys of the whole 2D spectrum through the same fast fits
+    calibration = None
+    if cfg.look_elsewhere.toys > 0:
+        rng = np.random.default_rng(cfg.look_elsewhere.seed)
+        mean = np.maximum(spec.background, 0.0)
+        toy_z = np.stack([local_z(build(samples, spec, p, cfg, run.luminosity_fb, rng.poisson(mean).astype(float)).windows)
+                          for _ in range(cfg.look_elsewhere.toys)])   # a loop over toys, each vectorised
+        calibration = calibrate(toy_z, cfg.look_elsewhere.level)
+    excess = largest_excess(table, {CHANNEL: calibration} if calibration else None)
+    total_cal = scan_calibration(table, {CHANNEL: calibration} if calibration else None)
+    table.metadata["look_elsewhere"] = {"calibration": total_cal.to_dict()}
+    finished = time.perf_counter()
+    best = table.frame.loc[table.frame["expected"].idxmin()]
+    asimov = spec.observed is None
+    on_bound = int(np.sum(model.mc_bound > 0))
+    if on_bound:
+        notes.append(f"{on_bound} of {len(masses)} windows carry an MC statistical bound (a background dataset with no "
+                     "simulated event there): their limits say what these sample sizes can exclude")
+    entry = {
+        "signal": SIGNAL, "label": "e+e- -> mu mu Z', Z' -> invisible", "limit": CHANNEL, "channels": [CHANNEL],
+        "hypotheses": int(len(table)), "hypothesis": {"mass": float(best["mass"])},
+        "cl": cl, "calculator": "asymptotics",
+        "method": "per-mass 2D template fit (M2_recoil x theta_recoil), vectorised (stats/template_scan.py), asymptotic qtilde CLs",
+        "poi": cfg.poi,
+        "physics": {"quantity": QUANTITY, "unit": "fb", "observed": float(best["observed"]),
+                    "expected": [float(best[c]) for c in EXPECTED_COLUMNS]},
+        "normalisation": {"efficiency": float(best["efficiency"]), "luminosity_fb": run.luminosity_fb},
+        "observed_limit_range": [float(table.frame["observed"].min()), float(table.frame["observed"].max())],
+        "largest_local_significance": float(np.nanmax(z)),
+        "published": {"observed": 0.2, "source": "Belle II, PRL 130 231801 (79.7 /fb): 'upper limits as small as 0.2 fb'",
+                      "cl": 0.90},
+        "asimov_observation": asimov, "background_from_mc_bound": bool(on_bound),
+        "background_events": float(best["window_background"]),   # in the best hypothesis's window (with any bound)
+    }
+    document = {
+        "search": SIGNAL, "experiment": cfg.experiment, "luminosity_fb": run.luminosity_fb, "cl": cl, "poi": cfg.poi,
+        "observations": "Asimov: the simulated background (no data dataset); the 'observed' limits are expected ones"
+        if asimov else "pseudo-data",
+        "notes": notes, "hypotheses": int(len(table)), "curves": 1, "scan_table": "scan.parquet (also scan.csv)",
+        "signal_samples": {d: {"mass": float(m), "efficiency": float(e), "m2_peak": float(pk), "m2_sigma": float(sg),
+                               "effective_events": float(n)}
+                           for d, m, e, pk, sg, n in zip(samples.datasets, samples.mass, samples.efficiency, samples.peak,
+                                                         samples.sigma, samples.effective_events)},
+        "couplings": {m: {"best_expected": float(np.nanmin(couplings[f"coupling_expected_{m}"])),
+                          "at_mass_max_expected": float(couplings[f"coupling_expected_{m}"][-1])} for m in MODELS},
+        "largest_excess": excess.to_dict(), "look_elsewhere": table.metadata["look_elsewhere"],
+        "seconds": {"prepare": round(prepared - start, 2), "scan": round(scanned - prepared, 2),
+                    "look_elsewhere": round(finished - scanned, 2)},
+        "limits": [entry],
+    }
+    return table, document
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+def write_plots(table: ScanTable, base: Path, experiment: str, lumi: float, cl: float) -> list[Path]:
+    import matplotlib.pyplot as plt
+    import mplhep
+
+    f = table.frame.sort_values("mass")
+    m = f["mass"].to_numpy()
+    exp = f[list(EXPECTED_COLUMNS)].to_numpy().T
+    written = plot_limit_curve(m, f["observed"].to_numpy(), exp, base / "limit_sigma",
+                               rf"{100 * cl:g}% CL UL on $\sigma(e^+e^-\to\mu^+\mu^-Z')\times\mathcal{{B}}(Z'\to$inv.) [fb]",
+                               r"$L_\mu - L_\tau$ $Z'$, negligible width", experiment, lumi, xlabel=r"$M_{Z'}$ [GeV/$c^2$]")
+    plt.style.use(mplhep.style.ROOT)
+    for name, ylabel in (("coupling", rf"{100 * cl:g}% CL UL on $g'$"), ("local_significance", r"local significance [$\sigma$]")):
+        fig, ax = plt.subplots(figsize=(8, 6))
+        try:
+            if name == "coupling":
+                for model, colour in zip(MODELS, ("C0", "C3")):
+                    ax.plot(m, f[f"coupling_observed_{model}"], "-", color=colour, lw=1.2, label=f"{model.replace('_', ' ')}, observed")
+                    ax.plot(m, f[f"coupling_expected_{model}"], "--", color=colour, lw=1.0, label=f"{model.replace('_', ' ')}, expected")
+                ax.set_yscale("log")
+            else:
+                ax.plot(m, f["local_significance"], "-", lw=0.8)
+            ax.set_xlabel(r"$M_{Z'}$ [GeV/$c^2$]")
+            ax.set_ylabel(ylabel)
+            if name == "coupling":
+                ax.legend(fontsize=10)
+            written += save_figure(fig, base / name)
+        finally:
+            plt.close(fig)
+    return written
+
+
+def limit(search: str, results_dir: str | Path, settings: Settings | None = None, make_plots: bool = True,
+          cfg: ScanConfig | None = None) -> SearchLimits:
+    """The ``Search.scan`` hook: compute, then write the scan table, plots, HEPData record and limits.json."""
+    if search != SIGNAL:
+        raise UserError(f"analyses.zprime_scan.limit is zprime's scan, not '{search}''s")
+    table, document = compute(results_dir, settings, cfg)
+    base = run_output_dir(results_dir, search)
+    written = [table.write(base / "scan.parquet"), table.write(base / "scan.csv")]
+    if make_plots:
+        written += write_plots(table, base / "plots", document["experiment"], document["luminosity_fb"], document["cl"])
+    written += write_hepdata(table, base / "hepdata", QUANTITY, unit="fb", cl=document["cl"],
+                             comment=f"zprime scan (belle-rare): {document['observations']}")
+    document["files"] = [str(q.relative_to(base)) for q in written] + ["limits.json"]
+    write_json(base / "limits.json", document)  # last: its presence means the set is complete
+    return SearchLimits(search, document)
