@@ -235,12 +235,14 @@ def _build_sample(cb: _ChannelBuilder, sample: Sample, hyps: dict[str, Hypothesi
         datasets = [d for d in datasets if d in hyps[sample.signal].datasets]
     nominal = cb.nominal(datasets)
     bound = None
-    if sample.signal is None and cb.one_bin and datasets:
+    if sample.signal is None and datasets:
         counts = {d: v for d, (v, _) in cb.per_dataset(datasets).items()}
         bound = mc_bound(cb.channel.region, counts, cb.run.datasets)
     bound_samples, bounds = [], []
+    n_bins = len(np.atleast_1d(nominal.values))
     if bound is not None:
-        bound_samples, bounds = [_mc_bound_sample(cb, sample.name, bound)], [_bound_record(sample.name, "region yield", bound)]
+        bound_samples = [_mc_bound_sample(cb, sample.name, bound, n_bins)]
+        bounds = [_bound_record(sample.name, "region yield" if n_bins == 1 else f"region yield, flat over {n_bins} bins", bound)]
         notes.append(
             f"{cb.channel.name}: background '{sample.name}': no simulated event of {', '.join(sorted(bound.weights))} "
             f"in '{cb.channel.region}': MC statistical bound {bound.mean:.4g} +- {bound.uncertainty:.2g}"
@@ -249,7 +251,7 @@ def _build_sample(cb: _ChannelBuilder, sample: Sample, hyps: dict[str, Hypothesi
         if bound is None:
             notes.append(f"{cb.channel.name}: sample '{sample.name}' is empty and left out (no weight per event known for a bound)")
             return [], None, False, []
-        return bound_samples, np.array([bound.mean]), False, bounds
+        return bound_samples, np.full(n_bins, bound.mean / n_bins), False, bounds
     modifiers: list[dict] = []
     if sample.signal is not None:
         modifiers.append({"name": poi_name(sample.signal), "type": "normfactor", "data": None})
@@ -272,16 +274,21 @@ def _build_sample(cb: _ChannelBuilder, sample: Sample, hyps: dict[str, Hypothesi
         elif isinstance(mod, NormFactor):
             modifiers.append({"name": mod.name, "type": "normfactor", "data": None})
     built = [{"name": sample.name, "data": nominal.values.tolist(), "modifiers": modifiers}, *bound_samples]
-    total = nominal.values + (bound.mean if bound is not None else 0.0)
+    total = nominal.values + (bound.mean / n_bins if bound is not None else 0.0)
     return built, total, uses_lumi, bounds
 
 
-def _mc_bound_sample(cb: _ChannelBuilder, name: str, bound: McBound) -> dict:
-    """The bound as a one-bin sample with a Poisson constraint of tau = effective pseudo-events."""
+def _mc_bound_sample(cb: _ChannelBuilder, name: str, bound: McBound, n_bins: int = 1) -> dict:
+    """The bound as a sample with a Poisson constraint of tau = effective pseudo-events.
+
+    In a binned fit (``n_bins`` > 1) the empty datasets' shape is unknown: the bound is spread flat over
+    the bins, each bin with its own Poisson constraint at the bound's relative uncertainty, so the region
+    the fit constrains least (the signal bins) carries its share at +-100 % as a counting region would."""
     return {
         "name": f"{name}_mc_bound",
-        "data": [bound.mean],
-        "modifiers": [{"name": f"mc_bound_{cb.channel.name}_{name}", "type": "shapesys", "data": [bound.uncertainty]}],
+        "data": [bound.mean / n_bins] * n_bins,
+        "modifiers": [{"name": f"mc_bound_{cb.channel.name}_{name}", "type": "shapesys",
+                       "data": [bound.uncertainty / n_bins] * n_bins}],
     }
 
 
