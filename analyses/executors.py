@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -89,7 +90,12 @@ def dask_client(workers: int, scheduler: str | None, cluster: str | None) -> Ite
     with LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
     ) as local, Client(local) as client:
-        yield client
+        try:
+            yield client
+        except BaseException:
+            # an interrupt cancels the running chunks: distributed's warnings about them are expected
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
+            raise
 
 
 @contextlib.contextmanager
