@@ -24,7 +24,7 @@ from belle_rare.analyses.datasets import Dataset, fileset, load_datasets, valida
 from belle_rare.core.errors import UserError
 from belle_rare.analyses.executors import make_executor
 from belle_rare.configs.experiment import load_experiment
-from belle_rare.core.histograms import scale_datasets
+from belle_rare.core.histograms import NOMINAL, VARIATION_AXIS, canonical_categories, scale_datasets
 from belle_rare.processors.registry import get_search
 from belle_rare.processors.schema import BelleSchema
 from belle_rare.core.provenance import code_version
@@ -133,12 +133,18 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
                 raise UserError(_failure_message(err, checkpointer is not None)) from err
     sys.stderr.write(held.getvalue())
     elapsed = time.perf_counter() - start
-    histograms = output.get("histograms", {})
+    # categories in a fixed order (the processor's channels first, nominal first), whatever the merge order
+    first = {"channel": list(proc.channels), VARIATION_AXIS: [NOMINAL]}
+    merged = output.get("histograms", {})
+    # datasets in manifest order (a dict merged from chunks lists them in completion order)
+    histograms = {ds: {name: canonical_categories(h, first) for name, h in merged[ds].items()}
+                  for ds in [*datasets, *sorted(set(merged) - set(datasets))] if ds in merged}
     processed = output.get("processed", {})
     lumi, lumi_source = luminosity_for(datasets, config, opts.experiment)
     scales = {name: ds.scale(lumi, sum(processed.get(name, {}).values())) for name, ds in datasets.items()}
     scale_datasets(histograms, scales)
     cutflow = output.get("cutflow", {})
+    cutflow = {ds: cutflow[ds] for ds in [*datasets, *sorted(set(cutflow) - set(datasets))] if ds in cutflow}
     for name, channels in cutflow.items():
         for counts in channels.values():
             counts["weighted"] = {k: v * scales.get(name, 1.0) for k, v in counts["weighted"].items()}
