@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@echo "installing belle-rare and its dependencies into $(VENV) (log: $(VENV)/install.log)"
 	@$(PY) -m pip install --quiet --upgrade pip > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	@# the editable install's only backend message is setuptools' "Editable installation" notice: kept in the log
-	@$(PY) -m pip install --quiet --prefer-binary -e ".[test]" >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@$(PY) -m pip install --quiet --prefer-binary -e ".[test,cluster]" >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	touch $(STAMP)
 
 install: $(STAMP)
