@@ -25,8 +25,10 @@ test: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/belle-rare demo --out $(DEMO) --workers $(WORKERS)
 
+# every installed search: events/s/core, / uproot read, dask 1 -> 2, peak RSS 1x / 10x, chunk output (benchmarks/suite.py)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_generation.py
+	$(PY) benchmarks/suite.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -8,6 +8,7 @@ same weights in another order, so floating-point sums agree to ~1e-15 relative: 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import hist
@@ -105,3 +106,37 @@ def test_generation_is_the_same_on_one_and_two_workers(tmp_path):
                 assert all(np.array_equal(x, y) for x, y in zip(values, other, strict=True)), (name, branch)
             else:
                 np.testing.assert_array_equal(values, other, err_msg=f"{name} {branch}")
+
+
+@pytest.mark.slow
+def test_a_killed_dask_worker_changes_nothing(samples, reference, tmp_path):
+    """A dask worker killed while it processes a chunk: the nanny restarts it, the chunk is retried,
+    and the histograms are those of the reference."""
+    import os
+    import signal
+    import threading
+
+    from distributed import default_client
+
+    killed: list[str] = []
+
+    def kill_a_busy_worker() -> None:
+        deadline = time.monotonic() + 300
+        while not killed and time.monotonic() < deadline:
+            time.sleep(0.2)
+            try:
+                client = default_client()
+                busy = [w for w, tasks in client.processing().items() if any("Processor" in str(t) for t in tasks)]
+                if busy:
+                    pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+                    os.kill(pid, signal.SIGKILL)  # the worker process dies mid-chunk (the nanny survives)
+                    killed.append(busy[0])
+            except Exception:  # no client yet, or it is starting: try again
+                continue
+
+    watcher = threading.Thread(target=kill_a_busy_worker, daemon=True)
+    watcher.start()
+    got = _run(samples, tmp_path, executor="dask", workers=2)
+    watcher.join(timeout=5)
+    assert killed, "no worker was killed during the run"
+    _compare(got, reference, exact=False)
