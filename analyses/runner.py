@@ -110,7 +110,7 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
     if opts.checkpoint or opts.resume:
         fingerprint = run_fingerprint(opts.search, opts.experiment, config, proc.pid_weighting, opts.model_dir, opts.chunksize)
         directory, resumed = prepare_checkpoints(checkpoint_root(opts.out, search.name), fingerprint, opts.resume)
-        checkpointer = ChunkCheckpointer(directory)
+        checkpointer = ChunkCheckpointer(directory.resolve())  # absolute: workers elsewhere write it (shared file system)
     start = time.perf_counter()
     # coffea's futures executor prints a traceback before it re-raises a chunk's failure: held back
     # here so that a failure is the one-line error below (and shown again if the run succeeds)
