@@ -16,8 +16,10 @@ time, wherever one core is meant):
   uproot alone, and the same for the nominal pass;
 - dask speed-up 1 -> 2 workers: wall time of a LocalCluster run with one worker over two (the load
   average is printed beside it: on a loaded machine this is a lower bound);
-- peak RSS (``ru_maxrss``, fresh subprocess, iterative) of a run over the first process's sample
-  at 1 x and 10 x its events (10 x: hard links to the same files, so the same chunks ten times);
+- peak RSS of a run (iterative, fresh subprocess) over the first process's sample at 1 x and 10 x its
+  events (10 x: hard links to the same files, so the same chunks ten times): the largest RSS sampled
+  every 20 ms during the run, after imports, model loading and a one-chunk warm-up (``ru_maxrss``
+  would report the import-time peak, about 635 MB for every search; it is kept in the JSON);
 - chunk output: one chunk's processor output (the first ``C`` events of the first file) as coffea
   ships it from a worker, lz4-framed cloudpickle at the executors' level 1.
 
@@ -144,51 +146,93 @@ def chunk_output_bytes(search: Any, experiment: str, samples: Path, process: str
     return len(lz4.frame.compress(cloudpickle.dumps(proc.process(events)), compression_level=1))
 
 
-def peak_rss_mb(search: str, experiment: str, samples: Path, chunksize: int) -> float:
-    """ru_maxrss of a fresh process running ``search`` (iterative) over ``samples``."""
+def peak_rss_mb(search: str, experiment: str, samples: Path, chunksize: int) -> tuple[float, float, float]:
+    """(RSS after setup, peak RSS during the run, ru_maxrss) of a fresh process running ``search``
+    (iterative) over ``samples``, in MB."""
     out = subprocess.run([sys.executable, __file__, "--rss-child", search, experiment, str(samples), str(chunksize)],
                          capture_output=True, text=True, check=True)
     line = next(line for line in out.stdout.splitlines() if line.startswith(CHILD_MARK))
-    return float(line[len(CHILD_MARK):])
+    base, peak, maxrss = (float(x) for x in line[len(CHILD_MARK):].split())
+    return base, peak, maxrss
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MB
 
 
 def rss_child(search: str, experiment: str, samples: str, chunksize: str) -> None:
+    """Prints the RSS after imports and setup, the largest RSS sampled (every 20 ms) during the run,
+    and ru_maxrss (which also counts the import-time peak)."""
+    import threading
+
+    from belle_rare.processors.registry import get_search
+
+    found = get_search(search)
+    found.processor(experiment, found.load_config())  # imports and models: before the sampling starts
     with tempfile.TemporaryDirectory() as tmp:
-        timed_run(search, experiment, Path(samples), Path(tmp), int(chunksize))
-    print(f"{CHILD_MARK}{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")  # kB on Linux
+        timed_run(search, experiment, Path(samples), Path(tmp), int(chunksize), max_chunks=1)  # numba, lazy imports
+        base, peak, stop = current_rss_mb(), [0.0], threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                peak[0] = max(peak[0], current_rss_mb())
+                stop.wait(0.02)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        timed_run(search, experiment, Path(samples), Path(tmp) / "run", int(chunksize))
+        stop.set()
+        sampler.join()
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    print(f"{CHILD_MARK}{base:.1f} {peak[0]:.1f} {maxrss:.1f}")
 
 
-def bench_search(search: Any, processes: list[str], args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def search_samples(search: Any, processes: list[str], args: argparse.Namespace, work: Path) -> tuple[str, Path, Path]:
+    """(experiment, the experiment's sample directory, a directory of links to this search's processes only)."""
     experiment = search.demo.experiment if search.demo is not None else search.experiments[0]
     samples = make_samples(work / "samples" / experiment, experiment, processes, args.events, args.chunksize)
-    runs = work / "runs" / search.name
-    selected = work / "selected" / search.name  # only this search's processes: a directory of links
+    selected = work / "selected" / search.name
     selected.mkdir(parents=True, exist_ok=True)
     for process in processes:
         for f in samples.glob(f"{experiment}_{process}*"):
             if not (selected / f.name).exists():
                 os.link(f, selected / f.name)
-    timed_run(search.name, experiment, selected, runs / "warm", args.chunksize, max_chunks=1)  # imports, numba, models
-    with nominal_pass():
-        cpu_nominal, _, n = timed_run(search.name, experiment, selected, runs / "nominal", args.chunksize)
-    cpu_all, _, n_all = timed_run(search.name, experiment, selected, runs / "all", args.chunksize)
-    read = uproot_read_cpu(search, experiment, selected)
-    _, wall1, _ = timed_run(search.name, experiment, selected, runs / "d1", args.chunksize, "dask", 1)
-    _, wall2, _ = timed_run(search.name, experiment, selected, runs / "d2", args.chunksize, "dask", 2)
-    first = processes[0]
+    return experiment, samples, selected
+
+
+def bench_search(search: Any, processes: list[str], args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    experiment, samples, selected = search_samples(search, processes, args, work)
+    row: dict[str, Any] = {"search": search.name, "experiment": experiment, "processes": processes}
+    if not args.memory_only:
+        runs = work / "runs" / search.name
+        timed_run(search.name, experiment, selected, runs / "warm", args.chunksize, max_chunks=1)  # imports, numba, models
+        with nominal_pass():
+            cpu_nominal, _, n = timed_run(search.name, experiment, selected, runs / "nominal", args.chunksize)
+        cpu_all, _, n_all = timed_run(search.name, experiment, selected, runs / "all", args.chunksize)
+        read = uproot_read_cpu(search, experiment, selected)
+        _, wall1, _ = timed_run(search.name, experiment, selected, runs / "d1", args.chunksize, "dask", 1)
+        _, wall2, _ = timed_run(search.name, experiment, selected, runs / "d2", args.chunksize, "dask", 2)
+        row |= {
+            "events": n_all, "events_per_s_core_nominal": n / cpu_nominal, "events_per_s_core_all": n_all / cpu_all,
+            "cpu_nominal_s": cpu_nominal, "cpu_all_s": cpu_all, "uproot_read_cpu_s": read,
+            "over_read_nominal": cpu_nominal / read, "over_read_all": cpu_all / read,
+            "dask_wall_1_s": wall1, "dask_wall_2_s": wall2, "speedup_1_to_2": wall1 / wall2,
+            "load_average": os.getloadavg()[0],
+        }
+    return row | memory(search, experiment, samples, processes[0], args, work)
+
+
+def memory(search: Any, experiment: str, samples: Path, first: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Peak RSS at 1 x and 10 x the events of the first process, and one chunk's output size."""
     one = tenfold(samples, experiment, first, work / "rss" / f"{search.name}_1x", times=1)
     ten = tenfold(samples, experiment, first, work / "rss" / f"{search.name}_10x", times=10)
-    rss1 = peak_rss_mb(search.name, experiment, one, args.chunksize)
-    rss10 = peak_rss_mb(search.name, experiment, ten, args.chunksize)
+    base1, rss1, max1 = peak_rss_mb(search.name, experiment, one, args.chunksize)
+    _, rss10, max10 = peak_rss_mb(search.name, experiment, ten, args.chunksize)
     return {
-        "search": search.name, "experiment": experiment, "processes": processes, "events": n_all,
-        "events_per_s_core_nominal": n / cpu_nominal, "events_per_s_core_all": n_all / cpu_all,
-        "cpu_nominal_s": cpu_nominal, "cpu_all_s": cpu_all, "uproot_read_cpu_s": read,
-        "over_read_nominal": cpu_nominal / read, "over_read_all": cpu_all / read,
-        "dask_wall_1_s": wall1, "dask_wall_2_s": wall2, "speedup_1_to_2": wall1 / wall2,
-        "rss_events_1x": args.events, "peak_rss_1x_mb": rss1, "peak_rss_10x_mb": rss10, "rss_growth": rss10 / rss1,
+        "rss_events_1x": args.events, "rss_after_setup_mb": base1, "peak_rss_1x_mb": rss1, "peak_rss_10x_mb": rss10,
+        "rss_growth": rss10 / rss1, "maxrss_1x_mb": max1, "maxrss_10x_mb": max10,
         "chunk_output_mb": chunk_output_bytes(search, experiment, samples, first, args.chunksize) / MB,
-        "load_average": os.getloadavg()[0],
     }
 
 
@@ -202,12 +246,16 @@ def print_table(rows: list[dict[str, Any]], skipped: dict[str, str], args: argpa
     for c in columns:
         table.add_column(c, justify="left" if c == "search" else "right")
     for r in rows:
+        if "events" not in r:  # --memory-only
+            r = {"events": 0, "events_per_s_core_nominal": float("nan"), "events_per_s_core_all": float("nan"),
+                 "over_read_nominal": float("nan"), "over_read_all": float("nan"), "speedup_1_to_2": float("nan"),
+                 "load_average": os.getloadavg()[0], **r}
         table.add_row(
             f"{r['search']} ({r['experiment']}: {', '.join(r['processes'])})", str(r["events"]),
             f"{r['events_per_s_core_nominal']:,.0f}", f"{r['events_per_s_core_all']:,.0f}",
             f"{r['over_read_nominal']:.1f} / {r['over_read_all']:.1f}",
             f"{r['speedup_1_to_2']:.2f} (load {r['load_average']:.1f})",
-            f"{r['peak_rss_1x_mb']:.0f} / {r['peak_rss_10x_mb']:.0f} ({r['rss_growth']:.2f} x)",
+            f"{r['peak_rss_1x_mb']:.0f} / {r['peak_rss_10x_mb']:.0f} ({r['rss_growth']:.2f} x; {r['rss_after_setup_mb']:.0f} after setup)",
             f"{r['chunk_output_mb']:.2f}",
         )
     console = Console(width=200)
@@ -228,6 +276,7 @@ def main() -> None:
                         help="the processes of a search whose Demo names none")
     parser.add_argument("--only", nargs="*", metavar="SEARCH", help="only these searches")
     parser.add_argument("--json", type=Path, help="write the rows here too")
+    parser.add_argument("--memory-only", action="store_true", help="only the peak RSS and chunk output columns")
     args = parser.parse_args()
     overrides = {k: v.split(",") for k, v in (item.split("=", 1) for item in args.processes)}
     from belle_rare.core.errors import UserError
