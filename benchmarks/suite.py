@@ -19,7 +19,7 @@ time, wherever one core is meant):
 - peak RSS of a run (iterative, fresh subprocess) over the first process's sample at 1 x and 10 x its
   events (10 x: hard links to the same files, so the same chunks ten times): the largest RSS sampled
   every 20 ms during the run, after imports, model loading and a one-chunk warm-up (``ru_maxrss``
-  would report the import-time peak, about 635 MB for every search; it is kept in the JSON);
+  reports the import-time peak, about 530 MB for every search; it is kept in the JSON);
 - chunk output: one chunk's processor output (the first ``C`` events of the first file) as coffea
   ships it from a worker, lz4-framed cloudpickle at the executors' level 1.
 
@@ -184,7 +184,7 @@ def rss_child(search: str, experiment: str, samples: str, chunksize: str) -> Non
         timed_run(search, experiment, Path(samples), Path(tmp) / "run", int(chunksize))
         stop.set()
         sampler.join()
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB  # kB (KiB) on Linux
     print(f"{CHILD_MARK}{base:.1f} {peak[0]:.1f} {maxrss:.1f}")
 
 
