@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@echo "installing belle-rare and its dependencies into $(VENV) (log: $(VENV)/install.log)"
 	@$(PY) -m pip install --quiet --upgrade pip > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	@# the editable install's only backend message is setuptools' "Editable installation" notice: kept in the log
-	@$(PY) -m pip install --quiet --prefer-binary -e ".[test]" >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@$(PY) -m pip install --quiet --prefer-binary -e ".[test,cluster]" >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,8 +25,10 @@ test: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/belle-rare demo --out $(DEMO) --workers $(WORKERS)
 
+# every installed search: events/s/core, / uproot read, dask 1 -> 2, peak RSS 1x / 10x, chunk output (benchmarks/suite.py)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_generation.py
+	$(PY) benchmarks/suite.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -135,10 +135,14 @@ def write_run_outputs(
             os.replace(target, backup)
             moved = True
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         if moved and not target.exists():
             os.replace(backup, target)  # put the previous output back
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):  # a full disk, a quota, a read-only file system: one line, nothing half-written
+            where = f" ({err.filename})" if err.filename else ""
+            kept = "the previous output is kept" if target.exists() else "nothing written"
+            raise UserError(f"{target}: cannot write the run's outputs: {err.strerror or err}{where}; {kept}") from err
         raise
     shutil.rmtree(backup, ignore_errors=True)
     return target

@@ -20,11 +20,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--experiment", choices=EXPERIMENTS, required=True)
     p.add_argument("--samples", type=Path, required=True, help="sample directory or one manifest")
     p.add_argument("--out", type=Path, required=True, help="output directory; results go to OUT/SEARCH/")
-    p.add_argument("--executor", choices=EXECUTORS, default="futures")
+    p.add_argument("--executor", choices=EXECUTORS, default=None,
+                   help="futures (local processes; the default) or dask (the default with --scheduler / --cluster); iterative: one process")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--scheduler", help="address of an existing dask scheduler (with --executor dask)")
     p.add_argument("--cluster", help="dask-jobqueue profile from configs/clusters.yaml (with --executor dask)")
     p.add_argument("--chunksize", type=int, default=50_000)
+    p.add_argument("--resume", action="store_true",
+                   help="process only the chunks an interrupted or failed run of the same command did not finish "
+                        "(its checkpoints in OUT/.SEARCH.checkpoints/)")
     p.add_argument("--max-chunks", type=int, default=None, help="at most this many chunks per dataset")
     p.add_argument("--skip-bad-files", action="store_true", help="list unreadable files in metadata.json and go on")
     p.add_argument("--model-dir", type=Path, default=None,
@@ -81,7 +85,18 @@ def write_outputs(result: dict[str, Any], out: Path, console: Console) -> Path:
     )
 
 
+def _executor(args: argparse.Namespace) -> str:
+    """``--executor``, dask when a scheduler or cluster is named."""
+    remote = "--scheduler" if args.scheduler else "--cluster" if args.cluster else None
+    if remote is None:
+        return args.executor or "futures"
+    if args.executor not in (None, "dask"):
+        raise UserError(f"{remote}: runs on dask; drop --executor {args.executor}")
+    return "dask"
+
+
 def _run(args: argparse.Namespace) -> int:
+    from belle_rare.analyses.checkpoints import checkpoint_root, count_checkpoints, remove_checkpoints
     from belle_rare.analyses.runner import RunOptions, run_search
 
     console = Console(stderr=True)
@@ -90,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
         experiment=args.experiment,
         samples=args.samples,
         out=args.out,
-        executor=args.executor,
+        executor=_executor(args),
         workers=args.workers,
         scheduler=args.scheduler,
         cluster=args.cluster,
@@ -101,9 +116,20 @@ def _run(args: argparse.Namespace) -> int:
         model_dir=args.model_dir,
         pid_weighting=args.pid_weights,
         left_out=_paper_left_out(args.search) if args.paper_processes else {},
+        checkpoint=True,
+        resume=args.resume,
     )
-    result = run_search(opts)
+    try:
+        result = run_search(opts)
+    except KeyboardInterrupt:
+        root = checkpoint_root(args.out, args.search)
+        console.print(f"belle-rare run: interrupted, nothing written; {count_checkpoints(root)} finished chunk(s) are "
+                      f"checkpointed in {root}: repeat the command with --resume to process only the rest")
+        return 130
     target = write_outputs(result, args.out, console)
+    remove_checkpoints(result["checkpoints"])
+    if result["metadata"]["resumed_chunks"]:
+        console.print(f"resumed: {result['metadata']['resumed_chunks']} chunk(s) taken from the interrupted run's checkpoints")
     meta = result["metadata"]
     for skip in meta["chunk_report"]["skipped_files"]:
         console.print(f"[yellow]skipped[/] {skip['file']}: {skip['reason']}")

@@ -6,6 +6,10 @@ histograms and cutflows -> per-dataset luminosity scaling -> event accounting ->
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
+import sys
 import time
 import warnings
 from collections.abc import Mapping
@@ -15,11 +19,12 @@ from typing import Any
 
 from coffea import processor
 
+from belle_rare.analyses.checkpoints import ChunkCheckpointer, checkpoint_root, prepare_checkpoints, run_fingerprint
 from belle_rare.analyses.datasets import Dataset, fileset, load_datasets, validate_inputs
 from belle_rare.core.errors import UserError
 from belle_rare.analyses.executors import make_executor
 from belle_rare.configs.experiment import load_experiment
-from belle_rare.core.histograms import scale_datasets
+from belle_rare.core.histograms import NOMINAL, VARIATION_AXIS, canonical_categories, scale_datasets
 from belle_rare.processors.registry import get_search
 from belle_rare.processors.schema import BelleSchema
 from belle_rare.core.provenance import code_version
@@ -43,6 +48,9 @@ class RunOptions:
     pid_weighting: bool | None = None  # background PID requirements replaced by pass-probability weights (None: the search's default)
     # background processes not run (process -> why; configs/paper_mode.yaml left_out): listed in metadata.json
     left_out: Mapping[str, str] = field(default_factory=dict)
+    # per-chunk checkpoints under OUT/.SEARCH.checkpoints (belle-rare run; removed once the outputs are written)
+    checkpoint: bool = False
+    resume: bool = False  # reuse the checkpoints of an interrupted or failed run with the same fingerprint
 
 
 def luminosity_for(datasets: dict[str, Dataset], search_config: Any, experiment: str) -> tuple[float, str]:
@@ -81,7 +89,10 @@ def account_events(datasets: dict[str, Dataset], processed: dict[str, dict[str, 
 
 def run_search(opts: RunOptions) -> dict[str, Any]:
     """Run a search; returns ``{"histograms": {dataset: {name: Hist}}, "cutflow", "metadata", "processor",
-    "search", "columns"}`` (outputs not yet written)."""
+    "search", "columns", "checkpoints"}`` (outputs not yet written).
+
+    An interrupt (KeyboardInterrupt) stops the executor's queued chunks and propagates; with
+    ``opts.checkpoint`` the chunks finished so far stay in ``checkpoints`` for ``opts.resume``."""
     search = get_search(opts.search)
     config = search.load_config()
     if opts.experiment not in search.experiments:
@@ -95,7 +106,15 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
     files = fileset(datasets)
     if not files:
         raise UserError("no input files left to process")
+    checkpointer, resumed = None, 0
+    if opts.checkpoint or opts.resume:
+        fingerprint = run_fingerprint(opts.search, opts.experiment, config, proc.pid_weighting, opts.model_dir, opts.chunksize)
+        directory, resumed = prepare_checkpoints(checkpoint_root(opts.out, search.name), fingerprint, opts.resume)
+        checkpointer = ChunkCheckpointer(directory.resolve())  # absolute: workers elsewhere write it (shared file system)
     start = time.perf_counter()
+    # coffea's futures executor prints a traceback before it re-raises a chunk's failure: held back
+    # here so that a failure is the one-line error below (and shown again if the run succeeds)
+    held = io.StringIO()
     with make_executor(opts.executor, opts.workers, opts.scheduler, opts.cluster, status=opts.progress) as executor:
         runner = processor.Runner(
             executor=executor,
@@ -103,21 +122,29 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
             chunksize=opts.chunksize,
             maxchunks=opts.max_chunks,
             skipbadfiles=opts.skip_bad_files,
+            checkpointer=checkpointer,
         )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                output = runner(files, proc, treename="tree")
+                with contextlib.redirect_stderr(held) if opts.executor == "futures" else contextlib.nullcontext():
+                    output = runner(files, proc, treename="tree")
             except Exception as err:  # coffea wraps a chunk's failure with its file and entry range
-                first = str(err).splitlines()[0] if str(err) else type(err).__name__
-                raise UserError(f"processing failed (nothing written): {first[:400]}") from err
+                raise UserError(_failure_message(err, checkpointer is not None)) from err
+    sys.stderr.write(held.getvalue())
     elapsed = time.perf_counter() - start
-    histograms = output.get("histograms", {})
+    # categories in a fixed order (the processor's channels first, nominal first), whatever the merge order
+    first = {"channel": list(proc.channels), VARIATION_AXIS: [NOMINAL]}
+    merged = output.get("histograms", {})
+    # datasets in manifest order (a dict merged from chunks lists them in completion order)
+    histograms = {ds: {name: canonical_categories(h, first) for name, h in merged[ds].items()}
+                  for ds in [*datasets, *sorted(set(merged) - set(datasets))] if ds in merged}
     processed = output.get("processed", {})
     lumi, lumi_source = luminosity_for(datasets, config, opts.experiment)
     scales = {name: ds.scale(lumi, sum(processed.get(name, {}).values())) for name, ds in datasets.items()}
     scale_datasets(histograms, scales)
     cutflow = output.get("cutflow", {})
+    cutflow = {ds: cutflow[ds] for ds in [*datasets, *sorted(set(cutflow) - set(datasets))] if ds in cutflow}
     for name, channels in cutflow.items():
         for counts in channels.values():
             counts["weighted"] = {k: v * scales.get(name, 1.0) for k, v in counts["weighted"].items()}
@@ -151,12 +178,25 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
         "seeds": {name: _manifest_seed(ds) for name, ds in datasets.items()},
         "code_version": code_version(),
         "wall_seconds": round(elapsed, 2),
+        "resumed_chunks": resumed,  # chunks taken from an earlier run's checkpoints (--resume)
         "cpu_seconds": {name: round(float(v), 2) for name, v in sorted(output.get("cpu_seconds", {}).items())},
     }
     # unbinned columns some searches return for their reports (e.g. tau3mu's signal candidates)
     columns = output.get("columns", {})
     return {"histograms": histograms, "cutflow": cutflow, "metadata": metadata, "processor": proc, "search": search,
-            "columns": columns}
+            "columns": columns,
+            # removed by the caller once the outputs are written (analyses.checkpoints.remove_checkpoints)
+            "checkpoints": checkpoint_root(opts.out, search.name) if checkpointer is not None else None}
+
+
+def _failure_message(err: Exception, checkpointed: bool) -> str:
+    """One line for a failed run: a file that vanished is named as such, else coffea's first line."""
+    text = str(err) or type(err).__name__
+    resume = "; the finished chunks are checkpointed: rerun with --resume" if checkpointed else ""
+    missing = re.search(r"filename='([^']+)'", text)
+    if missing and ("FileNotFoundError" in text or "No such file" in text):
+        return f"{missing.group(1)}: the file disappeared during the run (nothing written{resume})"
+    return f"processing failed (nothing written{resume}): {text.splitlines()[0][:400]}"
 
 
 def _largest_weight(output: dict, dataset: str, scale: float) -> dict[str, float]:

@@ -11,7 +11,8 @@ Processors fill unnormalised weights; ``scale_datasets`` normalises each dataset
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import hist
@@ -111,3 +112,24 @@ def fill_counts(h: hist.Hist, channel: str, variation: str, weight: np.ndarray, 
     """Fill a counting histogram (``count_axis``): the weighted events of each region mask."""
     for region, mask in regions.items():
         h.fill(channel=channel, region=region, variation=variation, count=np.zeros(int(np.sum(mask)), dtype=int), weight=weight[mask])
+
+
+def canonical_categories(h: hist.Hist, first: Mapping[str, Sequence[str]] | None = None) -> hist.Hist:
+    """``h`` with every growing category axis in a fixed order: the values named in ``first[axis]``
+    (those present, in that order), then the rest sorted. A growing axis lists its categories in the
+    order chunks first filled them, and the futures and dask executors merge chunks in completion
+    order: without this the order of ``channel`` / ``region`` / ``variation`` changes between runs."""
+    first = first or {}
+    order: dict[str, list[str]] = {}
+    for ax in h.axes:
+        if isinstance(ax, hist.axis.StrCategory) and ax.traits.growth:
+            present = list(ax)
+            leading = [v for v in first.get(ax.name, ()) if v in present]
+            wanted = leading + sorted(v for v in present if v not in leading)
+            if wanted != present:
+                order[ax.name] = wanted
+    if not order:
+        return h
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "list indexing is experimental": every category is kept
+        return h[order]

@@ -1,0 +1,310 @@
+"""`make bench`: throughput, I/O ratio, scaling and memory of every installed search, one table.
+
+Run: ``.venv/bin/python benchmarks/suite.py [--events N] [--chunksize C] [--work DIR]
+[--processes SEARCH=PROC,PROC ...] [--only SEARCH ...]``
+
+For every search registered under the ``belle_rare.searches`` entry points (none is named here),
+on its demo samples -- the processes its ``Demo`` asks more events for (``Demo.larger_samples``:
+its signals and main background), ``N`` events each, files of ``C`` events, seed 15 + j -- it
+measures, one after the other in one process (the machines are shared: CPU seconds, not wall
+time, wherever one core is meant):
+
+- events/s/core, nominal pass (only the nominal calibration and the nominal weight are filled) and
+  with every variation (the default run): events / CPU seconds of an iterative run (warmed up);
+- processor time / uproot read: the all-variations CPU time over the CPU time of reading and
+  decompressing the search's declared branches (``required_branches()``) of the same files with
+  uproot alone, and the same for the nominal pass;
+- dask speed-up 1 -> 2 workers: wall time of a LocalCluster run with one worker over two (the load
+  average is printed beside it: on a loaded machine this is a lower bound);
+- peak RSS of a run (iterative, fresh subprocess) over the first process's sample at 1 x and 10 x its
+  events (10 x: hard links to the same files, so the same chunks ten times): the largest RSS sampled
+  every 20 ms during the run, after imports, model loading and a one-chunk warm-up (``ru_maxrss``
+  reports the import-time peak, about 530 MB for every search; it is kept in the JSON);
+- chunk output: one chunk's processor output (the first ``C`` events of the first file) as coffea
+  ships it from a worker, lz4-framed cloudpickle at the executors' level 1.
+
+A search without a ``Demo`` or whose ``Demo`` names no samples is skipped with the reason, unless
+``--processes SEARCH=PROC,...`` names its processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+MB = 1e6
+CHILD_MARK = "SUITE_RSS "
+
+
+def demo_processes(search: Any, overrides: dict[str, list[str]]) -> tuple[list[str], str | None]:
+    """The processes the suite generates for ``search``, or a reason to skip it."""
+    if search.name in overrides:
+        return overrides[search.name], None
+    if search.demo is None:
+        return [], "no Demo (not part of make run): pass --processes NAME=PROC,..."
+    if not search.demo.larger_samples:
+        return [], "its Demo names no samples of its own (Demo.larger_samples): pass --processes NAME=PROC,..."
+    return list(search.demo.larger_samples), None
+
+
+def make_samples(directory: Path, experiment: str, processes: list[str], events: int, chunksize: int) -> Path:
+    """Generate (once: kept in ``directory`` between calls) ``events`` of each process."""
+    from belle_rare.simulation.production import Request, produce
+
+    for j, process in enumerate(processes):
+        manifest = directory / f"{experiment}_{process}.json"
+        if manifest.is_file() and json.loads(manifest.read_text())["events"] == events:
+            continue
+        produce(Request(experiment, process, events, 15 + j, directory, events_per_file=chunksize), workers=2, progress=False)
+    return directory
+
+
+def tenfold(samples: Path, experiment: str, process: str, out: Path, times: int = 10) -> Path:
+    """A sample directory whose one manifest lists every file of ``process`` ``times`` times (hard links)."""
+    manifest = json.loads((samples / f"{experiment}_{process}.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for copy in range(times):
+        for f in manifest["files"]:
+            name = f"copy{copy}_{Path(f['path']).name}"
+            if not (out / name).exists():
+                os.link(samples / f["path"], out / name)
+            files.append({**f, "path": name})
+    manifest.update(files=files, events=manifest["events"] * times, generated_events=manifest["generated_events"] * times)
+    (out / f"{experiment}_{process}.json").write_text(json.dumps(manifest))
+    return out
+
+
+@contextlib.contextmanager
+def nominal_pass() -> Iterator[None]:
+    """The base processor fills only the nominal calibration and the nominal weight."""
+    from belle_rare.core.histograms import NOMINAL
+    from belle_rare.processors import base
+
+    calibrations, variations = base.calibrations, base.Calibration.variations
+    base.calibrations = lambda experiment, nominal_only: calibrations(experiment, True)
+    base.Calibration.variations = lambda self, is_data: [NOMINAL]
+    try:
+        yield
+    finally:
+        base.calibrations, base.Calibration.variations = calibrations, variations
+
+
+def timed_run(search: str, experiment: str, samples: Path, out: Path, chunksize: int, executor: str = "iterative",
+              workers: int = 1, max_chunks: int | None = None) -> tuple[float, float, int]:
+    """(CPU seconds of this process, wall seconds, events read) of one run."""
+    from belle_rare.analyses.runner import RunOptions, run_search
+
+    opts = RunOptions(search=search, experiment=experiment, samples=samples, out=out, executor=executor,
+                      workers=workers, chunksize=chunksize, max_chunks=max_chunks, progress=False)
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = run_search(opts)
+    return (time.process_time() - cpu, time.perf_counter() - wall,
+            sum(d["read"] for d in result["metadata"]["events"].values()))
+
+
+def uproot_read_cpu(search: Any, experiment: str, samples: Path) -> float:
+    """CPU seconds to read and decompress the search's declared branches of every file with uproot."""
+    import uproot
+
+    from belle_rare.analyses.datasets import load_datasets
+
+    proc = search.processor(experiment, search.load_config())
+    branches = proc.required_branches()
+    start = time.process_time()
+    for ds in load_datasets(samples, experiment).values():
+        for path in ds.files:
+            with uproot.open(path) as f:
+                f["tree"].arrays(branches, library="ak")
+    return time.process_time() - start
+
+
+def chunk_output_bytes(search: Any, experiment: str, samples: Path, process: str, chunksize: int) -> int:
+    """One chunk's output, lz4-framed cloudpickle (level 1), as a worker ships it."""
+    import cloudpickle
+    import lz4.frame
+    from coffea.nanoevents import NanoEventsFactory
+
+    from belle_rare.analyses.datasets import load_datasets
+    from belle_rare.processors.schema import BelleSchema
+
+    ds = next(d for d in load_datasets(samples, experiment).values() if d.process == process)
+    path = next(iter(ds.files))
+    proc = search.processor(experiment, search.load_config())
+    events = NanoEventsFactory.from_root({path: "tree"}, schemaclass=BelleSchema, mode="virtual", entry_stop=chunksize,
+                                         metadata={"dataset": ds.name, "filename": path}).events()
+    return len(lz4.frame.compress(cloudpickle.dumps(proc.process(events)), compression_level=1))
+
+
+def peak_rss_mb(search: str, experiment: str, samples: Path, chunksize: int) -> tuple[float, float, float]:
+    """(RSS after setup, peak RSS during the run, ru_maxrss) of a fresh process running ``search``
+    (iterative) over ``samples``, in MB."""
+    out = subprocess.run([sys.executable, __file__, "--rss-child", search, experiment, str(samples), str(chunksize)],
+                         capture_output=True, text=True, check=True)
+    line = next(line for line in out.stdout.splitlines() if line.startswith(CHILD_MARK))
+    base, peak, maxrss = (float(x) for x in line[len(CHILD_MARK):].split())
+    return base, peak, maxrss
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MB
+
+
+def rss_child(search: str, experiment: str, samples: str, chunksize: str) -> None:
+    """Prints the RSS after imports and setup, the largest RSS sampled (every 20 ms) during the run,
+    and ru_maxrss (which also counts the import-time peak)."""
+    import threading
+
+    from belle_rare.processors.registry import get_search
+
+    found = get_search(search)
+    found.processor(experiment, found.load_config())  # imports and models: before the sampling starts
+    with tempfile.TemporaryDirectory() as tmp:
+        timed_run(search, experiment, Path(samples), Path(tmp), int(chunksize), max_chunks=1)  # numba, lazy imports
+        base, peak, stop = current_rss_mb(), [0.0], threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                peak[0] = max(peak[0], current_rss_mb())
+                stop.wait(0.02)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        timed_run(search, experiment, Path(samples), Path(tmp) / "run", int(chunksize))
+        stop.set()
+        sampler.join()
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB  # kB (KiB) on Linux
+    print(f"{CHILD_MARK}{base:.1f} {peak[0]:.1f} {maxrss:.1f}")
+
+
+def search_samples(search: Any, processes: list[str], args: argparse.Namespace, work: Path) -> tuple[str, Path, Path]:
+    """(experiment, the experiment's sample directory, a directory of links to this search's processes only)."""
+    experiment = search.demo.experiment if search.demo is not None else search.experiments[0]
+    samples = make_samples(work / "samples" / experiment, experiment, processes, args.events, args.chunksize)
+    selected = work / "selected" / search.name
+    selected.mkdir(parents=True, exist_ok=True)
+    for process in processes:
+        for f in samples.glob(f"{experiment}_{process}*"):
+            if not (selected / f.name).exists():
+                os.link(f, selected / f.name)
+    return experiment, samples, selected
+
+
+def bench_search(search: Any, processes: list[str], args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    experiment, samples, selected = search_samples(search, processes, args, work)
+    row: dict[str, Any] = {"search": search.name, "experiment": experiment, "processes": processes}
+    if not args.memory_only:
+        runs = work / "runs" / search.name
+        timed_run(search.name, experiment, selected, runs / "warm", args.chunksize, max_chunks=1)  # imports, numba, models
+        with nominal_pass():
+            cpu_nominal, _, n = timed_run(search.name, experiment, selected, runs / "nominal", args.chunksize)
+        cpu_all, _, n_all = timed_run(search.name, experiment, selected, runs / "all", args.chunksize)
+        read = uproot_read_cpu(search, experiment, selected)
+        _, wall1, _ = timed_run(search.name, experiment, selected, runs / "d1", args.chunksize, "dask", 1)
+        _, wall2, _ = timed_run(search.name, experiment, selected, runs / "d2", args.chunksize, "dask", 2)
+        row |= {
+            "events": n_all, "events_per_s_core_nominal": n / cpu_nominal, "events_per_s_core_all": n_all / cpu_all,
+            "cpu_nominal_s": cpu_nominal, "cpu_all_s": cpu_all, "uproot_read_cpu_s": read,
+            "over_read_nominal": cpu_nominal / read, "over_read_all": cpu_all / read,
+            "dask_wall_1_s": wall1, "dask_wall_2_s": wall2, "speedup_1_to_2": wall1 / wall2,
+            "load_average": os.getloadavg()[0],
+        }
+    return row | memory(search, experiment, samples, processes[0], args, work)
+
+
+def memory(search: Any, experiment: str, samples: Path, first: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Peak RSS at 1 x and 10 x the events of the first process, and one chunk's output size."""
+    one = tenfold(samples, experiment, first, work / "rss" / f"{search.name}_1x", times=1)
+    ten = tenfold(samples, experiment, first, work / "rss" / f"{search.name}_10x", times=10)
+    base1, rss1, max1 = peak_rss_mb(search.name, experiment, one, args.chunksize)
+    _, rss10, max10 = peak_rss_mb(search.name, experiment, ten, args.chunksize)
+    return {
+        "rss_events_1x": args.events, "rss_after_setup_mb": base1, "peak_rss_1x_mb": rss1, "peak_rss_10x_mb": rss10,
+        "rss_growth": rss10 / rss1, "maxrss_1x_mb": max1, "maxrss_10x_mb": max10,
+        "chunk_output_mb": chunk_output_bytes(search, experiment, samples, first, args.chunksize) / MB,
+    }
+
+
+def print_table(rows: list[dict[str, Any]], skipped: dict[str, str], args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"belle-rare bench: {args.events} events per process, chunks of {args.chunksize}")
+    columns = ("search", "events", "ev/s/core nominal", "ev/s/core all var.", "/ uproot read (nom. / all)",
+               "dask 1->2", "peak RSS 1x / 10x (MB)", "chunk output (MB)")
+    for c in columns:
+        table.add_column(c, justify="left" if c == "search" else "right")
+    for r in rows:
+        if "events" not in r:  # --memory-only
+            r = {"events": 0, "events_per_s_core_nominal": float("nan"), "events_per_s_core_all": float("nan"),
+                 "over_read_nominal": float("nan"), "over_read_all": float("nan"), "speedup_1_to_2": float("nan"),
+                 "load_average": os.getloadavg()[0], **r}
+        table.add_row(
+            f"{r['search']} ({r['experiment']}: {', '.join(r['processes'])})", str(r["events"]),
+            f"{r['events_per_s_core_nominal']:,.0f}", f"{r['events_per_s_core_all']:,.0f}",
+            f"{r['over_read_nominal']:.1f} / {r['over_read_all']:.1f}",
+            f"{r['speedup_1_to_2']:.2f} (load {r['load_average']:.1f})",
+            f"{r['peak_rss_1x_mb']:.0f} / {r['peak_rss_10x_mb']:.0f} ({r['rss_growth']:.2f} x; {r['rss_after_setup_mb']:.0f} after setup)",
+            f"{r['chunk_output_mb']:.2f}",
+        )
+    console = Console(width=200)
+    console.print(table)
+    for name, reason in skipped.items():
+        console.print(f"skipped {name}: {reason}")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--rss-child":
+        rss_child(*sys.argv[2:6])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000, help="events per process (default 50,000)")
+    parser.add_argument("--chunksize", type=int, default=50_000, help="events per file and per chunk (default: run's 50,000)")
+    parser.add_argument("--work", type=Path, help="samples and runs (default: a temporary directory)")
+    parser.add_argument("--processes", nargs="*", default=[], metavar="SEARCH=PROC,PROC",
+                        help="the processes of a search whose Demo names none")
+    parser.add_argument("--only", nargs="*", metavar="SEARCH", help="only these searches")
+    parser.add_argument("--json", type=Path, help="write the rows here too")
+    parser.add_argument("--memory-only", action="store_true", help="only the peak RSS and chunk output columns")
+    args = parser.parse_args()
+    overrides = {k: v.split(",") for k, v in (item.split("=", 1) for item in args.processes)}
+    from belle_rare.core.errors import UserError
+    from belle_rare.processors.registry import get_search, search_names
+
+    rows, skipped = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        for name in search_names():
+            if args.only and name not in args.only:
+                continue
+            try:
+                search = get_search(name)
+            except UserError as err:
+                skipped[name] = str(err)
+                continue
+            processes, reason = demo_processes(search, overrides)
+            if reason:
+                skipped[name] = reason
+                print(f"skip {name}: {reason}", flush=True)
+                continue
+            print(f"bench {name}: {', '.join(processes)}", flush=True)
+            rows.append(bench_search(search, processes, args, work))
+            print(json.dumps(rows[-1]), flush=True)
+    print_table(rows, skipped, args)
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "skipped": skipped}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
