@@ -116,20 +116,17 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def demo_limits(out: Path) -> list[dict]:
-    """The limits of every demo run: OUT/results (each search's first experiment, combined with its runs on
-    the others), then each further experiment on its own; scan searches on their reduced scan."""
+    """The limits of every demo run in OUT/results (each search's first experiment); scan searches on their
+    reduced scan. The further experiments' runs (OUT/results_<experiment>) get histograms and reports only:
+    kstartautau's Belle II fit and the Belle + Belle II combination are pyhf fits of 50-100 parameters that
+    take minutes to tens of minutes on two cores (README, `make run`)."""
     from belle_rare.processors.registry import searches
     from belle_rare.stats.search_limits import Settings
     from belle_rare.stats.summary import limit_all
 
     demo = {name: s for name, s in searches().items() if s.demo is not None}
     settings = Settings(scan_config={name: s.demo.scan_config for name, s in demo.items() if s.demo.scan_config})
-    others = {name: [results_dir(out, s, e) for e in s.demo.experiments[1:]] for name, s in demo.items()}
-    rows = limit_all(out / "results", settings, combine_with={n: dirs for n, dirs in others.items() if dirs})
-    for name, dirs in others.items():
-        for d in dirs:
-            rows += limit_all(d, settings, searches=[name])
-    return rows
+    return limit_all(out / "results", settings)
 
 
 def run_searches(out: Path, workers: int, console: Console) -> None:

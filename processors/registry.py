@@ -48,9 +48,8 @@ class Demo:
     than the default number of events (process -> events, on each of its experiments) and, for a scan
     search, the stats YAML of its reduced scan (``Search.scan``'s ``scan_config``).
 
-    The first experiment's run goes to ``OUT/results``; each further one's to ``OUT/results_<experiment>``
-    (a results directory holds one run per search), and the limits combine them (``limit_all``'s
-    ``combine_with``)."""
+    The first experiment's run goes to ``OUT/results`` and gets limits; each further one's to
+    ``OUT/results_<experiment>`` (a results directory holds one run per search), histograms and report only."""
 
     experiment: str | tuple[str, ...]
     larger_samples: Mapping[str, int] = field(default_factory=dict)

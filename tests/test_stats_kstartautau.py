@@ -335,3 +335,22 @@ def test_limit_all_combines_what_it_is_told(tmp_path):
     belle2_output(tmp_path / "belle2", template_weight=0.0)
     rows = limit_all(tmp_path / "belle", searches=[SEARCH], combine_with={SEARCH: [tmp_path / "belle2"]})
     assert [r["channel"] for r in rows] == ["eecl", "belle+belle2"]
+
+
+def test_an_empty_background_in_the_binned_fit_carries_its_mc_bound_flat(tmp_path):
+    """A background dataset with no event in the fitted E_ECL^extra spectrum is not b = 0: its weight per event
+    (the MC statistical bound, stats/mc_bound.py) is spread over the 20 bins with one log-normal factor 2."""
+    belle_output(tmp_path)
+    run = load_run_output(tmp_path, SEARCH)
+    meta = json.loads((tmp_path / SEARCH / "metadata.json").read_text())
+    for h in run.histograms["tautau"].values():  # empty the tau-pair dataset
+        h.reset()
+    run.datasets["tautau"]["max_event_weight"] = 40.0
+    config = read_stats_file(YAML).part("belle")
+    built = build_workspace(config, run, {"kstartautau": hypotheses(config, run, "kstartautau")[0]})
+    samples = {s["name"]: s for s in built.spec["channels"][0]["samples"]}
+    bound = samples["tautau_mc_bound"]
+    assert bound["data"] == pytest.approx([2.0] * 20)  # 40 / 20 bins
+    assert bound["modifiers"] == [{"name": "mc_bound_eecl_tautau", "type": "normsys", "data": {"hi": 2.0, "lo": 0.5}}]
+    assert "tautau" not in samples and meta["datasets"]["tautau"]["kind"] == "background"
+    assert any("no simulated event of tautau" in n for n in built.notes)
