@@ -38,13 +38,14 @@ import pydantic
 from belle_rare.analyses.bkscalar_grid import SignalGrid, kinematic_limit
 from belle_rare.analyses.hepdata_record import plot_limit_curve, plot_limit_grid, with_gaps, write_hepdata
 from belle_rare.configs.experiment import load_experiment
-from belle_rare.configs.loader import StrictModel, load_config
+from belle_rare.configs.loader import StrictModel
 from belle_rare.core.atomic import save_figure, write_json
 from belle_rare.core.errors import UserError
 from belle_rare.core.parallel import parallel_map
 from belle_rare.processors.bkscalar import CHANNELS, DAUGHTER_MASS, b_mode_of, decay_of
 from belle_rare.processors.registry import get_search
 from belle_rare.simulation.generators import higgs_scalar
+from belle_rare.stats import model_config
 from belle_rare.stats.errors import StatsError
 from belle_rare.stats.histograms import load_run_output, run_output_dir
 from belle_rare.stats.look_elsewhere import Calibration, rice_calibration, toy_calibration
@@ -99,11 +100,9 @@ class ScanConfig(StrictModel):
     mixing: Mixing = Mixing()
 
 
-def load_scan_config(search: str = SIGNAL) -> ScanConfig:
-    path = get_search(search).stats_file
-    if path is None:
-        raise UserError(f"search '{search}' has no stats YAML (Search.stats_file)")
-    return load_config(path, ScanConfig)
+def load_scan_config(path: Path | None = None) -> ScanConfig:
+    """The shipped stats YAML of this scan, or ``path`` (a reduced scan)."""
+    return model_config.load_scan_config(SIGNAL, ScanConfig, path)
 
 
 # ---------------------------------------------------------------------------------------------- pieces
@@ -233,7 +232,7 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
     """The scan table and the limits.json document (nothing written)."""
     s = settings or Settings()
     scan_config = s.scan_config.get(SIGNAL) if isinstance(s.scan_config, dict) else s.scan_config
-    cfg = cfg or (load_config(scan_config, ScanConfig) if scan_config is not None else load_scan_config())
+    cfg = cfg or load_scan_config(scan_config)
     if s.scan_method == "pyhf":
         raise UserError("bkscalar: the scan runs the vectorised fits (stats/peak_scan.py); their pyhf cross-check is "
                         "benchmarks/bench_peak_scan.py")

@@ -42,12 +42,13 @@ import numpy as np
 import pydantic
 
 from belle_rare.analyses.hepdata_record import plot_limit_curve, write_hepdata
-from belle_rare.configs.loader import StrictModel, load_config
+from belle_rare.configs.loader import StrictModel
 from belle_rare.configs.processes import load_catalogue
 from belle_rare.core.atomic import save_figure, write_json
 from belle_rare.core.errors import UserError
 from belle_rare.processors.registry import get_search
 from belle_rare.simulation.generators import lmu_ltau
+from belle_rare.stats import model_config
 from belle_rare.stats import template_scan as ts
 from belle_rare.stats.errors import StatsError
 from belle_rare.stats.histograms import RunOutput, load_run_output, run_output_dir
@@ -118,11 +119,9 @@ class ScanConfig(StrictModel):
     look_elsewhere: LookElsewhere = LookElsewhere()
 
 
-def load_scan_config(search: str = SIGNAL) -> ScanConfig:
-    path = get_search(search).stats_file
-    if path is None:
-        raise UserError(f"search '{search}' has no stats YAML (Search.stats_file)")
-    return load_config(path, ScanConfig)
+def load_scan_config(path: Path | None = None) -> ScanConfig:
+    """The shipped stats YAML of this scan, or ``path`` (a reduced scan)."""
+    return model_config.load_scan_config(SIGNAL, ScanConfig, path)
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -410,7 +409,7 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
     """The scan table and the limits.json document (nothing written)."""
     s = settings or Settings()
     path = s.scan_config.get(SIGNAL) if isinstance(s.scan_config, dict) else s.scan_config
-    cfg = cfg or (load_config(path, ScanConfig) if path is not None else load_scan_config())
+    cfg = cfg or load_scan_config(path)
     if s.scan_method == "pyhf":
         raise UserError("zprime: the scan runs the vectorised fits (stats/template_scan.py); their pyhf cross-check "
                         "is benchmarks/bench_zprime_scan.py")

@@ -14,11 +14,11 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, TypeVar, Union
 
 import pydantic
 
-from belle_rare.configs.loader import ConfigError, StrictModel, read_yaml, validate
+from belle_rare.configs.loader import ConfigError, StrictModel, load_config, read_yaml, validate
 from belle_rare.core.errors import UserError
 from belle_rare.processors import registry  # the layer below: which searches are installed
 from belle_rare.stats.limits import DEFAULT_SEED
@@ -546,3 +546,15 @@ def load_stats_config(search: str, experiment: str | None = None) -> StatsConfig
     """The validated stats model of ``search`` (ConfigError names the file and key); a file with one
     part per experiment needs ``experiment``."""
     return load_stats_file(search).part(experiment)
+
+
+ScanModel = TypeVar("ScanModel", bound=pydantic.BaseModel)
+
+
+def load_scan_config(search: str, model: type[ScanModel], path: Path | None = None) -> ScanModel:
+    """A scan search's stats YAML (its ``Search.stats_file``, or ``path``: e.g. a reduced scan) in the
+    scan's own schema ``model`` (a ConfigError names the file and key)."""
+    path = path if path is not None else registry.get_search(search).stats_file
+    if path is None:
+        raise UserError(f"search '{search}' has no stats YAML (Search.stats_file)")
+    return load_config(path, model)
