@@ -3,7 +3,7 @@
 ``belle-rare limit zprime --results DIR`` (and ``make run``'s limits) call ``limit`` here through the search's
 ``Search.scan`` hook; the stats model is ``configs/stats/zprime.yaml`` (schema ``ScanConfig``).
 
-1. Signal: every ``sig_zprime_m<M>`` dataset of the run with at least ``min_signal_events`` effective
+1. Signal: every ``sig_zprime*`` dataset (``sig_zprime_m<M>``; make run's ``sig_zprime``, the mass in its parameters) of the run with at least ``min_signal_events`` effective
    events gives, from its ``m2_theta`` histogram, the efficiency (selected yield / sigma L), the M2_recoil
    peak position and its Gaussian core width sigma(M2) (iterated +-2 sigma fit of the M2 projection).
 2. Hypotheses: M_Z' from the lightest to the heaviest usable sample, equally spaced in M2 at
@@ -111,7 +111,7 @@ class ScanConfig(StrictModel):
     experiment: str
     poi: str
     cl: float = pydantic.Field(gt=0, lt=1)
-    signal_prefix: str = "sig_zprime_m"
+    signal_prefix: str = "sig_zprime"
     systematics: Systematics
     scan: ScanSettings = ScanSettings()
     mc_bound: MCBound = MCBound()
@@ -154,15 +154,20 @@ class SignalSamples:
 
 
 def _hist2d(run: RunOutput, dataset: str, cfg: ScanConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    h = run.histograms[dataset][cfg.scan.histogram][{"channel": CHANNEL, "region": cfg.scan.region}]
+    full = run.histograms[dataset][cfg.scan.histogram]
+    m2_axis, theta_axis = (a for a in full.axes if a.name not in ("channel", "region"))
     r = cfg.scan.theta_rebin
-    values, variances = h.values(), h.variances()
+    if CHANNEL in full.axes["channel"] and cfg.scan.region in full.axes["region"]:
+        h = full[{"channel": CHANNEL, "region": cfg.scan.region}]
+        values, variances = h.values(), h.variances()
+    else:  # a dataset that selected no event has no category to index (growing axes): an empty plane
+        values = variances = np.zeros((len(m2_axis), len(theta_axis)))
     n_m2, n_th = values.shape
     if n_th % r:
         raise StatsError(f"theta_rebin {r} does not divide the {n_th} theta bins of '{cfg.scan.histogram}'")
     values = values.reshape(n_m2, n_th // r, r).sum(axis=2)
     variances = variances.reshape(n_m2, n_th // r, r).sum(axis=2)
-    return values, variances, h.axes[0].edges, h.axes[1].edges[::r]
+    return values, variances, m2_axis.edges, theta_axis.edges[::r]
 
 
 def core_width(edges: np.ndarray, counts: np.ndarray, centre: float, width: float, iterations: int = 5) -> tuple[float, float]:

@@ -139,3 +139,29 @@ def test_coupling_from_the_samples_cross_sections():
     assert np.allclose(fully / unit, 1.0 / lmu_ltau.invisible_branching_fraction(samples.mass, "vanilla"))
     # a limit equal to the sample's sigma x BR is the sample's coupling
     assert np.allclose(lmu_ltau.coupling_limit(samples.cross_section_nb * 1e6, unit), zm.coupling)
+
+
+def test_a_dataset_that_selected_nothing_is_an_empty_plane(tmp_path):
+    """A background dataset with no selected event has no channel / region category to index (growing axes):
+    the scan reads it as an empty (M2, theta) plane instead of failing (make run's small samples)."""
+    import hist
+
+    from belle_rare.stats.histograms import load_run_output
+    from belle_rare.stats.synthetic import book, write_run_output
+
+    cfg = zs.load_scan_config()
+    hists = {}
+    h = book(hists, cfg.scan.histogram, hist.axis.Regular(40, -0.5, 81.0, name="m2"),
+             hist.axis.Regular(36, 0.0, 180.0, name="theta"), systematics=False)
+    h.set_bins("tautau", zs.CHANNEL, cfg.scan.region, np.ones((40, 36)))
+    # the empty dataset's histogram: same axes, no categories filled
+    empty = hist.Hist(*[hist.axis.StrCategory([], name=a.name, growth=True) if a.name in ("channel", "region") else a
+                        for a in hists["tautau"][cfg.scan.histogram].axes], storage=hist.storage.Weight())
+    hists["eemumu"] = {cfg.scan.histogram: empty}
+    write_run_output(tmp_path, "zprime", "belle2", 79.7, {"tautau": {"kind": "background"}, "eemumu": {"kind": "background"}}, hists)
+    run = load_run_output(tmp_path, "zprime")
+    values, variances, m2_edges, theta_edges = zs._hist2d(run, "eemumu", cfg)
+    assert values.shape == (40, 36 // cfg.scan.theta_rebin) and not values.any() and not variances.any()
+    np.testing.assert_allclose(m2_edges, np.linspace(-0.5, 81.0, 41))
+    full, _, _, _ = zs._hist2d(run, "tautau", cfg)
+    assert full.sum() == pytest.approx(40 * 36)
