@@ -231,8 +231,7 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
             grid: SignalGrid | None = None) -> tuple[ScanTable, dict]:
     """The scan table and the limits.json document (nothing written)."""
     s = settings or Settings()
-    scan_config = s.scan_config.get(SIGNAL) if isinstance(s.scan_config, dict) else s.scan_config
-    cfg = cfg or load_scan_config(scan_config)
+    cfg = cfg or load_scan_config(s.scan_config_of(SIGNAL))
     if s.scan_method == "pyhf":
         raise UserError("bkscalar: the scan runs the vectorised fits (stats/peak_scan.py); their pyhf cross-check is "
                         "benchmarks/bench_peak_scan.py")

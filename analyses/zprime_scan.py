@@ -413,8 +413,7 @@ def local_z(w: ts.Windows) -> np.ndarray:
 def compute(results_dir: str | Path, settings: Settings | None = None, cfg: ScanConfig | None = None) -> tuple[ScanTable, dict]:
     """The scan table and the limits.json document (nothing written)."""
     s = settings or Settings()
-    path = s.scan_config.get(SIGNAL) if isinstance(s.scan_config, dict) else s.scan_config
-    cfg = cfg or load_scan_config(path)
+    cfg = cfg or load_scan_config(s.scan_config_of(SIGNAL))
     if s.scan_method == "pyhf":
         raise UserError("zprime: the scan runs the vectorised fits (stats/template_scan.py); their pyhf cross-check "
                         "is benchmarks/bench_zprime_scan.py")

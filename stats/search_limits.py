@@ -78,6 +78,10 @@ class Settings:
     # ``combination``: adds the combined limit (stats.combination)
     combine_with: tuple[Path, ...] = ()
 
+    def scan_config_of(self, search: str) -> Path | None:
+        """The alternative stats YAML ``scan_config`` names for ``search`` (None: its shipped one)."""
+        return self.scan_config.get(search) if isinstance(self.scan_config, dict) else self.scan_config
+
 
 @dataclass
 class SearchLimits:
