@@ -10,7 +10,6 @@ Numbers are measured on the product's own samples and written beside the paper's
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 

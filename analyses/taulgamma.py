@@ -6,7 +6,6 @@ written beside the paper's numbers (JHEP 10 (2021) 019, sec. 2-3).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 

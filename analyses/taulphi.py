@@ -8,7 +8,6 @@ the ``yields`` counting histogram for the RSB x r_MC estimate, the nominal ``m_d
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
