@@ -15,6 +15,17 @@ class ForcedDecay(StrictModel):
 
     particle: int
     products: list[int] = pydantic.Field(min_length=2)
+    # further product lists, each added as a channel as likely as ``products`` (B0 -> D- e+ nu_e or
+    # D- mu+ nu_mu): the process's reference branching fraction is then the sum over the channels
+    alternatives: list[list[int]] = []
+    # Pythia's matrix-element mode of the added channels (0: phase space; 22: its weak-decay matrix
+    # element, what Pythia's own semileptonic B channels use, products ordered nu, l, hadron)
+    me_mode: int = 0
+
+    @property
+    def channels(self) -> list[list[int]]:
+        """Every forced product list: ``products`` first, then the ``alternatives``."""
+        return [self.products, *self.alternatives]
 
 
 class Scalar(StrictModel):
