@@ -43,6 +43,8 @@ WORLD_AVERAGE = (2.31e-2, 0.10e-2)
 #: the two fits: histogram name, region
 FITS = {"eecl": ("eecl", "control_low"), "mmiss2": ("mmiss2", "control")}
 TRUE_SUFFIX = "_dlnu"
+#: |d(-ln L)/d parameter| below which a fit is at its minimum (units: events per unit normalisation)
+GRADIENT_TOLERANCE = 1e-3
 
 
 @dataclass
@@ -85,8 +87,13 @@ def fit_templates(observed: np.ndarray, signal: np.ndarray, backgrounds: dict[st
     nu = np.maximum(columns @ res.x, 1e-12)
     fisher = columns.T @ (columns / nu[:, None])
     cov = np.linalg.pinv(fisher)
+    # converged: the Karush-Kuhn-Tucker conditions of this convex problem (L-BFGS-B's line search can stop
+    # "abnormally" at the minimum); a gradient in events, zero for the free parameters, >= 0 at a bound
+    g = grad(res.x)
+    at_bound = np.array([False] + [x <= 0.0 for x in res.x[1:]])
+    kkt = bool(np.all(np.where(at_bound, g > -GRADIENT_TOLERANCE, abs(g) < GRADIENT_TOLERANCE)))
     return TemplateFit(mu=float(res.x[0]), mu_error=float(np.sqrt(max(cov[0, 0], 0.0))),
-                       background_norms=dict(zip(names, map(float, res.x[1:]))), converged=bool(res.success))
+                       background_norms=dict(zip(names, map(float, res.x[1:]))), converged=kkt)
 
 
 def _values(h: Any, region: str, channels: list[str]) -> np.ndarray | None:
@@ -171,7 +178,7 @@ def measure_control(result: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({
             "key": "control_sample",
             "quantity": f"BR(B0 -> D- l+ nu) from the {what} fit",
-            "ours": fit.mu * br_gen, "ours_error": fit.mu_error * br_gen, "generator": br_gen,
+            "ours": fit.mu * br_gen, "ours_error": fit.mu_error * br_gen, "generator": br_gen, "fit_converged": fit.converged,
             "paper": paper, "paper_error": paper_err, "world_average": WORLD_AVERAGE[0], "unit": "",
             "note": (f"{'Asimov (no pseudo-data in the run): the error is the expected statistical precision' if asimov else 'pseudo-data'}; "
                      f"+- {fit.mu_error * br_gen:.2e} (stat.); generator (Pythia 8.317 table) {br_gen:.4f}; "
