@@ -15,6 +15,7 @@ from belle_rare.configs.processes import forced_sub_branching_fraction, load_cat
 from belle_rare.core.histograms import NOMINAL, new_hist, regular
 from belle_rare.processors.kstartautau import true_d_lnu
 from belle_rare.simulation.generators.pythia import forced_decay_settings
+from belle_rare.simulation.detector.tagging import CHI_D
 from belle_rare.simulation.production import signal_sample_fraction
 
 EDGES = np.linspace(0.0, 2.0, 21)
@@ -175,6 +176,12 @@ def test_generated_control_sample_end_to_end(control_sample, tmp_path):
     assert true_d_lnu(mc).mean() > 0.99  # the forced B0 (the tag side may add a second one)
     electrons = ak.sum((abs(a.MCParticle_PDG) == 11) & (a.MCParticle_motherIndex == a.mcSignalIndex), axis=1)
     assert 0.45 < float(ak.mean(electrons)) < 0.55
+    # coherent Upsilon(4S) mixing (simulation/detector/tagging.py): the tag B0 has the signal B0's flavour in chi_d
+    tags = ak.concatenate([uproot.open(f)["tree"].arrays(["Btag_flavour"]) for f in files])
+    signal_flavour = np.sign(ak.to_numpy(a.MCParticle_PDG[ak.singletons(a.mcSignalIndex)][:, 0]))
+    same = np.mean(ak.to_numpy(ak.firsts(tags.Btag_flavour)) == signal_flavour)
+    assert CHI_D == pytest.approx(0.186, abs=0.001)
+    assert abs(same - CHI_D) < 4 * np.sqrt(CHI_D * (1 - CHI_D) / len(a)), same
 
     result = run_search(RunOptions(search="kstartautau", experiment="belle", samples=control_sample, out=tmp_path, progress=False))
     y = result["histograms"][CONTROL_PROCESS]["yields"]
