@@ -11,7 +11,8 @@ Templates (the run's histograms, already at its luminosity, epi + mupi summed, n
 * signal: every simulated B0 -> D- l+ nu in the region at the generator's branching fraction -- the forced
   control sample (``ctl_dlnu``: D- -> K*0 pi-, its sub-decays' branching fraction in its cross section) and
   the truth-matched ``_dlnu`` twin of the region in the generic B Bbar samples (their D decays of Pythia's
-  table, which has no D- -> K*0 pi- channel: no double counting);
+  table, which has no D- -> K*0 pi- channel: no double counting); against the run's pseudo-data the generic
+  part only (the pseudo-data is drawn from the generic samples: it has no D- -> K*0 pi-);
 * backgrounds, each with a floating normalisation: B Bbar (generic B0 B0bar and B+ B-, minus their true
   B0 -> D- l+ nu, ratio fixed by the samples) and every other background (continuum, tau pairs) together.
 
@@ -115,7 +116,7 @@ def _values(h: Any, region: str, channels: list[str]) -> np.ndarray | None:
 def build_templates(histograms: dict[str, dict[str, Any]], datasets: dict[str, dict[str, Any]], name: str, region: str,
                     channels: list[str]) -> tuple[np.ndarray | None, np.ndarray, dict[str, np.ndarray], list[str]]:
     """(data or None, signal, backgrounds by group, the datasets read) for one fit."""
-    data, signal, bkg = None, None, {"B Bbar": None, "other": None}
+    data, signal, forced, bkg = None, None, None, {"B Bbar": None, "other": None}
     read: list[str] = []
 
     def add(total: np.ndarray | None, v: np.ndarray | None) -> np.ndarray | None:
@@ -134,12 +135,16 @@ def build_templates(histograms: dict[str, dict[str, Any]], datasets: dict[str, d
         if info.get("kind") == "data":
             data = add(data, everything)
         elif info.get("process") == CONTROL_PROCESS:
-            signal = add(signal, everything)
+            forced = add(forced, everything)
         elif info.get("kind") == "background":
             signal = add(signal, true)
             group = "B Bbar" if info.get("process") in BB_PROCESSES else "other"
             bkg[group] = add(bkg[group], everything - true)
-    if signal is None:
+    # the forced D- -> K*0 pi- decays are signal unless the data is the pseudo-data, which is drawn from the
+    # generic samples only (configs/processes.yaml pseudo_data) and so cannot hold that channel (not in Pythia's table)
+    if data is None and forced is not None:
+        signal = add(signal, forced)
+    if signal is None or not np.any(signal):
         raise ValueError("no control-sample signal template (ctl_dlnu or generic B Bbar) in the run")
     backgrounds = {k: v for k, v in bkg.items() if v is not None}
     return data, signal, backgrounds, read
