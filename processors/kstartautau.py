@@ -8,7 +8,10 @@ K*0 -> K+ pi- candidate whose flavour is opposite the tag's, and two one-prong t
 * Belle: the six topologies (``ee``, ``emu``, ``mumu``, ``epi``, ``mupi``, ``pipi``) from the two tau
   tracks' PID, the paper's vetoes and kinematic cuts (M(tau tracks), M_tautau from the tag recoil,
   Table I on M_K*pi and M_miss^2, D veto, event shape for pi pi); the fit variable is E_ECL^extra
-  (histogram ``eecl``, region ``SR`` = every cut but E_ECL^extra).
+  (histogram ``eecl``, region ``SR`` = every cut but E_ECL^extra). The control sample B0 -> D- l+ nu,
+  D- -> K*0 pi- (regions ``control``, ``control_low`` / ``control_high`` split at M_miss^2 = 0.5 GeV^2, and
+  their ``_dlnu`` twins of simulated true B0 -> D- l+ nu; ``eecl`` and ``mmiss2``) feeds the branching-fraction
+  fits of ``analyses/kstartautau_control.py``.
 * Belle II: the four categories (``ll``, ``lpi``, ``rhoX``, ``pipi``; rho = a pion track with a pi0
   in the rho window), one k-fold BDT per category on the proceedings' features (missing energy,
   E_ECL^extra, q^2, the K*0 and tau-daughter masses), histogram ``bdt`` of its output in [0.4, 1].
