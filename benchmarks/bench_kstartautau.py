@@ -256,7 +256,8 @@ def diagnose(rows: dict, proc, config, lumi: float, efficiency: float, sub_br: f
         rel = result.mu_error
         ratio = (PAPER_CONTROL_RELATIVE_ERROR[fit] / rel) ** 2
         print(f"control B0 -> D- l+ nu, {var} fit in {region} at {lumi:.0f} /fb: signal {sig.sum():.0f} events (forced D- -> K*0 pi- "
-              f"{forced:.0f}, generic D decays {sig.sum() - forced:.0f} from {raw_generic} simulated events), B Bbar {bkg.sum():.0f}; expected BR {br_gen:.4f} +- "
+              f"{forced:.0f}, generic D decays {sig.sum() - forced:.0f} from {raw_generic} simulated events), "
+              f"B Bbar {bkg.sum():.0f}; expected BR {br_gen:.4f} +- "
               f"{rel * br_gen:.4f} (paper {PAPER_BR[fit][0]:.4f} +- {PAPER_BR[fit][1]:.4f}) -> our yield ~ {ratio:.2f} x the paper's")
 
 
