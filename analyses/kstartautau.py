@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
+from belle_rare.analyses.kstartautau_control import measure_control
 from belle_rare.analyses.report import write_comparison
 from belle_rare.configs.processes import forced_sub_branching_fraction
 
@@ -69,4 +70,5 @@ def write_reports(result: dict[str, Any], out_dir: Path, console: Console) -> No
     """validation.json and efficiency_report.txt into the run's output directory."""
     experiment = result["processor"].experiment
     source = "Belle PRD 108, L011102" if experiment == "belle" else "Belle II proceedings (sec. 4)"
-    write_comparison(measure(result), out_dir, console, f"B0 -> K*0 tau tau: ours vs {source}")
+    # + the control sample B0 -> D- l+ nu (Belle): its branching fraction from the two control fits
+    write_comparison(measure(result) + measure_control(result), out_dir, console, f"B0 -> K*0 tau tau: ours vs {source}")

@@ -15,6 +15,17 @@ class ForcedDecay(StrictModel):
 
     particle: int
     products: list[int] = pydantic.Field(min_length=2)
+    # further product lists, each added as a channel as likely as ``products`` (B0 -> D- e+ nu_e or
+    # D- mu+ nu_mu): the process's reference branching fraction is then the sum over the channels
+    alternatives: list[list[int]] = []
+    # Pythia's matrix-element mode of the added channels (0: phase space; 22: its weak-decay matrix
+    # element, what Pythia's own semileptonic B channels use, products ordered nu, l, hadron)
+    me_mode: int = 0
+
+    @property
+    def channels(self) -> list[list[int]]:
+        """Every forced product list: ``products`` first, then the ``alternatives``."""
+        return [self.products, *self.alternatives]
 
 
 class Scalar(StrictModel):
@@ -191,6 +202,11 @@ class Catalogue(StrictModel):
                 raise ValueError(f"processes.{name}.b_pair: required for the upsilon4s generator")
             # a decay table switched off ("<id>:onMode = off") forces a sub-decay: its branching
             # fraction must be stated, or the limits would silently be on BR x BR(sub-decay)
+            # a forced B0 decay needs Pythia's incoherent B mixing off; the tag emulates the coherent mixing
+            # of the Upsilon(4S) pair for such samples (simulation/detector/tagging.py, CHI_D)
+            if (proc.forced_decay is not None and abs(proc.forced_decay.particle) == 511
+                    and "ParticleDecays:mixB=off" not in [line.replace(" ", "") for line in self.pythia_settings(name)]):
+                raise ValueError(f"processes.{name}.extra_pythia: a forced B0 decay needs 'ParticleDecays:mixB = off'")
             forces = any(line.replace(" ", "").endswith(":onMode=off") for line in proc.extra_pythia)
             if forces and "sub_branching_fraction" not in proc.model_fields_set:
                 raise ValueError(f"processes.{name}.sub_branching_fraction: required, extra_pythia forces a sub-decay")

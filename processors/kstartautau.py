@@ -8,7 +8,10 @@ K*0 -> K+ pi- candidate whose flavour is opposite the tag's, and two one-prong t
 * Belle: the six topologies (``ee``, ``emu``, ``mumu``, ``epi``, ``mupi``, ``pipi``) from the two tau
   tracks' PID, the paper's vetoes and kinematic cuts (M(tau tracks), M_tautau from the tag recoil,
   Table I on M_K*pi and M_miss^2, D veto, event shape for pi pi); the fit variable is E_ECL^extra
-  (histogram ``eecl``, region ``SR`` = every cut but E_ECL^extra).
+  (histogram ``eecl``, region ``SR`` = every cut but E_ECL^extra). The control sample B0 -> D- l+ nu,
+  D- -> K*0 pi- (regions ``control``, ``control_low`` / ``control_high`` split at M_miss^2 = 0.5 GeV^2, and
+  their ``_dlnu`` twins of simulated true B0 -> D- l+ nu; ``eecl`` and ``mmiss2``) feeds the branching-fraction
+  fits of ``analyses/kstartautau_control.py``.
 * Belle II: the four categories (``ll``, ``lpi``, ``rhoX``, ``pipi``; rho = a pion track with a pi0
   in the rho window), one k-fold BDT per category on the proceedings' features (missing energy,
   E_ECL^extra, q^2, the K*0 and tau-daughter masses), histogram ``bdt`` of its output in [0.4, 1].
@@ -136,6 +139,34 @@ class ControlRegion(StrictModel):
 
     channels: list[str]
     m_kpi: Window  # GeV
+    # the paper's two subsamples: regions ``control_low`` (M_miss^2 below, the E_ECL^extra fit) and
+    # ``control_high`` (above: mostly background)
+    m_miss2_split: float | None = None  # GeV^2
+
+
+#: the control regions (their ``_dlnu`` twins hold the simulated events with a true B0 -> D- l+ nu)
+CONTROL_REGIONS = ("control", "control_low", "control_high")
+#: suffix of the truth-matched twin of a control region
+TRUE_DLNU = "_dlnu"
+
+
+def true_d_lnu(mc: ak.Array) -> np.ndarray:
+    """Per event: a B0 / B0bar of the truth record decays to D-+ l+- nu (l = e, mu; exactly three
+    daughters), whatever the D does -- the control sample's signal in generic B Bbar simulation."""
+    counts = ak.to_numpy(ak.num(mc.PDG))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    event = np.repeat(np.arange(len(counts)), counts)
+    pdg = np.abs(ak.to_numpy(ak.flatten(mc.PDG)))
+    mother = ak.to_numpy(ak.flatten(mc.motherIndex)).astype(np.int64)
+    has_mother = mother >= 0
+    parent = np.where(has_mother, mother + offsets[event], 0)  # flat row of each particle's mother
+    n_daughters = np.bincount(parent[has_mother], minlength=len(pdg))
+    from_b0 = has_mother & (pdg[parent] == 511)
+    has_d, has_lepton = np.zeros(len(pdg), bool), np.zeros(len(pdg), bool)
+    has_d[parent[from_b0 & (pdg == 411)]] = True
+    has_lepton[parent[from_b0 & ((pdg == 11) | (pdg == 13))]] = True
+    decays = has_d & has_lepton & (n_daughters == 3)
+    return np.bincount(event[decays], minlength=len(counts)) > 0
 
 
 class EventShape(StrictModel):
@@ -331,6 +362,9 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
         # the tag's existence probability (efficiency x purity), carried as a weight (processors/base.py)
         values[CANDIDATE_WEIGHT_VALUE] = as_float(tag.weight, 0.0)
         values["event"] = ak.to_numpy(events["__event__"]).astype(np.int64)
+        # simulated events with a true B0 -> D- l+ nu (the control sample's signal); none in data
+        values["true_dlnu"] = (true_d_lnu(events.MCParticle) if c.control is not None and "MCParticle" in events.fields
+                               and not events.metadata.get("is_data", False) else np.zeros(len(events), bool))
         return SignalSide(keep, values, masks)
 
     def _tag_ok(self, tag: ak.Array, ln_min: float) -> ak.Array:
@@ -559,7 +593,13 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
         regions = {"SR": sr, "signal": signal}
         if c.control is not None and channel in c.control.channels:
             kept = [name for name in cuts.names if name not in ("M_K*pi", "M_miss^2", "D veto", "E_ECL^extra signal window")]
-            regions["control"] = cuts.all(*kept) & in_range(v["m_kpi"], c.control.m_kpi)
+            control = cuts.all(*kept) & in_range(v["m_kpi"], c.control.m_kpi)
+            regions["control"] = control
+            if c.control.m_miss2_split is not None:
+                low = np.nan_to_num(v["m_miss2"], nan=np.inf) < c.control.m_miss2_split
+                regions["control_low"], regions["control_high"] = control & low, control & ~low
+            for name in [r for r in regions if r in CONTROL_REGIONS]:
+                regions[name + TRUE_DLNU] = regions[name] & v["true_dlnu"]
         return Selection(cuts=cuts, values=values, regions=regions)
 
     def feature_matrix(self, v: dict[str, np.ndarray]) -> np.ndarray:
@@ -605,7 +645,7 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
         for region, mask in selection.regions.items():
             hists["mmiss2"].fill(channel=channel, region=region, variation=variation, mmiss2=v["m_miss2"][mask], weight=weight[mask])
         if self.experiment == "belle":
-            for region in ("SR", "control"):
+            for region in ("SR", *(r for r in selection.regions if r.startswith("control"))):
                 mask = selection.regions.get(region)
                 if mask is not None:
                     hists["eecl"].fill(channel=channel, region=region, variation=variation, eecl=v["eecl"][mask], weight=weight[mask])

@@ -59,6 +59,12 @@ V0_MOTHERS = (310, 3122)
 #: points of the numerical inverse CDF used to sample the ARGUS shape (a sampling precision, not physics)
 ARGUS_GRID_POINTS = 4096
 
+#: x_d = Delta m_d / Gamma_d, PDG (pdglive S042DG, HFLAV average): 0.769 +- 0.004
+X_D = 0.769
+#: time-integrated B0 mixing probability x_d^2 / (2 (1 + x_d^2)) = 0.186: for a coherent Upsilon(4S) B0 B0bar
+#: pair, the probability that the two B decay with the same flavour (PDG, "B0-B0bar mixing")
+CHI_D = X_D**2 / (2.0 * (1.0 + X_D**2))
+
 
 def sample_argus(n: int, m_min: float, m0: float, c: float, rng: np.random.Generator) -> np.ndarray:
     """Masses from the ARGUS shape m sqrt(1 - x^2) exp(c (1 - x^2)), x = m/m0, on [m_min, m0]."""
@@ -349,6 +355,15 @@ def build_btag(
     track_in, photon_in, dropped = assign_constituents(
         flat, inputs, tag_row, kind, target_charge, cfg, is_b, rng.spawn(1)[0]
     )
+
+    # coherent Upsilon(4S) mixing for forced-decay samples: they are generated with Pythia's (incoherent) B
+    # mixing off (configs/processes.py requires it), so their neutral tag B always has the flavour opposite
+    # the signal B; in a coherent pair the two decay with the same flavour in chi_d of the events (EvtGen's
+    # VSS_BMIX, what Belle's signal MC used: "this requirement rejects 20% of the events", PRD 108, L011102).
+    # Only the flavour label flips (the tag's particles stay those of the generated decay); own stream,
+    # drawn after the constituents' so that nothing above is reshuffled.
+    mixes = has_sig & (charge == 0) & (rng.spawn(1)[0].random(n_bb) < CHI_D)
+    flavour = np.where(mixes, -flavour, flavour)
 
     # partial tags: the missed photon's CM four-momentum leaves the tag
     bb_index = np.full(n_events, -1, dtype=np.int64)

@@ -95,8 +95,11 @@ def forced_decay_settings(forced: ForcedDecay, on_antiparticle: bool) -> list[st
     """Force the particle (or antiparticle) into ``forced.products``; its partner decays generically."""
     # generic channels stay open for the partner only; the new channel only for the signal side
     generic_mode, signal_mode = (2, 3) if on_antiparticle else (3, 2)
-    products = " ".join(str(p) for p in forced.products)
-    return [f"{forced.particle}:onMode = {generic_mode}", f"{forced.particle}:addChannel = {signal_mode} 1.0 0 {products}"]
+    lines = [f"{forced.particle}:onMode = {generic_mode}"]
+    for products in forced.channels:  # equally likely forced channels (one unless ``alternatives``)
+        listed = " ".join(str(p) for p in products)
+        lines.append(f"{forced.particle}:addChannel = {signal_mode} 1.0 {forced.me_mode} {listed}")
+    return lines
 
 
 def gamma_star_mass_settings(mass: GammaStarMass) -> list[str]:
@@ -145,10 +148,10 @@ def signal_index(prt: ak.Array, forced: list[tuple[ForcedDecay, bool]]) -> np.nd
     n = len(prt)
     result = np.full(n, -1, dtype=np.int64)
     nprt = ak.num(prt.id)
-    for fd, on_anti in forced:
+    for fd, on_anti, products in ((fd, a, ch) for fd, a in forced for ch in fd.channels):
         sign = -1 if on_anti else 1
         pid = fd.particle * sign
-        wanted = sorted(_antiparticle(p) if on_anti else p for p in fd.products)
+        wanted = sorted(_antiparticle(p) if on_anti else p for p in products)
         d1, d2 = prt.daughter1, prt.daughter2
         cand = (prt.id == pid) & (d1 > 0) & (d2 - d1 + 1 == len(wanted))
         # daughters' ids as a sorted tuple must equal the wanted products
