@@ -689,5 +689,5 @@ SEARCH = Search(
     report="belle_rare.analyses.kstartautau:write_reports",
     training=Training(sr_fraction=sr_fraction, model_per_channel=model_name),
     # make run: Belle (E_ECL^extra fit) and Belle II (BDT fit, the shipped per-category models), combined
-    demo=Demo(("belle", "belle2"), {"sig_kstartautau": 20_000}),
+    demo=Demo(("belle", "belle2"), {"sig_kstartautau": 20_000, "ctl_dlnu": 20_000}),
 )
