@@ -27,7 +27,7 @@ at most one photon, the hardest one, in the tau rest frame:
 
 Only taus whose direct daughters are all final-state particles radiate (leptonic decays and the
 forced signal channels tau -> l gamma, 3 mu; not tau -> l phi, whose phi decays further). Photons
-are appended at the end of each event's particle list (status 1, mother = the tau, the lepton's
+are appended at the end of each event's particle list (status 91 as Pythia's decay products, mother = the tau, the lepton's
 production vertex), so every existing index (mothers, ``signal_index``) stays valid. The draws come
 from the generator-supplied rng only: give it a stream of its own.
 """
@@ -42,6 +42,7 @@ from belle_rare.simulation.truth import BEAM_FIELDS, MC_FIELDS, flat_mc, truth_f
 
 ALPHA = 1.0 / 137.035999  # fine-structure constant at q^2 = 0 (PDG): the scale of real photon emission
 TAU, PHOTON = 15, 22
+DECAY_PRODUCT = 91  # Pythia's status of particles produced in a decay (final state: > 0), as the tau's other daughters
 RADIATING_LEPTONS = (11, 13)
 # infrared cut: photons below 1 MeV in the tau rest frame (< 6 MeV in the lab at 10.58 GeV) are not
 # generated; they are far below the 20 MeV ECL cluster threshold and move a momentum by < 1e-3
@@ -254,7 +255,7 @@ def radiate_tau_decays(truth: ak.Array, rng: np.random.Generator, k_min: float =
         return _rebuild(truth, offsets, columns)
     new_evt = evt[source]
     new_cols = {
-        "pdg": np.full(len(new_p), PHOTON), "status": np.ones(len(new_p), dtype=np.int64),
+        "pdg": np.full(len(new_p), PHOTON), "status": np.full(len(new_p), DECAY_PRODUCT),
         "mother": mother[source] - offsets[new_evt],
         "px": new_p[:, 0], "py": new_p[:, 1], "pz": new_p[:, 2], "E": new_p[:, 3], "mass": np.zeros(len(new_p)),
         **{f: mc[f][source] for f in ("x", "y", "z", "t")},
