@@ -199,3 +199,28 @@ def test_decays_with_unstable_daughters_and_other_taus_untouched() -> None:
     a = radiate_tau_decays(truth, np.random.default_rng(11))
     b = radiate_tau_decays(truth, np.random.default_rng(11))
     assert ak.all(a.mc.E == b.mc.E) and ak.sum(ak.num(a.mc.pdg) == 4) > 0
+
+
+def test_every_tau_pair_process_radiates() -> None:
+    """Signals and backgrounds share their tag side: every tau-pair process (those with spin correlations)
+    has the FSR on, so that a radiative tag decay is never a signal-only feature."""
+    from belle_rare.configs.processes import load_catalogue
+
+    cat = load_catalogue()
+    pairs = {name for name, p in cat.processes.items() if p.tau_spin_correlations}
+    assert {"tautau", "sig_taumugamma", "sig_tau3mu"} <= pairs
+    assert all(cat.get(name).tau_decay_fsr for name in pairs)
+
+
+def test_biased_weights_see_the_channel_before_the_photon() -> None:
+    """tautau_mumu weights tau -> mu nu nu by its daughters; the FSR photon comes after the weights."""
+    from belle_rare.configs.experiment import load_experiment
+    from belle_rare.configs.processes import load_catalogue
+    from belle_rare.simulation.generators.pythia import PythiaGenerator
+
+    truth = PythiaGenerator(load_catalogue(), "tautau_mumu", load_experiment("belle2"), 3).generate(2000)
+    w = ak.to_numpy(truth.weight)
+    # 4 x enhanced: weights take three values (0, 1 or 2 taus to mu nu nu) and average to 1
+    assert len(np.unique(np.round(w, 6))) == 3 and abs(w.mean() - 1) < 0.1
+    offsets, mc = flat_mc(truth)
+    assert np.any((mc["pdg"] == 22) & (mc["status"] == 91) & (np.abs(mc["pdg"][np.maximum(mc["mother"] + np.repeat(offsets[:-1], np.diff(offsets)), 0)]) == 15))

@@ -321,13 +321,13 @@ class PythiaGenerator:
 
             prt = correlate_tau_pairs(prt, self._spin_rng)
         truth = prt_to_truth(prt, self.exp, self.rng, signal_index(prt, self.forced))
-        if self.proc.tau_decay_fsr:  # its own random stream: no other draw moves
-            from belle_rare.simulation.generators.decay_fsr import radiate_tau_decays
-
-            truth = radiate_tau_decays(truth, self._fsr_rng)
         if self.proc.tau_decay_enhancement is not None:  # biased production: true / biased channel probability
             weight = tau_decay_weights(truth.mc, self._tau_table, self.proc.tau_decay_enhancement)
             truth = ak.with_field(truth, weight, "weight")
+        if self.proc.tau_decay_fsr:  # after the weights (they identify tau channels by their daughters); own stream
+            from belle_rare.simulation.generators.decay_fsr import radiate_tau_decays
+
+            truth = radiate_tau_decays(truth, self._fsr_rng)
         return truth
 
     def close(self) -> None:
