@@ -105,6 +105,11 @@ def measure(manifest: dict, out: Path) -> dict[str, float]:
             counts[label] = counts.get(label, 0.0) + float((base & sel.passing(*names)).sum())
         # the same without the trigger (how much the trigger costs after the selection)
         final = sel.passing(*sel.cutflow[-1][1])
+        # the paper (sec. 3.3): of the selected signal, 88 % have one ROE track, 12 % three
+        n_roe = sel.values["features"][:, cfg.features.index("n_tracks")] - 3
+        for n_trk in (1, 3):
+            key = f"selected, {n_trk} ROE track{'s' if n_trk > 1 else ''} (paper: {88 if n_trk == 1 else 12} % of selected)"
+            counts[key] = counts.get(key, 0.0) + float((base & final & (n_roe == n_trk)).sum())
         counts["signal region, no trigger"] = counts.get("signal region, no trigger", 0.0) + float(final.sum())
         good = good_tracks(events.Track, cfg.tracks)
         for k, v in truth_losses(events, good, cfg.muons.id_min, cfg.muons.tight_min).items():
