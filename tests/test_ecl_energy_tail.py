@@ -52,7 +52,7 @@ def test_no_tail_is_the_gaussian() -> None:
 @pytest.mark.parametrize("name", ["belle", "belle2"])
 def test_photon_clusters_have_the_configured_tail(name: str) -> None:
     """2 GeV photons in the barrel: the fraction of clusters more than 2 and 3 sigma below the true energy
-    is the Novosibirsk CDF's (6.7 % / 1.5 % for tau = -0.2), not the Gaussian's (2.3 % / 0.13 %)."""
+    is the Novosibirsk CDF's (12.8 % / 4.9 % for tau = -0.387), not the Gaussian's (2.3 % / 0.13 %)."""
     n = 40000
     rng = np.random.default_rng(3)
     truth = toy_truth.particle_gun(22, np.full(n, 2.0), np.full(n, np.radians(90.0)), rng.uniform(-np.pi, np.pi, n), experiment=name)
