@@ -16,7 +16,7 @@ at most one photon, the hardest one, in the tau rest frame:
   the decay keeps its mass). L - 2 is the exact soft-photon (eikonal) coefficient of a tau -> l + neutral
   dipole integrated over the whole sphere in the tau rest frame (L -> ln(4 E_l^2 / m_l^2) for
   relativistic leptons); (1 + (1 - x)^2) / 2 is the fermion splitting function's hard-photon factor.
-  The brief's collinear form (L - 1) differs by the non-logarithmic constant only; (L - 2) reproduces
+  The collinear structure-function form (L - 1) differs by the non-logarithmic constant only; (L - 2) reproduces
   BaBar's radiative leptonic tau decay rate (tests/test_decay_fsr.py, benchmarks/bench_decay_fsr.py);
 - polar angle to the lepton from the eikonal distribution beta^2 sin^2(theta) / (1 - beta cos(theta))^2,
   azimuth uniform;
