@@ -33,6 +33,11 @@ def test_photon_energy_resolution_in_the_barrel(name):
     cfg = load_detector(name).calorimeter
     r = cfg.energy_resolution
     expected = np.sqrt(r.noise**2 + r.stochastic**2 + r.constant**2)  # at E = 1 GeV
+    if cfg.energy_tail is not None:  # sigma is the Novosibirsk width (FWHM / 2.355): its RMS, analytically
+        # (x = sigma (e^(tau u) - 1) / (tau q), u ~ N(tau, 1): e^(tau u) log-normal)
+        tau = cfg.energy_tail.tail
+        q = np.sinh(tau * np.sqrt(np.log(4))) / (tau * np.sqrt(np.log(4)))
+        expected *= np.sqrt(np.expm1(tau**2) * np.exp(3 * tau**2)) / (abs(tau) * q)
     energy = ak.to_numpy(photons.E)
     assert abs(np.std(energy - 1.0) / expected - 1) < 0.05
     unconverted = np.exp(-7.0 / 9.0 * sum(layer.thickness_x0 * pair_cross_section_ratio(np.array(1.0), layer.atomic_number)

@@ -27,7 +27,7 @@ import numpy as np
 from belle_rare.simulation.detector import pdg as pdgtab
 from belle_rare.simulation.detector.flat import Particles
 from belle_rare.simulation.detector.kinematics import direction, helix_radius_cm, polar_angles
-from belle_rare.simulation.detector.params import BetaShape, Calorimeter, EclRegions
+from belle_rare.simulation.detector.params import BetaShape, Calorimeter, EclRegions, EnergyTail
 
 # basf2 clusterReg codes
 REGION_NONE, REGION_FORWARD, REGION_BARREL, REGION_BACKWARD = 0, 1, 2, 3
@@ -76,6 +76,20 @@ def energy_resolution(energy: np.ndarray, cfg: Calorimeter) -> np.ndarray:
     """sigma_E / E at energies ``energy`` > 0 (GeV)."""
     r = cfg.energy_resolution
     return np.sqrt((r.noise / energy) ** 2 + (r.stochastic / energy**0.25) ** 2 + r.constant**2)
+
+
+def novosibirsk_deviation(z: np.ndarray, sigma: np.ndarray, tail: EnergyTail | None) -> np.ndarray:
+    """Relative deviation from the peak for standard-normal draws ``z``: sigma z without a tail, else the
+    Novosibirsk line shape with peak 0 and width sigma (FWHM / 2.355), exactly: with u = tau + z,
+    x = sigma (exp(tau u) - 1) / (tau q), q = sinh(tau sqrt(ln 4)) / (tau sqrt(ln 4)) (the density in x,
+    exp(-ln^2(1 + tau q x / sigma) / (2 tau^2) - tau^2 / 2), is Gaussian in u = ln(1 + tau q x / sigma) / tau
+    times the Jacobian exp(tau u): N(tau, 1))."""
+    if tail is None:
+        return sigma * z
+    tau = tail.tail
+    r = tau * np.sqrt(np.log(4.0))
+    q = np.sinh(r) / r
+    return sigma * np.expm1(tau * (tau + z)) / (tau * q)
 
 
 def _impact_point(p: Particles, cfg: Calorimeter) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -204,7 +218,10 @@ def ecl_response(p: Particles, cfg: Calorimeter, field_tesla: float, rng: np.ran
 
     # rows without a deposit get a dummy energy for the resolution (they make no cluster anyway)
     sigma = energy_resolution(np.where(deposit > 0, deposit, 1.0), cfg)
-    energy = deposit * (1.0 + sigma * rng.standard_normal(n))
+    z = rng.standard_normal(n)
+    # electromagnetic showers (photons, electrons) leak: the Novosibirsk line shape from the same draw z
+    em = np.isin(np.abs(p.pdg), (pdgtab.PHOTON, pdgtab.ELECTRON)) & ~hadronic
+    energy = deposit * (1.0 + np.where(em, novosibirsk_deviation(z, sigma, cfg.energy_tail), sigma * z))
     exists = (
         (deposit > 0) & inside & reaches & (region != REGION_NONE)
         & (rng.random(n) < eff) & (energy > cfg.cluster_threshold)

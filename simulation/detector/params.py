@@ -167,6 +167,15 @@ class EnergyResolution(StrictModel):
     constant: NonNegative
 
 
+class EnergyTail(StrictModel):
+    """Low-energy leakage tail of electromagnetic showers: the cluster energy follows a Novosibirsk
+    (logarithmic Gaussian) line shape whose peak is the true energy and whose width parameter is the
+    configured sigma_E (= FWHM / 2.355), the function basf2 fits to ECL photon responses (H. Ikeda et
+    al., NIM A 441 (2000) 401; ``eclNOptimalNovo``)."""
+
+    tail: float = pydantic.Field(lt=0, gt=-1.5, description="Novosibirsk tau (basf2's 'tail'); < 0: tail to low energies")
+
+
 class EclRegions(StrictModel):
     """Polar-angle coverage (deg) of the three ECL parts, seen from the interaction point."""
 
@@ -246,6 +255,8 @@ class Calorimeter(StrictModel):
     e9e21_background: BetaShape
     timing: Timing
     split_off: SplitOff
+    # None: a Gaussian energy response
+    energy_tail: EnergyTail | None = None
 
 
 # -------------------------------------------------------------------------------------- PID

@@ -63,6 +63,8 @@ def tau_channels(mc: ak.Array, table: list[tuple[float, int, list[int]]]) -> tup
     gmother = np.where(mother >= 0, mother + offsets[evt], 0)
     # direct decay products (Pythia status 91-99) of a tau
     product = (mother >= 0) & (status >= 91) & (status <= 99) & (np.abs(pdg[gmother]) == TAU)
+    if not any(22 in products for _, _, products in table):  # FSR photons (decay_fsr.py) are no channel's product
+        product &= pdg != 22
     tau_of = gmother[product]
     # products in the tau- convention (the table lists tau- decays)
     codes = pdg[product]

@@ -109,6 +109,7 @@ class DedicatedGenerator:
         self.rng = np.random.default_rng([seed, 2])
         # ISR photons from their own stream, so that the hard process's draws do not depend on them
         self.isr_rng = np.random.default_rng([seed, 3])
+        self._fsr_rng = np.random.default_rng([seed, 7])  # FSR in tau decays (decay_fsr.py), if on
         self._tmp = tempfile.TemporaryDirectory(prefix="belle-rare-lhef-")
         self.settings = [
             *catalogue.pythia_common,
@@ -234,6 +235,10 @@ class DedicatedGenerator:
         truth = prt_to_truth(prt, self.exp, self.rng, sig if sig is not None else np.full(n, -1))
         if weight is not None:
             truth = ak.with_field(truth, weight, "weight")
+        if self.proc.tau_decay_fsr:  # FSR in the tau decays (decay_fsr.py) on its own stream
+            from belle_rare.simulation.generators.decay_fsr import radiate_tau_decays
+
+            truth = radiate_tau_decays(truth, self._fsr_rng)
         return truth
 
     def close(self) -> None:

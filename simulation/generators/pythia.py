@@ -272,6 +272,7 @@ class PythiaGenerator:
         self.seed = seed
         self.rng = np.random.default_rng([seed, 1])
         self._spin_rng = np.random.default_rng([seed, 5])  # tau spin correlations (tau_spin.py), if on
+        self._fsr_rng = np.random.default_rng([seed, 7])  # FSR in tau decays (decay_fsr.py), if on
         self._tmp = tempfile.TemporaryDirectory(prefix="belle-rare-lhef-")
         on_anti = chunk_index % 2 == 1
         self.forced: list[tuple[ForcedDecay, bool]] = [
@@ -326,6 +327,10 @@ class PythiaGenerator:
         if self.proc.tau_decay_enhancement is not None:  # biased production: true / biased channel probability
             weight = tau_decay_weights(truth.mc, self._tau_table, self.proc.tau_decay_enhancement)
             truth = ak.with_field(truth, weight, "weight")
+        if self.proc.tau_decay_fsr:  # after the weights (they identify tau channels by their daughters); own stream
+            from belle_rare.simulation.generators.decay_fsr import radiate_tau_decays
+
+            truth = radiate_tau_decays(truth, self._fsr_rng)
         return truth
 
     def close(self) -> None:
