@@ -80,10 +80,11 @@ def recover_brems(tracks: P4, electron: ak.Array, photons: P4, cfg: BremsRecover
     takes = t_side.electron & g_side.usable & (angle_tp < cfg.max_angle) & (angle_tp <= g_side.closest)
     if cfg.method == "belle2":
         # one photon per electron: the best-matched
-        best = ak.min(ak.where(takes, angle_tp, np.inf), axis=2)
+        # (a track without photons has no minimum: inf, not None, which would not broadcast)
+        best = ak.fill_none(ak.min(ak.where(takes, angle_tp, np.inf), axis=2), np.inf)
         takes = takes & (angle_tp <= best)
         # a photon is used if the track it went to chose it
-        trk = ak.with_field(trk, ak.fill_none(best, np.inf), "best")
+        trk = ak.with_field(trk, best, "best")
         _, t_of, angle_pt = _angles(pho, trk)
         used = ak.any(t_of.electron & (angle_pt < cfg.max_angle) & (angle_pt <= pho.closest) & (angle_pt <= t_of.best)
                       & pho.usable, axis=2)
