@@ -3,7 +3,8 @@
 A search subclasses ``SearchProcessor`` and writes four steps:
 
 * ``objects(events, calibration)`` -- channel-independent objects (frames, calibrated tracks and
-  photons, thrust, hemispheres, composite candidates), computed once per chunk and calibration;
+  photons, thrust, hemispheres, composite candidates), computed once per chunk and calibration
+  (what all calibrations share can come from ``chunk_objects(events)``, once per chunk);
 * ``select(events, objects, channel)`` -- a ``Selection``: a coffea ``PackedSelection`` of named
   cuts in cutflow order, per-event values, region masks (full-length, one entry per event);
 * ``add_weights(weights, selection, channel)`` -- correction weights with their up/down
@@ -239,6 +240,12 @@ class SearchProcessor(processor.ProcessorABC):
         """Channel-independent objects under one calibration. Default: none."""
         return None
 
+    def chunk_objects(self, events: ak.Array) -> Any:
+        """What every calibration of a chunk shares (flattened inputs, calibration-independent
+        candidates, a per-chunk cache), computed once per chunk and passed to ``objects`` as a third
+        argument. Default: None, and ``objects`` is called with two (as by the tests)."""
+        return None
+
     def select(self, events: ak.Array, objects: Any, channel: str) -> Selection:
         raise NotImplementedError
 
@@ -337,8 +344,9 @@ class SearchProcessor(processor.ProcessorABC):
 
     def _passes(self, events: ak.Array, is_data: bool) -> Iterator[tuple[Calibration, str, Selection, Weights]]:
         fired = self.trigger_fired(events)
+        shared = self.chunk_objects(events)
         for calibration in calibrations(self.experiment, nominal_only=is_data or self.training):
-            objects = self.objects(events, calibration)
+            objects = self.objects(events, calibration) if shared is None else self.objects(events, calibration, shared)
             for channel in self.channels:
                 selection = self.select(events, objects, channel)
                 if fired is not None:
