@@ -199,6 +199,19 @@ def with_mass(p4: kin.P4, old_mass: float, new_mass: float) -> kin.P4:
 
 
 @dataclass
+class TwoTrackInputs:
+    """The calibration-independent part of ``TwoTrackEvents``, flattened once per chunk: the events
+    with ``n_tracks`` opposite IP tracks (``keep``), their tracks' stored columns (n, n_tracks),
+    their photons' (flat, lists by ``g_offsets``) and the beams."""
+
+    keep: np.ndarray
+    track_columns: dict[str, np.ndarray]
+    photon_columns: dict[str, np.ndarray]
+    g_offsets: np.ndarray
+    beam: kin.P4
+
+
+@dataclass
 class TwoTrackEvents:
     """Channel-independent objects of the events with two opposite tracks (``keep`` of the chunk),
     as numpy arrays: per kept event (n,), per track (n, n_tracks), and photons flat over the kept
@@ -270,17 +283,18 @@ class TauLGammaProcessor(SearchProcessor):
             **{f"nminus1_{name}": new_hist(tag, axis) for name, axis in n1.items()},
         }
 
-    def objects(self, events: ak.Array, calibration: Calibration) -> TwoTrackEvents:
+    def objects(self, events: ak.Array, calibration: Calibration, inputs: TwoTrackInputs | None = None) -> TwoTrackEvents:
         """Frames, calibrated tracks and photons, thrust hemispheres -- for the events with two
         opposite tracks from the IP only (most background has not): the rest cannot pass.
 
         Tracks outside the IP window (beam background, conversions, decays in flight) are dropped
         from the event altogether, as an analysis's good-track list does."""
-        o = self._two_track_objects(events, calibration)
+        inputs = self.chunk_objects(events) if inputs is None else inputs
+        o = self._two_track_objects(inputs, calibration)
         if self.pid_weighted(events) and self.config.brems_recovery is not None:
             # the brems recovery follows the thrown eID: with the eID weighted instead, each e gamma
             # candidate needs the photons as recovered with its own signal track as the electron
-            o.electron_is_track = (self._two_track_objects(events, calibration, 0), self._two_track_objects(events, calibration, 1))
+            o.electron_is_track = (self._two_track_objects(inputs, calibration, 0), self._two_track_objects(inputs, calibration, 1))
         return o
 
     def _track_fields(self, events: ak.Array) -> list[str]:
@@ -291,9 +305,9 @@ class TauLGammaProcessor(SearchProcessor):
             names += [pid_weighting.pass_probability_field(fields, v, c) for v, c in self.pid_requirements()]
         return list(dict.fromkeys(names + [f for f in ("mcPDG", "mcIndex") if f in fields]))
 
-    def _two_track_objects(self, events: ak.Array, calibration: Calibration, electron_track: int | None = None) -> TwoTrackEvents:
-        """``objects`` with the electron candidates of the brems recovery from the thrown eID, or
-        (``electron_track``) only the track of that index. Flattened once, then numpy (and numba)."""
+    def chunk_objects(self, events: ak.Array) -> TwoTrackInputs:
+        """The events with two opposite tracks from the IP, their tracks and photons, flattened to
+        numpy once per chunk (every calibration starts from them)."""
         cfg = self.config
         k = cfg.tracks.n_tracks
         t_off, trk = jk.flatten(events.Track, self._track_fields(events))
@@ -301,14 +315,22 @@ class TauLGammaProcessor(SearchProcessor):
         g_off, pho = jk.flatten(events.Photon, g_fields)
         ip = (abs(trk["dr"]) < cfg.tracks.dr_max) & (abs(trk["dz"]) < cfg.tracks.dz_max)
         keep = (jk.segment_count(t_off, ip) == k) & (jk.segment_sum(t_off, trk["charge"], ip) == 0)
-        n = int(keep.sum())
         # the kept events' IP tracks, k per event in their stored order; their photons, flat
         t_kept = ip & keep[jk.list_index(t_off)]
-        col = {name: v[t_kept].reshape(n, k) for name, v in trk.items()}
         g_kept = keep[jk.list_index(g_off)]
-        pho = {name: v[g_kept] for name, v in pho.items()}
-        g_off = jk.offsets_of(np.diff(g_off)[keep])
-        beam = kin.P4(*(np.asarray(ak.to_numpy(events[b]))[keep] for b in ("beamPx", "beamPy", "beamPz", "beamE")))
+        return TwoTrackInputs(
+            keep=keep, track_columns={name: v[t_kept].reshape(-1, k) for name, v in trk.items()},
+            photon_columns={name: v[g_kept] for name, v in pho.items()}, g_offsets=jk.offsets_of(np.diff(g_off)[keep]),
+            beam=kin.P4(*(np.asarray(ak.to_numpy(events[b]))[keep] for b in ("beamPx", "beamPy", "beamPz", "beamE"))),
+        )
+
+    def _two_track_objects(self, inputs: TwoTrackInputs, calibration: Calibration, electron_track: int | None = None) -> TwoTrackEvents:
+        """``objects`` with the electron candidates of the brems recovery from the thrown eID, or
+        (``electron_track``) only the track of that index. numpy (and numba) on the flattened inputs."""
+        cfg = self.config
+        k = cfg.tracks.n_tracks
+        keep, col, pho, g_off, beam = inputs.keep, inputs.track_columns, inputs.photon_columns, inputs.g_offsets, inputs.beam
+        n = len(beam.E)
         beta = kin.cm_boost(beam.E, beam.px, beam.py, beam.pz)
         roots = kin.sqrt_s(beam.E, beam.px, beam.py, beam.pz)
 
