@@ -159,7 +159,8 @@ class FlatPackedSelection(PackedSelection):
     ``tests/test_base_processor.py`` checks both give the same packed words."""
 
     def add(self, name: str, selection: Any, fill_value: bool = False) -> None:
-        if not (isinstance(selection, np.ndarray) and selection.dtype == bool and selection.ndim == 1) or self.delayed_mode:
+        flat_numpy = isinstance(selection, np.ndarray) and selection.dtype == bool and selection.ndim == 1
+        if not flat_numpy or (self._names and not isinstance(self._data, np.ndarray)):  # dask: coffea's path
             super().add(name, selection, fill_value)
             return
         if name in self._names:
