@@ -213,6 +213,11 @@ class SearchProcessor(processor.ProcessorABC):
     #: whose background estimate rests on PID-weighted simulation set it, so that a
     #: plain ``belle-rare run`` gives the estimate the model was trained and quoted with
     pid_weighting_default: ClassVar[bool] = False
+    #: the weights of a calibration variation (momentum / photon-energy scale) are only read in the
+    #: selection's regions; a search whose ``Selection.values`` all have one entry per event can have
+    #: them computed on those events only (``add_weights`` gets the region events; every correction is
+    #: per event, so each event's weight is the same): most of the per-chunk correction cost goes
+    region_weights_only: ClassVar[bool] = False
 
     def __init__(self, experiment: str, config: Any, *, model_dir: Path | None = None, training: bool = False,
                  pid_weighting: bool | None = None) -> None:
@@ -352,7 +357,20 @@ class SearchProcessor(processor.ProcessorABC):
                 selection = self.select(events, objects, channel)
                 if fired is not None:
                     selection = with_trigger(selection, fired)
-                yield calibration, channel, selection, self.event_weights(events, selection, channel, is_data)
+                if self.region_weights_only and not calibration.is_nominal:
+                    yield calibration, channel, selection, self._region_weights(events, selection, channel, is_data)
+                else:
+                    yield calibration, channel, selection, self.event_weights(events, selection, channel, is_data)
+
+    def _region_weights(self, events: ak.Array, selection: Selection, channel: str, is_data: bool) -> "RegionWeights":
+        """``event_weights`` of the events in any region only (``region_weights_only``), 0 elsewhere."""
+        used = np.zeros(len(events), dtype=bool)
+        for mask in selection.regions.values():
+            used |= np.asarray(mask, dtype=bool)
+        inside = Selection(selection.cuts, {k: np.asarray(v)[used] for k, v in selection.values.items()})
+        nominal = np.zeros(len(used))
+        nominal[used] = self.event_weights(events[used], inside, channel, is_data).weight()
+        return RegionWeights(nominal)
 
     def process(self, events: ak.Array) -> dict[str, Any]:
         cpu_start = time.process_time()
@@ -393,6 +411,19 @@ class SearchProcessor(processor.ProcessorABC):
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
         return accumulator
+
+
+@dataclass(frozen=True)
+class RegionWeights:
+    """The nominal weight of a calibration variation where a region can read it (0 elsewhere): all
+    ``process`` asks of a calibration variation's ``Weights``."""
+
+    nominal: np.ndarray
+
+    def weight(self, modifier: str | None = None) -> np.ndarray:
+        if modifier is not None:
+            raise ValueError("a calibration variation has only its nominal weight")
+        return self.nominal
 
 
 @dataclass(frozen=True)
