@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
-import awkward as ak
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -28,7 +28,7 @@ import belle_rare.simulation.detector as detector
 from belle_rare.analyses.runner import RunOptions, run_search
 from belle_rare.analyses.taulgamma import measure
 from belle_rare.processors import taulgamma
-from belle_rare.processors.brems_recovery import Recovered
+from belle_rare.processors.brems_recovery import RecoveredFlat
 from belle_rare.simulation.production import Request, produce
 
 SIGNALS = ("sig_tauegamma", "sig_taumugamma")
@@ -49,10 +49,10 @@ def without_material() -> Iterator[None]:
 
 @contextmanager
 def without_recovery() -> Iterator[None]:
-    def identity(tracks, electron, photons, cfg):
-        return Recovered(tracks=tracks, n_photons=ak.zeros_like(electron, dtype=int), photon_free=ak.ones_like(photons.E, dtype=bool))
+    def identity(t_offsets, tracks, electron, g_offsets, photons, cfg):
+        return RecoveredFlat(tracks=tracks, n_photons=np.zeros(len(electron), dtype=int), photon_free=np.ones(len(photons.E), dtype=bool))
 
-    with mock.patch.object(taulgamma, "recover_brems", identity):
+    with mock.patch.object(taulgamma, "recover_brems_flat", identity):
         yield
 
 

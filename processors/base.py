@@ -3,7 +3,8 @@
 A search subclasses ``SearchProcessor`` and writes four steps:
 
 * ``objects(events, calibration)`` -- channel-independent objects (frames, calibrated tracks and
-  photons, thrust, hemispheres, composite candidates), computed once per chunk and calibration;
+  photons, thrust, hemispheres, composite candidates), computed once per chunk and calibration
+  (what all calibrations share can come from ``chunk_objects(events)``, once per chunk);
 * ``select(events, objects, channel)`` -- a ``Selection``: a coffea ``PackedSelection`` of named
   cuts in cutflow order, per-event values, region masks (full-length, one entry per event);
 * ``add_weights(weights, selection, channel)`` -- correction weights with their up/down
@@ -148,9 +149,36 @@ def trigger_lines_type() -> Any:
 TriggerLines = trigger_lines_type()
 
 
+class FlatPackedSelection(PackedSelection):
+    """coffea's ``PackedSelection`` whose ``add`` takes a flat numpy boolean mask directly.
+
+    coffea checks every added mask with two ``ak.type`` calls (~0.25 ms per cut); the searches add
+    30-50 cuts per channel and calibration, and repack them with the trigger: after the selections
+    went to numpy this was the largest fixed cost per chunk (taulgamma: 0.47 of 1.55 CPU s on three
+    1,000-event chunks). Other inputs (awkward, option type, dask) go through coffea's ``add``;
+    ``tests/test_base_processor.py`` checks both give the same packed words."""
+
+    def add(self, name: str, selection: Any, fill_value: bool = False) -> None:
+        flat_numpy = isinstance(selection, np.ndarray) and selection.dtype == bool and selection.ndim == 1
+        if not flat_numpy or (self._names and not isinstance(self._data, np.ndarray)):  # dask: coffea's path
+            super().add(name, selection, fill_value)
+            return
+        if name in self._names:
+            raise ValueError(f"Selection '{name}' already exists")
+        if not self._names:
+            self._data = np.zeros(len(selection), dtype=self._dtype)
+        elif len(self._names) == self.maxitems:
+            raise RuntimeError(f"Exhausted all slots in PackedSelection: {self}, consider a larger dtype or fewer selections")
+        elif self._data.shape != selection.shape:
+            raise ValueError(f"New selection '{name}' has a different shape than existing selections "
+                             f"({selection.shape} vs. {self._data.shape})")
+        np.bitwise_or(self._data, self._dtype.type(1 << len(self._names)), where=selection, out=self._data)
+        self._names.append(name)
+
+
 def packed(cuts: Mapping[str, Any]) -> PackedSelection:
     """A PackedSelection of ``cuts`` (name -> boolean array; None entries count as failing), in order."""
-    selection = PackedSelection(dtype="uint64")
+    selection = FlatPackedSelection(dtype="uint64")
     for name, mask in cuts.items():
         selection.add(name, np.asarray(ak.to_numpy(ak.fill_none(mask, False)) if isinstance(mask, ak.Array) else mask, dtype=bool))
     return selection
@@ -185,6 +213,11 @@ class SearchProcessor(processor.ProcessorABC):
     #: whose background estimate rests on PID-weighted simulation set it, so that a
     #: plain ``belle-rare run`` gives the estimate the model was trained and quoted with
     pid_weighting_default: ClassVar[bool] = False
+    #: the weights of a calibration variation (momentum / photon-energy scale) are only read in the
+    #: selection's regions; a search whose ``Selection.values`` all have one entry per event can have
+    #: them computed on those events only (``add_weights`` gets the region events; every correction is
+    #: per event, so each event's weight is the same): most of the per-chunk correction cost goes
+    region_weights_only: ClassVar[bool] = False
 
     def __init__(self, experiment: str, config: Any, *, model_dir: Path | None = None, training: bool = False,
                  pid_weighting: bool | None = None) -> None:
@@ -211,6 +244,12 @@ class SearchProcessor(processor.ProcessorABC):
 
     def objects(self, events: ak.Array, calibration: Calibration) -> Any:
         """Channel-independent objects under one calibration. Default: none."""
+        return None
+
+    def chunk_objects(self, events: ak.Array) -> Any:
+        """What every calibration of a chunk shares (flattened inputs, calibration-independent
+        candidates, a per-chunk cache), computed once per chunk and passed to ``objects`` as a third
+        argument. Default: None, and ``objects`` is called with two (as by the tests)."""
         return None
 
     def select(self, events: ak.Array, objects: Any, channel: str) -> Selection:
@@ -311,13 +350,27 @@ class SearchProcessor(processor.ProcessorABC):
 
     def _passes(self, events: ak.Array, is_data: bool) -> Iterator[tuple[Calibration, str, Selection, Weights]]:
         fired = self.trigger_fired(events)
+        shared = self.chunk_objects(events)
         for calibration in calibrations(self.experiment, nominal_only=is_data or self.training):
-            objects = self.objects(events, calibration)
+            objects = self.objects(events, calibration) if shared is None else self.objects(events, calibration, shared)
             for channel in self.channels:
                 selection = self.select(events, objects, channel)
                 if fired is not None:
                     selection = with_trigger(selection, fired)
-                yield calibration, channel, selection, self.event_weights(events, selection, channel, is_data)
+                if self.region_weights_only and not calibration.is_nominal:
+                    yield calibration, channel, selection, self._region_weights(events, selection, channel, is_data)
+                else:
+                    yield calibration, channel, selection, self.event_weights(events, selection, channel, is_data)
+
+    def _region_weights(self, events: ak.Array, selection: Selection, channel: str, is_data: bool) -> "RegionWeights":
+        """``event_weights`` of the events in any region only (``region_weights_only``), 0 elsewhere."""
+        used = np.zeros(len(events), dtype=bool)
+        for mask in selection.regions.values():
+            used |= np.asarray(mask, dtype=bool)
+        inside = Selection(selection.cuts, {k: np.asarray(v)[used] for k, v in selection.values.items()})
+        nominal = np.zeros(len(used))
+        nominal[used] = self.event_weights(events[used], inside, channel, is_data).weight()
+        return RegionWeights(nominal)
 
     def process(self, events: ak.Array) -> dict[str, Any]:
         cpu_start = time.process_time()
@@ -358,6 +411,19 @@ class SearchProcessor(processor.ProcessorABC):
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
         return accumulator
+
+
+@dataclass(frozen=True)
+class RegionWeights:
+    """The nominal weight of a calibration variation where a region can read it (0 elsewhere): all
+    ``process`` asks of a calibration variation's ``Weights``."""
+
+    nominal: np.ndarray
+
+    def weight(self, modifier: str | None = None) -> np.ndarray:
+        if modifier is not None:
+            raise ValueError("a calibration variation has only its nominal weight")
+        return self.nominal
 
 
 @dataclass(frozen=True)

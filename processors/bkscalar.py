@@ -231,7 +231,11 @@ class BKScalarProcessor(SearchProcessor):
         }
 
     # ------------------------------------------------------------------ physics
-    def objects(self, events: ak.Array, calibration: Calibration) -> ScalarEvents:
+    def chunk_objects(self, events: ak.Array) -> dict[Any, Pairs]:
+        """A per-chunk cache of the vertex-fitted pairs by momentum scale (the fit is the top cost)."""
+        return {}
+
+    def objects(self, events: ak.Array, calibration: Calibration, shared: dict[Any, Pairs] | None = None) -> ScalarEvents:
         cfg = self.config
         n = len(events)
         _, beta, roots = event_frame(events)
@@ -256,6 +260,21 @@ class BKScalarProcessor(SearchProcessor):
         g_cm = kin.to_cm(*(c[g_ok] for c in g_lab), *beta)
         r2 = fox_wolfram_r2(*(ak.concatenate([t_cm[k], g_cm[k]], axis=1) for k in range(3)))
 
+        key = ("pairs", scale)  # the photon-energy calibrations reuse the nominal momentum scale's fits
+        pairs = shared.get(key) if shared is not None else None
+        if pairs is None:
+            pairs = self._fitted_pairs(flat, counts, start, track_event, prompt, n)
+            if shared is not None:
+                shared[key] = pairs
+        beta_np = tuple(np.asarray(ak.to_numpy(c), dtype=np.float64) for c in beta)
+        return ScalarEvents(n, start, track_event, flat, prompt, beta_np, np.asarray(ak.to_numpy(roots), dtype=np.float64),
+                            np.asarray(ak.to_numpy(ak.fill_none(r2, np.nan)), dtype=np.float64), pairs,
+                            self.lifetime_weights(events) if calibration.is_nominal else {})
+
+    def _fitted_pairs(self, flat: dict[str, np.ndarray], counts: np.ndarray, start: np.ndarray, track_event: np.ndarray,
+                      prompt: np.ndarray, n: int) -> Pairs:
+        """Every opposite-charge pair of the events with a prompt kaon candidate, vertex-fitted."""
+        cfg = self.config
         # every opposite-charge pair, positive track first, fitted to a common vertex
         pe, a, b = _flat_pairs(counts)
         i, j = start[pe] + a, start[pe] + b
@@ -275,11 +294,7 @@ class BKScalarProcessor(SearchProcessor):
             np.hypot(start_point[:, 0], start_point[:, 1]) * np.hypot(*p_pair), np.finfo(float).tiny)
         keep = pointing > cfg.vertex.prefit_cos_alpha_min
         pe, i, j = pe[keep], i[keep], j[keep]
-        fit = fit_vertex(pick(i), pick(j))
-        beta_np = tuple(np.asarray(ak.to_numpy(c), dtype=np.float64) for c in beta)
-        return ScalarEvents(n, start, track_event, flat, prompt, beta_np, np.asarray(ak.to_numpy(roots), dtype=np.float64),
-                            np.asarray(ak.to_numpy(ak.fill_none(r2, np.nan)), dtype=np.float64), Pairs(pe, i, j, fit),
-                            self.lifetime_weights(events) if calibration.is_nominal else {})
+        return Pairs(pe, i, j, fit_vertex(pick(i), pick(j)))
 
     def _daughter_theta_ok(self, fit: VertexFit) -> np.ndarray:
         """Both daughters' polar angle, seen from the IP, where their line from the vertex leaves the CDC

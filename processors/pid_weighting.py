@@ -40,11 +40,16 @@ PID_WEIGHT = "pidWeight"
 
 def pass_probability(tracks: ak.Array, variable: str, cut: float) -> ak.Array:
     """P(``variable`` > ``cut``) of every track (jagged), from the stored pass-probability branch."""
+    return tracks[pass_probability_field(tracks.fields, variable, cut)]
+
+
+def pass_probability_field(fields: list[str], variable: str, cut: float) -> str:
+    """The track field holding P(``variable`` > ``cut``); a UserError if the input lacks it."""
     name = pass_probability_branch(variable, cut)
-    if name not in tracks.fields:
+    if name not in fields:
         raise UserError(f"PID weighting needs the branch Track_{name}: add {cut} to pid.working_points.{variable} "
                         "in the detector YAML and regenerate the samples")
-    return tracks[name]
+    return name
 
 
 def branches(requirements: list[tuple[str, float]]) -> tuple[str, ...]:

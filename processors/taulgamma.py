@@ -19,13 +19,14 @@ from belle_rare import corrections
 from belle_rare.configs.loader import StrictModel
 from belle_rare.core.histograms import new_hist, regular
 from belle_rare.core.units import pdg_mass
+from belle_rare.processors import jagged_kernels as jk
 from belle_rare.processors import kinematics as kin
 from belle_rare.processors import pid_weighting
 from belle_rare.processors.base import Calibration, SearchProcessor, Selection, packed, signal_datasets_of, vary
 from belle_rare.processors.base import TriggerLines
-from belle_rare.processors.brems_recovery import BremsRecovery, recover_brems
-from belle_rare.processors.columns import as_bool, as_float, expand, in_range, only
-from belle_rare.processors.event_shape import hemisphere, thrust_axis
+from belle_rare.processors.brems_recovery import BremsRecovery, recover_brems_flat
+from belle_rare.processors.columns import expand, in_range
+from belle_rare.processors.event_shape import hemisphere_flat, thrust_axis_flat
 from belle_rare.processors.registry import Demo, Search, builtin_file
 
 TAU_MASS = pdg_mass(15)
@@ -198,30 +199,47 @@ def with_mass(p4: kin.P4, old_mass: float, new_mass: float) -> kin.P4:
 
 
 @dataclass
-class TwoTrackEvents:
-    """Channel-independent objects of the events with two opposite tracks (``keep`` of the chunk)."""
+class TwoTrackInputs:
+    """The calibration-independent part of ``TwoTrackEvents``, flattened once per chunk: the events
+    with ``n_tracks`` opposite IP tracks (``keep``), their tracks' stored columns (n, n_tracks),
+    their photons' (flat, lists by ``g_offsets``) and the beams."""
 
     keep: np.ndarray
-    events: ak.Array
-    tracks: ak.Array  # the events' tracks from the IP (the raw ``events.Track`` may hold more)
+    track_columns: dict[str, np.ndarray]
+    photon_columns: dict[str, np.ndarray]
+    g_offsets: np.ndarray
+    beam: kin.P4
+
+
+@dataclass
+class TwoTrackEvents:
+    """Channel-independent objects of the events with two opposite tracks (``keep`` of the chunk),
+    as numpy arrays: per kept event (n,), per track (n, n_tracks), and photons flat over the kept
+    events in lists by ``g_offsets`` (processors/jagged_kernels.py says why not awkward)."""
+
+    keep: np.ndarray
     beam: kin.P4
     beta: kin.Vec3
-    roots: Any
+    roots: np.ndarray
+    #: stored per-track branches the selection reads (PID, pass probabilities, truth), (n, n_tracks)
+    track_columns: dict[str, np.ndarray]
     t_lab: kin.P4
     t_cm: kin.P4
-    t_cos: Any
-    t_pt: Any
+    t_cos: np.ndarray
+    t_pt: np.ndarray
+    t_hemi: np.ndarray
+    g_offsets: np.ndarray
+    g_event: np.ndarray  # the kept event of each photon
     g_lab: kin.P4
     g_cm: kin.P4
-    g_cos: Any
-    t_hemi: Any
-    g_hemi: Any
+    g_cos: np.ndarray
+    g_hemi: np.ndarray
     #: PID-weighted background with brems recovery: the objects recomputed with track k (0, 1) as the
     #: only electron candidate (the e gamma candidate whose signal lepton is track k; its tag track
     #: fails the eID veto, so it is no electron candidate); None otherwise
     electron_is_track: tuple[TwoTrackEvents, TwoTrackEvents] | None = None
     #: truth link (MCParticle index, -1 beam background) of each kept photon, when the input has it
-    g_mc_index: Any = None
+    g_mc_index: np.ndarray | None = None
 
 
 CUT_VALUES = ("e_total", "e_sum_rho", "cos_tracks", "cos_lgamma", "p_miss", "cos_theta_miss", "cos_miss_tag", "m_nu2",
@@ -236,6 +254,7 @@ class TauLGammaProcessor(SearchProcessor):
     experiments = ("belle",)
     channels = CHANNELS
     config_model = TauLGammaConfig
+    region_weights_only = True  # every Selection value is one entry per event
     branches = (
         "nTrack", "Track_px", "Track_py", "Track_pz", "Track_E", "Track_charge", "Track_dr", "Track_dz", "Track_eIDBelle",
         "Track_muIDBelle", "nPhoton", "Photon_E", "Photon_px", "Photon_py", "Photon_pz",
@@ -265,61 +284,101 @@ class TauLGammaProcessor(SearchProcessor):
             **{f"nminus1_{name}": new_hist(tag, axis) for name, axis in n1.items()},
         }
 
-    def objects(self, events: ak.Array, calibration: Calibration) -> TwoTrackEvents:
+    def objects(self, events: ak.Array, calibration: Calibration, inputs: TwoTrackInputs | None = None) -> TwoTrackEvents:
         """Frames, calibrated tracks and photons, thrust hemispheres -- for the events with two
         opposite tracks from the IP only (most background has not): the rest cannot pass.
 
         Tracks outside the IP window (beam background, conversions, decays in flight) are dropped
         from the event altogether, as an analysis's good-track list does."""
-        o = self._two_track_objects(events, calibration)
+        inputs = self.chunk_objects(events) if inputs is None else inputs
+        o = self._two_track_objects(inputs, calibration)
         if self.pid_weighted(events) and self.config.brems_recovery is not None:
             # the brems recovery follows the thrown eID: with the eID weighted instead, each e gamma
             # candidate needs the photons as recovered with its own signal track as the electron
-            o.electron_is_track = (self._two_track_objects(events, calibration, 0), self._two_track_objects(events, calibration, 1))
+            o.electron_is_track = (self._two_track_objects(inputs, calibration, 0), self._two_track_objects(inputs, calibration, 1))
         return o
 
-    def _two_track_objects(self, events: ak.Array, calibration: Calibration, electron_track: int | None = None) -> TwoTrackEvents:
-        """``objects`` with the electron candidates of the brems recovery from the thrown eID, or
-        (``electron_track``) only the track of that index."""
+    def _track_fields(self, events: ak.Array) -> list[str]:
+        """The stored track branches the objects and the selection read (no others are materialised)."""
+        pid, fields = self.config.pid, events.Track.fields
+        names = ["px", "py", "pz", "E", "charge", "dr", "dz", pid.muon_branch, pid.electron_branch]
+        if self.pid_weighted(events):
+            names += [pid_weighting.pass_probability_field(fields, v, c) for v, c in self.pid_requirements()]
+        return list(dict.fromkeys(names + [f for f in ("mcPDG", "mcIndex") if f in fields]))
+
+    def chunk_objects(self, events: ak.Array) -> TwoTrackInputs:
+        """The events with two opposite tracks from the IP, their tracks and photons, flattened to
+        numpy once per chunk (every calibration starts from them)."""
         cfg = self.config
-        trk = ip_tracks(events.Track, cfg.tracks)
-        keep = ak.to_numpy((ak.num(trk.px) == cfg.tracks.n_tracks) & (ak.sum(trk.charge, axis=1) == 0))
-        ev = events[keep]
-        beam = kin.P4(ev.beamPx, ev.beamPy, ev.beamPz, ev.beamE)
+        k = cfg.tracks.n_tracks
+        t_off, trk = jk.flatten(events.Track, self._track_fields(events))
+        g_fields = ["px", "py", "pz", "E"] + (["mcIndex"] if "mcIndex" in events.Photon.fields else [])
+        g_off, pho = jk.flatten(events.Photon, g_fields)
+        ip = (abs(trk["dr"]) < cfg.tracks.dr_max) & (abs(trk["dz"]) < cfg.tracks.dz_max)
+        keep = (jk.segment_count(t_off, ip) == k) & (jk.segment_sum(t_off, trk["charge"], ip) == 0)
+        # the kept events' IP tracks, k per event in their stored order; their photons, flat
+        t_kept = ip & keep[jk.list_index(t_off)]
+        g_kept = keep[jk.list_index(g_off)]
+        return TwoTrackInputs(
+            keep=keep, track_columns={name: v[t_kept].reshape(-1, k) for name, v in trk.items()},
+            photon_columns={name: v[g_kept] for name, v in pho.items()}, g_offsets=jk.offsets_of(np.diff(g_off)[keep]),
+            beam=kin.P4(*(np.asarray(ak.to_numpy(events[b]))[keep] for b in ("beamPx", "beamPy", "beamPz", "beamE"))),
+        )
+
+    def _two_track_objects(self, inputs: TwoTrackInputs, calibration: Calibration, electron_track: int | None = None) -> TwoTrackEvents:
+        """``objects`` with the electron candidates of the brems recovery from the thrown eID, or
+        (``electron_track``) only the track of that index. numpy (and numba) on the flattened inputs."""
+        cfg = self.config
+        k = cfg.tracks.n_tracks
+        keep, col, pho, g_off, beam = inputs.keep, inputs.track_columns, inputs.photon_columns, inputs.g_offsets, inputs.beam
+        n = len(beam.E)
         beta = kin.cm_boost(beam.E, beam.px, beam.py, beam.pz)
         roots = kin.sqrt_s(beam.E, beam.px, beam.py, beam.pz)
 
-        trk = trk[keep]
         scale = calibration.momentum_scale
-        t_px, t_py, t_pz = trk.px * scale, trk.py * scale, trk.pz * scale
-        t_E = np.sqrt(t_px**2 + t_py**2 + t_pz**2 + (trk.E**2 - trk.px**2 - trk.py**2 - trk.pz**2))
+        px, py, pz, E = col["px"], col["py"], col["pz"], col["E"]
+        t_px, t_py, t_pz = px * scale, py * scale, pz * scale
+        t_E = np.sqrt(t_px**2 + t_py**2 + t_pz**2 + (E**2 - px**2 - py**2 - pz**2))
 
-        pho = ev.Photon
         escale = calibration.photon_energy_scale
-        g_px, g_py, g_pz, g_E = pho.px * escale, pho.py * escale, pho.pz * escale, pho.E * escale
-        g_cos = kin.cos_theta(g_px, g_py, g_pz)
+        g_px, g_py, g_pz, g_E = pho["px"] * escale, pho["py"] * escale, pho["pz"] * escale, pho["E"] * escale
+        with np.errstate(invalid="ignore", divide="ignore"):
+            g_cos = kin.cos_theta(g_px, g_py, g_pz)
         good = (g_E > cfg.photons.e_min) & in_range(g_cos, cfg.photons.cos_theta)
         if cfg.brems_recovery is not None:
             # electron candidates take back their brems photons, which leave the photon list
             if electron_track is None:
-                electron = trk[cfg.pid.electron_branch] > cfg.pid.electron_cut
+                electron = col[cfg.pid.electron_branch] > cfg.pid.electron_cut
             else:
-                electron = ak.local_index(trk.px) == electron_track
-            rec = recover_brems(kin.P4(t_px, t_py, t_pz, t_E), electron, kin.P4(g_px, g_py, g_pz, g_E), cfg.brems_recovery)
-            t_px, t_py, t_pz, t_E = rec.tracks
+                electron = np.arange(k)[None, :] == np.full((n, 1), electron_track)
+            rec = recover_brems_flat(np.arange(0, n * k + 1, k, dtype=np.int64), kin.P4(*(c.ravel() for c in (t_px, t_py, t_pz, t_E))),
+                                     electron.ravel(), g_off, kin.P4(g_px, g_py, g_pz, g_E), cfg.brems_recovery)
+            t_px, t_py, t_pz, t_E = (c.reshape(n, k) for c in rec.tracks)
             good = good & rec.photon_free
-        t_cm = kin.to_cm(t_px, t_py, t_pz, t_E, *beta)
+        per_track = [b[:, None] for b in beta]
+        t_cm = kin.to_cm(t_px, t_py, t_pz, t_E, *per_track)
+        g_event = jk.list_index(g_off)[good]
+        g_off = jk.offsets_of(jk.segment_count(g_off, good))
         g_lab = kin.P4(g_px[good], g_py[good], g_pz[good], g_E[good])
-        g_cm = kin.to_cm(*g_lab, *beta)
+        g_cm = kin.to_cm(*g_lab, *(b[g_event] for b in beta))
 
-        # thrust hemispheres (CM) of tracks and photons together
-        axis, _ = thrust_axis(*(ak.concatenate([t, g], axis=1) for t, g in zip(t_cm[:3], g_cm[:3])))
+        # thrust hemispheres (CM) of tracks and photons together, each event's tracks first
+        both = jk.offsets_of(k + np.diff(g_off))
+        t_at = (both[:-1, None] + np.arange(k)[None, :]).ravel()
+        g_at = both[g_event] + k + np.arange(len(g_event)) - g_off[g_event]
+        momenta = []
+        for t_c, g_c in zip(t_cm[:3], g_cm[:3]):
+            c = np.empty(both[-1], dtype=np.float64)
+            c[t_at], c[g_at] = t_c.ravel(), g_c
+            momenta.append(c)
+        axis, _ = thrust_axis_flat(both, *momenta)
         return TwoTrackEvents(
-            keep=keep, events=ev, tracks=trk, beam=beam, beta=beta, roots=roots,
+            keep=keep, beam=beam, beta=beta, roots=roots, track_columns=col,
             t_lab=kin.P4(t_px, t_py, t_pz, t_E), t_cm=t_cm, t_cos=kin.cos_theta(t_px, t_py, t_pz),
-            t_pt=np.sqrt(t_px**2 + t_py**2), g_lab=g_lab, g_cm=g_cm, g_cos=g_cos[good],
-            t_hemi=hemisphere(t_cm.px, t_cm.py, t_cm.pz, axis), g_hemi=hemisphere(g_cm.px, g_cm.py, g_cm.pz, axis),
-            g_mc_index=pho.mcIndex[good] if "mcIndex" in pho.fields else None,
+            t_pt=np.sqrt(t_px**2 + t_py**2), t_hemi=hemisphere_flat(*t_cm[:3], kin.Vec3(*(a[:, None] for a in axis))),
+            g_offsets=g_off, g_event=g_event, g_lab=g_lab, g_cm=g_cm, g_cos=g_cos[good],
+            g_hemi=hemisphere_flat(*g_cm[:3], kin.Vec3(*(a[g_event] for a in axis))),
+            g_mc_index=pho["mcIndex"][good] if "mcIndex" in pho else None,
         )
 
     def pid_requirements(self) -> list[tuple[str, float]]:
@@ -366,18 +425,26 @@ class TauLGammaProcessor(SearchProcessor):
                           ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(values, cut masks) of one channel on the two-track events. With ``signal_track`` (0 or 1):
         the candidate with that track as the signal lepton, without the PID cuts, and its PID pass
-        probability as ``pid_weight`` (``_pid_weighted_candidate``)."""
+        probability as ``pid_weight`` (``_pid_weighted_candidate``).
+
+        numpy on the flat objects: per-track arrays are (n, n_tracks), photons flat by ``o.g_offsets``;
+        "the first track / photon where" is ``first_in_row`` / ``first_index`` (``ak.firsts(x[mask])``)."""
+        with np.errstate(invalid="ignore", divide="ignore"):  # NaN of events without a candidate fail every cut
+            return self._select_two_track_values(o, channel, signal_track)
+
+    def _select_two_track_values(self, o: TwoTrackEvents, channel: str, signal_track: int | None
+                                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         weighted = signal_track is not None
         cfg = self.config
-        trk = o.tracks
-        roots, beta = o.roots, o.beta
+        col = o.track_columns
+        roots, beta, off = o.roots, o.beta, o.g_offsets
         t_cm, g_cm, g_E, g_cos, t_cos = o.t_cm, o.g_cm, o.g_lab.E, o.g_cos, o.t_cos
 
         # preselection: the paper's track kinematics (inside the ECL acceptance for e gamma)
         p_cm = kin.momentum(t_cm.px, t_cm.py, t_cm.pz)
-        trk_ok = (p_cm <= cfg.tracks.p_cm_max_over_sqrt_s * roots) & (o.t_pt >= cfg.tracks.pt_min) & in_range(t_cos, cfg.tracks.cos_theta)
+        trk_ok = (p_cm <= cfg.tracks.p_cm_max_over_sqrt_s * roots[:, None]) & (o.t_pt >= cfg.tracks.pt_min) & in_range(t_cos, cfg.tracks.cos_theta)
         if channel == "egamma":
-            in_ecl = ak.zeros_like(t_cos, dtype=bool)
+            in_ecl = np.zeros(t_cos.shape, dtype=bool)
             for window in cfg.tracks.ecl_acceptance_cos_theta:
                 in_ecl = in_ecl | in_range(t_cos, window)
             trk_ok = trk_ok & in_ecl
@@ -385,44 +452,43 @@ class TauLGammaProcessor(SearchProcessor):
         pid = cfg.pid
         muon, electron = (pid.muon_branch, pid.muon_cut), (pid.electron_branch, pid.electron_cut)
         (lepton_branch, lepton_cut), (other_branch, other_cut) = (muon, electron) if channel == "mugamma" else (electron, muon)
-        lepton_id, other_id = trk[lepton_branch], trk[other_branch]
+        lepton_id, other_id = col[lepton_branch], col[other_branch]
 
         # signal side: the hemisphere with exactly one photon, that photon hard and central, and a lepton
-        chosen = ak.zeros_like(roots, dtype=np.int64)
+        chosen = np.zeros(len(roots), dtype=np.int64)
+        hard_photon = (g_E > cfg.photons.signal_e_min) & in_range(g_cos, cfg.photons.signal_cos_theta)
         for h in (-1, 1):
             in_h = o.g_hemi == h
-            one = ak.sum(in_h, axis=1) == 1
-            hard = ak.fill_none(only((g_E > cfg.photons.signal_e_min) & in_range(g_cos, cfg.photons.signal_cos_theta), in_h), False)
+            one = jk.segment_count(off, in_h) == 1
+            hard = jk.take(hard_photon, jk.first_index(off, in_h), False)
             if weighted:  # no lepton ID: the hemisphere of the candidate's signal track
                 lep = o.t_hemi[:, signal_track] == h
             else:
-                lep = ak.fill_none(only(lepton_id > lepton_cut, o.t_hemi == h), False)
-            chosen = ak.where((chosen == 0) & one & hard & lep, h, chosen)
+                lep = jk.take_in_row(lepton_id > lepton_cut, jk.first_in_row(o.t_hemi == h), False)
+            chosen = np.where((chosen == 0) & one & hard & lep, h, chosen)
         has_signal = chosen != 0
-        side = ak.where(has_signal, chosen, 1)
-        sig_t, tag_t = o.t_hemi == side, o.t_hemi == -side
-        sig_g, tag_g = o.g_hemi == side, o.g_hemi == -side
-        one_each = (ak.sum(sig_t, axis=1) == 1) & (ak.sum(tag_t, axis=1) == 1)
+        side = np.where(has_signal, chosen, 1)
+        sig_t, tag_t = o.t_hemi == side[:, None], o.t_hemi == -side[:, None]
+        sig_g, tag_g = o.g_hemi == side[o.g_event], o.g_hemi == -side[o.g_event]
+        one_each = (sig_t.sum(axis=1) == 1) & (tag_t.sum(axis=1) == 1)
+        sig_col, tag_col, sig_photon = jk.first_in_row(sig_t), jk.first_in_row(tag_t), jk.first_index(off, sig_g)
 
         # the signal-side track in the lepton hypothesis (lab energy, then the CM frame): in the pion
         # hypothesis M_bc peaked 8 (mu) / 14 (e) MeV above m_tau
         as_lepton = with_mass(o.t_lab, PION_MASS, pdg_mass(LEPTON_PDG[channel]))
-        t_lab = kin.P4(*(ak.where(sig_t, lep_c, pi_c) for lep_c, pi_c in zip(as_lepton, o.t_lab)))
-        t_cm = kin.to_cm(*t_lab, *beta)
+        t_lab = kin.P4(*(np.where(sig_t, lep_c, pi_c) for lep_c, pi_c in zip(as_lepton, o.t_lab)))
+        t_cm = kin.to_cm(*t_lab, *(b[:, None] for b in beta))
 
-        def first(x: ak.Array, m: ak.Array) -> ak.Array:
-            return ak.fill_none(only(x, m), np.nan)
-
-        lep = kin.P4(*(first(c, sig_t) for c in t_cm))
-        gam = kin.P4(*(first(c, sig_g) for c in g_cm))
-        tag_trk = kin.P4(*(first(c, tag_t) for c in t_cm))
-        tag_pho = kin.P4(*(ak.sum(c[tag_g], axis=1) for c in g_cm))
-        tag_is_lepton = ak.fill_none(only(other_id > other_cut, tag_t), False)
+        lep = kin.P4(*(jk.take_in_row(c, sig_col, np.nan) for c in t_cm))
+        gam = kin.P4(*(jk.take(c, sig_photon, np.nan) for c in g_cm))
+        tag_trk = kin.P4(*(jk.take_in_row(c, tag_col, np.nan) for c in t_cm))
+        tag_pho = kin.P4(*(jk.segment_sum(off, c, tag_g) for c in g_cm))
+        tag_is_lepton = jk.take_in_row(other_id > other_cut, tag_col, False)
         if weighted:
             veto_ok = one_each
         else:
-            veto_ok = ak.fill_none(only(lepton_id < pid.extra_lepton_veto, tag_t), False)
-        tag_class = ak.where(tag_is_lepton, 0, ak.where(ak.sum(tag_g, axis=1) == 0, 1, 2))
+            veto_ok = jk.take_in_row(lepton_id < pid.extra_lepton_veto, tag_col, False)
+        tag_class = np.where(tag_is_lepton, 0, np.where(jk.segment_count(off, tag_g) == 0, 1, 2))
 
         lg = kin.p4_add(lep, gam)
         de = kin.delta_e_over_sqrt_s(lg.E, roots)
@@ -435,9 +501,15 @@ class TauLGammaProcessor(SearchProcessor):
         else:
             mbc, _ = kin.mbc_deltae(*lg, roots)
 
-        vis_cm = kin.p4_add(kin.p4_sum(*t_cm), kin.p4_sum(*g_cm))
+        def track_sum(p4: kin.P4) -> kin.P4:
+            return kin.P4(*(c.sum(axis=1) for c in p4))
+
+        def photon_sum(p4: kin.P4) -> kin.P4:
+            return kin.P4(*(jk.segment_sum(off, c) for c in p4))
+
+        vis_cm = kin.p4_add(track_sum(t_cm), photon_sum(g_cm))
         tag_sys = kin.p4_add(tag_trk, tag_pho)
-        vis_lab = kin.p4_add(kin.p4_sum(*t_lab), kin.p4_sum(*o.g_lab))
+        vis_lab = kin.p4_add(track_sum(t_lab), photon_sum(o.g_lab))
         miss_lab = kin.missing_four_momentum(o.beam, vis_lab)
         tag_lab = kin.to_lab(*tag_trk, *beta)
 
@@ -446,7 +518,7 @@ class TauLGammaProcessor(SearchProcessor):
         m_nu2 = (lg.E - tag_sys.E) ** 2 - (miss_cm.px**2 + miss_cm.py**2 + miss_cm.pz**2)
 
         # xi (eqs. 2.1-2.3): cosine between the tag tau and the tag track (+ tag photons for rho)
-        track_for_xi = kin.P4(*(ak.where(tag_class == 2, a, b) for a, b in zip(tag_sys, tag_trk)))
+        track_for_xi = kin.P4(*(np.where(tag_class == 2, a, b) for a, b in zip(tag_sys, tag_trk)))
         recoil = kin.P4(-lg.px - track_for_xi.px, -lg.py - track_for_xi.py, -lg.pz - track_for_xi.pz, roots - lg.E - track_for_xi.E)
         m2_miss, m2_track = kin.mass2(*recoil), kin.mass2(*track_for_xi)
         dot = (m2_miss - TAU_MASS**2 - m2_track + roots * track_for_xi.E) / 2.0
@@ -467,8 +539,8 @@ class TauLGammaProcessor(SearchProcessor):
         }
         sel = cfg.selection
 
-        def per_tag(table: PerTag) -> ak.Array:
-            return ak.where(tag_class == 0, table.lepton, ak.where(tag_class == 1, table.pi, table.rho))
+        def per_tag(table: PerTag) -> np.ndarray:
+            return np.where(tag_class == 0, table.lepton, np.where(tag_class == 1, table.pi, table.rho))
 
         m_nu2_window = [per_tag(PerTag(**{t: getattr(sel.m_nu2, t)[i] for t in TAG_CLASSES})) for i in (0, 1)]  # (low, high)
         cuts = {
@@ -486,34 +558,34 @@ class TauLGammaProcessor(SearchProcessor):
         # the steps are cumulative as written in the paper's preselection; cuts follow in order
         masks = {
             "two opposite tracks": np.ones(len(roots), bool),
-            "track kinematics": ak.fill_none(ak.all(trk_ok, axis=1), False),
+            "track kinematics": trk_ok.all(axis=1),
             "signal side (1 photon, lepton ID)": has_signal & one_each,
             "tag-side lepton veto": veto_ok,
             **cuts,
         }
-        out = {name: as_float(v) for name, v in values.items()}
+        out = {name: np.asarray(v, dtype=float) for name, v in values.items()}
         out.update({
-            "tag_class": ak.to_numpy(ak.fill_none(tag_class, 0)),
-            "lepton_p": as_float(only(kin.momentum(*t_lab[:3]), sig_t), 1.0),
-            "lepton_cos": as_float(only(t_cos, sig_t), 0.0),
-            "mbc": as_float(mbc),
-            "de": as_float(de),
+            "tag_class": tag_class,
+            "lepton_p": jk.take_in_row(kin.momentum(*t_lab[:3]), sig_col, 1.0).astype(float),
+            "lepton_cos": jk.take_in_row(t_cos, sig_col, 0.0).astype(float),
+            "mbc": np.asarray(mbc, dtype=float),
+            "de": np.asarray(de, dtype=float),
         })
         if weighted:
             # P(signal track passes the lepton ID) x P(tag track fails the veto's cut): the thrown cuts
             # `lepton_id > lepton_cut` and `lepton_id < extra_lepton_veto` above
-            p_lep = pid_weighting.pass_probability(trk, lepton_branch, lepton_cut)
-            p_veto = pid_weighting.pass_probability(trk, lepton_branch, pid.extra_lepton_veto)
-            prob = ak.fill_none(only(p_lep, sig_t), 0.0) * (1.0 - ak.fill_none(only(p_veto, tag_t), 1.0))
-            out["pid_weight"] = as_float(ak.where(has_signal & one_each, prob, 0.0), 0.0)
-        if "mcPDG" in trk.fields:
-            out["lepton_pdg"] = ak.to_numpy(ak.fill_none(only(trk.mcPDG, sig_t), 0))
-        if "mcIndex" in trk.fields and o.g_mc_index is not None:
+            p_lep = col[pid_weighting.pass_probability_field(list(col), lepton_branch, lepton_cut)]
+            p_veto = col[pid_weighting.pass_probability_field(list(col), lepton_branch, pid.extra_lepton_veto)]
+            prob = jk.take_in_row(p_lep, sig_col, 0.0) * (1.0 - jk.take_in_row(p_veto, tag_col, 1.0))
+            out["pid_weight"] = np.where(has_signal & one_each, prob, 0.0).astype(float)
+        if "mcPDG" in col:
+            out["lepton_pdg"] = jk.take_in_row(col["mcPDG"], sig_col, 0)
+        if "mcIndex" in col and o.g_mc_index is not None:
             # truth links of the candidate (-2: none), for background-composition studies
             # (benchmarks/bench_taulgamma_background.py)
-            out["lepton_mc_index"] = ak.to_numpy(ak.fill_none(only(trk.mcIndex, sig_t), -2))
-            out["photon_mc_index"] = ak.to_numpy(ak.fill_none(only(o.g_mc_index, sig_g), -2))
-        return out, {name: as_bool(m) for name, m in masks.items()}
+            out["lepton_mc_index"] = jk.take_in_row(col["mcIndex"], sig_col, -2)
+            out["photon_mc_index"] = jk.take(o.g_mc_index, sig_photon, -2)
+        return out, {name: np.asarray(m, dtype=bool) for name, m in masks.items()}
 
     def add_weights(self, weights: Any, selection: Selection, channel: str) -> None:
         """Tracking (2 tracks), photon efficiency (1 photon), trigger, luminosity, and lepton ID

@@ -96,3 +96,30 @@ def test_data_get_the_nominal_pass_without_corrections(tmp_path):
 def test_unknown_experiment_is_refused():
     with pytest.raises(ValueError, match="defined for belle2"):
         ToyProcessor("belle", None)
+
+
+def test_flat_packed_selection_packs_as_coffea():
+    """``FlatPackedSelection.add`` (numpy masks without coffea's type checks) gives coffea's packed
+    words; awkward / option-type masks still go through coffea; a repeated name is refused."""
+    import awkward as ak
+    from coffea.analysis_tools import PackedSelection
+
+    from belle_rare.processors.base import FlatPackedSelection
+
+    rng = np.random.default_rng(5)
+    masks = {f"cut{i}": rng.random(257) < 0.7 for i in range(40)}
+    fast, ref = FlatPackedSelection(dtype="uint64"), PackedSelection(dtype="uint64")
+    for name, mask in masks.items():
+        fast.add(name, mask)
+        ref.add(name, mask)
+    optional = ak.Array([True, None, False] * 85 + [True, None])
+    fast.add("optional", optional)
+    ref.add("optional", optional)
+    assert fast.names == ref.names
+    assert np.array_equal(fast._data, ref._data)
+    assert np.array_equal(fast.all(*fast.names), ref.all(*ref.names)) and fast.all("cut3", "optional").sum() > 0
+    with pytest.raises(ValueError, match="already exists"):
+        fast.add("cut0", masks["cut0"])
+    with pytest.raises(ValueError, match="different shape"):
+        fast.add("short", masks["cut0"][:10])
+    assert isinstance(packed({"a": masks["cut0"]}), FlatPackedSelection)

@@ -42,6 +42,7 @@ def test_kfold_never_scores_an_event_with_a_model_trained_on_it(trained):
         assert not train_events & set(event[test])
         expected = model.boosters[i].predict(xgb.DMatrix(X[test], feature_names=FEATURES))
         np.testing.assert_allclose(model.score(X[test], event[test]), expected)
+        assert np.array_equal(model.score(X[test], event[test]), expected)  # inplace_predict: bit for bit
         np.testing.assert_allclose(oof[test], expected)
         # booster i is exactly the model trained on the other folds only (training is deterministic) ...
         refit = bdt.train_fold(X[~test], y[~test], w[~test], FEATURES, settings, i)

@@ -631,3 +631,23 @@ def test_simulation_counts_as_data(search, request, tmp_path):
         for step, n in simulation[ch]["raw"].items():
             w = simulation[ch]["weighted"][step]
             assert (w > 0) == (n > 0) and np.isfinite(w), (ch, step, n, w)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_taulgamma_empty_chunks(tmp_path, weighted):
+    """The flat (numpy) taulgamma selection on an empty chunk and on a chunk where no event has two
+    opposite IP tracks: every count zero, no error, in both PID modes."""
+    from belle_rare.processors.base import Calibration
+    from belle_rare.processors.registry import get_search
+
+    search = get_search("taulgamma")
+    proc = search.processor("belle", search.load_config(), pid_weighting=weighted)
+    nano = make_events("belle", [c.event for c in taulgamma_cases().values()], tmp_path, name="all")
+    no_pair = ~proc.select(nano, proc.objects(nano, Calibration()), "mugamma").cuts.all("two opposite tracks")
+    assert 0 < no_pair.sum() < len(nano)
+    for chunk in (nano[:0], nano[no_pair]):
+        out = proc.process(chunk)
+        for channel in ("mugamma", "egamma"):
+            raw = out["cutflow"]["synthetic"][channel]["raw"]
+            assert raw["all events"] == len(chunk) and raw["two opposite tracks"] == 0 and raw["signal region"] == 0
+        assert out["histograms"]["synthetic"]["yields"].values().sum() == 0

@@ -1,0 +1,110 @@
+"""Per-event reductions on flattened jagged arrays (``offsets`` + flat ``content``), as numba loops.
+
+Why numba and not awkward: every awkward call pays ~0.1-1 ms of Python dispatch (broadcasting,
+layout checks) whatever the array size, and a selection written with them makes thousands of calls
+per chunk (taulgamma: ~4,700 per chunk, a fixed ~2.4 CPU s, README "Scale"). A processor flattens
+each collection once (``flatten``), then works on numpy arrays; the per-list reductions numpy has
+no direct ufunc for (first match, sum / count over lists that may be empty) are these loops.
+
+Conventions: ``offsets`` is int64 of length n_lists + 1 (``offsets[i]:offsets[i+1]`` is list i);
+sums accumulate in the content's dtype, in list order, as ``ak.sum`` does (float32 stays float32).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import awkward as ak
+import numba
+import numpy as np
+
+
+def offsets_of(counts: np.ndarray) -> np.ndarray:
+    """int64 offsets (length n + 1) of lists of ``counts`` entries."""
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets
+
+
+def list_index(offsets: np.ndarray) -> np.ndarray:
+    """The list (event) each content entry belongs to."""
+    return np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+
+
+def flatten(collection: ak.Array, fields: list[str] | tuple[str, ...]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(offsets, {field: flat numpy content}) of a jagged record collection such as ``events.Track``:
+    one awkward call per field, after which everything is numpy."""
+    offsets = offsets_of(np.asarray(ak.to_numpy(ak.num(collection, axis=1)), dtype=np.int64))
+    return offsets, {f: np.asarray(ak.to_numpy(ak.flatten(collection[f], axis=1))) for f in fields}
+
+
+@numba.njit(cache=True)
+def first_index(offsets: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Index into the content of the first entry of each list where ``mask`` is true, -1 if none
+    (``ak.firsts(x[mask])`` is ``x[first_index]`` where it is >= 0)."""
+    n = len(offsets) - 1
+    out = np.full(n, -1, dtype=np.int64)
+    for i in range(n):
+        for j in range(offsets[i], offsets[i + 1]):
+            if mask[j]:
+                out[i] = j
+                break
+    return out
+
+
+@numba.njit(cache=True)
+def segment_count(offsets: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Number of true entries of ``mask`` in each list (``ak.sum(mask, axis=1)``)."""
+    n = len(offsets) - 1
+    out = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        for j in range(offsets[i], offsets[i + 1]):
+            if mask[j]:
+                out[i] += 1
+    return out
+
+
+@numba.njit(cache=True)
+def _segment_sum(offsets: np.ndarray, values: np.ndarray, mask: np.ndarray, out: np.ndarray) -> None:
+    for i in range(len(offsets) - 1):
+        for j in range(offsets[i], offsets[i + 1]):
+            if mask[j]:
+                out[i] += values[j]
+
+
+def segment_sum(offsets: np.ndarray, values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Sum of ``values`` over each list (0 for an empty list), only where ``mask`` (if given) is
+    true: ``ak.sum(x[mask], axis=1)``, same dtype and summation order."""
+    out = np.zeros(len(offsets) - 1, dtype=values.dtype)
+    _segment_sum(offsets, values, np.ones(len(values), np.bool_) if mask is None else mask, out)
+    return out
+
+
+def filled_dtype(values: np.ndarray, fill: Any) -> np.dtype:
+    """The dtype ``ak.fill_none`` gives: the fill is a full-width scalar (a float fill turns float32
+    into float64), unlike numpy's weak Python scalars; the selections' float32 / float64 mix depends on it."""
+    return np.result_type(values.dtype, np.asarray(fill).dtype)
+
+
+def take(values: np.ndarray, index: np.ndarray, fill: Any) -> np.ndarray:
+    """``values[index]`` where ``index >= 0``, ``fill`` elsewhere: ``ak.fill_none(ak.firsts(...), fill)``
+    (its dtype too)."""
+    dtype = filled_dtype(values, fill)
+    if len(values) == 0:
+        return np.full(len(index), fill, dtype=dtype)
+    return np.where(index >= 0, values[np.maximum(index, 0)].astype(dtype, copy=False), dtype.type(fill))
+
+
+def first_in_row(mask: np.ndarray) -> np.ndarray:
+    """Column of the first true entry per row of a 2-d ``mask`` (fixed-size lists, e.g. exactly two
+    tracks), -1 if none."""
+    return np.where(mask.any(axis=1), np.argmax(mask, axis=1), -1) if mask.shape[1] else np.full(len(mask), -1)
+
+
+def take_in_row(values: np.ndarray, column: np.ndarray, fill: Any) -> np.ndarray:
+    """``values[i, column[i]]`` per row where ``column >= 0``, ``fill`` elsewhere (dtype as ``take``)."""
+    dtype = filled_dtype(values, fill)
+    if values.shape[1] == 0:
+        return np.full(len(values), fill, dtype=dtype)
+    picked = np.take_along_axis(values, np.maximum(column, 0)[:, None], axis=1)[:, 0]
+    return np.where(column >= 0, picked.astype(dtype, copy=False), dtype.type(fill))
