@@ -50,7 +50,9 @@ def _request(search: PaperSearch, sample: PaperSample, scale: float, seed: int, 
 
 def _existing(req) -> dict[str, Any] | None:
     """The manifest of an earlier identical production (resume), or None: same process, seed and
-    events, every file present, and the cross section today's catalogue gives."""
+    events, every file present, the cross section today's catalogue gives, and made by today's
+    simulation (``simulation_fingerprint``: sources, process catalogue, beam and detector configs)."""
+    from belle_rare.simulation.manifest import simulation_fingerprint
     from belle_rare.simulation.production import cross_section
 
     path = req.out / f"{req.experiment}_{req.dataset}.json"
@@ -59,6 +61,7 @@ def _existing(req) -> dict[str, Any] | None:
     m = json.loads(path.read_text())
     same = (m.get("seed") == req.seed and m.get("events") == req.events and m.get("process") == req.process
             and all((req.out / f["path"]).exists() for f in m.get("files", []))
+            and m.get("simulation_fingerprint") == simulation_fingerprint(req.experiment)
             and abs(float(m.get("cross_section_nb", -1.0)) / cross_section(req)[0] - 1.0) < 1e-9)
     return m if same else None
 

@@ -7,16 +7,35 @@ generator settings, experiment, code version).
 
 from __future__ import annotations
 
+import hashlib
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from belle_rare.configs.loader import CONFIG_DIR
 from belle_rare.core.units import FB_PER_NB as NB_TO_INV_FB
 
 
 def equivalent_luminosity_fb(events: int, cross_section_nb: float, filter_efficiency: float = 1.0) -> float:
     """Integrated luminosity (/fb) at which ``events`` generated events are expected."""
     return events / (cross_section_nb * filter_efficiency * NB_TO_INV_FB)
+
+
+@cache
+def simulation_fingerprint(experiment: str) -> str:
+    """Hash of everything that decides what a generated event looks like: the simulation package's
+    sources, the process catalogue and the experiment's beam and detector configs. A production
+    whose manifest carries another fingerprint was made by other physics (e.g. before a detector
+    or generator change) and is not reused by a resumed production."""
+    digest = hashlib.sha256()
+    sources = sorted(Path(__file__).resolve().parent.rglob("*.py"))
+    configs = [CONFIG_DIR / "processes.yaml", CONFIG_DIR / "experiments" / f"{experiment}.yaml",
+               CONFIG_DIR / "detector" / f"{experiment}.yaml"]
+    for path in [*sources, *configs]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from belle_rare.configs.experiment import EXPERIMENTS, load_experiment
 from belle_rare.configs.processes import GeneratorFilter, load_catalogue
 from belle_rare.core.atomic import write_json as write_json_atomic
 from belle_rare.core.provenance import code_version
-from belle_rare.simulation.manifest import NB_TO_INV_FB, equivalent_luminosity_fb
+from belle_rare.simulation.manifest import NB_TO_INV_FB, equivalent_luminosity_fb, simulation_fingerprint
 from belle_rare.simulation.ntuple import TREE_NAME, event_columns, mcparticle_collection, write_ntuple
 
 DEFAULT_EVENTS_PER_FILE = 10_000
@@ -433,6 +433,7 @@ def produce(req: Request, workers: int = 1, scheduler: str | None = None, progre
         "generator": {"name": proc.generator, "pythia8mc": _pythia_version(), "settings": settings},
         "detector": f"configs/detector/{req.experiment}.yaml",
         "code_version": code_version(),
+        "simulation_fingerprint": simulation_fingerprint(req.experiment),
         "wall_seconds": round(time.perf_counter() - start, 2),
         "cpu_seconds": round(sum(r["cpu_seconds"] for r in results), 2),
     }
@@ -522,6 +523,7 @@ def produce_pseudo_data(
         "generator": {"pythia8mc": _pythia_version()},
         "detector": f"configs/detector/{experiment}.yaml",
         "code_version": code_version(),
+        "simulation_fingerprint": simulation_fingerprint(experiment),
         "wall_seconds": round(time.perf_counter() - start, 2),
     }
     write_json_atomic(out / f"{experiment}_data.json", manifest)
