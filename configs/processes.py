@@ -130,9 +130,11 @@ class TrackPairMass(StrictModel):
 
 class PairRecoil(StrictModel):
     """The system recoiling (beams minus the pair) against the two highest-pT charged particles inside the
-    charged acceptance: its lab polar angle inside ``theta_deg`` and its mass squared inside ``m2`` (GeV^2)."""
+    charged acceptance: its lab polar angle inside ``theta_deg`` (when its momentum exceeds ``theta_min_momentum``
+    GeV: a softer recoil's measured direction is set by the resolution) and its mass squared inside ``m2`` (GeV^2)."""
 
     theta_deg: tuple[float, float]
+    theta_min_momentum: float = pydantic.Field(default=0.0, ge=0)
     m2: tuple[float, float]
 
 

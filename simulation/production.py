@@ -258,8 +258,8 @@ def _pair_recoil_inside(truth, charged, spec) -> np.ndarray:
     p_rec = np.sqrt(rec["px"] ** 2 + rec["py"] ** 2 + rec["pz"] ** 2)
     m2 = rec["E"] ** 2 - p_rec**2
     theta = np.degrees(np.arccos(np.clip(rec["pz"] / np.where(p_rec > 0, p_rec, 1.0), -1.0, 1.0)))
-    return (has_two & (theta > spec.theta_deg[0]) & (theta < spec.theta_deg[1])
-            & (m2 > spec.m2[0]) & (m2 < spec.m2[1]))
+    angle_ok = ((theta > spec.theta_deg[0]) & (theta < spec.theta_deg[1])) | (p_rec <= spec.theta_min_momentum)
+    return has_two & angle_ok & (m2 > spec.m2[0]) & (m2 < spec.m2[1])
 
 
 def _charge(pdg):

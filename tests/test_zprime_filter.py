@@ -46,12 +46,16 @@ def test_zprime_recoil_filter_cuts_the_recoil_angle_and_mass():
     m2, theta = _recoil(central)
     assert spec.pair_recoil.m2[0] < m2 < spec.pair_recoil.m2[1] and 27 < theta < 134
     # mu mu back to back with the e+e- energy: recoil ~ the boost, along +z (theta ~ 0), M2 ~ 0
-    back_to_back = [(13, 2.0, 0.5, 3.5), (-13, -2.0, -0.5, -1.5)]
+    back_to_back = [(13, 2.0, 0.5, 3.0), (-13, -2.0, -0.5, -2.0)]  # recoil (0, 0, 2 GeV)
     assert _recoil(back_to_back)[1] < 27
     # two soft muons, the rest down the beam pipe (e e mu mu): M2 above the range
     soft = [(13, 0.5, 0.1, 0.3), (-13, -0.5, 0.1, 0.2)]
     assert _recoil(soft)[0] > spec.pair_recoil.m2[1]
     # a third soft charged particle does not change which two are the pair (highest pT)
     central_plus_soft = central + [(11, 0.06, 0.0, 0.0)]
-    assert passes_filter(_truth([central, back_to_back, soft, central_plus_soft, central[:1]]), spec).tolist() == [
-        True, False, False, True, False]
+    # a soft recoil (0.5 GeV, along the beam) at M2 ~ 0: its measured direction is resolution, the angle is not required
+    soft_recoil = [(13, 5.0979, 0.0, 1.25), (-13, -5.0979, 0.0, 1.25)]  # recoil (0, 0, 0.5 GeV), M2 ~ 0
+    m2, theta = _recoil(soft_recoil)
+    assert abs(m2) < 3 and theta < 27
+    assert passes_filter(_truth([central, back_to_back, soft, central_plus_soft, central[:1], soft_recoil]), spec).tolist() == [
+        True, False, False, True, False, True]
