@@ -59,3 +59,15 @@ def test_zprime_recoil_filter_cuts_the_recoil_angle_and_mass():
     assert abs(m2) < 3 and theta < 27
     assert passes_filter(_truth([central, back_to_back, soft, central_plus_soft, central[:1], soft_recoil]), spec).tolist() == [
         True, False, False, True, False, True]
+
+
+def test_zprime_recoil_filter_is_looser_than_the_selection():
+    """Recoil angle and M2 outside the search's cuts (configs/searches/zprime.yaml recoil), tracks as zprime's filter."""
+    from belle_rare.processors.registry import get_search
+
+    cfg = get_search("zprime").load_config()
+    spec, plain = (load_catalogue().search_filters[k] for k in ("zprime_recoil", "zprime"))
+    assert spec.pair_recoil.theta_deg[0] < cfg.recoil.theta_lab_deg[0] and spec.pair_recoil.theta_deg[1] > cfg.recoil.theta_lab_deg[1]
+    assert spec.pair_recoil.m2[0] < cfg.recoil.m2_range[0] and spec.pair_recoil.m2[1] > cfg.recoil.m2_range[1]
+    for key in ("min_charged", "charged_pt_min", "charged_theta_deg", "max_charged", "max_charged_pt_min"):
+        assert getattr(spec, key) == getattr(plain, key)
