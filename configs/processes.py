@@ -142,6 +142,16 @@ class TrackPairMass(StrictModel):
     window: tuple[float, float]
 
 
+class PairRecoil(StrictModel):
+    """The system recoiling (beams minus the pair) against the two highest-pT charged particles inside the
+    charged acceptance: its lab polar angle inside ``theta_deg`` (when its momentum exceeds ``theta_min_momentum``
+    GeV: a softer recoil's measured direction is set by the resolution) and its mass squared inside ``m2`` (GeV^2)."""
+
+    theta_deg: tuple[float, float]
+    theta_min_momentum: float = pydantic.Field(default=0.0, ge=0)
+    m2: tuple[float, float]
+
+
 class GeneratorFilter(StrictModel):
     """Generator-level event filter; every requirement given must hold (lab frame, final-state particles).
 
@@ -162,6 +172,8 @@ class GeneratorFilter(StrictModel):
     # (a search that wants exactly two tracks: a third hard one in the tracker is nearly always found)
     max_charged: int | None = pydantic.Field(default=None, ge=0)
     max_charged_pt_min: float = pydantic.Field(default=0.0, ge=0)
+    # a recoil against the two hardest charged particles in the acceptance (zprime: recoil mass and angle)
+    pair_recoil: PairRecoil | None = None
 
     @pydantic.model_validator(mode="after")
     def _complete(self) -> "GeneratorFilter":

@@ -62,6 +62,13 @@ class Binning(StrictModel):
     theta_cm_deg: Bins
 
 
+class Classifier(StrictModel):
+    """The mass-parametrised classifier (processors/zprime_classifier.py) applied at its per-mass Punzi working point."""
+
+    apply: bool           # fill the ``classified`` region (the scan's input); false: only ``selected``
+    model: str            # artefact name: models/<model>_<experiment>.json and _meta.json
+
+
 class ZprimeConfig(StrictModel):
     luminosity: str
     signal_prefix: str      # every dataset of the mass scan starts with it (sig_zprime_m<mass>)
@@ -71,6 +78,7 @@ class ZprimeConfig(StrictModel):
     photon_veto: PhotonVeto
     recoil: Recoil
     histograms: Binning
+    classifier: Classifier
     # sigma(M2_recoil) (GeV^2) vs M_Z' (GeV) of the Punzi-net example (feichtip/punzinet examples/width.txt)
     paper_m2_resolution: dict[float, float]
 
@@ -135,6 +143,15 @@ class ZprimeProcessor(SearchProcessor):
     )
     config_model = ZprimeConfig
 
+    def setup(self) -> None:
+        """The shipped classifier and its working points (none in training mode or with ``classifier.apply`` false)."""
+        self.classifier = None
+        if self.config.classifier.apply and not self.training:
+            from belle_rare.processors import bdt, zprime_classifier  # the classifier module imports this one
+
+            model = bdt.load_model(self.config.classifier.model, self.experiment, zprime_classifier.MODEL_FEATURES, self.model_dir)
+            self.classifier = zprime_classifier.ClassifierCut.from_model(model)
+
     def book(self) -> dict[str, hist.Hist]:
         b = self.config.histograms
         return {
@@ -194,7 +211,14 @@ class ZprimeProcessor(SearchProcessor):
         full = expand({**{k: np.asarray(s, bool) for k, s in steps.items()}, **values}, o.keep)
         cuts = packed({name: full[name] for name in STEPS})
         selected = cuts.all(*STEPS)
-        return Selection(cuts=cuts, values={k: full[k] for k in values}, regions={"selected": selected})
+        regions = {"selected": selected}
+        if self.classifier is not None:
+            # the classifier at the Punzi working point of the event's nearest trained mass: the scan's input region
+            event = np.asarray(ak.to_numpy(events["__event__"]), dtype=np.int64)
+            passed = np.zeros(len(selected), bool)
+            passed[selected] = self.classifier.passes({k: full[k][selected] for k in (*FEATURES, "m2_recoil")}, event[selected])
+            regions["classified"] = passed
+        return Selection(cuts=cuts, values={k: full[k] for k in values}, regions=regions)
 
     def add_weights(self, weights: Any, selection: Selection, channel: str) -> None:
         """Tracking (2 tracks), trigger, luminosity, muon ID (pion fake rate for tracks that are not muons)."""
@@ -207,10 +231,10 @@ class ZprimeProcessor(SearchProcessor):
         fill_counts(hists["yields"], channel, variation, weight, selection.regions)
 
     def fill_nominal(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, weight: np.ndarray) -> None:
-        keep = selection.regions["selected"]
         v = selection.values
-        hists["m2_theta"].fill(channel=channel, region="selected", m2=v["m2_recoil"][keep], theta=v["theta_recoil"][keep],
-                               weight=weight[keep])
+        for region, keep in selection.regions.items():
+            hists["m2_theta"].fill(channel=channel, region=region, m2=v["m2_recoil"][keep], theta=v["theta_recoil"][keep],
+                                   weight=weight[keep])
 
     def columns(self, events: ak.Array, selection: Selection, channel: str, weight: np.ndarray, dataset: str) -> dict[str, dict[str, np.ndarray]]:
         """The classifier inputs, M2_recoil and theta_recoil of the selected events (the Punzi-net's training table)."""

@@ -98,3 +98,87 @@ def working_points(table: TrainingTable, scores: np.ndarray, signal_totals: Mapp
         out[float(mass)] = bdt.punzi_working_point(scores[sig], table.weight[sig], total, scores[bkg], table.weight[bkg],
                                                    a=a, min_background_events=min_background_events)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the shipped model: per-mass working points, and the cut the processor applies
+
+MODEL_NAME = "zprime"
+MODEL_FEATURES = [*FEATURES, MASS_FEATURE]
+
+
+def nearest_mass(m2_recoil: np.ndarray, masses: Sequence[float]) -> np.ndarray:
+    """Index of the trained mass nearest each event's recoil mass sqrt(max(M2_recoil, 0)).
+
+    The processor classifies an event at that one hypothesis: the trained windows (M^2 +- 2 sigma) are
+    centred on the trained masses, so an event inside a window is classified as that window's training
+    rows were; an event between windows takes its nearer neighbour."""
+    grid = np.asarray(masses, float)
+    m = np.sqrt(np.clip(np.asarray(m2_recoil, float), 0.0, None))
+    right = np.clip(np.searchsorted(grid, m), 1, len(grid) - 1)
+    left = right - 1
+    return np.where(np.abs(m - grid[left]) <= np.abs(grid[right] - m), left, right) if len(grid) > 1 else np.zeros(len(m), int)
+
+
+@dataclass
+class ClassifierCut:
+    """The shipped k-fold model with its per-mass Punzi working points (``cuts[i]`` at ``masses[i]``)."""
+
+    model: bdt.KFoldModel
+    masses: np.ndarray
+    cuts: np.ndarray
+
+    @classmethod
+    def from_model(cls, model: bdt.KFoldModel) -> "ClassifierCut":
+        points = model.meta.get("working_points")
+        if not points:
+            raise bdt.ModelArtefactError("zprime model metadata has no per-mass working_points")
+        masses = sorted(float(m) for m in points)
+        return cls(model, np.array(masses), np.array([points[_key(m)]["cut"] for m in masses]))
+
+    def scores(self, columns: Mapping[str, np.ndarray], event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(score, index of the mass hypothesis) of each event, classified at its nearest trained mass."""
+        idx = nearest_mass(columns["m2_recoil"], self.masses)
+        X = np.column_stack([np.asarray(columns[f], float) for f in FEATURES] + [self.masses[idx]])
+        return self.model.score(np.nan_to_num(X, nan=-999.0), event), idx
+
+    def passes(self, columns: Mapping[str, np.ndarray], event: np.ndarray) -> np.ndarray:
+        """True for events whose score passes the working point of their mass hypothesis."""
+        if len(event) == 0:
+            return np.zeros(0, bool)
+        score, idx = self.scores(columns, event)
+        return score > self.cuts[idx]
+
+
+def _key(mass: float) -> str:
+    """The metadata key of a trained mass (JSON keys are strings)."""
+    return f"{float(mass):g}"
+
+
+def choosing_half(event: np.ndarray, folds: int) -> np.ndarray:
+    """The events the working points are chosen on, ``(__event__ // folds) % 2 == 0`` (as belle-rare train):
+    independent of the fold key, so the other half quotes efficiency and background without the choice's bias."""
+    return (np.asarray(event, np.int64) // folds) % 2 == 0
+
+
+def chosen_and_quoted(table: TrainingTable, scores: np.ndarray, signal_totals: Mapping[float, float], folds: int,
+                      a: float = 3.0, min_background_events: int = 0) -> dict[str, dict[str, float]]:
+    """Per mass: the Punzi working point chosen on one half of the out-of-fold scores (sums x 2) and its
+    efficiency / background quoted on the other half; also the efficiency and background without the cut."""
+    choose = choosing_half(table.event, folds)
+    out: dict[str, dict[str, float]] = {}
+    for mass, total in sorted(signal_totals.items()):
+        sig = (table.y == 1) & (table.mass == mass)
+        bkg = (table.y == 0) & (table.mass == mass)
+        wp = bdt.punzi_working_point(scores[sig & choose], 2 * table.weight[sig & choose], total, scores[bkg & choose],
+                                     2 * table.weight[bkg & choose], a=a, min_background_events=min_background_events // 2)
+        other_s, other_b = sig & ~choose, bkg & ~choose
+        above = scores > wp["cut"]
+        out[_key(mass)] = {**wp,
+                           "quoted_efficiency": float(2 * table.weight[other_s & above].sum() / total),
+                           "quoted_background": float(2 * table.weight[other_b & above].sum()),
+                           "quoted_background_events": int((other_b & above).sum()),
+                           "efficiency_before": float(table.weight[sig].sum() / total),
+                           "background_before": float(table.weight[bkg].sum()),
+                           "background_events_before": int(bkg.sum())}
+    return out

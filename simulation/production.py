@@ -237,7 +237,29 @@ def passes_filter(truth, spec: GeneratorFilter) -> np.ndarray:
         pt = np.sqrt(mc.px**2 + mc.py**2)
         hard = final & (_charge(mc.pdg) != 0) & (pt > spec.max_charged_pt_min) & (theta > lo) & (theta < hi)
         keep &= ak.to_numpy(ak.sum(hard, axis=1) <= spec.max_charged)
+    if spec.pair_recoil is not None:
+        keep &= _pair_recoil_inside(truth, final & (_charge(mc.pdg) != 0) & (theta > spec.charged_theta_deg[0])
+                                    & (theta < spec.charged_theta_deg[1]) & (np.sqrt(mc.px**2 + mc.py**2) > spec.charged_pt_min),
+                                    spec.pair_recoil)
     return keep
+
+
+def _pair_recoil_inside(truth, charged, spec) -> np.ndarray:
+    """Events whose recoil against their two highest-pT ``charged`` particles has the polar angle and mass
+    squared of ``spec`` (lab beams from the truth record); events with fewer than two fail."""
+    import awkward as ak
+
+    mc = truth.mc[charged]
+    order = ak.argsort(np.sqrt(mc.px**2 + mc.py**2), axis=1, ascending=False)
+    two = ak.pad_none(mc[order][:, :2], 2, clip=True)
+    has_two = ak.to_numpy(ak.num(mc, axis=1) >= 2)
+    p = {c: ak.to_numpy(ak.fill_none(ak.sum(two[c], axis=1), 0.0)) for c in ("px", "py", "pz", "E")}
+    rec = {c: ak.to_numpy(truth[f"beam_{c}"]) - p[c] for c in ("px", "py", "pz", "E")}
+    p_rec = np.sqrt(rec["px"] ** 2 + rec["py"] ** 2 + rec["pz"] ** 2)
+    m2 = rec["E"] ** 2 - p_rec**2
+    theta = np.degrees(np.arccos(np.clip(rec["pz"] / np.where(p_rec > 0, p_rec, 1.0), -1.0, 1.0)))
+    angle_ok = ((theta > spec.theta_deg[0]) & (theta < spec.theta_deg[1])) | (p_rec <= spec.theta_min_momentum)
+    return has_two & angle_ok & (m2 > spec.m2[0]) & (m2 < spec.m2[1])
 
 
 def _charge(pdg):
