@@ -91,6 +91,12 @@ def test_tiny_paper_run_records_core_hours_and_resumes(tmp_path):
     before = manifest.stat().st_mtime_ns
     assert run_paper_mode(tmp_path, 1.0, 1, 7, None, console, plan=plan, executor="iterative") == 0
     assert manifest.stat().st_mtime_ns == before
+    # a production made by other physics (another simulation fingerprint) is made again, not reused
+    stale = json.loads(manifest.read_text())
+    assert stale["simulation_fingerprint"]
+    manifest.write_text(json.dumps({**stale, "simulation_fingerprint": "made-before-a-detector-change"}))
+    assert run_paper_mode(tmp_path, 1.0, 1, 7, None, console, plan=plan, executor="iterative") == 0
+    assert json.loads(manifest.read_text())["simulation_fingerprint"] == stale["simulation_fingerprint"]
     validation = json.loads((tmp_path / "results" / "tau3mu" / "validation.json").read_text())
     assert any(r["quantity"] == "expected limit (3mu)" for r in validation)
     # a left-out background process is not run, and is named with its events and reason
