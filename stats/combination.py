@@ -186,7 +186,7 @@ def combined_limits(search: str, stats_file: StatsFile, results: dict[str, str |
         spec = combined_spec(parts, signal)
         model, data = model_and_data(workspace_from_spec(spec, f"{signal}/{name}"), measurement=signal)
         res = upper_limit(model, data, cl=cl, calculator=combination.calculator, ntoys=ntoys or first.ntoys,
-                          seed=first.seed, workers=workers)
+                          seed=first.seed, workers=workers, engine=combination.fit_engine)
         out.append(_combined_entry(parts, signal, name, spec, res, cl, combination.published.get(signal)))
     return out
 
