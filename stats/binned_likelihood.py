@@ -8,8 +8,9 @@ auxiliary data, read from the pyhf model itself -- is evaluated with its exact g
 needs a few dozen evaluations per fit. The free fits and the Asimov data do not depend on the tested
 POI value, so they are made once per limit (pyhf redoes them at every tested value).
 
-Supported modifiers (everything ``stats.workspace`` writes): ``normfactor``, ``normsys`` (pyhf's
-default interpolation code 1, exponential), ``histosys`` (code 0, piecewise linear), ``staterror``
+Supported modifiers (everything ``stats.workspace`` writes): ``normfactor``, ``normsys`` (pyhf 0.7's
+default interpolation, code 4: exponential beyond |alpha| = 1, a sixth-order polynomial inside),
+``histosys`` (its default code 4p: linear beyond |alpha| = 1, a polynomial inside), ``staterror``
 (Gaussian per bin, sigma = the channel's combined relative template uncertainty), ``shapesys``
 (Poisson per bin, tau = (nominal / sigma)^2) and ``lumi``. :func:`supports` tells whether a spec
 uses only these; anything else stays with pyhf.
@@ -34,6 +35,17 @@ _LOG_ROOT_2PI = 0.5 * np.log(2.0 * np.pi)
 # L-BFGS-B's small BLAS calls with OpenBLAS's threads on a shared 2-core machine cost 4 ms each (25 times
 # the likelihood evaluation): the fits run with one BLAS thread
 _THREADS = ThreadpoolController()
+_POWERS = np.arange(1, 7, dtype=float)
+# pyhf 0.7.6 interpolators/code4.py, alpha0 = 1: the polynomial's coefficients from the values, first and
+# second derivatives of hi^alpha and lo^-alpha at alpha = +-1
+_CODE4_A_INVERSE = np.array([
+    [15 / 16, -15 / 16, -7 / 16, -7 / 16, 1 / 16, -1 / 16],
+    [3 / 2, 3 / 2, -9 / 16, 9 / 16, 1 / 16, 1 / 16],
+    [-5 / 8, 5 / 8, 5 / 8, 5 / 8, -1 / 8, 1 / 8],
+    [-3 / 2, -3 / 2, 7 / 8, -7 / 8, -1 / 8, -1 / 8],
+    [3 / 16, -3 / 16, -3 / 16, -3 / 16, 1 / 16, -1 / 16],
+    [1 / 2, 1 / 2, -5 / 16, 5 / 16, 1 / 16, 1 / 16],
+])
 
 
 def supports(spec: dict) -> bool:
@@ -93,6 +105,9 @@ class BinnedLikelihood:
         self.hist_index = np.array(sorted(histosys), dtype=int)
         self.hist_up = np.array([histosys[k][0] for k in self.hist_index]).reshape(-1, n_s, n_b)
         self.hist_down = np.array([histosys[k][1] for k in self.hist_index]).reshape(-1, n_s, n_b)
+        # code 4p inside |alpha| <= 1: alpha (S + alpha A (15 + alpha^2 (3 alpha^2 - 10)))
+        self.hist_s = 0.5 * (self.hist_up + self.hist_down)
+        self.hist_a = 0.0625 * (self.hist_up - self.hist_down)
         keys = sorted(scalar)
         self.scalar_index = np.array(keys, dtype=int)
         self.scalar_on = np.array([scalar[k]["on"] for k in keys]).reshape(-1, n_s).T  # (S, K)
@@ -100,6 +115,9 @@ class BinnedLikelihood:
         hi = np.array([scalar[k]["hi"] for k in keys]).reshape(-1, n_s).T
         lo = np.array([scalar[k]["lo"] for k in keys]).reshape(-1, n_s).T
         self.log_hi, self.log_lo = np.log(hi), np.log(lo)
+        # code 4 inside |alpha| < 1: 1 + sum_i c_i alpha^i, c = A^-1 b (pyhf's interpolators/code4.py, alpha0 = 1)
+        b = np.array([hi - 1, lo - 1, self.log_hi * hi, -self.log_lo * lo, self.log_hi**2 * hi, self.log_lo**2 * lo])
+        self.code4 = np.einsum("rc,csk->rsk", _CODE4_A_INVERSE, b)  # (6, S, K)
         self.layers = np.array(layers, dtype=int).reshape(-1, n_s, n_b)
         self.layer_mask = self.layers >= 0
         self._layer_at = [np.nonzero(m) for m in self.layer_mask]  # (sample, bin) of each layer's parameters
@@ -137,22 +155,36 @@ class BinnedLikelihood:
         """Additive totals A (S, B); scalar factor values V and derivatives D (S, K); per-layer gammas
         G (L, S, B)."""
         total = self.nominal.copy()
+        shift_deriv = None
         if len(self.hist_index):
             a = pars[self.hist_index][:, None, None]
-            total += np.sum(a * np.where(a >= 0, self.hist_up, self.hist_down), axis=0)
+            linear = np.where(a >= 0, self.hist_up, self.hist_down)
+            a2 = a * a
+            poly = a * (self.hist_s + a * self.hist_a * (15.0 + a2 * (3.0 * a2 - 10.0)))
+            poly_deriv = self.hist_s + self.hist_a * a * (30.0 + a2 * (18.0 * a2 - 40.0))
+            inside = np.abs(a) <= 1.0
+            total += np.sum(np.where(inside, poly, a * linear), axis=0)
+            shift_deriv = np.where(inside, poly_deriv, linear)
         x = pars[self.scalar_index][None, :]
-        # pyhf normsys code 1: hi^alpha above 0, lo^-alpha below; normfactor / lumi: the parameter itself
+        # normsys code 4: hi^alpha for alpha >= 1, lo^-alpha for alpha <= -1, the polynomial between;
+        # normfactor / lumi: the parameter itself
         log_base = np.where(x >= 0, self.log_hi, -self.log_lo)
-        ns_value = np.exp(x * log_base)
+        outer = np.exp(np.abs(x) * np.where(x >= 0, self.log_hi, self.log_lo))
+        powers = x[None] ** _POWERS[:, None, None]  # alpha^1 .. alpha^6
+        inner = 1.0 + np.sum(self.code4 * powers, axis=0)
+        inner_deriv = np.sum(self.code4 * _POWERS[:, None, None] * x[None] ** (_POWERS[:, None, None] - 1), axis=0)
+        ns_inside = np.abs(x) < 1.0
+        ns_value = np.where(ns_inside, inner, outer)
+        ns_deriv = np.where(ns_inside, inner_deriv, outer * log_base)
         value = np.where(self.scalar_normsys, ns_value, x)
-        deriv = np.where(self.scalar_normsys, ns_value * log_base, 1.0)
+        deriv = np.where(self.scalar_normsys, ns_deriv, 1.0)
         value = np.where(self.scalar_on, value, 1.0)
         deriv = np.where(self.scalar_on, deriv, 0.0)
         gammas = np.where(self.layer_mask, pars[np.maximum(self.layers, 0)], 1.0)
-        return total, value, deriv, gammas
+        return total, value, deriv, gammas, shift_deriv
 
     def expected_main(self, pars: np.ndarray) -> np.ndarray:
-        total, value, _, gammas = self._terms(np.asarray(pars, dtype=float))
+        total, value, _, gammas, _ = self._terms(np.asarray(pars, dtype=float))
         return np.sum(total * np.prod(value, axis=1)[:, None] * np.prod(gammas, axis=0), axis=0)
 
     def expected_data(self, pars: np.ndarray) -> np.ndarray:
@@ -164,7 +196,7 @@ class BinnedLikelihood:
 
     def _jacobian(self, pars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(expected main data nu, d nu / d parameters) -- (B,), (B, P)."""
-        total, value, deriv, gammas = self._terms(pars)
+        total, value, deriv, gammas, shift_deriv = self._terms(pars)
         # products of the scalar factors without column k: prefix x suffix products (a factor may be 0)
         n_k = value.shape[1]
         ones = np.ones((value.shape[0], 1))
@@ -178,9 +210,7 @@ class BinnedLikelihood:
         if n_k:
             jac[:, self.scalar_index] += per_sample.T @ (deriv * prefix * suffix)
         if len(self.hist_index):
-            a = pars[self.hist_index][:, None, None]
-            shift = np.where(a >= 0, self.hist_up, self.hist_down)
-            jac[:, self.hist_index] += np.einsum("hsb,sb->bh", shift, gamma * scalar[:, None])
+            jac[:, self.hist_index] += np.einsum("hsb,sb->bh", shift_deriv, gamma * scalar[:, None])
         for l, (s_at, b_at) in enumerate(self._layer_at):
             others = np.prod(np.delete(gammas, l, axis=0), axis=0) if len(gammas) > 1 else 1.0
             contribution = (total * scalar[:, None] * others)[s_at, b_at]

@@ -139,7 +139,7 @@ def combined_normalisation(parts: list[ExperimentPart]) -> Normalisation:
     return Normalisation(first.quantity, per_unit / exposure, exposure, f"sum of [{label}]", unit=first.unit)
 
 
-def _parts(search: str, stats_file: StatsFile, runs: dict[str, RunOutput], signal: str, notes: list[str]) -> list[ExperimentPart]:
+def experiment_parts(search: str, stats_file: StatsFile, runs: dict[str, RunOutput], signal: str, notes: list[str]) -> list[ExperimentPart]:
     from belle_rare.stats.search_limits import signal_normalisation  # the layer's normalisation (imports this module lazily)
 
     parts = []
@@ -182,7 +182,7 @@ def combined_limits(search: str, stats_file: StatsFile, results: dict[str, str |
     name = "+".join(combination.experiments)
     out = []
     for signal in shared:
-        parts = _parts(search, stats_file, runs, signal, notes)
+        parts = experiment_parts(search, stats_file, runs, signal, notes)
         spec = combined_spec(parts, signal)
         model, data = model_and_data(workspace_from_spec(spec, f"{signal}/{name}"), measurement=signal)
         res = upper_limit(model, data, cl=cl, calculator=combination.calculator, ntoys=ntoys or first.ntoys,
