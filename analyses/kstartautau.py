@@ -123,7 +123,7 @@ def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
         drawn[channel] = stack_plots.stacked_distribution(ax, hists, backgrounds, signal, name, channel, scale, label, lumi,
                                                           region="SR", variation="nominal")
         ax.set_xlabel(xlabel)
-        ax.set_title(channel, fontsize="small")
+        ax.set_title(channel, fontsize="small", loc="right")
         hep.label.exp_text("Belle" if experiment == "belle" else "Belle II", "Simulation", ax=ax, loc=0)
     for ax in list(axes.flat)[len(channels):]:
         ax.set_visible(False)

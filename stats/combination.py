@@ -209,7 +209,8 @@ def _combined_entry(parts: list[ExperimentPart], signal: str, name: str, spec: d
         "cl": cl,
         "calculator": res.calculator,
         "calculator_reason": f"{res.calculator_reason}; the combination's calculator",
-        "method": f"pyhf {res.calculator}, {' + '.join(p.experiment for p in parts)} workspaces with one POI",
+        "method": f"pyhf {res.calculator}, {' + '.join(p.experiment for p in parts)} workspaces with one POI"
+                  + (" (analytic-gradient fits)" if "analytic-gradient" in res.calculator_reason else ""),
         "poi": poi_name(signal),
         "poi_limit": {"observed": res.observed, "expected": expected},
         "signal_events": {"per_unit_poi": s_per_poi, "observed": events_obs, "expected": events_exp},

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from belle_rare.configs.loader import config_path
 from belle_rare.stats.binned_likelihood import AsymptoticCLs, BinnedLikelihood, supports
-from belle_rare.stats.limits import _init_pars, _par_bounds, hypotest_point, model_and_data, upper_limit, workspace_from_spec
+from belle_rare.stats.limits import _analytic_hypotest, _init_pars, _par_bounds, hypotest_point, model_and_data, upper_limit, workspace_from_spec
 from belle_rare.stats.model_config import read_stats_file
 
 X = np.linspace(0.45, 0.95, 6)
@@ -80,23 +81,30 @@ def test_asymptotic_cls_is_pyhfs(model_data):
     spec, model, data = model_data
     cls = AsymptoticCLs(BinnedLikelihood(spec, model), data, _init_pars(model), _par_bounds(model), model.config.suggested_fixed())
     for mu in (0.5, 2.0, 5.0):
-        ref = hypotest_point(model, data.tolist(), mu, "asymptotics", seed=None)
+        with threadpool_limits(1, user_api="blas"):
+            ref = hypotest_point(model, data.tolist(), mu, "asymptotics", seed=None)
         obs, exp = cls.cls(mu)
         assert obs == pytest.approx(ref.cls_obs, rel=1e-4)
         assert exp == pytest.approx(ref.cls_exp, rel=1e-4)
 
 
-@pytest.mark.parametrize("observed_scale", [1.0, 1.3])  # an observation near the background and one above it
-def test_limits_agree_with_pyhf_within_one_percent(observed_scale):
-    spec = _spec(observed_scale)
+def test_limits_agree_with_pyhf_within_one_percent():
+    """An observation above the background (observed and expected limits differ). pyhf's own CLs (its
+    fits, numpy + scipy) is above 1 - CL at 0.99 x and below it at 1.01 x each analytic limit: pyhf's
+    limits lie within 1 % of these (two pyhf hypotests per curve, not pyhf's whole root finding)."""
+    spec = _spec(observed_scale=1.3)
     model, data = model_and_data(workspace_from_spec(spec, "test"), measurement="m")
-    ref = upper_limit(model, data, cl=0.90, calculator="asymptotics")
     fast = upper_limit(model, data, cl=0.90, calculator="asymptotics", engine="analytic")
-    assert "analytic-gradient" in fast.calculator_reason and "analytic" not in ref.calculator_reason
-    assert fast.observed == pytest.approx(ref.observed, rel=0.01)
-    assert fast.expected == pytest.approx(ref.expected, rel=0.01)
-    assert 0 < fast.expected[0] < fast.expected[2] < fast.expected[4]
+    assert "analytic-gradient" in fast.calculator_reason
+    assert 0 < fast.expected[0] < fast.expected[2] < fast.expected[4] and fast.observed > 1.2 * fast.expected[2]
     assert fast.points and all(0 <= p.cls_obs <= 1 for p in fast.points)  # the CLs curve the plots draw
+    with threadpool_limits(1, user_api="blas"):  # pyhf's fits too: OpenBLAS threads only slow them here
+        for curve, limit in enumerate([fast.observed, *fast.expected]):
+            below = hypotest_point(model, data, 0.99 * limit, "asymptotics", seed=None)
+            above = hypotest_point(model, data, 1.01 * limit, "asymptotics", seed=None)
+            cls_below = below.cls_obs if curve == 0 else below.cls_exp[curve - 1]
+            cls_above = above.cls_obs if curve == 0 else above.cls_exp[curve - 1]
+            assert cls_below > 0.10 > cls_above, (curve, limit, cls_below, cls_above)
 
 
 def test_unsupported_modifier_stays_with_pyhf():
@@ -106,8 +114,7 @@ def test_unsupported_modifier_stays_with_pyhf():
     model, data = model_and_data(workspace_from_spec(spec, "test"), measurement="m")
     with pytest.raises(ValueError, match="shapefactor"):
         BinnedLikelihood(spec, model)
-    res = upper_limit(model, data, cl=0.90, calculator="asymptotics", engine="analytic")
-    assert "analytic" not in res.calculator_reason and res.observed > 0
+    assert _analytic_hypotest(model, data) is None  # upper_limit(engine="analytic") then takes pyhf's fits
 
 
 def test_kstartautau_fits_use_the_analytic_engine():
