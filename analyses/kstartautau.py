@@ -1,6 +1,10 @@
 """The kstartautau report: signal efficiency in the papers' definition and the expected background,
 beside the published numbers (validation.json, efficiency_report.txt).
 
+Plots (``plots/``, :func:`make_plots`): the fitted distribution of every channel -- Belle's E_ECL^extra
+per topology, Belle II's BDT output per category -- with the simulated backgrounds stacked and the
+signal at the published limit; the post-fit versions and the CLs curves come from ``belle-rare limit``.
+
 Efficiency = selected / produced B0 -> K*0 tau tau decays (the tag, the tau branching fractions and
 BR(K*0 -> K+ pi-) included: the signal sample forces K*0 -> K+ pi-, whose branching fraction
 ``configs.processes.forced_sub_branching_fraction`` multiplies in), from the weighted cutflow (the tag
@@ -15,9 +19,12 @@ from typing import Any
 
 from rich.console import Console
 
+from belle_rare.analyses import stack_plots
 from belle_rare.analyses.kstartautau_control import measure_control
-from belle_rare.analyses.report import write_comparison
+from belle_rare.analyses.report import save_figure, write_comparison
+from belle_rare.configs.experiment import load_experiment
 from belle_rare.configs.processes import forced_sub_branching_fraction
+from belle_rare.simulation.production import signal_sample_fraction
 
 #: the cutflow step after which an event is in the signal region, per experiment
 SIGNAL_STEP = {"belle": "E_ECL^extra signal window", "belle2": "BDT signal region"}
@@ -66,9 +73,73 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+#: per experiment: the fitted histogram, its channels (the processor's), x label and what the paper fits
+FITTED = {
+    "belle": ("eecl", ("ee", "emu", "mumu", "epi", "mupi", "pipi"), r"$E_{ECL}^{extra}$ [GeV]",
+              "E_ECL^extra in the SR (every cut but E_ECL^extra), one topology; the fit sums the six"),
+    "belle2": ("bdt", ("ll", "lpi", "rhoX", "pipi"), "BDT output",
+               "BDT output in [0.4, 1] in the SR, one category; the simultaneous fit takes the four"),
+}
+
+
+def simulated_branching_fraction(meta: dict[str, Any], dataset: str) -> float | None:
+    """BR(B0 -> K*0 tau tau) the signal dataset's histograms stand for: sigma / (sigma(Y(4S)) f00 2), the
+    forced K*0 -> K+ pi- divided out (as the stats layer's reference value; either B of a B0 B0bar pair
+    decays to the signal); None if the metadata lacks the cross section."""
+    info = meta["datasets"].get(dataset, {})
+    sigma, process = info.get("cross_section_nb"), info.get("process") or dataset
+    if sigma is None:
+        return None
+    exp = load_experiment(meta["experiment"])
+    f00 = 1.0 - exp.upsilon4s_charged_fraction
+    return float(sigma) / signal_sample_fraction(process, meta["experiment"]) / (2.0 * f00 * exp.cross_section("upsilon4s"))
+
+
+def make_plots(result: dict[str, Any], plot_dir: Path) -> list[Path]:
+    """``<histogram>_stack`` (PNG + PDF): the fitted distribution of each channel, the simulated backgrounds
+    stacked by process at the run's luminosity, the signal overlaid at the paper's upper limit;
+    ``plots/contents.json`` records the yields drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mplhep as hep
+
+    proc = result["processor"]
+    experiment, cfg, meta, hists = proc.experiment, proc.config, result["metadata"], result["histograms"]
+    name, channels, xlabel, shows = FITTED[experiment]
+    signal = cfg.signal_dataset
+    backgrounds = [d for d, info in meta["datasets"].items() if info["kind"] == "background"]
+    lumi = meta.get("luminosity_fb")
+    br_ref = cfg.paper[experiment].upper_limit
+    br_sim = simulated_branching_fraction({**meta, "experiment": experiment}, signal)
+    scale = br_ref / br_sim if br_sim else None
+    label = (rf"$B^0\to K^{{*0}}\tau\tau$, $\mathcal{{B}} = {br_ref:.1e}$ (published limit)" if scale
+             else f"{signal} (normalisation unknown, as simulated)")
+    columns = 3 if len(channels) > 4 else 2
+    rows = -(-len(channels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6 * columns, 4.5 * rows), squeeze=False)
+    drawn = {}
+    for ax, channel in zip(axes.flat, channels):
+        drawn[channel] = stack_plots.stacked_distribution(ax, hists, backgrounds, signal, name, channel, scale, label, lumi,
+                                                          region="SR", variation="nominal")
+        ax.set_xlabel(xlabel)
+        ax.set_title(channel, fontsize="small", loc="right")
+        hep.label.exp_text("Belle" if experiment == "belle" else "Belle II", "Simulation", ax=ax, loc=0)
+    for ax in list(axes.flat)[len(channels):]:
+        ax.set_visible(False)
+    stem = f"{name}_stack"
+    written = save_figure(fig, plot_dir, stem)
+    contents = {stem: {"shows": shows, "channels": drawn, "signal_branching_fraction": br_ref if scale else None,
+                       "postfit": f"postfit_{signal.removeprefix('sig_')}_<limit>.png and cls_*.png: written by belle-rare limit"}}
+    written.append(stack_plots.write_contents(plot_dir, lumi, contents, experiment=experiment))
+    return written
+
+
 def write_reports(result: dict[str, Any], out_dir: Path, console: Console) -> None:
-    """validation.json and efficiency_report.txt into the run's output directory."""
+    """validation.json, efficiency_report.txt and plots/ into the run's output directory."""
     experiment = result["processor"].experiment
     source = "Belle PRD 108, L011102" if experiment == "belle" else "Belle II proceedings (sec. 4)"
     # + the control sample B0 -> D- l+ nu (Belle): its branching fraction from the two control fits
     write_comparison(measure(result) + measure_control(result), out_dir, console, f"B0 -> K*0 tau tau: ours vs {source}")
+    make_plots(result, out_dir / "plots")

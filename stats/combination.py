@@ -139,7 +139,7 @@ def combined_normalisation(parts: list[ExperimentPart]) -> Normalisation:
     return Normalisation(first.quantity, per_unit / exposure, exposure, f"sum of [{label}]", unit=first.unit)
 
 
-def _parts(search: str, stats_file: StatsFile, runs: dict[str, RunOutput], signal: str, notes: list[str]) -> list[ExperimentPart]:
+def experiment_parts(search: str, stats_file: StatsFile, runs: dict[str, RunOutput], signal: str, notes: list[str]) -> list[ExperimentPart]:
     from belle_rare.stats.search_limits import signal_normalisation  # the layer's normalisation (imports this module lazily)
 
     parts = []
@@ -182,11 +182,11 @@ def combined_limits(search: str, stats_file: StatsFile, results: dict[str, str |
     name = "+".join(combination.experiments)
     out = []
     for signal in shared:
-        parts = _parts(search, stats_file, runs, signal, notes)
+        parts = experiment_parts(search, stats_file, runs, signal, notes)
         spec = combined_spec(parts, signal)
         model, data = model_and_data(workspace_from_spec(spec, f"{signal}/{name}"), measurement=signal)
         res = upper_limit(model, data, cl=cl, calculator=combination.calculator, ntoys=ntoys or first.ntoys,
-                          seed=first.seed, workers=workers)
+                          seed=first.seed, workers=workers, engine=combination.fit_engine)
         out.append(_combined_entry(parts, signal, name, spec, res, cl, combination.published.get(signal)))
     return out
 
@@ -209,7 +209,8 @@ def _combined_entry(parts: list[ExperimentPart], signal: str, name: str, spec: d
         "cl": cl,
         "calculator": res.calculator,
         "calculator_reason": f"{res.calculator_reason}; the combination's calculator",
-        "method": f"pyhf {res.calculator}, {' + '.join(p.experiment for p in parts)} workspaces with one POI",
+        "method": f"pyhf {res.calculator}, {' + '.join(p.experiment for p in parts)} workspaces with one POI"
+                  + (" (analytic-gradient fits)" if "analytic-gradient" in res.calculator_reason else ""),
         "poi": poi_name(signal),
         "poi_limit": {"observed": res.observed, "expected": expected},
         "signal_events": {"per_unit_poi": s_per_poi, "observed": events_obs, "expected": events_exp},

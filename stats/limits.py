@@ -24,7 +24,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Callable, Literal, get_args
 
 import numpy as np
 import pyhf
@@ -35,6 +35,9 @@ from belle_rare.stats.errors import FitError, LimitOutOfBounds, StatsError, Work
 
 Calculator = Literal["auto", "asymptotics", "toybased"]
 CALCULATORS: tuple[str, ...] = get_args(Calculator)
+# who makes the asymptotic fits: pyhf itself, or the same likelihood with its exact gradient
+# (stats/binned_likelihood.py: the same CLs to 1e-6, 20-40 times faster on models of 50+ parameters)
+FitEngine = Literal["pyhf", "analytic"]
 # Below this many expected background events in the signal bins toys are used (see module doc).
 TOY_BACKGROUND_THRESHOLD = 10.0
 # A bin is a "signal bin" if it holds at least this fraction of the largest per-bin signal.
@@ -281,15 +284,22 @@ def upper_limit(
     seed: int | None = DEFAULT_SEED,
     workers: int = 1,
     rtol: float = 1e-4,
+    engine: FitEngine = "pyhf",
 ) -> LimitResult:
-    """Observed and expected CLs upper limits on the model's POI at confidence level ``cl``."""
+    """Observed and expected CLs upper limits on the model's POI at confidence level ``cl``.
+
+    ``engine="analytic"``: asymptotic CLs from :mod:`stats.binned_likelihood` (pyhf's likelihood and
+    test statistic with exact gradients) where the model's modifiers allow; toys are always pyhf's."""
     if not 0.0 < cl < 1.0:
         raise StatsError(f"confidence level must be between 0 and 1, got {cl}")
     calc, reason = choose_calculator(model, calculator)
     alpha = 1.0 - cl
     bounds = poi_bounds(model)
     if calc == "asymptotics":
-        observed, expected, points = _asymptotic_limit(model, data, alpha, bounds, rtol)
+        hypotest = _analytic_hypotest(model, data) if engine == "analytic" else None
+        if hypotest is not None:
+            reason += "; fits: analytic-gradient likelihood (stats/binned_likelihood.py)"
+        observed, expected, points = _asymptotic_limit(model, data, alpha, bounds, rtol, hypotest)
         toys = None
         seed = None
     else:
@@ -364,12 +374,29 @@ def _bracket(evaluate, alpha: float, bounds: tuple[float, float], start: float, 
         x = max(x / 4.0, floor)
 
 
-def _asymptotic_limit(model, data, alpha, bounds, rtol):
+def _analytic_hypotest(model: pyhf.pdf.Model, data: list[float]) -> Callable[[float], CLsPoint] | None:
+    """Asymptotic CLs at a POI value from the analytic-gradient likelihood; None if the model has a
+    modifier it does not evaluate (pyhf then does the fits)."""
+    from belle_rare.stats.binned_likelihood import AsymptoticCLs, BinnedLikelihood, supports
+
+    if not supports(model.spec):
+        return None
+    cls = AsymptoticCLs(BinnedLikelihood(model.spec, model), data, _init_pars(model), _par_bounds(model),
+                        model.config.suggested_fixed())
+
+    def hypotest(poi_value: float) -> CLsPoint:
+        obs, exp = cls.cls(float(poi_value))
+        return CLsPoint(float(poi_value), obs, exp)
+
+    return hypotest
+
+
+def _asymptotic_limit(model, data, alpha, bounds, rtol, hypotest: Callable[[float], CLsPoint] | None = None):
     cache: dict[float, CLsPoint] = {}
 
     def evaluate(x: float) -> CLsPoint:
         if x not in cache:
-            cache[x] = hypotest_point(model, data, x, "asymptotics", seed=None)
+            cache[x] = hypotest(x) if hypotest is not None else hypotest_point(model, data, x, "asymptotics", seed=None)
         return cache[x]
 
     _bracket(evaluate, alpha, bounds, _start_value(model, bounds), model.config.poi_name)

@@ -373,6 +373,10 @@ class StatsConfig(StrictModel):
     # a limit per channel beside the combined one; false: the combined only (a simultaneous fit of many
     # parameters, where each extra limit costs minutes: kstartautau Belle II's four categories)
     per_channel_limits: bool = True
+    # who makes the asymptotic limits' fits: pyhf, or the same likelihood with its exact gradient
+    # (stats/binned_likelihood.py; for models of many nuisance parameters, where pyhf's numerical
+    # gradients take minutes)
+    fit_engine: Literal["pyhf", "analytic"] = "pyhf"
 
     @pydantic.model_validator(mode="after")
     def _references(self) -> "StatsConfig":
@@ -411,6 +415,7 @@ class Combination(StrictModel):
 
     experiments: list[Experiment] = pydantic.Field(min_length=2)
     calculator: Literal["asymptotics", "toybased"] = "asymptotics"
+    fit_engine: Literal["pyhf", "analytic"] = "pyhf"  # as StatsConfig.fit_engine
     published: dict[str, Published] = {}  # by signal
 
     @pydantic.model_validator(mode="after")

@@ -251,8 +251,9 @@ def _single_limit(config, run, signal, hyp, target, channels, s: Settings, cl, o
         method = "exact Poisson CLs"
     else:
         ntoys = s.ntoys or config.ntoys
-        res = upper_limit(model, data, cl=cl, calculator=calculator, ntoys=ntoys, seed=config.seed, workers=s.workers or 1)
-        method = f"pyhf {res.calculator}"
+        res = upper_limit(model, data, cl=cl, calculator=calculator, ntoys=ntoys, seed=config.seed, workers=s.workers or 1,
+                          engine=config.fit_engine)
+        method = f"pyhf {res.calculator}" + (" (analytic-gradient fits)" if "analytic-gradient" in res.calculator_reason else "")
     stem = f"{signal}_{target}"
     entry = _entry(config, run, signal, target, channels, hyp, built, cl, res.observed, list(res.expected), res.calculator, res.calculator_reason, method)
     entry.update(ntoys=res.ntoys, seed=res.seed, workspace=f"workspaces/{stem}.json", cls_points=res.points_dict())
@@ -307,7 +308,8 @@ def _shape_fit_limit(config, run, signal, hyp, target, channels, built, s: Setti
         spec = shape_workspace(config, run, built.spec, built.sideband_fits, specs, signal, list(hyp.datasets), poi_name(signal))
         model, data = model_and_data(workspace_from_spec(spec, f"{signal}/{target} shape fit"), measurement=signal)
         calculator, _ = choose_calculator(model, s.calculator or config.calculator)
-        res = upper_limit(model, data, cl=cl, calculator=calculator, ntoys=s.ntoys or config.ntoys, seed=config.seed, workers=s.workers or 1)
+        res = upper_limit(model, data, cl=cl, calculator=calculator, ntoys=s.ntoys or config.ntoys, seed=config.seed, workers=s.workers or 1,
+                          engine=config.fit_engine)
     except StatsError as err:  # FitError, LimitOutOfBounds, WorkspaceError
         notes.append(f"{target}: the (M_bc, dE) shape fit failed ({err}); the limit is the counting one")
         return None

@@ -86,3 +86,12 @@ def test_inspect_zprime_notebook_executes(tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     text = _execute(NOTEBOOKS / "inspect_zprime.ipynb")
     assert "Run zprime on belle2" in text and "hypotheses" in text and "sigma x BR <" in text and "largest local excess" in text
+
+
+def test_inspect_kstartautau_notebook_executes(tmp_path, monkeypatch):
+    """A Belle II run (signal + B0 B0bar) with its four-category BDT fit: the yields, the stacked BDT outputs,
+    the report's and the limit's plots and the CLs curves."""
+    text = _run_and_execute(tmp_path, monkeypatch, "kstartautau", "belle2", ("sig_kstartautau", "mixed"),
+                            extra=(["limit", "kstartautau", "--results", str(tmp_path / "out")],))
+    assert "Run kstartautau on belle2" in text and "bdt channels: ll, lpi, rhoX, pipi" in text
+    assert "bdt_stack.png" in text and "cls_kstartautau_combined.png" in text and "BR <" in text

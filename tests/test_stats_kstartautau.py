@@ -354,3 +354,14 @@ def test_an_empty_background_in_the_binned_fit_carries_its_mc_bound_flat(tmp_pat
     assert bound["modifiers"] == [{"name": "mc_bound_eecl_tautau", "type": "normsys", "data": {"hi": 2.0, "lo": 0.5}}]
     assert "tautau" not in samples and meta["datasets"]["tautau"]["kind"] == "background"
     assert any("no simulated event of tautau" in n for n in built.notes)
+
+
+@pytest.mark.parametrize("experiment", ["belle", "belle2"])
+def test_report_stack_draws_the_signal_at_the_branching_fraction_it_names(experiment):
+    """The report's stacked plots scale the signal histograms (made at the sample's BR_ref) to the
+    published limit: the BR a dataset stands for is read back from its metadata as the stats layer's reference."""
+    from belle_rare.analyses.kstartautau import simulated_branching_fraction
+
+    meta = {"experiment": experiment, "datasets": _datasets(experiment, br_ref=2.5e-3)}
+    assert simulated_branching_fraction(meta, "sig_kstartautau") == pytest.approx(2.5e-3, rel=1e-12)
+    assert simulated_branching_fraction({"experiment": experiment, "datasets": {}}, "sig_kstartautau") is None
