@@ -116,17 +116,24 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def demo_limits(out: Path) -> list[dict]:
-    """The limits of every demo run in OUT/results (each search's first experiment); scan searches on their
-    reduced scan. The further experiments' runs (OUT/results_<experiment>) get histograms and reports only:
-    kstartautau's Belle II fit and the Belle + Belle II combination are pyhf fits of 50-100 parameters that
-    take minutes to tens of minutes on two cores (README, `make run`)."""
+    """The limits of every demo run: OUT/results (each search's first experiment; scan searches on their
+    reduced scan) with the combination of the experiments where the search's stats file defines one
+    (kstartautau: Belle + Belle II), then each further experiment's run (OUT/results_<experiment>) alone."""
     from belle_rare.processors.registry import searches
+    from belle_rare.stats.model_config import load_stats_file
     from belle_rare.stats.search_limits import Settings
     from belle_rare.stats.summary import limit_all
 
     demo = {name: s for name, s in searches().items() if s.demo is not None}
     settings = Settings(scan_config={name: s.demo.scan_config for name, s in demo.items() if s.demo.scan_config})
-    return limit_all(out / "results", settings)
+    further = {name: s.demo.experiments[1:] for name, s in demo.items() if len(s.demo.experiments) > 1}
+    combine_with = {name: [results_dir(out, demo[name], e) for e in experiments] for name, experiments in further.items()
+                    if demo[name].stats_file is not None and load_stats_file(name).combination is not None}
+    rows = limit_all(out / "results", settings, combine_with=combine_with)
+    for experiment in sorted({e for experiments in further.values() for e in experiments}):
+        names = [name for name, experiments in further.items() if experiment in experiments and demo[name].stats_file]
+        rows += limit_all(out / f"results_{experiment}", settings, searches=names)
+    return rows
 
 
 def run_searches(out: Path, workers: int, console: Console) -> None:

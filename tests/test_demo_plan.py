@@ -28,3 +28,16 @@ def test_demo_experiments_and_reduced_scans():
     scans = {name: s.demo.scan_config for name, s in searches().items() if s.demo is not None and s.demo.scan_config}
     assert set(scans) == {"bkscalar", "zprime"}
     assert all(path.is_file() and path.name.endswith("_demo.yaml") for path in scans.values())
+
+
+def test_demo_limits_combine_the_experiments_and_fit_each_further_one(monkeypatch):
+    """make run's limits: the first experiments' runs with kstartautau's Belle + Belle II combination, then the
+    Belle II run alone (the analytic fit makes both affordable)."""
+    from belle_rare.stats import summary
+
+    calls = []
+    monkeypatch.setattr(summary, "limit_all", lambda results, settings, searches=None, combine_with=None:
+                        calls.append((results, searches, combine_with)) or [])
+    demo.demo_limits(Path("OUT"))
+    assert calls == [(Path("OUT/results"), None, {"kstartautau": [Path("OUT/results_belle2")]}),
+                     (Path("OUT/results_belle2"), ["kstartautau"], None)]
