@@ -12,6 +12,8 @@ of issue 11: tau and mu pairs as gamma* mass slices (tautau x 0.798, mumu x 0.63
 cross sections and efficiencies carry the share), PID-weighted background by default for tau3mu /
 taulphi, taulphi's new working point, efficiencies and transfer factors with a dataset empty on one
 side filled from its Beta posterior, the taulgamma sideband-fit rows, track covariances (no change);
+and after FSR in tau decays and the ECL's Novosibirsk leakage tail (issue 11: every tau-pair sample, the
+taulgamma own ellipse, tau3mu's refitted ellipse and retrained BDT);
 ``tests/test_golden.py`` reruns them and compares. After a deliberate physics change, re-record with
 ``python tests/golden_runs.py`` and say why in the commit.
 """
