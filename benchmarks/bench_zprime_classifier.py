@@ -21,7 +21,6 @@ PID-weighted) before and after the cut.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 

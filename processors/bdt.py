@@ -114,8 +114,6 @@ class KFoldModel:
         return float(self.meta.get("working_point", {}).get("cut", 0.5))
 
     def score(self, X: np.ndarray, event_number: np.ndarray) -> np.ndarray:
-        import xgboost as xgb
-
         X = np.asarray(X, dtype=float).reshape(-1, len(self.features))
         out = np.full(len(X), NO_MODEL_SCORE)
         fold = fold_of(event_number, self.folds)
