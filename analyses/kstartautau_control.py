@@ -188,8 +188,13 @@ def measure_control(result: dict[str, Any]) -> list[dict[str, Any]]:
             "note": (f"{'Asimov (no pseudo-data in the run): the error is the expected statistical precision' if asimov else 'pseudo-data'}; "
                      f"+- {fit.mu_error * br_gen:.2e} (stat.); generator (Pythia 8.317 table) {br_gen:.4f}; "
                      f"signal {signal.sum():.1f} / data {observed.sum():.1f} events in {region} (epi + mupi); "
-                     f"B Bbar x {fit.background_norms.get('B Bbar', float('nan')):.2f}, other x "
-                     f"{fit.background_norms.get('other', float('nan')):.2f}; paper {paper:.4f} +- {paper_err:.4f} (stat.), "
+                     f"{_norms(fit.background_norms)}; paper {paper:.4f} +- {paper_err:.4f} (stat.), "
                      f"world average {WORLD_AVERAGE[0]:.4f}; datasets {', '.join(read)}"),
         })
     return rows
+
+
+def _norms(norms: dict[str, float]) -> str:
+    """The fitted background normalisations, or that no background reached the control region."""
+    groups = [f"{name} x {norms[name]:.2f}" for name in ("B Bbar", "other") if name in norms]
+    return ", ".join(groups) if groups else "no simulated background in the region (signal-only fit)"
