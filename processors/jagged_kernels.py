@@ -206,3 +206,40 @@ def concat_lists(offsets_a: np.ndarray, a: np.ndarray, offsets_b: np.ndarray, b:
     out[offsets[:-1][list_a] + np.arange(len(a)) - offsets_a[list_a]] = a
     out[offsets[:-1][list_b] + counts_a[list_b] + np.arange(len(b)) - offsets_b[list_b]] = b
     return offsets, out
+
+
+@numba.njit(cache=True)
+def _count_pairs(offsets_a: np.ndarray, mask_a: np.ndarray, offsets_b: np.ndarray, mask_b: np.ndarray,
+                 out_offsets: np.ndarray) -> None:
+    for i in range(len(offsets_a) - 1):
+        n_a = 0
+        for j in range(offsets_a[i], offsets_a[i + 1]):
+            n_a += mask_a[j]
+        n_b = 0
+        for j in range(offsets_b[i], offsets_b[i + 1]):
+            n_b += mask_b[j]
+        out_offsets[i + 1] = out_offsets[i] + n_a * n_b
+
+
+@numba.njit(cache=True)
+def _fill_pairs(offsets_a: np.ndarray, mask_a: np.ndarray, offsets_b: np.ndarray, mask_b: np.ndarray,
+                out_offsets: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> None:
+    for i in range(len(offsets_a) - 1):
+        k = out_offsets[i]
+        for ja in range(offsets_a[i], offsets_a[i + 1]):
+            if mask_a[ja]:
+                for jb in range(offsets_b[i], offsets_b[i + 1]):
+                    if mask_b[jb]:
+                        ia[k], ib[k] = ja, jb
+                        k += 1
+
+
+def cartesian(offsets_a: np.ndarray, mask_a: np.ndarray, offsets_b: np.ndarray,
+              mask_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pair offsets, ia, ib): every (masked entry of list i of a, masked entry of list i of b), as
+    content indices, in the order of ``ak.cartesian([a[mask_a], b[mask_b]], axis=1)`` (a outer)."""
+    out_offsets = np.zeros(len(offsets_a), dtype=np.int64)
+    _count_pairs(offsets_a, mask_a, offsets_b, mask_b, out_offsets)
+    ia, ib = np.empty(out_offsets[-1], dtype=np.int64), np.empty(out_offsets[-1], dtype=np.int64)
+    _fill_pairs(offsets_a, mask_a, offsets_b, mask_b, out_offsets, ia, ib)
+    return out_offsets, ia, ib

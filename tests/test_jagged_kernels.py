@@ -163,3 +163,19 @@ def test_max_prod_concat_match_awkward(n_lists):
     assert np.array_equal(np.diff(cat_offsets), ak.to_numpy(ak.num(expected_cat)))
     flat_cat = ak.to_numpy(ak.flatten(expected_cat))
     assert cat.dtype == flat_cat.dtype and np.array_equal(cat, flat_cat, equal_nan=True)
+
+
+@pytest.mark.parametrize("n_lists", [0, 1, 400])
+def test_cartesian_matches_awkward(n_lists):
+    """(phi candidate, lepton) pairs of taulphi, as ak.cartesian of two masked jagged arrays."""
+    rng = np.random.default_rng(300 + n_lists)
+    x = _jagged(rng, n_lists, 3.0)
+    y = ak.unflatten(rng.normal(size=int(ak.sum(ak.num(x) + 1))).astype(np.float32), ak.num(x) + 1)
+    mask_x, mask_y = x > -0.2, y > 0.1
+    (off_x, flat_x), (off_y, flat_y) = _flat(x), _flat(y)
+    off, ix, iy = jk.cartesian(off_x, ak.to_numpy(ak.flatten(mask_x)), off_y, ak.to_numpy(ak.flatten(mask_y)))
+    pairs = ak.cartesian({"p": ak.local_index(x)[mask_x], "l": ak.local_index(y)[mask_y]}, axis=1)
+    assert np.array_equal(np.diff(off), ak.to_numpy(ak.num(pairs)))
+    lists = jk.list_index(off)
+    assert np.array_equal(ix - off_x[:-1][lists], ak.to_numpy(ak.flatten(pairs.p)))
+    assert np.array_equal(iy - off_y[:-1][lists], ak.to_numpy(ak.flatten(pairs.l)))
