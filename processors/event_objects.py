@@ -15,7 +15,8 @@ from belle_rare.configs.loader import StrictModel
 from belle_rare.processors import kinematics as kin
 from belle_rare.processors.base import Calibration
 from belle_rare.processors.columns import in_range
-from belle_rare.processors.event_shape import hemisphere, thrust_axis
+from belle_rare.processors import jagged_kernels as jk
+from belle_rare.processors.event_shape import hemisphere, thrust_axis, thrust_axis_flat
 
 Window = tuple[float, float]
 Bins = tuple[int, float, float]  # [bins, low, high]
@@ -107,3 +108,54 @@ def event_objects(events: ak.Array, keep: np.ndarray, calibration: Calibration, 
         t_lab=t_lab, t_cm=t_cm, tg=tg, g_cm=g_cm, thrust_axis=axis, thrust=thrust,
         hemi=hemisphere(t_cm.px, t_cm.py, t_cm.pz, axis), miss=kin.P4(-vis.px, -vis.py, -vis.pz, roots - vis.E),
     )
+
+
+def _numpy(x: ak.Array) -> np.ndarray:
+    return np.asarray(ak.to_numpy(x))
+
+
+@dataclass(frozen=True)
+class FlatEventObjects:
+    """``EventObjects`` as numpy arrays, for selections written on flat arrays (one awkward call
+    per column here, none after): per-track columns are the lists' contents (``offsets``), photons
+    likewise (``g_offsets``), per-event columns plain arrays."""
+
+    offsets: np.ndarray
+    event: np.ndarray     # the (kept) event of every track
+    local: np.ndarray     # index of every track within its event
+    track: dict[str, np.ndarray]  # the requested Track fields
+    good: np.ndarray
+    hemi: np.ndarray
+    t_cm: kin.P4
+    beta: kin.Vec3
+    roots: np.ndarray
+    g_offsets: np.ndarray
+    g_cm: kin.P4
+    miss: kin.P4
+    thrust: np.ndarray
+
+
+def flatten_objects(o: EventObjects, fields: list[str]) -> FlatEventObjects:
+    """``o`` flattened, with the Track ``fields`` a selection needs."""
+    offsets, track = jk.flatten(o.events.Track, fields)
+    event = jk.list_index(offsets)
+    return FlatEventObjects(
+        offsets=offsets, event=event, local=np.arange(len(event)) - offsets[:-1][event], track=track,
+        good=_numpy(ak.flatten(o.good, axis=1)), hemi=_numpy(ak.flatten(o.hemi, axis=1)),
+        t_cm=kin.P4(*(_numpy(ak.flatten(c, axis=1)) for c in o.t_cm)), beta=kin.Vec3(*(_numpy(c) for c in o.beta)),
+        roots=_numpy(o.roots), g_offsets=jk.offsets_of(np.asarray(_numpy(ak.num(o.g_cm.E, axis=1)), dtype=np.int64)),
+        g_cm=kin.P4(*(_numpy(ak.flatten(c, axis=1)) for c in o.g_cm)), miss=kin.P4(*(_numpy(c) for c in o.miss)),
+        thrust=np.asarray(_numpy(o.thrust), dtype=float),
+    )
+
+
+def rest_of_event(f: FlatEventObjects, in_roe: np.ndarray) -> tuple[kin.P4, kin.Vec3, np.ndarray]:
+    """(four-momentum, thrust axis, thrust) of the ``in_roe`` tracks and every photon (CM), per event:
+    ``p4_sum`` and ``thrust_axis(concat_momenta(...))`` of the awkward version, bit for bit."""
+    tracks = kin.P4(*(jk.segment_sum(f.offsets, c, in_roe) for c in f.t_cm))
+    roe = kin.p4_add(tracks, kin.P4(*(jk.segment_sum(f.g_offsets, c) for c in f.g_cm)))
+    roe_offsets = jk.offsets_of(jk.segment_count(f.offsets, in_roe))
+    merged = [jk.concat_lists(roe_offsets, c[in_roe], f.g_offsets, g) for c, g in zip(f.t_cm[:3], f.g_cm[:3])]
+    axis, thrust = thrust_axis_flat(merged[0][0], *(content for _, content in merged))
+    return roe, axis, thrust
+

@@ -29,9 +29,9 @@ from belle_rare.processors.base import TriggerLines
 from belle_rare.processors import jagged_kernels as jk
 from belle_rare.processors.columns import expand, in_range
 from belle_rare.processors.event_objects import (
-    Bins, EventObjects, PhotonCuts, RoeCuts, TrackCuts, Window, event_objects, good_tracks, scaled_tracks,
+    Bins, EventObjects, PhotonCuts, RoeCuts, TrackCuts, Window, event_objects, flatten_objects, good_tracks, rest_of_event,
+    scaled_tracks,
 )
-from belle_rare.processors.event_shape import thrust_axis_flat
 from belle_rare.processors.signal_ellipse import fit_signal_ellipse
 from belle_rare.processors.registry import Demo, Search, Training, builtin_file
 
@@ -276,14 +276,9 @@ class Tau3MuProcessor(bdt.BDTProcessor):
                         for cut in (mcfg.id_min, mcfg.tight_min)] if weighted else [])
         fields = dict.fromkeys(["px", "py", "pz", "charge", mcfg.id_branch, *ROE_ID_BRANCHES, *pass_fields,
                                 *(["mcPDG"] if "mcPDG" in trk.fields else [])])
-        offsets, t = jk.flatten(trk, list(fields))
-        event = jk.list_index(offsets)
-        start = offsets[:-1]
-        local = np.arange(len(event)) - start[event]
-        good, hemi = (np.asarray(ak.to_numpy(ak.flatten(x, axis=1))) for x in (o.good, o.hemi))
-        t_cm = kin.P4(*(np.asarray(ak.to_numpy(ak.flatten(comp, axis=1))) for comp in o.t_cm))
-        beta = kin.Vec3(*(np.asarray(ak.to_numpy(comp)) for comp in o.beta))
-        roots = np.asarray(ak.to_numpy(o.roots))
+        f = flatten_objects(o, list(fields))
+        t, offsets, event, local, good, hemi, t_cm = f.track, f.offsets, f.event, f.local, f.good, f.hemi, f.t_cm
+        beta, roots, start = f.beta, f.roots, f.offsets[:-1]
         charge, muid = t["charge"], t[mcfg.id_branch]
 
         # triplets of muon candidates: |sum q| = 1, one hemisphere, >= n_tight tight muons
@@ -322,28 +317,22 @@ class Tau3MuProcessor(bdt.BDTProcessor):
         t_pt = np.sqrt((t["px"] * scale)**2 + (t["py"] * scale)**2)
         in_roe = (good & (t_pt > cfg.roe.track_pt_min) & (local != (ja - start)[event]) & (local != (jb - start)[event])
                   & (local != (jc - start)[event]))
-        g_offsets = jk.offsets_of(np.asarray(ak.to_numpy(ak.num(o.g_cm.E, axis=1)), dtype=np.int64))
-        g_cm = kin.P4(*(np.asarray(ak.to_numpy(ak.flatten(comp, axis=1))) for comp in o.g_cm))
-        roe_t_sum = kin.P4(*(jk.segment_sum(offsets, comp, in_roe) for comp in t_cm))
-        roe = kin.p4_add(roe_t_sum, kin.P4(*(jk.segment_sum(g_offsets, comp) for comp in g_cm)))
+        g_offsets, g_cm = f.g_offsets, f.g_cm
+        roe, roe_axis, roe_thrust = rest_of_event(f, in_roe)
         roe_mass = kin.mass(*roe)
         roe_de = roe.E - roots / 2
         best_id = _first_argmax([t[n] for n in ROE_ID_BRANCHES])
         roe_charge = jk.segment_sum(offsets, charge, in_roe)
-        roe_offsets = jk.offsets_of(jk.segment_count(offsets, in_roe))
-        thrust_input = [jk.concat_lists(roe_offsets, comp[in_roe], g_offsets, g_comp)
-                        for comp, g_comp in zip(t_cm[:3], g_cm[:3])]
-        roe_axis, roe_thrust = thrust_axis_flat(thrust_input[0][0], *(content for _, content in thrust_input))
         # closest ROE track to the tau direction
         cos_trk = kin.cos_angle(kin.Vec3(*(comp[event] for comp in tau[:3])), t_cm)
         closest = np.arccos(jk.segment_max(offsets, cos_trk, in_roe, -1.0))
 
         # event-level and missing momentum (CM)
-        miss = kin.P4(*(np.asarray(ak.to_numpy(comp)) for comp in o.miss))
+        miss = f.miss
         p_miss_t = np.sqrt(miss.px**2 + miss.py**2)
         cos_miss = kin.cos_theta(miss.px, miss.py, miss.pz)
         event_charge = jk.segment_sum(offsets, charge, good)
-        thrust = np.asarray(ak.to_numpy(o.thrust), dtype=float)
+        thrust = f.thrust
         pts = [np.sqrt(m_.px**2 + m_.py**2) for m_ in mus]
         pt_arr = np.stack([p.astype(float) for p in pts], axis=1)
         order = np.argsort(-pt_arr, axis=1)
