@@ -378,7 +378,7 @@ class Tau3MuProcessor(bdt.BDTProcessor):
                 "pid_weight_lower": jk.take(cand_prob, pick, 0.0).astype(float)} if weighted else {})
         return {
             **pid, "steps": steps, "m": m3.astype(float), "de": de.astype(float),
-            "features": np.stack([feats[f] for f in cfg.features], axis=1) if len(events) else np.zeros((0, len(cfg.features))),
+            "features": np.stack([feats[name] for name in cfg.features], axis=1) if len(events) else np.zeros((0, len(cfg.features))),
             "mu_p": lab_p, "mu_cos": lab_cos, "mu_pdg": pdg, "nominal_pid": nominal_pid,
             "thrust": thrust, "cos_theta_miss": cos_miss.astype(float), "event_charge": event_charge.astype(float),
         }
