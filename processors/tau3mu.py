@@ -29,8 +29,8 @@ from belle_rare.processors.base import TriggerLines
 from belle_rare.processors import jagged_kernels as jk
 from belle_rare.processors.columns import expand, in_range
 from belle_rare.processors.event_objects import (
-    Bins, EventObjects, PhotonCuts, RoeCuts, TrackCuts, Window, event_objects, flatten_objects, good_tracks, rest_of_event,
-    scaled_tracks,
+    Bins, FlatChunk, FlatEventObjects, PhotonCuts, RoeCuts, TrackCuts, Window, flat_chunk, flat_event_objects,
+    rest_of_event, scaled_tracks,
 )
 from belle_rare.processors.signal_ellipse import fit_signal_ellipse
 from belle_rare.processors.registry import Demo, Search, Training, builtin_file
@@ -221,17 +221,27 @@ class Tau3MuProcessor(bdt.BDTProcessor):
         }
 
     # ------------------------------------------------------------------ physics
-    def objects(self, events: ak.Array, calibration: Calibration) -> EventObjects:
+    def chunk_objects(self, events: ak.Array) -> FlatChunk:
         """Only events with at least three muon candidates (PID-weighted: three good tracks) get the
-        full computation."""
-        mu = self.muon_cuts
-        good = good_tracks(events.Track, self.config.tracks)
-        is_mu = good if self.pid_weighted(events) else good & (events.Track[mu.id_branch] > mu.id_min)
-        n_mu = ak.sum(is_mu, axis=1)
-        keep = ak.to_numpy(n_mu >= 3)
-        return event_objects(events, keep, calibration, self.config.tracks, self.config.photons)
+        full computation; their tracks, photons and beams flattened once per chunk."""
+        mu, weighted = self.muon_cuts, self.pid_weighted(events)
+        trk_fields = events.Track.fields
+        pass_fields = ([pid_weighting.pass_probability_field(trk_fields, mu.id_branch, cut)
+                        for cut in (mu.id_min, mu.tight_min)] if weighted else [])
+        fields = ["charge", mu.id_branch, *ROE_ID_BRANCHES, *pass_fields, *(["mcPDG"] if "mcPDG" in trk_fields else [])]
 
-    def select(self, events: ak.Array, objects: EventObjects, channel: str) -> Selection:
+        def three_muons(offsets: np.ndarray, track: dict[str, np.ndarray], good: np.ndarray) -> np.ndarray:
+            is_mu = good if weighted else good & (track[mu.id_branch] > mu.id_min)
+            return jk.segment_count(offsets, is_mu) >= 3
+
+        return flat_chunk(events, self.config.tracks, fields, three_muons)
+
+    def objects(self, events: ak.Array, calibration: Calibration, chunk: FlatChunk | None = None) -> FlatEventObjects:
+        """The event objects of the prefiltered events under one calibration (flat)."""
+        chunk = self.chunk_objects(events) if chunk is None else chunk
+        return flat_event_objects(chunk, calibration, self.config.photons)
+
+    def select(self, events: ak.Array, objects: FlatEventObjects, channel: str) -> Selection:
         v = expand(self._candidates(objects, self.pid_weighted(events)), objects.keep)
         ell = self.config.signal_region
         event_number = ak.to_numpy(events["__event__"]).astype(np.int64)
@@ -258,7 +268,7 @@ class Tau3MuProcessor(bdt.BDTProcessor):
         return Selection(cuts, values={**v, "score": score, "distance": d, "event": event_number}, regions=regions,
                          cutflow=steps)
 
-    def _candidates(self, o: EventObjects, weighted: bool = False) -> dict[str, Any]:
+    def _candidates(self, f: FlatEventObjects, weighted: bool = False) -> dict[str, Any]:
         """The best three-muon candidate, its features and the preselection steps (kept events).
 
         ``weighted`` (PID-weighted background): every good track is a muon candidate, the triplet
@@ -269,14 +279,10 @@ class Tau3MuProcessor(bdt.BDTProcessor):
         Works on flat numpy arrays (each track field flattened once, per-list numba kernels from
         ``processors/jagged_kernels.py``): the awkward version paid ~0.1-1 ms of dispatch per call,
         ~500 calls per calibration. Every value is bit-identical to that version's (README "Scale").
-        Every kept event has at least three tracks (``objects``), so the chosen indices exist."""
-        cfg, events, mcfg = self.config, o.events, self.muon_cuts
-        trk = events.Track
-        pass_fields = ([pid_weighting.pass_probability_field(trk.fields, mcfg.id_branch, cut)
+        Every kept event has at least three tracks (``chunk_objects``), so the chosen indices exist."""
+        cfg, mcfg, n_events = self.config, self.muon_cuts, len(f.offsets) - 1
+        pass_fields = ([pid_weighting.pass_probability_field(list(f.track), mcfg.id_branch, cut)
                         for cut in (mcfg.id_min, mcfg.tight_min)] if weighted else [])
-        fields = dict.fromkeys(["px", "py", "pz", "charge", mcfg.id_branch, *ROE_ID_BRANCHES, *pass_fields,
-                                *(["mcPDG"] if "mcPDG" in trk.fields else [])])
-        f = flatten_objects(o, list(fields))
         t, offsets, event, local, good, hemi, t_cm = f.track, f.offsets, f.event, f.local, f.good, f.hemi, f.t_cm
         beta, roots, start = f.beta, f.roots, f.offsets[:-1]
         charge, muid = t["charge"], t[mcfg.id_branch]
@@ -302,7 +308,7 @@ class Tau3MuProcessor(bdt.BDTProcessor):
         ja, jb, jc = (np.where(pick >= 0, jk.take(x, pick, 0), start) for x in (a, b, c))  # content indices
 
         # the signal candidates in the muon mass hypothesis (stored energies assume a pion)
-        scale = o.momentum_scale
+        scale = f.momentum_scale
         mus_lab = [scaled_tracks(kin.P4(t["px"][j], t["py"][j], t["pz"][j], None), scale, MUON_MASS) for j in (ja, jb, jc)]
         mus = [kin.to_cm(*m_, *beta) for m_ in mus_lab]
         tau = kin.p4_add(*mus)
@@ -371,14 +377,14 @@ class Tau3MuProcessor(bdt.BDTProcessor):
         lab_p = np.stack([kin.momentum(m_.px, m_.py, m_.pz).astype(float) for m_ in mus_lab], axis=1)
         lab_cos = np.stack([kin.cos_theta(m_.px, m_.py, m_.pz).astype(float) for m_ in mus_lab], axis=1)
         pdg = (np.stack([t["mcPDG"][j].astype(float) for j in (ja, jb, jc)], axis=1) if "mcPDG" in t
-               else np.full((len(events), 3), 13.0))
+               else np.full((n_events, 3), 13.0))
         # the event's pass probability, and its lower bound (the kept candidate's) for the closure benchmark
         # (pid_weighting.any_candidate; its ak.where(valid, 1 - p, 1.0) turns float32 into float64)
         pid = ({"pid_weight": 1.0 - jk.segment_prod(tri_offsets, (1.0 - cand_prob).astype(np.float64), valid),
                 "pid_weight_lower": jk.take(cand_prob, pick, 0.0).astype(float)} if weighted else {})
         return {
             **pid, "steps": steps, "m": m3.astype(float), "de": de.astype(float),
-            "features": np.stack([feats[name] for name in cfg.features], axis=1) if len(events) else np.zeros((0, len(cfg.features))),
+            "features": np.stack([feats[name] for name in cfg.features], axis=1) if n_events else np.zeros((0, len(cfg.features))),
             "mu_p": lab_p, "mu_cos": lab_cos, "mu_pdg": pdg, "nominal_pid": nominal_pid,
             "thrust": thrust, "cos_theta_miss": cos_miss.astype(float), "event_charge": event_charge.astype(float),
         }
