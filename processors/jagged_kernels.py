@@ -243,3 +243,34 @@ def cartesian(offsets_a: np.ndarray, mask_a: np.ndarray, offsets_b: np.ndarray,
     ia, ib = np.empty(out_offsets[-1], dtype=np.int64), np.empty(out_offsets[-1], dtype=np.int64)
     _fill_pairs(offsets_a, mask_a, offsets_b, mask_b, out_offsets, ia, ib)
     return out_offsets, ia, ib
+
+
+@numba.njit(cache=True)
+def _count_pairs_within(offsets: np.ndarray, mask: np.ndarray, pair_offsets: np.ndarray) -> None:
+    for i in range(len(offsets) - 1):
+        m = 0
+        for j in range(offsets[i], offsets[i + 1]):
+            m += mask[j]
+        pair_offsets[i + 1] = pair_offsets[i] + m * (m - 1) // 2
+
+
+@numba.njit(cache=True)
+def _fill_pairs_within(offsets: np.ndarray, mask: np.ndarray, pair_offsets: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    for i in range(len(offsets) - 1):
+        k = pair_offsets[i]
+        for ja in range(offsets[i], offsets[i + 1]):
+            if mask[ja]:
+                for jb in range(ja + 1, offsets[i + 1]):
+                    if mask[jb]:
+                        a[k], b[k] = ja, jb
+                        k += 1
+
+
+def pairs(offsets: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pair offsets, a, b): every two entries of a list where ``mask`` is true, as content indices,
+    in the order of ``ak.combinations(local_index[mask], 2)`` (a < b)."""
+    pair_offsets = np.zeros(len(offsets), dtype=np.int64)
+    _count_pairs_within(offsets, mask, pair_offsets)
+    a, b = np.empty(pair_offsets[-1], dtype=np.int64), np.empty(pair_offsets[-1], dtype=np.int64)
+    _fill_pairs_within(offsets, mask, pair_offsets, a, b)
+    return pair_offsets, a, b

@@ -179,3 +179,28 @@ def test_cartesian_matches_awkward(n_lists):
     lists = jk.list_index(off)
     assert np.array_equal(ix - off_x[:-1][lists], ak.to_numpy(ak.flatten(pairs.p)))
     assert np.array_equal(iy - off_y[:-1][lists], ak.to_numpy(ak.flatten(pairs.l)))
+
+
+@pytest.mark.parametrize("n_lists", [0, 1, 400])
+def test_pairs_and_fox_wolfram_match_awkward(n_lists):
+    """Kaon pairs of taulphi (ak.combinations of 2) and Fox-Wolfram R2 on float32 momenta with
+    empty lists and zero momenta."""
+    from belle_rare.processors.event_shape import fox_wolfram_r2, fox_wolfram_r2_flat
+
+    rng = np.random.default_rng(400 + n_lists)
+    x = _jagged(rng, n_lists, 3.0)
+    mask = x > -0.5
+    offsets, flat = _flat(x)
+    pair_offsets, a, b = jk.pairs(offsets, ak.to_numpy(ak.flatten(mask)))
+    expected = ak.combinations(ak.local_index(x)[mask], 2, fields=["a", "b"])
+    assert np.array_equal(np.diff(pair_offsets), ak.to_numpy(ak.num(expected)))
+    starts = offsets[:-1][jk.list_index(pair_offsets)]
+    assert np.array_equal(a - starts, ak.to_numpy(ak.flatten(expected.a)))
+    assert np.array_equal(b - starts, ak.to_numpy(ak.flatten(expected.b)))
+
+    py, pz = (_flat(ak.unflatten(rng.normal(size=len(flat)).astype(np.float32), ak.num(x)))[1] for _ in range(2))
+    px = flat.copy()
+    px[::9], py[::9], pz[::9] = 0.0, 0.0, 0.0  # zero momenta carry no weight
+    jagged = [ak.unflatten(c, np.diff(offsets)) for c in (px, py, pz)]
+    got, want = fox_wolfram_r2_flat(offsets, px, py, pz), ak.to_numpy(fox_wolfram_r2(*jagged))
+    assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True)
