@@ -27,12 +27,12 @@ from belle_rare.processors import jagged_kernels as jk
 from belle_rare.processors import pid_weighting
 from belle_rare.processors.base import Calibration, Selection, packed, signal_datasets_of
 from belle_rare.processors.base import TriggerLines
-from belle_rare.processors.columns import as_float, expand, in_range
-from belle_rare.processors.event_shape import fox_wolfram_r2
+from belle_rare.processors.columns import expand, in_range
+from belle_rare.processors.event_shape import fox_wolfram_r2_flat
 from belle_rare.processors.registry import Demo, Search, Training, builtin_file
 from belle_rare.processors.event_objects import (
-    Bins, EventObjects, PhotonCuts, RoeCuts, TrackCuts, Window, concat_momenta, event_objects, flatten_objects,
-    good_tracks, rest_of_event, scaled_tracks,
+    Bins, FlatChunk, FlatEventObjects, PhotonCuts, RoeCuts, TrackCuts, Window, flat_chunk, flat_event_objects,
+    rest_of_event, scaled_tracks,
 )
 
 KAON_MASS = pdg_mass(321)
@@ -177,13 +177,13 @@ class PhiEvents:
     """Channel-independent objects of the events with two kaon candidates and three good tracks:
     the event objects shared with tau3mu, Fox-Wolfram R2, kaon four-momenta and phi candidates."""
 
-    common: EventObjects
-    r2: ak.Array
-    k_cm: kin.P4          # every track in the kaon mass hypothesis (CM)
-    phi_a: ak.Array       # track indices of the kaon pairs
-    phi_b: ak.Array
-    m_kk: ak.Array        # M(K K) of every pair
-    phi_ok: ak.Array      # opposite charges, mass in the phi window
+    common: FlatEventObjects
+    r2: np.ndarray
+    pair_offsets: np.ndarray  # the kaon pairs of each event (flat, like the tracks)
+    phi_a: np.ndarray     # track (content) indices of the kaon pairs
+    phi_b: np.ndarray
+    m_kk: np.ndarray      # M(K K) of every pair
+    phi_ok: np.ndarray    # opposite charges, mass in the phi window
 
 
 class TauLPhiProcessor(bdt.BDTProcessor):
@@ -224,25 +224,39 @@ class TauLPhiProcessor(bdt.BDTProcessor):
         }
 
     # ------------------------------------------------------------------ physics
-    def objects(self, events: ak.Array, calibration: Calibration) -> PhiEvents:
+    def chunk_objects(self, events: ak.Array) -> FlatChunk:
         """Only events with two kaon candidates and three good tracks get the full computation
-        (PID-weighted background: every good track is a kaon candidate)."""
+        (PID-weighted background: every good track is a kaon candidate); their tracks, photons and
+        beams flattened once per chunk."""
+        kc, cfg, weighted = self.kaon_cuts, self.config, self.pid_weighted(events)
+        trk_fields = events.Track.fields
+        ids = [(kc.id_branch, kc.id_min), *((lc.id_branch, lc.id_min) for lc in self.lepton_cuts.values())]
+        pass_fields = [pid_weighting.pass_probability_field(trk_fields, v, cut) for v, cut in ids] if weighted else []
+        fields = ["charge", cfg.kaons.id_branch, *(v for v, _ in ids), *(lc.id_branch for lc in self.lepton_cuts.values()),
+                  *pass_fields, *(["mcPDG"] if "mcPDG" in trk_fields else [])]
+
+        def two_kaons_three_tracks(offsets: np.ndarray, track: dict[str, np.ndarray], good: np.ndarray) -> np.ndarray:
+            is_k = good if weighted else good & (track[kc.id_branch] > kc.id_min)
+            return (jk.segment_count(offsets, is_k) >= 2) & (jk.segment_count(offsets, good) >= 3)
+
+        return flat_chunk(events, cfg.tracks, fields, two_kaons_three_tracks)
+
+    def objects(self, events: ak.Array, calibration: Calibration, chunk: FlatChunk | None = None) -> PhiEvents:
+        """Event objects (flat), Fox-Wolfram R2 and the phi candidates under one calibration."""
         kc, cfg = self.kaon_cuts, self.config
-        weighted = self.pid_weighted(events)
-        good = good_tracks(events.Track, cfg.tracks)
-        n_k = ak.sum(good if weighted else good & (events.Track[kc.id_branch] > kc.id_min), axis=1)
-        keep = ak.to_numpy((n_k >= 2) & (ak.sum(good, axis=1) >= 3))
-        o = event_objects(events, keep, calibration, cfg.tracks, cfg.photons)
-        trk = o.events.Track
-        k_cm = kin.to_cm(*scaled_tracks(trk, calibration.momentum_scale, KAON_MASS), *o.beta)
-        li = ak.local_index(trk.px)
-        is_k = o.good if weighted else o.good & (trk[kc.id_branch] > kc.id_min)
-        pairs = ak.combinations(li[is_k], 2, fields=["a", "b"])
-        a, b = pairs.a, pairs.b
-        m_kk = kin.mass(*(x[a] + x[b] for x in k_cm))
-        phi_ok = (trk.charge[a] + trk.charge[b] == 0) & in_range(m_kk, kc.phi_mass_window)
-        return PhiEvents(common=o, r2=fox_wolfram_r2(*concat_momenta(o.tg, o.g_cm)), k_cm=k_cm, phi_a=a, phi_b=b,
-                         m_kk=m_kk, phi_ok=phi_ok)
+        chunk = self.chunk_objects(events) if chunk is None else chunk
+        o = flat_event_objects(chunk, calibration, cfg.photons)
+        t = o.track
+        is_k = o.good if self.pid_weighted(events) else o.good & (t[kc.id_branch] > kc.id_min)
+        pair_offsets, a, b = jk.pairs(o.offsets, is_k)
+        k_a, k_b = (kin.to_cm(*scaled_tracks(kin.P4(t["px"][i], t["py"][i], t["pz"][i], None), o.momentum_scale,
+                                             KAON_MASS), *(c[o.event[i]] for c in o.beta)) for i in (a, b))
+        m_kk = kin.mass(*(x + y for x, y in zip(k_a, k_b)))
+        phi_ok = (t["charge"][a] + t["charge"][b] == 0) & in_range(m_kk, kc.phi_mass_window)
+        tg_offsets = jk.offsets_of(jk.segment_count(o.offsets, o.good))
+        merged = [jk.concat_lists(tg_offsets, c[o.good], o.g_offsets, g) for c, g in zip(o.t_cm[:3], o.g_cm[:3])]
+        r2 = fox_wolfram_r2_flat(merged[0][0], *(content for _, content in merged))
+        return PhiEvents(common=o, r2=r2, pair_offsets=pair_offsets, phi_a=a, phi_b=b, m_kk=m_kk, phi_ok=phi_ok)
 
     def select(self, events: ak.Array, objects: PhiEvents, channel: str) -> Selection:
         v = expand(self._candidates(objects, channel, self.pid_weighted(events)), objects.common.keep)
@@ -278,28 +292,19 @@ class TauLPhiProcessor(bdt.BDTProcessor):
         Works on flat numpy arrays (``event_objects.flatten_objects``, per-list numba kernels from
         ``processors/jagged_kernels.py``), every value bit-identical to the awkward version it
         replaced (README "Scale"). Every kept event has at least three tracks (``objects``)."""
-        o, cfg = p.common, self.config
+        f, cfg = p.common, self.config
         lc, kc = self.lepton_cuts[channel], self.kaon_cuts
-        trk_fields = o.events.Track.fields
-        pass_fields = ([pid_weighting.pass_probability_field(trk_fields, kc.id_branch, kc.id_min),
-                        pid_weighting.pass_probability_field(trk_fields, lc.id_branch, lc.id_min)] if weighted else [])
-        fields = dict.fromkeys(["px", "py", "pz", cfg.kaons.id_branch, cfg.leptons[channel].id_branch, lc.id_branch,
-                                *pass_fields, *(["mcPDG"] if "mcPDG" in trk_fields else [])])
-        f = flatten_objects(o, list(fields))
+        pass_fields = ([pid_weighting.pass_probability_field(list(f.track), kc.id_branch, kc.id_min),
+                        pid_weighting.pass_probability_field(list(f.track), lc.id_branch, lc.id_min)] if weighted else [])
         t, offsets, event, local, good, hemi = f.track, f.offsets, f.event, f.local, f.good, f.hemi
-        start, beta, roots = offsets[:-1], f.beta, f.roots
-        pair_offsets = jk.offsets_of(np.asarray(ak.to_numpy(ak.num(p.phi_a, axis=1)), dtype=np.int64))
-        pair_a, pair_b, pair_m, pair_ok = (np.asarray(ak.to_numpy(ak.flatten(x, axis=1)))
-                                           for x in (p.phi_a, p.phi_b, p.m_kk, p.phi_ok))
+        start, beta, roots, n_events = offsets[:-1], f.beta, f.roots, len(offsets) - 1
 
         is_l = good if weighted else good & (t[lc.id_branch] > lc.id_min)
         # (phi, lepton) candidates: the lepton distinct from both kaons, all three in one hemisphere
-        cand_offsets, cand_pair, gl = jk.cartesian(pair_offsets, pair_ok, offsets, is_l)
-        cl = local[gl]
-        ca, cb = pair_a[cand_pair], pair_b[cand_pair]
-        ga, gb = gl - cl + ca, gl - cl + cb  # content indices of the kaons
-        valid = (cl != ca) & (cl != cb) & (hemi[ga] == hemi[gl]) & (hemi[gb] == hemi[gl])
-        closeness = -abs(pair_m[cand_pair] - PHI_MASS)
+        cand_offsets, cand_pair, gl = jk.cartesian(p.pair_offsets, p.phi_ok, offsets, is_l)
+        ga, gb = p.phi_a[cand_pair], p.phi_b[cand_pair]  # content indices of the kaons and the lepton
+        valid = (gl != ga) & (gl != gb) & (hemi[ga] == hemi[gl]) & (hemi[gb] == hemi[gl])
+        closeness = -abs(p.m_kk[cand_pair] - PHI_MASS)
         if weighted:
             p_k, p_l = (t[name] for name in pass_fields)
             cand_prob = p_k[ga] * p_k[gb] * p_l[gl]
@@ -313,7 +318,7 @@ class TauLPhiProcessor(bdt.BDTProcessor):
         pick = np.where(np.diff(cand_offsets) > 0, cand_offsets[:-1] + np.where(has, best, 0), -1)
         # events with no candidate: track 0 exists (>= 3 tracks); the event fails ``has``
         ja, jb, jl = (np.where(pick >= 0, jk.take(x, pick, 0), start) for x in (ga, gb, gl))
-        scale = o.momentum_scale
+        scale = f.momentum_scale
         ka, kb = (kin.to_cm(*scaled_tracks(kin.P4(t["px"][j], t["py"][j], t["pz"][j], None), scale, KAON_MASS), *beta)
                   for j in (ja, jb))
         l_lab_sel = scaled_tracks(kin.P4(t["px"][jl], t["py"][jl], t["pz"][jl], None), scale, LEPTON_MASS[channel])
@@ -331,7 +336,7 @@ class TauLPhiProcessor(bdt.BDTProcessor):
         cos_miss = kin.cos_theta(miss.px, miss.py, miss.pz)
         n_tracks = jk.segment_count(offsets, good).astype(float)
         feats = {
-            "thrust": f.thrust, "fox_wolfram_r2": as_float(p.r2), "roe_thrust": roe_thrust.astype(float),
+            "thrust": f.thrust, "fox_wolfram_r2": np.asarray(p.r2, dtype=float), "roe_thrust": roe_thrust.astype(float),
             "cos_thrust_signal_roe": np.abs(kin.cos_angle(roe_axis, tau).astype(float)),
             "roe_mass": kin.mass(*roe).astype(float), "roe_delta_e": (roe.E - roots / 2).astype(float),
             "n_tracks": n_tracks, "n_photons": np.diff(f.g_offsets).astype(float),
@@ -356,10 +361,10 @@ class TauLPhiProcessor(bdt.BDTProcessor):
         return {
             **pid, "steps": steps, "nominal_pid": nominal_pid, "m": m_tau.astype(float), "de": de.astype(float),
             "m_kk": m_kk.astype(float), "thrust": f.thrust, "cos_theta_miss": cos_miss.astype(float), "n_tracks": n_tracks,
-            "features": np.stack([feats[name] for name in cfg.features], axis=1) if len(o.events) else np.zeros((0, len(cfg.features))),
+            "features": np.stack([feats[name] for name in cfg.features], axis=1) if n_events else np.zeros((0, len(cfg.features))),
             "lepton_p": kin.momentum(*l_lab_sel[:3]).astype(float), "lepton_cos": kin.cos_theta(*l_lab_sel[:3]).astype(float),
             "lepton_pdg": (t["mcPDG"][jl].astype(float) if "mcPDG" in t
-                           else np.full(len(o.events), float(LEPTON_PDG[channel]))),
+                           else np.full(n_events, float(LEPTON_PDG[channel]))),
         }
 
     # ------------------------------------------------------------------ weights
