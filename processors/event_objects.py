@@ -1,6 +1,9 @@
 """Channel-independent objects of an inclusive tau-pair event at Belle II, shared by the searches
 that use them (tau3mu, taulphi): tracks from the IP, calibrated tracks and photons, the CM frame,
 thrust and hemispheres, missing momentum; plus the config blocks that configure them.
+
+Two forms: ``event_objects`` on awkward arrays (the reference) and ``flat_chunk`` (once per chunk)
++ ``flat_event_objects`` (per calibration) on flat numpy arrays, which the searches use.
 """
 
 from __future__ import annotations
@@ -89,7 +92,9 @@ class EventObjects:
 
 def event_objects(events: ak.Array, keep: np.ndarray, calibration: Calibration, tracks: TrackCuts,
                   photons: PhotonCuts) -> EventObjects:
-    """Frames, calibrated tracks and photons, thrust, hemispheres and missing momentum of ``events[keep]``."""
+    """Frames, calibrated tracks and photons, thrust, hemispheres and missing momentum of ``events[keep]``
+    (awkward): the reference ``flat_event_objects`` equals (tests/test_flat_event_objects.py); the
+    searches use the flat one (~60 awkward calls per calibration here, ~0.1-1 ms each)."""
     events = events[keep]
     _, beta, roots = event_frame(events)
     trk = events.Track
