@@ -172,7 +172,7 @@ def test_cartesian_matches_awkward(n_lists):
     x = _jagged(rng, n_lists, 3.0)
     y = ak.unflatten(rng.normal(size=int(ak.sum(ak.num(x) + 1))).astype(np.float32), ak.num(x) + 1)
     mask_x, mask_y = x > -0.2, y > 0.1
-    (off_x, flat_x), (off_y, flat_y) = _flat(x), _flat(y)
+    (off_x, _), (off_y, _) = _flat(x), _flat(y)
     off, ix, iy = jk.cartesian(off_x, ak.to_numpy(ak.flatten(mask_x)), off_y, ak.to_numpy(ak.flatten(mask_y)))
     pairs = ak.cartesian({"p": ak.local_index(x)[mask_x], "l": ak.local_index(y)[mask_y]}, axis=1)
     assert np.array_equal(np.diff(off), ak.to_numpy(ak.num(pairs)))
