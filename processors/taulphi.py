@@ -289,7 +289,7 @@ class TauLPhiProcessor(bdt.BDTProcessor):
         kept (ties: closest to the phi mass); the event's ``pid_weight`` is P(some candidate passes)
         (``pid_weighting.any_candidate``).
 
-        Works on flat numpy arrays (``event_objects.flatten_objects``, per-list numba kernels from
+        Works on flat numpy arrays (``event_objects.flat_event_objects``, per-list numba kernels from
         ``processors/jagged_kernels.py``), every value bit-identical to the awkward version it
         replaced (README "Scale"). Every kept event has at least three tracks (``objects``)."""
         f, cfg = p.common, self.config
