@@ -21,6 +21,7 @@ import awkward as ak
 import numba
 import numpy as np
 
+from belle_rare.processors.jagged_kernels import segment_sum
 from belle_rare.processors.kinematics import Array, Vec3, cos_angle, momentum
 
 # 2**(5-1) = 16 sign-combination seeds: cheap at B-factory multiplicities (30-40 particles)
@@ -262,6 +263,24 @@ def fox_wolfram_r2(px: ak.Array, py: ak.Array, pz: ak.Array) -> ak.Array:
             frob2 = frob2 + (1.0 if a == b else 2.0) * m_ab * m_ab
     h0 = ak.sum(mag, axis=-1) ** 2
     # Legendre P2(c) = (3 c^2 - 1) / 2
+    h2 = 1.5 * frob2 - 0.5 * h0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return h2 / h0
+
+
+def fox_wolfram_r2_flat(offsets: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> np.ndarray:
+    """``fox_wolfram_r2`` on flat momenta (lists by int64 ``offsets``), the same operations and
+    dtypes (``ak.where`` with a float fill gives float64, as here)."""
+    mag = momentum(px, py, pz)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inv = np.where(mag > 0.0, 1.0 / mag, 0.0).astype(np.float64)
+    comps = (px, py, pz)
+    frob2 = 0.0
+    for a in range(3):
+        for b in range(a, 3):
+            m_ab = segment_sum(offsets, comps[a] * comps[b] * inv)
+            frob2 = frob2 + (1.0 if a == b else 2.0) * m_ab * m_ab
+    h0 = segment_sum(offsets, mag) ** 2
     h2 = 1.5 * frob2 - 0.5 * h0
     with np.errstate(invalid="ignore", divide="ignore"):
         return h2 / h0

@@ -108,3 +108,169 @@ def take_in_row(values: np.ndarray, column: np.ndarray, fill: Any) -> np.ndarray
         return np.full(len(values), fill, dtype=dtype)
     picked = np.take_along_axis(values, np.maximum(column, 0)[:, None], axis=1)[:, 0]
     return np.where(column >= 0, picked.astype(dtype, copy=False), dtype.type(fill))
+
+
+@numba.njit(cache=True)
+def _count_triplets(offsets: np.ndarray, mask: np.ndarray, tri_offsets: np.ndarray) -> None:
+    for i in range(len(offsets) - 1):
+        m = 0
+        for j in range(offsets[i], offsets[i + 1]):
+            if mask[j]:
+                m += 1
+        tri_offsets[i + 1] = tri_offsets[i] + m * (m - 1) * (m - 2) // 6
+
+
+@numba.njit(cache=True)
+def _fill_triplets(offsets: np.ndarray, mask: np.ndarray, tri_offsets: np.ndarray, a: np.ndarray, b: np.ndarray,
+                   c: np.ndarray) -> None:
+    for i in range(len(offsets) - 1):
+        k = tri_offsets[i]
+        for ja in range(offsets[i], offsets[i + 1]):
+            if not mask[ja]:
+                continue
+            for jb in range(ja + 1, offsets[i + 1]):
+                if not mask[jb]:
+                    continue
+                for jc in range(jb + 1, offsets[i + 1]):
+                    if mask[jc]:
+                        a[k], b[k], c[k] = ja, jb, jc
+                        k += 1
+
+
+def triplets(offsets: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(triplet offsets, a, b, c): every three entries of a list where ``mask`` is true, as content
+    indices, in the order of ``ak.combinations(local_index[mask], 3)`` (a < b < c, lexicographic)."""
+    tri_offsets = np.zeros(len(offsets), dtype=np.int64)
+    _count_triplets(offsets, mask, tri_offsets)
+    a, b, c = (np.empty(tri_offsets[-1], dtype=np.int64) for _ in range(3))
+    _fill_triplets(offsets, mask, tri_offsets, a, b, c)
+    return tri_offsets, a, b, c
+
+
+@numba.njit(cache=True)
+def segment_argmax(offsets: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Index within each list of its largest value, -1 for an empty list (``ak.argmax(x, axis=1)``:
+    the first of equal maxima; a later value wins only if strictly greater, so NaN never wins
+    unless it comes first)."""
+    n = len(offsets) - 1
+    out = np.full(n, -1, dtype=np.int64)
+    for i in range(n):
+        for j in range(offsets[i], offsets[i + 1]):
+            if out[i] < 0 or values[j] > values[offsets[i] + out[i]]:
+                out[i] = j - offsets[i]
+    return out
+
+
+@numba.njit(cache=True)
+def _segment_max(offsets: np.ndarray, values: np.ndarray, mask: np.ndarray, out: np.ndarray, found: np.ndarray) -> None:
+    for i in range(len(offsets) - 1):
+        for j in range(offsets[i], offsets[i + 1]):
+            if mask[j]:
+                if not found[i] or values[j] > out[i]:
+                    out[i] = values[j]
+                found[i] = True
+
+
+def segment_max(offsets: np.ndarray, values: np.ndarray, mask: np.ndarray, fill: Any) -> np.ndarray:
+    """Largest of ``values`` over each list where ``mask`` is true, ``fill`` for none:
+    ``ak.fill_none(ak.max(x[mask], axis=1), fill)`` (its dtype too)."""
+    out = np.zeros(len(offsets) - 1, dtype=values.dtype)
+    found = np.zeros(len(offsets) - 1, dtype=np.bool_)
+    _segment_max(offsets, values, mask, out, found)
+    return np.where(found, out.astype(filled_dtype(values, fill), copy=False), filled_dtype(values, fill).type(fill))
+
+
+@numba.njit(cache=True)
+def _segment_prod(offsets: np.ndarray, values: np.ndarray, mask: np.ndarray, out: np.ndarray) -> None:
+    for i in range(len(offsets) - 1):
+        for j in range(offsets[i], offsets[i + 1]):
+            if mask[j]:
+                out[i] *= values[j]
+
+
+def segment_prod(offsets: np.ndarray, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Product of ``values`` over each list where ``mask`` is true (1 for none), in list order:
+    ``ak.prod(ak.where(mask, x, 1), axis=1)`` (multiplying by 1 is exact)."""
+    out = np.ones(len(offsets) - 1, dtype=values.dtype)
+    _segment_prod(offsets, values, mask, out)
+    return out
+
+
+def concat_lists(offsets_a: np.ndarray, a: np.ndarray, offsets_b: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, content) of list i of ``a`` followed by list i of ``b``, per list
+    (``ak.concatenate([x, y], axis=1)``; the content in their common dtype)."""
+    counts_a, counts_b = np.diff(offsets_a), np.diff(offsets_b)
+    offsets = offsets_of(counts_a + counts_b)
+    out = np.empty(offsets[-1], dtype=np.result_type(a.dtype, b.dtype))
+    list_a, list_b = list_index(offsets_a), list_index(offsets_b)
+    out[offsets[:-1][list_a] + np.arange(len(a)) - offsets_a[list_a]] = a
+    out[offsets[:-1][list_b] + counts_a[list_b] + np.arange(len(b)) - offsets_b[list_b]] = b
+    return offsets, out
+
+
+@numba.njit(cache=True)
+def _count_pairs(offsets_a: np.ndarray, mask_a: np.ndarray, offsets_b: np.ndarray, mask_b: np.ndarray,
+                 out_offsets: np.ndarray) -> None:
+    for i in range(len(offsets_a) - 1):
+        n_a = 0
+        for j in range(offsets_a[i], offsets_a[i + 1]):
+            n_a += mask_a[j]
+        n_b = 0
+        for j in range(offsets_b[i], offsets_b[i + 1]):
+            n_b += mask_b[j]
+        out_offsets[i + 1] = out_offsets[i] + n_a * n_b
+
+
+@numba.njit(cache=True)
+def _fill_pairs(offsets_a: np.ndarray, mask_a: np.ndarray, offsets_b: np.ndarray, mask_b: np.ndarray,
+                out_offsets: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> None:
+    for i in range(len(offsets_a) - 1):
+        k = out_offsets[i]
+        for ja in range(offsets_a[i], offsets_a[i + 1]):
+            if mask_a[ja]:
+                for jb in range(offsets_b[i], offsets_b[i + 1]):
+                    if mask_b[jb]:
+                        ia[k], ib[k] = ja, jb
+                        k += 1
+
+
+def cartesian(offsets_a: np.ndarray, mask_a: np.ndarray, offsets_b: np.ndarray,
+              mask_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pair offsets, ia, ib): every (masked entry of list i of a, masked entry of list i of b), as
+    content indices, in the order of ``ak.cartesian([a[mask_a], b[mask_b]], axis=1)`` (a outer)."""
+    out_offsets = np.zeros(len(offsets_a), dtype=np.int64)
+    _count_pairs(offsets_a, mask_a, offsets_b, mask_b, out_offsets)
+    ia, ib = np.empty(out_offsets[-1], dtype=np.int64), np.empty(out_offsets[-1], dtype=np.int64)
+    _fill_pairs(offsets_a, mask_a, offsets_b, mask_b, out_offsets, ia, ib)
+    return out_offsets, ia, ib
+
+
+@numba.njit(cache=True)
+def _count_pairs_within(offsets: np.ndarray, mask: np.ndarray, pair_offsets: np.ndarray) -> None:
+    for i in range(len(offsets) - 1):
+        m = 0
+        for j in range(offsets[i], offsets[i + 1]):
+            m += mask[j]
+        pair_offsets[i + 1] = pair_offsets[i] + m * (m - 1) // 2
+
+
+@numba.njit(cache=True)
+def _fill_pairs_within(offsets: np.ndarray, mask: np.ndarray, pair_offsets: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    for i in range(len(offsets) - 1):
+        k = pair_offsets[i]
+        for ja in range(offsets[i], offsets[i + 1]):
+            if mask[ja]:
+                for jb in range(ja + 1, offsets[i + 1]):
+                    if mask[jb]:
+                        a[k], b[k] = ja, jb
+                        k += 1
+
+
+def pairs(offsets: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pair offsets, a, b): every two entries of a list where ``mask`` is true, as content indices,
+    in the order of ``ak.combinations(local_index[mask], 2)`` (a < b)."""
+    pair_offsets = np.zeros(len(offsets), dtype=np.int64)
+    _count_pairs_within(offsets, mask, pair_offsets)
+    a, b = np.empty(pair_offsets[-1], dtype=np.int64), np.empty(pair_offsets[-1], dtype=np.int64)
+    _fill_pairs_within(offsets, mask, pair_offsets, a, b)
+    return pair_offsets, a, b

@@ -26,11 +26,12 @@ from belle_rare.processors import kinematics as kin
 from belle_rare.processors import pid_weighting
 from belle_rare.processors.base import Calibration, Selection, packed, signal_datasets_of
 from belle_rare.processors.base import TriggerLines
-from belle_rare.processors.columns import as_float, best_index, expand, in_range, take
+from belle_rare.processors import jagged_kernels as jk
+from belle_rare.processors.columns import expand, in_range
 from belle_rare.processors.event_objects import (
-    Bins, EventObjects, PhotonCuts, RoeCuts, TrackCuts, Window, concat_momenta, event_objects, good_tracks, scaled_tracks,
+    Bins, FlatChunk, FlatEventObjects, PhotonCuts, RoeCuts, TrackCuts, Window, flat_chunk, flat_event_objects,
+    rest_of_event, scaled_tracks,
 )
-from belle_rare.processors.event_shape import thrust_axis
 from belle_rare.processors.signal_ellipse import fit_signal_ellipse
 from belle_rare.processors.registry import Demo, Search, Training, builtin_file
 
@@ -163,6 +164,22 @@ class Tau3MuConfig(StrictModel):
 
 
 
+# the ROE tracks' most likely species, in this order (the features count muons, pions, electrons)
+ROE_ID_BRANCHES = ("muonID", "pionID", "electronID", "kaonID", "protonID")
+
+
+def _first_argmax(columns: list[np.ndarray]) -> np.ndarray:
+    """Per entry, which column is largest (``ak.argmax`` over a list of them: the first of equal
+    values, a later one only if strictly greater, so NaN never wins unless first)."""
+    best = np.zeros(len(columns[0]), dtype=np.int64)
+    top = columns[0]
+    for k, col in enumerate(columns[1:], start=1):
+        better = col > top
+        best = np.where(better, k, best)
+        top = np.where(better, col, top)
+    return best
+
+
 # ---------------------------------------------------------------------------------------------- processor
 class Tau3MuProcessor(bdt.BDTProcessor):
     """tau -> 3 mu (Belle II, 424 /fb): M_3mu, dE_3mu in a rotated 5 sigma ellipse after a k-fold BDT."""
@@ -204,17 +221,27 @@ class Tau3MuProcessor(bdt.BDTProcessor):
         }
 
     # ------------------------------------------------------------------ physics
-    def objects(self, events: ak.Array, calibration: Calibration) -> EventObjects:
+    def chunk_objects(self, events: ak.Array) -> FlatChunk:
         """Only events with at least three muon candidates (PID-weighted: three good tracks) get the
-        full computation."""
-        mu = self.muon_cuts
-        good = good_tracks(events.Track, self.config.tracks)
-        is_mu = good if self.pid_weighted(events) else good & (events.Track[mu.id_branch] > mu.id_min)
-        n_mu = ak.sum(is_mu, axis=1)
-        keep = ak.to_numpy(n_mu >= 3)
-        return event_objects(events, keep, calibration, self.config.tracks, self.config.photons)
+        full computation; their tracks, photons and beams flattened once per chunk."""
+        mu, weighted = self.muon_cuts, self.pid_weighted(events)
+        trk_fields = events.Track.fields
+        pass_fields = ([pid_weighting.pass_probability_field(trk_fields, mu.id_branch, cut)
+                        for cut in (mu.id_min, mu.tight_min)] if weighted else [])
+        fields = ["charge", mu.id_branch, *ROE_ID_BRANCHES, *pass_fields, *(["mcPDG"] if "mcPDG" in trk_fields else [])]
 
-    def select(self, events: ak.Array, objects: EventObjects, channel: str) -> Selection:
+        def three_muons(offsets: np.ndarray, track: dict[str, np.ndarray], good: np.ndarray) -> np.ndarray:
+            is_mu = good if weighted else good & (track[mu.id_branch] > mu.id_min)
+            return jk.segment_count(offsets, is_mu) >= 3
+
+        return flat_chunk(events, self.config.tracks, fields, three_muons)
+
+    def objects(self, events: ak.Array, calibration: Calibration, chunk: FlatChunk | None = None) -> FlatEventObjects:
+        """The event objects of the prefiltered events under one calibration (flat)."""
+        chunk = self.chunk_objects(events) if chunk is None else chunk
+        return flat_event_objects(chunk, calibration, self.config.photons)
+
+    def select(self, events: ak.Array, objects: FlatEventObjects, channel: str) -> Selection:
         v = expand(self._candidates(objects, self.pid_weighted(events)), objects.keep)
         ell = self.config.signal_region
         event_number = ak.to_numpy(events["__event__"]).astype(np.int64)
@@ -241,80 +268,83 @@ class Tau3MuProcessor(bdt.BDTProcessor):
         return Selection(cuts, values={**v, "score": score, "distance": d, "event": event_number}, regions=regions,
                          cutflow=steps)
 
-    def _candidates(self, o: EventObjects, weighted: bool = False) -> dict[str, Any]:
+    def _candidates(self, f: FlatEventObjects, weighted: bool = False) -> dict[str, Any]:
         """The best three-muon candidate, its features and the preselection steps (kept events).
 
         ``weighted`` (PID-weighted background): every good track is a muon candidate, the triplet
         with the highest probability to pass the muon ID (all three > id_min, n_tight > tight_min)
         is kept, and the event's ``pid_weight`` is P(some triplet passes) (``pid_weighting.any_candidate``;
-        tau pair events mostly have one triplet)."""
-        cfg, events = self.config, o.events
-        trk, beta, roots, good = events.Track, o.beta, o.roots, o.good
-        t_cm, g_cm, hemi = o.t_cm, o.g_cm, o.hemi
+        tau pair events mostly have one triplet).
+
+        Works on flat numpy arrays (each track field flattened once, per-list numba kernels from
+        ``processors/jagged_kernels.py``): the awkward version paid ~0.1-1 ms of dispatch per call,
+        ~500 calls per calibration. Every value is bit-identical to that version's (README "Scale").
+        Every kept event has at least three tracks (``chunk_objects``), so the chosen indices exist."""
+        cfg, mcfg, n_events = self.config, self.muon_cuts, len(f.offsets) - 1
+        pass_fields = ([pid_weighting.pass_probability_field(list(f.track), mcfg.id_branch, cut)
+                        for cut in (mcfg.id_min, mcfg.tight_min)] if weighted else [])
+        t, offsets, event, local, good, hemi, t_cm = f.track, f.offsets, f.event, f.local, f.good, f.hemi, f.t_cm
+        beta, roots, start = f.beta, f.roots, f.offsets[:-1]
+        charge, muid = t["charge"], t[mcfg.id_branch]
 
         # triplets of muon candidates: |sum q| = 1, one hemisphere, >= n_tight tight muons
-        mcfg = self.muon_cuts
-        muid = trk[mcfg.id_branch]
         is_mu = good if weighted else good & (muid > mcfg.id_min)
-        idx = ak.local_index(trk.px)[is_mu]
-        tri = ak.combinations(idx, 3, fields=["a", "b", "c"])
-        a, b, c = tri.a, tri.b, tri.c
-        charge = trk.charge[a] + trk.charge[b] + trk.charge[c]
+        tri_offsets, a, b, c = jk.triplets(offsets, is_mu)
+        tri_charge = charge[a] + charge[b] + charge[c]
         same = (hemi[a] == hemi[b]) & (hemi[b] == hemi[c])
-        n_tight = sum(ak.values_astype(muid[i] > mcfg.tight_min, np.int64) for i in (a, b, c))
-        valid = (abs(charge) == mcfg.total_charge_abs) & same
+        n_tight = sum((muid[i] > mcfg.tight_min).astype(np.int64) for i in (a, b, c))
+        valid = (abs(tri_charge) == mcfg.total_charge_abs) & same
         if weighted:
-            p_loose = pid_weighting.pass_probability(trk, mcfg.id_branch, mcfg.id_min)
-            p_tight = pid_weighting.pass_probability(trk, mcfg.id_branch, mcfg.tight_min)
+            p_loose, p_tight = (t[f] for f in pass_fields)
             cand_prob = pid_weighting.at_least_tight([p_loose[i] for i in (a, b, c)], [p_tight[i] for i in (a, b, c)],
                                                      mcfg.n_tight)
-            best = best_index(cand_prob, valid)
+            score, usable = cand_prob, valid
         else:
-            best = best_index(muid[a] + muid[b] + muid[c], valid & (n_tight >= mcfg.n_tight))
-        has = ~ak.is_none(best)
-        best = ak.fill_none(best, 0)
-        ia, ib, ic = (ak.fill_none(take(x, best), 0) for x in (a, b, c))
+            score, usable = muid[a] + muid[b] + muid[c], valid & (n_tight >= mcfg.n_tight)
+        # columns.best_index: the highest-score usable triplet; none usable -> the event's first triplet
+        best = jk.segment_argmax(tri_offsets, np.where(usable, score, -np.inf))
+        has = jk.take(usable, np.where(best >= 0, tri_offsets[:-1] + best, -1), False)
+        pick = np.where(np.diff(tri_offsets) > 0, tri_offsets[:-1] + np.where(has, best, 0), -1)
+        ja, jb, jc = (np.where(pick >= 0, jk.take(x, pick, 0), start) for x in (a, b, c))  # content indices
 
         # the signal candidates in the muon mass hypothesis (stored energies assume a pion)
-        mu_lab = scaled_tracks(trk, o.momentum_scale, MUON_MASS)
-        mu_cm = kin.to_cm(*mu_lab, *beta)
-        mus = [kin.P4(*(take(comp, i) for comp in mu_cm)) for i in (ia, ib, ic)]
-        mus_lab = [kin.P4(*(take(comp, i) for comp in mu_lab)) for i in (ia, ib, ic)]
+        scale = f.momentum_scale
+        mus_lab = [scaled_tracks(kin.P4(t["px"][j], t["py"][j], t["pz"][j], None), scale, MUON_MASS) for j in (ja, jb, jc)]
+        mus = [kin.to_cm(*m_, *beta) for m_ in mus_lab]
         tau = kin.p4_add(*mus)
         m3 = kin.mass(*tau)
         de = tau.E - roots / 2
-        sig_charge = take(trk.charge, ia) + take(trk.charge, ib) + take(trk.charge, ic)
-        chosen_id = [as_float(take(muid, i), 0.0) for i in (ia, ib, ic)]
+        sig_charge = charge[ja] + charge[jb] + charge[jc]
+        chosen_id = [muid[j].astype(float) for j in (ja, jb, jc)]
         nominal_pid = (np.min(chosen_id, axis=0) > cfg.muons.id_min) & (
             sum((x > cfg.muons.tight_min).astype(int) for x in chosen_id) >= cfg.muons.n_tight)
 
         # ROE: other good tracks with pT > threshold, photons above threshold
-        li = ak.local_index(trk.px)
-        t_pt = np.sqrt(o.t_lab.px**2 + o.t_lab.py**2)
-        in_roe = good & (t_pt > cfg.roe.track_pt_min) & (li != ia) & (li != ib) & (li != ic)
-        roe_t = kin.P4(*(c_[in_roe] for c_ in t_cm))
-        roe = kin.p4_add(kin.p4_sum(*roe_t), kin.p4_sum(*g_cm))
+        t_pt = np.sqrt((t["px"] * scale)**2 + (t["py"] * scale)**2)
+        in_roe = (good & (t_pt > cfg.roe.track_pt_min) & (local != (ja - start)[event]) & (local != (jb - start)[event])
+                  & (local != (jc - start)[event]))
+        g_offsets, g_cm = f.g_offsets, f.g_cm
+        roe, roe_axis, roe_thrust = rest_of_event(f, in_roe)
         roe_mass = kin.mass(*roe)
         roe_de = roe.E - roots / 2
-        ids = ak.concatenate([trk[n][:, :, None] for n in ("muonID", "pionID", "electronID", "kaonID", "protonID")], axis=2)
-        best_id = ak.argmax(ids, axis=2)[in_roe]
-        roe_charge = ak.sum(trk.charge[in_roe], axis=1)
-        roe_axis, roe_thrust = thrust_axis(*concat_momenta(roe_t, g_cm))
+        best_id = _first_argmax([t[n] for n in ROE_ID_BRANCHES])
+        roe_charge = jk.segment_sum(offsets, charge, in_roe)
         # closest ROE track to the tau direction
-        cos_trk = kin.cos_angle(tau, roe_t)
-        closest = np.arccos(ak.fill_none(ak.max(cos_trk, axis=1), -1.0))
+        cos_trk = kin.cos_angle(kin.Vec3(*(comp[event] for comp in tau[:3])), t_cm)
+        closest = np.arccos(jk.segment_max(offsets, cos_trk, in_roe, -1.0))
 
         # event-level and missing momentum (CM)
-        miss = o.miss
+        miss = f.miss
         p_miss_t = np.sqrt(miss.px**2 + miss.py**2)
         cos_miss = kin.cos_theta(miss.px, miss.py, miss.pz)
-        event_charge = ak.sum(trk.charge[good], axis=1)
+        event_charge = jk.segment_sum(offsets, charge, good)
+        thrust = f.thrust
         pts = [np.sqrt(m_.px**2 + m_.py**2) for m_ in mus]
-        pt_arr = np.stack([as_float(p) for p in pts], axis=1)
+        pt_arr = np.stack([p.astype(float) for p in pts], axis=1)
         order = np.argsort(-pt_arr, axis=1)
 
         def ordered_feature(per_mu: list[Any]) -> list[np.ndarray]:
-            arr = np.stack([as_float(x) for x in per_mu], axis=1)
+            arr = np.stack([np.asarray(x, dtype=float) for x in per_mu], axis=1)
             arr = np.take_along_axis(arr, order, axis=1)
             return [arr[:, k] for k in range(3)]
 
@@ -323,38 +353,40 @@ class Tau3MuProcessor(bdt.BDTProcessor):
                              ("pt_cm", pts), ("cos_miss", [kin.cos_angle(miss, m_) for m_ in mus])):
             for k, val in enumerate(ordered_feature(per_mu), start=1):
                 feats[f"mu{k}_{name}" if name != "cos_miss" else f"cos_miss_mu{k}"] = val
+        in_roe_count = [jk.segment_count(offsets, in_roe & (best_id == k)).astype(float) for k in range(3)]
         feats.update({
-            "tau_closest_track_angle": as_float(closest, np.pi),
-            "roe_mass": as_float(roe_mass), "roe_delta_e": as_float(roe_de),
-            "roe_n_mu": as_float(ak.sum(best_id == 0, axis=1)), "roe_n_pi": as_float(ak.sum(best_id == 1, axis=1)),
-            "roe_n_e": as_float(ak.sum(best_id == 2, axis=1)),
-            "roe_charge_x_signal_charge": as_float(roe_charge * sig_charge),
-            "roe_thrust": as_float(roe_thrust, 0.0),
-            "cos_roe_thrust_signal": np.abs(as_float(kin.cos_angle(roe_axis, tau), 0.0)),
-            "cos_roe_thrust_z": np.abs(as_float(roe_axis.z, 0.0)),
-            "thrust": as_float(o.thrust), "n_tracks": as_float(ak.sum(good, axis=1)), "n_photons": as_float(ak.num(g_cm.E)),
-            "photon_e_cm": as_float(ak.sum(g_cm.E, axis=1)), "p_miss_t_cm": as_float(p_miss_t),
-            "cos_theta_miss_cm": as_float(cos_miss), "m_miss2": as_float(kin.mass2(*miss)),
+            "tau_closest_track_angle": closest.astype(float),
+            "roe_mass": roe_mass.astype(float), "roe_delta_e": roe_de.astype(float),
+            "roe_n_mu": in_roe_count[0], "roe_n_pi": in_roe_count[1], "roe_n_e": in_roe_count[2],
+            "roe_charge_x_signal_charge": (roe_charge.astype(np.int64) * sig_charge).astype(float),
+            "roe_thrust": roe_thrust.astype(float),
+            "cos_roe_thrust_signal": np.abs(kin.cos_angle(roe_axis, tau).astype(float)),
+            "cos_roe_thrust_z": np.abs(roe_axis.z.astype(float)),
+            "thrust": thrust, "n_tracks": jk.segment_count(offsets, good).astype(float),
+            "n_photons": np.diff(g_offsets).astype(float),
+            "photon_e_cm": jk.segment_sum(g_offsets, g_cm.E).astype(float), "p_miss_t_cm": p_miss_t.astype(float),
+            "cos_theta_miss_cm": cos_miss.astype(float), "m_miss2": kin.mass2(*miss).astype(float),
         })
         sel = cfg.selection
         steps = dict(zip(PRESELECTION, (
-            as_float(has, 0) > 0,
-            as_float(o.thrust) < sel.thrust_max,
-            in_range(as_float(cos_miss), sel.cos_theta_miss_cm),
-            as_float(event_charge, 99) == sel.event_charge,
+            has,
+            thrust < sel.thrust_max,
+            in_range(cos_miss.astype(float), sel.cos_theta_miss_cm),
+            event_charge.astype(float) == sel.event_charge,
         )))
-        lab_p = np.stack([as_float(kin.momentum(m_.px, m_.py, m_.pz), 1.0) for m_ in mus_lab], axis=1)
-        lab_cos = np.stack([as_float(kin.cos_theta(m_.px, m_.py, m_.pz), 0.0) for m_ in mus_lab], axis=1)
-        pdg = (np.stack([as_float(take(trk.mcPDG, i), 0) for i in (ia, ib, ic)], axis=1) if "mcPDG" in trk.fields
-               else np.full((len(events), 3), 13.0))
+        lab_p = np.stack([kin.momentum(m_.px, m_.py, m_.pz).astype(float) for m_ in mus_lab], axis=1)
+        lab_cos = np.stack([kin.cos_theta(m_.px, m_.py, m_.pz).astype(float) for m_ in mus_lab], axis=1)
+        pdg = (np.stack([t["mcPDG"][j].astype(float) for j in (ja, jb, jc)], axis=1) if "mcPDG" in t
+               else np.full((n_events, 3), 13.0))
         # the event's pass probability, and its lower bound (the kept candidate's) for the closure benchmark
-        pid = ({"pid_weight": pid_weighting.any_candidate(cand_prob, valid),
-                "pid_weight_lower": as_float(take(cand_prob, best), 0.0)} if weighted else {})
+        # (pid_weighting.any_candidate; its ak.where(valid, 1 - p, 1.0) turns float32 into float64)
+        pid = ({"pid_weight": 1.0 - jk.segment_prod(tri_offsets, (1.0 - cand_prob).astype(np.float64), valid),
+                "pid_weight_lower": jk.take(cand_prob, pick, 0.0).astype(float)} if weighted else {})
         return {
-            **pid, "steps": steps, "m": as_float(m3), "de": as_float(de),
-            "features": np.stack([feats[f] for f in cfg.features], axis=1) if len(events) else np.zeros((0, len(cfg.features))),
+            **pid, "steps": steps, "m": m3.astype(float), "de": de.astype(float),
+            "features": np.stack([feats[name] for name in cfg.features], axis=1) if n_events else np.zeros((0, len(cfg.features))),
             "mu_p": lab_p, "mu_cos": lab_cos, "mu_pdg": pdg, "nominal_pid": nominal_pid,
-            "thrust": as_float(o.thrust), "cos_theta_miss": as_float(cos_miss), "event_charge": as_float(event_charge, 99),
+            "thrust": thrust, "cos_theta_miss": cos_miss.astype(float), "event_charge": event_charge.astype(float),
         }
 
     # ------------------------------------------------------------------ weights

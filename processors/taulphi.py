@@ -23,15 +23,16 @@ from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regula
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
+from belle_rare.processors import jagged_kernels as jk
 from belle_rare.processors import pid_weighting
 from belle_rare.processors.base import Calibration, Selection, packed, signal_datasets_of
 from belle_rare.processors.base import TriggerLines
-from belle_rare.processors.columns import as_float, best_index, expand, in_range, take
-from belle_rare.processors.event_shape import fox_wolfram_r2, thrust_axis
+from belle_rare.processors.columns import expand, in_range
+from belle_rare.processors.event_shape import fox_wolfram_r2_flat
 from belle_rare.processors.registry import Demo, Search, Training, builtin_file
 from belle_rare.processors.event_objects import (
-    Bins, EventObjects, PhotonCuts, RoeCuts, TrackCuts, Window, concat_momenta, event_objects, good_tracks,
-    scaled_tracks,
+    Bins, FlatChunk, FlatEventObjects, PhotonCuts, RoeCuts, TrackCuts, Window, flat_chunk, flat_event_objects,
+    rest_of_event, scaled_tracks,
 )
 
 KAON_MASS = pdg_mass(321)
@@ -176,13 +177,13 @@ class PhiEvents:
     """Channel-independent objects of the events with two kaon candidates and three good tracks:
     the event objects shared with tau3mu, Fox-Wolfram R2, kaon four-momenta and phi candidates."""
 
-    common: EventObjects
-    r2: ak.Array
-    k_cm: kin.P4          # every track in the kaon mass hypothesis (CM)
-    phi_a: ak.Array       # track indices of the kaon pairs
-    phi_b: ak.Array
-    m_kk: ak.Array        # M(K K) of every pair
-    phi_ok: ak.Array      # opposite charges, mass in the phi window
+    common: FlatEventObjects
+    r2: np.ndarray
+    pair_offsets: np.ndarray  # the kaon pairs of each event (flat, like the tracks)
+    phi_a: np.ndarray     # track (content) indices of the kaon pairs
+    phi_b: np.ndarray
+    m_kk: np.ndarray      # M(K K) of every pair
+    phi_ok: np.ndarray    # opposite charges, mass in the phi window
 
 
 class TauLPhiProcessor(bdt.BDTProcessor):
@@ -223,25 +224,39 @@ class TauLPhiProcessor(bdt.BDTProcessor):
         }
 
     # ------------------------------------------------------------------ physics
-    def objects(self, events: ak.Array, calibration: Calibration) -> PhiEvents:
+    def chunk_objects(self, events: ak.Array) -> FlatChunk:
         """Only events with two kaon candidates and three good tracks get the full computation
-        (PID-weighted background: every good track is a kaon candidate)."""
+        (PID-weighted background: every good track is a kaon candidate); their tracks, photons and
+        beams flattened once per chunk."""
+        kc, cfg, weighted = self.kaon_cuts, self.config, self.pid_weighted(events)
+        trk_fields = events.Track.fields
+        ids = [(kc.id_branch, kc.id_min), *((lc.id_branch, lc.id_min) for lc in self.lepton_cuts.values())]
+        pass_fields = [pid_weighting.pass_probability_field(trk_fields, v, cut) for v, cut in ids] if weighted else []
+        fields = ["charge", cfg.kaons.id_branch, *(v for v, _ in ids), *(lc.id_branch for lc in self.lepton_cuts.values()),
+                  *pass_fields, *(["mcPDG"] if "mcPDG" in trk_fields else [])]
+
+        def two_kaons_three_tracks(offsets: np.ndarray, track: dict[str, np.ndarray], good: np.ndarray) -> np.ndarray:
+            is_k = good if weighted else good & (track[kc.id_branch] > kc.id_min)
+            return (jk.segment_count(offsets, is_k) >= 2) & (jk.segment_count(offsets, good) >= 3)
+
+        return flat_chunk(events, cfg.tracks, fields, two_kaons_three_tracks)
+
+    def objects(self, events: ak.Array, calibration: Calibration, chunk: FlatChunk | None = None) -> PhiEvents:
+        """Event objects (flat), Fox-Wolfram R2 and the phi candidates under one calibration."""
         kc, cfg = self.kaon_cuts, self.config
-        weighted = self.pid_weighted(events)
-        good = good_tracks(events.Track, cfg.tracks)
-        n_k = ak.sum(good if weighted else good & (events.Track[kc.id_branch] > kc.id_min), axis=1)
-        keep = ak.to_numpy((n_k >= 2) & (ak.sum(good, axis=1) >= 3))
-        o = event_objects(events, keep, calibration, cfg.tracks, cfg.photons)
-        trk = o.events.Track
-        k_cm = kin.to_cm(*scaled_tracks(trk, calibration.momentum_scale, KAON_MASS), *o.beta)
-        li = ak.local_index(trk.px)
-        is_k = o.good if weighted else o.good & (trk[kc.id_branch] > kc.id_min)
-        pairs = ak.combinations(li[is_k], 2, fields=["a", "b"])
-        a, b = pairs.a, pairs.b
-        m_kk = kin.mass(*(x[a] + x[b] for x in k_cm))
-        phi_ok = (trk.charge[a] + trk.charge[b] == 0) & in_range(m_kk, kc.phi_mass_window)
-        return PhiEvents(common=o, r2=fox_wolfram_r2(*concat_momenta(o.tg, o.g_cm)), k_cm=k_cm, phi_a=a, phi_b=b,
-                         m_kk=m_kk, phi_ok=phi_ok)
+        chunk = self.chunk_objects(events) if chunk is None else chunk
+        o = flat_event_objects(chunk, calibration, cfg.photons)
+        t = o.track
+        is_k = o.good if self.pid_weighted(events) else o.good & (t[kc.id_branch] > kc.id_min)
+        pair_offsets, a, b = jk.pairs(o.offsets, is_k)
+        k_a, k_b = (kin.to_cm(*scaled_tracks(kin.P4(t["px"][i], t["py"][i], t["pz"][i], None), o.momentum_scale,
+                                             KAON_MASS), *(c[o.event[i]] for c in o.beta)) for i in (a, b))
+        m_kk = kin.mass(*(x + y for x, y in zip(k_a, k_b)))
+        phi_ok = (t["charge"][a] + t["charge"][b] == 0) & in_range(m_kk, kc.phi_mass_window)
+        tg_offsets = jk.offsets_of(jk.segment_count(o.offsets, o.good))
+        merged = [jk.concat_lists(tg_offsets, c[o.good], o.g_offsets, g) for c, g in zip(o.t_cm[:3], o.g_cm[:3])]
+        r2 = fox_wolfram_r2_flat(merged[0][0], *(content for _, content in merged))
+        return PhiEvents(common=o, r2=r2, pair_offsets=pair_offsets, phi_a=a, phi_b=b, m_kk=m_kk, phi_ok=phi_ok)
 
     def select(self, events: ak.Array, objects: PhiEvents, channel: str) -> Selection:
         v = expand(self._candidates(objects, channel, self.pid_weighted(events)), objects.common.keep)
@@ -272,77 +287,84 @@ class TauLPhiProcessor(bdt.BDTProcessor):
         ``weighted`` (PID-weighted background): no ID cut; the candidate with the highest probability
         that both kaons and the lepton pass their ID (product of the three pass probabilities) is
         kept (ties: closest to the phi mass); the event's ``pid_weight`` is P(some candidate passes)
-        (``pid_weighting.any_candidate``)."""
-        o, cfg = p.common, self.config
-        trk, beta, roots, good = o.events.Track, o.beta, o.roots, o.good
-        t_cm, g_cm, k_cm, hemi = o.t_cm, o.g_cm, p.k_cm, o.hemi
-        l_lab = scaled_tracks(trk, o.momentum_scale, LEPTON_MASS[channel])
-        l_cm = kin.to_cm(*l_lab, *beta)
+        (``pid_weighting.any_candidate``).
 
-        lc = self.lepton_cuts[channel]
-        li = ak.local_index(trk.px)
-        is_l = good if weighted else good & (trk[lc.id_branch] > lc.id_min)
-        a, b, m_kk_all = p.phi_a, p.phi_b, p.m_kk
+        Works on flat numpy arrays (``event_objects.flat_event_objects``, per-list numba kernels from
+        ``processors/jagged_kernels.py``), every value bit-identical to the awkward version it
+        replaced (README "Scale"). Every kept event has at least three tracks (``objects``)."""
+        f, cfg = p.common, self.config
+        lc, kc = self.lepton_cuts[channel], self.kaon_cuts
+        pass_fields = ([pid_weighting.pass_probability_field(list(f.track), kc.id_branch, kc.id_min),
+                        pid_weighting.pass_probability_field(list(f.track), lc.id_branch, lc.id_min)] if weighted else [])
+        t, offsets, event, local, good, hemi = f.track, f.offsets, f.event, f.local, f.good, f.hemi
+        start, beta, roots, n_events = offsets[:-1], f.beta, f.roots, len(offsets) - 1
+
+        is_l = good if weighted else good & (t[lc.id_branch] > lc.id_min)
         # (phi, lepton) candidates: the lepton distinct from both kaons, all three in one hemisphere
-        cand = ak.cartesian({"p": ak.local_index(a)[p.phi_ok], "l": li[is_l]}, axis=1)
-        ca, cb, cl = a[cand.p], b[cand.p], cand.l
-        valid = (cl != ca) & (cl != cb) & (hemi[ca] == hemi[cl]) & (hemi[cb] == hemi[cl])
-        closeness = -abs(m_kk_all[cand.p] - PHI_MASS)
+        cand_offsets, cand_pair, gl = jk.cartesian(p.pair_offsets, p.phi_ok, offsets, is_l)
+        ga, gb = p.phi_a[cand_pair], p.phi_b[cand_pair]  # content indices of the kaons and the lepton
+        valid = (gl != ga) & (gl != gb) & (hemi[ga] == hemi[gl]) & (hemi[gb] == hemi[gl])
+        closeness = -abs(p.m_kk[cand_pair] - PHI_MASS)
         if weighted:
-            p_k = pid_weighting.pass_probability(trk, self.kaon_cuts.id_branch, self.kaon_cuts.id_min)
-            cand_prob = p_k[ca] * p_k[cb] * pid_weighting.pass_probability(trk, lc.id_branch, lc.id_min)[cl]
+            p_k, p_l = (t[name] for name in pass_fields)
+            cand_prob = p_k[ga] * p_k[gb] * p_l[gl]
             # rank by probability; the mass term (< 0.03 GeV) x 1e-3 only breaks ties
-            best = best_index(cand_prob + 1e-3 * closeness, valid)
+            score = cand_prob + 1e-3 * closeness
         else:
-            best = best_index(closeness, valid)
-        has = ~ak.is_none(best)
-        best = ak.fill_none(best, 0)
-        ia, ib, il = (ak.fill_none(take(x, best), 0) for x in (ca, cb, cl))
-        # events with no candidate: index 0 exists (>= 3 tracks); the event fails ``has``
-        ka, kb = (kin.P4(*(take(c, i) for c in k_cm)) for i in (ia, ib))
-        lep = kin.P4(*(take(c, il) for c in l_cm))
+            score = closeness
+        # columns.best_index: the best valid candidate; none valid -> the event's first candidate
+        best = jk.segment_argmax(cand_offsets, np.where(valid, score, -np.inf))
+        has = jk.take(valid, np.where(best >= 0, cand_offsets[:-1] + best, -1), False)
+        pick = np.where(np.diff(cand_offsets) > 0, cand_offsets[:-1] + np.where(has, best, 0), -1)
+        # events with no candidate: track 0 exists (>= 3 tracks); the event fails ``has``
+        ja, jb, jl = (np.where(pick >= 0, jk.take(x, pick, 0), start) for x in (ga, gb, gl))
+        scale = f.momentum_scale
+        ka, kb = (kin.to_cm(*scaled_tracks(kin.P4(t["px"][j], t["py"][j], t["pz"][j], None), scale, KAON_MASS), *beta)
+                  for j in (ja, jb))
+        l_lab_sel = scaled_tracks(kin.P4(t["px"][jl], t["py"][jl], t["pz"][jl], None), scale, LEPTON_MASS[channel])
+        lep = kin.to_cm(*l_lab_sel, *beta)
         phi = kin.p4_add(ka, kb)
         tau = kin.p4_add(phi, lep)
         m_tau, de = kin.mass(*tau), tau.E - roots / 2
         m_kk = kin.mass(*phi)
 
-        t_pt = np.sqrt(o.t_lab.px**2 + o.t_lab.py**2)
-        in_roe = good & (t_pt > cfg.roe.track_pt_min) & (li != ia) & (li != ib) & (li != il)
-        roe_t = kin.P4(*(c[in_roe] for c in t_cm))
-        roe = kin.p4_add(kin.p4_sum(*roe_t), kin.p4_sum(*g_cm))
-        roe_axis, roe_thrust = thrust_axis(*concat_momenta(roe_t, g_cm))
-        miss = o.miss
+        t_pt = np.sqrt((t["px"] * scale)**2 + (t["py"] * scale)**2)
+        in_roe = (good & (t_pt > cfg.roe.track_pt_min) & (local != (ja - start)[event]) & (local != (jb - start)[event])
+                  & (local != (jl - start)[event]))
+        roe, roe_axis, roe_thrust = rest_of_event(f, in_roe)
+        miss = f.miss
         cos_miss = kin.cos_theta(miss.px, miss.py, miss.pz)
+        n_tracks = jk.segment_count(offsets, good).astype(float)
         feats = {
-            "thrust": as_float(o.thrust), "fox_wolfram_r2": as_float(p.r2), "roe_thrust": as_float(roe_thrust, 0.0),
-            "cos_thrust_signal_roe": np.abs(as_float(kin.cos_angle(roe_axis, tau), 0.0)),
-            "roe_mass": as_float(kin.mass(*roe)), "roe_delta_e": as_float(roe.E - roots / 2),
-            "n_tracks": as_float(ak.sum(good, axis=1)), "n_photons": as_float(ak.num(g_cm.E)),
-            "p_miss_t_cm": as_float(np.sqrt(miss.px**2 + miss.py**2)), "cos_theta_miss_cm": as_float(cos_miss),
-            "m_miss2": as_float(kin.mass2(*miss)), "lepton_p_cm": as_float(kin.momentum(*lep[:3])),
-            "phi_p_cm": as_float(kin.momentum(*phi[:3])), "cos_lepton_phi": as_float(kin.cos_angle(lep, phi)),
+            "thrust": f.thrust, "fox_wolfram_r2": np.asarray(p.r2, dtype=float), "roe_thrust": roe_thrust.astype(float),
+            "cos_thrust_signal_roe": np.abs(kin.cos_angle(roe_axis, tau).astype(float)),
+            "roe_mass": kin.mass(*roe).astype(float), "roe_delta_e": (roe.E - roots / 2).astype(float),
+            "n_tracks": n_tracks, "n_photons": np.diff(f.g_offsets).astype(float),
+            "p_miss_t_cm": np.sqrt(miss.px**2 + miss.py**2).astype(float), "cos_theta_miss_cm": cos_miss.astype(float),
+            "m_miss2": kin.mass2(*miss).astype(float), "lepton_p_cm": kin.momentum(*lep[:3]).astype(float),
+            "phi_p_cm": kin.momentum(*phi[:3]).astype(float), "cos_lepton_phi": kin.cos_angle(lep, phi).astype(float),
         }
         sel = cfg.selection
         steps = dict(zip(PRESELECTION, (
-            as_float(has, 0) > 0,
-            as_float(ak.sum(good, axis=1)) >= sel.n_tracks_min,
-            as_float(o.thrust) < sel.thrust_max,
-            in_range(as_float(cos_miss), sel.cos_theta_miss_cm),
+            has,
+            n_tracks >= sel.n_tracks_min,
+            f.thrust < sel.thrust_max,
+            in_range(cos_miss.astype(float), sel.cos_theta_miss_cm),
         )))
-        kaon_id, lepton = trk[cfg.kaons.id_branch], cfg.leptons[channel]
-        nominal_pid = ((as_float(take(kaon_id, ia), 0) > cfg.kaons.id_min) & (as_float(take(kaon_id, ib), 0) > cfg.kaons.id_min)
-                       & (as_float(take(trk[lepton.id_branch], il), 0) > lepton.id_min))
-        l_lab_sel = kin.P4(*(take(c, il) for c in l_lab))
+        kaon_id, lepton = t[cfg.kaons.id_branch], cfg.leptons[channel]
+        nominal_pid = ((kaon_id[ja].astype(float) > cfg.kaons.id_min) & (kaon_id[jb].astype(float) > cfg.kaons.id_min)
+                       & (t[lepton.id_branch][jl].astype(float) > lepton.id_min))
         # the event's pass probability, and its lower bound (the kept candidate's) for the closure benchmark
-        pid = ({"pid_weight": pid_weighting.any_candidate(cand_prob, valid),
-                "pid_weight_lower": as_float(take(cand_prob, best), 0.0)} if weighted else {})
+        # (pid_weighting.any_candidate; its ak.where(valid, 1 - p, 1.0) turns float32 into float64)
+        pid = ({"pid_weight": 1.0 - jk.segment_prod(cand_offsets, (1.0 - cand_prob).astype(np.float64), valid),
+                "pid_weight_lower": jk.take(cand_prob, pick, 0.0).astype(float)} if weighted else {})
         return {
-            **pid, "steps": steps, "nominal_pid": nominal_pid, "m": as_float(m_tau), "de": as_float(de), "m_kk": as_float(m_kk),
-            "thrust": as_float(o.thrust), "cos_theta_miss": as_float(cos_miss), "n_tracks": as_float(ak.sum(good, axis=1)),
-            "features": np.stack([feats[f] for f in cfg.features], axis=1) if len(o.events) else np.zeros((0, len(cfg.features))),
-            "lepton_p": as_float(kin.momentum(*l_lab_sel[:3]), 1.0), "lepton_cos": as_float(kin.cos_theta(*l_lab_sel[:3]), 0.0),
-            "lepton_pdg": (as_float(take(trk.mcPDG, il), 0) if "mcPDG" in trk.fields
-                           else np.full(len(o.events), float(LEPTON_PDG[channel]))),
+            **pid, "steps": steps, "nominal_pid": nominal_pid, "m": m_tau.astype(float), "de": de.astype(float),
+            "m_kk": m_kk.astype(float), "thrust": f.thrust, "cos_theta_miss": cos_miss.astype(float), "n_tracks": n_tracks,
+            "features": np.stack([feats[name] for name in cfg.features], axis=1) if n_events else np.zeros((0, len(cfg.features))),
+            "lepton_p": kin.momentum(*l_lab_sel[:3]).astype(float), "lepton_cos": kin.cos_theta(*l_lab_sel[:3]).astype(float),
+            "lepton_pdg": (t["mcPDG"][jl].astype(float) if "mcPDG" in t
+                           else np.full(n_events, float(LEPTON_PDG[channel]))),
         }
 
     # ------------------------------------------------------------------ weights

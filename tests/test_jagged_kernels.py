@@ -115,3 +115,92 @@ def test_flat_thrust_and_hemispheres_are_the_awkward_ones():
     event = jk.list_index(offsets)
     hemi = hemisphere_flat(*flat, Vec3(*(a[event] for a in axis_f)))
     assert hemi.dtype == np.int8 and np.array_equal(hemi, ak.to_numpy(ak.flatten(hemisphere(px, py, pz, axis))))
+
+
+@pytest.mark.parametrize("n_lists", [0, 1, 400])
+def test_triplets_and_argmax_match_awkward(n_lists):
+    """Triplet combinatorics (tau3mu) and the best candidate, as ak.combinations / ak.argmax, with
+    lists of fewer than three masked entries, empty lists and NaN values."""
+    rng = np.random.default_rng(100 + n_lists)
+    x = _jagged(rng, n_lists, 4.0)
+    mask = x > -0.6
+    offsets, flat = _flat(x)
+    flat_mask = ak.to_numpy(ak.flatten(mask))
+    tri_offsets, a, b, c = jk.triplets(offsets, flat_mask)
+    tri = ak.combinations(ak.local_index(x)[mask], 3, fields=["a", "b", "c"])
+    assert np.array_equal(np.diff(tri_offsets), ak.to_numpy(ak.num(tri)))
+    starts = offsets[:-1][jk.list_index(tri_offsets)]
+    for mine, theirs in ((a, tri.a), (b, tri.b), (c, tri.c)):
+        assert mine.dtype == np.int64 and np.array_equal(mine - starts, ak.to_numpy(ak.flatten(theirs)))
+
+    score = flat[a] + flat[b] + flat[c]
+    score[::7] = np.nan  # NaN first / inside a list
+    score[1::5] = score[::5][: len(score[1::5])]  # ties
+    jagged_score = ak.unflatten(score, np.diff(tri_offsets))
+    expected = ak.to_numpy(ak.fill_none(ak.argmax(jagged_score, axis=1), -1))
+    assert np.array_equal(jk.segment_argmax(tri_offsets, score), expected)
+
+
+@pytest.mark.parametrize("n_lists", [0, 1, 500])
+def test_max_prod_concat_match_awkward(n_lists):
+    rng = np.random.default_rng(200 + n_lists)
+    x = _jagged(rng, n_lists, 3.0, dtype=np.float64)
+    x = ak.where(ak.unflatten(rng.random(len(ak.flatten(x))) < 0.05, ak.num(x)), np.nan, x)
+    y = _jagged(rng, n_lists, 2.0)
+    mask = x > -0.3
+    offsets, flat = _flat(x)
+    flat_mask = ak.to_numpy(ak.flatten(mask))
+    got, expected = jk.segment_max(offsets, flat, flat_mask, -1.0), ak.to_numpy(ak.fill_none(ak.max(x[mask], axis=1), -1.0))
+    assert got.dtype == expected.dtype and np.array_equal(got, expected, equal_nan=True)
+    p = np.abs(flat) / 4
+    jagged_p = ak.unflatten(p, ak.num(x))
+    got = jk.segment_prod(offsets, 1.0 - p, flat_mask)
+    expected = ak.to_numpy(ak.prod(ak.where(mask, 1.0 - jagged_p, 1.0), axis=1))
+    assert got.dtype == expected.dtype and np.array_equal(got, expected)
+    offsets_y, flat_y = _flat(y)
+    cat_offsets, cat = jk.concat_lists(offsets, flat, offsets_y, flat_y)
+    expected_cat = ak.concatenate([x, y], axis=1)
+    assert np.array_equal(np.diff(cat_offsets), ak.to_numpy(ak.num(expected_cat)))
+    flat_cat = ak.to_numpy(ak.flatten(expected_cat))
+    assert cat.dtype == flat_cat.dtype and np.array_equal(cat, flat_cat, equal_nan=True)
+
+
+@pytest.mark.parametrize("n_lists", [0, 1, 400])
+def test_cartesian_matches_awkward(n_lists):
+    """(phi candidate, lepton) pairs of taulphi, as ak.cartesian of two masked jagged arrays."""
+    rng = np.random.default_rng(300 + n_lists)
+    x = _jagged(rng, n_lists, 3.0)
+    y = ak.unflatten(rng.normal(size=int(ak.sum(ak.num(x) + 1))).astype(np.float32), ak.num(x) + 1)
+    mask_x, mask_y = x > -0.2, y > 0.1
+    (off_x, _), (off_y, _) = _flat(x), _flat(y)
+    off, ix, iy = jk.cartesian(off_x, ak.to_numpy(ak.flatten(mask_x)), off_y, ak.to_numpy(ak.flatten(mask_y)))
+    pairs = ak.cartesian({"p": ak.local_index(x)[mask_x], "l": ak.local_index(y)[mask_y]}, axis=1)
+    assert np.array_equal(np.diff(off), ak.to_numpy(ak.num(pairs)))
+    lists = jk.list_index(off)
+    assert np.array_equal(ix - off_x[:-1][lists], ak.to_numpy(ak.flatten(pairs.p)))
+    assert np.array_equal(iy - off_y[:-1][lists], ak.to_numpy(ak.flatten(pairs.l)))
+
+
+@pytest.mark.parametrize("n_lists", [0, 1, 400])
+def test_pairs_and_fox_wolfram_match_awkward(n_lists):
+    """Kaon pairs of taulphi (ak.combinations of 2) and Fox-Wolfram R2 on float32 momenta with
+    empty lists and zero momenta."""
+    from belle_rare.processors.event_shape import fox_wolfram_r2, fox_wolfram_r2_flat
+
+    rng = np.random.default_rng(400 + n_lists)
+    x = _jagged(rng, n_lists, 3.0)
+    mask = x > -0.5
+    offsets, flat = _flat(x)
+    pair_offsets, a, b = jk.pairs(offsets, ak.to_numpy(ak.flatten(mask)))
+    expected = ak.combinations(ak.local_index(x)[mask], 2, fields=["a", "b"])
+    assert np.array_equal(np.diff(pair_offsets), ak.to_numpy(ak.num(expected)))
+    starts = offsets[:-1][jk.list_index(pair_offsets)]
+    assert np.array_equal(a - starts, ak.to_numpy(ak.flatten(expected.a)))
+    assert np.array_equal(b - starts, ak.to_numpy(ak.flatten(expected.b)))
+
+    py, pz = (_flat(ak.unflatten(rng.normal(size=len(flat)).astype(np.float32), ak.num(x)))[1] for _ in range(2))
+    px = flat.copy()
+    px[::9], py[::9], pz[::9] = 0.0, 0.0, 0.0  # zero momenta carry no weight
+    jagged = [ak.unflatten(c, np.diff(offsets)) for c in (px, py, pz)]
+    got, want = fox_wolfram_r2_flat(offsets, px, py, pz), ak.to_numpy(fox_wolfram_r2(*jagged))
+    assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True)
