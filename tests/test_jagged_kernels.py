@@ -65,7 +65,6 @@ def _random_event_lists(rng: np.random.Generator, n_events: int) -> tuple[ak.Arr
     n_t = rng.integers(0, 4, n_events)
     n_g = rng.integers(0, 6, n_events)
     t = rng.normal(size=(int(n_t.sum()), 3)) * 2
-    t_event = np.repeat(np.arange(n_events), n_t)
     g = rng.normal(size=(int(n_g.sum()), 3))
     g_event = np.repeat(np.arange(n_events), n_g)
     has_track = n_t[g_event] > 0
