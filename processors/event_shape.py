@@ -21,7 +21,7 @@ import awkward as ak
 import numba
 import numpy as np
 
-from belle_rare.processors.jagged_kernels import segment_sum
+from belle_rare.processors.jagged_kernels import offsets_of, segment_sum
 from belle_rare.processors.kinematics import Array, Vec3, cos_angle, momentum
 
 # 2**(5-1) = 16 sign-combination seeds: cheap at B-factory multiplicities (30-40 particles)
@@ -193,9 +193,7 @@ def thrust_axis(
     the iterated seeds (on isotropic random events, the hardest case, the seeds alone missed the
     brute-force maximum in about 0.2 % of events, by at most about 1 % of T).
     """
-    counts = ak.to_numpy(ak.num(px, axis=1)).astype(np.int64)
-    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    offsets = offsets_of(ak.to_numpy(ak.num(px, axis=1)).astype(np.int64))
     axis, thrust = thrust_axis_flat(offsets, *(_flat_float64(c) for c in (px, py, pz)), n_seed, n_single, exact_max, max_iter)
     return Vec3(ak.Array(axis.x), ak.Array(axis.y), ak.Array(axis.z)), ak.Array(thrust)
 

@@ -41,6 +41,7 @@ from belle_rare.processors.base import CANDIDATE_WEIGHT_VALUE, Calibration, Sele
 from belle_rare.processors.columns import as_bool, as_float, expand, in_range
 from belle_rare.processors.event_shape import cos_theta_thrust, fox_wolfram_r2, thrust_axis
 from belle_rare.processors.extra_energy import ExtraEnergyCuts, counted_clusters
+from belle_rare.processors.jagged_kernels import list_index, offsets_of
 from belle_rare.processors.registry import Demo, Search, Training, builtin_file
 
 Window = tuple[float, float]
@@ -153,9 +154,8 @@ TRUE_DLNU = "_dlnu"
 def true_d_lnu(mc: ak.Array) -> np.ndarray:
     """Per event: a B0 / B0bar of the truth record decays to D-+ l+- nu (l = e, mu; exactly three
     daughters), whatever the D does -- the control sample's signal in generic B Bbar simulation."""
-    counts = ak.to_numpy(ak.num(mc.PDG))
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    event = np.repeat(np.arange(len(counts)), counts)
+    offsets = offsets_of(ak.to_numpy(ak.num(mc.PDG)).astype(np.int64))
+    event = list_index(offsets)
     pdg = np.abs(ak.to_numpy(ak.flatten(mc.PDG)))
     mother = ak.to_numpy(ak.flatten(mc.motherIndex)).astype(np.int64)
     has_mother = mother >= 0
@@ -166,7 +166,7 @@ def true_d_lnu(mc: ak.Array) -> np.ndarray:
     has_d[parent[from_b0 & (pdg == 411)]] = True
     has_lepton[parent[from_b0 & ((pdg == 11) | (pdg == 13))]] = True
     decays = has_d & has_lepton & (n_daughters == 3)
-    return np.bincount(event[decays], minlength=len(counts)) > 0
+    return np.bincount(event[decays], minlength=len(offsets) - 1) > 0
 
 
 class EventShape(StrictModel):
