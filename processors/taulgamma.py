@@ -187,11 +187,6 @@ class TauLGammaConfig(StrictModel):
 # physics
 
 
-def ip_tracks(tracks: ak.Array, cfg: Tracks) -> ak.Array:
-    """The tracks from the interaction point: |dr| < dr_max and |dz| < dz_max."""
-    return tracks[(abs(tracks.dr) < cfg.dr_max) & (abs(tracks.dz) < cfg.dz_max)]
-
-
 def with_mass(p4: kin.P4, old_mass: float, new_mass: float) -> kin.P4:
     """The four-vector with its mass hypothesis changed: E^2 = E_old^2 - m_old^2 + m_new^2 at fixed
     momentum (keeps whatever a brems recovery added to E - |p|)."""
