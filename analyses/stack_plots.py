@@ -61,6 +61,12 @@ def background_parts(hists: dict[str, dict[str, hist.Hist]], backgrounds: list[s
     return sorted(parts, key=lambda part: part[1].values().sum())
 
 
+def process_colour(backgrounds: list[str], dataset: str) -> str:
+    """A background's colour from its place in the search's list, so it keeps it in every panel whatever
+    the stack order (C0, tab:blue, is the signal's; backgrounds take C1 ... C9, repeating after nine)."""
+    return f"C{1 + backgrounds.index(dataset) % 9}"
+
+
 def no_background_note(backgrounds: list[str]) -> str:
     return (f"no simulated background event selected ({', '.join(backgrounds)})" if backgrounds
             else "no background samples in the input")
@@ -80,8 +86,8 @@ def stacked_distribution(ax: Any, hists: dict[str, dict[str, hist.Hist]], backgr
 
     parts = background_parts(hists, backgrounds, source, channel, **sel)
     if parts:
-        # C0 (tab:blue) is the signal's: the backgrounds take C1, C2, ...
-        hep.histplot([h for _, h in parts], stack=True, histtype="fill", ax=ax, color=[f"C{k + 1}" for k in range(len(parts))],
+        hep.histplot([h for _, h in parts], stack=True, histtype="fill", ax=ax,
+                     color=[process_colour(backgrounds, d) for d, _ in parts],
                      label=[f"{d} ({h.values().sum():.3g})" for d, h in parts])
     else:
         _note(ax, no_background_note(backgrounds))
@@ -110,10 +116,10 @@ def stacked_plane(ax: Any, hists: dict[str, dict[str, hist.Hist]], backgrounds: 
     parts = background_parts(hists, backgrounds, source, channel, **sel)
     if parts:
         hep.hist2dplot(sum(h for _, h in parts), ax=ax, cmap="Greys", cbar=True, cmin=1e-12)
-        for k, (d, h) in enumerate(parts):
+        for d, h in parts:
             xc, yc = np.meshgrid(h.axes[0].centers, h.axes[1].centers, indexing="ij")
             filled = h.values() > 0
-            ax.scatter(xc[filled], yc[filled], s=10, marker="s", facecolors="none", edgecolors=f"C{k + 1}",
+            ax.scatter(xc[filled], yc[filled], s=10, marker="s", facecolors="none", edgecolors=process_colour(backgrounds, d),
                        label=f"{d} ({h.values().sum():.3g} events)")
     else:
         _note(ax, no_background_note(backgrounds))

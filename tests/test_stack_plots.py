@@ -52,3 +52,22 @@ def test_contour_levels_hold_the_stated_fractions():
         held = values[values >= level].sum() / values.sum()
         assert fraction <= held < fraction + 0.01
     assert stack_plots.contour_levels(np.zeros((3, 3)), (0.5,)).size == 0
+
+
+def test_a_process_keeps_its_colour_in_every_panel_whatever_the_stack_order():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    backgrounds = ["big", "small"]
+    colours = []
+    for region in ("A", "B"):  # "big" is the larger in A, the smaller in B: the stack order flips
+        hists = {"big": {"x": _filled({"A": 5.0, "B": 1.0})}, "small": {"x": _filled({"A": 1.0, "B": 5.0})}}
+        fig, ax = plt.subplots()
+        stack_plots.stacked_distribution(ax, hists, backgrounds, "sig", "x", "c", None, "sig", None, region=region)
+        handles, labels = ax.get_legend_handles_labels()
+        colours.append({label.split()[0]: matplotlib.colors.to_hex(handle.get_facecolor())
+                        for handle, label in zip(handles, labels)})
+        plt.close(fig)
+    assert colours[0] == colours[1]
+    assert colours[0]["big"] != colours[0]["small"]
