@@ -26,17 +26,14 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import gammaln, ndtr, xlogy
-from threadpoolctl import ThreadpoolController
 
+from belle_rare.core.blas_threads import one_blas_thread
 from belle_rare.stats.errors import FitError
 
 SUPPORTED_MODIFIERS = frozenset({"normfactor", "normsys", "histosys", "staterror", "shapesys", "lumi"})
 # nsigma of pyhf's expected set, in its order: the -2 sigma expected limit comes from nsigma = +2
 _EXPECTED_NSIGMA = (2.0, 1.0, 0.0, -1.0, -2.0)
 _LOG_ROOT_2PI = 0.5 * np.log(2.0 * np.pi)
-# L-BFGS-B's small BLAS calls with OpenBLAS's threads on a shared 2-core machine cost 4 ms each (25 times
-# the likelihood evaluation): the fits run with one BLAS thread
-_THREADS = ThreadpoolController()
 _POWERS = np.arange(1, 7, dtype=float)
 # pyhf 0.7.6 interpolators/code4.py, alpha0 = 1: the polynomial's coefficients from the values, first and
 # second derivatives of hi^alpha and lo^-alpha at alpha = +-1
@@ -300,7 +297,7 @@ class AsymptoticCLs:
     def __init__(self, likelihood: BinnedLikelihood, data, init: list[float], bounds: list[tuple[float, float]], fixed: list[bool]):
         self.lk, self.bounds, self.fixed = likelihood, bounds, list(fixed)
         self.data = np.asarray(data, dtype=float)
-        with _THREADS.limit(limits=1, user_api="blas"):
+        with one_blas_thread():  # L-BFGS-B's small BLAS calls: 4 ms each with threads
             self._poi_independent_fits(init)
         self.evaluations = 0
 
@@ -323,7 +320,7 @@ class AsymptoticCLs:
     def cls(self, mu: float) -> tuple[float, tuple[float, ...]]:
         """(observed CLs, expected CLs at nsigma +2 ... -2 as pyhf orders them) at POI = ``mu``."""
         self.evaluations += 1
-        with _THREADS.limit(limits=1, user_api="blas"):
+        with one_blas_thread():  # L-BFGS-B's small BLAS calls: 4 ms each with threads
             q = self._qtilde(mu, self.data, self.free_pars, self.free_nll)
             q_a = self._qtilde(mu, self.asimov, self.asimov_free_pars, self.asimov_free_nll)
         sq, sq_a = np.sqrt(q), np.sqrt(q_a)

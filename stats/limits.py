@@ -30,6 +30,7 @@ import numpy as np
 import pyhf
 from scipy.optimize import toms748
 
+from belle_rare.core.blas_threads import one_blas_thread
 from belle_rare.core.parallel import parallel_map
 from belle_rare.stats.errors import FitError, LimitOutOfBounds, StatsError, WorkspaceError
 
@@ -236,9 +237,10 @@ def hypotest_point(
     try:
         if seed is not None:
             np.random.seed(seed)  # pyhf's numpy backend samples toys from the global generator
-        obs, exp = pyhf.infer.hypotest(
-            float(poi_value), data, model, init_pars=_init_pars(model), par_bounds=_par_bounds(model), **kwargs
-        )
+        with one_blas_thread():
+            obs, exp = pyhf.infer.hypotest(
+                float(poi_value), data, model, init_pars=_init_pars(model), par_bounds=_par_bounds(model), **kwargs
+            )
     except pyhf.exceptions.FailedMinimization as err:
         raise FitError(f"fit did not converge at {model.config.poi_name} = {poi_value:.6g}: {err}") from None
     finally:

@@ -99,6 +99,7 @@ def postfit_yields(spec: dict, measurement: str, poi: str) -> dict[str, dict[str
     observations; the signal sample at POI = 1 under the key ``"signal"`` (its pre-fit yields)."""
     import pyhf
 
+    from belle_rare.core.blas_threads import one_blas_thread
     from belle_rare.stats.limits import model_and_data, workspace_from_spec
 
     model, data = model_and_data(workspace_from_spec(spec, "post-fit"), measurement=measurement)
@@ -106,7 +107,8 @@ def postfit_yields(spec: dict, measurement: str, poi: str) -> dict[str, dict[str
     fixed = model.config.suggested_fixed()
     index = model.config.poi_index
     init[index], fixed[index] = 0.0, True
-    best = pyhf.infer.mle.fit(data, model, init_pars=init, fixed_params=fixed)
+    with one_blas_thread():
+        best = pyhf.infer.mle.fit(data, model, init_pars=init, fixed_params=fixed)
     at_one = np.array(best, float)
     at_one[index] = 1.0
     fitted = np.asarray(model.main_model.expected_data(best, return_by_sample=True))
