@@ -19,9 +19,18 @@ trigger, every cut; events weighted by their generator weight times the tag cand
   statistical error; its limit), and the control sample B0 -> D- l+ nu (``ctl_dlnu``, which shares the tag,
   four-track, K*0, flavour, vetoes and M_tautau steps with the signal): its yield at 711 /fb from the
   statistical precision of its two branching-fraction fits beside the paper's (2.45 +- 0.17) % and
-  (2.37 +- 0.15) %.
+  (2.37 +- 0.15) %;
+* the signal cutflow, tag-weighted, all and correct tags, each step beside an independent expectation (PDG
+  one-prong fraction, the truth acceptance of the four signal tracks, the tracking and PID efficiencies of
+  configs/detector/belle.yaml, chi_d, the signal-side pi0 share from the truth);
+* the four-track candidates with / without the paper's curler removal, to which Belle's curler duplicates
+  (configs/detector/belle.yaml tracking.curler_duplicates) are calibrated (paper: "doubles").
+
+``--experiment belle2``: the Belle II signal efficiency per category (every cut; BDT >= bdt_min with the
+shipped models) instead.
 
     .venv/bin/python benchmarks/bench_kstartautau.py --signal-events 20000 --bb-events 20000
+    .venv/bin/python benchmarks/bench_kstartautau.py --experiment belle2 --samples /tmp/kst-b2
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from belle_rare.processors.schema import BelleSchema
 from belle_rare.simulation.production import Request, produce
 
 SIGNAL = "sig_kstartautau"
+PION_MASS = 0.13957  # GeV, PDG
 BB = ("mixed", "charged")
 CONTROL = "ctl_dlnu"
 #: the paper's statements the diagnosis compares with (PRD 108, L011102)
@@ -73,8 +83,106 @@ def selected(proc, path: str) -> dict[str, dict[str, np.ndarray]]:
     m = objects.masks
     tagged, four = m["tag"] & fired, m["tag"] & m["four tracks"] & fired
     out["_steps"] = {"w": gen * objects.values[CANDIDATE_WEIGHT_VALUE], "gen": gen, "correct": correct, "tag": tagged,
-                     "kstar": four & m["K*0 candidate"], "modes": tau_pair_modes(events.MCParticle)}
+                     "kstar": four & m["K*0 candidate"], "modes": tau_pair_modes(events.MCParticle),
+                     **signal_side_truth(events.MCParticle)}
+    # the cutflow: per step the events passing every cut so far, summed over the channels (a partition
+    # after the topology step; before it the steps are common to all channels, taken from the first one)
+    flow = np.zeros((len(CUTFLOW), len(gen)), bool)
+    for channel in proc.channels:
+        sel = proc.select(events, objects, channel)
+        running = fired.copy()
+        for k, step in enumerate(CUTFLOW):
+            if step in sel.cuts.names:
+                running = running & sel.cuts.all(step)
+            if step in sel.cuts.names or k > CUTFLOW.index("topology"):
+                flow[k] |= running
+    out["_steps"]["flow"] = flow.T  # events first: the files are concatenated along the events
     return out
+
+
+#: cutflow steps of the Belle selection, in the order processors/kstartautau.py applies them ("tag (tight)":
+#: ln o_NB > -4 in the l pi and pi pi topologies; "event shape": pi pi only)
+CUTFLOW = ("tag", "four tracks", "K*0 candidate", "K*0 mass", "topology", "M(tau tracks)", "pi0 veto", "K_S veto",
+           "K_L veto", "M_tautau", "tag (tight)", "M_K*pi", "M_miss^2", "D veto", "event shape")
+#: charged final-state species a track can be
+CHARGED = (11, 13, 211, 321, 2212)
+
+
+def signal_side_truth(mc: ak.Array) -> dict[str, np.ndarray]:
+    """Per event, from the truth record: charged final-state particles descending from the signal B (the B
+    with a tau daughter), how many of them lie in the Belle CDC acceptance (17-150 deg, pT > 0.1 GeV), and
+    whether a pi0 descends from it (tau -> rho nu and the like)."""
+    counts = ak.to_numpy(ak.num(mc.PDG))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    event = np.repeat(np.arange(len(counts)), counts)
+    pdg = np.abs(ak.to_numpy(ak.flatten(mc.PDG)))
+    status = ak.to_numpy(ak.flatten(mc.status))
+    mother = ak.to_numpy(ak.flatten(mc.motherIndex)).astype(np.int64)
+    parent = np.where(mother >= 0, mother + offsets[event], -1)
+    signal_b = np.zeros(len(pdg), bool)
+    tau_from_b = (pdg == 15) & (parent >= 0)
+    signal_b[parent[tau_from_b][pdg[parent[tau_from_b]] == 511]] = True
+    # climb every row to the top (a loop over generations, vectorised over rows)
+    row, from_signal = np.arange(len(pdg)), np.zeros(len(pdg), bool)
+    while (row >= 0).any():
+        from_signal |= (row >= 0) & signal_b[np.maximum(row, 0)]
+        row = np.where(row >= 0, parent[np.maximum(row, 0)], -1)
+    px, py, pz = (ak.to_numpy(ak.flatten(mc[f"p{c}"])) for c in "xyz")
+    theta = np.degrees(np.arctan2(np.hypot(px, py), pz))
+    charged = from_signal & (status > 0) & np.isin(pdg, CHARGED)
+    accepted = charged & (theta > 17.0) & (theta < 150.0) & (np.hypot(px, py) > 0.1)
+    pi0 = from_signal & (pdg == 111)
+    n = len(counts)
+    out = {"n_charged": np.bincount(event[charged], minlength=n), "n_accepted": np.bincount(event[accepted], minlength=n),
+           "signal_pi0": np.bincount(event[pi0], minlength=n) > 0}
+    out.update(true_table_one(mc, event, pdg, parent, signal_b, charged, (px, py, pz), n))
+    return out
+
+
+def true_table_one(mc: ak.Array, event: np.ndarray, pdg: np.ndarray, parent: np.ndarray, signal_b: np.ndarray,
+                   charged: np.ndarray, p3: tuple[np.ndarray, ...], n: int) -> dict[str, np.ndarray]:
+    """Generator-level Table I variables of events whose two taus are one-prong: M_miss^2 = (B - K*0 - the two
+    prongs)^2 and M_K*pi (the K*0 with the prong of charge opposite the kaon, as a pion), and the topology
+    code from the prongs' true species (e, mu, else pi; NaN / -1 elsewhere)."""
+    signed = ak.to_numpy(ak.flatten(mc.PDG))
+    energy = ak.to_numpy(ak.flatten(mc.E))
+    # the tau each final-state row descends from (a loop over generations)
+    tau_of, row = np.full(len(pdg), -1), np.arange(len(pdg))
+    while (row >= 0).any():
+        hit = (row >= 0) & (tau_of < 0) & (pdg[np.maximum(row, 0)] == 15)
+        tau_of[hit] = row[hit]
+        row = np.where(row >= 0, parent[np.maximum(row, 0)], -1)
+    prong = charged & (tau_of >= 0)
+    per_tau = np.bincount(tau_of[prong], minlength=len(pdg))
+    one_prong_event = np.bincount(event[prong], minlength=n) == 2
+    one_prong_event &= np.bincount(event[prong & (per_tau[np.maximum(tau_of, 0)] == 1)], minlength=n) == 2
+    kstar = (pdg == 313) & (parent >= 0) & signal_b[np.maximum(parent, 0)]
+    kaon = (pdg == 321) & (parent >= 0) & kstar[np.maximum(parent, 0)]
+
+    def per_event(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+        out = np.full(n, np.nan)
+        out[event[mask]] = values[mask]
+        return out
+
+    four = (energy, *p3)
+    b, k = (np.stack([per_event(m, c) for c in four]) for m in (signal_b, kstar))
+    kaon_charge = per_event(kaon, np.sign(signed).astype(float))
+    rows = np.flatnonzero(prong & one_prong_event[event])
+    first, second = rows[::2], rows[1::2]  # two prongs per selected event, in record order
+    ev = event[first]
+    charge = np.where(pdg <= 13, -np.sign(signed), np.sign(signed))
+    miss = b[:, ev] - k[:, ev] - np.stack([c[first] + c[second] for c in four])
+    m_miss2 = np.full(n, np.nan)
+    m_miss2[ev] = miss[0] ** 2 - miss[1] ** 2 - miss[2] ** 2 - miss[3] ** 2
+    opposite = np.where(charge[first] == -kaon_charge[ev], first, second)
+    e_pi = np.sqrt(p3[0][opposite] ** 2 + p3[1][opposite] ** 2 + p3[2][opposite] ** 2 + PION_MASS**2)
+    kpi = k[:, ev] + np.stack([e_pi, *(c[opposite] for c in p3)])
+    m_kpi = np.full(n, np.nan)
+    m_kpi[ev] = np.sqrt(np.maximum(kpi[0] ** 2 - kpi[1] ** 2 - kpi[2] ** 2 - kpi[3] ** 2, 0.0))
+    species = np.where(pdg == 11, 0, np.where(pdg == 13, 1, 2))
+    topology = np.full(n, -1)
+    topology[ev] = np.minimum(species[first], species[second]) * 3 + np.maximum(species[first], species[second])
+    return {"true_m_miss2": m_miss2, "true_m_kpi": m_kpi, "true_topology": topology}
 
 
 def tau_pair_modes(mc: ak.Array) -> np.ndarray:
@@ -106,7 +214,12 @@ def main() -> None:
     ap.add_argument("--control-events", type=int, default=20000, help="ctl_dlnu events (0: no control-sample diagnosis)")
     ap.add_argument("--seed", type=int, default=41)
     ap.add_argument("--samples", type=Path, default=Path("/tmp/kst-bench"))
+    ap.add_argument("--experiment", choices=("belle", "belle2"), default="belle",
+                    help="belle2: only the signal efficiency per category (BDT >= bdt_min, the shipped models)")
     args = ap.parse_args()
+    if args.experiment == "belle2":
+        belle2_efficiency(args)
+        return
 
     t0 = time.perf_counter()
     if not any(args.samples.glob(f"belle_{SIGNAL}*.json")):
@@ -175,8 +288,142 @@ def main() -> None:
     print(f"share below {window} GeV: signal {h_sig[:2].sum() / max(n_sig, 1e-300):.2f}, B Bbar {h_bb[:2].sum() / max(n_bb, 1e-300):.2f}")
     print(f"B Bbar in E_extra < {window} GeV at {lumi:.0f} /fb: {h_bb[:2].sum():.1f} (from {raw_bb} selected simulated events, "
           f"any E_extra); paper: 122.4 +- 4.9 (all backgrounds)")
+    print_cutflow(rows[SIGNAL][1]["_steps"], sub_br, config)
+    duplicate_ratio(proc, config, rows[SIGNAL][0])
     diagnose(rows, proc, config, lumi, tot["all"], sub_br)
     print(f"\ngeneration {t_gen:.0f} s, selection {t_run:.0f} s")
+
+
+#: independent expectations of the cutflow (Belle): tau one-prong fraction (PDG 2024, tau "1-prong" 85.24 %),
+#: tracking plateau (configs/detector/belle.yaml tracking.efficiency), R_K > 0.6 kaon efficiency (belle.yaml
+#: atcPIDBelle, ~88 %) and R_K < 0.4 pion efficiency (0.90, representative), the wrong-flavour share chi_d = 0.186
+ONE_PRONG = 0.8524
+TRACKING = 0.98
+KAON_ID, PION_ID = 0.88, 0.90
+CHI_D = 0.186
+
+
+#: the paper: "The number of signal candidates doubles after removing duplicate tracks"
+PAPER_DUPLICATE_RATIO = 2.0
+
+
+def duplicate_ratio(proc, config, ds) -> None:
+    """Four-track signal candidates (tag cuts, four remaining tracks of zero charge; tag-weighted) with / without
+    the paper's curler removal: the measure the detector's curler duplicates are calibrated to
+    (configs/detector/belle.yaml tracking.curler_duplicates; paper: 2)."""
+    no_removal = type(proc)("belle", config.model_copy(update={"belle": config.belle.model_copy(update={
+        "tracks": config.belle.tracks.model_copy(update={"curler": None})})}))
+    nominal = calibrations("belle", nominal_only=True)[0]
+    sums = np.zeros(2)
+    for path in ds.files:
+        events = NanoEventsFactory.from_root({path: "tree"}, schemaclass=BelleSchema, mode="eager",
+                                             metadata={"dataset": "bench", "filename": path}).events()
+        gen = np.asarray(ak.to_numpy(events["__weight__"]), dtype=float)
+        fired = proc.trigger_fired(events)
+        for i, p in enumerate((proc, no_removal)):
+            objects = p.objects(events, nominal)
+            sums[i] += (gen * objects.values[CANDIDATE_WEIGHT_VALUE])[objects.masks["tag"] & objects.masks["four tracks"] & fired].sum()
+    print(f"curler duplicates: four-track signal candidates with / without the curler removal {sums[0] / sums[1]:.2f} "
+          f"(paper: 'doubles', {PAPER_DUPLICATE_RATIO:g})")
+
+
+def belle2_efficiency(args: argparse.Namespace) -> None:
+    """Belle II: the signal efficiency per category (per produced decay, K*0 -> K+ pi- included, tag-weighted,
+    trigger included) after every cut (SR) and in the BDT signal region, with the shipped per-category models."""
+    if not any(args.samples.glob(f"belle2_{SIGNAL}*.json")):
+        produce(Request("belle2", SIGNAL, args.signal_events, args.seed, args.samples), progress=False)
+    search = get_search("kstartautau")
+    config = search.load_config()
+    proc = search.processor("belle2", config)
+    ds = load_datasets(args.samples, "belle2")[SIGNAL]
+    nominal = calibrations("belle2", nominal_only=True)[0]
+    sub_br = forced_sub_branching_fraction(SIGNAL)
+    sums = {ch: np.zeros(3) for ch in proc.channels}  # SR, BDT region, BDT region (correct tags)
+    produced = 0.0
+    for path in ds.files:
+        events = NanoEventsFactory.from_root({path: "tree"}, schemaclass=BelleSchema, mode="eager",
+                                             metadata={"dataset": "bench", "filename": path}).events()
+        objects = proc.objects(events, nominal)
+        fired = proc.trigger_fired(events)
+        gen = np.asarray(ak.to_numpy(events["__weight__"]), dtype=float)
+        correct = np.asarray(ak.to_numpy(ak.fill_none(ak.firsts(events.Btag).isSignal, 0)), dtype=bool)
+        w = gen * objects.values[CANDIDATE_WEIGHT_VALUE]
+        produced += gen.sum()
+        for ch in proc.channels:
+            sel = proc.select(events, objects, ch)
+            sr, sig = sel.regions["SR"] & fired, sel.regions["signal"] & fired
+            sums[ch] += [w[sr].sum(), w[sig].sum(), w[sig & correct].sum()]
+    print(f"Belle II signal: {ds.events} events; efficiency per produced decay x {sub_br} (K*0 -> K+ pi-)")
+    print(f"{'category':9s} {'SR':>10s} {'BDT >= ' + str(config.belle2.bdt_min):>12s} {'correct tags':>13s}")
+    total = np.zeros(3)
+    for ch, (sr, sig, ok) in sums.items():
+        total += (sr, sig, ok)
+        print(f"{ch:9s} {sr / produced * sub_br:10.2e} {sig / produced * sub_br:12.2e} {ok / max(sig, 1e-300):13.2f}")
+    print(f"{'sum':9s} {total[0] / produced * sub_br:10.2e} {total[1] / produced * sub_br:12.2e} {total[2] / max(total[1], 1e-300):13.2f}")
+
+
+#: topology codes of ``true_table_one`` (3 x lower species + higher; e 0, mu 1, pi 2)
+TOPOLOGY_CODES = {"ee": 0, "emu": 1, "epi": 2, "mumu": 4, "mupi": 5, "pipi": 8}
+
+
+def table_one_expectation(s: dict[str, np.ndarray], before: np.ndarray, config) -> str:
+    """Generator-level pass rate of Table I (M_K*pi and M_miss^2 together) for the events before the step whose
+    taus are one-prong, each with its true topology's cuts -- against ours for the same two steps."""
+    w = s["w"] * before
+    passed = np.zeros(len(w), bool)
+    known = np.zeros(len(w), bool)
+    for name, code in TOPOLOGY_CODES.items():
+        cut = config.belle.topology_cuts[name]
+        m = s["true_topology"] == code
+        known |= m
+        passed |= m & (s["true_m_kpi"] > cut.m_kpi_min) & (s["true_m_miss2"] > cut.m_miss2[0]) & (s["true_m_miss2"] < cut.m_miss2[1])
+    rate = (w * passed).sum() / max((w * known).sum(), 1e-300)
+    return f"with M_miss^2: {rate:.3f} at generator level (one-prong taus, true topology; {(w * known).sum() / w.sum():.2f} of the events)"
+
+
+def print_cutflow(s: dict[str, np.ndarray], sub_br: float, config) -> None:
+    """Signal cutflow (tag-weighted, per event of the signal sample, whose K*0 -> K+ pi- is forced), all tags and
+    correct tags, each step beside its independent expectation (the constants above; '-' where none is computed)."""
+    n = s["gen"].sum()
+    flow = s["flow"].T
+    print("\n--- signal cutflow (Belle; per signal-sample event, K*0 -> K+ pi- forced; tag-weighted; trigger included) ---")
+    print(f"{'step':14s} {'all tags':>10s} {'step':>6s} {'correct':>10s} {'step':>6s}  expected step (correct tags)")
+    prev = None
+    for k, step in enumerate(CUTFLOW):
+        passed = flow[k]
+        w_all, w_ok = (s["w"] * passed).sum() / n, (s["w"] * (passed & s["correct"])).sum() / n
+        ok_before = prev & s["correct"] if prev is not None else None
+        expect = "-"
+        if step == "tag":
+            expect = f"paper {PAPER_TAG_EFFICIENCY:.2e} truly reconstructed; NeuroBayes B0 0.18 % before cuts (NIM A654, 432)"
+        elif step == "four tracks":
+            wb = s["w"] * ok_before
+            truth4 = (wb * (s["n_charged"] == 4)).sum() / wb.sum()
+            acc4 = (wb * (s["n_accepted"] == 4)).sum() / wb.sum()
+            expect = (f"{acc4 * TRACKING**4:.3f} = 4 charged in 17-150 deg, pT > 0.1 ({acc4:.3f}; 4 charged at all {truth4:.3f}, "
+                      f"PDG 1-prong^2 {ONE_PRONG**2:.3f}) x tracking {TRACKING}^4, no extra track")
+        elif step == "K*0 candidate":
+            expect = f"{KAON_ID * PION_ID * (1 - CHI_D):.3f} = K ID {KAON_ID} x pi ID {PION_ID} x flavour (1 - chi_d)"
+        elif step == "pi0 veto":
+            wb = s["w"] * ok_before
+            none = (wb * ~s["signal_pi0"]).sum() / wb.sum()
+            expect = f"between {none:.3f} (every signal-side pi0 found) and 1 (none found): true pi0 in {1 - none:.2f} of the events"
+        elif step == "M_K*pi":
+            expect = table_one_expectation(s, ok_before, config)
+        elif step in ("K_S veto", "K_L veto", "M_tautau", "M(tau tracks)", "topology"):
+            expect = "~1 (no K_S / K_L on the signal side; M_tautau cut at 2 m_tau; every track gets a species)"
+        if prev is None:
+            print(f"{step:14s} {w_all:10.3e} {'':>6s} {w_ok:10.3e} {'':>6s}  {expect}")
+        else:
+            p_all = (s["w"] * prev).sum() / n
+            p_ok = (s["w"] * (prev & s["correct"])).sum() / n
+            print(f"{step:14s} {w_all:10.3e} {w_all / p_all:6.3f} {w_ok:10.3e} {w_ok / p_ok:6.3f}  {expect}")
+        prev = passed
+    tag_ok = (s["w"] * (flow[0] & s["correct"])).sum() / n
+    last_ok = (s["w"] * (flow[-1] & s["correct"])).sum() / n
+    print(f"signal side after a correct tag (every step after 'tag', per K*0 -> K+ pi- decay): ours {last_ok / tag_ok:.4f}; "
+          f"the paper's (1.23e-5 / {sub_br} / {PAPER_TAG_EFFICIENCY}) {1.23e-5 / sub_br / PAPER_TAG_EFFICIENCY:.4f} if every "
+          f"selected event had a correct tag (x {last_ok / tag_ok / (1.23e-5 / sub_br / PAPER_TAG_EFFICIENCY):.1f})")
 
 
 def diagnose(rows: dict, proc, config, lumi: float, efficiency: float, sub_br: float) -> None:

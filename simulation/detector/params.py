@@ -141,6 +141,14 @@ class DisplacedMeasurement(StrictModel):
         return self
 
 
+class CurlerDuplicates(StrictModel):
+    """A track below ``pt_max`` is found a second time (its next half-loop) with ``probability``."""
+
+    pt_max: Positive = pydantic.Field(description="GeV/c, tracks below can have a duplicate")
+    probability: Fraction = pydantic.Field(description="per track below pt_max")
+    momentum_smear: NonNegative = pydantic.Field(description="relative momentum difference, duplicate to original")
+
+
 class Tracking(StrictModel):
     magnetic_field: Positive = pydantic.Field(description="T, solenoid field")
     theta_range_deg: Range
@@ -156,6 +164,8 @@ class Tracking(StrictModel):
     fit: TrackFit
     # displaced tracks measured away from their perigee (None: every track at its perigee, as prompt tracks)
     displaced_measurement: DisplacedMeasurement | None = None
+    # duplicate tracks of low-pT curlers (simulation/detector/curlers.py; None: no duplicates)
+    curler_duplicates: CurlerDuplicates | None = None
 
 
 # ------------------------------------------------------------------------------- calorimeter

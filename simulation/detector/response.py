@@ -2,7 +2,7 @@
 
 Order of the steps (and so of the random draws, which makes the output a deterministic function
 of the truth and the generator state): beam background, tracking, calorimeter, PID, KLM,
-Photon collection, pi0, V0, KLM clusters, B tag.
+Photon collection, pi0, V0, KLM clusters, B tag, curler duplicates (Belle).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 from belle_rare.simulation.detector.beam_background import background_particles
 from belle_rare.simulation.detector.calorimeter import ecl_response, photon_columns, photon_rows
 from belle_rare.simulation.detector.composites import build_pi0, build_v0
+from belle_rare.simulation.detector.curlers import add_curler_duplicates
 from belle_rare.simulation.detector.flat import FlatTruth, Particles, to_jagged
 from belle_rare.simulation.detector.kinematics import polar_angles
 from belle_rare.simulation.detector.klm import klm_clusters, track_layers
@@ -98,6 +99,10 @@ def simulate_detector(truth: ak.Array, params: DetectorParams, rng: np.random.Ge
     )
     track_columns["inTag"] = btag.track_in_tag
     photons["inTag"] = btag.photon_in_tag
+    # curler duplicates (Belle), after the tag (which used the originals), on a child stream of rng
+    if params.tracking.curler_duplicates is not None:
+        track_columns, track_event = add_curler_duplicates(track_columns, track_event, params.tracking.curler_duplicates,
+                                                           rng.spawn(1)[0])
 
     return {
         "Track": to_jagged(track_columns, track_event, n),
