@@ -176,3 +176,18 @@ def test_full_disk_on_output_is_one_line_and_keeps_previous(tmp_path, monkeypatc
     assert "previous output is kept" in str(err.value)
     assert (tmp_path / "taulgamma" / "metadata.json").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taulgamma"]  # no temporary or backup directory left
+
+
+def test_files_are_not_opened_again_for_coffea_metadata(samples, clean, tmp_path, monkeypatch):
+    """The input check hands each file's entries and UUID to coffea (``runner.checked_metadata``):
+    coffea's own metadata pass (another open of every file) does not run, and the histograms are
+    the same as the reference run's."""
+    from coffea.processor import executor
+
+    def no_second_open(*args, **kw):
+        raise AssertionError("coffea opened a file for its metadata")
+
+    monkeypatch.setattr(executor.Runner, "metadata_fetcher_root", staticmethod(no_second_open))
+    result = run_search(_options(samples, tmp_path / "out", executor="iterative"))
+    _assert_same_histograms(result["histograms"], clean["histograms"])
+    assert result["metadata"]["events"] == clean["metadata"]["events"]
