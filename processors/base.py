@@ -172,7 +172,8 @@ class FlatPackedSelection(PackedSelection):
         elif self._data.shape != selection.shape:
             raise ValueError(f"New selection '{name}' has a different shape than existing selections "
                              f"({selection.shape} vs. {self._data.shape})")
-        np.bitwise_or(self._data, self._dtype.type(1 << len(self._names)), where=selection, out=self._data)
+        # the bit as a full word per event (0 or 1 << k): 5 x cheaper than bitwise_or(..., where=selection)
+        np.bitwise_or(self._data, selection.astype(self._dtype) << self._dtype.type(len(self._names)), out=self._data)
         self._names.append(name)
 
 
@@ -315,12 +316,21 @@ class SearchProcessor(processor.ProcessorABC):
         candidate tracks (flat arrays, event after event)."""
         cset = self.corrections
         n = len(p) // tracks_per_event
+        p, cos_theta, is_lepton = np.asarray(p), np.asarray(cos_theta), np.asarray(is_lepton, dtype=bool)
 
-        def per_event(correction: Callable[[Syst], Any], applies: np.ndarray) -> Callable[[Syst], np.ndarray]:
-            return lambda s: np.prod(np.where(applies, np.asarray(correction(s), float), 1.0).reshape(n, tracks_per_event), axis=1)
+        def per_event(correction: Callable[..., Any], applies: np.ndarray) -> Callable[[Syst], np.ndarray]:
+            # evaluated on the tracks it applies to only (correctionlib is per element: the same
+            # values; about half the tracks each), 1 elsewhere
+            p_in, cos_in = p[applies], cos_theta[applies]
 
-        weights.add("leptonID", *vary(per_event(lambda s: corrections.lepton_id_weight(cset, species, p, cos_theta, s), is_lepton), n))
-        weights.add("fakeRate", *vary(per_event(lambda s: corrections.fake_rate_weight(cset, species, p, cos_theta, s), ~is_lepton), n))
+            def weight(s: Syst) -> np.ndarray:
+                w = np.ones(len(p))
+                w[applies] = np.asarray(correction(cset, species, p_in, cos_in, s), float)
+                return np.prod(w.reshape(n, tracks_per_event), axis=1)
+            return weight
+
+        weights.add("leptonID", *vary(per_event(corrections.lepton_id_weight, is_lepton), n))
+        weights.add("fakeRate", *vary(per_event(corrections.fake_rate_weight, ~is_lepton), n))
 
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
         """Fill the histograms with a ``variation`` axis (called once per variation)."""
