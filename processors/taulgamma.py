@@ -315,7 +315,9 @@ class TauLGammaProcessor(SearchProcessor):
         t_kept = ip & keep[jk.list_index(t_off)]
         g_kept = keep[jk.list_index(g_off)]
         return TwoTrackInputs(
-            keep=keep, track_columns={name: v[t_kept].reshape(-1, k) for name, v in trk.items()},
+            # (n, k) in Fortran order: the event axis contiguous, so that numpy's elementwise loops
+            # (and (n, 1) per-event broadcasts) run along it, not over rows of k = 2 (~10 x slower)
+            keep=keep, track_columns={name: np.asfortranarray(v[t_kept].reshape(-1, k)) for name, v in trk.items()},
             photon_columns={name: v[g_kept] for name, v in pho.items()}, g_offsets=jk.offsets_of(np.diff(g_off)[keep]),
             beam=kin.P4(*(np.asarray(ak.to_numpy(events[b]))[keep] for b in ("beamPx", "beamPy", "beamPz", "beamE"))),
         )
@@ -348,7 +350,7 @@ class TauLGammaProcessor(SearchProcessor):
                 electron = np.arange(k)[None, :] == np.full((n, 1), electron_track)
             rec = recover_brems_flat(np.arange(0, n * k + 1, k, dtype=np.int64), kin.P4(*(c.ravel() for c in (t_px, t_py, t_pz, t_E))),
                                      electron.ravel(), g_off, kin.P4(g_px, g_py, g_pz, g_E), cfg.brems_recovery)
-            t_px, t_py, t_pz, t_E = (c.reshape(n, k) for c in rec.tracks)
+            t_px, t_py, t_pz, t_E = (np.asfortranarray(c.reshape(n, k)) for c in rec.tracks)
             good = good & rec.photon_free
         per_track = [b[:, None] for b in beta]
         t_cm = kin.to_cm(t_px, t_py, t_pz, t_E, *per_track)
