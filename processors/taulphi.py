@@ -331,10 +331,19 @@ class TauLPhiProcessor(bdt.BDTProcessor):
         t_pt = np.sqrt((t["px"] * scale)**2 + (t["py"] * scale)**2)
         in_roe = (good & (t_pt > cfg.roe.track_pt_min) & (local != (ja - start)[event]) & (local != (jb - start)[event])
                   & (local != (jl - start)[event]))
-        roe, roe_axis, roe_thrust = rest_of_event(f, in_roe)
         miss = f.miss
         cos_miss = kin.cos_theta(miss.px, miss.py, miss.pz)
         n_tracks = jk.segment_count(offsets, good).astype(float)
+        sel = cfg.selection
+        steps = dict(zip(PRESELECTION, (
+            has,
+            n_tracks >= sel.n_tracks_min,
+            f.thrust < sel.thrust_max,
+            in_range(cos_miss.astype(float), sel.cos_theta_miss_cm),
+        )))
+        # the features are read on preselected events only (BDT score, training columns): the
+        # rest-of-event thrust, the costliest of them, is computed there only (NaN elsewhere)
+        roe, roe_axis, roe_thrust = rest_of_event(f, in_roe, np.logical_and.reduce(list(steps.values())))
         feats = {
             "thrust": f.thrust, "fox_wolfram_r2": np.asarray(p.r2, dtype=float), "roe_thrust": roe_thrust.astype(float),
             "cos_thrust_signal_roe": np.abs(kin.cos_angle(roe_axis, tau).astype(float)),
@@ -344,13 +353,6 @@ class TauLPhiProcessor(bdt.BDTProcessor):
             "m_miss2": kin.mass2(*miss).astype(float), "lepton_p_cm": kin.momentum(*lep[:3]).astype(float),
             "phi_p_cm": kin.momentum(*phi[:3]).astype(float), "cos_lepton_phi": kin.cos_angle(lep, phi).astype(float),
         }
-        sel = cfg.selection
-        steps = dict(zip(PRESELECTION, (
-            has,
-            n_tracks >= sel.n_tracks_min,
-            f.thrust < sel.thrust_max,
-            in_range(cos_miss.astype(float), sel.cos_theta_miss_cm),
-        )))
         kaon_id, lepton = t[cfg.kaons.id_branch], cfg.leptons[channel]
         nominal_pid = ((kaon_id[ja].astype(float) > cfg.kaons.id_min) & (kaon_id[jb].astype(float) > cfg.kaons.id_min)
                        & (t[lepton.id_branch][jl].astype(float) > lepton.id_min))
