@@ -129,7 +129,8 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
             warnings.simplefilter("always")
             try:
                 with contextlib.redirect_stderr(held) if opts.executor == "futures" else contextlib.nullcontext():
-                    output = runner(files, proc, treename="tree")
+                    read = proc.read_filter()
+                    output = runner(files, proc, treename="tree", iteritems_options={"filter_name": read} if read else {})
             except Exception as err:  # coffea wraps a chunk's failure with its file and entry range
                 raise UserError(_failure_message(err, checkpointer is not None)) from err
     sys.stderr.write(held.getvalue())

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -261,6 +262,11 @@ class SearchProcessor(processor.ProcessorABC):
     #: them computed on those events only (``add_weights`` gets the region events; every correction is
     #: per event, so each event's weight is the same): most of the per-chunk correction cost goes
     region_weights_only: ClassVar[bool] = False
+    #: the search reads no branch but those ``required_branches`` names and the other fields of the
+    #: collections they belong to (``Track_mcPDG`` when it reads ``Track_px``): a chunk's events are
+    #: then built from those branches only (``read_filter``; the rest of the tree -- V0, Btag,
+    #: MCParticle, ... -- cost ~20 ms of form building per chunk)
+    reads_declared_branches_only: ClassVar[bool] = False
 
     def __init__(self, experiment: str, config: Any, *, model_dir: Path | None = None, training: bool = False,
                  pid_weighting: bool | None = None) -> None:
@@ -362,6 +368,17 @@ class SearchProcessor(processor.ProcessorABC):
     def required_branches(self) -> list[str]:
         extra = list(pid_weighting.branches(self.pid_requirements())) if self.pid_weighting else []
         return list(self.branches) + [trigger_branch(line) for line in self.trigger_lines] + extra
+
+    def read_filter(self) -> str | None:
+        """uproot ``filter_name`` (a ``/regex/``) of the branches a chunk's events are built from:
+        the required branches, every branch of their collections (``X_*`` and the counter ``nX``)
+        and ``__weight__``; None (every branch) unless ``reads_declared_branches_only``."""
+        if not self.reads_declared_branches_only:
+            return None
+        names = {*self.required_branches(), "__weight__"}
+        collections = {name.split("_", 1)[0] for name in names if not name.startswith("_") and "_" in name}
+        alternatives = sorted(re.escape(n) for n in names) + [f"n{re.escape(c)}|{re.escape(c)}_.*" for c in sorted(collections)]
+        return f"/^({'|'.join(alternatives)})$/"
 
     def trigger_fired(self, events: ak.Array) -> np.ndarray | None:
         """OR of the configured trigger bits per event (None without trigger lines)."""

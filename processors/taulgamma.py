@@ -263,6 +263,7 @@ class TauLGammaProcessor(SearchProcessor):
     channels = CHANNELS
     config_model = TauLGammaConfig
     region_weights_only = True  # every Selection value is one entry per event
+    reads_declared_branches_only = True  # every branch it reads is a field of Track / Photon or in branches
     branches = (
         "nTrack", "Track_px", "Track_py", "Track_pz", "Track_E", "Track_charge", "Track_dr", "Track_dz", "Track_eIDBelle",
         "Track_muIDBelle", "nPhoton", "Photon_E", "Photon_px", "Photon_py", "Photon_pz",

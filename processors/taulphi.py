@@ -196,6 +196,7 @@ class TauLPhiProcessor(bdt.BDTProcessor):
     # background PID-weighted unless `belle-rare run --no-pid-weights`: the BDT working point and the
     # background estimate come from PID-weighted simulation (too few events pass the thrown ID)
     pid_weighting_default = True
+    reads_declared_branches_only = True  # every branch it reads is a field of Track / Photon or in branches
     branches = (
         "nTrack", "Track_px", "Track_py", "Track_pz", "Track_E", "Track_charge", "Track_dr", "Track_dz",
         "Track_muonID", "Track_electronID", "Track_kaonID", "nPhoton", "Photon_E", "Photon_px", "Photon_py",

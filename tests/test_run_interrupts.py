@@ -191,3 +191,15 @@ def test_files_are_not_opened_again_for_coffea_metadata(samples, clean, tmp_path
     result = run_search(_options(samples, tmp_path / "out", executor="iterative"))
     _assert_same_histograms(result["histograms"], clean["histograms"])
     assert result["metadata"]["events"] == clean["metadata"]["events"]
+
+
+def test_reading_the_declared_branches_only_changes_nothing(samples, clean, tmp_path, monkeypatch):
+    """taulgamma builds its chunks from its declared collections only (``read_filter``): the same
+    histograms and cutflows as from every branch of the tree."""
+    from belle_rare.processors.taulgamma import TauLGammaProcessor
+
+    assert TauLGammaProcessor.reads_declared_branches_only
+    monkeypatch.setattr(TauLGammaProcessor, "reads_declared_branches_only", False)
+    every_branch = run_search(_options(samples, tmp_path / "out", executor="iterative"))
+    _assert_same_histograms(every_branch["histograms"], clean["histograms"])
+    assert every_branch["cutflow"] == clean["cutflow"]
