@@ -343,6 +343,14 @@ class SearchProcessor(processor.ProcessorABC):
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
         """Fill the histograms with a ``variation`` axis (called once per variation)."""
 
+    def fill_variations(self, hists: dict[str, hist.Hist], selection: Selection, channel: str,
+                        weights: Mapping[str, np.ndarray]) -> None:
+        """``fill`` for every variation of one calibration (``weights``: variation -> event weight, in
+        order). Default: ``fill`` once per variation; a search may fill them in one call per
+        histogram (``fill_counts_of_variations``)."""
+        for variation, weight in weights.items():
+            self.fill(hists, selection, channel, variation, weight)
+
     def fill_nominal(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, weight: np.ndarray) -> None:
         """Fill the nominal-only histograms (called once, nominal calibration and weights)."""
 
@@ -452,13 +460,16 @@ class SearchProcessor(processor.ProcessorABC):
         generator_weight = np.asarray(ak.to_numpy(events["__weight__"]), dtype=float)
         largest = 0.0
         for calibration, channel, selection, weights in self._passes(events, is_data):
+            weighted = weights.variations if calibration.is_nominal else set()
+            per_variation = {}
             for variation in calibration.variations(is_data):
                 if calibration.is_nominal and variation != NOMINAL:
-                    if variation not in weights.variations:
+                    if variation not in weighted:
                         continue  # a source this search does not weight: the stats layer reads nominal
-                    self.fill(hists, selection, channel, variation, weights.weight(variation))
+                    per_variation[variation] = weights.weight(variation)
                 else:
-                    self.fill(hists, selection, channel, variation, weights.weight())
+                    per_variation[variation] = weights.weight()
+            self.fill_variations(hists, selection, channel, per_variation)
             if not calibration.is_nominal:
                 continue
             nominal = weights.weight()
@@ -481,6 +492,18 @@ class SearchProcessor(processor.ProcessorABC):
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
         return accumulator
+
+
+def fill_counts_of_variations(h: hist.Hist, channel: str, weights: Mapping[str, np.ndarray],
+                              regions: Mapping[str, np.ndarray]) -> None:
+    """``core.histograms.fill_counts`` of every variation of ``weights`` (variation -> event weight),
+    one fill per region instead of one per region and variation (a search fills ~17 variations of the
+    nominal calibration): the same bins, each summed over the same entries in the same order."""
+    names = list(weights)
+    for region, mask in regions.items():
+        n = int(np.count_nonzero(mask))
+        h.fill(channel=channel, region=region, variation=np.repeat(names, n), count=np.zeros(n * len(names), dtype=int),
+               weight=np.concatenate([w[mask] for w in weights.values()]))
 
 
 _FROZEN_IN: int | None = None  # the process whose long-lived objects were frozen

@@ -9,6 +9,7 @@ dE/sqrt(s) of the lepton-photon pair in the CM frame, inside a 2 sigma ellipse.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import awkward as ak
@@ -632,9 +633,17 @@ class TauLGammaProcessor(SearchProcessor):
         self.add_lepton_id_weights(weights, species, p, cos, true_lepton)
 
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
-        tags = np.asarray(TAG_CLASSES)[selection.values["tag_class"]]
+        self.fill_variations(hists, selection, channel, {variation: weight})
+
+    def fill_variations(self, hists: dict[str, hist.Hist], selection: Selection, channel: str,
+                        weights: Mapping[str, np.ndarray]) -> None:
+        """The yields of every variation, one fill per region (the same bins as one fill per
+        variation, each summed over the same entries in the same order)."""
+        names, tag_class = list(weights), selection.values["tag_class"]
         for region, mask in selection.regions.items():
-            hists["yields"].fill(channel=channel, region=region, variation=variation, tag=tags[mask], weight=weight[mask])
+            tags = np.asarray(TAG_CLASSES)[tag_class[mask]]
+            hists["yields"].fill(channel=channel, region=region, variation=np.repeat(names, len(tags)),
+                                 tag=np.tile(tags, len(names)), weight=np.concatenate([w[mask] for w in weights.values()]))
 
     def fill_nominal(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, weight: np.ndarray) -> None:
         v = selection.values

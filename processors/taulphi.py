@@ -11,6 +11,7 @@ the expected background is N_RSB x r_MC with r_MC = N_SR / N_RSB in simulation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import awkward as ak
@@ -26,7 +27,7 @@ from belle_rare.processors import kinematics as kin
 from belle_rare.processors import jagged_kernels as jk
 from belle_rare.processors import pid_weighting
 from belle_rare.processors.base import Calibration, Selection, packed, signal_datasets_of
-from belle_rare.processors.base import TriggerLines
+from belle_rare.processors.base import TriggerLines, fill_counts_of_variations
 from belle_rare.processors.columns import expand, in_range
 from belle_rare.processors.event_shape import fox_wolfram_r2_flat
 from belle_rare.processors.registry import Demo, Search, Training, builtin_file
@@ -381,6 +382,10 @@ class TauLPhiProcessor(bdt.BDTProcessor):
     # ------------------------------------------------------------------ fills
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
         fill_counts(hists["yields"], channel, variation, weight, {r: selection.regions[r] for r in REGIONS})
+
+    def fill_variations(self, hists: dict[str, hist.Hist], selection: Selection, channel: str,
+                        weights: Mapping[str, np.ndarray]) -> None:
+        fill_counts_of_variations(hists["yields"], channel, weights, {r: selection.regions[r] for r in REGIONS})
 
     def fill_nominal(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, weight: np.ndarray) -> None:
         v, passed = selection.values, selection.regions["presel"]
