@@ -128,7 +128,14 @@ class Selection:
 
 def with_trigger(selection: Selection, fired: np.ndarray) -> Selection:
     """``selection`` with the trigger as its first cut: in the cutflow, in every region and in ``passing``."""
-    cuts = packed({TRIGGER_CUT: fired, **{name: selection.cuts.all(name) for name in selection.cuts.names}})
+    old = selection.cuts
+    if isinstance(old, FlatPackedSelection) and isinstance(old._data, np.ndarray) and len(old.names) < 64:
+        # the packed words shifted by one, the trigger in bit 0: what re-adding every cut gives
+        cuts = FlatPackedSelection(dtype="uint64")
+        cuts._names = [TRIGGER_CUT, *old.names]
+        cuts._data = (old._data.astype(np.uint64) << np.uint64(1)) | np.asarray(fired, dtype=bool).astype(np.uint64)
+    else:
+        cuts = packed({TRIGGER_CUT: fired, **{name: old.all(name) for name in old.names}})
     steps = None
     if selection.cutflow is not None:
         steps = [(TRIGGER_CUT, (TRIGGER_CUT,))] + [(label, (TRIGGER_CUT, *names)) for label, names in selection.cutflow]
@@ -413,9 +420,15 @@ class SearchProcessor(processor.ProcessorABC):
             kind = "signal" if meta.get("dataset") in signals else "background"
         return kind == "background"
 
-    def event_weights(self, events: ak.Array, selection: Selection, channel: str, is_data: bool) -> Weights:
-        weights = FlatWeights(len(events), storeIndividual=False)
-        weights.add("generator", np.asarray(ak.to_numpy(events["__weight__"]), dtype=float))
+    def event_weights(self, events: ak.Array | None, selection: Selection, channel: str, is_data: bool,
+                      generator_weight: np.ndarray | None = None) -> Weights:
+        """The event weights (generator weight, PID / candidate weights, the search's corrections with
+        their variations); ``generator_weight``: the events' ``__weight__`` if already read (then
+        ``events`` is not used)."""
+        if generator_weight is None:
+            generator_weight = np.asarray(ak.to_numpy(events["__weight__"]), dtype=float)
+        weights = FlatWeights(len(generator_weight), storeIndividual=False)
+        weights.add("generator", generator_weight)
         if PID_WEIGHT_VALUE in selection.values:
             # PID-weighted candidates (processors/pid_weighting.py): P(the candidate passes the PID cuts)
             weights.add("pidWeight", np.nan_to_num(np.asarray(selection.values[PID_WEIGHT_VALUE], dtype=float), nan=0.0))
@@ -427,6 +440,7 @@ class SearchProcessor(processor.ProcessorABC):
 
     def _passes(self, events: ak.Array, is_data: bool) -> Iterator[tuple[Calibration, str, Selection, Weights]]:
         fired = self.trigger_fired(events)
+        generator_weight = np.asarray(ak.to_numpy(events["__weight__"]), dtype=float)
         shared = self.chunk_objects(events)
         for calibration in calibrations(self.experiment, nominal_only=is_data or self.training):
             objects = self.objects(events, calibration) if shared is None else self.objects(events, calibration, shared)
@@ -435,18 +449,18 @@ class SearchProcessor(processor.ProcessorABC):
                 if fired is not None:
                     selection = with_trigger(selection, fired)
                 if self.region_weights_only and not calibration.is_nominal:
-                    yield calibration, channel, selection, self._region_weights(events, selection, channel, is_data)
+                    yield calibration, channel, selection, self._region_weights(generator_weight, selection, channel, is_data)
                 else:
-                    yield calibration, channel, selection, self.event_weights(events, selection, channel, is_data)
+                    yield calibration, channel, selection, self.event_weights(events, selection, channel, is_data, generator_weight)
 
-    def _region_weights(self, events: ak.Array, selection: Selection, channel: str, is_data: bool) -> "RegionWeights":
+    def _region_weights(self, generator_weight: np.ndarray, selection: Selection, channel: str, is_data: bool) -> "RegionWeights":
         """``event_weights`` of the events in any region only (``region_weights_only``), 0 elsewhere."""
-        used = np.zeros(len(events), dtype=bool)
+        used = np.zeros(len(generator_weight), dtype=bool)
         for mask in selection.regions.values():
             used |= np.asarray(mask, dtype=bool)
         inside = Selection(selection.cuts, {k: np.asarray(v)[used] for k, v in selection.values.items()})
         nominal = np.zeros(len(used))
-        nominal[used] = self.event_weights(events[used], inside, channel, is_data).weight()
+        nominal[used] = self.event_weights(None, inside, channel, is_data, generator_weight[used]).weight()
         return RegionWeights(nominal)
 
     def process(self, events: ak.Array) -> dict[str, Any]:
