@@ -23,7 +23,7 @@ from belle_rare.core.units import pdg_mass
 from belle_rare.processors import jagged_kernels as jk
 from belle_rare.processors import kinematics as kin
 from belle_rare.processors import pid_weighting
-from belle_rare.processors.base import Calibration, SearchProcessor, Selection, packed, signal_datasets_of, vary
+from belle_rare.processors.base import Calibration, SearchProcessor, Selection, calibrations, packed, signal_datasets_of, vary
 from belle_rare.processors.base import TriggerLines
 from belle_rare.processors.brems_recovery import BremsRecovery, recover_brems_flat
 from belle_rare.processors.columns import expand, in_range
@@ -316,16 +316,19 @@ class TauLGammaProcessor(SearchProcessor):
         region under some calibration. ``SearchProcessor.process`` reads nothing but the regions (and
         the values and weights inside them) of a calibration variation, and an event reaches a region
         only with a track passing the channel's lepton ID (signal side), another below the tag-side
-        lepton veto and a photon -- requirements no momentum or photon-energy scale changes (the
-        brems recovery only removes photons). About half the two-track tau-pair events have none:
-        the same regions, values and weights there, for less than half the work of a variation."""
+        lepton veto and a photon above the signal photon's energy cut -- requirements no momentum
+        scale changes, nor a photon-energy scale up to the largest of the calibrations (the product
+        rounds monotonically; the brems recovery only removes photons). Most two-track tau-pair
+        events have none: the same regions, values and weights there, for a fraction of the work."""
         if inputs.variation_inputs is None:
             pid, col = self.config.pid, inputs.track_columns
             rows = np.zeros(len(inputs.beam.E), dtype=bool)
             for branch, cut in ((pid.muon_branch, pid.muon_cut), (pid.electron_branch, pid.electron_cut)):
                 lepton_id = col[branch]
                 rows |= (lepton_id > cut).any(axis=1) & (lepton_id < pid.extra_lepton_veto).any(axis=1)
-            rows &= np.diff(inputs.g_offsets) > 0
+            largest = max(c.photon_energy_scale for c in calibrations(self.experiment, nominal_only=False))
+            hard = inputs.photon_columns["E"] * largest > self.config.photons.signal_e_min
+            rows &= jk.segment_count(inputs.g_offsets, hard) > 0
             inputs.variation_inputs = inputs.restricted(rows)
         return inputs.variation_inputs
 
