@@ -203,3 +203,15 @@ def test_reading_the_declared_branches_only_changes_nothing(samples, clean, tmp_
     every_branch = run_search(_options(samples, tmp_path / "out", executor="iterative"))
     _assert_same_histograms(every_branch["histograms"], clean["histograms"])
     assert every_branch["cutflow"] == clean["cutflow"]
+
+
+def test_calibration_variations_on_the_events_that_can_reach_a_region_change_nothing(samples, clean, tmp_path, monkeypatch):
+    """taulgamma builds a calibration variation's objects only for the events that can reach a region
+    (``_variation_inputs``): the same histograms as from every two-track event."""
+    from belle_rare.processors.taulgamma import TauLGammaProcessor
+
+    monkeypatch.setattr(TauLGammaProcessor, "_variation_inputs", lambda self, inputs: inputs)
+    every_event = run_search(_options(samples, tmp_path / "out", executor="iterative"))
+    _assert_same_histograms(every_event["histograms"], clean["histograms"])
+    assert any(len(list(h.axes["variation"])) > 1 for hists in clean["histograms"].values() for h in hists.values()
+               if "variation" in h.axes.name)
