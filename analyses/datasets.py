@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import uproot
 
 from belle_rare.core.errors import UserError
@@ -33,6 +34,9 @@ class Dataset:
     parameters: dict[str, float] = field(default_factory=dict)
     luminosity_fb: float | None = None  # pseudo-data only
     process: str | None = None  # catalogue process (configs/processes.yaml) the sample was generated from
+    #: absolute path -> the file's ROOT UUID, recorded by ``validate_inputs`` (the runner hands it to
+    #: coffea with the entries, so that coffea does not open every file again to get them)
+    uuids: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def is_data(self) -> bool:
@@ -94,8 +98,14 @@ def load_datasets(samples: Path, experiment: str) -> dict[str, Dataset]:
     return datasets
 
 
-def check_file(path: str, tree: str, branches: list[str], entries: int) -> None:
-    """Raise ``UserError`` naming ``path`` if it cannot be processed."""
+def check_file(path: str, tree: str, branches: list[str], entries: int) -> bytes:
+    """Raise ``UserError`` naming ``path`` if it cannot be processed; returns the file's UUID.
+
+    Reads the file's header and the tree's metadata only: no basket is decompressed (it was the
+    last basket of every branch: with one basket per branch, as in the benchmark suite's files, a
+    second full read). A basket whose bytes lie beyond the end of the file is refused here; a
+    damaged basket inside the file fails in the worker that reads it (a one-line error naming the
+    file, ``runner._failure_message``)."""
     if not Path(path).is_file():
         raise UserError(f"{path}: file does not exist")
     if Path(path).stat().st_size == 0:
@@ -113,10 +123,15 @@ def check_file(path: str, tree: str, branches: list[str], entries: int) -> None:
                 raise UserError(f"{path}: missing branch '{missing[0]}'" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
             if t.num_entries != entries:
                 raise UserError(f"{path}: {t.num_entries} entries, manifest says {entries}")
-            # read the last entry of every branch the search uses: damaged baskets fail here, not in a worker
-            if entries:
-                for branch in branches:
-                    t[branch].array(entry_start=entries - 1, entry_stop=entries, library="np")
+            # every basket of the branches the search uses lies inside the file (their headers say where)
+            size = Path(path).stat().st_size
+            for branch in branches:
+                b = t[branch]
+                n = int(b.member("fWriteBasket"))
+                end = (np.asarray(b.member("fBasketSeek")[:n], np.int64) + np.asarray(b.member("fBasketBytes")[:n], np.int64)).max(initial=0)
+                if end > size:
+                    raise UserError(f"{path}: branch '{branch}' has a basket beyond the end of the file ({end} > {size} bytes)")
+            return f.file.fUUID
     except UserError:
         raise
     except Exception as err:  # uproot raises many types for corrupt input
@@ -131,7 +146,7 @@ def validate_inputs(
     for ds in datasets.values():
         for path, entries in list(ds.files.items()):
             try:
-                check_file(path, ds.tree, branches, entries)
+                ds.uuids[path] = check_file(path, ds.tree, branches, entries)
             except UserError as err:
                 if not skip_bad_files:
                     raise

@@ -123,12 +123,14 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
             maxchunks=opts.max_chunks,
             skipbadfiles=opts.skip_bad_files,
             checkpointer=checkpointer,
+            metadata_cache=checked_metadata(datasets, files),
         )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 with contextlib.redirect_stderr(held) if opts.executor == "futures" else contextlib.nullcontext():
-                    output = runner(files, proc, treename="tree")
+                    read = proc.read_filter()
+                    output = runner(files, proc, treename="tree", iteritems_options={"filter_name": read} if read else {})
             except Exception as err:  # coffea wraps a chunk's failure with its file and entry range
                 raise UserError(_failure_message(err, checkpointer is not None)) from err
     sys.stderr.write(held.getvalue())
@@ -187,6 +189,18 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
             "columns": columns,
             # removed by the caller once the outputs are written (analyses.checkpoints.remove_checkpoints)
             "checkpoints": checkpoint_root(opts.out, search.name) if checkpointer is not None else None}
+
+
+def checked_metadata(datasets: dict[str, Dataset], files: dict[str, dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+    """coffea's per-file metadata (entries, UUID, the fileset's metadata), as ``validate_inputs``
+    read it: given to the ``Runner`` as its metadata cache, coffea does not open every file a second
+    time before the chunks (its "Preprocessing" step) -- the same dict its ``metadata_fetcher_root``
+    would have built."""
+    from coffea.processor.executor import FileMeta
+
+    return {FileMeta(name, path, tree): {**(files[name].get("metadata") or {}), "numentries": datasets[name].files[path],
+                                         "uuid": datasets[name].uuids[path]}
+            for name in files for path, tree in files[name]["files"].items() if path in datasets[name].uuids}
 
 
 def _failure_message(err: Exception, checkpointed: bool) -> str:

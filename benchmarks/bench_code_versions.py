@@ -1,15 +1,18 @@
 """Before / after: events/s/core of one search with two versions of the code, on the same samples.
 
 Run: ``.venv/bin/python benchmarks/bench_code_versions.py SEARCH SAMPLES --before DIR [--after DIR]
-[--chunksize C]``, with ``DIR`` a checkout of the other version (``git archive COMMIT | tar -x -C
-DIR``; default ``--after``: this checkout). Each version runs in its own subprocess of this
+[--chunksize C] [--repeats R]``, with ``DIR`` a checkout of the other version (``git archive COMMIT |
+tar -x -C DIR``; default ``--after``: this checkout). Each version runs in its own subprocess of this
 interpreter, one after the other (the machines are shared: CPU seconds, as ``suite.timed_run``),
-with this virtual environment's editable install pointed at that version's packages.
+with this virtual environment's editable install pointed at that version's packages. With
+``--repeats R`` the two versions alternate R times and the median (and the range) of each is
+printed: on a loaded machine one run of a few CPU seconds varies by +-10 %.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -59,10 +62,20 @@ def main() -> None:
     parser.add_argument("--before", type=Path, required=True)
     parser.add_argument("--after", type=Path, default=HERE)
     parser.add_argument("--chunksize", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=1, help="alternate the two versions this many times (median)")
     args = parser.parse_args()
-    for label, tree in (("before", args.before), ("after", args.after)):
-        for mode, (n, cpu) in measure(tree, args.search, args.samples, args.chunksize).items():
-            print(f"{label:6s} {args.search} {mode:8s} {n} events {cpu:7.2f} CPU s {n / cpu:9,.0f} events/s/core", flush=True)
+    runs: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for _ in range(args.repeats):
+        for label, tree in (("before", args.before), ("after", args.after)):
+            for mode, (n, cpu) in measure(tree, args.search, args.samples, args.chunksize).items():
+                runs.setdefault((label, mode), []).append((n, cpu))
+                print(f"{label:6s} {args.search} {mode:8s} {n} events {cpu:7.2f} CPU s {n / cpu:9,.0f} events/s/core", flush=True)
+    if args.repeats > 1:
+        for (label, mode), done in runs.items():
+            n, cpus = done[0][0], sorted(cpu for _, cpu in done)
+            cpu = statistics.median(cpus)
+            print(f"median {label:6s} {args.search} {mode:8s} {n} events {cpu:7.2f} CPU s {n / cpu:9,.0f} events/s/core "
+                  f"(range {n / cpus[-1]:,.0f}-{n / cpus[0]:,.0f}, {args.repeats} runs)", flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ time, wherever one core is meant):
   with every variation (the default run): events / CPU seconds of an iterative run (warmed up);
 - processor time / uproot read: the all-variations CPU time over the CPU time of reading and
   decompressing the search's declared branches (``required_branches()``) of the same files with
-  uproot alone, and the same for the nominal pass;
+  uproot alone (the median of 5 passes after a warm-up pass), and the same for the nominal pass;
 - dask speed-up 1 -> 2 workers: wall time of a LocalCluster run with one worker over two (the load
   average is printed beside it: on a loaded machine this is a lower bound);
 - peak RSS of a run (iterative, fresh subprocess) over the first process's sample at 1 x and 10 x its
@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 MB = 1e6
+#: passes of the uproot read (``uproot_read_cpu``): their median is the read time
+READ_REPEATS = 5
 CHILD_MARK = "SUITE_RSS "
 
 
@@ -113,20 +115,30 @@ def timed_run(search: str, experiment: str, samples: Path, out: Path, chunksize:
             sum(d["read"] for d in result["metadata"]["events"].values()))
 
 
-def uproot_read_cpu(search: Any, experiment: str, samples: Path) -> float:
-    """CPU seconds to read and decompress the search's declared branches of every file with uproot."""
+def uproot_read_cpu(search: Any, experiment: str, samples: Path, repeats: int = READ_REPEATS) -> float:
+    """CPU seconds to read and decompress the search's declared branches of every file with uproot:
+    the median of ``repeats`` passes over the files after one unmeasured pass.
+
+    One pass is short (0.2-0.6 CPU s for the suite's samples) and was measured once, first: it
+    paid one-time costs (uproot's lazy imports, decompression setup) and the load of the moment,
+    which made the ratio vary x2.5 between runs of the same code (README, taulgamma 5.9 vs 2.3)."""
+    import statistics
+
     import uproot
 
     from belle_rare.analyses.datasets import load_datasets
 
     proc = search.processor(experiment, search.load_config())
     branches = proc.required_branches()
-    start = time.process_time()
-    for ds in load_datasets(samples, experiment).values():
-        for path in ds.files:
+    paths = [path for ds in load_datasets(samples, experiment).values() for path in ds.files]
+    passes = []
+    for _ in range(repeats + 1):
+        start = time.process_time()
+        for path in paths:
             with uproot.open(path) as f:
                 f["tree"].arrays(branches, library="ak")
-    return time.process_time() - start
+        passes.append(time.process_time() - start)
+    return statistics.median(passes[1:])
 
 
 def chunk_output_bytes(search: Any, experiment: str, samples: Path, process: str, chunksize: int) -> int:

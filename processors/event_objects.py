@@ -156,13 +156,23 @@ def flatten_objects(o: EventObjects, fields: list[str]) -> FlatEventObjects:
     )
 
 
-def rest_of_event(f: FlatEventObjects, in_roe: np.ndarray) -> tuple[kin.P4, kin.Vec3, np.ndarray]:
+def rest_of_event(f: FlatEventObjects, in_roe: np.ndarray, thrust_events: np.ndarray | None = None
+                  ) -> tuple[kin.P4, kin.Vec3, np.ndarray]:
     """(four-momentum, thrust axis, thrust) of the ``in_roe`` tracks and every photon (CM), per event:
-    ``p4_sum`` and ``thrust_axis(concat_momenta(...))`` of the awkward version, bit for bit."""
+    ``p4_sum`` and ``thrust_axis(concat_momenta(...))`` of the awkward version, bit for bit.
+
+    ``thrust_events`` (a mask of the events): the thrust axis and thrust of those events only, NaN
+    for the others (as for an empty rest of event) -- the thrust kernel was most of a selection's
+    cost, and the searches read the rest-of-event thrust of their preselected events only."""
     tracks = kin.P4(*(jk.segment_sum(f.offsets, c, in_roe) for c in f.t_cm))
     roe = kin.p4_add(tracks, kin.P4(*(jk.segment_sum(f.g_offsets, c) for c in f.g_cm)))
+    g_offsets, g_cm = f.g_offsets, f.g_cm[:3]
+    if thrust_events is not None:
+        in_roe = in_roe & thrust_events[f.event]
+        g_offsets = jk.offsets_of(np.where(thrust_events, np.diff(f.g_offsets), 0))
+        g_cm = [c[thrust_events[jk.list_index(f.g_offsets)]] for c in g_cm]
     roe_offsets = jk.offsets_of(jk.segment_count(f.offsets, in_roe))
-    merged = [jk.concat_lists(roe_offsets, c[in_roe], f.g_offsets, g) for c, g in zip(f.t_cm[:3], f.g_cm[:3])]
+    merged = [jk.concat_lists(roe_offsets, c[in_roe], g_offsets, g) for c, g in zip(f.t_cm[:3], g_cm)]
     axis, thrust = thrust_axis_flat(merged[0][0], *(content for _, content in merged))
     return roe, axis, thrust
 

@@ -11,6 +11,7 @@ counting histogram the stats model reads.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import awkward as ak
@@ -25,7 +26,7 @@ from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
 from belle_rare.processors import pid_weighting
 from belle_rare.processors.base import Calibration, Selection, packed, signal_datasets_of
-from belle_rare.processors.base import TriggerLines
+from belle_rare.processors.base import TriggerLines, fill_counts_of_variations
 from belle_rare.processors import jagged_kernels as jk
 from belle_rare.processors.columns import expand, in_range
 from belle_rare.processors.event_objects import (
@@ -191,6 +192,7 @@ class Tau3MuProcessor(bdt.BDTProcessor):
     # background PID-weighted unless `belle-rare run --no-pid-weights`: the BDT working point and the
     # background estimate come from PID-weighted simulation (too few events pass the thrown ID)
     pid_weighting_default = True
+    reads_declared_branches_only = True  # every branch it reads is a field of Track / Photon or in branches
     branches = (
         "nTrack", "Track_px", "Track_py", "Track_pz", "Track_E", "Track_charge", "Track_dr", "Track_dz",
         "Track_muonID", "Track_electronID", "Track_pionID", "Track_kaonID", "Track_protonID",
@@ -324,7 +326,22 @@ class Tau3MuProcessor(bdt.BDTProcessor):
         in_roe = (good & (t_pt > cfg.roe.track_pt_min) & (local != (ja - start)[event]) & (local != (jb - start)[event])
                   & (local != (jc - start)[event]))
         g_offsets, g_cm = f.g_offsets, f.g_cm
-        roe, roe_axis, roe_thrust = rest_of_event(f, in_roe)
+        # event-level and missing momentum (CM), and the preselection they make
+        miss = f.miss
+        p_miss_t = np.sqrt(miss.px**2 + miss.py**2)
+        cos_miss = kin.cos_theta(miss.px, miss.py, miss.pz)
+        event_charge = jk.segment_sum(offsets, charge, good)
+        thrust = f.thrust
+        sel = cfg.selection
+        steps = dict(zip(PRESELECTION, (
+            has,
+            thrust < sel.thrust_max,
+            in_range(cos_miss.astype(float), sel.cos_theta_miss_cm),
+            event_charge.astype(float) == sel.event_charge,
+        )))
+        # the features are read on preselected events only (BDT score, training columns): the
+        # rest-of-event thrust, the costliest of them, is computed there only (NaN elsewhere)
+        roe, roe_axis, roe_thrust = rest_of_event(f, in_roe, np.logical_and.reduce(list(steps.values())))
         roe_mass = kin.mass(*roe)
         roe_de = roe.E - roots / 2
         best_id = _first_argmax([t[n] for n in ROE_ID_BRANCHES])
@@ -333,12 +350,6 @@ class Tau3MuProcessor(bdt.BDTProcessor):
         cos_trk = kin.cos_angle(kin.Vec3(*(comp[event] for comp in tau[:3])), t_cm)
         closest = np.arccos(jk.segment_max(offsets, cos_trk, in_roe, -1.0))
 
-        # event-level and missing momentum (CM)
-        miss = f.miss
-        p_miss_t = np.sqrt(miss.px**2 + miss.py**2)
-        cos_miss = kin.cos_theta(miss.px, miss.py, miss.pz)
-        event_charge = jk.segment_sum(offsets, charge, good)
-        thrust = f.thrust
         pts = [np.sqrt(m_.px**2 + m_.py**2) for m_ in mus]
         pt_arr = np.stack([p.astype(float) for p in pts], axis=1)
         order = np.argsort(-pt_arr, axis=1)
@@ -367,13 +378,6 @@ class Tau3MuProcessor(bdt.BDTProcessor):
             "photon_e_cm": jk.segment_sum(g_offsets, g_cm.E).astype(float), "p_miss_t_cm": p_miss_t.astype(float),
             "cos_theta_miss_cm": cos_miss.astype(float), "m_miss2": kin.mass2(*miss).astype(float),
         })
-        sel = cfg.selection
-        steps = dict(zip(PRESELECTION, (
-            has,
-            thrust < sel.thrust_max,
-            in_range(cos_miss.astype(float), sel.cos_theta_miss_cm),
-            event_charge.astype(float) == sel.event_charge,
-        )))
         lab_p = np.stack([kin.momentum(m_.px, m_.py, m_.pz).astype(float) for m_ in mus_lab], axis=1)
         lab_cos = np.stack([kin.cos_theta(m_.px, m_.py, m_.pz).astype(float) for m_ in mus_lab], axis=1)
         pdg = (np.stack([t["mcPDG"][j].astype(float) for j in (ja, jb, jc)], axis=1) if "mcPDG" in t
@@ -400,6 +404,10 @@ class Tau3MuProcessor(bdt.BDTProcessor):
     # ------------------------------------------------------------------ fills
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
         fill_counts(hists["yields"], channel, variation, weight, {r: selection.regions[r] for r in YIELD_REGIONS})
+
+    def fill_variations(self, hists: dict[str, hist.Hist], selection: Selection, channel: str,
+                        weights: Mapping[str, np.ndarray]) -> None:
+        fill_counts_of_variations(hists["yields"], channel, weights, {r: selection.regions[r] for r in YIELD_REGIONS})
 
     def fill_nominal(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, weight: np.ndarray) -> None:
         v, regions = selection.values, selection.regions

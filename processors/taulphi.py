@@ -11,6 +11,7 @@ the expected background is N_RSB x r_MC with r_MC = N_SR / N_RSB in simulation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import awkward as ak
@@ -26,7 +27,7 @@ from belle_rare.processors import kinematics as kin
 from belle_rare.processors import jagged_kernels as jk
 from belle_rare.processors import pid_weighting
 from belle_rare.processors.base import Calibration, Selection, packed, signal_datasets_of
-from belle_rare.processors.base import TriggerLines
+from belle_rare.processors.base import TriggerLines, fill_counts_of_variations
 from belle_rare.processors.columns import expand, in_range
 from belle_rare.processors.event_shape import fox_wolfram_r2_flat
 from belle_rare.processors.registry import Demo, Search, Training, builtin_file
@@ -196,6 +197,7 @@ class TauLPhiProcessor(bdt.BDTProcessor):
     # background PID-weighted unless `belle-rare run --no-pid-weights`: the BDT working point and the
     # background estimate come from PID-weighted simulation (too few events pass the thrown ID)
     pid_weighting_default = True
+    reads_declared_branches_only = True  # every branch it reads is a field of Track / Photon or in branches
     branches = (
         "nTrack", "Track_px", "Track_py", "Track_pz", "Track_E", "Track_charge", "Track_dr", "Track_dz",
         "Track_muonID", "Track_electronID", "Track_kaonID", "nPhoton", "Photon_E", "Photon_px", "Photon_py",
@@ -331,10 +333,19 @@ class TauLPhiProcessor(bdt.BDTProcessor):
         t_pt = np.sqrt((t["px"] * scale)**2 + (t["py"] * scale)**2)
         in_roe = (good & (t_pt > cfg.roe.track_pt_min) & (local != (ja - start)[event]) & (local != (jb - start)[event])
                   & (local != (jl - start)[event]))
-        roe, roe_axis, roe_thrust = rest_of_event(f, in_roe)
         miss = f.miss
         cos_miss = kin.cos_theta(miss.px, miss.py, miss.pz)
         n_tracks = jk.segment_count(offsets, good).astype(float)
+        sel = cfg.selection
+        steps = dict(zip(PRESELECTION, (
+            has,
+            n_tracks >= sel.n_tracks_min,
+            f.thrust < sel.thrust_max,
+            in_range(cos_miss.astype(float), sel.cos_theta_miss_cm),
+        )))
+        # the features are read on preselected events only (BDT score, training columns): the
+        # rest-of-event thrust, the costliest of them, is computed there only (NaN elsewhere)
+        roe, roe_axis, roe_thrust = rest_of_event(f, in_roe, np.logical_and.reduce(list(steps.values())))
         feats = {
             "thrust": f.thrust, "fox_wolfram_r2": np.asarray(p.r2, dtype=float), "roe_thrust": roe_thrust.astype(float),
             "cos_thrust_signal_roe": np.abs(kin.cos_angle(roe_axis, tau).astype(float)),
@@ -344,13 +355,6 @@ class TauLPhiProcessor(bdt.BDTProcessor):
             "m_miss2": kin.mass2(*miss).astype(float), "lepton_p_cm": kin.momentum(*lep[:3]).astype(float),
             "phi_p_cm": kin.momentum(*phi[:3]).astype(float), "cos_lepton_phi": kin.cos_angle(lep, phi).astype(float),
         }
-        sel = cfg.selection
-        steps = dict(zip(PRESELECTION, (
-            has,
-            n_tracks >= sel.n_tracks_min,
-            f.thrust < sel.thrust_max,
-            in_range(cos_miss.astype(float), sel.cos_theta_miss_cm),
-        )))
         kaon_id, lepton = t[cfg.kaons.id_branch], cfg.leptons[channel]
         nominal_pid = ((kaon_id[ja].astype(float) > cfg.kaons.id_min) & (kaon_id[jb].astype(float) > cfg.kaons.id_min)
                        & (t[lepton.id_branch][jl].astype(float) > lepton.id_min))
@@ -378,6 +382,10 @@ class TauLPhiProcessor(bdt.BDTProcessor):
     # ------------------------------------------------------------------ fills
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
         fill_counts(hists["yields"], channel, variation, weight, {r: selection.regions[r] for r in REGIONS})
+
+    def fill_variations(self, hists: dict[str, hist.Hist], selection: Selection, channel: str,
+                        weights: Mapping[str, np.ndarray]) -> None:
+        fill_counts_of_variations(hists["yields"], channel, weights, {r: selection.regions[r] for r in REGIONS})
 
     def fill_nominal(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, weight: np.ndarray) -> None:
         v, passed = selection.values, selection.regions["presel"]

@@ -123,3 +123,47 @@ def test_flat_packed_selection_packs_as_coffea():
     with pytest.raises(ValueError, match="different shape"):
         fast.add("short", masks["cut0"][:10])
     assert isinstance(packed({"a": masks["cut0"]}), FlatPackedSelection)
+
+
+def test_flat_weights_weigh_as_coffea():
+    """``FlatWeights.add`` (numpy arrays without coffea's type checks) gives coffea's weights and
+    modifiers bit for bit: zeros in the nominal, up only, relative shifts, an awkward weight."""
+    import awkward as ak
+
+    from belle_rare.processors.base import FlatWeights
+
+    rng = np.random.default_rng(6)
+    n = 301
+    fast, ref = FlatWeights(n), Weights(n)
+    for k in range(6):
+        nominal = rng.uniform(0.5, 1.5, n)
+        nominal[rng.random(n) < 0.1] = 0.0
+        up, down = nominal * rng.uniform(1.0, 1.1, n), nominal * rng.uniform(0.9, 1.0, n)
+        args = [(nominal,), (nominal, up), (nominal, up, down), (nominal, up - nominal, nominal - down)][k % 4]
+        shift = k == 3
+        fast.add(f"w{k}", *[a.copy() for a in args], shift=shift)
+        ref.add(f"w{k}", *[a.copy() for a in args], shift=shift)
+    fast.add("jagged_free", ak.Array(np.full(n, 0.5)))
+    ref.add("jagged_free", ak.Array(np.full(n, 0.5)))
+    assert fast.variations == ref.variations and len(ref.variations) == 8
+    assert np.array_equal(fast.weight(), ref.weight())
+    for modifier in ref.variations:
+        assert np.array_equal(fast.weight(modifier), ref.weight(modifier), equal_nan=True), modifier  # 0 / 0 in Down
+    assert {k: tuple(v.__dict__.values()) for k, v in fast.weightStatistics.items()} == \
+        {k: tuple(v.__dict__.values()) for k, v in ref.weightStatistics.items()}
+    with pytest.raises(ValueError, match="already exists"):
+        fast.add("w0", np.ones(n))
+
+
+def test_long_lived_objects_are_frozen_once_per_process(monkeypatch):
+    """``process`` freezes the objects alive at a process's first chunk (``gc.freeze``), once."""
+    import gc
+
+    from belle_rare.processors import base
+
+    calls = []
+    monkeypatch.setattr(base, "_FROZEN_IN", None)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append(1))
+    base.freeze_long_lived_objects()
+    base.freeze_long_lived_objects()
+    assert calls == [1]

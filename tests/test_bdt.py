@@ -116,3 +116,17 @@ def test_the_bdt_block_of_a_search_yaml_gives_the_training_settings():
                                                   min_background_events=0)
     with pytest.raises(ValueError, match="foldz"):
         bdt.BDTConfig(foldz=4, n_estimators=10, max_depth=2, learning_rate=0.3, seed=9, punzi_a=5.0)
+
+
+def test_loaded_model_scores_on_one_thread_with_the_same_scores(trained, tmp_path):
+    """A stored model predicts with one thread (xgboost's thread pool is a fixed ~20 ms per call on
+    a loaded machine), through pickling to the workers too, with the scores of the trained boosters."""
+    import json
+    import pickle
+
+    model, _, (X, _, _, event), _ = trained
+    bdt.save_model(model, "toy", "belle", {"working_point": {"cut": 0.5}}, tmp_path)
+    loaded = pickle.loads(pickle.dumps(bdt.load_model("toy", "belle", FEATURES, tmp_path)))
+    for booster in loaded.boosters:
+        assert json.loads(booster.save_config())["learner"]["generic_param"]["nthread"] == "1"
+    assert np.array_equal(loaded.score(X, event), model.score(X, event))

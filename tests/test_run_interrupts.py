@@ -176,3 +176,42 @@ def test_full_disk_on_output_is_one_line_and_keeps_previous(tmp_path, monkeypatc
     assert "previous output is kept" in str(err.value)
     assert (tmp_path / "taulgamma" / "metadata.json").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taulgamma"]  # no temporary or backup directory left
+
+
+def test_files_are_not_opened_again_for_coffea_metadata(samples, clean, tmp_path, monkeypatch):
+    """The input check hands each file's entries and UUID to coffea (``runner.checked_metadata``):
+    coffea's own metadata pass (another open of every file) does not run, and the histograms are
+    the same as the reference run's."""
+    from coffea.processor import executor
+
+    def no_second_open(*args, **kw):
+        raise AssertionError("coffea opened a file for its metadata")
+
+    monkeypatch.setattr(executor.Runner, "metadata_fetcher_root", staticmethod(no_second_open))
+    result = run_search(_options(samples, tmp_path / "out", executor="iterative"))
+    _assert_same_histograms(result["histograms"], clean["histograms"])
+    assert result["metadata"]["events"] == clean["metadata"]["events"]
+
+
+def test_reading_the_declared_branches_only_changes_nothing(samples, clean, tmp_path, monkeypatch):
+    """taulgamma builds its chunks from its declared collections only (``read_filter``): the same
+    histograms and cutflows as from every branch of the tree."""
+    from belle_rare.processors.taulgamma import TauLGammaProcessor
+
+    assert TauLGammaProcessor.reads_declared_branches_only
+    monkeypatch.setattr(TauLGammaProcessor, "reads_declared_branches_only", False)
+    every_branch = run_search(_options(samples, tmp_path / "out", executor="iterative"))
+    _assert_same_histograms(every_branch["histograms"], clean["histograms"])
+    assert every_branch["cutflow"] == clean["cutflow"]
+
+
+def test_calibration_variations_on_the_events_that_can_reach_a_region_change_nothing(samples, clean, tmp_path, monkeypatch):
+    """taulgamma builds a calibration variation's objects only for the events that can reach a region
+    (``_variation_inputs``): the same histograms as from every two-track event."""
+    from belle_rare.processors.taulgamma import TauLGammaProcessor
+
+    monkeypatch.setattr(TauLGammaProcessor, "_variation_inputs", lambda self, inputs: inputs)
+    every_event = run_search(_options(samples, tmp_path / "out", executor="iterative"))
+    _assert_same_histograms(every_event["histograms"], clean["histograms"])
+    assert any(len(list(h.axes["variation"])) > 1 for hists in clean["histograms"].values() for h in hists.values()
+               if "variation" in h.axes.name)

@@ -205,3 +205,26 @@ def test_the_run_metadata_records_the_area_fraction_of_the_ellipse(run, config):
     meta = json.loads((run / "metadata.json").read_text())
     assert meta["sr_area_fraction"] == {"3mu": pytest.approx(config.signal_region.area_ratio())}
     assert meta["sr_area_fraction"]["3mu"] == pytest.approx(1 / 16)
+
+
+def test_rest_of_event_thrust_on_preselected_events_only_changes_nothing(samples, config, monkeypatch):
+    """The rest-of-event thrust (a BDT feature) is computed on preselected events only: the feature
+    columns (read on those only) and every histogram equal those of a thrust on every event."""
+    import belle_rare.processors.tau3mu as tau3mu
+
+    def run() -> dict:
+        proc = SEARCH.processor("belle2", config, training=True)
+        return processor.Runner(executor=processor.IterativeExecutor(), schema=BelleSchema, chunksize=1000)(
+            fileset(load_datasets(samples, "belle2")), proc, treename="tree")
+
+    restricted = run()
+    everywhere_thrust = tau3mu.rest_of_event
+    monkeypatch.setattr(tau3mu, "rest_of_event", lambda f, in_roe, thrust_events=None: everywhere_thrust(f, in_roe))
+    reference = run()
+    columns = restricted["columns"]["features"]
+    assert columns.keys() == reference["columns"]["features"].keys() and sum(len(c["3mu"]["X"].value) for c in columns.values()) > 0
+    for dataset, channels in columns.items():
+        np.testing.assert_array_equal(channels["3mu"]["X"].value, reference["columns"]["features"][dataset]["3mu"]["X"].value)
+    for dataset, hists in restricted["histograms"].items():
+        for name, h in hists.items():
+            np.testing.assert_array_equal(h.values(flow=True), reference["histograms"][dataset][name].values(flow=True), err_msg=name)
