@@ -36,7 +36,7 @@ from belle_rare.processors.event_objects import Bins, PhotonCuts, TrackCuts, Win
 from belle_rare.processors.event_shape import fox_wolfram_r2
 from belle_rare.processors.lifetime import lifetime_weight, proper_decay_length
 from belle_rare.processors.registry import Demo, Search, builtin_file
-from belle_rare.processors.vertex_fit import TrackParameters, VertexFit, closest_approach, fit_vertex
+from belle_rare.processors.vertex_fit import TrackParameters, VertexFit, closest_approach, fit_pairs
 
 DECAYS = ("ee", "mumu", "pipi", "KK")
 DAUGHTER_MASS = {"ee": pdg_mass(11), "mumu": pdg_mass(13), "pipi": pdg_mass(211), "KK": pdg_mass(321)}
@@ -146,12 +146,32 @@ class BKScalarConfig(StrictModel):
 @dataclass(frozen=True)
 class Pairs:
     """Every opposite-charge track pair of the chunk, flat: event, global track indices (positive first),
-    and its vertex fit."""
+    its vertex fit (momenta at momentum scale 1) and whether both daughters pass the polar-angle window.
+    Tracks are straight lines, so the fit's geometry does not depend on the momentum scale: one fit per
+    chunk serves every calibration (``ScalarEvents.p1`` / ``p2`` carry the scaled momenta)."""
 
     event: np.ndarray
     i: np.ndarray
     j: np.ndarray
     fit: VertexFit
+    theta_ok: np.ndarray
+
+
+@dataclass(frozen=True)
+class ScalarChunk:
+    """What every calibration of a chunk shares (``chunk_objects``): flat track columns (unscaled),
+    the prompt-track mask, the event frame, the fitted pairs, and a cache of the candidate-level
+    selection by (momentum scale, channel) -- the photon-energy calibrations change only R2."""
+
+    n: int
+    start: np.ndarray       # first global track index of each event
+    track_event: np.ndarray
+    tracks: dict[str, np.ndarray]
+    prompt: np.ndarray      # good track from the IP
+    beta: tuple[np.ndarray, np.ndarray, np.ndarray]
+    roots: np.ndarray
+    pairs: Pairs
+    cache: dict[Any, Any]
 
 
 @dataclass(frozen=True)
@@ -167,7 +187,11 @@ class ScalarEvents:
     roots: np.ndarray
     r2: np.ndarray
     pairs: Pairs
+    p1: np.ndarray          # the pairs' refitted momenta at this calibration's momentum scale
+    p2: np.ndarray
     lifetime_weights: dict[float, np.ndarray]  # nominal calibration only (fill_nominal)
+    momentum_scale: float
+    cache: dict[Any, Any]   # the chunk's (ScalarChunk.cache)
 
 
 def _flat_pairs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -231,11 +255,9 @@ class BKScalarProcessor(SearchProcessor):
         }
 
     # ------------------------------------------------------------------ physics
-    def chunk_objects(self, events: ak.Array) -> dict[Any, Pairs]:
-        """A per-chunk cache of the vertex-fitted pairs by momentum scale (the fit is the top cost)."""
-        return {}
-
-    def objects(self, events: ak.Array, calibration: Calibration, shared: dict[Any, Pairs] | None = None) -> ScalarEvents:
+    def chunk_objects(self, events: ak.Array) -> ScalarChunk:
+        """Flat tracks, prompt mask, event frame and the vertex-fitted pairs, once per chunk (the fit was the
+        top cost: profiled in README "Scale")."""
         cfg = self.config
         n = len(events)
         _, beta, roots = event_frame(events)
@@ -244,11 +266,24 @@ class BKScalarProcessor(SearchProcessor):
         start = np.cumsum(counts) - counts
         flat = {f: ak.to_numpy(ak.flatten(trk[f])) for f in trk.fields if f in TRACK_FIELDS or f.startswith("cov_")
                 or f.endswith("ID")}
-        scale = calibration.momentum_scale
         for f in ("px", "py", "pz"):
-            flat[f] = flat[f].astype(np.float64) * scale
+            flat[f] = flat[f].astype(np.float64)
         track_event = np.repeat(np.arange(n), counts)
         prompt = ak.to_numpy(ak.flatten(good_tracks(trk, cfg.tracks)))
+        pairs = self._fitted_pairs(flat, counts, start, track_event, prompt, n)
+        beta_np = tuple(np.asarray(ak.to_numpy(c), dtype=np.float64) for c in beta)
+        return ScalarChunk(n, start, track_event, flat, prompt, beta_np, np.asarray(ak.to_numpy(roots), dtype=np.float64),
+                           pairs, {})
+
+    def objects(self, events: ak.Array, calibration: Calibration, chunk: ScalarChunk | None = None) -> ScalarEvents:
+        cfg = self.config
+        chunk = self.chunk_objects(events) if chunk is None else chunk
+        _, beta, _ = event_frame(events)
+        trk = events.Track
+        scale = calibration.momentum_scale
+        flat = dict(chunk.tracks)
+        for f in ("px", "py", "pz"):
+            flat[f] = chunk.tracks[f] * scale
 
         # R2 of the good tracks and photons (CM)
         pho, g = events.Photon, calibration.photon_energy_scale
@@ -260,16 +295,11 @@ class BKScalarProcessor(SearchProcessor):
         g_cm = kin.to_cm(*(c[g_ok] for c in g_lab), *beta)
         r2 = fox_wolfram_r2(*(ak.concatenate([t_cm[k], g_cm[k]], axis=1) for k in range(3)))
 
-        key = ("pairs", scale)  # the photon-energy calibrations reuse the nominal momentum scale's fits
-        pairs = shared.get(key) if shared is not None else None
-        if pairs is None:
-            pairs = self._fitted_pairs(flat, counts, start, track_event, prompt, n)
-            if shared is not None:
-                shared[key] = pairs
-        beta_np = tuple(np.asarray(ak.to_numpy(c), dtype=np.float64) for c in beta)
-        return ScalarEvents(n, start, track_event, flat, prompt, beta_np, np.asarray(ak.to_numpy(roots), dtype=np.float64),
-                            np.asarray(ak.to_numpy(ak.fill_none(r2, np.nan)), dtype=np.float64), pairs,
-                            self.lifetime_weights(events) if calibration.is_nominal else {})
+        fit = chunk.pairs.fit
+        p1, p2 = (fit.p1, fit.p2) if scale == 1.0 else (fit.p1 * scale, fit.p2 * scale)
+        return ScalarEvents(chunk.n, chunk.start, chunk.track_event, flat, chunk.prompt, chunk.beta, chunk.roots,
+                            np.asarray(ak.to_numpy(ak.fill_none(r2, np.nan)), dtype=np.float64), chunk.pairs, p1, p2,
+                            self.lifetime_weights(events) if calibration.is_nominal else {}, scale, chunk.cache)
 
     def _fitted_pairs(self, flat: dict[str, np.ndarray], counts: np.ndarray, start: np.ndarray, track_event: np.ndarray,
                       prompt: np.ndarray, n: int) -> Pairs:
@@ -284,17 +314,16 @@ class BKScalarProcessor(SearchProcessor):
         pe, i, j = pe[keep], i[keep], j[keep]
         swap = flat["charge"][i] < 0
         i, j = np.where(swap, j, i), np.where(swap, i, j)
-        params = TrackParameters.from_columns(flat)
-        pick = lambda idx: TrackParameters(params.d0[idx], params.phi0[idx], params.z0[idx], params.tan_lambda[idx],  # noqa: E731
-                                           params.covariance[idx], params.pt[idx])
+        tracks = TrackParameters.from_columns(flat)
         # a loose pointing requirement at the lines' closest approach before the fit (far below the cut)
-        start_point = closest_approach(pick(i), pick(j))
+        start_point = closest_approach(tracks.take(i), tracks.take(j))
         p_pair = flat["px"][i] + flat["px"][j], flat["py"][i] + flat["py"][j]
         pointing = (start_point[:, 0] * p_pair[0] + start_point[:, 1] * p_pair[1]) / np.maximum(
             np.hypot(start_point[:, 0], start_point[:, 1]) * np.hypot(*p_pair), np.finfo(float).tiny)
         keep = pointing > cfg.vertex.prefit_cos_alpha_min
         pe, i, j = pe[keep], i[keep], j[keep]
-        return Pairs(pe, i, j, fit_vertex(pick(i), pick(j)))
+        fit = fit_pairs(tracks, i, j, start_point[keep])
+        return Pairs(pe, i, j, fit, self._daughter_theta_ok(fit))
 
     def _daughter_theta_ok(self, fit: VertexFit) -> np.ndarray:
         """Both daughters' polar angle, seen from the IP, where their line from the vertex leaves the CDC
@@ -312,11 +341,24 @@ class BKScalarProcessor(SearchProcessor):
 
     def select(self, events: ak.Array, objects: ScalarEvents, channel: str) -> Selection:
         cfg, o = self.config, objects
-        x, mode = decay_of(channel), b_mode_of(channel)
-        t, pairs, fit = o.tracks, o.pairs, o.pairs.fit
-        m_x = DAUGHTER_MASS[x]
+        # the candidate-level cuts and values depend on the momentum scale only: the photon-energy
+        # calibrations take the nominal calibration's and change R2
+        key = ("candidates", o.momentum_scale, channel)
+        if key not in o.cache:
+            o.cache[key] = self._candidates(o, channel)
+        candidate_cuts, candidate_values = o.cache[key]
+        event_cuts, values = dict(candidate_cuts), dict(candidate_values)
+        event_cuts["R2"] = np.nan_to_num(o.r2, nan=1.0) < cfg.b_candidate.r2_max[decay_of(channel)]
+        cuts = packed(event_cuts)
+        signal = cuts.all(*cuts.names)
+        if o.lifetime_weights:
+            values["lifetime_weights"] = o.lifetime_weights
+        return Selection(cuts, values=values, regions={"SR": signal})
 
-        # the prompt kaon (and the K*0's pion)
+    def _b_system(self, o: ScalarEvents, mode: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+        """The prompt K+ (or K*0 -> K+ pi-) four-momenta, and every (system, S pair) combination in the same
+        event with no shared track: (system, system index, pair index, event) per B candidate."""
+        cfg, t, pairs = self.config, o.tracks, o.pairs
         kaons = np.flatnonzero(o.prompt & (t[cfg.kaon.id_branch] > cfg.kaon.id_min))
         if mode == "K":
             first = kaons
@@ -346,20 +388,41 @@ class BKScalarProcessor(SearchProcessor):
         for m in members:
             distinct &= (m[cs] != pairs.i[cp]) & (m[cs] != pairs.j[cp])
         cs, cp = cs[distinct], cp[distinct]
-        event = pairs.event[cp]
+        return system, cs, cp, pairs.event[cp]
 
-        # S kinematics in the channel's mass hypothesis (refitted momenta at the vertex)
-        p1, p2 = fit.p1[cp], fit.p2[cp]
+    def _pair_masses(self, o: ScalarEvents, x: str) -> dict[str, np.ndarray]:
+        """Per fitted pair, in the S decay's mass hypothesis (refitted momenta at the vertex): energies,
+        momentum sum, M, M_red, and M with both tracks as pions (the K_S veto)."""
+        m_x = DAUGHTER_MASS[x]
+        p1, p2 = o.p1, o.p2
         e1 = np.sqrt(np.sum(p1**2, axis=1) + m_x**2)
         e2 = np.sqrt(np.sum(p2**2, axis=1) + m_x**2)
         s4 = p1 + p2
         m_s = kin.mass(s4[:, 0], s4[:, 1], s4[:, 2], e1 + e2)
-        m_red = np.sqrt(np.maximum(m_s**2 - 4 * m_x**2, 0.0))
         e1_pi, e2_pi = (np.sqrt(np.sum(p**2, axis=1) + PION_MASS**2) for p in (p1, p2))
-        m_pipi = kin.mass(s4[:, 0], s4[:, 1], s4[:, 2], e1_pi + e2_pi)
+        return {"E1": e1, "E2": e2, "px": s4[:, 0], "py": s4[:, 1], "pz": s4[:, 2], "m_s": m_s,
+                "m_red": np.sqrt(np.maximum(m_s**2 - 4 * m_x**2, 0.0)),
+                "m_pipi": kin.mass(s4[:, 0], s4[:, 1], s4[:, 2], e1_pi + e2_pi)}
+
+    def _cached(self, o: ScalarEvents, key: tuple[Any, ...], make: Any) -> Any:
+        """``make()`` once per chunk, momentum scale and ``key`` (shared by channels and calibrations)."""
+        full = (key[0], o.momentum_scale, *key[1:])
+        if full not in o.cache:
+            o.cache[full] = make()
+        return o.cache[full]
+
+    def _candidates(self, o: ScalarEvents, channel: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The candidate-level event cuts (cutflow order, before R2) and the best candidate's values."""
+        cfg = self.config
+        x, mode = decay_of(channel), b_mode_of(channel)
+        t, pairs, fit = o.tracks, o.pairs, o.pairs.fit
+        system, cs, cp, event = self._cached(o, ("system", mode), lambda: self._b_system(o, mode))
+        pair = self._cached(o, ("pair masses", x), lambda: self._pair_masses(o, x))
+        m_s, m_red, m_pipi = pair["m_s"][cp], pair["m_red"][cp], pair["m_pipi"][cp]
 
         # the B in the CM frame
-        b_lab = kin.P4(system["px"][cs] + s4[:, 0], system["py"][cs] + s4[:, 1], system["pz"][cs] + s4[:, 2], system["E"][cs] + e1 + e2)
+        b_lab = kin.P4(system["px"][cs] + pair["px"][cp], system["py"][cs] + pair["py"][cp], system["pz"][cs] + pair["pz"][cp],
+                       system["E"][cs] + pair["E1"][cp] + pair["E2"][cp])
         b_cm = kin.to_cm(*b_lab, *(c[event] for c in o.beta))
         mbc, de = kin.mbc_deltae(*b_cm, o.roots[event])
 
@@ -372,7 +435,7 @@ class BKScalarProcessor(SearchProcessor):
             "B candidate": np.ones(len(cp), dtype=bool),
             "S daughter ID": (t[ident.id_branch][pairs.i[cp]] > ident.id_min) & (t[ident.id_branch][pairs.j[cp]] > ident.id_min),
             "vertex fit": np.isfinite(fit.chi2[cp]) & (fit.chi2[cp] < cfg.vertex.chi2_max),
-            "displaced tracks 32-150 deg": self._daughter_theta_ok(fit)[cp],
+            "displaced tracks 32-150 deg": pairs.theta_ok[cp],
             "pointing cos(alpha)": cos_alpha > cfg.vertex.cos_alpha_min[x],
             "K_S veto": ~((m_pipi > cfg.ks_veto[0]) & (m_pipi < cfg.ks_veto[1])),
             "peaking-background vetoes": ~in_windows(m_s, cfg.peaking_vetoes[x]),
@@ -396,12 +459,7 @@ class BKScalarProcessor(SearchProcessor):
         values = {"m_s": take(m_s), "m_reduced": take(m_red), "mbc": take(mbc), "de": take(de), "dv": take(dv),
                   "cos_alpha": take(cos_alpha), "chi2": take(fit.chi2[cp]),
                   "mbc_before_b_cuts": take_pre(mbc), "de_before_b_cuts": take_pre(de)}
-        event_cuts["R2"] = np.nan_to_num(o.r2, nan=1.0) < cfg.b_candidate.r2_max[x]
-        cuts = packed(event_cuts)
-        signal = cuts.all(*cuts.names)
-        if o.lifetime_weights:
-            values["lifetime_weights"] = o.lifetime_weights
-        return Selection(cuts, values=values, regions={"SR": signal})
+        return event_cuts, values
 
     # ------------------------------------------------------------------ weights
     def add_weights(self, weights: Weights, selection: Selection, channel: str) -> None:
