@@ -29,11 +29,12 @@ from belle_rare.configs.loader import StrictModel
 from belle_rare.core.errors import UserError
 from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regular
 from belle_rare.core.units import pdg_mass
+from belle_rare.processors import jagged_kernels as jagged
 from belle_rare.processors import kinematics as kin
 from belle_rare.processors.base import Calibration, SearchProcessor, Selection, packed
 from belle_rare.processors.columns import in_range
 from belle_rare.processors.event_objects import Bins, PhotonCuts, TrackCuts, Window, event_frame, good_tracks
-from belle_rare.processors.event_shape import fox_wolfram_r2
+from belle_rare.processors.event_shape import fox_wolfram_r2_flat
 from belle_rare.processors.lifetime import lifetime_weight, proper_decay_length
 from belle_rare.processors.registry import Demo, Search, builtin_file
 from belle_rare.processors.vertex_fit import TrackParameters, VertexFit, closest_approach, fit_pairs
@@ -172,6 +173,12 @@ class ScalarChunk:
     roots: np.ndarray
     pairs: Pairs
     cache: dict[Any, Any]
+    # the event shape's inputs in the stored dtypes (float32), as the awkward expressions had them
+    offsets: np.ndarray                                # tracks per event, int64 offsets
+    momenta: tuple[np.ndarray, np.ndarray, np.ndarray]  # track px, py, pz
+    photon_offsets: np.ndarray
+    photons: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # photon px, py, pz, E
+    beta_stored: tuple[np.ndarray, np.ndarray, np.ndarray]          # CM velocity per event
 
 
 @dataclass(frozen=True)
@@ -256,50 +263,58 @@ class BKScalarProcessor(SearchProcessor):
 
     # ------------------------------------------------------------------ physics
     def chunk_objects(self, events: ak.Array) -> ScalarChunk:
-        """Flat tracks, prompt mask, event frame and the vertex-fitted pairs, once per chunk (the fit was the
-        top cost: profiled in README "Scale")."""
+        """Flat tracks and photons, prompt mask, event frame and the vertex-fitted pairs, once per chunk (the
+        fit was the top cost, then awkward dispatch: profiled in README "Scale")."""
         cfg = self.config
         n = len(events)
         _, beta, roots = event_frame(events)
         trk = events.Track
-        counts = ak.to_numpy(ak.num(trk.px))
-        start = np.cumsum(counts) - counts
-        flat = {f: ak.to_numpy(ak.flatten(trk[f])) for f in trk.fields if f in TRACK_FIELDS or f.startswith("cov_")
-                or f.endswith("ID")}
+        offsets, stored = jagged.flatten(trk, [f for f in trk.fields if f in TRACK_FIELDS or f.startswith("cov_") or f.endswith("ID")])
+        counts = np.diff(offsets)
+        start = offsets[:-1]
+        flat = dict(stored)
         for f in ("px", "py", "pz"):
-            flat[f] = flat[f].astype(np.float64)
-        track_event = np.repeat(np.arange(n), counts)
+            flat[f] = stored[f].astype(np.float64)
+        track_event = jagged.list_index(offsets)
         prompt = ak.to_numpy(ak.flatten(good_tracks(trk, cfg.tracks)))
         pairs = self._fitted_pairs(flat, counts, start, track_event, prompt, n)
-        beta_np = tuple(np.asarray(ak.to_numpy(c), dtype=np.float64) for c in beta)
-        return ScalarChunk(n, start, track_event, flat, prompt, beta_np, np.asarray(ak.to_numpy(roots), dtype=np.float64),
-                           pairs, {})
+        photon_offsets, photons = jagged.flatten(events.Photon, ["px", "py", "pz", "E"])
+        beta_stored = tuple(np.asarray(ak.to_numpy(c)) for c in beta)
+        return ScalarChunk(n, start, track_event, flat, prompt, tuple(np.asarray(c, dtype=np.float64) for c in beta_stored),
+                           np.asarray(ak.to_numpy(roots), dtype=np.float64), pairs, {}, offsets,
+                           (stored["px"], stored["py"], stored["pz"]), photon_offsets,
+                           (photons["px"], photons["py"], photons["pz"], photons["E"]), beta_stored)
 
     def objects(self, events: ak.Array, calibration: Calibration, chunk: ScalarChunk | None = None) -> ScalarEvents:
-        cfg = self.config
         chunk = self.chunk_objects(events) if chunk is None else chunk
-        _, beta, _ = event_frame(events)
-        trk = events.Track
         scale = calibration.momentum_scale
         flat = dict(chunk.tracks)
         for f in ("px", "py", "pz"):
             flat[f] = chunk.tracks[f] * scale
-
-        # R2 of the good tracks and photons (CM)
-        pho, g = events.Photon, calibration.photon_energy_scale
-        g_lab = kin.P4(pho.px * g, pho.py * g, pho.pz * g, pho.E * g)
-        g_ok = (g_lab.E > cfg.photons.e_min) & in_range(kin.cos_theta(g_lab.px, g_lab.py, g_lab.pz), cfg.photons.cos_theta)
-        t_lab = kin.P4(trk.px * scale, trk.py * scale, trk.pz * scale, np.sqrt((trk.px**2 + trk.py**2 + trk.pz**2) * scale**2 + PION_MASS**2))
-        good = good_tracks(trk, cfg.tracks)
-        t_cm = kin.to_cm(*(c[good] for c in t_lab), *beta)
-        g_cm = kin.to_cm(*(c[g_ok] for c in g_lab), *beta)
-        r2 = fox_wolfram_r2(*(ak.concatenate([t_cm[k], g_cm[k]], axis=1) for k in range(3)))
-
         fit = chunk.pairs.fit
         p1, p2 = (fit.p1, fit.p2) if scale == 1.0 else (fit.p1 * scale, fit.p2 * scale)
         return ScalarEvents(chunk.n, chunk.start, chunk.track_event, flat, chunk.prompt, chunk.beta, chunk.roots,
-                            np.asarray(ak.to_numpy(ak.fill_none(r2, np.nan)), dtype=np.float64), chunk.pairs, p1, p2,
+                            self._r2(chunk, calibration), chunk.pairs, p1, p2,
                             self.lifetime_weights(events) if calibration.is_nominal else {}, scale, chunk.cache)
+
+    def _r2(self, chunk: ScalarChunk, calibration: Calibration) -> np.ndarray:
+        """Fox-Wolfram R2 per event of the good tracks (pion mass) and photons in the CM frame, on flat
+        arrays with the stored dtypes: the same operations as the awkward expressions it replaced."""
+        cfg = self.config
+        g, scale = calibration.photon_energy_scale, calibration.momentum_scale
+        px, py, pz, e = (c * g for c in chunk.photons)
+        g_ok = (e > cfg.photons.e_min) & in_range(kin.cos_theta(px, py, pz), cfg.photons.cos_theta)
+        photon_event = jagged.list_index(chunk.photon_offsets)[g_ok]
+        g_cm = kin.to_cm(px[g_ok], py[g_ok], pz[g_ok], e[g_ok], *(b[photon_event] for b in chunk.beta_stored))
+        tx, ty, tz = chunk.momenta
+        t_lab = (tx * scale, ty * scale, tz * scale, np.sqrt((tx**2 + ty**2 + tz**2) * scale**2 + PION_MASS**2))
+        good = chunk.prompt
+        t_cm = kin.to_cm(*(c[good] for c in t_lab), *(b[chunk.track_event[good]] for b in chunk.beta_stored))
+        t_offsets = jagged.offsets_of(jagged.segment_count(chunk.offsets, good))
+        g_offsets = jagged.offsets_of(jagged.segment_count(chunk.photon_offsets, g_ok))
+        both = [jagged.concat_lists(t_offsets, t_cm[k], g_offsets, g_cm[k]) for k in range(3)]
+        r2 = fox_wolfram_r2_flat(both[0][0], *(content for _, content in both))
+        return np.asarray(r2, dtype=np.float64)
 
     def _fitted_pairs(self, flat: dict[str, np.ndarray], counts: np.ndarray, start: np.ndarray, track_event: np.ndarray,
                       prompt: np.ndarray, n: int) -> Pairs:
