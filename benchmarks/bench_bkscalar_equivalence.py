@@ -7,7 +7,8 @@ Run: ``.venv/bin/python benchmarks/bench_bkscalar_equivalence.py SAMPLES --befor
 Each version runs ``process`` on the first ``N`` events of every file of ``SAMPLES`` (all
 calibrations and weight variations) in its own subprocess, as ``bench_code_versions.py`` does, and
 pickles the outputs; the comparison prints the largest relative difference per histogram and the
-number of bins that differ by more than 1e-12 relative.
+number of bins that differ by more than 1e-12 relative; per calibration, the number of event cuts
+(any channel) that differ and the largest relative difference of the per-event values.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ HERE = Path(__file__).resolve().parents[1]
 CHILD = '''
 import pickle, sys
 from pathlib import Path
+import numpy as np
 tree, samples, events, out = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 import __editable___belle_rare_0_1_0_finder as finder
 for k, v in finder.MAPPING.items():
@@ -50,6 +52,11 @@ for name, ds in load_datasets(samples, "belle2").items():
                                          metadata=metadata, mode="eager").events()
         result = proc.process(ev)
         result.pop("cpu_seconds")
+        # every selection's cuts and per-event values, per calibration and channel
+        result["selections"] = {
+            (str(calibration), channel): ({n: selection.cuts.all(n) for n in selection.cuts.names},
+                                          {k: v for k, v in selection.values.items() if isinstance(v, np.ndarray)})
+            for calibration, channel, selection, _ in proc._passes(ev, False)}
         outputs[str(path)] = result
 with open(out, "wb") as f:
     pickle.dump(outputs, f)
@@ -75,6 +82,19 @@ def compare(before: dict, after: dict) -> int:
             bad = int(np.sum(np.abs(va - vb) > 1e-12 * np.maximum(np.abs(vb), np.abs(va))))
             differing += bad
             print(f"{Path(path).name:32s} {name:10s} entries {np.count_nonzero(vb):6d}  max rel diff {np.max(rel, initial=0):.1e}  bins > 1e-12: {bad}")
+        sb, sa = before[path]["selections"], after[path]["selections"]
+        assert sb.keys() == sa.keys()
+        calibrations = dict.fromkeys(key[0] for key in sb)
+        for calibration in calibrations:
+            keys = [key for key in sb if key[0] == calibration]
+            cuts = sum(not np.array_equal(sb[k][0][n], sa[k][0][n]) for k in keys for n in sb[k][0])
+            identical = all(np.array_equal(sb[k][1][n], sa[k][1][n], equal_nan=True) for k in keys for n in sb[k][1])
+            largest, worst = max((float(np.nanmax(np.abs(sa[k][1][n] - sb[k][1][n]) / np.maximum(np.abs(sb[k][1][n]), 1e-300),
+                                                  initial=0.0)), n) for k in keys for n in sb[k][1])
+            label = calibration.split("(")[1].split(", momentum_scale")[0]
+            print(f"{Path(path).name:32s} {label:45s} cuts differing: {cuts}; values bit-identical: {identical}, "
+                  f"largest relative difference {largest:.1e} ({worst})")
+            differing += cuts
         same_cutflow = before[path]["cutflow"] == after[path]["cutflow"]
         print(f"{Path(path).name:32s} cutflow identical: {same_cutflow}; largest event weight identical: "
               f"{before[path]['largest_event_weight'][dataset].value == after[path]['largest_event_weight'][dataset].value}")

@@ -49,6 +49,8 @@ CANDIDATE_CUTS = (
     "B candidate", "S daughter ID", "vertex fit", "displaced tracks 32-150 deg", "pointing cos(alpha)",
     "K_S veto", "peaking-background vetoes", "conversion veto", "M_bc", "delta E",
 )
+#: those that depend on the S pair alone (evaluated per pair)
+PAIR_CUTS = CANDIDATE_CUTS[1:-2]
 TRACK_FIELDS = ("px", "py", "pz", "charge", "dr", "dz")
 
 
@@ -209,6 +211,16 @@ def _flat_pairs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return event, ak.to_numpy(ak.flatten(combos["0"])), ak.to_numpy(ak.flatten(combos["1"]))
 
 
+def _with_unfitted(fit: VertexFit, fitted: np.ndarray) -> VertexFit:
+    """``fit`` of the pairs where ``fitted`` is true, spread over all pairs (NaN where not fitted)."""
+    def spread(values: np.ndarray) -> np.ndarray:
+        out = np.full((len(fitted), *values.shape[1:]), np.nan)
+        out[fitted] = values
+        return out
+
+    return VertexFit(spread(fit.vertex), spread(fit.covariance), spread(fit.chi2), spread(fit.p1), spread(fit.p2))
+
+
 def _cartesian(event_a: np.ndarray, event_b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (into a, into b) of every a x b combination within the same event (a, b sorted by event)."""
     count_a, count_b = np.bincount(event_a, minlength=n), np.bincount(event_b, minlength=n)
@@ -336,8 +348,14 @@ class BKScalarProcessor(SearchProcessor):
         pointing = (start_point[:, 0] * p_pair[0] + start_point[:, 1] * p_pair[1]) / np.maximum(
             np.hypot(start_point[:, 0], start_point[:, 1]) * np.hypot(*p_pair), np.finfo(float).tiny)
         keep = pointing > cfg.vertex.prefit_cos_alpha_min
-        pe, i, j = pe[keep], i[keep], j[keep]
-        fit = fit_pairs(tracks, i, j, start_point[keep])
+        pe, i, j, start_point = pe[keep], i[keep], j[keep], start_point[keep]
+        # only pairs whose two tracks pass some channel's daughter ID are fitted (~40 % are not: every
+        # channel's selection drops them at "S daughter ID", before any fitted value is read); the
+        # rest stay in the list (the "B candidate" step counts them) with NaN fit results
+        identified = np.zeros(len(i), dtype=bool)
+        for ident in (cfg.daughters[x] for x in DECAYS):
+            identified |= (flat[ident.id_branch][i] > ident.id_min) & (flat[ident.id_branch][j] > ident.id_min)
+        fit = _with_unfitted(fit_pairs(tracks, i[identified], j[identified], start_point[identified]), identified)
         return Pairs(pe, i, j, fit, self._daughter_theta_ok(fit))
 
     def _daughter_theta_ok(self, fit: VertexFit) -> np.ndarray:
@@ -409,12 +427,13 @@ class BKScalarProcessor(SearchProcessor):
         """Per fitted pair, in the S decay's mass hypothesis (refitted momenta at the vertex): energies,
         momentum sum, M, M_red, and M with both tracks as pions (the K_S veto)."""
         m_x = DAUGHTER_MASS[x]
-        p1, p2 = o.p1, o.p2
-        e1 = np.sqrt(np.sum(p1**2, axis=1) + m_x**2)
-        e2 = np.sqrt(np.sum(p2**2, axis=1) + m_x**2)
-        s4 = p1 + p2
+        # |p|^2 of each daughter, the hypothesis-independent part (summed x, y, z in that order, as np.sum)
+        p1_sq, p2_sq, s4 = self._cached(o, ("pair momenta",), lambda: (
+            *(p[:, 0] ** 2 + p[:, 1] ** 2 + p[:, 2] ** 2 for p in (o.p1, o.p2)), o.p1 + o.p2))
+        e1 = np.sqrt(p1_sq + m_x**2)
+        e2 = np.sqrt(p2_sq + m_x**2)
         m_s = kin.mass(s4[:, 0], s4[:, 1], s4[:, 2], e1 + e2)
-        e1_pi, e2_pi = (np.sqrt(np.sum(p**2, axis=1) + PION_MASS**2) for p in (p1, p2))
+        e1_pi, e2_pi = (np.sqrt(p_sq + PION_MASS**2) for p_sq in (p1_sq, p2_sq))
         return {"E1": e1, "E2": e2, "px": s4[:, 0], "py": s4[:, 1], "pz": s4[:, 2], "m_s": m_s,
                 "m_red": np.sqrt(np.maximum(m_s**2 - 4 * m_x**2, 0.0)),
                 "m_pipi": kin.mass(s4[:, 0], s4[:, 1], s4[:, 2], e1_pi + e2_pi)}
@@ -426,53 +445,67 @@ class BKScalarProcessor(SearchProcessor):
             o.cache[full] = make()
         return o.cache[full]
 
+    def _pair_cuts(self, o: ScalarEvents, x: str) -> dict[str, np.ndarray]:
+        """The candidate cuts that depend on the S pair alone (daughter ID ... conversion veto), per fitted
+        pair in the decay's hypothesis, each ANDed with the ones before it (cutflow order)."""
+        cfg, t, pairs, fit = self.config, o.tracks, o.pairs, o.pairs.fit
+        pair = self._cached(o, ("pair masses", x), lambda: self._pair_masses(o, x))
+        m_s, m_pipi = pair["m_s"], pair["m_pipi"]
+        ident = cfg.daughters[x]
+        in_windows = lambda value, windows: np.logical_or.reduce(  # noqa: E731
+            [(value > lo) & (value < hi) for lo, hi in windows] + [np.zeros(len(value), dtype=bool)])
+        conversion = (x == "ee") & (m_s < cfg.conversion_veto.mass_max) & in_windows(fit.dv, cfg.conversion_veto.dv_windows)
+        masks = {
+            "S daughter ID": (t[ident.id_branch][pairs.i] > ident.id_min) & (t[ident.id_branch][pairs.j] > ident.id_min),
+            "vertex fit": np.isfinite(fit.chi2) & (fit.chi2 < cfg.vertex.chi2_max),
+            "displaced tracks 32-150 deg": pairs.theta_ok,
+            "pointing cos(alpha)": fit.cos_alpha > cfg.vertex.cos_alpha_min[x],
+            "K_S veto": ~((m_pipi > cfg.ks_veto[0]) & (m_pipi < cfg.ks_veto[1])),
+            "peaking-background vetoes": ~in_windows(m_s, cfg.peaking_vetoes[x]),
+            "conversion veto": ~conversion,
+        }
+        cuts, running = {}, np.ones(len(pairs.i), dtype=bool)
+        for name in PAIR_CUTS:
+            running = running & masks[name]
+            cuts[name] = running
+        return cuts
+
     def _candidates(self, o: ScalarEvents, channel: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """The candidate-level event cuts (cutflow order, before R2) and the best candidate's values."""
+        """The candidate-level event cuts (cutflow order, before R2) and the best candidate's values.
+
+        The cuts on the S pair alone are evaluated per pair (``_pair_cuts``); the B kinematics (boost to
+        the CM frame, M_bc, dE) only for the candidates that pass them -- the cutflow needs no more."""
         cfg = self.config
         x, mode = decay_of(channel), b_mode_of(channel)
-        t, pairs, fit = o.tracks, o.pairs, o.pairs.fit
+        fit = o.pairs.fit
         system, cs, cp, event = self._cached(o, ("system", mode), lambda: self._b_system(o, mode))
         pair = self._cached(o, ("pair masses", x), lambda: self._pair_masses(o, x))
-        m_s, m_red, m_pipi = pair["m_s"][cp], pair["m_red"][cp], pair["m_pipi"][cp]
+        pair_cuts = self._cached(o, ("pair cuts", x), lambda: self._pair_cuts(o, x))
+
+        event_cuts = {"B candidate": np.bincount(event, minlength=o.n) > 0}
+        for name, running in pair_cuts.items():
+            event_cuts[name] = np.bincount(event[running[cp]], minlength=o.n) > 0
+        # every candidate cut but M_bc and dE passed: the (M_bc, dE) control plane
+        before = np.flatnonzero(pair_cuts["conversion veto"][cp])
+        cs, cp, event = cs[before], cp[before], event[before]
 
         # the B in the CM frame
         b_lab = kin.P4(system["px"][cs] + pair["px"][cp], system["py"][cs] + pair["py"][cp], system["pz"][cs] + pair["pz"][cp],
                        system["E"][cs] + pair["E1"][cp] + pair["E2"][cp])
         b_cm = kin.to_cm(*b_lab, *(c[event] for c in o.beta))
         mbc, de = kin.mbc_deltae(*b_cm, o.roots[event])
-
-        ident = cfg.daughters[x]
-        dv, cos_alpha = fit.dv[cp], fit.cos_alpha[cp]
-        in_windows = lambda value, windows: np.logical_or.reduce(  # noqa: E731
-            [(value > lo) & (value < hi) for lo, hi in windows] + [np.zeros(len(value), dtype=bool)])
-        conversion = (x == "ee") & (m_s < cfg.conversion_veto.mass_max) & in_windows(dv, cfg.conversion_veto.dv_windows)
-        candidate_cuts = {
-            "B candidate": np.ones(len(cp), dtype=bool),
-            "S daughter ID": (t[ident.id_branch][pairs.i[cp]] > ident.id_min) & (t[ident.id_branch][pairs.j[cp]] > ident.id_min),
-            "vertex fit": np.isfinite(fit.chi2[cp]) & (fit.chi2[cp] < cfg.vertex.chi2_max),
-            "displaced tracks 32-150 deg": pairs.theta_ok[cp],
-            "pointing cos(alpha)": cos_alpha > cfg.vertex.cos_alpha_min[x],
-            "K_S veto": ~((m_pipi > cfg.ks_veto[0]) & (m_pipi < cfg.ks_veto[1])),
-            "peaking-background vetoes": ~in_windows(m_s, cfg.peaking_vetoes[x]),
-            "conversion veto": ~conversion,
-            "M_bc": mbc > cfg.b_candidate.mbc_min,
-            "delta E": np.abs(de) < cfg.b_candidate.de_max[x],
-        }
-        running = np.ones(len(cp), dtype=bool)
-        event_cuts = {}
-        for name in CANDIDATE_CUTS:
-            if name == "M_bc":
-                before_b = running  # every candidate cut but M_bc and dE: the (M_bc, dE) control plane
-            running = running & candidate_cuts[name]
-            event_cuts[name] = np.bincount(event[running], minlength=o.n) > 0
+        running = mbc > cfg.b_candidate.mbc_min
+        event_cuts["M_bc"] = np.bincount(event[running], minlength=o.n) > 0
+        running = running & (np.abs(de) < cfg.b_candidate.de_max[x])
+        event_cuts["delta E"] = np.bincount(event[running], minlength=o.n) > 0
 
         def best_of(valid: np.ndarray) -> Any:
             best = _first_per_event(event, np.abs(de), valid, o.n)
             return lambda values: np.where(best >= 0, values[np.maximum(best, 0)] if len(values) else np.nan, np.nan)
 
-        take, take_pre = best_of(running), best_of(before_b)
-        values = {"m_s": take(m_s), "m_reduced": take(m_red), "mbc": take(mbc), "de": take(de), "dv": take(dv),
-                  "cos_alpha": take(cos_alpha), "chi2": take(fit.chi2[cp]),
+        take, take_pre = best_of(running), best_of(np.ones(len(cp), dtype=bool))
+        values = {"m_s": take(pair["m_s"][cp]), "m_reduced": take(pair["m_red"][cp]), "mbc": take(mbc), "de": take(de),
+                  "dv": take(fit.dv[cp]), "cos_alpha": take(fit.cos_alpha[cp]), "chi2": take(fit.chi2[cp]),
                   "mbc_before_b_cuts": take_pre(mbc), "de_before_b_cuts": take_pre(de)}
         return event_cuts, values
 
