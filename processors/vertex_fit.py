@@ -1,4 +1,4 @@
-"""Two-track vertex fit on stored perigee parameters, vectorised over candidates (bkscalar, issue 13).
+"""Two-track vertex fit on stored perigee parameters, one numba loop over all pairs (bkscalar, issue 13).
 
 basf2 stores each track's fit result (helix parameters at the perigee with their covariance) and the
 analysis fits vertices from them (KFit / TreeFitter; the V0Finder does the same for K_S, Lambda and
@@ -14,6 +14,13 @@ vertex V and each track's direction (phi, tanLambda) at it:
 the chi^2, the refitted directions, and the two displacement variables of the paper: d_v, the transverse
 distance of the vertex from the interaction point (the conversion vetoes are at the layer radii), and
 cos(alpha), the transverse pointing angle between the IP -> vertex vector and the pair momentum.
+
+Speed (issue 15): the fit was stacked numpy ((n, 7, 7) solves, (n, 4, 7) Jacobians, ~1 s per
+10,000-event chunk and momentum scale); ``fit_pairs`` inverts each track's covariance once and runs the
+same Gauss-Newton steps per pair in ``_fit_pairs_kernel`` (LU with partial pivoting, as LAPACK's
+dgesv), ~3 x faster per pair. Converged fits agree with the stacked version to ~1e-12 relative; a fit
+whose 5 steps have not converged (nearly parallel tracks) differs by the stacked fit's own rounding
+sensitivity (``tests/test_vertex_fit.py`` keeps the stacked fit as the reference).
 """
 
 from __future__ import annotations
