@@ -29,14 +29,15 @@ from belle_rare.configs.loader import StrictModel
 from belle_rare.core.errors import UserError
 from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regular
 from belle_rare.core.units import pdg_mass
+from belle_rare.processors import jagged_kernels as jagged
 from belle_rare.processors import kinematics as kin
 from belle_rare.processors.base import Calibration, SearchProcessor, Selection, packed
 from belle_rare.processors.columns import in_range
 from belle_rare.processors.event_objects import Bins, PhotonCuts, TrackCuts, Window, event_frame, good_tracks
-from belle_rare.processors.event_shape import fox_wolfram_r2
+from belle_rare.processors.event_shape import fox_wolfram_r2_flat
 from belle_rare.processors.lifetime import lifetime_weight, proper_decay_length
 from belle_rare.processors.registry import Demo, Search, builtin_file
-from belle_rare.processors.vertex_fit import TrackParameters, VertexFit, closest_approach, fit_vertex
+from belle_rare.processors.vertex_fit import TrackParameters, VertexFit, closest_approach, fit_pairs
 
 DECAYS = ("ee", "mumu", "pipi", "KK")
 DAUGHTER_MASS = {"ee": pdg_mass(11), "mumu": pdg_mass(13), "pipi": pdg_mass(211), "KK": pdg_mass(321)}
@@ -48,6 +49,8 @@ CANDIDATE_CUTS = (
     "B candidate", "S daughter ID", "vertex fit", "displaced tracks 32-150 deg", "pointing cos(alpha)",
     "K_S veto", "peaking-background vetoes", "conversion veto", "M_bc", "delta E",
 )
+#: those that depend on the S pair alone (evaluated per pair)
+PAIR_CUTS = CANDIDATE_CUTS[1:-2]
 TRACK_FIELDS = ("px", "py", "pz", "charge", "dr", "dz")
 
 
@@ -146,12 +149,38 @@ class BKScalarConfig(StrictModel):
 @dataclass(frozen=True)
 class Pairs:
     """Every opposite-charge track pair of the chunk, flat: event, global track indices (positive first),
-    and its vertex fit."""
+    its vertex fit (momenta at momentum scale 1) and whether both daughters pass the polar-angle window.
+    Tracks are straight lines, so the fit's geometry does not depend on the momentum scale: one fit per
+    chunk serves every calibration (``ScalarEvents.p1`` / ``p2`` carry the scaled momenta)."""
 
     event: np.ndarray
     i: np.ndarray
     j: np.ndarray
     fit: VertexFit
+    theta_ok: np.ndarray
+
+
+@dataclass(frozen=True)
+class ScalarChunk:
+    """What every calibration of a chunk shares (``chunk_objects``): flat track columns (unscaled),
+    the prompt-track mask, the event frame, the fitted pairs, and a cache of the candidate-level
+    selection by (momentum scale, channel) -- the photon-energy calibrations change only R2."""
+
+    n: int
+    start: np.ndarray       # first global track index of each event
+    track_event: np.ndarray
+    tracks: dict[str, np.ndarray]
+    prompt: np.ndarray      # good track from the IP
+    beta: tuple[np.ndarray, np.ndarray, np.ndarray]
+    roots: np.ndarray
+    pairs: Pairs
+    cache: dict[Any, Any]
+    # the event shape's inputs in the stored dtypes (float32), as the awkward expressions had them
+    offsets: np.ndarray                                # tracks per event, int64 offsets
+    momenta: tuple[np.ndarray, np.ndarray, np.ndarray]  # track px, py, pz
+    photon_offsets: np.ndarray
+    photons: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # photon px, py, pz, E
+    beta_stored: tuple[np.ndarray, np.ndarray, np.ndarray]          # CM velocity per event
 
 
 @dataclass(frozen=True)
@@ -167,7 +196,11 @@ class ScalarEvents:
     roots: np.ndarray
     r2: np.ndarray
     pairs: Pairs
+    p1: np.ndarray          # the pairs' refitted momenta at this calibration's momentum scale
+    p2: np.ndarray
     lifetime_weights: dict[float, np.ndarray]  # nominal calibration only (fill_nominal)
+    momentum_scale: float
+    cache: dict[Any, Any]   # the chunk's (ScalarChunk.cache)
 
 
 def _flat_pairs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -176,6 +209,16 @@ def _flat_pairs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     combos = ak.argcombinations(local, 2)
     event = np.repeat(np.arange(len(counts)), ak.to_numpy(ak.num(combos)))
     return event, ak.to_numpy(ak.flatten(combos["0"])), ak.to_numpy(ak.flatten(combos["1"]))
+
+
+def _with_unfitted(fit: VertexFit, fitted: np.ndarray) -> VertexFit:
+    """``fit`` of the pairs where ``fitted`` is true, spread over all pairs (NaN where not fitted)."""
+    def spread(values: np.ndarray) -> np.ndarray:
+        out = np.full((len(fitted), *values.shape[1:]), np.nan)
+        out[fitted] = values
+        return out
+
+    return VertexFit(spread(fit.vertex), spread(fit.covariance), spread(fit.chi2), spread(fit.p1), spread(fit.p2))
 
 
 def _cartesian(event_a: np.ndarray, event_b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -231,45 +274,59 @@ class BKScalarProcessor(SearchProcessor):
         }
 
     # ------------------------------------------------------------------ physics
-    def chunk_objects(self, events: ak.Array) -> dict[Any, Pairs]:
-        """A per-chunk cache of the vertex-fitted pairs by momentum scale (the fit is the top cost)."""
-        return {}
-
-    def objects(self, events: ak.Array, calibration: Calibration, shared: dict[Any, Pairs] | None = None) -> ScalarEvents:
+    def chunk_objects(self, events: ak.Array) -> ScalarChunk:
+        """Flat tracks and photons, prompt mask, event frame and the vertex-fitted pairs, once per chunk (the
+        fit was the top cost, then awkward dispatch: profiled in README "Scale")."""
         cfg = self.config
         n = len(events)
         _, beta, roots = event_frame(events)
         trk = events.Track
-        counts = ak.to_numpy(ak.num(trk.px))
-        start = np.cumsum(counts) - counts
-        flat = {f: ak.to_numpy(ak.flatten(trk[f])) for f in trk.fields if f in TRACK_FIELDS or f.startswith("cov_")
-                or f.endswith("ID")}
-        scale = calibration.momentum_scale
+        offsets, stored = jagged.flatten(trk, [f for f in trk.fields if f in TRACK_FIELDS or f.startswith("cov_") or f.endswith("ID")])
+        counts = np.diff(offsets)
+        start = offsets[:-1]
+        flat = dict(stored)
         for f in ("px", "py", "pz"):
-            flat[f] = flat[f].astype(np.float64) * scale
-        track_event = np.repeat(np.arange(n), counts)
+            flat[f] = stored[f].astype(np.float64)
+        track_event = jagged.list_index(offsets)
         prompt = ak.to_numpy(ak.flatten(good_tracks(trk, cfg.tracks)))
+        pairs = self._fitted_pairs(flat, counts, start, track_event, prompt, n)
+        photon_offsets, photons = jagged.flatten(events.Photon, ["px", "py", "pz", "E"])
+        beta_stored = tuple(np.asarray(ak.to_numpy(c)) for c in beta)
+        return ScalarChunk(n, start, track_event, flat, prompt, tuple(np.asarray(c, dtype=np.float64) for c in beta_stored),
+                           np.asarray(ak.to_numpy(roots), dtype=np.float64), pairs, {}, offsets,
+                           (stored["px"], stored["py"], stored["pz"]), photon_offsets,
+                           (photons["px"], photons["py"], photons["pz"], photons["E"]), beta_stored)
 
-        # R2 of the good tracks and photons (CM)
-        pho, g = events.Photon, calibration.photon_energy_scale
-        g_lab = kin.P4(pho.px * g, pho.py * g, pho.pz * g, pho.E * g)
-        g_ok = (g_lab.E > cfg.photons.e_min) & in_range(kin.cos_theta(g_lab.px, g_lab.py, g_lab.pz), cfg.photons.cos_theta)
-        t_lab = kin.P4(trk.px * scale, trk.py * scale, trk.pz * scale, np.sqrt((trk.px**2 + trk.py**2 + trk.pz**2) * scale**2 + PION_MASS**2))
-        good = good_tracks(trk, cfg.tracks)
-        t_cm = kin.to_cm(*(c[good] for c in t_lab), *beta)
-        g_cm = kin.to_cm(*(c[g_ok] for c in g_lab), *beta)
-        r2 = fox_wolfram_r2(*(ak.concatenate([t_cm[k], g_cm[k]], axis=1) for k in range(3)))
+    def objects(self, events: ak.Array, calibration: Calibration, chunk: ScalarChunk | None = None) -> ScalarEvents:
+        chunk = self.chunk_objects(events) if chunk is None else chunk
+        scale = calibration.momentum_scale
+        flat = dict(chunk.tracks)
+        for f in ("px", "py", "pz"):
+            flat[f] = chunk.tracks[f] * scale
+        fit = chunk.pairs.fit
+        p1, p2 = (fit.p1, fit.p2) if scale == 1.0 else (fit.p1 * scale, fit.p2 * scale)
+        return ScalarEvents(chunk.n, chunk.start, chunk.track_event, flat, chunk.prompt, chunk.beta, chunk.roots,
+                            self._r2(chunk, calibration), chunk.pairs, p1, p2,
+                            self.lifetime_weights(events) if calibration.is_nominal else {}, scale, chunk.cache)
 
-        key = ("pairs", scale)  # the photon-energy calibrations reuse the nominal momentum scale's fits
-        pairs = shared.get(key) if shared is not None else None
-        if pairs is None:
-            pairs = self._fitted_pairs(flat, counts, start, track_event, prompt, n)
-            if shared is not None:
-                shared[key] = pairs
-        beta_np = tuple(np.asarray(ak.to_numpy(c), dtype=np.float64) for c in beta)
-        return ScalarEvents(n, start, track_event, flat, prompt, beta_np, np.asarray(ak.to_numpy(roots), dtype=np.float64),
-                            np.asarray(ak.to_numpy(ak.fill_none(r2, np.nan)), dtype=np.float64), pairs,
-                            self.lifetime_weights(events) if calibration.is_nominal else {})
+    def _r2(self, chunk: ScalarChunk, calibration: Calibration) -> np.ndarray:
+        """Fox-Wolfram R2 per event of the good tracks (pion mass) and photons in the CM frame, on flat
+        arrays with the stored dtypes: the same operations as the awkward expressions it replaced."""
+        cfg = self.config
+        g, scale = calibration.photon_energy_scale, calibration.momentum_scale
+        px, py, pz, e = (c * g for c in chunk.photons)
+        g_ok = (e > cfg.photons.e_min) & in_range(kin.cos_theta(px, py, pz), cfg.photons.cos_theta)
+        photon_event = jagged.list_index(chunk.photon_offsets)[g_ok]
+        g_cm = kin.to_cm(px[g_ok], py[g_ok], pz[g_ok], e[g_ok], *(b[photon_event] for b in chunk.beta_stored))
+        tx, ty, tz = chunk.momenta
+        t_lab = (tx * scale, ty * scale, tz * scale, np.sqrt((tx**2 + ty**2 + tz**2) * scale**2 + PION_MASS**2))
+        good = chunk.prompt
+        t_cm = kin.to_cm(*(c[good] for c in t_lab), *(b[chunk.track_event[good]] for b in chunk.beta_stored))
+        t_offsets = jagged.offsets_of(jagged.segment_count(chunk.offsets, good))
+        g_offsets = jagged.offsets_of(jagged.segment_count(chunk.photon_offsets, g_ok))
+        both = [jagged.concat_lists(t_offsets, t_cm[k], g_offsets, g_cm[k]) for k in range(3)]
+        r2 = fox_wolfram_r2_flat(both[0][0], *(content for _, content in both))
+        return np.asarray(r2, dtype=np.float64)
 
     def _fitted_pairs(self, flat: dict[str, np.ndarray], counts: np.ndarray, start: np.ndarray, track_event: np.ndarray,
                       prompt: np.ndarray, n: int) -> Pairs:
@@ -284,17 +341,22 @@ class BKScalarProcessor(SearchProcessor):
         pe, i, j = pe[keep], i[keep], j[keep]
         swap = flat["charge"][i] < 0
         i, j = np.where(swap, j, i), np.where(swap, i, j)
-        params = TrackParameters.from_columns(flat)
-        pick = lambda idx: TrackParameters(params.d0[idx], params.phi0[idx], params.z0[idx], params.tan_lambda[idx],  # noqa: E731
-                                           params.covariance[idx], params.pt[idx])
+        tracks = TrackParameters.from_columns(flat)
         # a loose pointing requirement at the lines' closest approach before the fit (far below the cut)
-        start_point = closest_approach(pick(i), pick(j))
+        start_point = closest_approach(tracks.take(i), tracks.take(j))
         p_pair = flat["px"][i] + flat["px"][j], flat["py"][i] + flat["py"][j]
         pointing = (start_point[:, 0] * p_pair[0] + start_point[:, 1] * p_pair[1]) / np.maximum(
             np.hypot(start_point[:, 0], start_point[:, 1]) * np.hypot(*p_pair), np.finfo(float).tiny)
         keep = pointing > cfg.vertex.prefit_cos_alpha_min
-        pe, i, j = pe[keep], i[keep], j[keep]
-        return Pairs(pe, i, j, fit_vertex(pick(i), pick(j)))
+        pe, i, j, start_point = pe[keep], i[keep], j[keep], start_point[keep]
+        # only pairs whose two tracks pass some channel's daughter ID are fitted (~40 % are not: every
+        # channel's selection drops them at "S daughter ID", before any fitted value is read); the
+        # rest stay in the list (the "B candidate" step counts them) with NaN fit results
+        identified = np.zeros(len(i), dtype=bool)
+        for ident in (cfg.daughters[x] for x in DECAYS):
+            identified |= (flat[ident.id_branch][i] > ident.id_min) & (flat[ident.id_branch][j] > ident.id_min)
+        fit = _with_unfitted(fit_pairs(tracks, i[identified], j[identified], start_point[identified]), identified)
+        return Pairs(pe, i, j, fit, self._daughter_theta_ok(fit))
 
     def _daughter_theta_ok(self, fit: VertexFit) -> np.ndarray:
         """Both daughters' polar angle, seen from the IP, where their line from the vertex leaves the CDC
@@ -312,11 +374,24 @@ class BKScalarProcessor(SearchProcessor):
 
     def select(self, events: ak.Array, objects: ScalarEvents, channel: str) -> Selection:
         cfg, o = self.config, objects
-        x, mode = decay_of(channel), b_mode_of(channel)
-        t, pairs, fit = o.tracks, o.pairs, o.pairs.fit
-        m_x = DAUGHTER_MASS[x]
+        # the candidate-level cuts and values depend on the momentum scale only: the photon-energy
+        # calibrations take the nominal calibration's and change R2
+        key = ("candidates", o.momentum_scale, channel)
+        if key not in o.cache:
+            o.cache[key] = self._candidates(o, channel)
+        candidate_cuts, candidate_values = o.cache[key]
+        event_cuts, values = dict(candidate_cuts), dict(candidate_values)
+        event_cuts["R2"] = np.nan_to_num(o.r2, nan=1.0) < cfg.b_candidate.r2_max[decay_of(channel)]
+        cuts = packed(event_cuts)
+        signal = cuts.all(*cuts.names)
+        if o.lifetime_weights:
+            values["lifetime_weights"] = o.lifetime_weights
+        return Selection(cuts, values=values, regions={"SR": signal})
 
-        # the prompt kaon (and the K*0's pion)
+    def _b_system(self, o: ScalarEvents, mode: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+        """The prompt K+ (or K*0 -> K+ pi-) four-momenta, and every (system, S pair) combination in the same
+        event with no shared track: (system, system index, pair index, event) per B candidate."""
+        cfg, t, pairs = self.config, o.tracks, o.pairs
         kaons = np.flatnonzero(o.prompt & (t[cfg.kaon.id_branch] > cfg.kaon.id_min))
         if mode == "K":
             first = kaons
@@ -346,62 +421,93 @@ class BKScalarProcessor(SearchProcessor):
         for m in members:
             distinct &= (m[cs] != pairs.i[cp]) & (m[cs] != pairs.j[cp])
         cs, cp = cs[distinct], cp[distinct]
-        event = pairs.event[cp]
+        return system, cs, cp, pairs.event[cp]
 
-        # S kinematics in the channel's mass hypothesis (refitted momenta at the vertex)
-        p1, p2 = fit.p1[cp], fit.p2[cp]
-        e1 = np.sqrt(np.sum(p1**2, axis=1) + m_x**2)
-        e2 = np.sqrt(np.sum(p2**2, axis=1) + m_x**2)
-        s4 = p1 + p2
+    def _pair_masses(self, o: ScalarEvents, x: str) -> dict[str, np.ndarray]:
+        """Per fitted pair, in the S decay's mass hypothesis (refitted momenta at the vertex): energies,
+        momentum sum, M, M_red, and M with both tracks as pions (the K_S veto)."""
+        m_x = DAUGHTER_MASS[x]
+        # |p|^2 of each daughter, the hypothesis-independent part (summed x, y, z in that order, as np.sum)
+        p1_sq, p2_sq, s4 = self._cached(o, ("pair momenta",), lambda: (
+            *(p[:, 0] ** 2 + p[:, 1] ** 2 + p[:, 2] ** 2 for p in (o.p1, o.p2)), o.p1 + o.p2))
+        e1 = np.sqrt(p1_sq + m_x**2)
+        e2 = np.sqrt(p2_sq + m_x**2)
         m_s = kin.mass(s4[:, 0], s4[:, 1], s4[:, 2], e1 + e2)
-        m_red = np.sqrt(np.maximum(m_s**2 - 4 * m_x**2, 0.0))
-        e1_pi, e2_pi = (np.sqrt(np.sum(p**2, axis=1) + PION_MASS**2) for p in (p1, p2))
-        m_pipi = kin.mass(s4[:, 0], s4[:, 1], s4[:, 2], e1_pi + e2_pi)
+        e1_pi, e2_pi = (np.sqrt(p_sq + PION_MASS**2) for p_sq in (p1_sq, p2_sq))
+        return {"E1": e1, "E2": e2, "px": s4[:, 0], "py": s4[:, 1], "pz": s4[:, 2], "m_s": m_s,
+                "m_red": np.sqrt(np.maximum(m_s**2 - 4 * m_x**2, 0.0)),
+                "m_pipi": kin.mass(s4[:, 0], s4[:, 1], s4[:, 2], e1_pi + e2_pi)}
 
-        # the B in the CM frame
-        b_lab = kin.P4(system["px"][cs] + s4[:, 0], system["py"][cs] + s4[:, 1], system["pz"][cs] + s4[:, 2], system["E"][cs] + e1 + e2)
-        b_cm = kin.to_cm(*b_lab, *(c[event] for c in o.beta))
-        mbc, de = kin.mbc_deltae(*b_cm, o.roots[event])
+    def _cached(self, o: ScalarEvents, key: tuple[Any, ...], make: Any) -> Any:
+        """``make()`` once per chunk, momentum scale and ``key`` (shared by channels and calibrations)."""
+        full = (key[0], o.momentum_scale, *key[1:])
+        if full not in o.cache:
+            o.cache[full] = make()
+        return o.cache[full]
 
+    def _pair_cuts(self, o: ScalarEvents, x: str) -> dict[str, np.ndarray]:
+        """The candidate cuts that depend on the S pair alone (daughter ID ... conversion veto), per fitted
+        pair in the decay's hypothesis, each ANDed with the ones before it (cutflow order)."""
+        cfg, t, pairs, fit = self.config, o.tracks, o.pairs, o.pairs.fit
+        pair = self._cached(o, ("pair masses", x), lambda: self._pair_masses(o, x))
+        m_s, m_pipi = pair["m_s"], pair["m_pipi"]
         ident = cfg.daughters[x]
-        dv, cos_alpha = fit.dv[cp], fit.cos_alpha[cp]
         in_windows = lambda value, windows: np.logical_or.reduce(  # noqa: E731
             [(value > lo) & (value < hi) for lo, hi in windows] + [np.zeros(len(value), dtype=bool)])
-        conversion = (x == "ee") & (m_s < cfg.conversion_veto.mass_max) & in_windows(dv, cfg.conversion_veto.dv_windows)
-        candidate_cuts = {
-            "B candidate": np.ones(len(cp), dtype=bool),
-            "S daughter ID": (t[ident.id_branch][pairs.i[cp]] > ident.id_min) & (t[ident.id_branch][pairs.j[cp]] > ident.id_min),
-            "vertex fit": np.isfinite(fit.chi2[cp]) & (fit.chi2[cp] < cfg.vertex.chi2_max),
-            "displaced tracks 32-150 deg": self._daughter_theta_ok(fit)[cp],
-            "pointing cos(alpha)": cos_alpha > cfg.vertex.cos_alpha_min[x],
+        conversion = (x == "ee") & (m_s < cfg.conversion_veto.mass_max) & in_windows(fit.dv, cfg.conversion_veto.dv_windows)
+        masks = {
+            "S daughter ID": (t[ident.id_branch][pairs.i] > ident.id_min) & (t[ident.id_branch][pairs.j] > ident.id_min),
+            "vertex fit": np.isfinite(fit.chi2) & (fit.chi2 < cfg.vertex.chi2_max),
+            "displaced tracks 32-150 deg": pairs.theta_ok,
+            "pointing cos(alpha)": fit.cos_alpha > cfg.vertex.cos_alpha_min[x],
             "K_S veto": ~((m_pipi > cfg.ks_veto[0]) & (m_pipi < cfg.ks_veto[1])),
             "peaking-background vetoes": ~in_windows(m_s, cfg.peaking_vetoes[x]),
             "conversion veto": ~conversion,
-            "M_bc": mbc > cfg.b_candidate.mbc_min,
-            "delta E": np.abs(de) < cfg.b_candidate.de_max[x],
         }
-        running = np.ones(len(cp), dtype=bool)
-        event_cuts = {}
-        for name in CANDIDATE_CUTS:
-            if name == "M_bc":
-                before_b = running  # every candidate cut but M_bc and dE: the (M_bc, dE) control plane
-            running = running & candidate_cuts[name]
-            event_cuts[name] = np.bincount(event[running], minlength=o.n) > 0
+        cuts, running = {}, np.ones(len(pairs.i), dtype=bool)
+        for name in PAIR_CUTS:
+            running = running & masks[name]
+            cuts[name] = running
+        return cuts
+
+    def _candidates(self, o: ScalarEvents, channel: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The candidate-level event cuts (cutflow order, before R2) and the best candidate's values.
+
+        The cuts on the S pair alone are evaluated per pair (``_pair_cuts``); the B kinematics (boost to
+        the CM frame, M_bc, dE) only for the candidates that pass them -- the cutflow needs no more."""
+        cfg = self.config
+        x, mode = decay_of(channel), b_mode_of(channel)
+        fit = o.pairs.fit
+        system, cs, cp, event = self._cached(o, ("system", mode), lambda: self._b_system(o, mode))
+        pair = self._cached(o, ("pair masses", x), lambda: self._pair_masses(o, x))
+        pair_cuts = self._cached(o, ("pair cuts", x), lambda: self._pair_cuts(o, x))
+
+        event_cuts = {"B candidate": np.bincount(event, minlength=o.n) > 0}
+        for name, running in pair_cuts.items():
+            event_cuts[name] = np.bincount(event[running[cp]], minlength=o.n) > 0
+        # every candidate cut but M_bc and dE passed: the (M_bc, dE) control plane
+        before = np.flatnonzero(pair_cuts["conversion veto"][cp])
+        cs, cp, event = cs[before], cp[before], event[before]
+
+        # the B in the CM frame
+        b_lab = kin.P4(system["px"][cs] + pair["px"][cp], system["py"][cs] + pair["py"][cp], system["pz"][cs] + pair["pz"][cp],
+                       system["E"][cs] + pair["E1"][cp] + pair["E2"][cp])
+        b_cm = kin.to_cm(*b_lab, *(c[event] for c in o.beta))
+        mbc, de = kin.mbc_deltae(*b_cm, o.roots[event])
+        running = mbc > cfg.b_candidate.mbc_min
+        event_cuts["M_bc"] = np.bincount(event[running], minlength=o.n) > 0
+        running = running & (np.abs(de) < cfg.b_candidate.de_max[x])
+        event_cuts["delta E"] = np.bincount(event[running], minlength=o.n) > 0
 
         def best_of(valid: np.ndarray) -> Any:
             best = _first_per_event(event, np.abs(de), valid, o.n)
             return lambda values: np.where(best >= 0, values[np.maximum(best, 0)] if len(values) else np.nan, np.nan)
 
-        take, take_pre = best_of(running), best_of(before_b)
-        values = {"m_s": take(m_s), "m_reduced": take(m_red), "mbc": take(mbc), "de": take(de), "dv": take(dv),
-                  "cos_alpha": take(cos_alpha), "chi2": take(fit.chi2[cp]),
+        take, take_pre = best_of(running), best_of(np.ones(len(cp), dtype=bool))
+        values = {"m_s": take(pair["m_s"][cp]), "m_reduced": take(pair["m_red"][cp]), "mbc": take(mbc), "de": take(de),
+                  "dv": take(fit.dv[cp]), "cos_alpha": take(fit.cos_alpha[cp]), "chi2": take(fit.chi2[cp]),
                   "mbc_before_b_cuts": take_pre(mbc), "de_before_b_cuts": take_pre(de)}
-        event_cuts["R2"] = np.nan_to_num(o.r2, nan=1.0) < cfg.b_candidate.r2_max[x]
-        cuts = packed(event_cuts)
-        signal = cuts.all(*cuts.names)
-        if o.lifetime_weights:
-            values["lifetime_weights"] = o.lifetime_weights
-        return Selection(cuts, values=values, regions={"SR": signal})
+        return event_cuts, values
 
     # ------------------------------------------------------------------ weights
     def add_weights(self, weights: Weights, selection: Selection, channel: str) -> None:

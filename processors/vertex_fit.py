@@ -1,4 +1,4 @@
-"""Two-track vertex fit on stored perigee parameters, vectorised over candidates (bkscalar, issue 13).
+"""Two-track vertex fit on stored perigee parameters, one numba loop over all pairs (bkscalar, issue 13).
 
 basf2 stores each track's fit result (helix parameters at the perigee with their covariance) and the
 analysis fits vertices from them (KFit / TreeFitter; the V0Finder does the same for K_S, Lambda and
@@ -14,12 +14,21 @@ vertex V and each track's direction (phi, tanLambda) at it:
 the chi^2, the refitted directions, and the two displacement variables of the paper: d_v, the transverse
 distance of the vertex from the interaction point (the conversion vetoes are at the layer radii), and
 cos(alpha), the transverse pointing angle between the IP -> vertex vector and the pair momentum.
+
+Speed (issue 15): the fit was stacked numpy ((n, 7, 7) solves, (n, 4, 7) Jacobians, ~1 s per
+10,000-event chunk and momentum scale); ``fit_pairs`` inverts each track's covariance once and runs the
+same Gauss-Newton steps per pair in ``_fit_pairs_kernel`` (LU with partial pivoting, as LAPACK's
+dgesv), ~3 x faster per pair. Converged fits agree with the stacked version to ~1e-12 relative; a fit
+whose 5 steps have not converged (nearly parallel tracks) differs by the stacked fit's own rounding
+sensitivity (``tests/test_vertex_fit.py`` keeps the stacked fit as the reference).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
+import numba
 import numpy as np
 
 from belle_rare.simulation.detector.tracking import covariance_branches
@@ -54,6 +63,15 @@ class TrackParameters:
     def vector(self) -> np.ndarray:
         return np.stack([self.d0, self.phi0, self.z0, self.tan_lambda], axis=1)
 
+    def take(self, index: np.ndarray) -> "TrackParameters":
+        """The tracks at ``index``."""
+        return TrackParameters(self.d0[index], self.phi0[index], self.z0[index], self.tan_lambda[index],
+                               self.covariance[index], self.pt[index])
+
+    @classmethod
+    def concatenate(cls, *parts: "TrackParameters") -> "TrackParameters":
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("d0", "phi0", "z0", "tan_lambda", "covariance", "pt")))
+
 
 @dataclass
 class VertexFit:
@@ -66,12 +84,12 @@ class VertexFit:
     p1: np.ndarray
     p2: np.ndarray
 
-    @property
+    @cached_property
     def dv(self) -> np.ndarray:
         """Transverse distance of the vertex from the interaction point (cm)."""
         return np.hypot(self.vertex[:, 0], self.vertex[:, 1])
 
-    @property
+    @cached_property
     def cos_alpha(self) -> np.ndarray:
         """cos of the transverse angle between the IP -> vertex vector and the pair momentum."""
         p = self.p1 + self.p2
@@ -113,36 +131,163 @@ def closest_approach(t1: TrackParameters, t2: TrackParameters) -> np.ndarray:
     return 0.5 * (o1 + s[:, None] * u1 + o2 + t[:, None] * u2)
 
 
-def fit_vertex(t1: TrackParameters, t2: TrackParameters, iterations: int = ITERATIONS) -> VertexFit:
-    """Common vertex of pairs of straight tracks (all arrays aligned: candidate k is t1[k], t2[k])."""
-    n = len(t1.d0)
-    m1, m2 = t1.vector(), t2.vector()
-    w1, w2 = np.linalg.inv(t1.covariance), np.linalg.inv(t2.covariance)
-    # parameters: V (3), phi1, tl1, phi2, tl2
-    params = np.concatenate([closest_approach(t1, t2), m1[:, [1, 3]], m2[:, [1, 3]]], axis=1)
-    normal = np.tile(np.eye(7), (n, 1, 1))
-    chi2 = np.zeros(n)
-    for _ in range(iterations + 1):
-        normal = np.zeros((n, 7, 7))
-        gradient = np.zeros((n, 7))
-        chi2 = np.zeros(n)
-        for k, (m, w) in enumerate(((m1, w1), (m2, w2))):
-            h, jac5 = _model(params[:, :3], params[:, 3 + 2 * k], params[:, 4 + 2 * k])
-            jac = np.zeros((n, 4, 7))
-            jac[:, :, :3] = jac5[:, :, :3]
-            jac[:, :, 3 + 2 * k: 5 + 2 * k] = jac5[:, :, 3:]
-            r = m - h
-            r[:, 1] = np.angle(np.exp(1j * r[:, 1]))  # phi residual in (-pi, pi]
-            jt_w = np.transpose(jac, (0, 2, 1)) @ w
-            normal += jt_w @ jac
-            gradient += np.einsum("nij,nj->ni", jt_w, r)
-            chi2 += np.einsum("ni,nij,nj->n", r, w, r)
-        params = params + np.linalg.solve(normal, gradient[:, :, None])[:, :, 0]
-    cov = np.linalg.inv(normal)
-    # chi2 and covariance belong to the last linearisation point (see ITERATIONS)
+@numba.njit(cache=True)
+def _lu_factor(a: np.ndarray, pivots: np.ndarray) -> None:
+    """In-place LU factorisation with partial pivoting (LAPACK dgetf2's order: pivot, scale by its
+    reciprocal, rank-1 update of the trailing block)."""
+    n = a.shape[0]
+    for k in range(n):
+        p, largest = k, abs(a[k, k])
+        for r in range(k + 1, n):
+            if abs(a[r, k]) > largest:
+                p, largest = r, abs(a[r, k])
+        pivots[k] = p
+        if p != k:
+            for c in range(n):
+                a[k, c], a[p, c] = a[p, c], a[k, c]
+        reciprocal = 1.0 / a[k, k]
+        for r in range(k + 1, n):
+            a[r, k] *= reciprocal
+        for r in range(k + 1, n):
+            for c in range(k + 1, n):
+                a[r, c] -= a[r, k] * a[k, c]
+
+
+@numba.njit(cache=True)
+def _lu_solve(lu: np.ndarray, pivots: np.ndarray, b: np.ndarray) -> None:
+    """Solve A x = b in place from ``_lu_factor``'s output (row swaps, unit-lower then upper triangle)."""
+    n = lu.shape[0]
+    for k in range(n):
+        p = pivots[k]
+        if p != k:
+            b[k], b[p] = b[p], b[k]
+    for r in range(n):
+        for c in range(r):
+            b[r] -= lu[r, c] * b[c]
+    for r in range(n - 1, -1, -1):
+        for c in range(r + 1, n):
+            b[r] -= lu[r, c] * b[c]
+        b[r] /= lu[r, r]
+
+
+@numba.njit(cache=True)
+def _fit_pairs_kernel(first: np.ndarray, second: np.ndarray, measured: np.ndarray, weight: np.ndarray, start: np.ndarray,
+                      iterations: int, vertex: np.ndarray, covariance: np.ndarray, chi2: np.ndarray,
+                      directions: np.ndarray) -> None:
+    """Gauss-Newton fit of every pair (track ``first[k]``, track ``second[k]``) to a common vertex.
+
+    ``measured`` (n_tracks, 4) perigee vectors, ``weight`` (n_tracks, 4, 4) their inverse covariances,
+    ``start`` (n_pairs, 3) the starting vertex. Parameters (Vx, Vy, Vz, phi1, tanLambda1, phi2,
+    tanLambda2); each step solves the 7 x 7 normal equations. Outputs per pair: vertex, the vertex block
+    of the inverse normal matrix, chi^2 and (phi1, tanLambda1, phi2, tanLambda2), chi^2 and covariance
+    at the last linearisation point (before the last step), as the stacked-numpy fit this replaces.
+    """
+    normal = np.empty((7, 7))
+    lu = np.empty((7, 7))
+    pivots = np.empty(7, dtype=np.int64)
+    gradient = np.empty(7)
+    params = np.empty(7)
+    # a track's model depends on 5 of the 7 parameters (V, its own phi and tanLambda): its Jacobian
+    # columns ``columns``; the other two columns are zero and add nothing to the normal equations
+    jac = np.empty((4, 5))
+    columns = np.empty(5, dtype=np.int64)
+    jt_w = np.empty((5, 4))
+    residual = np.empty(4)
+    column = np.empty(7)
+    for k in range(len(first)):
+        tracks = (first[k], second[k])
+        params[0], params[1], params[2] = start[k, 0], start[k, 1], start[k, 2]
+        params[3], params[4] = measured[tracks[0], 1], measured[tracks[0], 3]
+        params[5], params[6] = measured[tracks[1], 1], measured[tracks[1], 3]
+        total = 0.0
+        for _ in range(iterations + 1):
+            normal[:, :] = 0.0
+            gradient[:] = 0.0
+            total = 0.0
+            for side in range(2):
+                t = tracks[side]
+                columns[0], columns[1], columns[2], columns[3], columns[4] = 0, 1, 2, 3 + 2 * side, 4 + 2 * side
+                phi, tl = params[3 + 2 * side], params[4 + 2 * side]
+                c, s = np.cos(phi), np.sin(phi)
+                vx, vy, vz = params[0], params[1], params[2]
+                d0 = vx * s - vy * c
+                path = vx * c + vy * s
+                # residual m - h(params), the phi residual wrapped into (-pi, pi]
+                residual[0] = measured[t, 0] - d0
+                wrapped = measured[t, 1] - phi
+                residual[1] = np.arctan2(np.sin(wrapped), np.cos(wrapped))
+                residual[2] = measured[t, 2] - (vz - path * tl)
+                residual[3] = measured[t, 3] - tl
+                # d(d0, phi0, z0, tanLambda) / d(Vx, Vy, Vz, phi, tanLambda)
+                jac[:, :] = 0.0
+                jac[0, 0], jac[0, 1], jac[0, 3] = s, -c, path
+                jac[1, 3] = 1.0
+                jac[2, 0], jac[2, 1], jac[2, 2], jac[2, 3], jac[2, 4] = -tl * c, -tl * s, 1.0, tl * d0, -path
+                jac[3, 4] = 1.0
+                for a in range(5):
+                    for b in range(4):
+                        acc = 0.0
+                        for q in range(4):
+                            acc += jac[q, a] * weight[t, q, b]
+                        jt_w[a, b] = acc
+                for a in range(5):
+                    acc_g = 0.0
+                    for q in range(4):
+                        acc_g += jt_w[a, q] * residual[q]
+                    gradient[columns[a]] += acc_g
+                    for b in range(5):
+                        acc = 0.0
+                        for q in range(4):
+                            acc += jt_w[a, q] * jac[q, b]
+                        normal[columns[a], columns[b]] += acc
+                for a in range(4):
+                    for b in range(4):
+                        total += residual[a] * weight[t, a, b] * residual[b]
+            lu[:, :] = normal
+            _lu_factor(lu, pivots)
+            column[:] = gradient
+            _lu_solve(lu, pivots, column)
+            for a in range(7):
+                params[a] += column[a]
+        chi2[k] = total
+        # lu holds the last linearisation point's normal matrix: its inverse's vertex block
+        for b in range(3):
+            column[:] = 0.0
+            column[b] = 1.0
+            _lu_solve(lu, pivots, column)
+            for a in range(3):
+                covariance[k, a, b] = column[a]
+        for a in range(3):
+            vertex[k, a] = params[a]
+        for a in range(4):
+            directions[k, a] = params[3 + a]
+
+
+def fit_pairs(tracks: TrackParameters, first: np.ndarray, second: np.ndarray, start: np.ndarray | None = None,
+              iterations: int = ITERATIONS) -> VertexFit:
+    """Common vertex of the pairs (``tracks[first[k]]``, ``tracks[second[k]]``) of straight tracks.
+
+    Each track's covariance is inverted once (a track is in many pairs), then one numba loop fits every
+    pair (``_fit_pairs_kernel``). ``start``: the starting vertices if already computed (default: the
+    lines' closest approach)."""
+    first, second = np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64)
+    n = len(first)
+    if start is None:
+        start = closest_approach(tracks.take(first), tracks.take(second))
+    weight = np.linalg.inv(tracks.covariance) if len(tracks.d0) else np.zeros((0, 4, 4))
+    vertex, covariance, chi2, directions = np.empty((n, 3)), np.empty((n, 3, 3)), np.empty(n), np.empty((n, 4))
+    _fit_pairs_kernel(first, second, np.ascontiguousarray(tracks.vector()), np.ascontiguousarray(weight),
+                      np.ascontiguousarray(start, dtype=np.float64), iterations, vertex, covariance, chi2, directions)
 
     def momentum(phi: np.ndarray, tl: np.ndarray, pt: np.ndarray) -> np.ndarray:
         return np.stack([pt * np.cos(phi), pt * np.sin(phi), pt * tl], axis=1)
 
-    return VertexFit(params[:, :3], cov[:, :3, :3], chi2,
-                     momentum(params[:, 3], params[:, 4], t1.pt), momentum(params[:, 5], params[:, 6], t2.pt))
+    return VertexFit(vertex, covariance, chi2, momentum(directions[:, 0], directions[:, 1], tracks.pt[first]),
+                     momentum(directions[:, 2], directions[:, 3], tracks.pt[second]))
+
+
+def fit_vertex(t1: TrackParameters, t2: TrackParameters, iterations: int = ITERATIONS) -> VertexFit:
+    """Common vertex of pairs of straight tracks (all arrays aligned: candidate k is t1[k], t2[k])."""
+    n = len(t1.d0)
+    both = TrackParameters.concatenate(t1, t2)
+    return fit_pairs(both, np.arange(n), n + np.arange(n), closest_approach(t1, t2), iterations)
