@@ -415,9 +415,13 @@ def build(samples: SignalSamples, spec: Spectra, p: Plan, cfg: ScanConfig, lumin
             est = _factorised_dataset(fi, values, spec.m2_edges, p, k, f, weight, f.exclude_m2.get(process))
             b, var = b + est.values, var + est.variances
             factorised[name] = est.factorised
-            # a factorised window is empty when the pre-cut template is; its bound is one event x eps
-            emptiness = np.where(est.factorised, _gather(fi.before, p, k).sum(axis=(1, 2)), _gather(values, p, k).sum(axis=(1, 2)))
-            bound_weight[name] = np.where(emptiness < 2.0 * weight, np.where(est.factorised, weight * est.pass_fraction.eps, weight), 0.0)
+            # a factorised window is empty when the pre-cut template is (< two events' weight): one event x eps.
+            # A plain window with >= min_events effective events after the cut has measured its yield: no bound;
+            # one kept plain below that (over an excluded M2 range) is empty as in the plain estimate
+            empty_before = _gather(fi.before, p, k).sum(axis=(1, 2)) < 2.0 * weight
+            empty_after = (_gather(values, p, k).sum(axis=(1, 2)) < 2.0 * weight) & (est.plain_events < f.min_events)
+            bound_weight[name] = np.where(est.factorised, np.where(empty_before, weight * est.pass_fraction.eps, 0.0),
+                                          np.where(empty_after, weight, 0.0))
     shape_unc = range_values(p.peak, cfg.systematics.ranges, "background_shape")
     bound = np.zeros(len(p.mass))
     if cfg.mc_bound.enabled:

@@ -152,7 +152,8 @@ def test_scan_uses_the_factorised_background_and_says_where(tmp_path):
     # the truth: events x eps x WEIGHT per bin over the window (+-2 sigma)
     half = 2 * f["m2_sigma"].to_numpy()
     truth = np.array([np.sum((WEIGHT * events * eps)[(MID > a - h_) & (MID < a + h_)]) for a, h_ in zip(m2, half)])
-    got = f["window_background"].to_numpy() - f["mc_bound_events"].to_numpy()
+    assert np.all(f["mc_bound_events"] == 0)          # ~30 pre-cut events in every window: nothing is empty
+    got = f["window_background"].to_numpy()
     # ~30 pre-cut events per window (+-20 %, windows overlap): each within 60 %, on average within 10 %
     assert np.all(np.abs(got / truth - 1) < 0.6) and abs(np.mean(got / truth) - 1) < 0.1, np.mean(got / truth)
     plain_cfg = fast.model_copy(update={"background_estimate": "plain"})
