@@ -49,6 +49,7 @@ from belle_rare.configs.processes import load_catalogue
 from belle_rare.core.atomic import save_figure, write_json
 from belle_rare.core.errors import UserError
 from belle_rare.processors.registry import get_search
+from belle_rare.processors.zprime_classifier import nearest_mass
 from belle_rare.simulation.generators import lmu_ltau
 from belle_rare.stats import model_config
 from belle_rare.stats import template_scan as ts
@@ -119,6 +120,9 @@ class Factorised(StrictModel):
     # window overlapping it keeps the plain count)
     exclude_m2: dict[str, tuple[float, float]] = {}
     closure_systematic: float = pydantic.Field(0.0, ge=0)   # relative, on every pass fraction
+    # sideband events classified at the window's own hypothesis (the processor's m2_pass, when the run has it), not
+    # each at its nearest trained mass (region classified)
+    sidebands_at_hypothesis: bool = True
 
 
 class ScanConfig(StrictModel):
@@ -171,6 +175,11 @@ class FactorInputs:
     raw_after_m2_var: np.ndarray
     raw_before_m2: np.ndarray
     raw_before_m2_var: np.ndarray
+    # the processor's m2_pass (if the run has it): trained masses (J,) and the M2 spectra (J, n_m2) of the selected
+    # events passing each trained mass's working point when classified at that mass
+    pass_masses: np.ndarray | None = None
+    raw_pass_m2: np.ndarray | None = None
+    raw_pass_m2_var: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -266,6 +275,18 @@ def smooth_m2(values: np.ndarray, variances: np.ndarray, m2_edges: np.ndarray, w
     return m2[:, None] * theta[None, :], m2_var[:, None] * theta_var[None, :]
 
 
+def _pass_by_mass(run: RunOutput, dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[()]:
+    """(trained masses, (J, n_m2) M2 spectra, variances) of the processor's ``m2_pass`` histogram; () if absent."""
+    h = run.histograms[dataset].get("m2_pass")
+    if h is None or CHANNEL not in h.axes["channel"] or "selected" not in h.axes["region"]:
+        return ()
+    keys = sorted(h.axes["trained"], key=float)
+    if not keys:
+        return ()
+    cut = [h[{"channel": CHANNEL, "region": "selected", "trained": key}] for key in keys]
+    return (np.array([float(key) for key in keys]), np.stack([c.values() for c in cut]), np.stack([c.variances() for c in cut]))
+
+
 def spectra(run: RunOutput, cfg: ScanConfig) -> Spectra:
     bkg = var = obs = None
     sets = {}
@@ -294,7 +315,8 @@ def spectra(run: RunOutput, cfg: ScanConfig) -> Spectra:
         if width > 0:  # a slowly varying process: its sparse weighted events spread over +-several GeV^2
             values, variances = smooth_m2(values, variances, m2_edges, width)
         if factorised:
-            factor_inputs[name] = FactorInputs(variances, before, before_var, *raw)
+            factor_inputs[name] = FactorInputs(variances, before, before_var, *raw,
+                                               *(_pass_by_mass(run, name) if cfg.factorised.sidebands_at_hypothesis else ()))
         bkg = values if bkg is None else bkg + values
         var = variances if var is None else var + variances
         weight = float(info.get("max_event_weight") or info.get("scale") or 0.0)
@@ -391,6 +413,7 @@ class Model:
     # background_estimate factorised: per background dataset, (H,) True where its window is factorised
     factorised: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     background_plain: np.ndarray | None = None   # (H,) the plain after-cut window background (no bound)
+    factorised_at_hypothesis: bool = False        # sideband pass fractions from the processor's m2_pass
 
 
 def build(samples: SignalSamples, spec: Spectra, p: Plan, cfg: ScanConfig, luminosity_fb: float,
@@ -453,7 +476,8 @@ def build(samples: SignalSamples, spec: Spectra, p: Plan, cfg: ScanConfig, lumin
         n=flat_shape(n), s=flat_shape(shape) / total[:, None], s_up=flat_shape(up) / total[:, None],
         s_down=flat_shape(down) / total[:, None], b=flat_shape(b_all), sigma_b=flat_shape(sigma_b),
         kappa=np.hypot(eff_unc, cfg.systematics.luminosity), mask=np.repeat(mask, n_theta, axis=1))
-    return Model(w, per_fb * total, bound, flat_shape(b_all).sum(axis=1), factorised, b_plain)
+    at_hypothesis = any(fi.pass_masses is not None for fi in spec.factor_inputs.values())
+    return Model(w, per_fb * total, bound, flat_shape(b_all).sum(axis=1), factorised, b_plain, at_hypothesis)
 
 
 def _gather_1d(spectrum: np.ndarray, p: Plan) -> np.ndarray:
@@ -462,14 +486,34 @@ def _gather_1d(spectrum: np.ndarray, p: Plan) -> np.ndarray:
     return cum[p.first + p.width] - cum[p.first]
 
 
+def sideband_pass_fraction(fi: FactorInputs, m2_edges: np.ndarray, p: Plan, f: Factorised, one_event_weight: float = 0.0,
+                           exclude: tuple[float, float] | None = None, systematic: float = 0.0) -> zb.PassFraction:
+    """The sidebands' pass fraction of every window: with the run's ``m2_pass``, the sideband events classified at the
+    trained mass nearest the hypothesis (as the window's events mostly are); else each at its nearest trained mass."""
+    args = (m2_edges, f.sideband_widths, f.min_events, one_event_weight, exclude, systematic)
+    if fi.pass_masses is None:
+        return zb.sideband_pass_fraction(fi.raw_before_m2, fi.raw_before_m2_var, fi.raw_after_m2, fi.raw_after_m2_var,
+                                         m2_edges, p.first, p.width, *args[1:])
+    trained = nearest_mass(p.mass**2, fi.pass_masses)
+    parts = {}
+    for j in np.unique(trained):   # a loop over the trained masses, each vectorised over its windows
+        rows = trained == j
+        parts[j] = (rows, zb.sideband_pass_fraction(fi.raw_before_m2, fi.raw_before_m2_var, fi.raw_pass_m2[j],
+                                                    fi.raw_pass_m2_var[j], m2_edges, p.first[rows], p.width[rows],
+                                                    *args[1:]))
+    out = {k: np.zeros(len(p.mass)) for k in ("eps", "var", "events_after", "sideband_width")}
+    for rows, pf in parts.values():
+        for k in out:
+            out[k][rows] = getattr(pf, k)
+    return zb.PassFraction(**out)
+
+
 def _factorised_dataset(fi: FactorInputs, after: np.ndarray, m2_edges: np.ndarray, p: Plan, k: int,
                         f: Factorised, one_event_weight: float, exclude: tuple[float, float] | None = None
                         ) -> zb.WindowEstimate:
     """One background dataset's after-cut windows: plain where the raw after-cut window has ``f.min_events``
     effective events, else the (smoothed) pre-cut window x the sidebands' pass fraction."""
-    pf = zb.sideband_pass_fraction(fi.raw_before_m2, fi.raw_before_m2_var, fi.raw_after_m2, fi.raw_after_m2_var,
-                                   m2_edges, p.first, p.width, f.sideband_widths, f.min_events, one_event_weight,
-                                   exclude, f.closure_systematic)
+    pf = sideband_pass_fraction(fi, m2_edges, p, f, one_event_weight, exclude, f.closure_systematic)
     plain_events = zb.effective_events(_gather_1d(fi.raw_after_m2, p), _gather_1d(fi.raw_after_m2_var, p))
     force = None
     if exclude is not None:
@@ -605,6 +649,9 @@ def background_estimate_summary(cfg: ScanConfig, model: Model, masses: np.ndarra
     out: dict = {"method": cfg.background_estimate}
     if cfg.background_estimate == "factorised":
         f = cfg.factorised
+        at_hypothesis = f.sidebands_at_hypothesis and bool(model.factorised_at_hypothesis)
+        out["sidebands_classified_at"] = ("the window's hypothesis (nearest trained mass; processor histogram m2_pass)"
+                                          if at_hypothesis else "each event's nearest trained mass (region classified)")
         out["settings"] = {"before_region": f.before_region, "min_events": f.min_events,
                            "sideband_widths_gev2": [w if np.isfinite(w) else "all" for w in f.sideband_widths]}
         out["datasets"] = {d: {"factorised_windows": int(use.sum()), "plain_windows": int((~use).sum()),

@@ -35,15 +35,16 @@ def main() -> None:
     every = max(1, int(round(2 * cfg.scan.half_width_sigma / cfg.scan.step_over_sigma)))
     pick = np.arange(0, len(p.mass), every)
     f = cfg.factorised
+    at = any(fi.pass_masses is not None for fi in spec.factor_inputs.values())
     print(f"{len(pick)} non-overlapping windows of {len(p.mass)}; sidebands {f.sideband_widths} GeV^2, "
-          f"pass fraction from >= {f.min_events:g} effective after-cut events")
+          f"pass fraction from >= {f.min_events:g} effective after-cut events, sideband events classified at "
+          f"{'the window hypothesis (m2_pass)' if at else 'their nearest trained mass'}")
     all_pulls: dict[float, list] = {m: [] for m in args.min_events}
     terms: dict[float, list] = {m: [] for m in args.min_events}   # (difference, variance, eps S) for the systematic
     for name, fi in sorted(spec.factor_inputs.items()):   # a loop over background datasets
         exclude = f.exclude_m2.get(spec.background_sets[name][1])
         # the statistical closure: no closure systematic in the pass fraction
-        pf = zb.sideband_pass_fraction(fi.raw_before_m2, fi.raw_before_m2_var, fi.raw_after_m2, fi.raw_after_m2_var,
-                                       spec.m2_edges, p.first, p.width, f.sideband_widths, f.min_events, exclude=exclude)
+        pf = zs.sideband_pass_fraction(fi, spec.m2_edges, p, f, exclude=exclude)
         s_w, sv_w = zs._gather_1d(fi.raw_before_m2, p), zs._gather_1d(fi.raw_before_m2_var, p)
         c_w, cv_w = zs._gather_1d(fi.raw_after_m2, p), zs._gather_1d(fi.raw_after_m2_var, p)
         pulls = zb.closure_pulls(s_w, sv_w, c_w, cv_w, pf)

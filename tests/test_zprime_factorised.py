@@ -160,3 +160,22 @@ def test_scan_uses_the_factorised_background_and_says_where(tmp_path):
     table_p, doc_p = zs.compute(tmp_path, cfg=plain_cfg)
     assert doc_p["background_estimate"] == {"method": "plain"}
     np.testing.assert_allclose(table_p.frame["window_background_plain"], f["window_background_plain"])
+
+
+def test_sidebands_classified_at_the_window_hypothesis():
+    """With the processor's m2_pass, a window near trained mass j takes its sidebands' pass fraction at j's working
+    point (here 0.1 at 2 GeV, 0.3 at 3 GeV for every event), not the nearest-mass mixture of region classified."""
+    events, _ = _density()
+    s = 1000.0 * events
+    after_nearest = np.where(MID < 6.25, 0.1, 0.3) * s        # region classified: steps at the midpoint 2.5 GeV
+    passes = np.stack([0.1 * s, 0.3 * s])                      # every event at 2 GeV's and at 3 GeV's working point
+    zeros = np.zeros((2, 2))
+    fi = zs.FactorInputs(zeros, zeros, zeros, after_nearest, after_nearest, s, s, np.array([2.0, 3.0]), passes, passes)
+    masses = np.array([2.0, 2.45, 2.55, 3.0])
+    first = np.searchsorted(EDGES, masses**2 - 0.5) - 1
+    p = zs.Plan(masses, np.zeros(4, int), masses**2, np.full(4, 0.25), np.full(4, 0.2), first, np.full(4, 20))
+    f = zs.Factorised(sideband_widths=[4.0])
+    pf = zs.sideband_pass_fraction(fi, EDGES, p, f)
+    np.testing.assert_allclose(pf.eps, [0.1, 0.1, 0.3, 0.3])
+    plain = zs.sideband_pass_fraction(zs.FactorInputs(zeros, zeros, zeros, after_nearest, after_nearest, s, s), EDGES, p, f)
+    assert 0.1 < plain.eps[1] < 0.3 and 0.1 < plain.eps[2] < 0.3   # the mixture across the step
