@@ -120,6 +120,7 @@ class Factorised(StrictModel):
     # window overlapping it keeps the plain count)
     exclude_m2: dict[str, tuple[float, float]] = {}
     closure_systematic: float = pydantic.Field(0.0, ge=0)   # relative, on every pass fraction
+    closure_systematic_nearest: float = pydantic.Field(0.0, ge=0)   # the same, for runs without m2_pass
     # sideband events classified at the window's own hypothesis (the processor's m2_pass, when the run has it), not
     # each at its nearest trained mass (region classified)
     sidebands_at_hypothesis: bool = True
@@ -513,7 +514,8 @@ def _factorised_dataset(fi: FactorInputs, after: np.ndarray, m2_edges: np.ndarra
                         ) -> zb.WindowEstimate:
     """One background dataset's after-cut windows: plain where the raw after-cut window has ``f.min_events``
     effective events, else the (smoothed) pre-cut window x the sidebands' pass fraction."""
-    pf = sideband_pass_fraction(fi, m2_edges, p, f, one_event_weight, exclude, f.closure_systematic)
+    systematic = f.closure_systematic if fi.pass_masses is not None else f.closure_systematic_nearest
+    pf = sideband_pass_fraction(fi, m2_edges, p, f, one_event_weight, exclude, systematic)
     plain_events = zb.effective_events(_gather_1d(fi.raw_after_m2, p), _gather_1d(fi.raw_after_m2_var, p))
     force = None
     if exclude is not None:

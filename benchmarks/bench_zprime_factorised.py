@@ -75,8 +75,9 @@ def main() -> None:
             if rms(0.0) > 1.0:
                 for _ in range(60):
                     lo, hi = ((lo + hi) / 2, hi) if rms((lo + hi) / 2) > 1.0 else (lo, (lo + hi) / 2)
-            print(f"    relative systematic on eps for rms 1: {lo:.3f} (config factorised.closure_systematic: "
-                  f"{f.closure_systematic:g}); rms with the configured one {rms(f.closure_systematic):.3f}")
+            configured = f.closure_systematic if at else f.closure_systematic_nearest
+            print(f"    relative systematic on eps for rms 1: {lo:.3f} (configured for this run: {configured:g}); "
+                  f"rms with the configured one {rms(configured):.3f}")
 
 
 if __name__ == "__main__":
