@@ -81,6 +81,13 @@ def collect(opts: TrainOptions) -> tuple[Any, dict[str, Any], dict[str, Any]]:
 
 def train(opts: TrainOptions) -> dict[str, Any]:
     """Collect features, train k folds, choose the Punzi working point, write the artefacts."""
+    if opts.search == "zprime":   # one mass-parametrised model, a working point per mass: its own trainer
+        from belle_rare.analyses import zprime_train
+
+        if opts.experiment != zprime_train.EXPERIMENT:
+            raise UserError(f"--experiment: search 'zprime' is defined for {zprime_train.EXPERIMENT}, not '{opts.experiment}'")
+        return {"zprime": zprime_train.train(opts.samples, opts.out, executor=opts.executor, workers=opts.workers,
+                                             progress=opts.progress)}
     start = time.perf_counter()
     proc, output, info = collect(opts)
     config, datasets = info["config"], info["datasets"]
@@ -234,6 +241,13 @@ def _train(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     result = train(TrainOptions(search=args.search, experiment=args.experiment, samples=args.samples, out=args.out,
                                 executor=args.executor, workers=args.workers, progress=console.is_terminal))
+    if "zprime" in result:
+        from belle_rare.analyses.zprime_train import summary_lines
+
+        for line in summary_lines(result["zprime"]):
+            console.print(line, highlight=False)
+        console.print(f"zprime: {len(result['zprime']['meta']['masses'])} trained masses -> {', '.join(map(str, result['zprime']['paths']))}")
+        return 0
     for channel, part in result.get("per_channel", {}).items():
         wp = part["meta"]["working_point"]
         console.print(f"{args.search} ({channel}): working point BDT > {wp['cut']:.4f} (eps {wp['efficiency']:.3g}, "

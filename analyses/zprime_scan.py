@@ -33,19 +33,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pydantic
 
+from belle_rare.analyses import zprime_background as zb
 from belle_rare.analyses.hepdata_record import plot_limit_curve, write_hepdata
 from belle_rare.configs.loader import StrictModel
 from belle_rare.configs.processes import load_catalogue
 from belle_rare.core.atomic import save_figure, write_json
 from belle_rare.core.errors import UserError
 from belle_rare.processors.registry import get_search
+from belle_rare.processors.zprime_classifier import nearest_mass
 from belle_rare.simulation.generators import lmu_ltau
 from belle_rare.stats import model_config
 from belle_rare.stats import template_scan as ts
@@ -105,6 +109,23 @@ class LookElsewhere(StrictModel):
     seed: int = 1
 
 
+class Factorised(StrictModel):
+    """The factorised after-classifier background (analyses/zprime_background.py)."""
+
+    before_region: str = "selected"            # the pre-classifier region of the same histogram
+    min_events: float = pydantic.Field(10.0, gt=0)   # effective simulated events for a plain count / a pass fraction
+    # sideband half-widths tried (GeV^2 each side of the window, increasing; inf: the whole range)
+    sideband_widths: list[float] = pydantic.Field([1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, float("inf")], min_length=1)
+    # per process: an M2_recoil range (GeV^2) whose pass fraction is not the neighbours' (never a sideband; a
+    # window overlapping it keeps the plain count)
+    exclude_m2: dict[str, tuple[float, float]] = {}
+    closure_systematic: float = pydantic.Field(0.0, ge=0)   # relative, on every pass fraction
+    closure_systematic_nearest: float = pydantic.Field(0.0, ge=0)   # the same, for runs without m2_pass
+    # sideband events classified at the window's own hypothesis (the processor's m2_pass, when the run has it), not
+    # each at its nearest trained mass (region classified)
+    sidebands_at_hypothesis: bool = True
+
+
 class ScanConfig(StrictModel):
     search: str
     experiment: str
@@ -116,6 +137,10 @@ class ScanConfig(StrictModel):
     mc_bound: MCBound = MCBound()
     smoothing: Smoothing = Smoothing()
     look_elsewhere: LookElsewhere = LookElsewhere()
+    # plain: each background dataset's after-cut template as simulated; factorised: where a window holds fewer
+    # than factorised.min_events simulated events after the cut, the pre-cut window x the sidebands' pass fraction
+    background_estimate: Literal["plain", "factorised"] = "plain"
+    factorised: Factorised = Factorised()
 
 
 def load_scan_config(path: Path | None = None) -> ScanConfig:
@@ -135,6 +160,27 @@ class Spectra:
     observed: np.ndarray | None
     # per background dataset: (weight of one event, process, its yields) for the MC bound
     background_sets: dict[str, tuple[float, str, np.ndarray]]
+    # per background dataset, for the factorised estimate (background_estimate: factorised); else empty
+    factor_inputs: dict[str, "FactorInputs"] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FactorInputs:
+    """One background dataset before and after the classifier: the (M2, theta) templates (smoothed like the
+    after-cut one) and the raw M2 spectra with their sums of squared weights."""
+
+    after_var: np.ndarray
+    before: np.ndarray
+    before_var: np.ndarray
+    raw_after_m2: np.ndarray
+    raw_after_m2_var: np.ndarray
+    raw_before_m2: np.ndarray
+    raw_before_m2_var: np.ndarray
+    # the processor's m2_pass (if the run has it): trained masses (J,) and the M2 spectra (J, n_m2) of the selected
+    # events passing each trained mass's working point when classified at that mass
+    pass_masses: np.ndarray | None = None
+    raw_pass_m2: np.ndarray | None = None
+    raw_pass_m2_var: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -152,12 +198,14 @@ class SignalSamples:
     datasets: list[str]
 
 
-def _hist2d(run: RunOutput, dataset: str, cfg: ScanConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _hist2d(run: RunOutput, dataset: str, cfg: ScanConfig, region: str | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     full = run.histograms[dataset][cfg.scan.histogram]
     m2_axis, theta_axis = (a for a in full.axes if a.name not in ("channel", "region"))
     r = cfg.scan.theta_rebin
-    if CHANNEL in full.axes["channel"] and cfg.scan.region in full.axes["region"]:
-        h = full[{"channel": CHANNEL, "region": cfg.scan.region}]
+    region = region or cfg.scan.region
+    if CHANNEL in full.axes["channel"] and region in full.axes["region"]:
+        h = full[{"channel": CHANNEL, "region": region}]
         values, variances = h.values(), h.variances()
     else:  # a dataset that selected no event has no category to index (growing axes): an empty plane
         values = variances = np.zeros((len(m2_axis), len(theta_axis)))
@@ -228,9 +276,26 @@ def smooth_m2(values: np.ndarray, variances: np.ndarray, m2_edges: np.ndarray, w
     return m2[:, None] * theta[None, :], m2_var[:, None] * theta_var[None, :]
 
 
+def _pass_by_mass(run: RunOutput, dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[()]:
+    """(trained masses, (J, n_m2) M2 spectra, variances) of the processor's ``m2_pass`` histogram; () if absent."""
+    h = run.histograms[dataset].get("m2_pass")
+    if h is None or CHANNEL not in h.axes["channel"] or "selected" not in h.axes["region"]:
+        return ()
+    keys = sorted(h.axes["trained"], key=float)
+    if not keys:
+        return ()
+    cut = [h[{"channel": CHANNEL, "region": "selected", "trained": key}] for key in keys]
+    return (np.array([float(key) for key in keys]), np.stack([c.values() for c in cut]), np.stack([c.variances() for c in cut]))
+
+
 def spectra(run: RunOutput, cfg: ScanConfig) -> Spectra:
     bkg = var = obs = None
     sets = {}
+    factor_inputs: dict[str, FactorInputs] = {}
+    factorised = cfg.background_estimate == "factorised"
+    if factorised and cfg.factorised.before_region == cfg.scan.region:
+        raise StatsError(f"zprime: background_estimate factorised needs scan.region ('{cfg.scan.region}') to differ "
+                         "from factorised.before_region (the pre-classifier region)")
     edges = None
     for name, info in run.datasets.items():
         kind = info.get("kind")
@@ -243,15 +308,23 @@ def spectra(run: RunOutput, cfg: ScanConfig) -> Spectra:
             continue
         process = str(info.get("process", name))
         width = cfg.smoothing.m2_sigma.get(process, 0.0)
+        if factorised:
+            before, before_var, _, _ = _hist2d(run, name, cfg, cfg.factorised.before_region)
+            raw = (values.sum(axis=1), variances.sum(axis=1), before.sum(axis=1), before_var.sum(axis=1))
+            if width > 0:
+                before, before_var = smooth_m2(before, before_var, m2_edges, width)
         if width > 0:  # a slowly varying process: its sparse weighted events spread over +-several GeV^2
             values, variances = smooth_m2(values, variances, m2_edges, width)
+        if factorised:
+            factor_inputs[name] = FactorInputs(variances, before, before_var, *raw,
+                                               *(_pass_by_mass(run, name) if cfg.factorised.sidebands_at_hypothesis else ()))
         bkg = values if bkg is None else bkg + values
         var = variances if var is None else var + variances
         weight = float(info.get("max_event_weight") or info.get("scale") or 0.0)
         sets[name] = (weight, process, values)
     if bkg is None:
         raise StatsError("zprime: the run has no background dataset")
-    return Spectra(edges[0], edges[1], bkg, var, obs, sets)
+    return Spectra(edges[0], edges[1], bkg, var, obs, sets, factor_inputs)
 
 
 # ---------------------------------------------------------------------------------------------- hypotheses
@@ -338,6 +411,10 @@ class Model:
     signal_per_fb: np.ndarray     # (H,) window signal events per fb of sigma x BR
     mc_bound: np.ndarray          # (H,) events of MC statistical bound added
     background: np.ndarray        # (H,) background in the window (with the bound)
+    # background_estimate factorised: per background dataset, (H,) True where its window is factorised
+    factorised: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    background_plain: np.ndarray | None = None   # (H,) the plain after-cut window background (no bound)
+    factorised_at_hypothesis: bool = False        # sideband pass fractions from the processor's m2_pass
 
 
 def build(samples: SignalSamples, spec: Spectra, p: Plan, cfg: ScanConfig, luminosity_fb: float,
@@ -350,6 +427,25 @@ def build(samples: SignalSamples, spec: Spectra, p: Plan, cfg: ScanConfig, lumin
     per_fb = p.efficiency * luminosity_fb   # selected signal events per fb of sigma x BR (all bins)
     b = _gather(spec.background, p, k)
     var = _gather(spec.background_var, p, k)
+    b_plain = b.sum(axis=(1, 2))
+    factorised: dict[str, np.ndarray] = {}
+    # per dataset the weight an "empty" window's bound carries: one event, times the pass fraction if factorised
+    bound_weight: dict[str, np.ndarray] = {}
+    if spec.factor_inputs:
+        b, var = np.zeros_like(b), np.zeros_like(var)
+        f = cfg.factorised
+        for name, fi in spec.factor_inputs.items():  # a loop over background datasets
+            weight, process, values = spec.background_sets[name]
+            est = _factorised_dataset(fi, values, spec.m2_edges, p, k, f, weight, f.exclude_m2.get(process))
+            b, var = b + est.values, var + est.variances
+            factorised[name] = est.factorised
+            # a factorised window is empty when the pre-cut template is (< two events' weight): one event x eps.
+            # A plain window with >= min_events effective events after the cut has measured its yield: no bound;
+            # one kept plain below that (over an excluded M2 range) is empty as in the plain estimate
+            empty_before = _gather(fi.before, p, k).sum(axis=(1, 2)) < 2.0 * weight
+            empty_after = (_gather(values, p, k).sum(axis=(1, 2)) < 2.0 * weight) & (est.plain_events < f.min_events)
+            bound_weight[name] = np.where(est.factorised, np.where(empty_before, weight * est.pass_fraction.eps, 0.0),
+                                          np.where(empty_after, weight, 0.0))
     shape_unc = range_values(p.peak, cfg.systematics.ranges, "background_shape")
     bound = np.zeros(len(p.mass))
     if cfg.mc_bound.enabled:
@@ -358,6 +454,9 @@ def build(samples: SignalSamples, spec: Spectra, p: Plan, cfg: ScanConfig, lumin
         for name, (weight, process, values) in spec.background_sets.items():  # a loop over datasets
             reach = cfg.mc_bound.reach.get(process)
             can = np.ones(len(p.mass), bool) if reach is None else (hi_m2 > reach[0]) & (lo_m2 < reach[1])
+            if name in bound_weight:
+                bound += np.where(can, bound_weight[name], 0.0)
+                continue
             # "empty": less than two simulated events' weight in the window; a window holding one event of a
             # 1e5-weight sample has measured its yield no better than an empty one, and without this the
             # limit would jump down wherever a single heavy event sits (all other bins background-free)
@@ -378,7 +477,51 @@ def build(samples: SignalSamples, spec: Spectra, p: Plan, cfg: ScanConfig, lumin
         n=flat_shape(n), s=flat_shape(shape) / total[:, None], s_up=flat_shape(up) / total[:, None],
         s_down=flat_shape(down) / total[:, None], b=flat_shape(b_all), sigma_b=flat_shape(sigma_b),
         kappa=np.hypot(eff_unc, cfg.systematics.luminosity), mask=np.repeat(mask, n_theta, axis=1))
-    return Model(w, per_fb * total, bound, flat_shape(b_all).sum(axis=1))
+    at_hypothesis = any(fi.pass_masses is not None for fi in spec.factor_inputs.values())
+    return Model(w, per_fb * total, bound, flat_shape(b_all).sum(axis=1), factorised, b_plain, at_hypothesis)
+
+
+def _gather_1d(spectrum: np.ndarray, p: Plan) -> np.ndarray:
+    """Sum of a (n_m2,) spectrum over each hypothesis's window bins (H,)."""
+    cum = np.concatenate([[0.0], np.cumsum(spectrum)])
+    return cum[p.first + p.width] - cum[p.first]
+
+
+def sideband_pass_fraction(fi: FactorInputs, m2_edges: np.ndarray, p: Plan, f: Factorised, one_event_weight: float = 0.0,
+                           exclude: tuple[float, float] | None = None, systematic: float = 0.0) -> zb.PassFraction:
+    """The sidebands' pass fraction of every window: with the run's ``m2_pass``, the sideband events classified at the
+    trained mass nearest the hypothesis (as the window's events mostly are); else each at its nearest trained mass."""
+    args = (m2_edges, f.sideband_widths, f.min_events, one_event_weight, exclude, systematic)
+    if fi.pass_masses is None:
+        return zb.sideband_pass_fraction(fi.raw_before_m2, fi.raw_before_m2_var, fi.raw_after_m2, fi.raw_after_m2_var,
+                                         m2_edges, p.first, p.width, *args[1:])
+    trained = nearest_mass(p.mass**2, fi.pass_masses)
+    parts = {}
+    for j in np.unique(trained):   # a loop over the trained masses, each vectorised over its windows
+        rows = trained == j
+        parts[j] = (rows, zb.sideband_pass_fraction(fi.raw_before_m2, fi.raw_before_m2_var, fi.raw_pass_m2[j],
+                                                    fi.raw_pass_m2_var[j], m2_edges, p.first[rows], p.width[rows],
+                                                    *args[1:]))
+    out = {k: np.zeros(len(p.mass)) for k in ("eps", "var", "events_after", "sideband_width")}
+    for rows, pf in parts.values():
+        for k in out:
+            out[k][rows] = getattr(pf, k)
+    return zb.PassFraction(**out)
+
+
+def _factorised_dataset(fi: FactorInputs, after: np.ndarray, m2_edges: np.ndarray, p: Plan, k: int,
+                        f: Factorised, one_event_weight: float, exclude: tuple[float, float] | None = None
+                        ) -> zb.WindowEstimate:
+    """One background dataset's after-cut windows: plain where the raw after-cut window has ``f.min_events``
+    effective events, else the (smoothed) pre-cut window x the sidebands' pass fraction."""
+    systematic = f.closure_systematic if fi.pass_masses is not None else f.closure_systematic_nearest
+    pf = sideband_pass_fraction(fi, m2_edges, p, f, one_event_weight, exclude, systematic)
+    plain_events = zb.effective_events(_gather_1d(fi.raw_after_m2, p), _gather_1d(fi.raw_after_m2_var, p))
+    force = None
+    if exclude is not None:
+        force = (m2_edges[p.first + p.width] > exclude[0]) & (m2_edges[p.first] < exclude[1])
+    return zb.factorised_window(_gather(fi.before, p, k), _gather(fi.before_var, p, k), _gather(after, p, k),
+                                _gather(fi.after_var, p, k), plain_events, pf, f.min_events, force)
 
 
 # ---------------------------------------------------------------------------------------------- couplings
@@ -443,7 +586,10 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
         metadata={"search": SIGNAL, "poi": cfg.poi, "unit": "fb", "cl": cl, "experiment": cfg.experiment,
                   "luminosity_fb": run.luminosity_fb},
         m2_sigma=p.sigma, efficiency=p.efficiency, window_signal_per_fb=per_fb, window_background=model.background,
-        mc_bound_events=model.mc_bound, signal_events_observed=limits.observed, signal_events_expected=limits.expected[2],
+        mc_bound_events=model.mc_bound, window_background_plain=model.background_plain,
+        factorised_datasets=np.array([",".join(sorted(d for d, use in model.factorised.items() if use[i]))
+                                      for i in range(len(masses))], dtype=object),
+        signal_events_observed=limits.observed, signal_events_expected=limits.expected[2],
         signal_yield_fit=fits.free.x, nearest_sample=np.array([samples.datasets[i] for i in p.nearest], dtype=object),
         **couplings)
     # look-elsewhere: background-only Poisson toys of the whole 2D spectrum through the same fast fits
@@ -491,12 +637,31 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
                                                          samples.sigma, samples.effective_events)},
         "couplings": {m: {"best_expected": float(np.nanmin(couplings[f"coupling_expected_{m}"])),
                           "at_mass_max_expected": float(couplings[f"coupling_expected_{m}"][-1])} for m in MODELS},
+        "background_estimate": background_estimate_summary(cfg, model, masses),
         "largest_excess": excess.to_dict(), "look_elsewhere": table.metadata["look_elsewhere"],
         "seconds": {"prepare": round(prepared - start, 2), "scan": round(scanned - prepared, 2),
                     "look_elsewhere": round(finished - scanned, 2)},
         "limits": [entry],
     }
     return table, document
+
+
+def background_estimate_summary(cfg: ScanConfig, model: Model, masses: np.ndarray) -> dict:
+    """limits.json's record of which windows used the factorised background, per dataset."""
+    out: dict = {"method": cfg.background_estimate}
+    if cfg.background_estimate == "factorised":
+        f = cfg.factorised
+        at_hypothesis = f.sidebands_at_hypothesis and bool(model.factorised_at_hypothesis)
+        out["sidebands_classified_at"] = ("the window's hypothesis (nearest trained mass; processor histogram m2_pass)"
+                                          if at_hypothesis else "each event's nearest trained mass (region classified)")
+        out["settings"] = {"before_region": f.before_region, "min_events": f.min_events,
+                           "sideband_widths_gev2": [w if np.isfinite(w) else "all" for w in f.sideband_widths]}
+        out["datasets"] = {d: {"factorised_windows": int(use.sum()), "plain_windows": int((~use).sum()),
+                               "factorised_masses_gev": [float(m) for m in masses[use]]}
+                           for d, use in sorted(model.factorised.items())}
+        out["windows_with_any_factorised"] = int(np.any(np.stack(list(model.factorised.values())), axis=0).sum()) \
+            if model.factorised else 0
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- outputs

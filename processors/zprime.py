@@ -154,11 +154,18 @@ class ZprimeProcessor(SearchProcessor):
 
     def book(self) -> dict[str, hist.Hist]:
         b = self.config.histograms
-        return {
+        hists = {
             "yields": new_hist(count_axis(), systematics=True),
             "m2_theta": new_hist(regular(*b.m2, "m2", r"$M^2_{recoil}$ [GeV$^2$]"),
                                  regular(*b.theta_cm_deg, "theta", r"$\theta_{recoil}$ (CM) [deg]")),
         }
+        if self.classifier is not None:
+            # M2_recoil of the selected events passing the working point of each trained mass when classified at that
+            # mass (every event at every mass): the factorised background's sideband pass fractions at the window's
+            # own hypothesis (analyses/zprime_background.py)
+            hists["m2_pass"] = new_hist(regular(*b.m2, "m2", r"$M^2_{recoil}$ [GeV$^2$]"),
+                                        hist.axis.StrCategory([], name="trained", label="trained mass [GeV]", growth=True))
+        return hists
 
     def pid_requirements(self) -> list[tuple[str, float]]:
         return [(self.config.muons.id_branch, self.config.muons.id_min)]
@@ -218,6 +225,11 @@ class ZprimeProcessor(SearchProcessor):
             passed = np.zeros(len(selected), bool)
             passed[selected] = self.classifier.passes({k: full[k][selected] for k in (*FEATURES, "m2_recoil")}, event[selected])
             regions["classified"] = passed
+            every = np.zeros((len(selected), len(self.classifier.masses)), bool)
+            every[selected] = self.classifier.passes_at_every_mass(
+                {k: full[k][selected] for k in FEATURES}, event[selected])
+            values["pass_by_mass"] = every
+            full["pass_by_mass"] = every
         return Selection(cuts=cuts, values={k: full[k] for k in values}, regions=regions)
 
     def add_weights(self, weights: Any, selection: Selection, channel: str) -> None:
@@ -235,6 +247,11 @@ class ZprimeProcessor(SearchProcessor):
         for region, keep in selection.regions.items():
             hists["m2_theta"].fill(channel=channel, region=region, m2=v["m2_recoil"][keep], theta=v["theta_recoil"][keep],
                                    weight=weight[keep])
+        if "pass_by_mass" in v and "m2_pass" in hists:
+            rows, cols = np.nonzero(v["pass_by_mass"] & selection.regions["selected"][:, None])
+            names = np.array([f"{m:g}" for m in self.classifier.masses])
+            hists["m2_pass"].fill(channel=channel, region="selected", m2=v["m2_recoil"][rows], trained=names[cols],
+                                  weight=weight[rows])
 
     def columns(self, events: ak.Array, selection: Selection, channel: str, weight: np.ndarray, dataset: str) -> dict[str, dict[str, np.ndarray]]:
         """The classifier inputs, M2_recoil and theta_recoil of the selected events (the Punzi-net's training table)."""

@@ -142,6 +142,17 @@ class ClassifierCut:
         X = np.column_stack([np.asarray(columns[f], float) for f in FEATURES] + [self.masses[idx]])
         return self.model.score(np.nan_to_num(X, nan=-999.0), event), idx
 
+    def passes_at_every_mass(self, columns: Mapping[str, np.ndarray], event: np.ndarray) -> np.ndarray:
+        """(n, J): each event classified at every trained mass j, passing that mass's working point (the
+        factorised background's sidebands, classified at the window's own hypothesis)."""
+        n, j = len(event), len(self.masses)
+        if n == 0:
+            return np.zeros((0, j), bool)
+        base = np.column_stack([np.asarray(columns[f], float) for f in FEATURES])
+        X = np.column_stack([np.tile(base, (j, 1)), np.repeat(self.masses, n)])   # mass-major rows
+        score = self.model.score(np.nan_to_num(X, nan=-999.0), np.tile(np.asarray(event), j)).reshape(j, n).T
+        return score > self.cuts[None, :]
+
     def passes(self, columns: Mapping[str, np.ndarray], event: np.ndarray) -> np.ndarray:
         """True for events whose score passes the working point of their mass hypothesis."""
         if len(event) == 0:

@@ -5,9 +5,15 @@ n, a signal template s (normalised to one event in total), its resolution variat
 background template b fixed to simulation. The model, bin k:
 
     nu_k = x f(t) s_k(a) + g_k b_k,
-    f(t) = hi^t (t >= 0), lo^-t (t < 0)                     pyhf normsys (code 1), hi/lo = 1 +- kappa,
-    s_k(a) = s_k + a (s_up - s) (a >= 0), s_k + a (s - s_down)   pyhf histosys (code 0),
+    f(t) = hi^t (t >= 1), lo^-t (t <= -1), 1 + sum_i c_i t^i (|t| < 1)    pyhf normsys code 4, hi/lo = 1 +- kappa,
+    s_k(a) = s_k + a (s_up - s) (a > 1), s_k + a (s - s_down) (a < -1),
+             s_k + a S_k + a^2 A_k (15 - 10 a^2 + 3 a^4) (|a| <= 1)        pyhf histosys code 4p,
     constraints: t ~ N(0, 1), a ~ N(0, 1), m_k ~ Poisson(g_k tau_k), tau_k = (b_k / sigma_k)^2,
+
+the interpolation codes pyhf 0.7.6's ``Model`` uses by default (pyhf/pdf.py ``default_modifier_settings``:
+normsys ``code4``, histosys ``code4p``; pyhf/interpolators/code4.py, code4p.py): the c_i make f continuous with
+its first two derivatives at |t| = 1 (6th-order polynomial), S = (Delta_up + Delta_down) / 2,
+A = (Delta_up - Delta_down) / 16 with Delta_up = s_up - s, Delta_down = s - s_down.
 
 x the signal yield (the POI, >= 0), kappa the signal-normalisation uncertainty (efficiency and luminosity),
 g_k the per-bin background gammas of a pyhf ``shapesys`` with absolute uncertainty sigma_k (the template's
@@ -91,17 +97,45 @@ class Params:
         return Params(self.x.copy(), self.t.copy(), self.a.copy(), self.g.copy())
 
 
+# pyhf/interpolators/code4.py A_inverse at alpha0 = 1: the polynomial's coefficients c_1..c_6 from
+# (d_up - 1, d_dn - 1, ln d_up d_up, -ln d_dn d_dn, ln^2 d_up d_up, ln^2 d_dn d_dn), d = hi or lo over nominal
+_CODE4_A_INVERSE = np.array([
+    [15 / 16, -15 / 16, -7 / 16, -7 / 16, 1 / 16, -1 / 16],
+    [3 / 2, 3 / 2, -9 / 16, 9 / 16, 1 / 16, 1 / 16],
+    [-5 / 8, 5 / 8, 5 / 8, 5 / 8, -1 / 8, 1 / 8],
+    [-3 / 2, -3 / 2, 7 / 8, -7 / 8, -1 / 8, -1 / 8],
+    [3 / 16, -3 / 16, -3 / 16, -3 / 16, 1 / 16, -1 / 16],
+    [1 / 2, 1 / 2, -5 / 16, 5 / 16, 1 / 16, 1 / 16],
+])
+
+
 def _norm_factor(t: np.ndarray, kappa: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """f(t) of pyhf's normsys code 1 with hi = 1 + kappa, lo = 1 - kappa, and its first two derivatives."""
-    log_k = np.where(t >= 0, np.log1p(kappa), -np.log1p(-kappa))
-    f = np.exp(log_k * t)
-    return f, log_k * f, log_k**2 * f
+    """f(t) of pyhf's normsys code 4 with hi = 1 + kappa, lo = 1 - kappa, and its first two derivatives."""
+    up, dn = 1.0 + kappa, 1.0 - kappa
+    l_up, l_dn = np.log(up), np.log(dn)
+    b = np.stack([up - 1, dn - 1, l_up * up, -l_dn * dn, l_up**2 * up, l_dn**2 * dn])   # (6, H)
+    c = _CODE4_A_INVERSE @ b                                                           # (6, H): c_1..c_6
+    powers = np.arange(1, 7)[:, None]
+    poly = 1.0 + np.sum(c * t[None, :] ** powers, axis=0)
+    dpoly = np.sum(powers * c * t[None, :] ** (powers - 1), axis=0)
+    d2poly = np.sum(powers * (powers - 1) * c * t[None, :] ** np.maximum(powers - 2, 0), axis=0)
+    log_k = np.where(t >= 0, l_up, -l_dn)
+    expo = np.exp(log_k * t)
+    outside = np.abs(t) >= 1.0
+    return (np.where(outside, expo, poly), np.where(outside, log_k * expo, dpoly),
+            np.where(outside, log_k**2 * expo, d2poly))
 
 
 def _signal_shape(w: Windows, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """s(a) of pyhf's histosys code 0 and ds/da, (H, K)."""
-    slope = np.where(a[:, None] >= 0, w.s_up - w.s, w.s - w.s_down)
-    return w.s + a[:, None] * slope, slope
+    """s(a) of pyhf's histosys code 4p and ds/da, (H, K)."""
+    up, down = w.s_up - w.s, w.s - w.s_down
+    S, A = 0.5 * (up + down), 0.0625 * (up - down)
+    x = a[:, None]
+    inside = S * x + A * x**2 * (15.0 + x**2 * (-10.0 + 3.0 * x**2))
+    d_inside = S + A * (30.0 * x - 40.0 * x**3 + 18.0 * x**5)
+    delta = np.where(x > 1.0, up * x, np.where(x < -1.0, down * x, inside))
+    slope = np.where(x > 1.0, up, np.where(x < -1.0, down, d_inside))
+    return w.s + delta, slope
 
 
 def expected(w: Windows, p: Params) -> np.ndarray:

@@ -140,3 +140,9 @@ def test_generated_signal_peaks_at_the_zprime_mass_squared(zprime_processor, tmp
     window = (centre > lo) & (centre < hi)
     kept = classified[window].sum() / selected[window].sum()
     assert kept == pytest.approx(wp["quoted_efficiency"] / wp["efficiency_before"], abs=0.12)
+    # m2_pass: every selected event classified at every trained mass; at this mass, inside its window (where the
+    # nearest trained mass is this one) it is exactly region `classified`
+    at_mass = out["histograms"][req.dataset]["m2_pass"][{"channel": "mumu", "region": "selected", "trained": f"{mass:g}"}].values()
+    here = zc.nearest_mass(centre, zprime_processor.classifier.masses) == list(zprime_processor.classifier.masses).index(mass)
+    assert here[window].sum() > 5 and at_mass[here] == pytest.approx(classified[here])
+    assert np.all(at_mass <= selected + 1e-9) and at_mass.sum() > classified[window].sum()

@@ -1,0 +1,141 @@
+"""``belle-rare train zprime``: the mass-parametrised classifier with a Punzi working point per mass (issue 14).
+
+zprime's classifier is not the generic one-BDT recipe of ``analyses/train_command.py`` (``Search.training``):
+one model serves every Z' mass (processors/zprime_classifier.py). Steps:
+
+1. The zprime processor in training mode over the sample directory (no model; backgrounds PID-weighted: every
+   muon candidate weighted by its probability to pass muonID > 0.5, processors/pid_weighting.py), at the
+   search's 79.7 /fb; its ``classifier_inputs`` columns. Every ``sig_zprime*`` dataset is one trained mass
+   (its ``mass`` parameter), every simulated background dataset background.
+2. The training table: each trained mass sees the events of its window M^2 +- 2 sigma(M2_recoil) (sigma of the
+   search YAML's ``paper_m2_resolution``), a background event once per window (``zprime_classifier.training_table``).
+3. k-fold xgboost (folds ``__event__ % k``), out-of-fold scores.
+4. Per mass, the Punzi working point (a = 3, >= ``min_background_events`` simulated background events kept) chosen
+   on the half ``(__event__ // k) % 2 == 0`` and quoted on the other (``zprime_classifier.chosen_and_quoted``).
+5. ``OUT/zprime_belle2.json`` and ``_meta.json`` (``working_points`` per mass): what the processor loads
+   (``classifier`` block of configs/searches/zprime.yaml; ``belle-rare run --model-dir OUT``).
+
+The shipped model (models/zprime_belle2*.json) was made with these defaults; ``benchmarks/bench_zprime_classifier.py``
+calls ``train`` with its own options.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xgboost
+from coffea import processor
+
+from belle_rare.analyses.datasets import fileset, load_datasets, validate_inputs
+from belle_rare.analyses.executors import make_executor
+from belle_rare.analyses.runner import _manifest_seed, luminosity_for
+from belle_rare.core.errors import UserError
+from belle_rare.core.provenance import code_version
+from belle_rare.processors import bdt
+from belle_rare.processors import zprime_classifier as zc
+from belle_rare.processors.registry import get_search
+from belle_rare.processors.schema import BelleSchema
+
+SEARCH = "zprime"
+EXPERIMENT = "belle2"
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """The shipped model's settings (README, zprime limits section: 3 folds, 200 trees of depth 3)."""
+
+    folds: int = 3
+    n_estimators: int = 200
+    max_depth: int = 3
+    min_background_events: int = 10   # a working point keeps >= this many simulated background events (both halves)
+
+
+@dataclass(frozen=True)
+class Collected:
+    """Signal columns per trained mass, the background columns, each mass's generated signal weight, run info."""
+
+    signals: dict[float, dict[str, np.ndarray]]
+    background: dict[str, np.ndarray]
+    totals: dict[float, float]
+    info: dict[str, Any]
+    config: Any
+
+
+def collect(samples: Path, executor: str = "iterative", workers: int = 1, chunksize: int = 100_000,
+            progress: bool = False) -> Collected:
+    """Run the zprime processor in training mode over ``samples``; weights at the search luminosity."""
+    search = get_search(SEARCH)
+    config = search.load_config()
+    proc = search.processor(EXPERIMENT, config, training=True)
+    datasets = load_datasets(samples, EXPERIMENT)
+    validate_inputs(datasets, proc.required_branches(), False)
+    with make_executor(executor, workers, None, None, status=progress) as ex:
+        output = processor.Runner(executor=ex, schema=BelleSchema, chunksize=chunksize)(fileset(datasets), proc, treename="tree")
+    lumi, _ = luminosity_for({k: v for k, v in datasets.items() if not v.is_data}, config, EXPERIMENT)
+    processed = {name: sum(files.values()) for name, files in output.get("processed", {}).items()}
+    cols = output.get("columns", {}).get("classifier_inputs", {})
+    signals, totals, parts = {}, {}, []
+    for name, ds in datasets.items():   # a loop over datasets
+        if name not in cols or ds.is_data or "mumu" not in cols[name]:
+            continue
+        scale = ds.scale(lumi, processed.get(name, 0))
+        c = {k: np.asarray(v.value) for k, v in cols[name]["mumu"].items()}
+        c["weight"] = c["weight"] * scale
+        if ds.kind == "signal":
+            if not name.startswith(config.signal_prefix) or "mass" not in ds.parameters:
+                continue
+            mass = float(ds.parameters["mass"])
+            signals[mass] = c
+            totals[mass] = scale * float(output["cutflow"][name]["mumu"]["weighted"]["all events"])
+        else:
+            parts.append(c)
+    if not signals or not parts:
+        raise UserError(f"belle-rare train zprime: {samples} needs {config.signal_prefix}* signal samples (one per trained "
+                        f"mass) and simulated backgrounds; found {len(signals)} signal and {len(parts)} background datasets "
+                        "with selected events")
+    background = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    info = {"luminosity_fb": lumi, "datasets": {n: {"events": processed.get(n, 0), "seed": _manifest_seed(d),
+                                                   "manifest": str(d.manifest)} for n, d in datasets.items()}}
+    return Collected(signals, background, totals, info, config)
+
+
+def train(samples: Path, out: Path | None, hyper: Hyperparameters = Hyperparameters(), executor: str = "iterative",
+          workers: int = 1, progress: bool = False, trainer: str = "belle-rare train zprime") -> dict[str, Any]:
+    """Collect, train, choose the working points, write the artefacts to ``out`` (None: nothing written).
+    Returns the metadata, the paths written and the per-mass windows."""
+    start = time.perf_counter()
+    c = collect(samples, executor, workers, progress=progress)
+    masses = sorted(c.signals)
+    windows = zc.m2_windows(masses, c.config.paper_m2_resolution)
+    table = zc.training_table(c.signals, c.background, masses, windows)
+    settings = bdt.TrainingSettings(folds=hyper.folds, n_estimators=hyper.n_estimators, max_depth=hyper.max_depth)
+    model, oof = zc.train(table, settings)
+    points = zc.chosen_and_quoted(table, oof, c.totals, hyper.folds, min_background_events=hyper.min_background_events)
+    meta = {"working_points": points, "masses": masses, "windows_m2": windows.tolist(),
+            "mass_hypothesis": "an event is classified at the trained mass nearest sqrt(M2_recoil)",
+            "chosen_on": "(__event__ // folds) % 2 == 0 (sums x 2); quoted_* on the other half",
+            "punzi": {"a": settings.punzi_a, "min_background_events": hyper.min_background_events},
+            "hyperparameters": {"n_estimators": settings.n_estimators, "max_depth": settings.max_depth,
+                                "learning_rate": settings.learning_rate, "seed": settings.seed},
+            "training_samples": c.info["datasets"], "luminosity_fb": c.info["luminosity_fb"],
+            "n_signal_rows": int((table.y == 1).sum()), "n_background_rows": int((table.y == 0).sum()),
+            "xgboost": xgboost.__version__, "code_version": code_version(), "trainer": trainer}
+    paths = list(bdt.save_model(model, zc.MODEL_NAME, EXPERIMENT, meta, out)) if out is not None else []
+    return {"meta": meta, "paths": paths, "windows": windows, "seconds": time.perf_counter() - start}
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """Per trained mass: window, efficiency and background before -> after (quoted on the independent half)."""
+    lumi = result["meta"]["luminosity_fb"]
+    lines = [f"{'M':>5} {'window GeV^2':>14} {'eff before':>10} {'eff after':>9} {'B before':>10} {'B after':>9} "
+             f"{'(sim. events)':>14} cut"]
+    for (mass, wp), (lo, hi) in zip(result["meta"]["working_points"].items(), result["windows"]):
+        lines.append(f"{mass:>5} {lo:6.2f}-{hi:6.2f} {wp['efficiency_before']:10.3f} {wp['quoted_efficiency']:9.3f} "
+                     f"{wp['background_before']:10.3g} {wp['quoted_background']:9.3g} "
+                     f"{wp['background_events_before']:6d}->{wp['quoted_background_events']:<6d} {wp['cut']:.4f}")
+    lines.append(f"(after: quoted on the half the working point was not chosen on, x 2; background at {lumi:g} /fb, PID-weighted)")
+    return lines
