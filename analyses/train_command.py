@@ -89,8 +89,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     search = info["search"]
     signals = dict(config.signal_datasets)  # channel -> signal dataset
     features_out = output.get("columns", {}).get("features", {})
-    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("X", "y", "w", "event", "in_sr", "in_window", "nominal", "channel", "m", "de",
-                                                         "dataset")}
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("X", "y", "w", "event", "in_sr", "in_window", "nominal", "channel", "m", "de")}
     n_signal_total = 0.0
     used: dict[str, int] = {}
     for name, ds in datasets.items():
@@ -117,7 +116,6 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             rows["channel"].append(np.full(n, channel))
             rows["m"].append(cols["m"].value)
             rows["de"].append(cols["de"].value)
-            rows["dataset"].append(np.full(n, name))
             used[f"{name}/{channel}"] = n
     signal_all = {channel: float(output["cutflow"].get(name, {}).get(channel, {}).get("weighted", {}).get("all events", 0.0))
                   for channel, name in signals.items() if name in datasets}
@@ -155,15 +153,10 @@ def _fit(data: dict[str, np.ndarray], n_signal_total: float, model_name: str, op
     # Punzi: signal in the SR over all generated; B = PID-weighted background in the window x SR/window area.
     # Chosen on the "choose" half, quoted on the other (each half's sums x 2)
     sig = (y == 1) & data["nominal"] & data["in_sr"]
+    bkg = (y == 0) & data["in_window"]
     frac = np.array([search.training.sr_fraction(config, c) for c in data["channel"]])
     choose = working_point_half(data["event"], settings.folds)
-    factorised = search.training.punzi_background == "factorised"
-    if factorised:  # every preselected background event, weighted by its dataset's window fraction
-        bkg = y == 0
-        b_weight = factorised_background_weight(data["w"] * frac, data["in_window"] & bkg, data["dataset"], data["channel"], choose)
-    else:
-        bkg = (y == 0) & data["in_window"]
-        b_weight = data["w"] * frac
+    b_weight = data["w"] * frac
     wp = bdt.punzi_working_point(oof[sig & choose], 2 * data["w"][sig & choose], n_signal_total, oof[bkg & choose],
                                  2 * b_weight[bkg & choose], a=settings.punzi_a,
                                  min_background_events=settings.min_background_events // 2)
@@ -175,11 +168,8 @@ def _fit(data: dict[str, np.ndarray], n_signal_total: float, model_name: str, op
         "working_point": {**wp, "chosen_on": "events with (__event__ // folds) % 2 == 0 (sums x 2)",
                           "quoted": {**quote, "on": "events with (__event__ // folds) % 2 == 1 (sums x 2)"},
                           "stability": stability},
-        "punzi": {"a": settings.punzi_a, "background": ("PID-weighted background (pass-probability weights, every background "
-                  "process) in the outer window x SR/window area") if not factorised else (
-                  "factorised: sum over background datasets (and channels) of N_d(window) / N_d(preselected) x SR/window area x "
-                  "N_d(preselected, BDT > cut), PID-weighted, each half's window fraction from that half; a dataset with no "
-                  "window event adds nothing"),
+        "punzi": {"a": settings.punzi_a, "background": "PID-weighted background (pass-probability weights, every background "
+                  "process) in the outer window x SR/window area",
                   "background_events": int(bkg.sum()), "background_weighted": float(b_weight[bkg].sum()),
                   "min_background_events": settings.min_background_events},
         "hyperparameters": {"n_estimators": settings.n_estimators, "max_depth": settings.max_depth, "learning_rate": settings.learning_rate},
@@ -194,21 +184,6 @@ def _fit(data: dict[str, np.ndarray], n_signal_total: float, model_name: str, op
         meta.update(search.training.extra_metadata(data, config))
     model_path, meta_path = bdt.save_model(model, model_name, opts.experiment, meta, opts.out)
     return {"model": model, "meta": model.meta, "paths": (model_path, meta_path), "oof": oof, "data": data}
-
-
-def factorised_background_weight(weight: np.ndarray, in_window: np.ndarray, dataset: np.ndarray, channel: np.ndarray,
-                                 half: np.ndarray) -> np.ndarray:
-    """Per background event: ``weight`` x the window fraction of its (dataset, channel, half) group,
-    sum(weight in the window) / sum(weight). Summed over the events above a cut, this is
-    sum_d N_d(window) x eps_d(cut) with eps_d measured on all of the group's events (the factorised
-    estimate of stats/factorised.py, for the Punzi B)."""
-    _, ds = np.unique(dataset, return_inverse=True)
-    channels, ch = np.unique(channel, return_inverse=True)
-    group = (ds * len(channels) + ch) * 2 + np.asarray(half, dtype=np.int64)
-    total = np.bincount(group, weights=weight)
-    window = np.bincount(group, weights=np.where(in_window, weight, 0.0), minlength=len(total))
-    fraction = np.divide(window, total, out=np.zeros_like(total), where=total > 0)
-    return weight * fraction[group]
 
 
 def working_point_stability(oof: np.ndarray, w: np.ndarray, b_weight: np.ndarray, sig: np.ndarray, bkg: np.ndarray,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata, resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from belle_rare.configs.loader import load_config
 from belle_rare.core.errors import UserError
@@ -40,11 +40,6 @@ class Training:
     extra_metadata: Callable[[dict, Any], dict] | None = None
     #: one model per channel, stored under ``model_per_channel(channel)`` (None: one model for every channel)
     model_per_channel: Callable[[str], str] | None = None
-    #: the Punzi B: "window" = background in the window x SR area fraction; "factorised" = each background
-    #: dataset's window fraction (window / preselected, on the same half) x its every preselected event
-    #: above the cut x SR area fraction: the BDT efficiency of each process measured on all its events
-    #: (taulphi: the window holds a few heavy events; analyses/train_command.py factorised_background_weight)
-    punzi_background: Literal["window", "factorised"] = "window"
 
 
 @dataclass(frozen=True)

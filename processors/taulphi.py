@@ -415,6 +415,6 @@ SEARCH = Search(
     config_file=builtin_file("searches", "taulphi.yaml"),
     stats_file=builtin_file("stats", "taulphi.yaml"),
     report="belle_rare.analyses.taulphi:write_reports",
-    training=Training(sr_fraction=sr_fraction, punzi_background="factorised"),
+    training=Training(sr_fraction=sr_fraction),
     demo=Demo("belle2", {"sig_taumuphi": 10000, "sig_tauephi": 10000, "tautau": 20000}),
 )

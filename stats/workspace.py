@@ -406,8 +406,23 @@ def _factorised_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
         notes.append(f"{channel.name}: efficiency of the cut: {', '.join(sorted(set(filled)))} empty on one side of it: that side "
                      "is the other's yield / (n + 1), the Beta posterior mean of n events all on one side (stats/mc_bound.py)")
     if fz.per_dataset:
+        looser = None
+        if fz.looser is not None:
+            lz = fz.looser
+            if channel.channel_value not in lz.window_share:
+                raise StatsError(f"{channel.name}: factorised.looser.window_share has no channel '{channel.channel_value}'")
+
+            def looser_yields(regions: list[str]) -> dict[str, tuple[float, float]]:
+                per: dict[str, tuple[float, float]] = {}
+                for region in regions:
+                    for d, (v, var) in cb.per_dataset(sets, region, lz.histogram).items():
+                        v0, var0 = per.get(d, (0.0, 0.0))
+                        per[d] = (v0 + v, var0 + var)
+                return per
+
+            looser = (looser_yields(lz.regions), looser_yields(lz.pass_regions), lz.window_share[channel.channel_value])
         return _per_dataset_factorised(cb, sample, notes, bounds, what, before_from, before_regions, scale,
-                                       per_dataset(before_regions), pass_yields, fail_yields, poisson_before=not data_sets)
+                                       per_dataset(before_regions), pass_yields, fail_yields, looser, poisson_before=not data_sets)
     before = count(before_regions, label)
     passed = count(fz.pass_regions, "efficiency numerator", pass_yields)
     failed = count(fail_regions, "efficiency complement", fail_yields)
@@ -436,35 +451,66 @@ def _factorised_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
 def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str], bounds: list[dict], what: str,
                             before_from: str, before_regions: list[str], scale: float,
                             before_yields: dict[str, tuple[float, float]], pass_yields: dict[str, tuple[float, float]],
-                            fail_yields: dict[str, tuple[float, float]], poisson_before: bool):
+                            fail_yields: dict[str, tuple[float, float]],
+                            looser: tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]], float] | None,
+                            poisson_before: bool):
     """b = sum_d N_d x scale x eps_d (``factorised.per_dataset``): each dataset's count before the cut
-    times its own pass fraction; a dataset empty before the cut carries its bound there times its eps."""
-    channel, parts, bound_share = cb.channel, {}, {}
-    for d in sorted(set(before_yields) | set(pass_yields) | set(fail_yields)):
-        one = {"before": before_yields, "pass": pass_yields, "fail": fail_yields}
-        counts = [bounded_count(f"{label} {d}", {d: y.get(d, (0.0, 0.0))}, cb.run.datasets) for label, y in one.items()]
-        parts[d] = tuple(counts)
-        if counts[0].bound is not None:
-            bounds.append(_bound_record(sample.name, f"count before the cut, {d} ({what})", counts[0].bound))
+    times its own pass fraction. A dataset with no event before the cut in the window: with ``looser``
+    (total, pass, window share), its looser count x the share and the looser region's efficiency; empty
+    there too (or without ``looser``), its bound (x the share) and efficiency 1 (unmeasured)."""
+    channel, parts, no_event, from_looser, eps_one = cb.channel, {}, {}, [], []
+    loose_total, loose_pass, share = looser if looser is not None else ({}, {}, 1.0)
+    datasets = sorted(set(before_yields) | set(pass_yields) | set(fail_yields) | set(loose_total))
+    for d in datasets:
+        zero = (0.0, 0.0)
+        if before_yields.get(d, zero)[0] > 0:
+            before = bounded_count(f"before {d}", {d: before_yields[d]}, cb.run.datasets)
+            p, f = pass_yields.get(d, zero), fail_yields.get(d, zero)
+        elif loose_total.get(d, zero)[0] > 0:  # the looser region, spread flat over it
+            from_looser.append(d)
+            (v, var), p = loose_total[d], loose_pass.get(d, zero)
+            before = BoundedCount(v * share, var * share**2, None)
+            f = (max(v - p[0], 0.0), max(var - p[1], 0.0))
+            (p, f) = (x[d] for x in fill_empty_fraction({d: p}, {d: f})[:2])
+        else:  # nothing anywhere: the bound of the looser region (or of the window), spread flat
+            b0 = bounded_count(f"before {d}", {d: zero}, cb.run.datasets)
+            bound = McBound(b0.bound.region, {k: w * share for k, w in b0.bound.weights.items()}) if b0.bound else None
+            before, p, f = BoundedCount(0.0, 0.0, bound), zero, zero
+        if before.value <= 0:
+            continue  # no weight per event known: nothing to bound
+        if p[0] <= 0 and f[0] <= 0:  # nothing of d on either side of the cut: eps unmeasured, taken as 1
+            eps_one.append(d)
+            passed, failed = BoundedCount(before.value, 0.0, None), BoundedCount(0.0, 0.0, None)
+        else:
+            passed, failed = (bounded_count(f"{label} {d}", {d: y}, cb.run.datasets) for label, y in (("pass", p), ("fail", f)))
+        parts[d] = (before, passed, failed)
+        if before.bound is not None:
+            bounds.append(_bound_record(sample.name, f"count before the cut, {d} ({what}; x window share {share:.4g})", before.bound))
     est = summed_estimate(parts, poisson_before=poisson_before, before_scale=scale)
     b = est.value
     for d, p in est.parts.items():
-        if p.before.bound is not None:
-            bound_share[d] = p.value / b
+        if d in from_looser or p.before.bound is not None:
+            no_event[d] = p.value / b
     area = f" x area fraction {scale:.4g}" if before_from == "window_area" else ""
-    terms = ", ".join(f"{d} {p.before.value:.3g}{' (bound)' if p.before.bound is not None else ''} x eps {p.efficiency:.3g}"
-                      for d, p in est.parts.items())
+    terms = ", ".join(f"{d} {p.before.value:.3g}{' (bound)' if p.before.bound is not None else ' (looser region)' if d in from_looser else ''}"
+                      f" x eps {p.efficiency:.3g}" for d, p in est.parts.items())
     notes.append(f"{channel.name}: background '{sample.name}' (factorised per dataset, {what}) = sum_d N_d({'+'.join(before_regions)})"
                  f"{area} x eps_d = {b:.4g} +- {est.uncertainty:.2g} (simulation alone +- {est.rel_simulation * b:.2g}): {terms}")
-    if bound_share:
-        notes.append(f"{channel.name}: of it, {sum(bound_share.values()):.2%} from datasets with no event before the cut "
-                     f"(their bound x their eps: {', '.join(sorted(bound_share))})")
+    if from_looser:
+        notes.append(f"{channel.name}: no event before the cut in the window of {', '.join(from_looser)}: their looser-region count "
+                     f"x the window's share of its area, {share:.4g}, and the looser region's efficiency")
+    if eps_one:
+        notes.append(f"{channel.name}: no event of {', '.join(eps_one)} on either side of the cut: its efficiency is taken as 1")
+    if no_event:
+        notes.append(f"{channel.name}: of it, {sum(no_event.values()):.2%} from datasets with no event before the cut "
+                     f"({', '.join(sorted(no_event))})")
     modifiers: list[dict] = [{"name": f"before_cut_{channel.name}", "type": "shapesys", "data": [b * est.rel_before]}]
     if est.rel_efficiency > 0:
         rel = est.rel_efficiency
         modifiers.append({"name": f"cut_efficiency_{channel.name}", "type": "normsys", "data": {"hi": 1 + rel, "lo": max(1 - rel, 1e-3)}})
     modifiers += _sample_normsys(cb, sample)
-    record = {**est.as_dict(), "from_mc_bound": bool(bounds), "mc_bound_share": sum(bound_share.values()),
+    record = {**est.as_dict(), "from_mc_bound": bool(bounds), "no_event_share": sum(no_event.values()),
+              "from_looser_regions": from_looser, "efficiency_taken_as_one": eps_one,
               "before_from": before_from, "before_regions": before_regions, "n_before_counted": est.n_before, "area_fraction": scale}
     return [{"name": sample.name, "data": [b], "modifiers": modifiers}], np.array([b]), False, bounds, record
 
