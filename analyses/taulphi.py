@@ -118,7 +118,8 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
                      "note": f"{src}, scaled to {meta['luminosity_fb']:g} /fb"})
         rows.append({"quantity": f"expected background in the signal region ({channel})", "ours": est["expected"],
                      "ours_error": est["error"], "paper": paper["expected_background"], "unit": "events",
-                     "note": f"N_RSB x r_MC from {src}; direct simulated SR count {est['sr_mc']:.3g}"
+                     "note": f"the paper's N_RSB x r_MC from {src} (the limit uses configs/stats/taulphi.yaml's per-process "
+                             f"estimate: limits.json background_estimate); direct simulated SR count {est['sr_mc']:.3g}"
                      + ("; no estimate: no simulated RSB event" if est["expected"] is None else "")
                      + (f"; none selected in the SR: < {2.3 * max(meta['datasets'][d]['scale'] for d in backgrounds):.3g} events at "
                         "90 % CL (2.3 x the largest per-event weight)" if backgrounds and est["sr_mc"] == 0 else "")})

@@ -28,6 +28,12 @@ that of ``N_window`` (Poisson ``1 / N_window`` plus its variance; the bound only
 window is empty). When the window contains the control regions, ``N_window`` and eps share
 events; for Poisson counts the total P + F and the fraction P / (P + F) are independent, so the
 two relative uncertainties still add in quadrature.
+
+Per dataset (``summed_estimate``): b = sum_d N_d x eps_d, each process's count before the cut times its
+own pass fraction, measured where that process has statistics. The MC variances of the parts add;
+the Poisson term of the data count is that of the summed count before the cut, 1 / sum_d N_d. A
+dataset with no event before the cut in the window carries its bound there (its weight per event)
+times its own eps, which is far below the bound of the region after the cut when the cut is tight.
 """
 
 from __future__ import annotations
@@ -97,3 +103,70 @@ def factorised_estimate(before: BoundedCount, passed: BoundedCount, failed: Boun
     if passed.value <= 0:
         raise StatsError("factorised estimate: no event passing the cut in the control regions (and no bound)")
     return FactorisedEstimate(before, passed, failed, poisson_before, before_scale)
+
+
+@dataclass(frozen=True)
+class SummedFactorisedEstimate:
+    """b = sum_d N_d x before_scale x eps_d (one :class:`FactorisedEstimate` per dataset, each
+    without the Poisson term), with the Poisson term of the summed count before the cut."""
+
+    parts: dict[str, FactorisedEstimate]
+    poisson_before: bool
+
+    @property
+    def value(self) -> float:
+        return sum(p.value for p in self.parts.values())
+
+    @property
+    def n_before(self) -> float:
+        """The summed count before the cut (unscaled: the count the data would see)."""
+        return sum(p.before.value for p in self.parts.values())
+
+    @property
+    def efficiency(self) -> float:
+        """The effective pass fraction b / (N_before x scale)."""
+        scaled = sum(p.before.value * p.before_scale for p in self.parts.values())
+        return self.value / scaled
+
+    @property
+    def rel_before(self) -> float:
+        mc2 = sum((p.value * p.rel_before) ** 2 for p in self.parts.values()) / self.value**2
+        return math.sqrt((1.0 / self.n_before if self.poisson_before else 0.0) + mc2)
+
+    @property
+    def rel_efficiency(self) -> float:
+        return math.sqrt(sum((p.value * p.rel_efficiency) ** 2 for p in self.parts.values())) / self.value
+
+    @property
+    def rel_simulation(self) -> float:
+        """The relative uncertainty from the simulated statistics alone (no Poisson term of the data)."""
+        return math.sqrt(sum(p.value**2 * (p.rel_before**2 + p.rel_efficiency**2) for p in self.parts.values())) / self.value
+
+    @property
+    def uncertainty(self) -> float:
+        return self.value * math.hypot(self.rel_before, self.rel_efficiency)
+
+    @property
+    def from_mc_bound(self) -> bool:
+        return any(p.from_mc_bound for p in self.parts.values())
+
+    def as_dict(self) -> dict:
+        return {
+            "value": self.value, "uncertainty": self.uncertainty, "simulation_rel_uncertainty": self.rel_simulation,
+            "n_before": sum(p.before.value * p.before_scale for p in self.parts.values()),
+            "n_before_rel_uncertainty": self.rel_before, "efficiency": self.efficiency,
+            "efficiency_rel_uncertainty": self.rel_efficiency, "from_mc_bound": self.from_mc_bound,
+            "per_dataset": {d: {**p.as_dict(), "n_before_from_mc_bound": p.before.bound is not None}
+                            for d, p in sorted(self.parts.items())},
+        }
+
+
+def summed_estimate(parts: dict[str, tuple[BoundedCount, BoundedCount, BoundedCount]], poisson_before: bool,
+                    before_scale: float = 1.0) -> SummedFactorisedEstimate:
+    """``parts``: dataset -> (before, passed, failed) counts; the datasets with a positive count before
+    the cut and passing it enter (StatsError if none does)."""
+    estimates = {d: factorised_estimate(b, p, f, poisson_before=False, before_scale=before_scale)
+                 for d, (b, p, f) in parts.items() if b.value > 0 and p.value > 0}
+    if not estimates:
+        raise StatsError("factorised estimate per dataset: no dataset with a count before the cut and a pass fraction")
+    return SummedFactorisedEstimate(estimates, poisson_before)

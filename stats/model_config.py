@@ -131,23 +131,50 @@ class TransferFactor(StrictModel):
         return self
 
 
+class LooserRegion(StrictModel):
+    """Where a dataset with no event in the window before the cut is counted instead (per dataset):
+    ``regions`` / ``pass_regions`` of ``histogram`` (summed over its bins) before / after the cut, spread
+    flat: its window count is N_looser x ``window_share[channel]`` (area of the window over the looser
+    region's), its efficiency the looser region's; a dataset empty there too carries its bound (the
+    weight per event) x ``window_share`` and efficiency 1 (unmeasured)."""
+
+    histogram: str
+    regions: list[str] = pydantic.Field(min_length=1)
+    pass_regions: list[str] = pydantic.Field(min_length=1)
+    window_share: dict[str, Annotated[float, pydantic.Field(gt=0, le=1)]]
+
+
 class FactorisedEfficiency(StrictModel):
     """b = N(before_regions) x P / (P + F), P / F the counts of ``pass_regions`` / ``fail_regions``
     (:mod:`stats.factorised`), all from the channel's observation (simulation when there is none).
 
     ``before_from``: ``ellipse`` counts N(before_regions) directly; ``window_area`` counts the
     wider ``window_regions`` and scales by the area of the signal region over the window's (the
-    run metadata's ``sr_area_fraction``): a flat background across the window."""
+    run metadata's ``sr_area_fraction``): a flat background across the window.
+
+    ``total_regions`` instead of ``fail_regions``: regions holding every event before the cut (the
+    pass regions' events among them), F = total - P per dataset (taulphi's ``*_presel`` regions).
+    ``per_dataset``: b = sum_d N_d x eps_d, each dataset's count times its own efficiency (the cut
+    keeps different fractions of different processes, so one pooled eps would weight them by their
+    share of the control region, not of the signal region). ``looser`` (per dataset only): where a
+    dataset with no event in the window is counted instead (:class:`LooserRegion`)."""
 
     before_regions: list[str] = pydantic.Field(min_length=1)
     pass_regions: list[str] = pydantic.Field(min_length=1)
-    fail_regions: list[str] = pydantic.Field(min_length=1)
+    fail_regions: list[str] | None = pydantic.Field(default=None, min_length=1)
+    total_regions: list[str] | None = pydantic.Field(default=None, min_length=1)
     before_from: Literal["ellipse", "window_area"] = "ellipse"
     window_regions: list[str] | None = pydantic.Field(default=None, min_length=1)
+    per_dataset: bool = False
+    looser: LooserRegion | None = None
 
     @pydantic.model_validator(mode="after")
     def _disjoint(self) -> "FactorisedEfficiency":
-        if set(self.pass_regions) & set(self.fail_regions):
+        if (self.fail_regions is None) == (self.total_regions is None):
+            raise ValueError("factorised: give one of 'fail_regions' or 'total_regions'")
+        if self.looser is not None and not self.per_dataset:
+            raise ValueError("factorised: 'looser' needs 'per_dataset: true'")
+        if self.fail_regions is not None and set(self.pass_regions) & set(self.fail_regions):
             raise ValueError("factorised: 'pass_regions' and 'fail_regions' must not share a region")
         if self.before_from == "window_area" and self.window_regions is None:
             raise ValueError("factorised: 'before_from: window_area' needs 'window_regions'")

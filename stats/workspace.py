@@ -32,7 +32,7 @@ from belle_rare.processors import registry  # the search config: the sideband fi
 from belle_rare.stats.model_config import Channel, DataDriven, HistoSys, Lumi, NormFactor, NormSys, Sample, SidebandFit, StatError, StatsConfig
 from belle_rare.stats.histograms import RunOutput, Yields, fit_shape
 from belle_rare.stats.sideband_fit import Plane, PlaneGeometry, SidebandEstimate, estimate_background
-from belle_rare.stats.factorised import factorised_estimate
+from belle_rare.stats.factorised import factorised_estimate, summed_estimate
 from belle_rare.stats.mc_bound import BoundedCount, McBound, bounded_count, fill_empty_fraction, mc_bound
 
 LUMI_PARAMETER = "lumi"
@@ -390,17 +390,42 @@ def _factorised_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
         before_from = "ellipse"
     if before_from == "window_area":
         # N_before = N(window) x A_SR / A_window: a flat background across the window (stats.factorised)
-        scale, before_regions = float(fractions[channel.channel_value]), fz.window_regions
-        before = count(before_regions, "window count before the cut")
+        scale, before_regions, label = float(fractions[channel.channel_value]), fz.window_regions, "window count before the cut"
     else:
-        scale, before_regions = 1.0, fz.before_regions
-        before = count(before_regions, "count before the cut")
-    pass_yields, fail_yields, filled = fill_empty_fraction(per_dataset(fz.pass_regions), per_dataset(fz.fail_regions))
+        scale, before_regions, label = 1.0, fz.before_regions, "count before the cut"
+    pass_yields = per_dataset(fz.pass_regions)
+    if fz.fail_regions is not None:
+        fail_regions, fail_yields = fz.fail_regions, per_dataset(fz.fail_regions)
+    else:  # F = total - P per dataset (the pass events are a subset of the total: variances subtract too)
+        total = per_dataset(fz.total_regions)
+        fail_regions = [f"({'+'.join(fz.total_regions)})-({'+'.join(fz.pass_regions)})"]
+        fail_yields = {d: (max(v - pass_yields.get(d, (0.0, 0.0))[0], 0.0), max(var - pass_yields.get(d, (0.0, 0.0))[1], 0.0))
+                       for d, (v, var) in total.items()}
+    pass_yields, fail_yields, filled = fill_empty_fraction(pass_yields, fail_yields)
     if filled:
         notes.append(f"{channel.name}: efficiency of the cut: {', '.join(sorted(set(filled)))} empty on one side of it: that side "
                      "is the other's yield / (n + 1), the Beta posterior mean of n events all on one side (stats/mc_bound.py)")
+    if fz.per_dataset:
+        looser = None
+        if fz.looser is not None:
+            lz = fz.looser
+            if channel.channel_value not in lz.window_share:
+                raise StatsError(f"{channel.name}: factorised.looser.window_share has no channel '{channel.channel_value}'")
+
+            def looser_yields(regions: list[str]) -> dict[str, tuple[float, float]]:
+                per: dict[str, tuple[float, float]] = {}
+                for region in regions:
+                    for d, (v, var) in cb.per_dataset(sets, region, lz.histogram).items():
+                        v0, var0 = per.get(d, (0.0, 0.0))
+                        per[d] = (v0 + v, var0 + var)
+                return per
+
+            looser = (looser_yields(lz.regions), looser_yields(lz.pass_regions), lz.window_share[channel.channel_value])
+        return _per_dataset_factorised(cb, sample, notes, bounds, what, before_from, before_regions, scale,
+                                       per_dataset(before_regions), pass_yields, fail_yields, looser, poisson_before=not data_sets)
+    before = count(before_regions, label)
     passed = count(fz.pass_regions, "efficiency numerator", pass_yields)
-    failed = count(fz.fail_regions, "efficiency complement", fail_yields)
+    failed = count(fail_regions, "efficiency complement", fail_yields)
     if before.value <= 0 or passed.value <= 0:  # as an empty sideband: zero, only where no weight per event is known
         empty = "the signal region before the cut" if before.value <= 0 else "the control regions after the cut"
         notes.append(f"{channel.name}: {empty} empty: background '{sample.name}' (factorised) is zero and left out (no weight per event known for a bound)")
@@ -411,7 +436,7 @@ def _factorised_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
     notes.append(
         f"{channel.name}: background '{sample.name}' (factorised) = N({'+'.join(before_regions)}) {before.value:.4g}{area} x eps "
         f"{est.efficiency:.4g} +- {est.rel_efficiency * est.efficiency:.2g} [eps = N({'+'.join(fz.pass_regions)}) / "
-        f"(that + N({'+'.join(fz.fail_regions)})), {what}] = {b:.4g} +- {est.uncertainty:.2g}"
+        f"(that + N({'+'.join(fail_regions)})), {what}] = {b:.4g} +- {est.uncertainty:.2g}"
     )
     modifiers: list[dict] = [{"name": f"before_cut_{channel.name}", "type": "shapesys", "data": [b * est.rel_before]}]
     if est.rel_efficiency > 0:
@@ -420,6 +445,73 @@ def _factorised_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
     modifiers += _sample_normsys(cb, sample)
     record = {**est.as_dict(), "from_mc_bound": bool(bounds), "before_from": before_from,
               "before_regions": before_regions, "n_before_counted": before.value, "area_fraction": scale}
+    return [{"name": sample.name, "data": [b], "modifiers": modifiers}], np.array([b]), False, bounds, record
+
+
+def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str], bounds: list[dict], what: str,
+                            before_from: str, before_regions: list[str], scale: float,
+                            before_yields: dict[str, tuple[float, float]], pass_yields: dict[str, tuple[float, float]],
+                            fail_yields: dict[str, tuple[float, float]],
+                            looser: tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]], float] | None,
+                            poisson_before: bool):
+    """b = sum_d N_d x scale x eps_d (``factorised.per_dataset``): each dataset's count before the cut
+    times its own pass fraction. A dataset with no event before the cut in the window: with ``looser``
+    (total, pass, window share), its looser count x the share and the looser region's efficiency; empty
+    there too (or without ``looser``), its bound (x the share) and efficiency 1 (unmeasured)."""
+    channel, parts, no_event, from_looser, eps_one = cb.channel, {}, {}, [], []
+    loose_total, loose_pass, share = looser if looser is not None else ({}, {}, 1.0)
+    datasets = sorted(set(before_yields) | set(pass_yields) | set(fail_yields) | set(loose_total))
+    for d in datasets:
+        zero = (0.0, 0.0)
+        if before_yields.get(d, zero)[0] > 0:
+            before = bounded_count(f"before {d}", {d: before_yields[d]}, cb.run.datasets)
+            p, f = pass_yields.get(d, zero), fail_yields.get(d, zero)
+        elif loose_total.get(d, zero)[0] > 0:  # the looser region, spread flat over it
+            from_looser.append(d)
+            (v, var), p = loose_total[d], loose_pass.get(d, zero)
+            before = BoundedCount(v * share, var * share**2, None)
+            f = (max(v - p[0], 0.0), max(var - p[1], 0.0))
+            (p, f) = (x[d] for x in fill_empty_fraction({d: p}, {d: f})[:2])
+        else:  # nothing anywhere: the bound of the looser region (or of the window), spread flat
+            b0 = bounded_count(f"before {d}", {d: zero}, cb.run.datasets)
+            bound = McBound(b0.bound.region, {k: w * share for k, w in b0.bound.weights.items()}) if b0.bound else None
+            before, p, f = BoundedCount(0.0, 0.0, bound), zero, zero
+        if before.value <= 0:
+            continue  # no weight per event known: nothing to bound
+        if p[0] <= 0 and f[0] <= 0:  # nothing of d on either side of the cut: eps unmeasured, taken as 1
+            eps_one.append(d)
+            passed, failed = BoundedCount(before.value, 0.0, None), BoundedCount(0.0, 0.0, None)
+        else:
+            passed, failed = (bounded_count(f"{label} {d}", {d: y}, cb.run.datasets) for label, y in (("pass", p), ("fail", f)))
+        parts[d] = (before, passed, failed)
+        if before.bound is not None:
+            bounds.append(_bound_record(sample.name, f"count before the cut, {d} ({what}; x window share {share:.4g})", before.bound))
+    est = summed_estimate(parts, poisson_before=poisson_before, before_scale=scale)
+    b = est.value
+    for d, p in est.parts.items():
+        if d in from_looser or p.before.bound is not None:
+            no_event[d] = p.value / b
+    area = f" x area fraction {scale:.4g}" if before_from == "window_area" else ""
+    terms = ", ".join(f"{d} {p.before.value:.3g}{' (bound)' if p.before.bound is not None else ' (looser region)' if d in from_looser else ''}"
+                      f" x eps {p.efficiency:.3g}" for d, p in est.parts.items())
+    notes.append(f"{channel.name}: background '{sample.name}' (factorised per dataset, {what}) = sum_d N_d({'+'.join(before_regions)})"
+                 f"{area} x eps_d = {b:.4g} +- {est.uncertainty:.2g} (simulation alone +- {est.rel_simulation * b:.2g}): {terms}")
+    if from_looser:
+        notes.append(f"{channel.name}: no event before the cut in the window of {', '.join(from_looser)}: their looser-region count "
+                     f"x the window's share of its area, {share:.4g}, and the looser region's efficiency")
+    if eps_one:
+        notes.append(f"{channel.name}: no event of {', '.join(eps_one)} on either side of the cut: its efficiency is taken as 1")
+    if no_event:
+        notes.append(f"{channel.name}: of it, {sum(no_event.values()):.2%} from datasets with no event before the cut "
+                     f"({', '.join(sorted(no_event))})")
+    modifiers: list[dict] = [{"name": f"before_cut_{channel.name}", "type": "shapesys", "data": [b * est.rel_before]}]
+    if est.rel_efficiency > 0:
+        rel = est.rel_efficiency
+        modifiers.append({"name": f"cut_efficiency_{channel.name}", "type": "normsys", "data": {"hi": 1 + rel, "lo": max(1 - rel, 1e-3)}})
+    modifiers += _sample_normsys(cb, sample)
+    record = {**est.as_dict(), "from_mc_bound": bool(bounds), "no_event_share": sum(no_event.values()),
+              "from_looser_regions": from_looser, "efficiency_taken_as_one": eps_one,
+              "before_from": before_from, "before_regions": before_regions, "n_before_counted": est.n_before, "area_fraction": scale}
     return [{"name": sample.name, "data": [b], "modifiers": modifiers}], np.array([b]), False, bounds, record
 
 

@@ -156,8 +156,8 @@ def test_a_factorised_estimate_needs_its_regions_and_the_switch_needs_an_offer()
     plain = with_background_estimate(config, "transfer_factor")
     assert plain.channels[0].samples[1].data_driven.estimate == "transfer_factor"
     assert config.channels[0].samples[1].data_driven.estimate == "factorised"  # the original is untouched
-    with pytest.raises(ConfigError, match="offers the estimate 'factorised'"):
-        with_background_estimate(load_stats_config("taulphi"), "factorised")
+    with pytest.raises(ConfigError, match="offers the estimate 'sideband_fit'"):
+        with_background_estimate(load_stats_config("taulphi"), "sideband_fit")
 
 
 def test_the_command_line_chooses_the_estimate(tmp_path, capsys):
@@ -167,7 +167,7 @@ def test_the_command_line_chooses_the_estimate(tmp_path, capsys):
         assert main(["limit", "tau3mu", "--results", str(tmp_path), "--no-plots", "--background-estimate", estimate]) == 0
         entry = json.loads((tmp_path / "tau3mu" / "limits.json").read_text())["limits"][0]
         assert entry["background_estimate"] == [estimate] and entry["background_events"] == pytest.approx(b)
-    assert main(["limit", "taulphi", "--results", str(tmp_path), "--background-estimate", "factorised"]) == 2
+    assert main(["limit", "taulphi", "--results", str(tmp_path), "--background-estimate", "sideband_fit"]) == 2
     capsys.readouterr()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 
+import hist
 import pytest
 
 from belle_rare.configs.loader import ConfigError
@@ -19,7 +20,7 @@ from belle_rare.stats.histograms import load_run_output
 from belle_rare.stats.model_config import load_stats_config
 from belle_rare.stats.workspace import hypotheses
 from belle_rare.stats.model_config import TransferFactor
-from belle_rare.stats.search_limits import compute_search_limits, reference_value, run_search_limits
+from belle_rare.stats.search_limits import Settings, compute_search_limits, reference_value, run_search_limits
 from belle_rare.stats.summary import limit_all
 from belle_rare.stats.synthetic import SIGMA_TAUTAU_NB, book, count_axis, set_bins, write_run_output
 from belle_rare.simulation.production import gamma_star_share
@@ -67,8 +68,13 @@ def tau3mu_output(results_dir, n_b=2.0, n_c=10.0, n_d=40.0, n_a=1.0, efficiency=
     return write_run_output(results_dir, "tau3mu", "belle2", lumi, datasets, histograms)
 
 
+# taulphi's area fraction SR / (SR + RSB) (the runner's sr_area_fraction; processors/taulphi.py Box.sr_fraction)
+TAULPHI_AREA = {"ephi": 0.05486, "muphi": 0.08009}
+
+
 def taulphi_output(results_dir, n_rsb=None, efficiency=None):
-    """Simulated background with r_MC = 0.23 / 0.12; data in RSB (the paper's 1 / 3) and SR (2 / 0)."""
+    """Simulated background with r_MC = 0.23 / 0.12; data in RSB (the paper's 1 / 3) and SR (2 / 0), the
+    same before the BDT (the YAML's per-process estimate: (N_SR + N_RSB) x area fraction); the m_de plane."""
     lumi = 190.0
     n_rsb = n_rsb or {"ephi": 1.0, "muphi": 3.0}
     efficiency = efficiency or {"ephi": 0.061, "muphi": 0.065}
@@ -86,9 +92,15 @@ def taulphi_output(results_dir, n_rsb=None, efficiency=None):
             set_bins(h, name, ch, "RSB", 10.0, 0.5)
             set_bins(h, name, ch, "SR", 10.0 * r_mc[ch], 0.1)
             set_bins(h, name, ch, "SR_presel", 100.0, 5.0)
-        set_bins(h, "data", ch, "RSB", n_rsb[ch], n_rsb[ch])
-        set_bins(h, "data", ch, "SR", n_sr[ch], n_sr[ch])
-    return write_run_output(results_dir, "taulphi", "belle2", lumi, datasets, histograms)
+        for region, n in (("RSB", n_rsb[ch]), ("SR", n_sr[ch])):
+            if n > 0:
+                set_bins(h, "data", ch, region, n, n)
+                set_bins(h, "data", ch, f"{region}_presel", n, n)
+    plane = book(histograms, "m_de", hist.axis.Regular(1, 1.60, 1.95, name="m"), hist.axis.Regular(1, -0.5, 0.3, name="de"),
+                 systematics=False)
+    for name in datasets:
+        plane.of(name)
+    return write_run_output(results_dir, "taulphi", "belle2", lumi, datasets, histograms, {"sr_area_fraction": TAULPHI_AREA})
 
 
 def _by_limit(document):
@@ -134,13 +146,19 @@ def test_tau3mu_abcd_limit_written(tmp_path):
 
 def test_taulphi_rsb_times_rmc_limits_written(tmp_path):
     taulphi_output(tmp_path)
-    run_search_limits("taulphi", tmp_path, make_plots=False)
+    run_search_limits("taulphi", tmp_path, Settings(background_estimate="transfer_factor"), make_plots=False)
     doc = json.loads((tmp_path / "taulphi" / "limits.json").read_text())
     limits = _by_limit(doc)
     assert set(limits) == {"ephi", "muphi"}
     for ch, (n_rsb, r_mc, published) in {"ephi": (1.0, 0.23, 2.3e-7), "muphi": (3.0, 0.12, 9.7e-8)}.items():
         _assert_good(limits[ch])
         assert limits[ch]["background_events"] == pytest.approx(n_rsb * r_mc)
+        # the YAML's own estimate beside it: the data window (SR + RSB) x the area fraction x the BDT efficiency,
+        # all n window events passing: the Beta-posterior mean (n + 1) / (n + 2) (stats/mc_bound.py fill_empty_fraction)
+        per_process = next(e for e in limits[ch]["background_estimates"] if e["estimate"] == "factorised")
+        n = n_rsb + {"ephi": 2.0, "muphi": 0.0}[ch]
+        assert not per_process["used"]
+        assert per_process["value"] == pytest.approx(n * TAULPHI_AREA[ch] * (n + 1) / (n + 2))
         assert limits[ch]["published"]["observed"] == published
     # the limit is on BR(tau -> l phi): the reference divides BR(phi -> K+ K-) out of the generated
     # sigma x BR, and the efficiency is the paper's (6.1 / 6.5 %, phi -> K+ K- included)
