@@ -13,7 +13,9 @@ cross sections and efficiencies carry the share), PID-weighted background by def
 taulphi, taulphi's new working point, efficiencies and transfer factors with a dataset empty on one
 side filled from its Beta posterior, the taulgamma sideband-fit rows, track covariances (no change);
 and after FSR in tau decays and the ECL's Novosibirsk leakage tail (issue 11: every tau-pair sample, the
-taulgamma own ellipse, tau3mu's refitted ellipse and retrained BDT);
+taulgamma own ellipse, tau3mu's refitted ellipse and retrained BDT); and after Belle's curler duplicate
+tracks (taulgamma: "exactly two tracks") and taulphi's BDT retrained on FSR samples with its background
+estimated per process in the (M, dE) window (issue 11);
 ``tests/test_golden.py`` reruns them and compares. After a deliberate physics change, re-record with
 ``python tests/golden_runs.py`` and say why in the commit.
 """
