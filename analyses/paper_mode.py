@@ -184,7 +184,7 @@ def channel_rows(search: str, results: Path) -> list[dict[str, Any]]:
         efficiency_row = efficiency_rows.get(f"signal efficiency ({channel})", {})
         if (window := tagged.get(("expected background", channel))) is not None:
             b, sigma, paper_b = window["ours"], window.get("uncertainty"), window.get("paper")
-            from_bound = window.get("simulated_events", 1) == 0
+            from_bound = window.get("simulated_events", 1) == 0 or window.get("mc_bound_events", 0.0) > 0
         efficiency_row = tagged.get(("signal efficiency", channel), efficiency_row)
         published = entry.get("published") or {}
         rows.append({
