@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="local processes (default 2)")
     p.add_argument("--seed", type=int, default=2026, help="base seed (default 2026)")
     p.add_argument("--paper", action="store_true",
-                   help="paper-luminosity mode: each tau search with the samples of configs/paper_mode.yaml "
+                   help="paper-luminosity mode: each search of configs/paper_mode.yaml with its samples "
                         "(filtered, biased, PID-weighted), core-hours in OUT/paper_mode.json")
     p.add_argument("--scale", type=float, default=1.0, help="with --paper: multiply every background sample's events (default 1; signal samples keep theirs)")
     p.add_argument("--searches", nargs="+", metavar="SEARCH", help="with --paper: only these searches")

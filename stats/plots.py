@@ -133,11 +133,13 @@ def _signal_samples(spec: dict, channel: str, poi: str) -> set[str]:
 
 
 def plot_postfit(spec: dict, measurement: str, poi: str, edges: dict[str, np.ndarray], observed: dict[str, list[float]],
-                 signal_scale: float, signal_label: str, x_label: str, path: str | Path,
-                 experiment: str = "", lumi_fb: float | None = None) -> list[Path]:
+                 signal_scale: float, signal_label: str, x_label: str | dict[str, str], path: str | Path,
+                 experiment: str = "", lumi_fb: float | None = None,
+                 panel_labels: dict[str, tuple[str, float | None]] | None = None) -> list[Path]:
     """Per channel: the backgrounds after the background-only fit stacked, the observation (or Asimov
     data) as points, the signal at ``signal_scale`` x its POI = 1 yields on top (the Belle paper's
-    fig. 2: the signal at the limit). One panel per channel of ``edges``; PNG and PDF."""
+    fig. 2: the signal at the limit). One panel per channel of ``edges``; PNG and PDF.
+    ``panel_labels``: channel -> (experiment, luminosity) where the panels differ (a combination)."""
     post = postfit_yields(spec, measurement, poi)
     channels = [c for c in edges if c in post]
     plt.style.use(mplhep.style.ROOT)
@@ -162,12 +164,13 @@ def plot_postfit(spec: dict, measurement: str, poi: str, edges: dict[str, np.nda
             data = np.asarray(observed[channel], float)
             centres = 0.5 * (edges[channel][1:] + edges[channel][:-1])
             ax.errorbar(centres, data, yerr=np.sqrt(np.maximum(data, 0)), fmt="ko", ms=4, label="observed")
-            ax.set_xlabel(x_label, fontsize=16)
+            # a combination's panels differ (Belle's E_ECL^extra, Belle II's BDT output): one label per channel
+            ax.set_xlabel(x_label[channel] if isinstance(x_label, dict) else x_label, fontsize=16)
             ax.set_ylabel("events / bin", fontsize=16)
             ax.set_ylim(0, 1.6 * max(float((bottom + per.get("signal", 0) * signal_scale).max()), float(data.max()), 1e-9))
             ax.set_title(channel, fontsize=13, pad=22)
             ax.legend(fontsize=10, loc="upper right", ncol=2)
-            _label(ax, experiment, lumi_fb)
+            _label(ax, *(panel_labels or {}).get(channel, (experiment, lumi_fb)))
         fig.tight_layout()
         return save_figure(fig, path)
     finally:

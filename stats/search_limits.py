@@ -399,7 +399,35 @@ def _experiment_combination(search, stats_file, results, s: Settings, cl, out: S
         physics = c.entry["physics"]
         axis = f"{physics['quantity'].replace('_', ' ')} of {c.entry['label']}" + (f" [{physics['unit']}]" if physics["unit"] else "")
         out.cls_plots.append((f"cls_{c.entry['signal']}_{c.entry['limit']}", c.result, f"{c.entry['label']}, {c.entry['limit']}", c.per_poi, axis))
+        _add_combined_postfit_plot(search, stats_file, results, c, out)
     return entries
+
+
+def _add_combined_postfit_plot(search, stats_file, results, c, out: SearchLimits) -> None:
+    """The post-fit stack of a combined limit (stats.plots.plot_postfit on the combined workspace): one
+    panel per experiment channel (``belle_eecl``: E_ECL^extra; ``belle2_ll`` ...: BDT output), the
+    backgrounds after the background-only fit of every experiment at once, the signal at the combined
+    observed limit; only when every channel is one 1-D fit histogram of several bins."""
+    names = {ch["name"] for ch in c.spec["channels"]}
+    edges, labels, panels = {}, {}, {}
+    for experiment in c.entry["experiments"]:
+        run = load_run_output(results[experiment], search)
+        for channel in stats_file.parts[experiment].channels:
+            key = f"{experiment}_{channel.name}"
+            if key not in names:
+                continue
+            axes = physics_axes(run.histogram(channel.histogram))
+            if channel.counting or channel.window is not None or len(axes) != 1 or axes[0].size < 2 \
+                    or not isinstance(axes[0], (hist.axis.Regular, hist.axis.Variable)):
+                return
+            edges[key], labels[key] = np.asarray(axes[0].edges), axes[0].label or axes[0].name
+            panels[key] = (experiment, run.luminosity_fb)
+    out.postfit_plots.append({
+        "spec": c.spec, "measurement": c.entry["signal"], "poi": c.entry["poi"], "edges": edges,
+        "observed": {o["name"]: o["data"] for o in c.spec["observations"]}, "signal_scale": c.result.observed,
+        "x_label": labels, "path": f"postfit_{c.entry['signal']}_{c.entry['limit']}", "panel_labels": panels,
+        "signal_label": f"{c.entry['label']} at the {100 * c.result.cl:g}% CL limit ({c.entry['limit']})",
+    })
 
 
 def compute_search_limits(

@@ -107,3 +107,32 @@ def test_tiny_paper_run_records_core_hours_and_resumes(tmp_path):
     meta = result["metadata"]
     assert meta["left_out"] == {"tautau_3prong_filter_tau3mu": {"process": "tautau_3prong", "events": 1500, "reason": "a test"}}
     assert "tautau_3prong_filter_tau3mu" not in meta["events"] and "sig_tau3mu" in meta["events"]
+
+
+def test_fitted_limit_row_uses_the_reports_signal_window(tmp_path):
+    """kstartautau's limit is a fit of E_ECL^extra over 0-2 GeV: its paper-table row takes the background of the
+    paper's signal window (E_ECL^extra < 0.2 GeV) and the efficiency in the paper's definition from the report's
+    rows tagged with the limit, not the fit range's total; L_eq = L b / sigma_b^2; an empty window is the MC bound."""
+    from belle_rare.analyses.paper_mode import channel_rows
+
+    run = tmp_path / "kstartautau"
+    run.mkdir()
+    (run / "limits.json").write_text(json.dumps({"luminosity_fb": 711.0, "limits": [
+        {"limit": "eecl", "background_events": 5000.0, "background_estimates": [], "physics": {"expected": [1, 2, 2.5e-3, 4, 5]},
+         "normalisation": {"efficiency": 9.0e-5}, "published": {"expected": None, "observed": 3.1e-3}}]}))
+    validation = [
+        {"quantity": "signal efficiency, every cut (SR) (belle)", "ours": 8.0e-5, "paper": 1.23e-5, "limit": "eecl"},
+        {"quantity": "signal efficiency, SR and E_ECL^extra < 0.2 GeV (belle)", "ours": 4.0e-5, "paper": None},
+        {"quantity": "expected background, SR and E_ECL^extra < 0.2 GeV (belle)", "ours": 150.0, "uncertainty": 30.0,
+         "paper": 122.4, "limit": "eecl", "simulated_events": 40},
+    ]
+    (run / "validation.json").write_text(json.dumps(validation))
+    (row,) = channel_rows("kstartautau", run)
+    assert row["background"] == 150.0 and row["background_uncertainty"] == 30.0 and row["paper_background"] == 122.4
+    assert row["equivalent_luminosity_fb"] == pytest.approx(711.0 * 150.0 / 30.0**2)
+    assert row["efficiency"] == 8.0e-5 and row["paper_efficiency"] == 1.23e-5
+    assert row["expected_limit"] == 2.5e-3 and row["published_observed"] == 3.1e-3 and not row["background_from_mc_bound"]
+    validation[2].update(ours=20.0, uncertainty=20.0, simulated_events=0, mc_bound_events=20.0)
+    (run / "validation.json").write_text(json.dumps(validation))
+    (row,) = channel_rows("kstartautau", run)
+    assert row["background_from_mc_bound"] and row["background"] == 20.0

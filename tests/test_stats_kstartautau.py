@@ -365,3 +365,24 @@ def test_report_stack_draws_the_signal_at_the_branching_fraction_it_names(experi
     meta = {"experiment": experiment, "datasets": _datasets(experiment, br_ref=2.5e-3)}
     assert simulated_branching_fraction(meta, "sig_kstartautau") == pytest.approx(2.5e-3, rel=1e-12)
     assert simulated_branching_fraction({"experiment": experiment, "datasets": {}}, "sig_kstartautau") is None
+
+
+def test_combination_postfit_plot_is_written(tmp_path):
+    """`belle-rare limit --combine-with` writes the post-fit stack of the Belle + Belle II combination: one
+    panel per experiment channel (Belle's E_ECL^extra, each Belle II BDT category), the backgrounds after the
+    background-only fit of the combined workspace; on Asimov background data those are the simulated ones."""
+    from belle_rare.analyses.cli import main
+    from belle_rare.stats.plots import postfit_yields
+
+    belle_output(tmp_path / "belle", template_weight=0.0)
+    belle2_output(tmp_path / "belle2", template_weight=0.0)
+    assert main(["limit", SEARCH, "--results", str(tmp_path / "belle"), "--combine-with", str(tmp_path / "belle2")]) == 0
+    out = tmp_path / "belle" / SEARCH
+    for suffix in ("png", "pdf"):
+        path = out / "plots" / f"postfit_kstartautau_belle+belle2.{suffix}"
+        assert path.is_file() and path.stat().st_size > 1000, path
+    spec = json.loads((out / "workspaces" / "kstartautau_belle+belle2.json").read_text())
+    post = postfit_yields(spec, SEARCH, "mu_kstartautau")
+    assert sorted(post) == sorted(["belle_eecl", *(f"belle2_{c}" for c in BELLE2_CATEGORIES)])
+    assert post["belle_eecl"]["mixed"].sum() == pytest.approx(BELLE_TOTALS["mixed"], rel=1e-3)
+    assert post["belle2_ll"]["mixed"].sum() > 0 and post["belle_eecl"]["signal"].sum() > 0
