@@ -37,7 +37,7 @@ _LOG_ROOT_2PI = 0.5 * np.log(2.0 * np.pi)
 _POWERS = np.arange(1, 7, dtype=float)
 # pyhf 0.7.6 interpolators/code4.py, alpha0 = 1: the polynomial's coefficients from the values, first and
 # second derivatives of hi^alpha and lo^-alpha at alpha = +-1
-_CODE4_A_INVERSE = np.array([
+CODE4_A_INVERSE = np.array([
     [15 / 16, -15 / 16, -7 / 16, -7 / 16, 1 / 16, -1 / 16],
     [3 / 2, 3 / 2, -9 / 16, 9 / 16, 1 / 16, 1 / 16],
     [-5 / 8, 5 / 8, 5 / 8, 5 / 8, -1 / 8, 1 / 8],
@@ -116,7 +116,7 @@ class BinnedLikelihood:
         self.log_hi, self.log_lo = np.log(hi), np.log(lo)
         # code 4 inside |alpha| < 1: 1 + sum_i c_i alpha^i, c = A^-1 b (pyhf's interpolators/code4.py, alpha0 = 1)
         b = np.array([hi - 1, lo - 1, self.log_hi * hi, -self.log_lo * lo, self.log_hi**2 * hi, self.log_lo**2 * lo])
-        self.code4 = np.einsum("rc,csk->rsk", _CODE4_A_INVERSE, b)  # (6, S, K)
+        self.code4 = np.einsum("rc,csk->rsk", CODE4_A_INVERSE, b)  # (6, S, K)
         self.layers = np.array(layers, dtype=int).reshape(-1, n_s, n_b)
         self.layer_mask = self.layers >= 0
         self._layer_at = [np.nonzero(m) for m in self.layer_mask]  # (sample, bin) of each layer's parameters

@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.special import ndtr, xlogy
 
+from belle_rare.stats.binned_likelihood import CODE4_A_INVERSE
 from belle_rare.stats.fast_scan import BAND_SIGMAS, FastLimits
 
 #: Newton steps of a cold fit and of a warm-started one (the previous fit of the same data at a nearby x)
@@ -97,24 +98,14 @@ class Params:
         return Params(self.x.copy(), self.t.copy(), self.a.copy(), self.g.copy())
 
 
-# pyhf/interpolators/code4.py A_inverse at alpha0 = 1: the polynomial's coefficients c_1..c_6 from
-# (d_up - 1, d_dn - 1, ln d_up d_up, -ln d_dn d_dn, ln^2 d_up d_up, ln^2 d_dn d_dn), d = hi or lo over nominal
-_CODE4_A_INVERSE = np.array([
-    [15 / 16, -15 / 16, -7 / 16, -7 / 16, 1 / 16, -1 / 16],
-    [3 / 2, 3 / 2, -9 / 16, 9 / 16, 1 / 16, 1 / 16],
-    [-5 / 8, 5 / 8, 5 / 8, 5 / 8, -1 / 8, 1 / 8],
-    [-3 / 2, -3 / 2, 7 / 8, -7 / 8, -1 / 8, -1 / 8],
-    [3 / 16, -3 / 16, -3 / 16, -3 / 16, 1 / 16, -1 / 16],
-    [1 / 2, 1 / 2, -5 / 16, 5 / 16, 1 / 16, 1 / 16],
-])
-
-
 def _norm_factor(t: np.ndarray, kappa: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """f(t) of pyhf's normsys code 4 with hi = 1 + kappa, lo = 1 - kappa, and its first two derivatives."""
     up, dn = 1.0 + kappa, 1.0 - kappa
     l_up, l_dn = np.log(up), np.log(dn)
     b = np.stack([up - 1, dn - 1, l_up * up, -l_dn * dn, l_up**2 * up, l_dn**2 * dn])   # (6, H)
-    c = _CODE4_A_INVERSE @ b                                                           # (6, H): c_1..c_6
+    # pyhf's code-4 matrix (binned_likelihood): c_1..c_6 from (d_up - 1, d_dn - 1, ln d_up d_up, -ln d_dn d_dn,
+    # ln^2 d_up d_up, ln^2 d_dn d_dn), d = hi or lo over nominal
+    c = CODE4_A_INVERSE @ b                                                            # (6, H)
     powers = np.arange(1, 7)[:, None]
     poly = 1.0 + np.sum(c * t[None, :] ** powers, axis=0)
     dpoly = np.sum(powers * c * t[None, :] ** (powers - 1), axis=0)
