@@ -163,9 +163,15 @@ class ZprimeProcessor(SearchProcessor):
             # M2_recoil of the selected events passing the working point of each trained mass when classified at that
             # mass (every event at every mass): the factorised background's sideband pass fractions at the window's
             # own hypothesis (analyses/zprime_background.py)
+            # the trained masses as fixed categories: a dataset with no selected event books the same axes
             hists["m2_pass"] = new_hist(regular(*b.m2, "m2", r"$M^2_{recoil}$ [GeV$^2$]"),
-                                        hist.axis.StrCategory([], name="trained", label="trained mass [GeV]", growth=True))
+                                        hist.axis.StrCategory(self.trained_mass_names(), name="trained",
+                                                              label="trained mass [GeV]"))
         return hists
+
+    def trained_mass_names(self) -> list[str]:
+        """The classifier's trained masses as the ``trained`` categories of ``m2_pass`` (GeV, ``%g``)."""
+        return [f"{m:g}" for m in self.classifier.masses]
 
     def pid_requirements(self) -> list[tuple[str, float]]:
         return [(self.config.muons.id_branch, self.config.muons.id_min)]
@@ -249,7 +255,7 @@ class ZprimeProcessor(SearchProcessor):
                                    weight=weight[keep])
         if "pass_by_mass" in v and "m2_pass" in hists:
             rows, cols = np.nonzero(v["pass_by_mass"] & selection.regions["selected"][:, None])
-            names = np.array([f"{m:g}" for m in self.classifier.masses])
+            names = np.array(self.trained_mass_names())
             hists["m2_pass"].fill(channel=channel, region="selected", m2=v["m2_recoil"][rows], trained=names[cols],
                                   weight=weight[rows])
 

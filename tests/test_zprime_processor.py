@@ -146,3 +146,11 @@ def test_generated_signal_peaks_at_the_zprime_mass_squared(zprime_processor, tmp
     here = zc.nearest_mass(centre, zprime_processor.classifier.masses) == list(zprime_processor.classifier.masses).index(mass)
     assert here[window].sum() > 5 and at_mass[here] == pytest.approx(classified[here])
     assert np.all(at_mass <= selected + 1e-9) and at_mass.sum() > classified[window].sum()
+
+
+def test_m2_pass_books_every_trained_mass_whatever_the_dataset_selects(zprime_processor):
+    # a dataset with no selected event must book the same axes as one with many (the stats layer refuses
+    # a histogram whose axes differ between datasets)
+    trained = list(zprime_processor.book()["m2_pass"].axes["trained"])
+    assert trained == [f"{m:g}" for m in zprime_processor.classifier.masses]
+    assert len(trained) >= 2
