@@ -162,8 +162,8 @@ class ZprimeProcessor(SearchProcessor):
         if self.classifier is not None:
             # M2_recoil of the selected events passing the working point of each trained mass when classified at that
             # mass (every event at every mass): the factorised background's sideband pass fractions at the window's
-            # own hypothesis (analyses/zprime_background.py)
-            # the trained masses as fixed categories: a dataset with no selected event books the same axes
+            # own hypothesis (analyses/zprime_background.py); the trained masses are fixed categories, so a dataset
+            # with no selected event books the same axes
             hists["m2_pass"] = new_hist(regular(*b.m2, "m2", r"$M^2_{recoil}$ [GeV$^2$]"),
                                         hist.axis.StrCategory(self.trained_mass_names(), name="trained",
                                                               label="trained mass [GeV]"))
