@@ -29,6 +29,7 @@ import hist
 import numpy as np
 import pydantic
 from coffea.analysis_tools import Weights
+from particle import Particle
 
 from belle_rare import corrections
 from belle_rare.configs.loader import StrictModel
@@ -151,6 +152,11 @@ CONTROL_REGIONS = ("control", "control_low", "control_high")
 TRUE_DLNU = "_dlnu"
 
 
+# |PDG id| of the control decay's particles (the truth record's PDG column), from ``particle``
+_B0, _D_PLUS = (int(Particle.from_name(name).pdgid) for name in ("B0", "D+"))
+_LIGHT_LEPTONS = [int(Particle.from_name(name).pdgid) for name in ("e-", "mu-")]
+
+
 def true_d_lnu(mc: ak.Array) -> np.ndarray:
     """Per event: a B0 / B0bar of the truth record decays to D-+ l+- nu (l = e, mu; exactly three
     daughters), whatever the D does -- the control sample's signal in generic B Bbar simulation."""
@@ -161,10 +167,10 @@ def true_d_lnu(mc: ak.Array) -> np.ndarray:
     has_mother = mother >= 0
     parent = np.where(has_mother, mother + offsets[event], 0)  # flat row of each particle's mother
     n_daughters = np.bincount(parent[has_mother], minlength=len(pdg))
-    from_b0 = has_mother & (pdg[parent] == 511)
+    from_b0 = has_mother & (pdg[parent] == _B0)
     has_d, has_lepton = np.zeros(len(pdg), bool), np.zeros(len(pdg), bool)
-    has_d[parent[from_b0 & (pdg == 411)]] = True
-    has_lepton[parent[from_b0 & ((pdg == 11) | (pdg == 13))]] = True
+    has_d[parent[from_b0 & (pdg == _D_PLUS)]] = True
+    has_lepton[parent[from_b0 & np.isin(pdg, _LIGHT_LEPTONS)]] = True
     decays = has_d & has_lepton & (n_daughters == 3)
     return np.bincount(event[decays], minlength=len(offsets) - 1) > 0
 
