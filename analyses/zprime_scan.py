@@ -242,7 +242,7 @@ def signal_samples(run: RunOutput, cfg: ScanConfig, paper_sigma: dict[float, flo
             continue
         values, variances, m2_edges, _ = _hist2d(run, name, cfg)
         total, var = float(values.sum()), float(variances.sum())
-        n_eff = total**2 / var if var > 0 else 0.0
+        n_eff = float(zb.effective_events(total, var))
         mass = float(info["parameters"]["mass"])
         if n_eff < cfg.scan.min_signal_events:
             notes.append(f"{name}: {n_eff:.0f} effective selected events < {cfg.scan.min_signal_events:g}; not used")
