@@ -187,20 +187,13 @@ class ScalarChunk:
 class ScalarEvents:
     """Channel-independent objects of one chunk under one calibration (flat track arrays, global indices)."""
 
-    n: int
-    start: np.ndarray       # first global track index of each event
-    track_event: np.ndarray
-    tracks: dict[str, np.ndarray]
-    prompt: np.ndarray      # good track from the IP
-    beta: tuple[np.ndarray, np.ndarray, np.ndarray]
-    roots: np.ndarray
+    chunk: ScalarChunk      # what every calibration shares (event frame, prompt tracks, fitted pairs, cache)
+    tracks: dict[str, np.ndarray]  # the chunk's tracks at this calibration's momentum scale
     r2: np.ndarray
-    pairs: Pairs
     p1: np.ndarray          # the pairs' refitted momenta at this calibration's momentum scale
     p2: np.ndarray
     lifetime_weights: dict[float, np.ndarray]  # nominal calibration only (fill_nominal)
     momentum_scale: float
-    cache: dict[Any, Any]   # the chunk's (ScalarChunk.cache)
 
 
 def _flat_pairs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -305,9 +298,8 @@ class BKScalarProcessor(SearchProcessor):
             flat[f] = chunk.tracks[f] * scale
         fit = chunk.pairs.fit
         p1, p2 = (fit.p1, fit.p2) if scale == 1.0 else (fit.p1 * scale, fit.p2 * scale)
-        return ScalarEvents(chunk.n, chunk.start, chunk.track_event, flat, chunk.prompt, chunk.beta, chunk.roots,
-                            self._r2(chunk, calibration), chunk.pairs, p1, p2,
-                            self.lifetime_weights(events) if calibration.is_nominal else {}, scale, chunk.cache)
+        return ScalarEvents(chunk, flat, self._r2(chunk, calibration), p1, p2,
+                            self.lifetime_weights(events) if calibration.is_nominal else {}, scale)
 
     def _r2(self, chunk: ScalarChunk, calibration: Calibration) -> np.ndarray:
         """Fox-Wolfram R2 per event of the good tracks (pion mass) and photons in the CM frame, on flat
@@ -377,9 +369,9 @@ class BKScalarProcessor(SearchProcessor):
         # the candidate-level cuts and values depend on the momentum scale only: the photon-energy
         # calibrations take the nominal calibration's and change R2
         key = ("candidates", o.momentum_scale, channel)
-        if key not in o.cache:
-            o.cache[key] = self._candidates(o, channel)
-        candidate_cuts, candidate_values = o.cache[key]
+        if key not in o.chunk.cache:
+            o.chunk.cache[key] = self._candidates(o, channel)
+        candidate_cuts, candidate_values = o.chunk.cache[key]
         event_cuts, values = dict(candidate_cuts), dict(candidate_values)
         event_cuts["R2"] = np.nan_to_num(o.r2, nan=1.0) < cfg.b_candidate.r2_max[decay_of(channel)]
         cuts = packed(event_cuts)
@@ -391,17 +383,17 @@ class BKScalarProcessor(SearchProcessor):
     def _b_system(self, o: ScalarEvents, mode: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
         """The prompt K+ (or K*0 -> K+ pi-) four-momenta, and every (system, S pair) combination in the same
         event with no shared track: (system, system index, pair index, event) per B candidate."""
-        cfg, t, pairs = self.config, o.tracks, o.pairs
-        kaons = np.flatnonzero(o.prompt & (t[cfg.kaon.id_branch] > cfg.kaon.id_min))
+        cfg, t, pairs = self.config, o.tracks, o.chunk.pairs
+        kaons = np.flatnonzero(o.chunk.prompt & (t[cfg.kaon.id_branch] > cfg.kaon.id_min))
         if mode == "K":
             first = kaons
             system = {"px": t["px"][first], "py": t["py"][first], "pz": t["pz"][first]}
             system["E"] = np.sqrt(system["px"] ** 2 + system["py"] ** 2 + system["pz"] ** 2 + KAON_MASS**2)
             members = (first,)
-            sys_event = o.track_event[first]
+            sys_event = o.chunk.track_event[first]
         else:
-            pions = np.flatnonzero(o.prompt & (t[cfg.pion.id_branch] > cfg.pion.id_min))
-            ka, pi = _cartesian(o.track_event[kaons], o.track_event[pions], o.n)
+            pions = np.flatnonzero(o.chunk.prompt & (t[cfg.pion.id_branch] > cfg.pion.id_min))
+            ka, pi = _cartesian(o.chunk.track_event[kaons], o.chunk.track_event[pions], o.chunk.n)
             ka, pi = kaons[ka], pions[pi]
             ok = (ka != pi) & (t["charge"][ka] * t["charge"][pi] < 0)
             ka, pi = ka[ok], pi[ok]
@@ -413,10 +405,10 @@ class BKScalarProcessor(SearchProcessor):
             window = (m_kpi > cfg.b_candidate.kstar_mass_window[0]) & (m_kpi < cfg.b_candidate.kstar_mass_window[1])
             system = {c: v[window] for c, v in system.items()}
             members = (ka[window], pi[window])
-            sys_event = o.track_event[members[0]]
+            sys_event = o.chunk.track_event[members[0]]
 
         # B candidates: (K or K*0) x S pair in the same event, no shared track
-        cs, cp = _cartesian(sys_event, pairs.event, o.n)
+        cs, cp = _cartesian(sys_event, pairs.event, o.chunk.n)
         distinct = np.ones(len(cs), dtype=bool)
         for m in members:
             distinct &= (m[cs] != pairs.i[cp]) & (m[cs] != pairs.j[cp])
@@ -441,14 +433,14 @@ class BKScalarProcessor(SearchProcessor):
     def _cached(self, o: ScalarEvents, key: tuple[Any, ...], make: Any) -> Any:
         """``make()`` once per chunk, momentum scale and ``key`` (shared by channels and calibrations)."""
         full = (key[0], o.momentum_scale, *key[1:])
-        if full not in o.cache:
-            o.cache[full] = make()
-        return o.cache[full]
+        if full not in o.chunk.cache:
+            o.chunk.cache[full] = make()
+        return o.chunk.cache[full]
 
     def _pair_cuts(self, o: ScalarEvents, x: str) -> dict[str, np.ndarray]:
         """The candidate cuts that depend on the S pair alone (daughter ID ... conversion veto), per fitted
         pair in the decay's hypothesis, each ANDed with the ones before it (cutflow order)."""
-        cfg, t, pairs, fit = self.config, o.tracks, o.pairs, o.pairs.fit
+        cfg, t, pairs, fit = self.config, o.tracks, o.chunk.pairs, o.chunk.pairs.fit
         pair = self._cached(o, ("pair masses", x), lambda: self._pair_masses(o, x))
         m_s, m_pipi = pair["m_s"], pair["m_pipi"]
         ident = cfg.daughters[x]
@@ -477,14 +469,14 @@ class BKScalarProcessor(SearchProcessor):
         the CM frame, M_bc, dE) only for the candidates that pass them -- the cutflow needs no more."""
         cfg = self.config
         x, mode = decay_of(channel), b_mode_of(channel)
-        fit = o.pairs.fit
+        fit = o.chunk.pairs.fit
         system, cs, cp, event = self._cached(o, ("system", mode), lambda: self._b_system(o, mode))
         pair = self._cached(o, ("pair masses", x), lambda: self._pair_masses(o, x))
         pair_cuts = self._cached(o, ("pair cuts", x), lambda: self._pair_cuts(o, x))
 
-        event_cuts = {"B candidate": np.bincount(event, minlength=o.n) > 0}
+        event_cuts = {"B candidate": np.bincount(event, minlength=o.chunk.n) > 0}
         for name, running in pair_cuts.items():
-            event_cuts[name] = np.bincount(event[running[cp]], minlength=o.n) > 0
+            event_cuts[name] = np.bincount(event[running[cp]], minlength=o.chunk.n) > 0
         # every candidate cut but M_bc and dE passed: the (M_bc, dE) control plane
         before = np.flatnonzero(pair_cuts["conversion veto"][cp])
         cs, cp, event = cs[before], cp[before], event[before]
@@ -492,15 +484,15 @@ class BKScalarProcessor(SearchProcessor):
         # the B in the CM frame
         b_lab = kin.P4(system["px"][cs] + pair["px"][cp], system["py"][cs] + pair["py"][cp], system["pz"][cs] + pair["pz"][cp],
                        system["E"][cs] + pair["E1"][cp] + pair["E2"][cp])
-        b_cm = kin.to_cm(*b_lab, *(c[event] for c in o.beta))
-        mbc, de = kin.mbc_deltae(*b_cm, o.roots[event])
+        b_cm = kin.to_cm(*b_lab, *(c[event] for c in o.chunk.beta))
+        mbc, de = kin.mbc_deltae(*b_cm, o.chunk.roots[event])
         running = mbc > cfg.b_candidate.mbc_min
-        event_cuts["M_bc"] = np.bincount(event[running], minlength=o.n) > 0
+        event_cuts["M_bc"] = np.bincount(event[running], minlength=o.chunk.n) > 0
         running = running & (np.abs(de) < cfg.b_candidate.de_max[x])
-        event_cuts["delta E"] = np.bincount(event[running], minlength=o.n) > 0
+        event_cuts["delta E"] = np.bincount(event[running], minlength=o.chunk.n) > 0
 
         def best_of(valid: np.ndarray) -> Any:
-            best = _first_per_event(event, np.abs(de), valid, o.n)
+            best = _first_per_event(event, np.abs(de), valid, o.chunk.n)
             return lambda values: np.where(best >= 0, values[np.maximum(best, 0)] if len(values) else np.nan, np.nan)
 
         take, take_pre = best_of(running), best_of(np.ones(len(cp), dtype=bool))
