@@ -95,3 +95,18 @@ def test_inspect_kstartautau_notebook_executes(tmp_path, monkeypatch):
                             extra=(["limit", "kstartautau", "--results", str(tmp_path / "out")],))
     assert "Run kstartautau on belle2" in text and "bdt channels: ll, lpi, rhoX, pipi" in text
     assert "bdt_stack.png" in text and "cls_kstartautau_combined.png" in text and "BR <" in text
+
+
+def test_inspect_taulphi_notebook_executes(tmp_path, monkeypatch):
+    """Both tau -> l phi signals and a tau-pair background: the region yields of both channels, the (M, dE) planes
+    with the SR box, the stacked K+K- mass and BDT score, and the limit."""
+    samples, out = tmp_path / "samples", tmp_path / "out"
+    for process, events in (("sig_tauephi", 1000), ("sig_taumuphi", 1000), ("tautau", 500)):
+        produce(Request("belle2", process, events, 5, samples, events_per_file=1500), progress=False)
+    assert main(["run", "taulphi", "--experiment", "belle2", "--samples", str(samples), "--out", str(out), "--executor", "iterative"]) == 0
+    assert main(["limit", "taulphi", "--results", str(out)]) == 0
+    monkeypatch.setenv("BELLE_RARE_RUN", str(out / "taulphi"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    text = _execute(NOTEBOOKS / "inspect_taulphi.ipynb")
+    assert "Run taulphi on belle2" in text and "--- muphi" in text and "SR_presel" in text and "sig_taumuphi" in text
+    assert "plotted: m_kk, bdt_score for ephi, muphi" in text and "BR <" in text
