@@ -136,3 +136,27 @@ def test_fitted_limit_row_uses_the_reports_signal_window(tmp_path):
     (run / "validation.json").write_text(json.dumps(validation))
     (row,) = channel_rows("kstartautau", run)
     assert row["background_from_mc_bound"] and row["background"] == 20.0
+
+
+def test_an_entry_can_name_the_search_it_runs():
+    """``search:`` lets one search have an entry per experiment (kstartautau: Belle and Belle II); a wrong
+    name is refused with the key; each such entry's run goes to OUT/results/ENTRY so the two do not collide."""
+    from pathlib import Path
+
+    from belle_rare.analyses.paper_mode import results_root
+
+    plan = load_paper_mode()
+    belle2 = plan.searches["kstartautau_belle2"]
+    assert belle2.experiment == "belle2" and plan.search_of("kstartautau_belle2") == "kstartautau"
+    assert plan.searches["kstartautau"].experiment == "belle" and plan.search_of("kstartautau") == "kstartautau"
+    assert {"sig_kstartautau", "mixed", "uds", "charm", "tautau"} <= {s.process for s in belle2.samples}
+    assert results_root(Path("OUT"), "kstartautau", plan) == Path("OUT/results")
+    assert results_root(Path("OUT"), "kstartautau_belle2", plan) == Path("OUT/results/kstartautau_belle2")
+    bad = PaperMode.model_validate({"budget_core_hours": 1, "searches": {"kst_b2": {
+        "search": "kstartautauu", "experiment": "belle2", "samples": [{"process": "sig_kstartautau", "events": 10}]}}})
+    with pytest.raises(UserError, match=r"searches\.kst_b2\.search: no such search 'kstartautauu'"):
+        check_plan(bad)
+    unnamed = PaperMode.model_validate({"budget_core_hours": 1, "searches": {"kst_b2": {
+        "experiment": "belle2", "samples": [{"process": "sig_kstartautau", "events": 10}]}}})
+    with pytest.raises(UserError, match=r"searches\.kst_b2: no such search 'kst_b2'"):
+        check_plan(unnamed)
