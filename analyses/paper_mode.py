@@ -212,6 +212,27 @@ def channel_rows(search: str, results: Path) -> list[dict[str, Any]]:
             "published_expected": published.get("expected"),
             "published_observed": published.get("observed"),
         })
+    return rows + category_rows(validation, lumi)
+
+
+def category_rows(validation: list[dict[str, Any]], lumi: float) -> list[dict[str, Any]]:
+    """The categories a fit takes together (kstartautau Belle II: ll, lpi, rhoX, pipi), one row each from the
+    report's "expected background, <window>, CATEGORY" and "signal efficiency, <window>, CATEGORY" rows: the
+    background and efficiency of each, no limit of their own. Only categories with a background row."""
+    rows = []
+    by_quantity = {r["quantity"]: r for r in validation if isinstance(r, dict) and "quantity" in r}
+    for quantity, r in by_quantity.items():
+        if not quantity.startswith("expected background, ") or quantity.endswith(")"):
+            continue
+        window, category = quantity.removeprefix("expected background, ").rsplit(", ", 1)
+        b, sigma = r.get("ours"), r.get("uncertainty")
+        efficiency = by_quantity.get(f"signal efficiency, {window}, {category}", {}).get("ours")
+        rows.append({"channel": category, "background": b, "background_uncertainty": sigma,
+                     "background_from_mc_bound": r.get("simulated_events", 1) == 0 or r.get("mc_bound_events", 0.0) > 0,
+                     "paper_background": r.get("paper"),
+                     "equivalent_luminosity_fb": (lumi * b / sigma**2) if (b and sigma) else None,
+                     "efficiency": efficiency, "paper_efficiency": None, "expected_limit": None,
+                     "published_expected": None, "published_observed": None})
     return rows
 
 

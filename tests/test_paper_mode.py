@@ -160,3 +160,25 @@ def test_an_entry_can_name_the_search_it_runs():
         "experiment": "belle2", "samples": [{"process": "sig_kstartautau", "events": 10}]}}})
     with pytest.raises(UserError, match=r"searches\.kst_b2: no such search 'kst_b2'"):
         check_plan(unnamed)
+
+
+def test_category_rows_give_each_fitted_category_its_background_and_efficiency():
+    """Belle II kstartautau fits four categories together: the paper table gets one row per category (background,
+    its simulation error, L_eq, efficiency) from the report's per-category rows; totals (ending in "(belle2)") and
+    categories with only an efficiency row are not repeated."""
+    from belle_rare.analyses.paper_mode import category_rows
+
+    validation = [
+        {"quantity": "expected background, SR and BDT output >= 0.4 (belle2)", "ours": 30.0, "uncertainty": 6.0},
+        {"quantity": "expected background, SR and BDT output >= 0.4, ll", "ours": 10.0, "uncertainty": 5.0,
+         "simulated_events": 4, "mc_bound_events": 0.0},
+        {"quantity": "expected background, SR and BDT output >= 0.4, pipi", "ours": 3.0, "uncertainty": 3.0,
+         "simulated_events": 0, "mc_bound_events": 3.0},
+        {"quantity": "signal efficiency, SR and BDT output >= 0.4, ll", "ours": 2.0e-5},
+        {"quantity": "signal efficiency, SR and BDT output >= 0.4, lpi", "ours": 1.0e-5},
+    ]
+    rows = {r["channel"]: r for r in category_rows(validation, 365.0)}
+    assert set(rows) == {"ll", "pipi"}
+    assert rows["ll"]["background"] == 10.0 and rows["ll"]["efficiency"] == 2.0e-5 and not rows["ll"]["background_from_mc_bound"]
+    assert rows["ll"]["equivalent_luminosity_fb"] == pytest.approx(365.0 * 10.0 / 25.0)
+    assert rows["pipi"]["background_from_mc_bound"] and rows["pipi"]["efficiency"] is None
