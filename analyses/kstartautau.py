@@ -87,15 +87,27 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
                              + ("(the paper: every background, 711 /fb, fit: 122.4 +- 4.9)" if experiment == "belle" else "(not published)")
                              + f"; +- simulation statistics; the empty datasets' MC bound ({share:g} of it in the window) "
                              + f"included: {bound:.3g}; per dataset (events selected): {breakdown}"})
+        if experiment == "belle2":  # the paper fits the four categories: the background of each (paper-mode table)
+            for channel in cutflow[backgrounds[0]]:
+                per = window_background(result, backgrounds, share, channels=[channel])
+                rows.append({"quantity": f"expected background, SR and {window}, {channel}",
+                             "ours": sum(p["events"] + p["bound"] for p in per.values()), "paper": None, "unit": "events",
+                             "uncertainty": sum(p["variance"] + p["bound"] ** 2 for p in per.values()) ** 0.5,
+                             "simulated_events": sum(p["raw"] for p in per.values()),
+                             "mc_bound_events": sum(p["bound"] for p in per.values()),
+                             "note": "; ".join(f"{d} {p['events']:.3g} +- {p['variance'] ** 0.5:.2g} ({p['raw']})" if p["raw"]
+                                               else f"{d} none (bound {p['bound']:.2g})" for d, p in per.items())})
     return rows
 
 
-def window_background(result: dict[str, Any], backgrounds: list[str], share: float) -> dict[str, dict[str, float]]:
+def window_background(result: dict[str, Any], backgrounds: list[str], share: float,
+                      channels: list[str] | None = None) -> dict[str, dict[str, float]]:
     """Per background dataset, its weighted yield in the signal window (``yields`` region ``signal``: SR and
     E_ECL^extra < 0.2 GeV / BDT >= 0.4, every channel, nominal), the variance of that sum (sum of the
     squared per-event weights: the simulation statistics), the selected simulated events and, for a dataset
     with none, ``share`` x its MC statistical bound (stats/mc_bound.py: its largest weight per event; the
-    binned fit spreads it flat over its bins, so the window holds that share of it), else 0."""
+    binned fit spreads it flat over its bins, so the window holds that share of it), else 0. ``channels``:
+    only these channels (default every channel of the dataset's cutflow)."""
     from belle_rare.core.histograms import summed
     from belle_rare.stats.mc_bound import weight_per_event
 
@@ -104,11 +116,12 @@ def window_background(result: dict[str, Any], backgrounds: list[str], share: flo
     parts = {}
     for dataset in backgrounds:
         value = variance = 0.0
-        for channel in cutflow[dataset]:
+        chosen = [c for c in cutflow[dataset] if channels is None or c in channels]
+        for channel in chosen:
             h = summed(hists, "yields", dataset, channel, region="signal", variation="nominal")
             if h is not None:
                 value, variance = value + float(h.values().sum()), variance + float(h.variances().sum())
-        raw = sum(int(f["raw"][signal_step]) for f in cutflow[dataset].values())
+        raw = sum(int(cutflow[dataset][c]["raw"][signal_step]) for c in chosen)
         weight = weight_per_event(result["metadata"]["datasets"][dataset]) if raw == 0 else None
         parts[dataset] = {"events": value, "variance": variance, "raw": raw, "bound": share * weight if weight else 0.0}
     return parts

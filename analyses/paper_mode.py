@@ -93,8 +93,10 @@ def check_plan(plan: PaperMode) -> None:
 
     catalogue = load_catalogue()
     for name, search in plan.searches.items():
-        if name not in search_names():
-            raise UserError(f"configs/paper_mode.yaml: searches.{name}: no such search (installed: {', '.join(search_names())})")
+        if plan.search_of(name) not in search_names():
+            key = f"searches.{name}" + (".search" if search.search else "")
+            raise UserError(f"configs/paper_mode.yaml: {key}: no such search '{plan.search_of(name)}' "
+                            f"(installed: {', '.join(search_names())})")
         for i, sample in enumerate(search.samples):
             where = f"configs/paper_mode.yaml: searches.{name}.samples.{i}"
             if sample.process not in catalogue.processes:
@@ -123,14 +125,15 @@ def run_paper_mode(out: Path, scale: float, workers: int, seed: int, only: list[
         search = plan.searches[name]
         start = time.perf_counter()
         manifests = produce_samples(name, search, scale, seed + 1000 * i, out / "samples" / name, workers, console)
-        opts = RunOptions(search=name, experiment=search.experiment, samples=out / "samples" / name,
-                          out=out / "results", executor=executor, workers=workers, progress=console.is_terminal,
-                          pid_weighting=search.pid_weights)
+        opts = RunOptions(search=plan.search_of(name), experiment=search.experiment, samples=out / "samples" / name,
+                          out=results_root(out, name, plan), executor=executor, workers=workers,
+                          progress=console.is_terminal, pid_weighting=search.pid_weights)
         result = run_search(opts)
         write_outputs(result, opts.out, console)
         generation_cpu = sum(float(m.get("cpu_seconds", 0.0)) for m in manifests)
         run_cpu = sum(result["metadata"].get("cpu_seconds", {}).values())
         records[name] = {
+            "search": plan.search_of(name),
             "experiment": search.experiment,
             "pid_weights": search.pid_weights,
             "samples": [{"dataset": m["dataset"], "events": m["events"], "generated_events": m["generated_events"],
@@ -142,10 +145,10 @@ def run_paper_mode(out: Path, scale: float, workers: int, seed: int, only: list[
             "wall_seconds": time.perf_counter() - start,
         }
     limits_start = time.perf_counter()
-    rows = limit_all(out / "results", searches=names)
+    rows = [row for name in names for row in limit_all(results_root(out, name, plan), searches=[plan.search_of(name)])]
     limits_seconds = time.perf_counter() - limits_start
     for name in names:
-        records[name]["channels"] = channel_rows(name, out / "results" / name)
+        records[name]["channels"] = channel_rows(plan.search_of(name), results_root(out, name, plan) / plan.search_of(name))
     document = {
         "scale": scale,
         "budget_core_hours": plan.budget_core_hours,
@@ -157,6 +160,13 @@ def run_paper_mode(out: Path, scale: float, workers: int, seed: int, only: list[
     write_json_atomic(out / "paper_mode.json", document)
     print_paper_table(document, console)
     return 1 if any("error" in r for r in rows) else 0
+
+
+def results_root(out: Path, entry: str, plan: PaperMode) -> Path:
+    """Where an entry's run goes (``ROOT/SEARCH``): ``OUT/results`` for an entry named by its search, else
+    ``OUT/results/ENTRY`` (``kstartautau_belle2`` -> ``OUT/results/kstartautau_belle2/kstartautau``), so two
+    entries of one search do not overwrite each other."""
+    return out / "results" if plan.search_of(entry) == entry else out / "results" / entry
 
 
 def channel_rows(search: str, results: Path) -> list[dict[str, Any]]:
@@ -202,6 +212,27 @@ def channel_rows(search: str, results: Path) -> list[dict[str, Any]]:
             "published_expected": published.get("expected"),
             "published_observed": published.get("observed"),
         })
+    return rows + category_rows(validation, lumi)
+
+
+def category_rows(validation: list[dict[str, Any]], lumi: float) -> list[dict[str, Any]]:
+    """The categories a fit takes together (kstartautau Belle II: ll, lpi, rhoX, pipi), one row each from the
+    report's "expected background, <window>, CATEGORY" and "signal efficiency, <window>, CATEGORY" rows: the
+    background and efficiency of each, no limit of their own. Only categories with a background row."""
+    rows = []
+    by_quantity = {r["quantity"]: r for r in validation if isinstance(r, dict) and "quantity" in r}
+    for quantity, r in by_quantity.items():
+        if not quantity.startswith("expected background, ") or quantity.endswith(")"):
+            continue
+        window, category = quantity.removeprefix("expected background, ").rsplit(", ", 1)
+        b, sigma = r.get("ours"), r.get("uncertainty")
+        efficiency = by_quantity.get(f"signal efficiency, {window}, {category}", {}).get("ours")
+        rows.append({"channel": category, "background": b, "background_uncertainty": sigma,
+                     "background_from_mc_bound": r.get("simulated_events", 1) == 0 or r.get("mc_bound_events", 0.0) > 0,
+                     "paper_background": r.get("paper"),
+                     "equivalent_luminosity_fb": (lumi * b / sigma**2) if (b and sigma) else None,
+                     "efficiency": efficiency, "paper_efficiency": None, "expected_limit": None,
+                     "published_expected": None, "published_observed": None})
     return rows
 
 

@@ -21,9 +21,12 @@ class PaperSample(StrictModel):
 
 
 class PaperSearch(StrictModel):
-    """The paper-luminosity mode of one search: where it runs and on what."""
+    """The paper-luminosity mode of one search: where it runs and on what. ``search`` names the search
+    an entry runs when its key is not a search name, so one search can have an entry per experiment
+    (``kstartautau`` on Belle, ``kstartautau_belle2`` with ``search: kstartautau`` on Belle II)."""
 
     experiment: str
+    search: str | None = None  # the search this entry runs (default: the entry's key)
     pid_weights: bool = False
     samples: Annotated[list[PaperSample], pydantic.Field(min_length=1)]
     left_out: dict[str, str] = pydantic.Field(default_factory=dict)  # process -> why it does not matter
@@ -32,6 +35,10 @@ class PaperSearch(StrictModel):
 class PaperMode(StrictModel):
     budget_core_hours: Annotated[float, pydantic.Field(gt=0)]
     searches: dict[str, PaperSearch]
+
+    def search_of(self, entry: str) -> str:
+        """The search an entry of ``searches`` runs: its ``search``, else its key."""
+        return self.searches[entry].search or entry
 
 
 def load_paper_mode() -> PaperMode:

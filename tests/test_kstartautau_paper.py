@@ -59,3 +59,28 @@ def test_paper_plan_for_kstartautau():
     processes = {s.process for s in plan.samples}
     assert {"sig_kstartautau", "ctl_dlnu", "mixed", "uds", "charm"} <= processes
     assert "charged" in plan.left_out and "charge" in plan.left_out["charged"]
+
+
+def test_belle2_background_per_category_adds_up_to_the_window(tmp_path):
+    """Belle II: one background row per BDT category (the paper-mode table's category rows); their simulated
+    yields and events add up to the BDT signal region's total row, and each empty dataset carries its MC bound
+    in every category where it has no event."""
+    from belle_rare.analyses.kstartautau import measure
+    from belle_rare.analyses.runner import RunOptions, run_search
+    from belle_rare.simulation.production import Request, produce
+
+    produce(Request("belle2", "sig_kstartautau", 2000, 51, tmp_path / "samples"), progress=False)
+    produce(Request("belle2", "mixed", 1500, 52, tmp_path / "samples"), progress=False)
+    run = run_search(RunOptions(search="kstartautau", experiment="belle2", samples=tmp_path / "samples",
+                                out=tmp_path / "results", executor="iterative", progress=False))
+    rows = {r["quantity"]: r for r in measure(run)}
+    total = rows["expected background, SR and BDT output >= 0.4 (belle2)"]
+    categories = [rows[f"expected background, SR and BDT output >= 0.4, {c}"] for c in ("ll", "lpi", "rhoX", "pipi")]
+    simulated = sum(r["ours"] - r["mc_bound_events"] for r in categories)
+    assert simulated == pytest.approx(total["ours"] - total["mc_bound_events"], rel=1e-9, abs=1e-9)
+    assert sum(r["simulated_events"] for r in categories) == total["simulated_events"]
+    from belle_rare.stats.mc_bound import weight_per_event
+
+    weight = weight_per_event(run["metadata"]["datasets"]["mixed"])
+    for r in categories:
+        assert r["mc_bound_events"] == (pytest.approx(weight) if r["simulated_events"] == 0 else 0.0)

@@ -136,3 +136,49 @@ def test_fitted_limit_row_uses_the_reports_signal_window(tmp_path):
     (run / "validation.json").write_text(json.dumps(validation))
     (row,) = channel_rows("kstartautau", run)
     assert row["background_from_mc_bound"] and row["background"] == 20.0
+
+
+def test_an_entry_can_name_the_search_it_runs():
+    """``search:`` lets one search have an entry per experiment (kstartautau: Belle and Belle II); a wrong
+    name is refused with the key; each such entry's run goes to OUT/results/ENTRY so the two do not collide."""
+    from pathlib import Path
+
+    from belle_rare.analyses.paper_mode import results_root
+
+    plan = load_paper_mode()
+    belle2 = plan.searches["kstartautau_belle2"]
+    assert belle2.experiment == "belle2" and plan.search_of("kstartautau_belle2") == "kstartautau"
+    assert plan.searches["kstartautau"].experiment == "belle" and plan.search_of("kstartautau") == "kstartautau"
+    assert {"sig_kstartautau", "mixed", "uds", "charm", "tautau"} <= {s.process for s in belle2.samples}
+    assert results_root(Path("OUT"), "kstartautau", plan) == Path("OUT/results")
+    assert results_root(Path("OUT"), "kstartautau_belle2", plan) == Path("OUT/results/kstartautau_belle2")
+    bad = PaperMode.model_validate({"budget_core_hours": 1, "searches": {"kst_b2": {
+        "search": "kstartautauu", "experiment": "belle2", "samples": [{"process": "sig_kstartautau", "events": 10}]}}})
+    with pytest.raises(UserError, match=r"searches\.kst_b2\.search: no such search 'kstartautauu'"):
+        check_plan(bad)
+    unnamed = PaperMode.model_validate({"budget_core_hours": 1, "searches": {"kst_b2": {
+        "experiment": "belle2", "samples": [{"process": "sig_kstartautau", "events": 10}]}}})
+    with pytest.raises(UserError, match=r"searches\.kst_b2: no such search 'kst_b2'"):
+        check_plan(unnamed)
+
+
+def test_category_rows_give_each_fitted_category_its_background_and_efficiency():
+    """Belle II kstartautau fits four categories together: the paper table gets one row per category (background,
+    its simulation error, L_eq, efficiency) from the report's per-category rows; totals (ending in "(belle2)") and
+    categories with only an efficiency row are not repeated."""
+    from belle_rare.analyses.paper_mode import category_rows
+
+    validation = [
+        {"quantity": "expected background, SR and BDT output >= 0.4 (belle2)", "ours": 30.0, "uncertainty": 6.0},
+        {"quantity": "expected background, SR and BDT output >= 0.4, ll", "ours": 10.0, "uncertainty": 5.0,
+         "simulated_events": 4, "mc_bound_events": 0.0},
+        {"quantity": "expected background, SR and BDT output >= 0.4, pipi", "ours": 3.0, "uncertainty": 3.0,
+         "simulated_events": 0, "mc_bound_events": 3.0},
+        {"quantity": "signal efficiency, SR and BDT output >= 0.4, ll", "ours": 2.0e-5},
+        {"quantity": "signal efficiency, SR and BDT output >= 0.4, lpi", "ours": 1.0e-5},
+    ]
+    rows = {r["channel"]: r for r in category_rows(validation, 365.0)}
+    assert set(rows) == {"ll", "pipi"}
+    assert rows["ll"]["background"] == 10.0 and rows["ll"]["efficiency"] == 2.0e-5 and not rows["ll"]["background_from_mc_bound"]
+    assert rows["ll"]["equivalent_luminosity_fb"] == pytest.approx(365.0 * 10.0 / 25.0)
+    assert rows["pipi"]["background_from_mc_bound"] and rows["pipi"]["efficiency"] is None
