@@ -100,6 +100,26 @@ class DimuonEvents:
     recoil_lab: np.ndarray  # (n, 4)
     sqrt_s: np.ndarray    # (n,)
     extra_energy: np.ndarray  # (n,) GeV
+    nominal: bool = True  # the nominal calibration (the only one whose m2_pass is filled)
+
+
+@dataclass
+class DimuonChunk:
+    """What the calibrations of a chunk share (``chunk_objects``): the calibration-independent objects of
+    the events with two IP tracks, and the kinematics / extra energy per momentum / photon-energy scale
+    (a momentum variation leaves the photons nominal and vice versa: 3 of each for 5 calibrations)."""
+
+    keep: np.ndarray
+    tracks: ak.Array       # the two IP tracks of each kept event
+    photons: ak.Array      # the kept events' Photon collection
+    boost: Any
+    sqrt_s: np.ndarray
+    beam_lab: np.ndarray   # (n, 4)
+    charge: np.ndarray
+    muon_id: np.ndarray
+    pdg: np.ndarray
+    kinematics: dict[float, tuple[np.ndarray, np.ndarray]]  # momentum scale -> (lab, cm)
+    extra_energy: dict[float, np.ndarray]                    # photon-energy scale -> E_extra
 
 
 def _p4_array(p: kin.P4) -> np.ndarray:
@@ -176,31 +196,43 @@ class ZprimeProcessor(SearchProcessor):
     def pid_requirements(self) -> list[tuple[str, float]]:
         return [(self.config.muons.id_branch, self.config.muons.id_min)]
 
-    def objects(self, events: ak.Array, calibration: Calibration) -> DimuonEvents:
-        """Only events with exactly two IP tracks get kinematics."""
+    def chunk_objects(self, events: ak.Array) -> DimuonChunk:
+        """The two IP tracks, beam frame, muon ID and truth once per chunk; kinematics per scale, on demand."""
         good = good_tracks(events.Track, self.config.tracks)
         keep = ak.to_numpy(ak.sum(good, axis=1) == 2)
         ev = events[keep]
         trk = ev.Track[good[keep]]
         beam, boost, roots = event_frame(ev)
-        p = scaled_tracks(trk, calibration.momentum_scale, MUON_MASS)
-        cm_tracks = kin.to_cm(p.px, p.py, p.pz, p.E, *boost)
         mu = self.config.muons
         weighted = self.pid_weighted(events)
         muon_id = pid_weighting.pass_probability(trk, mu.id_branch, mu.id_min) if weighted else trk[mu.id_branch]
         pdg = trk.mcPDG if "mcPDG" in trk.fields else ak.zeros_like(trk.charge)
-        lab = _p4_array(p)
-        beam_lab = np.column_stack([ak.to_numpy(c) for c in (beam.px, beam.py, beam.pz, beam.E)])
-        photons = ev.Photon
-        if calibration.photon_energy_scale != 1.0:
-            photons = ak.with_field(photons, photons.E * calibration.photon_energy_scale, "E")
-        return DimuonEvents(
-            keep=keep, lab=lab, cm=_p4_array(cm_tracks),
+        return DimuonChunk(
+            keep=keep, tracks=trk, photons=ev.Photon, boost=boost, sqrt_s=ak.to_numpy(roots),
+            beam_lab=np.column_stack([ak.to_numpy(c) for c in (beam.px, beam.py, beam.pz, beam.E)]),
             charge=ak.to_numpy(ak.flatten(trk.charge)).reshape(-1, 2),
             muon_id=ak.to_numpy(ak.flatten(muon_id)).reshape(-1, 2).astype(float),
-            pdg=ak.to_numpy(ak.flatten(pdg)).reshape(-1, 2),
-            recoil_lab=beam_lab - lab.sum(axis=1), sqrt_s=ak.to_numpy(roots),
-            extra_energy=ak.to_numpy(extra_energy(photons, None, self.config.photon_veto.clusters)),
+            pdg=ak.to_numpy(ak.flatten(pdg)).reshape(-1, 2), kinematics={}, extra_energy={},
+        )
+
+    def objects(self, events: ak.Array, calibration: Calibration, shared: DimuonChunk | None = None) -> DimuonEvents:
+        """Only events with exactly two IP tracks get kinematics."""
+        c = self.chunk_objects(events) if shared is None else shared
+        scale = calibration.momentum_scale
+        if scale not in c.kinematics:
+            p = scaled_tracks(c.tracks, scale, MUON_MASS)
+            c.kinematics[scale] = (_p4_array(p), _p4_array(kin.to_cm(p.px, p.py, p.pz, p.E, *c.boost)))
+        lab, cm = c.kinematics[scale]
+        e_scale = calibration.photon_energy_scale
+        if e_scale not in c.extra_energy:
+            photons = c.photons
+            if e_scale != 1.0:
+                photons = ak.with_field(photons, photons.E * e_scale, "E")
+            c.extra_energy[e_scale] = ak.to_numpy(extra_energy(photons, None, self.config.photon_veto.clusters))
+        return DimuonEvents(
+            keep=c.keep, lab=lab, cm=cm, charge=c.charge, muon_id=c.muon_id, pdg=c.pdg,
+            recoil_lab=c.beam_lab - lab.sum(axis=1), sqrt_s=c.sqrt_s, extra_energy=c.extra_energy[e_scale],
+            nominal=calibration.is_nominal,
         )
 
     def select(self, events: ak.Array, objects: DimuonEvents, channel: str) -> Selection:
@@ -231,11 +263,12 @@ class ZprimeProcessor(SearchProcessor):
             passed = np.zeros(len(selected), bool)
             passed[selected] = self.classifier.passes({k: full[k][selected] for k in (*FEATURES, "m2_recoil")}, event[selected])
             regions["classified"] = passed
-            every = np.zeros((len(selected), len(self.classifier.masses)), bool)
-            every[selected] = self.classifier.passes_at_every_mass(
-                {k: full[k][selected] for k in FEATURES}, event[selected])
-            values["pass_by_mass"] = every
-            full["pass_by_mass"] = every
+            if o.nominal:  # m2_pass is filled with the nominal calibration only (fill_nominal)
+                every = np.zeros((len(selected), len(self.classifier.masses)), bool)
+                every[selected] = self.classifier.passes_at_every_mass(
+                    {k: full[k][selected] for k in FEATURES}, event[selected])
+                values["pass_by_mass"] = every
+                full["pass_by_mass"] = every
         return Selection(cuts=cuts, values={k: full[k] for k in values}, regions=regions)
 
     def add_weights(self, weights: Any, selection: Selection, channel: str) -> None:
