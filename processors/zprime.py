@@ -26,7 +26,8 @@ from belle_rare.processors import pid_weighting
 from belle_rare.processors.base import Calibration, SearchProcessor, Selection, TriggerLines, packed
 from belle_rare.processors.columns import expand
 from belle_rare.processors.event_objects import TrackCuts, event_frame, good_tracks, scaled_tracks
-from belle_rare.processors.extra_energy import ExtraEnergyCuts, extra_energy
+from belle_rare.processors import jagged_kernels as jk
+from belle_rare.processors.extra_energy import ExtraEnergyCuts, region_threshold
 from belle_rare.processors.registry import Demo, Search, builtin_file
 
 MUON_MASS = pdg_mass(13)
@@ -110,9 +111,9 @@ class DimuonChunk:
     (a momentum variation leaves the photons nominal and vice versa: 3 of each for 5 calibrations)."""
 
     keep: np.ndarray
-    tracks: ak.Array       # the two IP tracks of each kept event
-    photons: ak.Array      # the kept events' Photon collection
-    boost: Any
+    tracks: kin.P4         # the two IP tracks of each kept event, (n, 2) numpy arrays, as stored
+    photons: "FlatPhotons"  # the kept events' Photon collection, flat
+    boost: tuple[np.ndarray, np.ndarray, np.ndarray]  # CM velocity, (n, 1) columns (broadcast onto the tracks)
     sqrt_s: np.ndarray
     beam_lab: np.ndarray   # (n, 4)
     charge: np.ndarray
@@ -122,8 +123,38 @@ class DimuonChunk:
     extra_energy: dict[float, np.ndarray]                    # photon-energy scale -> E_extra
 
 
-def _p4_array(p: kin.P4) -> np.ndarray:
-    return np.stack([ak.to_numpy(ak.flatten(c)).reshape(-1, 2) for c in (p.px, p.py, p.pz, p.E)], axis=-1)
+@dataclass(frozen=True)
+class FlatPhotons:
+    """The Photon clusters of the kept events, flat, and what ``extra_energy.counted_clusters`` reads
+    of them that no photon-energy scale changes (threshold per cluster, timing cuts)."""
+
+    offsets: np.ndarray
+    E: np.ndarray          # as stored (float32)
+    threshold: np.ndarray  # GeV, from clusterReg (+inf: never counted)
+    timing_ok: np.ndarray  # passes the timing cuts
+
+    @classmethod
+    def of(cls, photons: ak.Array, cuts: ExtraEnergyCuts) -> "FlatPhotons":
+        def flat(field: str) -> np.ndarray:
+            return ak.to_numpy(ak.flatten(photons[field]))
+
+        E = flat("E")
+        timing_ok = np.ones(len(E), bool)
+        if cuts.max_abs_timing is not None:
+            timing_ok = timing_ok & (abs(flat("clusterTiming")) < cuts.max_abs_timing)
+        if cuts.max_timing_significance is not None:
+            if "clusterErrorTiming" not in ak.fields(photons):
+                raise KeyError("max_timing_significance needs the Photon_clusterErrorTiming branch")
+            timing_ok = timing_ok & (abs(flat("clusterTiming")) < cuts.max_timing_significance * flat("clusterErrorTiming"))
+        return cls(jk.offsets_of(ak.to_numpy(ak.num(photons))), E, region_threshold(flat("clusterReg"), cuts.thresholds),
+                   timing_ok)
+
+    def extra_energy(self, scale: float) -> np.ndarray:
+        """``extra_energy.extra_energy(photons with E x scale, None, cuts)``: the same clusters, the same
+        float64 sum in the same order (``jagged_kernels.segment_sum``)."""
+        E = self.E * scale if scale != 1.0 else self.E
+        counted = (E > self.threshold) & self.timing_ok
+        return jk.segment_sum(self.offsets, E.astype(np.float64), counted)
 
 
 def recoil_kinematics(cm: np.ndarray, sqrt_s: np.ndarray) -> dict[str, np.ndarray]:
@@ -207,8 +238,10 @@ class ZprimeProcessor(SearchProcessor):
         weighted = self.pid_weighted(events)
         muon_id = pid_weighting.pass_probability(trk, mu.id_branch, mu.id_min) if weighted else trk[mu.id_branch]
         pdg = trk.mcPDG if "mcPDG" in trk.fields else ak.zeros_like(trk.charge)
+        tracks = kin.P4(*(ak.to_numpy(ak.flatten(trk[c])).reshape(-1, 2) for c in ("px", "py", "pz", "E")))
         return DimuonChunk(
-            keep=keep, tracks=trk, photons=ev.Photon, boost=boost, sqrt_s=ak.to_numpy(roots),
+            keep=keep, tracks=tracks, photons=FlatPhotons.of(ev.Photon, self.config.photon_veto.clusters),
+            boost=tuple(ak.to_numpy(b)[:, None] for b in boost), sqrt_s=ak.to_numpy(roots),
             beam_lab=np.column_stack([ak.to_numpy(c) for c in (beam.px, beam.py, beam.pz, beam.E)]),
             charge=ak.to_numpy(ak.flatten(trk.charge)).reshape(-1, 2),
             muon_id=ak.to_numpy(ak.flatten(muon_id)).reshape(-1, 2).astype(float),
@@ -220,15 +253,14 @@ class ZprimeProcessor(SearchProcessor):
         c = self.chunk_objects(events) if shared is None else shared
         scale = calibration.momentum_scale
         if scale not in c.kinematics:
+            # the jagged code's element-wise operations on the (n, 2) arrays: the same values, bit for bit
             p = scaled_tracks(c.tracks, scale, MUON_MASS)
-            c.kinematics[scale] = (_p4_array(p), _p4_array(kin.to_cm(p.px, p.py, p.pz, p.E, *c.boost)))
+            cm = kin.to_cm(p.px, p.py, p.pz, p.E, *c.boost)
+            c.kinematics[scale] = (np.stack(list(p), axis=-1), np.stack(list(cm), axis=-1))
         lab, cm = c.kinematics[scale]
         e_scale = calibration.photon_energy_scale
         if e_scale not in c.extra_energy:
-            photons = c.photons
-            if e_scale != 1.0:
-                photons = ak.with_field(photons, photons.E * e_scale, "E")
-            c.extra_energy[e_scale] = ak.to_numpy(extra_energy(photons, None, self.config.photon_veto.clusters))
+            c.extra_energy[e_scale] = c.photons.extra_energy(e_scale)
         return DimuonEvents(
             keep=c.keep, lab=lab, cm=cm, charge=c.charge, muon_id=c.muon_id, pdg=c.pdg,
             recoil_lab=c.beam_lab - lab.sum(axis=1), sqrt_s=c.sqrt_s, extra_energy=c.extra_energy[e_scale],
