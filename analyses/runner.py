@@ -29,6 +29,15 @@ from belle_rare.processors.registry import get_search
 from belle_rare.processors.schema import BelleSchema
 from belle_rare.core.provenance import code_version
 
+#: ``uproot.open`` options of every chunk: no array or object cache. coffea opens the file per chunk
+#: and the file, its TTree models and its array cache (every branch the chunk read, decompressed) form
+#: reference cycles, so each chunk's arrays stayed until a full garbage collection, which came about
+#: every 6 chunks: the peak RSS grew with the number of chunks (issue 15: bkscalar 1.38 x, taulgamma
+#: 1.35-1.46 x for 10 x the events; flat after, ``benchmarks/bench_memory_growth.py``). The cache only
+#: saved coffea's second read of a collection's first branch (offsets, then content: 3 of 39 branches
+#: of a bkscalar chunk, ~4 ms per 10,000 events); a ``gc.collect()`` per chunk instead costs ~50 ms.
+CHUNK_UPROOT_OPTIONS = {"array_cache": None, "object_cache": None}
+
 
 @dataclass
 class RunOptions:
@@ -130,7 +139,7 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
             try:
                 with contextlib.redirect_stderr(held) if opts.executor == "futures" else contextlib.nullcontext():
                     read = proc.read_filter()
-                    output = runner(files, proc, treename="tree", iteritems_options={"filter_name": read} if read else {})
+                    output = runner(files, proc, treename="tree", uproot_options=CHUNK_UPROOT_OPTIONS, iteritems_options={"filter_name": read} if read else {})
             except Exception as err:  # coffea wraps a chunk's failure with its file and entry range
                 raise UserError(_failure_message(err, checkpointer is not None)) from err
     sys.stderr.write(held.getvalue())

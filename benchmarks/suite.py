@@ -1,12 +1,13 @@
 """`make bench`: throughput, I/O ratio, scaling and memory of every installed search, one table.
 
 Run: ``.venv/bin/python benchmarks/suite.py [--events N] [--chunksize C] [--work DIR]
-[--processes SEARCH=PROC,PROC ...] [--only SEARCH ...]``
+[--processes SEARCH=PROC,PROC ...] [--only SEARCH ...] [--experiment EXP ...]``
 
 For every search registered under the ``belle_rare.searches`` entry points (none is named here),
 on its demo samples -- the processes its ``Demo`` asks more events for (``Demo.larger_samples``:
-its signals and main background), ``N`` events each, files of ``C`` events, seed 15 + j -- it
-measures, one after the other in one process (the machines are shared: CPU seconds, not wall
+its signals and main background), ``N`` events each, files of ``C`` events, seed 15 + j -- on
+every experiment of its ``Demo`` (one row each: kstartautau on Belle and Belle II; ``--experiment``
+picks) or else its first experiment, it measures, one after the other in one process (the machines are shared: CPU seconds, not wall
 time, wherever one core is meant):
 
 - events/s/core, nominal pass (only the nominal calibration and the nominal weight are filled) and
@@ -200,24 +201,29 @@ def rss_child(search: str, experiment: str, samples: str, chunksize: str) -> Non
     print(f"{CHILD_MARK}{base:.1f} {peak[0]:.1f} {maxrss:.1f}")
 
 
-def search_samples(search: Any, processes: list[str], args: argparse.Namespace, work: Path) -> tuple[str, Path, Path]:
-    """(experiment, the experiment's sample directory, a directory of links to this search's processes only)."""
-    experiment = search.demo.experiment if search.demo is not None else search.experiments[0]
+def bench_experiments(search: Any) -> tuple[str, ...]:
+    """The experiments a search is benchmarked on: its ``Demo``'s (kstartautau: Belle and Belle II), else its first."""
+    return search.demo.experiments if search.demo is not None else search.experiments[:1]
+
+
+def search_samples(search: Any, experiment: str, processes: list[str], args: argparse.Namespace,
+                   work: Path) -> tuple[Path, Path]:
+    """(the experiment's sample directory, a directory of links to this search's processes only)."""
     samples = make_samples(work / "samples" / experiment, experiment, processes, args.events, args.chunksize)
-    selected = work / "selected" / search.name
+    selected = work / "selected" / f"{search.name}_{experiment}"
     selected.mkdir(parents=True, exist_ok=True)
     for process in processes:
         for f in samples.glob(f"{experiment}_{process}*"):
             if not (selected / f.name).exists():
                 os.link(f, selected / f.name)
-    return experiment, samples, selected
+    return samples, selected
 
 
-def bench_search(search: Any, processes: list[str], args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    experiment, samples, selected = search_samples(search, processes, args, work)
+def bench_search(search: Any, experiment: str, processes: list[str], args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    samples, selected = search_samples(search, experiment, processes, args, work)
     row: dict[str, Any] = {"search": search.name, "experiment": experiment, "processes": processes}
     if not args.memory_only:
-        runs = work / "runs" / search.name
+        runs = work / "runs" / f"{search.name}_{experiment}"
         timed_run(search.name, experiment, selected, runs / "warm", args.chunksize, max_chunks=1)  # imports, numba, models
         with nominal_pass():
             cpu_nominal, _, n = timed_run(search.name, experiment, selected, runs / "nominal", args.chunksize)
@@ -237,8 +243,8 @@ def bench_search(search: Any, processes: list[str], args: argparse.Namespace, wo
 
 def memory(search: Any, experiment: str, samples: Path, first: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Peak RSS at 1 x and 10 x the events of the first process, and one chunk's output size."""
-    one = tenfold(samples, experiment, first, work / "rss" / f"{search.name}_1x", times=1)
-    ten = tenfold(samples, experiment, first, work / "rss" / f"{search.name}_10x", times=10)
+    one = tenfold(samples, experiment, first, work / "rss" / f"{search.name}_{experiment}_1x", times=1)
+    ten = tenfold(samples, experiment, first, work / "rss" / f"{search.name}_{experiment}_10x", times=10)
     base1, rss1, max1 = peak_rss_mb(search.name, experiment, one, args.chunksize)
     _, rss10, max10 = peak_rss_mb(search.name, experiment, ten, args.chunksize)
     return {
@@ -287,6 +293,7 @@ def main() -> None:
     parser.add_argument("--processes", nargs="*", default=[], metavar="SEARCH=PROC,PROC",
                         help="the processes of a search whose Demo names none")
     parser.add_argument("--only", nargs="*", metavar="SEARCH", help="only these searches")
+    parser.add_argument("--experiment", nargs="*", metavar="EXP", help="only these experiments (default: every experiment of a search's Demo)")
     parser.add_argument("--json", type=Path, help="write the rows here too")
     parser.add_argument("--memory-only", action="store_true", help="only the peak RSS and chunk output columns")
     args = parser.parse_args()
@@ -310,9 +317,12 @@ def main() -> None:
                 skipped[name] = reason
                 print(f"skip {name}: {reason}", flush=True)
                 continue
-            print(f"bench {name}: {', '.join(processes)}", flush=True)
-            rows.append(bench_search(search, processes, args, work))
-            print(json.dumps(rows[-1]), flush=True)
+            for experiment in bench_experiments(search):
+                if args.experiment and experiment not in args.experiment:
+                    continue
+                print(f"bench {name} ({experiment}): {', '.join(processes)}", flush=True)
+                rows.append(bench_search(search, experiment, processes, args, work))
+                print(json.dumps(rows[-1]), flush=True)
     print_table(rows, skipped, args)
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "skipped": skipped}, indent=1))

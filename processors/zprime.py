@@ -26,7 +26,8 @@ from belle_rare.processors import pid_weighting
 from belle_rare.processors.base import Calibration, SearchProcessor, Selection, TriggerLines, packed
 from belle_rare.processors.columns import expand
 from belle_rare.processors.event_objects import TrackCuts, event_frame, good_tracks, scaled_tracks
-from belle_rare.processors.extra_energy import ExtraEnergyCuts, extra_energy
+from belle_rare.processors import jagged_kernels as jk
+from belle_rare.processors.extra_energy import ExtraEnergyCuts, region_threshold
 from belle_rare.processors.registry import Demo, Search, builtin_file
 
 MUON_MASS = pdg_mass(13)
@@ -100,10 +101,60 @@ class DimuonEvents:
     recoil_lab: np.ndarray  # (n, 4)
     sqrt_s: np.ndarray    # (n,)
     extra_energy: np.ndarray  # (n,) GeV
+    nominal: bool = True  # the nominal calibration (the only one whose m2_pass is filled)
 
 
-def _p4_array(p: kin.P4) -> np.ndarray:
-    return np.stack([ak.to_numpy(ak.flatten(c)).reshape(-1, 2) for c in (p.px, p.py, p.pz, p.E)], axis=-1)
+@dataclass
+class DimuonChunk:
+    """What the calibrations of a chunk share (``chunk_objects``): the calibration-independent objects of
+    the events with two IP tracks, and the kinematics / extra energy per momentum / photon-energy scale
+    (a momentum variation leaves the photons nominal and vice versa: 3 of each for 5 calibrations)."""
+
+    keep: np.ndarray
+    tracks: kin.P4         # the two IP tracks of each kept event, (n, 2) numpy arrays, as stored
+    photons: "FlatPhotons"  # the kept events' Photon collection, flat
+    boost: tuple[np.ndarray, np.ndarray, np.ndarray]  # CM velocity, (n, 1) columns (broadcast onto the tracks)
+    sqrt_s: np.ndarray
+    beam_lab: np.ndarray   # (n, 4)
+    charge: np.ndarray
+    muon_id: np.ndarray
+    pdg: np.ndarray
+    kinematics: dict[float, tuple[np.ndarray, np.ndarray]]  # momentum scale -> (lab, cm)
+    extra_energy: dict[float, np.ndarray]                    # photon-energy scale -> E_extra
+
+
+@dataclass(frozen=True)
+class FlatPhotons:
+    """The Photon clusters of the kept events, flat, and what ``extra_energy.counted_clusters`` reads
+    of them that no photon-energy scale changes (threshold per cluster, timing cuts)."""
+
+    offsets: np.ndarray
+    E: np.ndarray          # as stored (float32)
+    threshold: np.ndarray  # GeV, from clusterReg (+inf: never counted)
+    timing_ok: np.ndarray  # passes the timing cuts
+
+    @classmethod
+    def of(cls, photons: ak.Array, cuts: ExtraEnergyCuts) -> "FlatPhotons":
+        def flat(field: str) -> np.ndarray:
+            return ak.to_numpy(ak.flatten(photons[field]))
+
+        E = flat("E")
+        timing_ok = np.ones(len(E), bool)
+        if cuts.max_abs_timing is not None:
+            timing_ok = timing_ok & (abs(flat("clusterTiming")) < cuts.max_abs_timing)
+        if cuts.max_timing_significance is not None:
+            if "clusterErrorTiming" not in ak.fields(photons):
+                raise KeyError("max_timing_significance needs the Photon_clusterErrorTiming branch")
+            timing_ok = timing_ok & (abs(flat("clusterTiming")) < cuts.max_timing_significance * flat("clusterErrorTiming"))
+        return cls(jk.offsets_of(ak.to_numpy(ak.num(photons))), E, region_threshold(flat("clusterReg"), cuts.thresholds),
+                   timing_ok)
+
+    def extra_energy(self, scale: float) -> np.ndarray:
+        """``extra_energy.extra_energy(photons with E x scale, None, cuts)``: the same clusters, the same
+        float64 sum in the same order (``jagged_kernels.segment_sum``)."""
+        E = self.E * scale if scale != 1.0 else self.E
+        counted = (E > self.threshold) & self.timing_ok
+        return jk.segment_sum(self.offsets, E.astype(np.float64), counted)
 
 
 def recoil_kinematics(cm: np.ndarray, sqrt_s: np.ndarray) -> dict[str, np.ndarray]:
@@ -176,31 +227,44 @@ class ZprimeProcessor(SearchProcessor):
     def pid_requirements(self) -> list[tuple[str, float]]:
         return [(self.config.muons.id_branch, self.config.muons.id_min)]
 
-    def objects(self, events: ak.Array, calibration: Calibration) -> DimuonEvents:
-        """Only events with exactly two IP tracks get kinematics."""
+    def chunk_objects(self, events: ak.Array) -> DimuonChunk:
+        """The two IP tracks, beam frame, muon ID and truth once per chunk; kinematics per scale, on demand."""
         good = good_tracks(events.Track, self.config.tracks)
         keep = ak.to_numpy(ak.sum(good, axis=1) == 2)
         ev = events[keep]
         trk = ev.Track[good[keep]]
         beam, boost, roots = event_frame(ev)
-        p = scaled_tracks(trk, calibration.momentum_scale, MUON_MASS)
-        cm_tracks = kin.to_cm(p.px, p.py, p.pz, p.E, *boost)
         mu = self.config.muons
         weighted = self.pid_weighted(events)
         muon_id = pid_weighting.pass_probability(trk, mu.id_branch, mu.id_min) if weighted else trk[mu.id_branch]
         pdg = trk.mcPDG if "mcPDG" in trk.fields else ak.zeros_like(trk.charge)
-        lab = _p4_array(p)
-        beam_lab = np.column_stack([ak.to_numpy(c) for c in (beam.px, beam.py, beam.pz, beam.E)])
-        photons = ev.Photon
-        if calibration.photon_energy_scale != 1.0:
-            photons = ak.with_field(photons, photons.E * calibration.photon_energy_scale, "E")
-        return DimuonEvents(
-            keep=keep, lab=lab, cm=_p4_array(cm_tracks),
+        tracks = kin.P4(*(ak.to_numpy(ak.flatten(trk[c])).reshape(-1, 2) for c in ("px", "py", "pz", "E")))
+        return DimuonChunk(
+            keep=keep, tracks=tracks, photons=FlatPhotons.of(ev.Photon, self.config.photon_veto.clusters),
+            boost=tuple(ak.to_numpy(b)[:, None] for b in boost), sqrt_s=ak.to_numpy(roots),
+            beam_lab=np.column_stack([ak.to_numpy(c) for c in (beam.px, beam.py, beam.pz, beam.E)]),
             charge=ak.to_numpy(ak.flatten(trk.charge)).reshape(-1, 2),
             muon_id=ak.to_numpy(ak.flatten(muon_id)).reshape(-1, 2).astype(float),
-            pdg=ak.to_numpy(ak.flatten(pdg)).reshape(-1, 2),
-            recoil_lab=beam_lab - lab.sum(axis=1), sqrt_s=ak.to_numpy(roots),
-            extra_energy=ak.to_numpy(extra_energy(photons, None, self.config.photon_veto.clusters)),
+            pdg=ak.to_numpy(ak.flatten(pdg)).reshape(-1, 2), kinematics={}, extra_energy={},
+        )
+
+    def objects(self, events: ak.Array, calibration: Calibration, shared: DimuonChunk | None = None) -> DimuonEvents:
+        """Only events with exactly two IP tracks get kinematics."""
+        c = self.chunk_objects(events) if shared is None else shared
+        scale = calibration.momentum_scale
+        if scale not in c.kinematics:
+            # the jagged code's element-wise operations on the (n, 2) arrays: the same values, bit for bit
+            p = scaled_tracks(c.tracks, scale, MUON_MASS)
+            cm = kin.to_cm(p.px, p.py, p.pz, p.E, *c.boost)
+            c.kinematics[scale] = (np.stack(list(p), axis=-1), np.stack(list(cm), axis=-1))
+        lab, cm = c.kinematics[scale]
+        e_scale = calibration.photon_energy_scale
+        if e_scale not in c.extra_energy:
+            c.extra_energy[e_scale] = c.photons.extra_energy(e_scale)
+        return DimuonEvents(
+            keep=c.keep, lab=lab, cm=cm, charge=c.charge, muon_id=c.muon_id, pdg=c.pdg,
+            recoil_lab=c.beam_lab - lab.sum(axis=1), sqrt_s=c.sqrt_s, extra_energy=c.extra_energy[e_scale],
+            nominal=calibration.is_nominal,
         )
 
     def select(self, events: ak.Array, objects: DimuonEvents, channel: str) -> Selection:
@@ -231,11 +295,12 @@ class ZprimeProcessor(SearchProcessor):
             passed = np.zeros(len(selected), bool)
             passed[selected] = self.classifier.passes({k: full[k][selected] for k in (*FEATURES, "m2_recoil")}, event[selected])
             regions["classified"] = passed
-            every = np.zeros((len(selected), len(self.classifier.masses)), bool)
-            every[selected] = self.classifier.passes_at_every_mass(
-                {k: full[k][selected] for k in FEATURES}, event[selected])
-            values["pass_by_mass"] = every
-            full["pass_by_mass"] = every
+            if o.nominal:  # m2_pass is filled with the nominal calibration only (fill_nominal)
+                every = np.zeros((len(selected), len(self.classifier.masses)), bool)
+                every[selected] = self.classifier.passes_at_every_mass(
+                    {k: full[k][selected] for k in FEATURES}, event[selected])
+                values["pass_by_mass"] = every
+                full["pass_by_mass"] = every
         return Selection(cuts=cuts, values={k: full[k] for k in values}, regions=regions)
 
     def add_weights(self, weights: Any, selection: Selection, channel: str) -> None:

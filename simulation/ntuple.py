@@ -91,17 +91,52 @@ def write_ntuple(
     The file is written under a temporary name in the same directory and renamed when complete,
     so an interrupted write never leaves a partial file at ``path``.
     """
-    path = Path(path)
-    branch_types: dict[str, object] = {name: values.dtype for name, values in events.items()}
-    for name, records in collections.items():
-        branch_types[name] = records.type.content
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".root.part", dir=path.parent)
-    os.close(fd)
-    try:
-        with uproot.recreate(tmp_name, compression=COMPRESSION) as out:
-            out.mktree(tree, branch_types, title="belle-rare simulated events")
-            out[tree].extend({**events, **collections})
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with NtupleWriter(path, tree) as writer:
+        writer.extend(events, collections)
+
+
+class NtupleWriter:
+    """Write one TTree block by block (``extend``: one basket per branch and block), atomically.
+
+    A context manager: the file grows under a temporary name in the same directory and is renamed
+    to ``path`` when the ``with`` block ends without an exception; on any exception (KeyboardInterrupt
+    included) the temporary file is removed, so ``path`` is either complete or absent. The tree is
+    made at the first ``extend`` from its branches' types: every block must have the same branches.
+    """
+
+    def __init__(self, path: Path, tree: str = TREE_NAME) -> None:
+        self.path = Path(path)
+        self.tree = tree
+        self._tmp: str | None = None
+        self._file: uproot.WritableDirectory | None = None
+        self._made = False  # the tree exists (made at the first extend)
+
+    def __enter__(self) -> "NtupleWriter":
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".root.part", dir=self.path.parent)
+        os.close(fd)
+        try:
+            self._file = uproot.recreate(self._tmp, compression=COMPRESSION)
+        except BaseException:
+            Path(self._tmp).unlink(missing_ok=True)
+            raise
+        return self
+
+    def extend(self, events: dict[str, np.ndarray], collections: dict[str, ak.Array]) -> None:
+        """Append one block of events (flat ``events`` branches, jagged ``collections``)."""
+        assert self._file is not None, "NtupleWriter.extend outside its with block"
+        if not self._made:
+            branch_types: dict[str, object] = {name: values.dtype for name, values in events.items()}
+            for name, records in collections.items():
+                branch_types[name] = records.type.content
+            self._file.mktree(self.tree, branch_types, title="belle-rare simulated events")
+            self._made = True
+        self._file[self.tree].extend({**events, **collections})
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: object) -> None:
+        assert self._file is not None and self._tmp is not None
+        try:
+            self._file.close()
+            if kind is None:
+                os.replace(self._tmp, self.path)
+        finally:
+            Path(self._tmp).unlink(missing_ok=True)  # absent after the rename

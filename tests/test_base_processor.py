@@ -167,3 +167,23 @@ def test_long_lived_objects_are_frozen_once_per_process(monkeypatch):
     base.freeze_long_lived_objects()
     base.freeze_long_lived_objects()
     assert calls == [1]
+
+
+def test_a_pickled_processor_is_unpickled_once_per_process():
+    """coffea ships the processor with every chunk: its pickle restores the same instance for the same
+    state (no per-chunk unpickling of its models) and a new one when the state differs."""
+    import pickle
+
+    import cloudpickle
+
+    from belle_rare.processors.registry import get_search
+
+    search = get_search("zprime")
+    proc = search.processor("belle2", search.load_config())
+    blob = cloudpickle.dumps(proc)
+    first, second = pickle.loads(blob), pickle.loads(blob)
+    assert first is second and first is not proc and type(first) is type(proc)
+    assert set(first.__dict__) == set(proc.__dict__)
+    assert first.required_branches() == proc.required_branches()
+    other = search.processor("belle2", search.load_config(), pid_weighting=not proc.pid_weighting)
+    assert pickle.loads(cloudpickle.dumps(other)) is not first
