@@ -29,7 +29,7 @@ from belle_rare.stats import fast_scan, plots
 from belle_rare.stats.errors import NoSignalError, StatsError
 from belle_rare.core.histograms import physics_axes
 from belle_rare.stats.histograms import RunOutput, load_run_output, run_output_dir
-from belle_rare.stats.counting import asymptotic_counting_limit, exact_counting_limit, one_bin_summary
+from belle_rare.stats.counting import OneBin, asymptotic_counting_limit, exact_counting_limit, one_bin_summary
 from belle_rare.stats.limits import (
     TOY_BACKGROUND_THRESHOLD,
     LimitResult,
@@ -40,7 +40,7 @@ from belle_rare.stats.limits import (
     workspace_from_spec,
 )
 from belle_rare.simulation.production import signal_sample_fraction
-from belle_rare.stats.model_config import StatsConfig, load_stats_file, with_background_estimate
+from belle_rare.stats.model_config import Published, StatsConfig, load_stats_file, with_background_estimate
 from belle_rare.stats.normalisation import (
     FB_PER_NB,
     Normalisation,
@@ -277,7 +277,7 @@ def _single_limit(config, run, signal, hyp, target, channels, s: Settings, cl, o
     return entry
 
 
-def expected_with_background_observed(published, one_bin, cl: float) -> dict | None:
+def expected_with_background_observed(published: Published | None, one_bin: OneBin | None, cl: float) -> dict | None:
     """Our limit in the convention of a paper whose expected limit takes the observed count equal to
     the expected background (``published.expected_observation == "background"``; tau3mu): the limit
     on signal events with n_obs = b, our b and uncertainties (exact Poisson CLs with the continuous
