@@ -8,6 +8,12 @@ reconstructed as good tracks (IP cuts, 17-150 deg), their lab momenta (the muon 
 our tables), and the muon-ID pass rate of events whose three signal muons are good tracks.
 
     .venv/bin/python benchmarks/bench_tau3mu_efficiency.py --events 20000 [--fsr off] [--low-p-muon-eff 0.88]
+    .venv/bin/python benchmarks/bench_tau3mu_efficiency.py --sample OUT/samples/tau3mu/belle2_sig_tau3mu.json
+
+``--sample`` reads an existing signal sample (e.g. a paper-mode run's) instead of generating one. Printed beside
+the cutflow: the muon ID of the truth-matched good signal muons per momentum bin, thrown (the fraction passing)
+and PID-weighted (the mean pass probability the PID-weighted backgrounds use), and the three-muon requirement
+(all > 0.5, two > 0.9) on events with three good signal muons, thrown against PID-weighted.
 """
 
 from __future__ import annotations
@@ -85,6 +91,39 @@ def truth_losses(events: ak.Array, good: ak.Array, id_min: float, tight_min: flo
     }
 
 
+MOMENTUM_EDGES = [0.0, 0.5, 0.6, 0.7, 1.0, 1.5, 3.0, 10.0]  # GeV/c (lab); 0.6: our KLM threshold, 0.7: the paper's
+
+
+def muon_id_by_momentum(events: ak.Array, good: ak.Array, id_min: float, tight_min: float) -> dict[str, np.ndarray]:
+    """Sums per momentum bin over truth-matched good signal muons: count, thrown passes of muonID > id_min /
+    tight_min and the summed pass probabilities (``Track_muonID_passProb_*``); and, per event with three good
+    signal muons, the thrown three-muon requirement against its probability (``pid_weighting.at_least_tight``)."""
+    from belle_rare.processors.pid_weighting import at_least_tight
+    from belle_rare.simulation.detector.pid import pass_probability_branch
+
+    mc, trk = events.MCParticle, events.Track
+    sig = ak.Array(ak.to_numpy(events.mcSignalIndex))
+    mother = mc.motherIndex[ak.where(trk.mcIndex >= 0, trk.mcIndex, 0)]
+    sel = good & (trk.mcIndex >= 0) & (abs(trk.mcPDG) == 13) & (mother == sig[:, None] * ak.ones_like(mother))
+    p = np.sqrt(trk.px**2 + trk.py**2 + trk.pz**2)[sel]
+    thrown = {c: trk.muonID[sel] > c for c in (id_min, tight_min)}
+    prob = {c: trk[pass_probability_branch("muonID", c)][sel] for c in (id_min, tight_min)}
+    flat_p = ak.to_numpy(ak.flatten(p))
+    out = {"count": np.histogram(flat_p, MOMENTUM_EDGES)[0].astype(float)}
+    for c in (id_min, tight_min):
+        out[f"thrown > {c}"] = np.histogram(flat_p, MOMENTUM_EDGES, weights=ak.to_numpy(ak.flatten(thrown[c])).astype(float))[0]
+        out[f"weighted > {c}"] = np.histogram(flat_p, MOMENTUM_EDGES, weights=ak.to_numpy(ak.flatten(prob[c])).astype(float))[0]
+    three = ak.to_numpy(ak.num(p) == 3)
+    loose, tight = (ak.to_numpy(ak.pad_none(prob[c][three], 3)).astype(float) for c in (id_min, tight_min))
+    n_loose = ak.to_numpy(ak.sum(thrown[id_min][three], axis=1))
+    n_tight = ak.to_numpy(ak.sum(thrown[tight_min][three], axis=1))
+    out["three good signal muons"] = np.array([float(three.sum())])
+    out["three-muon ID thrown"] = np.array([float(((n_loose == 3) & (n_tight >= 2)).sum())])
+    out["three-muon ID weighted"] = np.array([float(np.sum(at_least_tight([loose[:, i] for i in range(3)],
+                                                                           [tight[:, i] for i in range(3)], 2)))])
+    return out
+
+
 def measure(manifest: dict, out: Path) -> dict[str, float]:
     """Cutflow counts (cumulative, per generated event) of the selection and the truth losses."""
     from bench_taulgamma_background import read_events  # same directory
@@ -94,6 +133,7 @@ def measure(manifest: dict, out: Path) -> dict[str, float]:
     nominal = calibrations("belle2", nominal_only=True)[0]
     cfg = proc.config
     counts: dict[str, float] = {"generated": 0.0}
+    by_p: dict[str, np.ndarray] = {}
     for f in manifest["files"]:
         events = read_events(str(out / f["path"]), manifest["dataset"], "signal")
         counts["generated"] += len(events)
@@ -114,6 +154,9 @@ def measure(manifest: dict, out: Path) -> dict[str, float]:
         good = good_tracks(events.Track, cfg.tracks)
         for k, v in truth_losses(events, good, cfg.muons.id_min, cfg.muons.tight_min).items():
             counts[k] = counts.get(k, 0.0) + v
+        for k, v in muon_id_by_momentum(events, good, cfg.muons.id_min, cfg.muons.tight_min).items():
+            by_p[k] = by_p.get(k, 0.0) + v
+    counts["muon_id_by_momentum"] = by_p  # type: ignore[assignment]
     return counts
 
 
@@ -124,15 +167,20 @@ def main() -> None:
     parser.add_argument("--fsr", choices=("on", "off"), help="FSR in the tau decays (default: the catalogue's)")
     parser.add_argument("--low-p-muon-eff", type=float,
                         help="what-if: true-muon muonID > 0.5 efficiency below 0.7 GeV/c (table default 0.05 / 0.50)")
+    parser.add_argument("--sample", type=Path, help="an existing sig_tau3mu manifest (JSON) instead of generating")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     saved = set_low_momentum_muon_efficiency(args.low_p_muon_eff)
     try:
-        with tempfile.TemporaryDirectory(prefix="tau3mu-eff-") as tmp:
-            manifest = produce_signal(args.events, args.seed, Path(tmp), None if args.fsr is None else args.fsr == "on")
-            counts = measure(manifest, Path(tmp))
+        if args.sample is not None:
+            counts = measure(json.loads(args.sample.read_text()), args.sample.parent)
+        else:
+            with tempfile.TemporaryDirectory(prefix="tau3mu-eff-") as tmp:
+                manifest = produce_signal(args.events, args.seed, Path(tmp), None if args.fsr is None else args.fsr == "on")
+                counts = measure(manifest, Path(tmp))
     finally:
         load_detector("belle2").pid.variables["muonID"].efficiency.mu.values[:] = saved
+    by_p = counts.pop("muon_id_by_momentum")
     n = counts["generated"]
     paper = get_search("tau3mu").load_config().paper.efficiency
     final = counts["signal region"] / n
@@ -143,8 +191,20 @@ def main() -> None:
         print(f"    {k:48s} {v / n:.4f}")
     print(f"efficiency per sample event {final:.4f} +- {err:.4f}; paper's definition (x {SOFT_SHARE}) "
           f"{SOFT_SHARE * final:.4f} +- {SOFT_SHARE * err:.4f}; paper {paper}")
+    keys = [k for k in by_p if k.startswith(("thrown >", "weighted >"))]
+    print("muon ID of good signal muons by lab momentum (thrown pass fraction / mean pass probability):")
+    print(f"    {'p [GeV/c]':12s} {'share':>7s} " + " ".join(f"{k:>16s}" for k in keys))
+    for i, (lo, hi) in enumerate(zip(MOMENTUM_EDGES[:-1], MOMENTUM_EDGES[1:])):
+        c = by_p["count"][i]
+        cells = " ".join(f"{by_p[k][i] / c if c else float('nan'):16.3f}" for k in keys)
+        print(f"    {lo:4.1f}-{hi:<7.1f} {c / by_p['count'].sum():7.3f} {cells}")
+    n3 = float(by_p["three good signal muons"][0])
+    print(f"three-muon ID (all > 0.5, two > 0.9) of the {int(n3)} events with three good signal muons: thrown "
+          f"{by_p['three-muon ID thrown'][0] / n3:.4f}, PID-weighted {by_p['three-muon ID weighted'][0] / n3:.4f}")
     if args.json:
-        args.json.write_text(json.dumps({"counts": counts, "efficiency": final, "error": err, "paper": paper}, indent=1))
+        args.json.write_text(json.dumps({"counts": counts, "efficiency": final, "error": err, "paper": paper,
+                                         "muon_id_by_momentum": {k: np.asarray(v).tolist() for k, v in by_p.items()},
+                                         "momentum_edges": MOMENTUM_EDGES}, indent=1))
 
 
 if __name__ == "__main__":

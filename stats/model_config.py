@@ -369,6 +369,12 @@ class Published(StrictModel):
     cl: float = pydantic.Field(gt=0, lt=1)
     source: str
     method: str = ""
+    # How the paper defines its expected limit: "median" of the background-only limits (ours), or
+    # "background": the limit computed as if the observed count were the expected background b
+    # (tau3mu: "assuming an observed number of events equal to 0.7"); the latter is then also
+    # computed on our b (limits.json ``expected_paper_convention``) to compare like with like.
+    expected_observation: Literal["median", "background"] = "median"
+    expected_background: float | None = pydantic.Field(default=None, ge=0)  # the paper's b for it
 
 
 class Signal(StrictModel):

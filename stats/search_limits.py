@@ -25,11 +25,11 @@ import numpy as np
 
 from belle_rare.configs.experiment import load_experiment
 from belle_rare.configs.processes import load_catalogue
-from belle_rare.stats import plots
+from belle_rare.stats import fast_scan, plots
 from belle_rare.stats.errors import NoSignalError, StatsError
 from belle_rare.core.histograms import physics_axes
 from belle_rare.stats.histograms import RunOutput, load_run_output, run_output_dir
-from belle_rare.stats.counting import asymptotic_counting_limit, exact_counting_limit, one_bin_summary
+from belle_rare.stats.counting import OneBin, asymptotic_counting_limit, exact_counting_limit, one_bin_summary
 from belle_rare.stats.limits import (
     TOY_BACKGROUND_THRESHOLD,
     LimitResult,
@@ -40,7 +40,7 @@ from belle_rare.stats.limits import (
     workspace_from_spec,
 )
 from belle_rare.simulation.production import signal_sample_fraction
-from belle_rare.stats.model_config import StatsConfig, load_stats_file, with_background_estimate
+from belle_rare.stats.model_config import Published, StatsConfig, load_stats_file, with_background_estimate
 from belle_rare.stats.normalisation import (
     FB_PER_NB,
     Normalisation,
@@ -257,6 +257,13 @@ def _single_limit(config, run, signal, hyp, target, channels, s: Settings, cl, o
     stem = f"{signal}_{target}"
     entry = _entry(config, run, signal, target, channels, hyp, built, cl, res.observed, list(res.expected), res.calculator, res.calculator_reason, method)
     entry.update(ntoys=res.ntoys, seed=res.seed, workspace=f"workspaces/{stem}.json", cls_points=res.points_dict())
+    paper_expected = expected_with_background_observed(config.signals[signal].published.get(target), one_bin, cl)
+    if paper_expected is not None:
+        per_event = entry["physics"]["expected"][2] / entry["signal_events"]["expected"][2] if entry["signal_events"]["expected"][2] else None
+        entry["expected_paper_convention"] = {
+            **paper_expected,
+            "physics": None if per_event is None else paper_expected["signal_events"] * per_event,
+        }
     shape = _shape_fit_limit(config, run, signal, hyp, target, channels, built, s, cl, out, notes, entry)
     if shape is not None:
         return shape
@@ -268,6 +275,26 @@ def _single_limit(config, run, signal, hyp, target, channels, s: Settings, cl, o
     if target == COMBINED or len(_targets(config, signal)) == 1:
         _add_postfit_plot(config, run, signal, stem, channels, built, res, out)
     return entry
+
+
+def expected_with_background_observed(published: Published | None, one_bin: OneBin | None, cl: float) -> dict | None:
+    """Our limit in the convention of a paper whose expected limit takes the observed count equal to
+    the expected background (``published.expected_observation == "background"``; tau3mu): the limit
+    on signal events with n_obs = b, our b and uncertainties (exact Poisson CLs with the continuous
+    extension of the Poisson CDF for a non-integer b; closed-form asymptotic CLs when b is an MC bound
+    of >= TOY_BACKGROUND_THRESHOLD events, as the limit itself). None for any other paper or model."""
+    if published is None or published.expected_observation != "background" or one_bin is None or one_bin.b <= 0:
+        return None
+    b, rel_b = one_bin.b, one_bin.b_unc / one_bin.b
+    if b >= TOY_BACKGROUND_THRESHOLD:
+        events = float(fast_scan.asymptotic_limits([b], [b], [one_bin.b_unc] if one_bin.b_unc > 0 else None, cl=cl).observed[0])
+        method = "asymptotic CLs (closed form), n_obs = b"
+    else:
+        events = float(fast_scan.poisson_limits([b], [b], rel_b, one_bin.s_rel_unc, cl=cl).observed[0])
+        method = "exact Poisson CLs, n_obs = b (continuous Poisson CDF)"
+    return {"observation": b, "signal_events": events, "method": method,
+            "definition": "the limit with the observed count set to the expected background, the paper's expected "
+                          f"limit (its b: {published.expected_background})"}
 
 
 def _add_postfit_plot(config, run, signal, stem, channels, built, res, out: SearchLimits) -> None:
@@ -510,7 +537,7 @@ def write_search_limits(result: SearchLimits, results_dir: str | Path, make_plot
     return written
 
 
-LIMIT_ROW_PREFIXES = ("expected limit (", "background used by the limit (")
+LIMIT_ROW_PREFIXES = ("expected limit (", "background used by the limit (", "expected limit, n_obs = b (")
 
 
 def limit_rows(document: dict) -> list[dict]:
@@ -524,8 +551,15 @@ def limit_rows(document: dict) -> list[dict]:
         paper, which = ((published.get("expected"), "published expected")
                         if published.get("expected") is not None else (published.get("observed"), "published observed (no expected)"))
         bound = " on the MC statistical bound" if entry.get("background_from_mc_bound") else ""
+        paper_convention = entry.get("expected_paper_convention")
+        median_note = "; the paper's expected takes n_obs = b: see the n_obs = b row" if paper_convention else ""
         rows.append({"quantity": f"expected limit ({entry['limit']})", "ours": expected[2], "paper": paper, "unit": "",
-                     "note": f"median expected {entry.get('cl', '')} CL limit ({entry.get('method', '')}{bound}) beside the {which}"})
+                     "note": f"median expected {entry.get('cl', '')} CL limit ({entry.get('method', '')}{bound}) beside the {which}{median_note}"})
+        if paper_convention:
+            rows.append({"quantity": f"expected limit, n_obs = b ({entry['limit']})", "ours": paper_convention["physics"],
+                         "paper": published.get("expected"), "unit": "",
+                         "note": f"like with like: {paper_convention['method']} on our b = {paper_convention['observation']:.3g} "
+                                 f"(the paper's b {published.get('expected_background')}){bound}"})
         rows.append({"quantity": f"background used by the limit ({entry['limit']})", "ours": entry.get("background_events"),
                      "paper": None, "unit": "events",
                      "note": f"at {document.get('luminosity_fb')} /fb, estimate {', '.join(entry.get('background_estimate') or ['MC count'])}{bound}"})
