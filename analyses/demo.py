@@ -19,6 +19,7 @@ from rich.table import Table
 from belle_rare.configs.experiment import EXPERIMENTS
 from belle_rare.configs.paper_mode import load_paper_mode
 from belle_rare.configs.processes import load_catalogue
+from belle_rare.core.errors import UserError
 
 if TYPE_CHECKING:
     from belle_rare.processors.registry import Search
@@ -67,7 +68,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(filtered, biased, PID-weighted), core-hours in OUT/paper_mode.json")
     p.add_argument("--scale", type=float, default=1.0, help="with --paper: multiply every background sample's events (default 1; signal samples keep theirs)")
     p.add_argument("--searches", nargs="+", metavar="SEARCH", help="with --paper: only these searches")
+    p.add_argument("--background-events", nargs="+", metavar="PROCESS=N", default=[],
+                   help="with --paper: written events of these background processes instead of the plan's x --scale")
     p.set_defaults(handler=run_demo)
+
+
+def _process_events(pairs: list[str]) -> dict[str, int]:
+    """``["uds=3000000", ...]`` -> ``{"uds": 3000000}`` (UserError naming the bad item)."""
+    out = {}
+    for pair in pairs:
+        process, _, events = pair.partition("=")
+        try:
+            out[process] = int(float(events))
+        except ValueError:
+            raise UserError(f"--background-events: {pair!r}: expected PROCESS=N (e.g. uds=3000000)") from None
+    return out
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -77,7 +92,8 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.paper:
         from belle_rare.analyses.paper_mode import run_paper_mode
 
-        return run_paper_mode(args.out, args.scale, args.workers, args.seed, args.searches, console)
+        return run_paper_mode(args.out, args.scale, args.workers, args.seed, args.searches, console,
+                              background_events=_process_events(args.background_events))
     samples = args.out / "samples"
     table = Table(title=f"demo samples in {samples}")
     for col in ("experiment", "dataset", "kind", "events", "sigma x BR (nb)", "L_eq (/fb)", "files", "s"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
@@ -33,14 +34,18 @@ from belle_rare.core.errors import UserError
 EVENTS_PER_FILE = 50_000
 
 
-def _request(search: PaperSearch, sample: PaperSample, scale: float, seed: int, out: Path):
+def _request(search: PaperSearch, sample: PaperSample, scale: float, seed: int, out: Path,
+             background_events: Mapping[str, int] | None = None):
     from belle_rare.simulation.production import Request
 
+    if load_catalogue().processes[sample.process].kind == "signal":
+        events = sample.events  # --scale sizes the background statistics; a signal sample (efficiency, shapes) keeps its events
+    else:
+        events = (background_events or {}).get(sample.process, max(1, round(sample.events * scale)))
     return Request(
         experiment=search.experiment,
         process=sample.process,
-        # --scale sizes the background statistics; a signal sample (efficiency, shapes) keeps its events
-        events=sample.events if load_catalogue().processes[sample.process].kind == "signal" else max(1, round(sample.events * scale)),
+        events=events,
         seed=seed,
         out=out,
         events_per_file=EVENTS_PER_FILE,
@@ -69,13 +74,14 @@ def _existing(req) -> dict[str, Any] | None:
 
 
 def produce_samples(name: str, search: PaperSearch, scale: float, seed: int, out: Path, workers: int,
-                    console: Console) -> list[dict[str, Any]]:
-    """Every sample of one search's plan (reusing identical earlier productions); their manifests."""
+                    console: Console, background_events: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+    """Every sample of one search's plan (reusing identical earlier productions); their manifests.
+    ``background_events``: written events of a background process instead of the plan's x ``scale``."""
     from belle_rare.simulation.production import produce
 
     manifests = []
     for j, sample in enumerate(search.samples):
-        req = _request(search, sample, scale, seed + j, out)
+        req = _request(search, sample, scale, seed + j, out, background_events)
         manifest = _existing(req)
         if manifest is None:
             manifest = produce(req, workers=workers, progress=console.is_terminal)
@@ -106,9 +112,11 @@ def check_plan(plan: PaperMode) -> None:
 
 
 def run_paper_mode(out: Path, scale: float, workers: int, seed: int, only: list[str] | None, console: Console,
-                   plan: PaperMode | None = None, executor: str = "dask") -> int:
+                   plan: PaperMode | None = None, executor: str = "dask",
+                   background_events: Mapping[str, int] | None = None) -> int:
     """Generate, run and limit every search of ``plan`` (default configs/paper_mode.yaml; or ``only``
-    those); returns the exit code."""
+    those); returns the exit code. ``background_events`` overrides a background process's written
+    events (after ``scale``): the statistics one estimate needs without scaling every sample."""
     from belle_rare.analyses.run_command import write_outputs
     from belle_rare.analyses.runner import RunOptions, run_search
     from belle_rare.stats.summary import limit_all
@@ -120,11 +128,20 @@ def run_paper_mode(out: Path, scale: float, workers: int, seed: int, only: list[
     names = [n for n in plan.searches if only is None or n in only]
     if only is not None and (unknown := sorted(set(only) - set(plan.searches))):
         raise UserError(f"--searches: not in configs/paper_mode.yaml: {', '.join(unknown)}")
+    background_events = dict(background_events or {})
+    planned = {s.process for n in names for s in plan.searches[n].samples
+               if load_catalogue().processes[s.process].kind != "signal"}
+    if unknown := sorted(set(background_events) - planned):
+        raise UserError(f"--background-events: {', '.join(unknown)}: not a background sample of "
+                        f"{', '.join(names)} in configs/paper_mode.yaml (have: {', '.join(sorted(planned))})")
+    if bad := sorted(p for p, n in background_events.items() if n < 1):
+        raise UserError(f"--background-events: {', '.join(bad)}: events must be >= 1")
     records: dict[str, dict[str, Any]] = {}
     for i, name in enumerate(names):
         search = plan.searches[name]
         start = time.perf_counter()
-        manifests = produce_samples(name, search, scale, seed + 1000 * i, out / "samples" / name, workers, console)
+        manifests = produce_samples(name, search, scale, seed + 1000 * i, out / "samples" / name, workers, console,
+                                    background_events)
         opts = RunOptions(search=plan.search_of(name), experiment=search.experiment, samples=out / "samples" / name,
                           out=results_root(out, name, plan), executor=executor, workers=workers,
                           progress=console.is_terminal, pid_weighting=search.pid_weights)
@@ -151,6 +168,7 @@ def run_paper_mode(out: Path, scale: float, workers: int, seed: int, only: list[
         records[name]["channels"] = channel_rows(plan.search_of(name), results_root(out, name, plan) / plan.search_of(name))
     document = {
         "scale": scale,
+        "background_events": background_events,
         "budget_core_hours": plan.budget_core_hours,
         # generation + processing CPU; the limits (one process, pyhf) are their wall time beside it
         "core_hours": sum(r["core_hours"]["total"] for r in records.values()),

@@ -182,3 +182,25 @@ def test_category_rows_give_each_fitted_category_its_background_and_efficiency()
     assert rows["ll"]["background"] == 10.0 and rows["ll"]["efficiency"] == 2.0e-5 and not rows["ll"]["background_from_mc_bound"]
     assert rows["ll"]["equivalent_luminosity_fb"] == pytest.approx(365.0 * 10.0 / 25.0)
     assert rows["pipi"]["background_from_mc_bound"] and rows["pipi"]["efficiency"] is None
+
+
+def test_background_events_override_one_process_and_unknown_ones_are_refused(tmp_path):
+    """``demo --paper --background-events uds=N``: that background gets N written events whatever --scale,
+    the others and the signal keep the plan's; a process the selected searches do not simulate is a one-line error."""
+    from belle_rare.analyses.demo import _process_events
+    from belle_rare.analyses.paper_mode import _request
+
+    plan = load_paper_mode()
+    search = plan.searches["tau3mu"]
+    by_process = {s.process: s for s in search.samples}
+    override = _process_events(["uds=3e6"])
+    assert override == {"uds": 3_000_000}
+    assert _request(search, by_process["uds"], 0.25, 1, tmp_path, override).events == 3_000_000
+    assert _request(search, by_process["charm"], 0.25, 1, tmp_path, override).events == round(by_process["charm"].events * 0.25)
+    assert _request(search, by_process["sig_tau3mu"], 0.25, 1, tmp_path, {"sig_tau3mu": 5}).events == by_process["sig_tau3mu"].events
+    with pytest.raises(UserError, match="--background-events: 'uds': expected PROCESS=N"):
+        _process_events(["uds"])
+    console = Console(file=open(tmp_path / "log.txt", "w"), width=200)
+    with pytest.raises(UserError, match="--background-events: mixed: not a background sample of tau3mu"):
+        run_paper_mode(tmp_path, 0.25, 1, 7, ["tau3mu"], console, background_events={"mixed": 10})
+    assert not (tmp_path / "samples").exists()
