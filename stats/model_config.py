@@ -151,7 +151,8 @@ class TailFit(StrictModel):
     ``window_over_band[channel]`` (the window's area over the band's: the SR box may stick out of the band),
     with the fit's variance plus the model's (the fit in ``alternative_range``: the difference); its
     efficiency the fit range's ``pass_regions`` over ``regions`` (:mod:`stats.tail_fit`). A dataset with
-    fewer than ``min_effective_events`` there falls through to ``looser`` / its bound."""
+    fewer than ``min_effective_events`` there falls through to ``looser`` / its bound. A dataset whose window
+    holds fewer than ``replaces_window_below`` effective events takes the fit too (0: only empty windows)."""
 
     histogram: str
     regions: list[str] = pydantic.Field(min_length=1)
@@ -161,6 +162,7 @@ class TailFit(StrictModel):
     window: dict[str, tuple[float, float]]
     window_over_band: dict[str, Annotated[float, pydantic.Field(ge=1)]]
     min_effective_events: Annotated[float, pydantic.Field(gt=0)] = 10.0
+    replaces_window_below: Annotated[float, pydantic.Field(ge=0)] = 0.0
 
     @pydantic.model_validator(mode="after")
     def _ranges(self) -> "TailFit":

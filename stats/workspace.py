@@ -426,7 +426,7 @@ def _factorised_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
         tails = _tail_fits(cb, fz.tail_fit, sets, notes) if fz.tail_fit is not None else {}
         return _per_dataset_factorised(cb, sample, notes, bounds, what, before_from, before_regions, scale,
                                        per_dataset(before_regions), pass_yields, fail_yields, looser, poisson_before=not data_sets,
-                                       tails=tails)
+                                       tails=tails, sparse_below=fz.tail_fit.replaces_window_below if fz.tail_fit else 0.0)
     before = count(before_regions, label)
     passed = count(fz.pass_regions, "efficiency numerator", pass_yields)
     failed = count(fail_regions, "efficiency complement", fail_yields)
@@ -504,22 +504,25 @@ def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str
                             before_yields: dict[str, tuple[float, float]], pass_yields: dict[str, tuple[float, float]],
                             fail_yields: dict[str, tuple[float, float]],
                             looser: tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]], float] | None,
-                            poisson_before: bool, tails: dict[str, dict] | None = None):
+                            poisson_before: bool, tails: dict[str, dict] | None = None, sparse_below: float = 0.0):
     """b = sum_d N_d x scale x eps_d (``factorised.per_dataset``): each dataset's count before the cut
     times its own pass fraction. A dataset with no event before the cut in the window: with ``looser``
     (total, pass, window share), its looser count x the share and the looser region's efficiency; empty
     there too (or without ``looser``), its bound (x the share) and efficiency 1 (unmeasured). ``tails``
-    (:func:`_tail_fits`) comes before ``looser``: a dataset with a tail fit takes its extrapolated window count."""
+    (:func:`_tail_fits`) comes before ``looser``: a dataset with a tail fit takes its extrapolated window count
+    when its window is empty or holds fewer than ``sparse_below`` effective events."""
     channel, parts, no_event, from_looser, eps_one = cb.channel, {}, {}, [], []
     tails, from_tail = tails or {}, []
     loose_total, loose_pass, share = looser if looser is not None else ({}, {}, 1.0)
     datasets = sorted(set(before_yields) | set(pass_yields) | set(fail_yields) | set(loose_total))
     for d in datasets:
         zero = (0.0, 0.0)
-        if before_yields.get(d, zero)[0] > 0:
+        window = before_yields.get(d, zero)
+        sparse = d in tails and window[0] > 0 and (window[1] <= 0 or window[0] ** 2 / window[1] < sparse_below)
+        if window[0] > 0 and not sparse:
             before = bounded_count(f"before {d}", {d: before_yields[d]}, cb.run.datasets)
             p, f = pass_yields.get(d, zero), fail_yields.get(d, zero)
-        elif d in tails:  # its dE tail below the window, fitted and extrapolated into it (stats.tail_fit)
+        elif d in tails:  # its dE tail below the window (empty or sparse), fitted and extrapolated into it (stats.tail_fit)
             from_tail.append(d)
             before, p, f = tails[d]["before"], tails[d]["pass"], tails[d]["fail"]
             (p, f) = (x[d] for x in fill_empty_fraction({d: p}, {d: f})[:2])
@@ -546,7 +549,7 @@ def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str
     est = summed_estimate(parts, poisson_before=poisson_before, before_scale=scale)
     b = est.value
     for d, p in est.parts.items():
-        if d in from_looser or d in from_tail or p.before.bound is not None:
+        if d in from_looser or (d in from_tail and before_yields.get(d, (0.0, 0.0))[0] <= 0) or p.before.bound is not None:
             no_event[d] = p.value / b
     area = f" x area fraction {scale:.4g}" if before_from == "window_area" else ""
     terms = ", ".join(f"{d} {p.before.value:.3g}{' (bound)' if p.before.bound is not None else ' (looser region)' if d in from_looser else ' (tail fit)' if d in from_tail else ''}"
@@ -557,7 +560,7 @@ def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str
         notes.append(f"{channel.name}: no event before the cut in the window of {', '.join(from_looser)}: their looser-region count "
                      f"x the window's share of its area, {share:.4g}, and the looser region's efficiency")
     if from_tail:
-        notes.append(f"{channel.name}: no event before the cut in the window of {', '.join(from_tail)}: their dE distribution "
+        notes.append(f"{channel.name}: no event (or < {sparse_below:g} effective events) before the cut in the window of {', '.join(from_tail)}: their dE distribution "
                      "below the window fitted (exponential) and extrapolated into it, +- the fit and the fit-range difference")
     if eps_one:
         notes.append(f"{channel.name}: no event of {', '.join(eps_one)} on either side of the cut: its efficiency is taken as 1")
