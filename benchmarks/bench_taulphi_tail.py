@@ -29,9 +29,11 @@ import math
 from pathlib import Path
 
 import numpy as np
+import yaml
+
+import belle_rare
 
 from belle_rare import open_run
-from belle_rare.configs.loader import load_config
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors.registry import get_search
 from belle_rare.stats.errors import StatsError
@@ -88,7 +90,7 @@ def closure(results: Path) -> dict:
     run = open_run(results)
     tf = load_stats_config("taulphi").channels[0].samples[1].data_driven.factorised.tail_fit
     cfg = get_search("taulphi").load_config()
-    sqrt_s = float(load_config("experiments/belle2.yaml")["sqrt_s_nominal"])
+    sqrt_s = float(yaml.safe_load((Path(belle_rare.__file__).parent / "configs" / "experiments" / "belle2.yaml").read_text())["sqrt_s_nominal"])
     endpoint = single_b_endpoint(sqrt_s, cfg.signal_region.rsb_m_range[1])
     out = {"single_b_endpoint_gev": endpoint, "fit_range": list(tf.fit_range), "alternative_range": list(tf.alternative_range),
            "rows": []}
