@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-import belle_rare
 
 from belle_rare import open_run
 from belle_rare.core.units import pdg_mass
@@ -90,11 +89,12 @@ def closure(results: Path) -> dict:
     run = open_run(results)
     tf = load_stats_config("taulphi").channels[0].samples[1].data_driven.factorised.tail_fit
     cfg = get_search("taulphi").load_config()
-    sqrt_s = float(yaml.safe_load((Path(belle_rare.__file__).parent / "configs" / "experiments" / "belle2.yaml").read_text())["sqrt_s_nominal"])
+    sqrt_s = float(yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "experiments" / "belle2.yaml").read_text())["sqrt_s_nominal"])
     endpoint = single_b_endpoint(sqrt_s, cfg.signal_region.rsb_m_range[1])
     out = {"single_b_endpoint_gev": endpoint, "fit_range": list(tf.fit_range), "alternative_range": list(tf.alternative_range),
            "rows": []}
-    backgrounds = [d for d, i in run.datasets.items() if i.get("kind") == "background"]
+    backgrounds = [d for d, kind in run.datasets.items() if kind == "background"]
+    info = run.metadata["datasets"]
     for channel in ("ephi", "muphi"):
         lo, hi = tf.window[channel]
         ratio = tf.window_over_band[channel]
@@ -102,7 +102,7 @@ def closure(results: Path) -> dict:
             edges, v, var = _tail(run, d, channel)
             if v.sum() <= 0:
                 continue
-            row = {"dataset": d, "channel": channel, "weight_per_event": run.datasets[d].get("max_event_weight") or run.datasets[d].get("scale")}
+            row = {"dataset": d, "channel": channel, "weight_per_event": info[d].get("max_event_weight") or info[d].get("scale")}
             n_fit = _band(edges, v, var, *tf.fit_range)
             row["fit_range_count"], row["fit_range_effective_events"] = n_fit[0], (n_fit[0] ** 2 / n_fit[1] if n_fit[1] > 0 else 0.0)
             row["highest_populated_de"] = float(edges[1:][v > 0].max())

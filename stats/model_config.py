@@ -145,13 +145,13 @@ class LooserRegion(StrictModel):
 
 
 class TailFit(StrictModel):
-    """Where a dataset with no event in the window before the cut is estimated first (per dataset, before
-    ``looser``): its ``histogram`` (one axis, summed over ``regions``) fitted in ``fit_range`` by an
+    """Where a dataset with no event in the window before the cut nor in ``looser`` is estimated (per dataset):
+    its ``histogram`` (one axis, summed over ``regions``) fitted in ``fit_range`` by an
     exponential and integrated over the window's band ``window[channel]`` on that axis, x
     ``window_over_band[channel]`` (the window's area over the band's: the SR box may stick out of the band),
     with the fit's variance plus the model's (the fit in ``alternative_range``: the difference); its
     efficiency the fit range's ``pass_regions`` over ``regions`` (:mod:`stats.tail_fit`). A dataset with
-    fewer than ``min_effective_events`` there falls through to ``looser`` / its bound. A dataset whose window
+    fewer than ``min_effective_events`` there falls through to its bound. A dataset whose window
     holds fewer than ``replaces_window_below`` effective events takes the fit too (0: only empty windows)."""
 
     histogram: str

@@ -509,8 +509,8 @@ def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str
     times its own pass fraction. A dataset with no event before the cut in the window: with ``looser``
     (total, pass, window share), its looser count x the share and the looser region's efficiency; empty
     there too (or without ``looser``), its bound (x the share) and efficiency 1 (unmeasured). ``tails``
-    (:func:`_tail_fits`) comes before ``looser``: a dataset with a tail fit takes its extrapolated window count
-    when its window is empty or holds fewer than ``sparse_below`` effective events."""
+    (:func:`_tail_fits`) comes after ``looser``: a dataset with no event in the window nor in the looser region
+    (or with fewer than ``sparse_below`` effective events in the window) takes its extrapolated window count."""
     channel, parts, no_event, from_looser, eps_one = cb.channel, {}, {}, [], []
     tails, from_tail = tails or {}, []
     loose_total, loose_pass, share = looser if looser is not None else ({}, {}, 1.0)
@@ -522,15 +522,15 @@ def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str
         if window[0] > 0 and not sparse:
             before = bounded_count(f"before {d}", {d: before_yields[d]}, cb.run.datasets)
             p, f = pass_yields.get(d, zero), fail_yields.get(d, zero)
-        elif d in tails:  # its dE tail below the window (empty or sparse), fitted and extrapolated into it (stats.tail_fit)
-            from_tail.append(d)
-            before, p, f = tails[d]["before"], tails[d]["pass"], tails[d]["fail"]
-            (p, f) = (x[d] for x in fill_empty_fraction({d: p}, {d: f})[:2])
-        elif loose_total.get(d, zero)[0] > 0:  # the looser region, spread flat over it
+        elif loose_total.get(d, zero)[0] > 0 and not sparse:  # the looser region, spread flat over it
             from_looser.append(d)
             (v, var), p = loose_total[d], loose_pass.get(d, zero)
             before = BoundedCount(v * share, var * share**2, None)
             f = (max(v - p[0], 0.0), max(var - p[1], 0.0))
+            (p, f) = (x[d] for x in fill_empty_fraction({d: p}, {d: f})[:2])
+        elif d in tails:  # nothing in the plane (or a sparse window): its dE tail below, fitted and extrapolated (stats.tail_fit)
+            from_tail.append(d)
+            before, p, f = tails[d]["before"], tails[d]["pass"], tails[d]["fail"]
             (p, f) = (x[d] for x in fill_empty_fraction({d: p}, {d: f})[:2])
         else:  # nothing anywhere: the bound of the looser region (or of the window), spread flat
             b0 = bounded_count(f"before {d}", {d: zero}, cb.run.datasets)
