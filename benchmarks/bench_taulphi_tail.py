@@ -15,10 +15,12 @@ count from an exponential fitted to its dE distribution below the window (M in t
    ([fit low, -0.55] GeV) predicts the near band [-0.5, -0.05] (the plane below the window), against the
    simulated count there (pull with the fit's and the count's variance);
 3. closure into the window where the window has events (tau pairs, uds): the nominal fit's prediction
-   against the simulated window count (tau pairs end at dE = 0, the tau's own endpoint: no closure
-   expected from a falling exponential; they are measured in the window);
-4. per process: the window count the estimate uses (fit, alternative range, the old flat spread of the
-   plane, the bound of the fit region), before the BDT.
+   (x window / band area) against the simulated window count before the BDT, +- the fit and the
+   alternative range's difference;
+4. per process: the fit-range count and effective events, the highest populated dE bin (B B: -1.0 / -0.85 GeV
+   at --scale 0.5). Measured (README "taulphi's B B tail"): the exponential over-predicts the near band by
+   x1.4-7 for uds, charm and mu phi tau pairs, under-predicts e phi tau pairs x0.5: an order-of-magnitude
+   estimate, used only for processes with nothing nearer (B B).
 """
 
 from __future__ import annotations
