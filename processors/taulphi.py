@@ -130,6 +130,9 @@ class Box(StrictModel):
 class TauLPhiHistograms(StrictModel):
     m_tau: Bins
     de: Bins
+    # dE of the candidates in the window's mass range (rsb_m_range) down to the lowest reachable dE: where the
+    # B B and charm tails are fitted and extrapolated into the window (configs/stats/taulphi.yaml `tail_fit`)
+    de_tail: Bins
     m_kk: Bins
     bdt: Bins
 
@@ -221,6 +224,7 @@ class TauLPhiProcessor(bdt.BDTProcessor):
             "yields": new_hist(count_axis(), systematics=True),
             "m_de": new_hist(regular(*cfg.m_tau, "m", r"$M_{\ell\phi}$ [GeV]"), regular(*cfg.de, "de", r"$\Delta E$ [GeV]")),
             "m_kk": new_hist(regular(*cfg.m_kk, "m_kk", r"$M_{K^+K^-}$ [GeV]")),
+            "de_tail": new_hist(regular(*cfg.de_tail, "de", r"$\Delta E$ [GeV], $M_{\ell\phi}$ in the window's range")),
             "bdt_score": new_hist(regular(*cfg.bdt, "score", "BDT score (-1: no model)")),
             **{name: new_hist(regular(*bins, value, label)) for name, (_, value, bins, label) in NMINUS1.items()},
         }
@@ -393,6 +397,8 @@ class TauLPhiProcessor(bdt.BDTProcessor):
         for region in ("presel", "BDT"):
             mask = selection.regions[region]
             hists["m_de"].fill(channel=channel, region=region, m=v["m"][mask], de=v["de"][mask], weight=weight[mask])
+            tail = mask & in_range(v["m"], self.config.signal_region.rsb_m_range)
+            hists["de_tail"].fill(channel=channel, region=region, de=v["de"][tail], weight=weight[tail])
         hists["bdt_score"].fill(channel=channel, region="presel", score=v["score"][passed], weight=weight[passed])
         hists["m_kk"].fill(channel=channel, region="presel", m_kk=v["m_kk"][passed], weight=weight[passed])
         for name, (step, value, _, _) in NMINUS1.items():

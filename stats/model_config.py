@@ -144,6 +144,39 @@ class LooserRegion(StrictModel):
     window_share: dict[str, Annotated[float, pydantic.Field(gt=0, le=1)]]
 
 
+class TailFit(StrictModel):
+    """Where a dataset with no event in the window before the cut nor in ``looser`` is estimated (per dataset):
+    its ``histogram`` (one axis, summed over ``regions``) fitted in ``fit_range`` by an
+    exponential and integrated over the window's band ``window[channel]`` on that axis, x
+    ``window_over_band[channel]`` (the window's area over the band's: the SR box may stick out of the band),
+    with the fit's variance plus the model's (the fit in ``alternative_range``: the difference); its
+    efficiency the fit range's ``pass_regions`` over ``regions`` (:mod:`stats.tail_fit`). A dataset with
+    fewer than ``min_effective_events`` there falls through to its bound. A dataset whose window
+    holds fewer than ``replaces_window_below`` effective events takes the fit too (0: only empty windows)."""
+
+    histogram: str
+    regions: list[str] = pydantic.Field(min_length=1)
+    pass_regions: list[str] = pydantic.Field(min_length=1)
+    fit_range: tuple[float, float]
+    alternative_range: tuple[float, float]
+    window: dict[str, tuple[float, float]]
+    window_over_band: dict[str, Annotated[float, pydantic.Field(ge=1)]]
+    min_effective_events: Annotated[float, pydantic.Field(gt=0)] = 10.0
+    replaces_window_below: Annotated[float, pydantic.Field(ge=0)] = 0.0
+
+    @pydantic.model_validator(mode="after")
+    def _ranges(self) -> "TailFit":
+        for name in ("fit_range", "alternative_range"):
+            lo, hi = getattr(self, name)
+            if not lo < hi:
+                raise ValueError(f"tail_fit.{name}: low edge {lo} not below high edge {hi}")
+            if any(hi > w[0] for w in self.window.values()):
+                raise ValueError(f"tail_fit.{name}: must end below every channel's window (a fit of the window itself is not an extrapolation)")
+        if set(self.window) != set(self.window_over_band):
+            raise ValueError("tail_fit: 'window' and 'window_over_band' must name the same channels")
+        return self
+
+
 class FactorisedEfficiency(StrictModel):
     """b = N(before_regions) x P / (P + F), P / F the counts of ``pass_regions`` / ``fail_regions``
     (:mod:`stats.factorised`), all from the channel's observation (simulation when there is none).
@@ -167,6 +200,7 @@ class FactorisedEfficiency(StrictModel):
     window_regions: list[str] | None = pydantic.Field(default=None, min_length=1)
     per_dataset: bool = False
     looser: LooserRegion | None = None
+    tail_fit: TailFit | None = None
 
     @pydantic.model_validator(mode="after")
     def _disjoint(self) -> "FactorisedEfficiency":
@@ -174,6 +208,8 @@ class FactorisedEfficiency(StrictModel):
             raise ValueError("factorised: give one of 'fail_regions' or 'total_regions'")
         if self.looser is not None and not self.per_dataset:
             raise ValueError("factorised: 'looser' needs 'per_dataset: true'")
+        if self.tail_fit is not None and not self.per_dataset:
+            raise ValueError("factorised: 'tail_fit' needs 'per_dataset: true'")
         if self.fail_regions is not None and set(self.pass_regions) & set(self.fail_regions):
             raise ValueError("factorised: 'pass_regions' and 'fail_regions' must not share a region")
         if self.before_from == "window_area" and self.window_regions is None:

@@ -33,6 +33,8 @@ from belle_rare.stats.model_config import Channel, DataDriven, HistoSys, Lumi, N
 from belle_rare.stats.histograms import RunOutput, Yields, fit_shape
 from belle_rare.stats.sideband_fit import Plane, PlaneGeometry, SidebandEstimate, estimate_background
 from belle_rare.stats.factorised import factorised_estimate, summed_estimate
+from belle_rare.stats.model_config import TailFit
+from belle_rare.stats.tail_fit import fit_exponential_tail
 from belle_rare.stats.mc_bound import BoundedCount, McBound, bounded_count, fill_empty_fraction, mc_bound
 
 LUMI_PARAMETER = "lumi"
@@ -421,8 +423,10 @@ def _factorised_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
                 return per
 
             looser = (looser_yields(lz.regions), looser_yields(lz.pass_regions), lz.window_share[channel.channel_value])
+        tails = _tail_fits(cb, fz.tail_fit, sets, notes) if fz.tail_fit is not None else {}
         return _per_dataset_factorised(cb, sample, notes, bounds, what, before_from, before_regions, scale,
-                                       per_dataset(before_regions), pass_yields, fail_yields, looser, poisson_before=not data_sets)
+                                       per_dataset(before_regions), pass_yields, fail_yields, looser, poisson_before=not data_sets,
+                                       tails=tails, sparse_below=fz.tail_fit.replaces_window_below if fz.tail_fit else 0.0)
     before = count(before_regions, label)
     passed = count(fz.pass_regions, "efficiency numerator", pass_yields)
     failed = count(fail_regions, "efficiency complement", fail_yields)
@@ -448,29 +452,85 @@ def _factorised_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
     return [{"name": sample.name, "data": [b], "modifiers": modifiers}], np.array([b]), False, bounds, record
 
 
+def _tail_fits(cb: _ChannelBuilder, tf: TailFit, datasets: list[str], notes: list[str]) -> dict[str, dict]:
+    """dataset -> its tail-fit window count (``tf``; stats.tail_fit): ``before`` (BoundedCount: the fit's
+    variance plus the squared difference to the alternative range's), ``pass`` / ``fail`` (count, variance)
+    in the fit range, and a record for limits.json; datasets below ``min_effective_events`` or whose fit
+    fails are left out (they fall through to the looser region / the bound)."""
+    channel = cb.channel.channel_value
+    if channel not in tf.window:
+        raise StatsError(f"{cb.channel.name}: factorised.tail_fit.window has no channel '{channel}'")
+    try:
+        h = H.template(cb.run, tf.histogram)
+    except StatsError:  # a run output written before the processor filled it: no tail fit, and say so
+        notes.append(f"{cb.channel.name}: no histogram '{tf.histogram}' in the run (re-run the search): no tail fit")
+        return {}
+    edges = np.asarray(physics_axes(h)[0].edges, float)
+    lo, hi = tf.window[channel]
+    out: dict[str, dict] = {}
+    for d in datasets:
+        def summed(regions: list[str]) -> Yields:
+            ys = [H.yields(cb.run, tf.histogram, d, channel, r) for r in regions]
+            return Yields(sum(y.values for y in ys), sum(y.variances for y in ys))
+        total, passed = summed(tf.regions), summed(tf.pass_regions)
+        fit_lo = min(tf.fit_range[0], tf.alternative_range[0])
+        span = (edges[:-1] >= fit_lo - 1e-9) & (edges[1:] <= tf.fit_range[1] + 1e-9)
+        w, w2 = total.values[span].sum(), total.variances[span].sum()
+        if w <= 0 or w**2 / w2 < tf.min_effective_events:
+            continue
+        try:
+            fits = [fit_exponential_tail(edges, total.values, total.variances, r) for r in (tf.fit_range, tf.alternative_range)]
+        except StatsError:
+            continue
+        (v, var), (v_alt, _) = (f.integral(lo, hi) for f in fits)
+        if not (math.isfinite(v) and math.isfinite(var) and math.isfinite(v_alt)):
+            continue
+        ratio = tf.window_over_band[channel]
+        in_fit = (edges[:-1] >= tf.fit_range[0] - 1e-9) & (edges[1:] <= tf.fit_range[1] + 1e-9)
+        t, p = (float(total.values[in_fit].sum()), float(total.variances[in_fit].sum())), \
+            (float(passed.values[in_fit].sum()), float(passed.variances[in_fit].sum()))
+        out[d] = {
+            "before": BoundedCount(v * ratio, (var + (v - v_alt) ** 2) * ratio**2, None),
+            "pass": p, "fail": (max(t[0] - p[0], 0.0), max(t[1] - p[1], 0.0)),
+            "record": {**fits[0].as_dict(), "window_count": v * ratio, "fit_uncertainty": math.sqrt(var) * ratio,
+                       "alternative_range": list(tf.alternative_range), "alternative_window_count": v_alt * ratio,
+                       "slope_alternative_per_gev": fits[1].b},
+        }
+    return out
+
+
 def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str], bounds: list[dict], what: str,
                             before_from: str, before_regions: list[str], scale: float,
                             before_yields: dict[str, tuple[float, float]], pass_yields: dict[str, tuple[float, float]],
                             fail_yields: dict[str, tuple[float, float]],
                             looser: tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]], float] | None,
-                            poisson_before: bool):
+                            poisson_before: bool, tails: dict[str, dict] | None = None, sparse_below: float = 0.0):
     """b = sum_d N_d x scale x eps_d (``factorised.per_dataset``): each dataset's count before the cut
     times its own pass fraction. A dataset with no event before the cut in the window: with ``looser``
     (total, pass, window share), its looser count x the share and the looser region's efficiency; empty
-    there too (or without ``looser``), its bound (x the share) and efficiency 1 (unmeasured)."""
+    there too (or without ``looser``), its bound (x the share) and efficiency 1 (unmeasured). ``tails``
+    (:func:`_tail_fits`) comes after ``looser``: a dataset with no event in the window nor in the looser region
+    (or with fewer than ``sparse_below`` effective events in the window) takes its extrapolated window count."""
     channel, parts, no_event, from_looser, eps_one = cb.channel, {}, {}, [], []
+    tails, from_tail = tails or {}, []
     loose_total, loose_pass, share = looser if looser is not None else ({}, {}, 1.0)
     datasets = sorted(set(before_yields) | set(pass_yields) | set(fail_yields) | set(loose_total))
     for d in datasets:
         zero = (0.0, 0.0)
-        if before_yields.get(d, zero)[0] > 0:
+        window = before_yields.get(d, zero)
+        sparse = d in tails and window[0] > 0 and (window[1] <= 0 or window[0] ** 2 / window[1] < sparse_below)
+        if window[0] > 0 and not sparse:
             before = bounded_count(f"before {d}", {d: before_yields[d]}, cb.run.datasets)
             p, f = pass_yields.get(d, zero), fail_yields.get(d, zero)
-        elif loose_total.get(d, zero)[0] > 0:  # the looser region, spread flat over it
+        elif loose_total.get(d, zero)[0] > 0 and not sparse:  # the looser region, spread flat over it
             from_looser.append(d)
             (v, var), p = loose_total[d], loose_pass.get(d, zero)
             before = BoundedCount(v * share, var * share**2, None)
             f = (max(v - p[0], 0.0), max(var - p[1], 0.0))
+            (p, f) = (x[d] for x in fill_empty_fraction({d: p}, {d: f})[:2])
+        elif d in tails:  # nothing in the plane (or a sparse window): its dE tail below, fitted and extrapolated (stats.tail_fit)
+            from_tail.append(d)
+            before, p, f = tails[d]["before"], tails[d]["pass"], tails[d]["fail"]
             (p, f) = (x[d] for x in fill_empty_fraction({d: p}, {d: f})[:2])
         else:  # nothing anywhere: the bound of the looser region (or of the window), spread flat
             b0 = bounded_count(f"before {d}", {d: zero}, cb.run.datasets)
@@ -489,16 +549,19 @@ def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str
     est = summed_estimate(parts, poisson_before=poisson_before, before_scale=scale)
     b = est.value
     for d, p in est.parts.items():
-        if d in from_looser or p.before.bound is not None:
+        if d in from_looser or (d in from_tail and before_yields.get(d, (0.0, 0.0))[0] <= 0) or p.before.bound is not None:
             no_event[d] = p.value / b
     area = f" x area fraction {scale:.4g}" if before_from == "window_area" else ""
-    terms = ", ".join(f"{d} {p.before.value:.3g}{' (bound)' if p.before.bound is not None else ' (looser region)' if d in from_looser else ''}"
+    terms = ", ".join(f"{d} {p.before.value:.3g}{' (bound)' if p.before.bound is not None else ' (looser region)' if d in from_looser else ' (tail fit)' if d in from_tail else ''}"
                       f" x eps {p.efficiency:.3g}" for d, p in est.parts.items())
     notes.append(f"{channel.name}: background '{sample.name}' (factorised per dataset, {what}) = sum_d N_d({'+'.join(before_regions)})"
                  f"{area} x eps_d = {b:.4g} +- {est.uncertainty:.2g} (simulation alone +- {est.rel_simulation * b:.2g}): {terms}")
     if from_looser:
         notes.append(f"{channel.name}: no event before the cut in the window of {', '.join(from_looser)}: their looser-region count "
                      f"x the window's share of its area, {share:.4g}, and the looser region's efficiency")
+    if from_tail:
+        notes.append(f"{channel.name}: no event (or < {sparse_below:g} effective events) before the cut in the window of {', '.join(from_tail)}: their dE distribution "
+                     "below the window fitted (exponential) and extrapolated into it, +- the fit and the fit-range difference")
     if eps_one:
         notes.append(f"{channel.name}: no event of {', '.join(eps_one)} on either side of the cut: its efficiency is taken as 1")
     if no_event:
@@ -511,6 +574,7 @@ def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str
     modifiers += _sample_normsys(cb, sample)
     record = {**est.as_dict(), "from_mc_bound": bool(bounds), "no_event_share": sum(no_event.values()),
               "from_looser_regions": from_looser, "efficiency_taken_as_one": eps_one,
+              "from_tail_fit": {d: tails[d]["record"] for d in from_tail},
               "before_from": before_from, "before_regions": before_regions, "n_before_counted": est.n_before, "area_fraction": scale}
     return [{"name": sample.name, "data": [b], "modifiers": modifiers}], np.array([b]), False, bounds, record
 
