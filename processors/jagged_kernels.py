@@ -274,3 +274,18 @@ def pairs(offsets: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray
     a, b = np.empty(pair_offsets[-1], dtype=np.int64), np.empty(pair_offsets[-1], dtype=np.int64)
     _fill_pairs_within(offsets, mask, pair_offsets, a, b)
     return pair_offsets, a, b
+
+
+@numba.njit(cache=True)
+def segment_argmin(offsets: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Index into the content of the smallest entry of each list (the first of equal ones), -1 for an
+    empty list: ``ak.argmin(x, axis=1)`` as a content index (an all-inf list gives its first entry, as there)."""
+    n = len(offsets) - 1
+    out = np.full(n, -1, dtype=np.int64)
+    for i in range(n):
+        best = -1
+        for j in range(offsets[i], offsets[i + 1]):
+            if best < 0 or values[j] < values[best]:
+                best = j
+        out[i] = best
+    return out
