@@ -360,6 +360,8 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
     """B0 -> K*0 tau tau (Belle 711 /fb: E_ECL^extra fit; Belle II 365 /fb: BDT per tau category)."""
 
     name = "kstartautau"
+    # a calibration variation's weights only where a region reads them: every Selection value is one entry per event
+    region_weights_only = True
     experiments = ("belle", "belle2")
     channels = BELLE_CHANNELS
     config_model = KstarTauTauConfig
@@ -618,7 +620,10 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
                 ("pdg", np.abs(t["mcPDG"]) if "mcPDG" in t else np.zeros(n_events, np.int64)))},
         }
         if c.event_shape is not None:
-            values.update(self._event_shape(chunk, beta, scale, escale))
+            # only for the events of the topologies it cuts (NaN elsewhere): its step comes after "topology"
+            # in the cutflow and every region, so no other event ever reads it
+            needed = np.isin(self.channel_of(s1, s2), c.event_shape.channels)
+            values.update(expand(self._event_shape(chunk, needed, beta, scale, escale), needed))
         masks = {"K*0 candidate": has_kstar, "K*0 mass": np.asarray(in_range(m_kstar, ks.mass), dtype=bool)}
         return values, masks
 
@@ -633,23 +638,26 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
                 & (s1 > q.e9e21_min) & (s2 > q.e9e21_min))
 
     @staticmethod
-    def _event_shape(chunk: KstarChunk, beta: kin.Vec3, scale: float, escale: float) -> dict[str, np.ndarray]:
+    def _event_shape(chunk: KstarChunk, needed: np.ndarray, beta: kin.Vec3, scale: float, escale: float) -> dict[str, np.ndarray]:
         """Thrust of all tracks and photons, |cos| between the B_sig (signal tracks) and B_tag (tag
-        tracks and photons) thrust axes, and R2 of all particles (CM)."""
+        tracks and photons) thrust axes, and R2 of all particles (CM), of the ``needed`` kept events."""
         shape, pho, trk = chunk.shape, chunk.photons, chunk.tracks
         assert shape is not None
         all_t = kin.to_cm(*lab_p4(shape.track_px, shape.track_py, shape.track_pz, PION_MASS, scale),
                           *(x[shape.track_event] for x in beta))
         all_g = kin.to_cm(pho["px"] * escale, pho["py"] * escale, pho["pz"] * escale, pho["E"] * escale,
                           *(x[chunk.photon_event] for x in beta))
-        px, py, pz = (shape.merged(t, g) for t, g in zip(all_t[:3], all_g[:3]))
-        _, thrust = thrust_axis_flat(shape.offsets, px, py, pz)
-        n_events, n_tracks = trk["px"].shape
-        sig = kin.to_cm(*lab_p4(trk["px"], trk["py"], trk["pz"], PION_MASS, scale), *(x[:, None] for x in beta))
-        sig_axis, _ = thrust_axis_flat(np.arange(n_events + 1, dtype=np.int64) * n_tracks, *(x.ravel() for x in sig[:3]))
-        tag_axis, _ = thrust_axis_flat(shape.tag_offsets, *(x[shape.in_tag] for x in (px, py, pz)))
+        in_needed = needed[list_index(shape.offsets)]
+        offsets = offsets_of(np.diff(shape.offsets)[needed])
+        px, py, pz = (shape.merged(t, g)[in_needed] for t, g in zip(all_t[:3], all_g[:3]))
+        _, thrust = thrust_axis_flat(offsets, px, py, pz)
+        n_tracks = trk["px"].shape[1]
+        sig = kin.to_cm(*lab_p4(*(trk[f][needed] for f in ("px", "py", "pz")), PION_MASS, scale), *(x[needed, None] for x in beta))
+        sig_axis, _ = thrust_axis_flat(np.arange(int(needed.sum()) + 1, dtype=np.int64) * n_tracks, *(x.ravel() for x in sig[:3]))
+        tag = shape.in_tag[in_needed]
+        tag_axis, _ = thrust_axis_flat(offsets_of(np.diff(shape.tag_offsets)[needed]), px[tag], py[tag], pz[tag])
         return {"thrust": np.asarray(thrust, dtype=float), "cos_thrust": np.asarray(cos_theta_thrust(sig_axis, tag_axis), dtype=float),
-                "r2": np.asarray(fox_wolfram_r2_flat(shape.offsets, px, py, pz), dtype=float)}
+                "r2": np.asarray(fox_wolfram_r2_flat(offsets, px, py, pz), dtype=float)}
 
     # ------------------------------------------------------------------ selection
     def channel_of(self, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
