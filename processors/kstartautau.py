@@ -21,6 +21,7 @@ Every cut is in ``configs/searches/kstartautau.yaml`` with the paper section it 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -39,7 +40,9 @@ from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regula
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
-from belle_rare.processors.base import CANDIDATE_WEIGHT_VALUE, Calibration, Selection, TriggerLines, packed, vary
+from belle_rare.processors.base import (
+    CANDIDATE_WEIGHT_VALUE, Calibration, Selection, TriggerLines, fill_counts_of_variations, packed, vary,
+)
 from belle_rare.processors.columns import as_bool, as_float, expand, in_range
 from belle_rare.processors.event_shape import cos_theta_thrust, fox_wolfram_r2_flat, thrust_axis_flat
 from belle_rare.processors.extra_energy import ExtraEnergyCuts, counted_clusters
@@ -620,9 +623,10 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
                 ("pdg", np.abs(t["mcPDG"]) if "mcPDG" in t else np.zeros(n_events, np.int64)))},
         }
         if c.event_shape is not None:
-            # only for the events of the topologies it cuts (NaN elsewhere): its step comes after "topology"
-            # in the cutflow and every region, so no other event ever reads it
-            needed = np.isin(self.channel_of(s1, s2), c.event_shape.channels)
+            # only for the events that reach its step (NaN elsewhere): it comes after the tag, K*0 and
+            # "topology" steps in the cutflow and in every region, so no other event ever reads it
+            needed = (np.isin(self.channel_of(s1, s2), c.event_shape.channels) & has_kstar & in_range(m_kstar, ks.mass)
+                      & chunk.masks["tag"][chunk.keep])
             values.update(expand(self._event_shape(chunk, needed, beta, scale, escale), needed))
         masks = {"K*0 candidate": has_kstar, "K*0 mass": np.asarray(in_range(m_kstar, ks.mass), dtype=bool)}
         return values, masks
@@ -777,6 +781,27 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
                     hists["eecl"].fill(channel=channel, region=region, variation=variation, eecl=v["eecl"][mask], weight=weight[mask])
         else:
             hists["bdt"].fill(channel=channel, region="SR", variation=variation, bdt=v["bdt"][sr], weight=weight[sr])
+
+    def fill_variations(self, hists: dict[str, hist.Hist], selection: Selection, channel: str,
+                        weights: Mapping[str, np.ndarray]) -> None:
+        """``fill`` of every variation, one fill per histogram and region instead of one per variation too:
+        the same bins, each summed over the same entries in the same order."""
+        v, names, regions = selection.values, list(weights), selection.regions
+        fill_counts_of_variations(hists["yields"], channel, weights, regions)
+
+        def fill_all(name: str, value: str, region: str, mask: np.ndarray) -> None:
+            n = int(np.count_nonzero(mask))
+            hists[name].fill(channel=channel, region=region, variation=np.repeat(names, n), **{name: np.tile(v[value][mask], len(names))},
+                             weight=np.concatenate([w[mask] for w in weights.values()]))
+
+        for region, mask in regions.items():
+            fill_all("mmiss2", "m_miss2", region, mask)
+        if self.experiment == "belle":
+            for region in ("SR", *(r for r in regions if r.startswith("control"))):
+                if region in regions:
+                    fill_all("eecl", "eecl", region, regions[region])
+        else:
+            fill_all("bdt", "bdt", "SR", regions["SR"])
 
     def fill_nominal(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, weight: np.ndarray) -> None:
         v = selection.values
