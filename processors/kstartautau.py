@@ -47,7 +47,7 @@ from belle_rare.processors.columns import as_bool, as_float, expand, in_range
 from belle_rare.processors.event_shape import cos_theta_thrust, fox_wolfram_r2_flat, thrust_axis_flat
 from belle_rare.processors.extra_energy import ExtraEnergyCuts, counted_clusters
 from belle_rare.processors.jagged_kernels import (
-    flatten, list_index, offsets_of, segment_argmin, segment_count, segment_sum, take,
+    flatten, list_index, offsets_of, pair_rows, segment_argmin, segment_count, segment_sum, take,
 )
 from belle_rare.processors.registry import Demo, Search, Training, builtin_file
 
@@ -287,6 +287,22 @@ def curler_duplicates(tracks: ak.Array, cfg: Curler) -> ak.Array:
     return ak.any(li == wi, axis=2)
 
 
+def curler_duplicates_flat(offsets: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray, dr: np.ndarray,
+                           dz: np.ndarray, cfg: Curler) -> np.ndarray:
+    """``curler_duplicates`` on flat track columns (lists by ``offsets``): per track, True if it is the
+    worse of a duplicate pair; the same operations on the same pairs, so the same flags."""
+    i, j = pair_rows(offsets)
+    pt = np.hypot(px, py)
+    pt_a, pt_b = pt[i], pt[j]
+    cos = kin.cos_angle(kin.Vec3(px[i], py[i], pz[i]), kin.Vec3(px[j], py[j], pz[j]))
+    dup = (pt_a < cfg.pt_max) & (pt_b < cfg.pt_max) & (abs(pt_a - pt_b) < cfg.dpt_max) & ((cos > cfg.cos_above) | (cos < cfg.cos_below))
+    ip = np.hypot(5 * dr, dz)
+    worse = np.where(ip[i] > ip[j], i, j)[dup]
+    out = np.zeros(len(px), bool)
+    out[worse] = True
+    return out
+
+
 @dataclass
 class EventShapeInputs:
     """Where each track and photon of the kept events goes in the per-event list "tracks, then
@@ -427,22 +443,34 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
         removal, IP cuts), the events with a tag and exactly ``n_tracks`` of them, the tag cuts, and the
         kept events' tracks, photons, pi0s, K_S and K_L counts as flat numpy columns."""
         c = self.cuts
-        trk = events.Track[events.Track.inTag == 0]
+        # every track once as flat columns; the signal side: outside the tag, not a curler duplicate, from the IP
+        fields = ["px", "py", "pz", "charge", "dr", "dz", "inTag", c.kstar.kaon_branch, c.tau_id.electron_branch,
+                  c.tau_id.muon_branch] + (["mcPDG"] if "mcPDG" in events.Track.fields else [])
+        trk_offsets, trk = flatten(events.Track, list(dict.fromkeys(fields)))
+        outside = trk["inTag"] == 0
+        side_offsets = offsets_of(segment_count(trk_offsets, outside))
+        clean = np.ones(int(outside.sum()), bool)
         if c.tracks.curler is not None:
-            trk = trk[~curler_duplicates(trk, c.tracks.curler)]
-        trk = trk[(abs(trk.dr) < c.tracks.dr_max) & (abs(trk.dz) < c.tracks.dz_max)]
-        has_tag = ak.to_numpy(ak.num(events.Btag.px) > 0)
-        four = ak.to_numpy((ak.num(trk.px) == c.tracks.n_tracks) & (ak.sum(trk.charge, axis=1) == 0))
+            clean = ~curler_duplicates_flat(side_offsets, *(trk[f][outside] for f in ("px", "py", "pz", "dr", "dz")), c.tracks.curler)
+        signal_side = np.zeros(len(outside), bool)
+        signal_side[outside] = clean
+        signal_side &= (abs(trk["dr"]) < c.tracks.dr_max) & (abs(trk["dz"]) < c.tracks.dz_max)
+        tag_offsets, tags = flatten(events.Btag, ["px", "py", "pz", "E", "flavour", "sigProb", "Mbc", "deltaE", "charge", "weight"])
+        has_tag = np.diff(tag_offsets) > 0
+        four = (segment_count(trk_offsets, signal_side) == c.tracks.n_tracks) & (segment_sum(trk_offsets, trk["charge"], signal_side) == 0)
         keep = has_tag & four
-        # the tag cuts and the track count also for the dropped events (cutflow)
-        tag = ak.firsts(events.Btag)
-        masks = {"tag": as_bool(self._tag_ok(tag, c.tag.ln_sig_prob_min)),
-                 "tag (tight)": as_bool(self._tag_ok(tag, c.tag.ln_sig_prob_min_tight if c.tag.ln_sig_prob_min_tight is not None
-                                                     else c.tag.ln_sig_prob_min)),
-                 "four tracks": four}
+        # the first tag of each event; the tag cuts and the track count also for the dropped events (cutflow)
+        first = tag_offsets[:-1][has_tag]
+        tag = {f: col[first] for f, col in tags.items()}
+        masks = {"tag": np.zeros(len(keep), bool), "tag (tight)": np.zeros(len(keep), bool), "four tracks": four}
+        masks["tag"][has_tag] = self._tag_ok(tag, c.tag.ln_sig_prob_min)
+        masks["tag (tight)"][has_tag] = self._tag_ok(tag, c.tag.ln_sig_prob_min_tight if c.tag.ln_sig_prob_min_tight is not None
+                                                     else c.tag.ln_sig_prob_min)
+        candidate_weight = np.zeros(len(keep))
+        candidate_weight[has_tag] = tag["weight"]
         values = {
             # the tag's existence probability (efficiency x purity), carried as a weight (processors/base.py)
-            CANDIDATE_WEIGHT_VALUE: as_float(tag.weight, 0.0),
+            CANDIDATE_WEIGHT_VALUE: candidate_weight,
             "event": ak.to_numpy(events["__event__"]).astype(np.int64),
             # simulated events with a true B0 -> D- l+ nu (the control sample's signal); none in data
             "true_dlnu": (true_d_lnu(events.MCParticle) if c.control is not None and "MCParticle" in events.fields
@@ -450,14 +478,11 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
         }
         ev = events[keep]
         n_kept = int(keep.sum())
-        fields = ["px", "py", "pz", "charge", c.kstar.kaon_branch, c.tau_id.electron_branch, c.tau_id.muon_branch]
-        fields += ["mcPDG"] if "mcPDG" in trk.fields else []
-        kept_trk = trk[keep]
+        kept_track = np.repeat(keep, np.diff(trk_offsets))
         # exactly n_tracks per kept event: a regular (events, n_tracks) block per field
-        tracks = {f: ak.to_numpy(ak.flatten(kept_trk[f], axis=1)).reshape(n_kept, c.tracks.n_tracks) for f in dict.fromkeys(fields)}
-        first_tag = ak.firsts(ev.Btag)
-        # every kept event has a tag: plain arrays (a masked array would change the dtypes of the arithmetic)
-        tag_cols = {f: np.ma.getdata(ak.to_numpy(first_tag[f])) for f in ("px", "py", "pz", "E", "flavour")}
+        tracks = {f: col[signal_side & kept_track].reshape(n_kept, c.tracks.n_tracks) for f, col in trk.items()
+                  if f not in ("dr", "dz", "inTag")}
+        tag_cols = {f: tag[f][keep[has_tag]] for f in ("px", "py", "pz", "E", "flavour")}
         beam = {f: ak.to_numpy(ev[f]) for f in ("beamPx", "beamPy", "beamPz", "beamE")}
         photon_fields = ["E", "px", "py", "pz", "clusterReg", "clusterE9E21", "inTag"]
         photon_fields += [f for f in ("clusterTiming", "clusterErrorTiming") if f in ev.Photon.fields]
@@ -479,8 +504,8 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
         n_klm = ak.to_numpy(ak.num(ev.KLMCluster.theta)) if "KLMCluster" in ev.fields else np.zeros(n_kept, np.int64)
         shape = None
         if c.event_shape is not None:
-            trk_offsets, all_trk = flatten(ev.Track, ["px", "py", "pz", "inTag"])
-            shape = EventShapeInputs.of(trk_offsets, all_trk, pho_offsets, pho_in_tag)
+            kept_offsets = offsets_of(np.diff(trk_offsets)[keep])
+            shape = EventShapeInputs.of(kept_offsets, {f: trk[f][kept_track] for f in ("px", "py", "pz", "inTag")}, pho_offsets, pho_in_tag)
         return KstarChunk(keep, values, masks, tracks, tag_cols, beam, pho_offsets, pho, list_index(pho_offsets), pho_in_tag,
                           pi0_offsets, pi0, pi0_event, ~(pho_in_tag[pi0["gamma1Index"]] | pho_in_tag[pi0["gamma2Index"]]),
                           n_ks, n_klm, shape)
@@ -493,11 +518,12 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
         values = expand(values, chunk.keep) | chunk.values
         return SignalSide(chunk.keep, values, masks)
 
-    def _tag_ok(self, tag: ak.Array, ln_min: float) -> ak.Array:
+    def _tag_ok(self, tag: dict[str, np.ndarray], ln_min: float) -> np.ndarray:
+        """The tag cuts on the first tag of each event that has one (columns by field)."""
         c = self.cuts.tag
-        ok = (np.log(np.maximum(tag.sigProb, 1e-300)) > ln_min) & in_range(tag.Mbc, c.mbc) & (abs(tag.deltaE) < c.abs_delta_e_max)
+        ok = (np.log(np.maximum(tag["sigProb"], 1e-300)) > ln_min) & in_range(tag["Mbc"], c.mbc) & (abs(tag["deltaE"]) < c.abs_delta_e_max)
         if c.neutral:
-            ok = ok & (tag.charge == 0)
+            ok = ok & (tag["charge"] == 0)
         return ok
 
     def _signal_side(self, chunk: KstarChunk, calibration: Calibration) -> tuple[dict[str, Any], dict[str, Any]]:
