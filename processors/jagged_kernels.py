@@ -292,7 +292,7 @@ def segment_argmin(offsets: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _count_pairs(offsets: np.ndarray) -> int:
+def _n_unordered_pairs(offsets: np.ndarray) -> int:
     total = 0
     for i in range(len(offsets) - 1):
         m = offsets[i + 1] - offsets[i]
@@ -304,7 +304,7 @@ def _count_pairs(offsets: np.ndarray) -> int:
 def pair_rows(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Content rows (first, second) of every unordered pair of entries of each list, in
     ``ak.argcombinations(x, 2)`` order (0-1, 0-2, ..., 1-2, ...)."""
-    n = _count_pairs(offsets)
+    n = _n_unordered_pairs(offsets)
     first, second = np.empty(n, np.int64), np.empty(n, np.int64)
     k = 0
     for i in range(len(offsets) - 1):
