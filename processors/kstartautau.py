@@ -43,7 +43,7 @@ from belle_rare.processors import kinematics as kin
 from belle_rare.processors.base import (
     CANDIDATE_WEIGHT_VALUE, Calibration, Selection, TriggerLines, fill_counts_of_variations, packed, vary,
 )
-from belle_rare.processors.columns import as_bool, as_float, expand, in_range
+from belle_rare.processors.columns import expand, in_range
 from belle_rare.processors.event_shape import cos_theta_thrust, fox_wolfram_r2_flat, thrust_axis_flat
 from belle_rare.processors.extra_energy import ExtraEnergyCuts, counted_clusters
 from belle_rare.processors.jagged_kernels import (
