@@ -274,3 +274,42 @@ def pairs(offsets: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray
     a, b = np.empty(pair_offsets[-1], dtype=np.int64), np.empty(pair_offsets[-1], dtype=np.int64)
     _fill_pairs_within(offsets, mask, pair_offsets, a, b)
     return pair_offsets, a, b
+
+
+@numba.njit(cache=True)
+def segment_argmin(offsets: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Index into the content of the smallest entry of each list (the first of equal ones), -1 for an
+    empty list: ``ak.argmin(x, axis=1)`` as a content index (an all-inf list gives its first entry, as there)."""
+    n = len(offsets) - 1
+    out = np.full(n, -1, dtype=np.int64)
+    for i in range(n):
+        best = -1
+        for j in range(offsets[i], offsets[i + 1]):
+            if best < 0 or values[j] < values[best]:
+                best = j
+        out[i] = best
+    return out
+
+
+@numba.njit(cache=True)
+def _n_unordered_pairs(offsets: np.ndarray) -> int:
+    total = 0
+    for i in range(len(offsets) - 1):
+        m = offsets[i + 1] - offsets[i]
+        total += m * (m - 1) // 2
+    return total
+
+
+@numba.njit(cache=True)
+def pair_rows(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Content rows (first, second) of every unordered pair of entries of each list, in
+    ``ak.argcombinations(x, 2)`` order (0-1, 0-2, ..., 1-2, ...)."""
+    n = _n_unordered_pairs(offsets)
+    first, second = np.empty(n, np.int64), np.empty(n, np.int64)
+    k = 0
+    for i in range(len(offsets) - 1):
+        for a in range(offsets[i], offsets[i + 1]):
+            for b in range(a + 1, offsets[i + 1]):
+                first[k], second[k] = a, b
+                k += 1
+    return first, second

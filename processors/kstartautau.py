@@ -21,7 +21,9 @@ Every cut is in ``configs/searches/kstartautau.yaml`` with the paper section it 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import awkward as ak
@@ -38,11 +40,15 @@ from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regula
 from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
-from belle_rare.processors.base import CANDIDATE_WEIGHT_VALUE, Calibration, Selection, TriggerLines, packed, vary
-from belle_rare.processors.columns import as_bool, as_float, expand, in_range
-from belle_rare.processors.event_shape import cos_theta_thrust, fox_wolfram_r2, thrust_axis
+from belle_rare.processors.base import (
+    CANDIDATE_WEIGHT_VALUE, Calibration, Selection, TriggerLines, fill_counts_of_variations, packed, vary,
+)
+from belle_rare.processors.columns import expand, in_range
+from belle_rare.processors.event_shape import cos_theta_thrust, fox_wolfram_r2_flat, thrust_axis_flat
 from belle_rare.processors.extra_energy import ExtraEnergyCuts, counted_clusters
-from belle_rare.processors.jagged_kernels import list_index, offsets_of
+from belle_rare.processors.jagged_kernels import (
+    flatten, list_index, offsets_of, pair_rows, segment_argmin, segment_count, segment_sum, take,
+)
 from belle_rare.processors.registry import Demo, Search, Training, builtin_file
 
 Window = tuple[float, float]
@@ -252,10 +258,15 @@ class KstarTauTauConfig(StrictModel):
 # physics
 
 
-def p4_of(records: Any, mass: Any, scale: float = 1.0) -> kin.P4:
+def lab_p4(px: Any, py: Any, pz: Any, mass: Any, scale: float = 1.0) -> kin.P4:
     """Lab four-momenta of tracks with their momenta scaled by ``scale`` and energy in ``mass``."""
-    px, py, pz = records.px * scale, records.py * scale, records.pz * scale
+    px, py, pz = px * scale, py * scale, pz * scale
     return kin.P4(px, py, pz, np.sqrt(px**2 + py**2 + pz**2 + mass**2))
+
+
+def p4_of(records: Any, mass: Any, scale: float = 1.0) -> kin.P4:
+    """``lab_p4`` of a track record collection."""
+    return lab_p4(records.px, records.py, records.pz, mass, scale)
 
 
 def curler_duplicates(tracks: ak.Array, cfg: Curler) -> ak.Array:
@@ -276,6 +287,85 @@ def curler_duplicates(tracks: ak.Array, cfg: Curler) -> ak.Array:
     return ak.any(li == wi, axis=2)
 
 
+def curler_duplicates_flat(offsets: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray, dr: np.ndarray,
+                           dz: np.ndarray, cfg: Curler) -> np.ndarray:
+    """``curler_duplicates`` on flat track columns (lists by ``offsets``): per track, True if it is the
+    worse of a duplicate pair; the same operations on the same pairs, so the same flags."""
+    i, j = pair_rows(offsets)
+    pt = np.hypot(px, py)
+    pt_a, pt_b = pt[i], pt[j]
+    cos = kin.cos_angle(kin.Vec3(px[i], py[i], pz[i]), kin.Vec3(px[j], py[j], pz[j]))
+    dup = (pt_a < cfg.pt_max) & (pt_b < cfg.pt_max) & (abs(pt_a - pt_b) < cfg.dpt_max) & ((cos > cfg.cos_above) | (cos < cfg.cos_below))
+    ip = np.hypot(5 * dr, dz)
+    worse = np.where(ip[i] > ip[j], i, j)[dup]
+    out = np.zeros(len(px), bool)
+    out[worse] = True
+    return out
+
+
+@dataclass
+class EventShapeInputs:
+    """Where each track and photon of the kept events goes in the per-event list "tracks, then
+    photons" (``ak.concatenate(..., axis=1)``'s order) the event-shape variables read, and which are the tag's."""
+
+    offsets: np.ndarray  # of the merged lists
+    track_px: np.ndarray  # every track of the kept events (the tag's too), flat
+    track_py: np.ndarray
+    track_pz: np.ndarray
+    track_event: np.ndarray  # kept event of each track
+    track_row: np.ndarray  # row of each track in the merged content
+    photon_row: np.ndarray
+    in_tag: np.ndarray  # merged content: the particle is in the tag
+    tag_offsets: np.ndarray  # of the merged lists' tag particles
+
+    @classmethod
+    def of(cls, track_offsets: np.ndarray, tracks: dict[str, np.ndarray], photon_offsets: np.ndarray,
+           photon_in_tag: np.ndarray) -> "EventShapeInputs":
+        n_trk, n_pho = np.diff(track_offsets), np.diff(photon_offsets)
+        offsets = offsets_of(n_trk + n_pho)
+        track_event, photon_event = list_index(track_offsets), list_index(photon_offsets)
+        track_row = offsets[track_event] + np.arange(len(track_event)) - track_offsets[track_event]
+        photon_row = offsets[photon_event] + n_trk[photon_event] + np.arange(len(photon_event)) - photon_offsets[photon_event]
+        in_tag = np.zeros(offsets[-1], bool)
+        in_tag[track_row] = tracks["inTag"] != 0
+        in_tag[photon_row] = photon_in_tag
+        return cls(offsets, tracks["px"], tracks["py"], tracks["pz"], track_event, track_row, photon_row, in_tag,
+                   offsets_of(segment_count(offsets, in_tag)))
+
+    def merged(self, track_values: np.ndarray, photon_values: np.ndarray) -> np.ndarray:
+        """One flat column of the merged lists from a track and a photon column."""
+        out = np.empty(len(self.in_tag), np.result_type(track_values, photon_values))
+        out[self.track_row] = track_values
+        out[self.photon_row] = photon_values
+        return out
+
+
+@dataclass
+class KstarChunk:
+    """What every calibration of a chunk shares (``chunk_objects``): the kept events (a tag and exactly
+    ``n_tracks`` clean tracks of zero net charge), the per-event masks and values that do not depend on
+    the calibration (every event), and the kept events' inputs as numpy: the signal-side tracks as
+    (events, n_tracks) blocks, the first tag and the beams per event, photons and pi0s flat with offsets."""
+
+    keep: np.ndarray
+    values: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]
+    tracks: dict[str, np.ndarray]
+    tag: dict[str, np.ndarray]
+    beam: dict[str, np.ndarray]
+    photon_offsets: np.ndarray
+    photons: dict[str, np.ndarray]
+    photon_event: np.ndarray
+    photon_in_tag: np.ndarray
+    pi0_offsets: np.ndarray
+    pi0: dict[str, np.ndarray]  # gamma1Index / gamma2Index: rows of ``photons``
+    pi0_event: np.ndarray
+    pi0_free: np.ndarray  # neither photon in the tag
+    n_ks: np.ndarray
+    n_klm: np.ndarray
+    shape: EventShapeInputs | None
+
+
 @dataclass
 class SignalSide:
     """The per-event quantities of the chosen candidate (prefiltered events: ``keep``)."""
@@ -289,6 +379,8 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
     """B0 -> K*0 tau tau (Belle 711 /fb: E_ECL^extra fit; Belle II 365 /fb: BDT per tau category)."""
 
     name = "kstartautau"
+    # a calibration variation's weights only where a region reads them: every Selection value is one entry per event
+    region_weights_only = True
     experiments = ("belle", "belle2")
     channels = BELLE_CHANNELS
     config_model = KstarTauTauConfig
@@ -346,124 +438,176 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
         }
 
     # ------------------------------------------------------------------ objects
-    def objects(self, events: ak.Array, calibration: Calibration) -> SignalSide:
-        """The signal side of the events with a tag and exactly ``n_tracks`` clean tracks outside it."""
+    def chunk_objects(self, events: ak.Array) -> KstarChunk:
+        """The calibration-independent part, once per chunk: the clean tracks outside the tag (curler
+        removal, IP cuts), the events with a tag and exactly ``n_tracks`` of them, the tag cuts, and the
+        kept events' tracks, photons, pi0s, K_S and K_L counts as flat numpy columns."""
         c = self.cuts
-        trk = events.Track[events.Track.inTag == 0]
+        # every track once as flat columns; the signal side: outside the tag, not a curler duplicate, from the IP
+        fields = ["px", "py", "pz", "charge", "dr", "dz", "inTag", c.kstar.kaon_branch, c.tau_id.electron_branch,
+                  c.tau_id.muon_branch] + (["mcPDG"] if "mcPDG" in events.Track.fields else [])
+        trk_offsets, trk = flatten(events.Track, list(dict.fromkeys(fields)))
+        outside = trk["inTag"] == 0
+        side_offsets = offsets_of(segment_count(trk_offsets, outside))
+        clean = np.ones(int(outside.sum()), bool)
         if c.tracks.curler is not None:
-            trk = trk[~curler_duplicates(trk, c.tracks.curler)]
-        trk = trk[(abs(trk.dr) < c.tracks.dr_max) & (abs(trk.dz) < c.tracks.dz_max)]
-        has_tag = ak.to_numpy(ak.num(events.Btag.px) > 0)
-        four = ak.to_numpy((ak.num(trk.px) == c.tracks.n_tracks) & (ak.sum(trk.charge, axis=1) == 0))
+            clean = ~curler_duplicates_flat(side_offsets, *(trk[f][outside] for f in ("px", "py", "pz", "dr", "dz")), c.tracks.curler)
+        signal_side = np.zeros(len(outside), bool)
+        signal_side[outside] = clean
+        signal_side &= (abs(trk["dr"]) < c.tracks.dr_max) & (abs(trk["dz"]) < c.tracks.dz_max)
+        tag_offsets, tags = flatten(events.Btag, ["px", "py", "pz", "E", "flavour", "sigProb", "Mbc", "deltaE", "charge", "weight"])
+        has_tag = np.diff(tag_offsets) > 0
+        four = (segment_count(trk_offsets, signal_side) == c.tracks.n_tracks) & (segment_sum(trk_offsets, trk["charge"], signal_side) == 0)
         keep = has_tag & four
-        values, masks = self._signal_side(events[keep], trk[keep], calibration)
-        # the tag cuts and the track count also for the dropped events (cutflow)
-        tag = ak.firsts(events.Btag)
-        masks = expand(masks, keep)
-        masks["tag"] = as_bool(self._tag_ok(tag, c.tag.ln_sig_prob_min))
-        masks["tag (tight)"] = as_bool(self._tag_ok(tag, c.tag.ln_sig_prob_min_tight if c.tag.ln_sig_prob_min_tight is not None
-                                                    else c.tag.ln_sig_prob_min))
-        masks["four tracks"] = four
-        values = expand(values, keep)
-        # the tag's existence probability (efficiency x purity), carried as a weight (processors/base.py)
-        values[CANDIDATE_WEIGHT_VALUE] = as_float(tag.weight, 0.0)
-        values["event"] = ak.to_numpy(events["__event__"]).astype(np.int64)
-        # simulated events with a true B0 -> D- l+ nu (the control sample's signal); none in data
-        values["true_dlnu"] = (true_d_lnu(events.MCParticle) if c.control is not None and "MCParticle" in events.fields
-                               and not events.metadata.get("is_data", False) else np.zeros(len(events), bool))
-        return SignalSide(keep, values, masks)
+        # the first tag of each event; the tag cuts and the track count also for the dropped events (cutflow)
+        first = tag_offsets[:-1][has_tag]
+        tag = {f: col[first] for f, col in tags.items()}
+        masks = {"tag": np.zeros(len(keep), bool), "tag (tight)": np.zeros(len(keep), bool), "four tracks": four}
+        masks["tag"][has_tag] = self._tag_ok(tag, c.tag.ln_sig_prob_min)
+        masks["tag (tight)"][has_tag] = self._tag_ok(tag, c.tag.ln_sig_prob_min_tight if c.tag.ln_sig_prob_min_tight is not None
+                                                     else c.tag.ln_sig_prob_min)
+        candidate_weight = np.zeros(len(keep))
+        candidate_weight[has_tag] = tag["weight"]
+        values = {
+            # the tag's existence probability (efficiency x purity), carried as a weight (processors/base.py)
+            CANDIDATE_WEIGHT_VALUE: candidate_weight,
+            "event": ak.to_numpy(events["__event__"]).astype(np.int64),
+            # simulated events with a true B0 -> D- l+ nu (the control sample's signal); none in data
+            "true_dlnu": (true_d_lnu(events.MCParticle) if c.control is not None and "MCParticle" in events.fields
+                          and not events.metadata.get("is_data", False) else np.zeros(len(events), bool)),
+        }
+        ev = events[keep]
+        n_kept = int(keep.sum())
+        kept_track = np.repeat(keep, np.diff(trk_offsets))
+        # exactly n_tracks per kept event: a regular (events, n_tracks) block per field
+        tracks = {f: col[signal_side & kept_track].reshape(n_kept, c.tracks.n_tracks) for f, col in trk.items()
+                  if f not in ("dr", "dz", "inTag")}
+        tag_cols = {f: tag[f][keep[has_tag]] for f in ("px", "py", "pz", "E", "flavour")}
+        beam = {f: ak.to_numpy(ev[f]) for f in ("beamPx", "beamPy", "beamPz", "beamE")}
+        photon_fields = ["E", "px", "py", "pz", "clusterReg", "clusterE9E21", "inTag"]
+        photon_fields += [f for f in ("clusterTiming", "clusterErrorTiming") if f in ev.Photon.fields]
+        pho_offsets, pho = flatten(ev.Photon, photon_fields)
+        pi0_offsets, pi0 = flatten(ev.Pi0, ["px", "py", "pz", "E", "InvM", "gamma1Index", "gamma2Index"])
+        pi0_event = list_index(pi0_offsets)
+        n_photons = np.diff(pho_offsets)[pi0_event]
+        for g in ("gamma1Index", "gamma2Index"):  # content rows of the pi0's photons (awkward's negative indices wrap)
+            local = pi0[g].astype(np.int64)
+            pi0[g] = np.where(local < 0, local + n_photons, local) + pho_offsets[pi0_event]
+        pho_in_tag = pho["inTag"] != 0
+        n_ks = np.zeros(n_kept, np.int64)
+        if c.vetoes.ks_half_window is not None:
+            # extra K_S: not two tag tracks; the V0 record (px.. and x, y, z) has no four-vector behaviour: read it plainly
+            v0 = ak.Array(ev.layout).V0
+            all_in_tag = ev.Track.inTag != 0
+            tag_pair = all_in_tag[v0.trackIndex1] & all_in_tag[v0.trackIndex2]
+            n_ks = ak.to_numpy(ak.sum((v0.hypothesis == 310) & (abs(v0.InvM - KS_MASS) < c.vetoes.ks_half_window) & ~tag_pair, axis=1))
+        n_klm = ak.to_numpy(ak.num(ev.KLMCluster.theta)) if "KLMCluster" in ev.fields else np.zeros(n_kept, np.int64)
+        shape = None
+        if c.event_shape is not None:
+            kept_offsets = offsets_of(np.diff(trk_offsets)[keep])
+            shape = EventShapeInputs.of(kept_offsets, {f: trk[f][kept_track] for f in ("px", "py", "pz", "inTag")}, pho_offsets, pho_in_tag)
+        return KstarChunk(keep, values, masks, tracks, tag_cols, beam, pho_offsets, pho, list_index(pho_offsets), pho_in_tag,
+                          pi0_offsets, pi0, pi0_event, ~(pho_in_tag[pi0["gamma1Index"]] | pho_in_tag[pi0["gamma2Index"]]),
+                          n_ks, n_klm, shape)
 
-    def _tag_ok(self, tag: ak.Array, ln_min: float) -> ak.Array:
+    def objects(self, events: ak.Array, calibration: Calibration, chunk: KstarChunk | None = None) -> SignalSide:
+        """The signal side of the events with a tag and exactly ``n_tracks`` clean tracks outside it."""
+        chunk = self.chunk_objects(events) if chunk is None else chunk
+        values, masks = self._signal_side(chunk, calibration)
+        masks = expand(masks, chunk.keep) | chunk.masks
+        values = expand(values, chunk.keep) | chunk.values
+        return SignalSide(chunk.keep, values, masks)
+
+    def _tag_ok(self, tag: dict[str, np.ndarray], ln_min: float) -> np.ndarray:
+        """The tag cuts on the first tag of each event that has one (columns by field)."""
         c = self.cuts.tag
-        ok = (np.log(np.maximum(tag.sigProb, 1e-300)) > ln_min) & in_range(tag.Mbc, c.mbc) & (abs(tag.deltaE) < c.abs_delta_e_max)
+        ok = (np.log(np.maximum(tag["sigProb"], 1e-300)) > ln_min) & in_range(tag["Mbc"], c.mbc) & (abs(tag["deltaE"]) < c.abs_delta_e_max)
         if c.neutral:
-            ok = ok & (tag.charge == 0)
+            ok = ok & (tag["charge"] == 0)
         return ok
 
-    def _signal_side(self, ev: ak.Array, trk: ak.Array, calibration: Calibration) -> tuple[dict[str, Any], dict[str, Any]]:
-        """K*0, tau tracks, species, vetoes and the kinematic variables of the kept events."""
+    def _signal_side(self, chunk: KstarChunk, calibration: Calibration) -> tuple[dict[str, Any], dict[str, Any]]:
+        """K*0, tau tracks, species, vetoes and the kinematic variables of the kept events (numpy: the
+        tracks are (events, n_tracks) blocks, photons and pi0s flat with offsets)."""
         c = self.cuts
-        beam = kin.P4(ev.beamPx, ev.beamPy, ev.beamPz, ev.beamE)
-        beta = kin.cm_boost(beam.E, beam.px, beam.py, beam.pz)
-        roots = kin.sqrt_s(beam.E, beam.px, beam.py, beam.pz)
+        b = chunk.beam
+        beta = kin.cm_boost(b["beamE"], b["beamPx"], b["beamPy"], b["beamPz"])
+        roots = kin.sqrt_s(b["beamE"], b["beamPx"], b["beamPy"], b["beamPz"])
+        per_track = kin.Vec3(*(x[:, None] for x in beta))  # the event's boost beside each of its tracks
         scale = calibration.momentum_scale
-        p_lab = np.sqrt(trk.px**2 + trk.py**2 + trk.pz**2) * scale
+        trk = chunk.tracks
+        n_events, n_tracks = trk["px"].shape
+        rows = np.arange(n_events)
+        p_lab = np.sqrt(trk["px"] ** 2 + trk["py"] ** 2 + trk["pz"] ** 2) * scale
 
-        # K*0 -> K+ pi-: every ordered (kaon, pion) pair of opposite charges; the one closest to m_K*0
+        # K*0 -> K+ pi-: every ordered (kaon, pion) pair of opposite charges (ak.argcartesian's order); the one closest to m_K*0
         ks = c.kstar
         kid = trk[ks.kaon_branch]
-        pairs = ak.argcartesian([trk.px, trk.px])
-        ik, ip = ak.unzip(pairs)
-        tag = ak.firsts(ev.Btag)
-        k_charge = trk.charge[ik]
-        ok = (ik != ip) & (k_charge != trk.charge[ip]) & (kid[ik] > ks.kaon_id_min) & (kid[ip] < ks.pion_id_max)
-        ok = ok & (p_lab[ik] > ks.p_min) & (p_lab[ip] > ks.p_min)
+        ik, ip = np.divmod(np.arange(n_tracks * n_tracks), n_tracks)
+        k_charge = trk["charge"][:, ik]
+        ok = (ik != ip) & (k_charge != trk["charge"][:, ip]) & (kid[:, ik] > ks.kaon_id_min) & (kid[:, ip] < ks.pion_id_max)
+        ok = ok & (p_lab[:, ik] > ks.p_min) & (p_lab[:, ip] > ks.p_min)
         if ks.flavour_opposite_tag:
             # a K+ (K*0) comes from a B0 (flavour +1): its tag is a B0bar (flavour -1)
-            ok = ok & (k_charge == -tag.flavour)
-        kp4 = kin.to_cm(*p4_of(trk[ik], KAON_MASS, scale), *beta)
-        pp4 = kin.to_cm(*p4_of(trk[ip], PION_MASS, scale), *beta)
-        m_pair = kin.mass(*kin.p4_add(kp4, pp4))
-        best = ak.argmin(ak.where(ok, abs(m_pair - KSTAR_MASS), np.inf), axis=1, keepdims=True)
-        has_kstar = ak.fill_none(ak.firsts(ok[best]), False)
-        i_k = ak.fill_none(ak.firsts(ik[best]), 0)
-        i_p = ak.fill_none(ak.firsts(ip[best]), 1)
-        m_kstar = ak.firsts(m_pair[best])
-        local = ak.local_index(trk.px)
-        rest = trk[(local != i_k) & (local != i_p)]
-        t1, t2 = rest[:, 0], rest[:, 1]
-        kaon_charge = ak.firsts(k_charge[best])
+            ok = ok & (k_charge == -chunk.tag["flavour"][:, None])
+        as_kaon = kin.to_cm(*lab_p4(trk["px"], trk["py"], trk["pz"], KAON_MASS, scale), *per_track)
+        as_pion = kin.to_cm(*lab_p4(trk["px"], trk["py"], trk["pz"], PION_MASS, scale), *per_track)
+        pair = kin.p4_add(kin.P4(*(x[:, ik] for x in as_kaon)), kin.P4(*(x[:, ip] for x in as_pion)))
+        m_pair = kin.mass(*pair)
+        best = np.argmin(np.where(ok, abs(m_pair - KSTAR_MASS), np.inf), axis=1)
+        has_kstar, m_kstar, kaon_charge = ok[rows, best], m_pair[rows, best], k_charge[rows, best]
+        kstar = kin.P4(*(x[rows, best] for x in pair))
+        # the tau tracks: the first two not in the K*0 pair
+        outside = (np.arange(n_tracks) != ik[best][:, None]) & (np.arange(n_tracks) != ip[best][:, None])
+        order = np.argsort(~outside, axis=1, kind="stable")
+        t1, t2 = ({f: col[rows, order[:, k]] for f, col in trk.items()} for k in (0, 1))
 
         # tau-daughter species from PID: electron, else muon, else pion
         tid = c.tau_id
 
-        def species(t: ak.Array) -> ak.Array:
-            return ak.where(t[tid.electron_branch] > tid.electron_min, ELECTRON,
-                            ak.where(t[tid.muon_branch] > tid.muon_min, MUON, PION))
+        def species(t: dict[str, np.ndarray]) -> np.ndarray:
+            return np.where(t[tid.electron_branch] > tid.electron_min, ELECTRON,
+                            np.where(t[tid.muon_branch] > tid.muon_min, MUON, PION))
 
         s1, s2 = species(t1), species(t2)
 
-        def tau_p4(t: ak.Array, s: ak.Array) -> kin.P4:
-            mass = ak.where(s == ELECTRON, SPECIES_MASS[ELECTRON], ak.where(s == MUON, SPECIES_MASS[MUON], PION_MASS))
-            return kin.to_cm(*p4_of(t, mass, scale), *beta)
+        def tau_p4(t: dict[str, np.ndarray], s: np.ndarray) -> kin.P4:
+            mass = np.where(s == ELECTRON, SPECIES_MASS[ELECTRON], np.where(s == MUON, SPECIES_MASS[MUON], PION_MASS))
+            return kin.to_cm(*lab_p4(t["px"], t["py"], t["pz"], mass, scale), *beta)
 
         tau1, tau2 = tau_p4(t1, s1), tau_p4(t2, s2)
-        kstar = kin.P4(*(ak.firsts(x[best]) for x in kin.p4_add(kp4, pp4)))
 
-        # photons: tag flags, pi0 candidates (photon indices), and rho candidates of the pion tracks
-        pho = ev.Photon
+        # photons: tag flags, pi0 candidates (photon rows), and rho candidates of the pion tracks
+        pho, pi0 = chunk.photons, chunk.pi0
         escale = calibration.photon_energy_scale
-        pho_in_tag = pho.inTag != 0
-        pi0 = ev.Pi0
-        g1, g2 = pi0.gamma1Index, pi0.gamma2Index
-        pi0_free = ~(pho_in_tag[g1] | pho_in_tag[g2])
-        used_photon = pho_in_tag
-        rho1 = rho2 = ak.zeros_like(s1, dtype=bool)
-        m_track = [ak.where(s1 == PION, PION_MASS, kin.mass(*tau1)), ak.where(s2 == PION, PION_MASS, kin.mass(*tau2))]
+        used_photon = chunk.photon_in_tag.copy()
+        rho1 = rho2 = np.zeros(n_events, bool)
+        m_track = [np.where(s1 == PION, PION_MASS, kin.mass(*tau1)), np.where(s2 == PION, PION_MASS, kin.mass(*tau2))]
         if c.rho is not None:
-            good = pi0_free & self._pi0_quality(pi0, pho, c.rho.pi0, escale)
-            pi0_cm = kin.to_cm(pi0.px * escale, pi0.py * escale, pi0.pz * escale, pi0.E * escale, *beta)
+            good = chunk.pi0_free & self._pi0_quality(chunk, c.rho.pi0, escale)
+            of_pi0 = chunk.pi0_event
+            pi0_cm = kin.to_cm(pi0["px"] * escale, pi0["py"] * escale, pi0["pz"] * escale, pi0["E"] * escale,
+                               *(x[of_pi0] for x in beta))
             tau_out = []
             for t_cm, s in ((tau1, s1), (tau2, s2)):  # the two tau tracks, not a loop over events
-                m = kin.mass(*(t_c + p_c for t_c, p_c in zip(t_cm, pi0_cm)))
-                cand = good & (s == PION) & in_range(m, c.rho.mass)
-                pick = ak.argmin(ak.where(cand, abs(m - RHO_MASS), np.inf), axis=1, keepdims=True)
-                is_rho = ak.fill_none(ak.firsts(cand[pick]), False)
-                m_rho = ak.fill_none(ak.firsts(m[pick]), np.nan)
+                m = kin.mass(*(t_c[of_pi0] + p_c for t_c, p_c in zip(t_cm, pi0_cm)))
+                cand = good & (s == PION)[of_pi0] & in_range(m, c.rho.mass)
+                pick = segment_argmin(chunk.pi0_offsets, np.where(cand, abs(m - RHO_MASS), np.inf))
+                is_rho = take(cand, pick, False)
+                m_rho = take(m, pick, np.nan)
                 # the rho's photons belong to the signal side: not in E_ECL^extra
-                idx = ak.local_index(pho.E)
-                for gi in (g1, g2):
-                    photon = ak.where(is_rho, ak.fill_none(ak.firsts(gi[pick]), -1), -1)
-                    used_photon = used_photon | (idx == photon)
-                add = [ak.where(is_rho, tc + ak.fill_none(ak.firsts(pc[pick]), 0.0), tc) for tc, pc in zip(t_cm, pi0_cm)]
+                for g in ("gamma1Index", "gamma2Index"):
+                    used_photon[pi0[g][pick[is_rho]]] = True
+                add = [np.where(is_rho, tc + take(pc, pick, 0.0), tc) for tc, pc in zip(t_cm, pi0_cm)]
                 tau_out.append((is_rho, m_rho, kin.P4(*add)))
             (rho1, m_rho1, tau1), (rho2, m_rho2, tau2) = tau_out
-            m_track = [ak.where(rho1, m_rho1, m_track[0]), ak.where(rho2, m_rho2, m_track[1])]
-        s1 = ak.where(rho1, RHO, s1)
-        s2 = ak.where(rho2, RHO, s2)
+            m_track = [np.where(rho1, m_rho1, m_track[0]), np.where(rho2, m_rho2, m_track[1])]
+        s1 = np.where(rho1, RHO, s1)
+        s2 = np.where(rho2, RHO, s2)
 
         # the signal B: opposite the tag in the CM frame, E = sqrt(s)/2, |p| from the B0 mass
-        tag_cm = kin.to_cm(tag.px, tag.py, tag.pz, tag.E, *beta)
+        tag = chunk.tag
+        tag_cm = kin.to_cm(tag["px"], tag["py"], tag["pz"], tag["E"], *beta)
         p_sig = np.sqrt(np.maximum((roots / 2) ** 2 - B0_MASS**2, 0.0))
         unit = 1.0 / np.maximum(kin.momentum(tag_cm.px, tag_cm.py, tag_cm.pz), 1e-12)
         b_sig = kin.P4(-tag_cm.px * unit * p_sig, -tag_cm.py * unit * p_sig, -tag_cm.pz * unit * p_sig, roots / 2)
@@ -471,73 +615,79 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
         visible = kin.p4_add(kstar, tau1, tau2)
         miss = kin.P4(*(b - v for b, v in zip(b_sig, visible)))
         # M_K*pi: the K*0 with the tau track of charge opposite the kaon's, as a pion
-        opposite1 = t1.charge == -kaon_charge
-        t_opp = kin.P4(*(ak.where(opposite1, a, b) for a, b in zip(kin.to_cm(*p4_of(t1, PION_MASS, scale), *beta),
-                                                                     kin.to_cm(*p4_of(t2, PION_MASS, scale), *beta))))
+        opposite1 = t1["charge"] == -kaon_charge
+        t_opp = kin.P4(*(np.where(opposite1, a, b) for a, b in zip(
+            kin.to_cm(*lab_p4(t1["px"], t1["py"], t1["pz"], PION_MASS, scale), *beta),
+            kin.to_cm(*lab_p4(t2["px"], t2["py"], t2["pz"], PION_MASS, scale), *beta))))
         m_kpi = kin.mass(*kin.p4_add(kstar, t_opp))
 
-        # vetoes: extra pi0 (photons outside the tag), extra K_S (not two tag tracks), K_L clusters
+        # vetoes: extra pi0 (photons outside the tag); the extra K_S and K_L clusters are per chunk
         v = c.vetoes
-        n_pi0 = ak.zeros_like(s1)
+        n_pi0 = np.zeros(n_events, np.int64)
         if v.pi0 is not None:
-            n_pi0 = ak.sum(pi0_free & self._pi0_quality(pi0, pho, v.pi0, escale), axis=1)
-        n_ks = ak.zeros_like(s1)
-        if v.ks_half_window is not None:
-            # the V0 record (px.. and x, y, z) has no four-vector behaviour: read it plainly
-            v0 = ak.Array(ev.layout).V0
-            all_in_tag = ev.Track.inTag != 0
-            tag_pair = all_in_tag[v0.trackIndex1] & all_in_tag[v0.trackIndex2]
-            n_ks = ak.sum((v0.hypothesis == 310) & (abs(v0.InvM - KS_MASS) < v.ks_half_window) & ~tag_pair, axis=1)
-        n_klm = ak.num(ev.KLMCluster.theta) if "KLMCluster" in ev.fields else ak.zeros_like(s1)
+            n_pi0 = segment_count(chunk.pi0_offsets, chunk.pi0_free & self._pi0_quality(chunk, v.pi0, escale))
 
         # E_ECL^extra: counted clusters (region thresholds) outside the tag and the signal side
-        scaled = ak.with_field(pho, pho.E * escale, "E")
-        counted = counted_clusters(scaled, c.extra_energy) & ~used_photon
-        eecl = ak.sum(ak.where(counted, scaled.E, 0.0), axis=1)
+        scaled = {f: pho[f] for f in pho if f not in ("px", "py", "pz")} | {"E": pho["E"] * escale}
+        counted = np.asarray(ak.to_numpy(counted_clusters(ak.Array(scaled), c.extra_energy))) & ~used_photon
+        # ak.where with a float fill is float64: so is this sum
+        eecl = segment_sum(chunk.photon_offsets, np.where(counted, scaled["E"], 0.0).astype(np.float64))
 
+        f64 = partial(np.asarray, dtype=float)
         values = {
-            "s1": ak.to_numpy(ak.fill_none(s1, PION)), "s2": ak.to_numpy(ak.fill_none(s2, PION)),
-            "m_kstar": as_float(m_kstar), "m_tau_tracks": as_float(kin.invariant_mass(tau1, tau2)),
-            "m_tautau": as_float(kin.mass(*tautau)), "q2": as_float(kin.mass2(*tautau)),
-            "m_miss2": as_float(kin.mass2(*miss)), "e_miss": as_float(miss.E), "m_kpi": as_float(m_kpi),
-            "eecl": as_float(eecl), "n_pi0": ak.to_numpy(n_pi0), "n_ks": ak.to_numpy(n_ks), "n_klm": ak.to_numpy(n_klm),
-            "m_track1": as_float(m_track[0]), "m_track2": as_float(m_track[1]),
-            "p_track1": as_float(kin.momentum(*tau1[:3])), "p_track2": as_float(kin.momentum(*tau2[:3])),
+            "s1": s1, "s2": s2,
+            "m_kstar": f64(m_kstar), "m_tau_tracks": f64(kin.invariant_mass(tau1, tau2)),
+            "m_tautau": f64(kin.mass(*tautau)), "q2": f64(kin.mass2(*tautau)),
+            "m_miss2": f64(kin.mass2(*miss)), "e_miss": f64(miss.E), "m_kpi": f64(m_kpi),
+            "eecl": f64(eecl), "n_pi0": n_pi0, "n_ks": chunk.n_ks, "n_klm": chunk.n_klm,
+            "m_track1": f64(m_track[0]), "m_track2": f64(m_track[1]),
+            "p_track1": f64(kin.momentum(*tau1[:3])), "p_track2": f64(kin.momentum(*tau2[:3])),
             # lab momentum, cos(theta) and true species (0: no truth) of the tau tracks, for the lepton-ID corrections
             **{f"{name}{k}": col for k, t in ((1, t1), (2, t2)) for name, col in (
-                ("p_lab", as_float(np.sqrt(t.px**2 + t.py**2 + t.pz**2) * scale)),
-                ("cos_lab", as_float(kin.cos_theta(t.px, t.py, t.pz))),
-                ("pdg", ak.to_numpy(ak.fill_none(abs(t.mcPDG), 0)) if "mcPDG" in t.fields else np.zeros(len(t), np.int64)))},
+                ("p_lab", f64(np.sqrt(t["px"] ** 2 + t["py"] ** 2 + t["pz"] ** 2) * scale)),
+                ("cos_lab", f64(kin.cos_theta(t["px"], t["py"], t["pz"]))),
+                ("pdg", np.abs(t["mcPDG"]) if "mcPDG" in t else np.zeros(n_events, np.int64)))},
         }
         if c.event_shape is not None:
-            values.update(self._event_shape(ev, trk, tag_cm, beta, scale, escale))
-        masks = {"K*0 candidate": as_bool(has_kstar), "K*0 mass": as_bool(in_range(m_kstar, ks.mass))}
+            # only for the events that reach its step (NaN elsewhere): it comes after the tag, K*0 and
+            # "topology" steps in the cutflow and in every region, so no other event ever reads it
+            needed = (np.isin(self.channel_of(s1, s2), c.event_shape.channels) & has_kstar & in_range(m_kstar, ks.mass)
+                      & chunk.masks["tag"][chunk.keep])
+            values.update(expand(self._event_shape(chunk, needed, beta, scale, escale), needed))
+        masks = {"K*0 candidate": has_kstar, "K*0 mass": np.asarray(in_range(m_kstar, ks.mass), dtype=bool)}
         return values, masks
 
     @staticmethod
-    def _pi0_quality(pi0: ak.Array, pho: ak.Array, q: Pi0Quality, escale: float) -> ak.Array:
+    def _pi0_quality(chunk: KstarChunk, q: Pi0Quality, escale: float) -> np.ndarray:
         """pi0 candidates in the mass window whose two photons pass the energy and shower-shape cuts."""
-        e1, e2 = pho.E[pi0.gamma1Index] * escale, pho.E[pi0.gamma2Index] * escale
-        s1, s2 = pho.clusterE9E21[pi0.gamma1Index], pho.clusterE9E21[pi0.gamma2Index]
-        return ((abs(pi0.InvM - PI0_MASS) < q.mass_half_window) & (e1 > q.photon_e_min) & (e2 > q.photon_e_min)
+        pho, pi0 = chunk.photons, chunk.pi0
+        g1, g2 = pi0["gamma1Index"], pi0["gamma2Index"]
+        e1, e2 = pho["E"][g1] * escale, pho["E"][g2] * escale
+        s1, s2 = pho["clusterE9E21"][g1], pho["clusterE9E21"][g2]
+        return ((abs(pi0["InvM"] - PI0_MASS) < q.mass_half_window) & (e1 > q.photon_e_min) & (e2 > q.photon_e_min)
                 & (s1 > q.e9e21_min) & (s2 > q.e9e21_min))
 
     @staticmethod
-    def _event_shape(ev: ak.Array, sig_trk: ak.Array, tag_cm: kin.P4, beta: kin.Vec3, scale: float, escale: float) -> dict[str, np.ndarray]:
+    def _event_shape(chunk: KstarChunk, needed: np.ndarray, beta: kin.Vec3, scale: float, escale: float) -> dict[str, np.ndarray]:
         """Thrust of all tracks and photons, |cos| between the B_sig (signal tracks) and B_tag (tag
-        tracks and photons) thrust axes, and R2 of all particles (CM)."""
-        all_t = kin.to_cm(*p4_of(ev.Track, PION_MASS, scale), *beta)
-        pho = ev.Photon
-        all_g = kin.to_cm(pho.px * escale, pho.py * escale, pho.pz * escale, pho.E * escale, *beta)
-        px, py, pz = (ak.concatenate([t, g], axis=1) for t, g in zip(all_t[:3], all_g[:3]))
-        _, thrust = thrust_axis(px, py, pz)
-        sig = kin.to_cm(*p4_of(sig_trk, PION_MASS, scale), *beta)
-        sig_axis, _ = thrust_axis(*sig[:3])
-        in_tag_t, in_tag_g = ev.Track.inTag != 0, pho.inTag != 0
-        tpx, tpy, tpz = (ak.concatenate([t[in_tag_t], g[in_tag_g]], axis=1) for t, g in zip(all_t[:3], all_g[:3]))
-        tag_axis, _ = thrust_axis(tpx, tpy, tpz)
-        return {"thrust": as_float(thrust), "cos_thrust": as_float(cos_theta_thrust(sig_axis, tag_axis)),
-                "r2": as_float(fox_wolfram_r2(px, py, pz))}
+        tracks and photons) thrust axes, and R2 of all particles (CM), of the ``needed`` kept events."""
+        shape, pho, trk = chunk.shape, chunk.photons, chunk.tracks
+        assert shape is not None
+        all_t = kin.to_cm(*lab_p4(shape.track_px, shape.track_py, shape.track_pz, PION_MASS, scale),
+                          *(x[shape.track_event] for x in beta))
+        all_g = kin.to_cm(pho["px"] * escale, pho["py"] * escale, pho["pz"] * escale, pho["E"] * escale,
+                          *(x[chunk.photon_event] for x in beta))
+        in_needed = needed[list_index(shape.offsets)]
+        offsets = offsets_of(np.diff(shape.offsets)[needed])
+        px, py, pz = (shape.merged(t, g)[in_needed] for t, g in zip(all_t[:3], all_g[:3]))
+        _, thrust = thrust_axis_flat(offsets, px, py, pz)
+        n_tracks = trk["px"].shape[1]
+        sig = kin.to_cm(*lab_p4(*(trk[f][needed] for f in ("px", "py", "pz")), PION_MASS, scale), *(x[needed, None] for x in beta))
+        sig_axis, _ = thrust_axis_flat(np.arange(int(needed.sum()) + 1, dtype=np.int64) * n_tracks, *(x.ravel() for x in sig[:3]))
+        tag = shape.in_tag[in_needed]
+        tag_axis, _ = thrust_axis_flat(offsets_of(np.diff(shape.tag_offsets)[needed]), px[tag], py[tag], pz[tag])
+        return {"thrust": np.asarray(thrust, dtype=float), "cos_thrust": np.asarray(cos_theta_thrust(sig_axis, tag_axis), dtype=float),
+                "r2": np.asarray(fox_wolfram_r2_flat(offsets, px, py, pz), dtype=float)}
 
     # ------------------------------------------------------------------ selection
     def channel_of(self, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
@@ -657,6 +807,27 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
                     hists["eecl"].fill(channel=channel, region=region, variation=variation, eecl=v["eecl"][mask], weight=weight[mask])
         else:
             hists["bdt"].fill(channel=channel, region="SR", variation=variation, bdt=v["bdt"][sr], weight=weight[sr])
+
+    def fill_variations(self, hists: dict[str, hist.Hist], selection: Selection, channel: str,
+                        weights: Mapping[str, np.ndarray]) -> None:
+        """``fill`` of every variation, one fill per histogram and region instead of one per variation too:
+        the same bins, each summed over the same entries in the same order."""
+        v, names, regions = selection.values, list(weights), selection.regions
+        fill_counts_of_variations(hists["yields"], channel, weights, regions)
+
+        def fill_all(name: str, value: str, region: str, mask: np.ndarray) -> None:
+            n = int(np.count_nonzero(mask))
+            hists[name].fill(channel=channel, region=region, variation=np.repeat(names, n), **{name: np.tile(v[value][mask], len(names))},
+                             weight=np.concatenate([w[mask] for w in weights.values()]))
+
+        for region, mask in regions.items():
+            fill_all("mmiss2", "m_miss2", region, mask)
+        if self.experiment == "belle":
+            for region in ("SR", *(r for r in regions if r.startswith("control"))):
+                if region in regions:
+                    fill_all("eecl", "eecl", region, regions[region])
+        else:
+            fill_all("bdt", "bdt", "SR", regions["SR"])
 
     def fill_nominal(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, weight: np.ndarray) -> None:
         v = selection.values

@@ -444,3 +444,18 @@ def test_lepton_id_corrections_apply_to_identified_leptons_only(processor, tmp_p
     # tracking: four tracks at 0.35 % each (corrections/build_payloads.py), times the tag weight 0.5
     assert out["pipi"]["trackingUp"] / out["pipi"]["nominal"] == pytest.approx(1.0035**4, rel=1e-6)
     assert out["pipi"]["nominal"] == pytest.approx(0.5, rel=1e-6)
+
+
+def test_rho_pick_kernel_is_awkwards_argmin():
+    """The flat rho pick (``jagged_kernels.segment_argmin``) picks what ``ak.argmin(..., axis=1)`` picks:
+    the first of equal minima, the first entry of an all-inf list (no candidate), nothing in an empty list."""
+    from belle_rare.processors.jagged_kernels import offsets_of, segment_argmin
+
+    rng = np.random.default_rng(7)
+    counts = rng.integers(0, 6, 2000)
+    values = np.round(rng.uniform(0, 1, int(counts.sum())), 1)  # ties
+    values[rng.random(len(values)) < 0.3] = np.inf
+    offsets = offsets_of(counts.astype(np.int64))
+    reference = ak.fill_none(ak.argmin(ak.unflatten(values, counts), axis=1), -1)
+    pick = segment_argmin(offsets, values)
+    assert np.array_equal(np.where(pick >= 0, pick - offsets[:-1], -1), ak.to_numpy(reference))

@@ -8,7 +8,8 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from belle_rare.processors.kstartautau import Curler, curler_duplicates
+from belle_rare.processors.jagged_kernels import offsets_of
+from belle_rare.processors.kstartautau import Curler, curler_duplicates, curler_duplicates_flat
 from belle_rare.simulation.detector.curlers import add_curler_duplicates
 from belle_rare.simulation.detector.params import CurlerDuplicates, load_detector
 
@@ -73,6 +74,24 @@ def test_the_papers_removal_drops_the_duplicate_not_the_original():
     drop = ak.to_numpy(ak.flatten(curler_duplicates(trk, PAPER_REMOVAL)))
     local = np.tile(np.arange(6), n_events)
     assert np.array_equal(drop, local >= 3)  # exactly the duplicates
+
+
+@pytest.mark.parametrize("removal", [PAPER_REMOVAL, Curler(pt_max=0.5, dpt_max=0.3, cos_above=0.5, cos_below=-0.5)])
+def test_flat_removal_flags_the_same_tracks_as_the_awkward_one(removal: Curler):
+    """The processor's flat form (one pass per chunk on numpy columns) against the awkward reference, on
+    events of 0-7 tracks with duplicates and genuine soft pairs (equal impact parameters too: the tie rule)."""
+    rng = np.random.default_rng(5)
+    counts = rng.integers(0, 8, 3000)
+    columns, _ = tracks(1, int(counts.sum()), rng)
+    columns["dz"][1::5] = 0.0
+    columns["dr"][1::5] = 0.0
+    columns["dz"][2::5] = 0.0
+    columns["dr"][2::5] = 0.0  # rows 1 and 2 of every 5: the same IP distance
+    trk = ak.unflatten(ak.zip({k: columns[k] for k in ("px", "py", "pz", "dr", "dz")}), counts)
+    reference = ak.to_numpy(ak.flatten(curler_duplicates(trk, removal)))
+    flat = curler_duplicates_flat(offsets_of(counts.astype(np.int64)), *(columns[k] for k in ("px", "py", "pz", "dr", "dz")), removal)
+    assert reference.sum() > 100  # the check has duplicates to find
+    assert np.array_equal(flat, reference)
 
 
 def test_belle_has_duplicates_belle2_none():
