@@ -15,7 +15,9 @@ side filled from its Beta posterior, the taulgamma sideband-fit rows, track cova
 and after FSR in tau decays and the ECL's Novosibirsk leakage tail (issue 11: every tau-pair sample, the
 taulgamma own ellipse, tau3mu's refitted ellipse and retrained BDT); and after Belle's curler duplicate
 tracks (taulgamma: "exactly two tracks") and taulphi's BDT retrained on FSR samples with its background
-estimated per process in the (M, dE) window (issue 11);
+estimated per process in the (M, dE) window (issue 11); and after tau3mu's published expected limit (n_obs = b =
+0.7: the paper b in its rows, an n_obs = b row) and taulphi's working point chosen on the background its limit uses
+(BDT > 0.9985; issue 11);
 ``tests/test_golden.py`` reruns them and compares. After a deliberate physics change, re-record with
 ``python tests/golden_runs.py`` and say why in the commit.
 """
