@@ -17,21 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-MB = 1e6
+sys.path.insert(0, str(Path(__file__).parent))
+from suite import MB, sampled_peak_rss  # noqa: E402
+
 MARK = "GEN_RSS "
-
-
-def current_rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MB
 
 
 def child(experiment: str, process: str, events: int, block_events: int, out: str) -> None:
@@ -42,20 +37,10 @@ def child(experiment: str, process: str, events: int, block_events: int, out: st
         production.WRITE_BLOCK_EVENTS = block_events
     req = production.Request(experiment, process, events, 5, Path(out), events_per_file=events)
     chunk = production.plan_chunks(events, events, req.seed)[0]
-    peak, stop = [current_rss_mb()], threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], current_rss_mb())
-            stop.wait(0.02)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    cpu = time.process_time()
-    result = production.produce_chunk(req, chunk)
-    cpu = time.process_time() - cpu
-    stop.set()
-    thread.join()
+    with sampled_peak_rss() as peak:
+        cpu = time.process_time()
+        result = production.produce_chunk(req, chunk)
+        cpu = time.process_time() - cpu
     production.chunk_path(req, chunk).unlink()
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
     print(f"{MARK}{peak[0]:.1f} {maxrss:.1f} {cpu:.1f} {result['entries']}")

@@ -26,13 +26,12 @@ import ctypes
 import json
 import sys
 import tempfile
-import threading
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from suite import current_rss_mb, tenfold, timed_run  # noqa: E402
+from suite import current_rss_mb, sampled_peak_rss, tenfold, timed_run  # noqa: E402
 
 MB = 1e6
 LIBC = ctypes.CDLL("libc.so.6")
@@ -99,21 +98,12 @@ def main() -> None:
         samples = tenfold(args.samples, args.experiment, args.process, Path(tmp) / "samples", times=args.times)
         timed_run(args.search, args.experiment, samples, Path(tmp) / "warm", args.chunksize, max_chunks=1)
         rows = record_chunks(type(proc), args.trim, args.tracemalloc)
-        base, peak, stop = current_rss_mb(), [0.0], threading.Event()
-
-        def sample() -> None:
-            while not stop.is_set():
-                peak[0] = max(peak[0], current_rss_mb())
-                stop.wait(0.02)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        if args.tracemalloc:
-            tracemalloc.start(10)
-        cpu, _, events = timed_run(args.search, args.experiment, samples, Path(tmp) / "run", args.chunksize)
-        after_run = {"rss_mb": current_rss_mb(), "in_use_mb": heap_mb()[0], "free_mb": heap_mb()[1]}
-        stop.set()
-        sampler.join()
+        base = current_rss_mb()
+        with sampled_peak_rss() as peak:
+            if args.tracemalloc:
+                tracemalloc.start(10)
+            cpu, _, events = timed_run(args.search, args.experiment, samples, Path(tmp) / "run", args.chunksize)
+            after_run = {"rss_mb": current_rss_mb(), "in_use_mb": heap_mb()[0], "free_mb": heap_mb()[1]}
     print(f"{'chunk':>5} {'RSS start':>10} {'RSS end':>8} {'in use s/e':>14} {'free s/e':>14}  (MB)")
     for i, r in enumerate(rows):
         print(f"{i:5d} {r['start_rss_mb']:10.0f} {r['end_rss_mb']:8.0f} {r['start_in_use_mb']:7.0f}/{r['end_in_use_mb']:<6.0f} "

@@ -174,29 +174,41 @@ def current_rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MB
 
 
+@contextlib.contextmanager
+def sampled_peak_rss(every: float = 0.02):
+    """Yields a one-element list that holds, after the block, the largest RSS (MB) sampled every
+    ``every`` seconds while the block ran (a thread; ru_maxrss would also count earlier peaks)."""
+    import threading
+
+    peak, stop = [current_rss_mb()], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], current_rss_mb())
+            stop.wait(every)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        thread.join()
+        peak[0] = max(peak[0], current_rss_mb())
+
+
 def rss_child(search: str, experiment: str, samples: str, chunksize: str) -> None:
     """Prints the RSS after imports and setup, the largest RSS sampled (every 20 ms) during the run,
     and ru_maxrss (which also counts the import-time peak)."""
-    import threading
-
     from belle_rare.processors.registry import get_search
 
     found = get_search(search)
     found.processor(experiment, found.load_config())  # imports and models: before the sampling starts
     with tempfile.TemporaryDirectory() as tmp:
         timed_run(search, experiment, Path(samples), Path(tmp), int(chunksize), max_chunks=1)  # numba, lazy imports
-        base, peak, stop = current_rss_mb(), [0.0], threading.Event()
-
-        def sample() -> None:
-            while not stop.is_set():
-                peak[0] = max(peak[0], current_rss_mb())
-                stop.wait(0.02)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        timed_run(search, experiment, Path(samples), Path(tmp) / "run", int(chunksize))
-        stop.set()
-        sampler.join()
+        base = current_rss_mb()
+        with sampled_peak_rss() as peak:
+            timed_run(search, experiment, Path(samples), Path(tmp) / "run", int(chunksize))
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB  # kB (KiB) on Linux
     print(f"{CHILD_MARK}{base:.1f} {peak[0]:.1f} {maxrss:.1f}")
 
