@@ -1,11 +1,12 @@
-"""kstartautau's outputs with two versions of the code on the same chunks: every histogram bin (every
-channel, region and variation), cutflow and largest event weight compared, and every selection's
-cuts (running ANDs in cutflow order, as the cutflow and the regions read them) and per-event values
-bit for bit (issue 15, kstartautau round: the flat-numpy processor must select the same events with
-the same values; exit status 1 if anything differs). The structure is ``bench_bkscalar_equivalence.py``'s.
+"""A search's outputs with two versions of the code on the same chunks: every histogram bin (every
+channel, region and variation, values and variances), cutflow and largest event weight compared, and
+every selection's cuts (running ANDs in cutflow order, as the cutflow and the regions read them) and
+per-event values bit for bit (issue 15's profiling rounds: a faster processor must select the same
+events with the same values; exit status 1 if anything differs).
 
-Run: ``.venv/bin/python benchmarks/bench_kstartautau_equivalence.py SAMPLES --experiment EXP --before DIR
-[--after DIR] [--events N]``, ``DIR`` a checkout of the other version (``git archive COMMIT | tar -x -C DIR``).
+Run: ``.venv/bin/python benchmarks/bench_equivalence.py SEARCH SAMPLES --experiment EXP --before DIR
+[--after DIR] [--events N]``, ``DIR`` a checkout of the other version (``git archive COMMIT | tar -x -C DIR``);
+used for bkscalar (``ScalarEvents`` round) and kstartautau (flat-numpy round).
 Each version runs ``process`` on the first ``N`` events of every file of ``SAMPLES`` (all
 calibrations and weight variations) in its own subprocess, as ``bench_code_versions.py`` does, and
 pickles the outputs; the comparison prints the largest relative difference per histogram and the
@@ -32,7 +33,7 @@ CHILD = '''
 import pickle, sys
 from pathlib import Path
 import numpy as np
-tree, samples, events, out, experiment = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+tree, samples, events, out, experiment, search_name = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 import __editable___belle_rare_0_1_0_finder as finder
 for k, v in finder.MAPPING.items():
     finder.MAPPING[k] = v.replace(HERE, tree)
@@ -44,7 +45,7 @@ assert base.__file__.startswith(tree), base.__file__
 from belle_rare.analyses.datasets import load_datasets
 from belle_rare.processors.registry import get_search
 from belle_rare.processors.schema import BelleSchema
-search = get_search("kstartautau")
+search = get_search(search_name)
 proc = search.processor(experiment, search.load_config())
 proc.setup()
 outputs = {}
@@ -68,28 +69,33 @@ with open(out, "wb") as f:
 '''
 
 
-def run(tree: Path, samples: Path, events: int, out: Path, experiment: str) -> dict:
+def run(tree: Path, samples: Path, events: int, out: Path, experiment: str, search: str) -> dict:
     code = CHILD.replace("HERE", repr(str(HERE)))
-    subprocess.run([sys.executable, "-c", code, str(tree.resolve()), str(samples), str(events), str(out), experiment], check=True)
+    subprocess.run([sys.executable, "-c", code, str(tree.resolve()), str(samples), str(events), str(out), experiment, search],
+                   check=True)
     with open(out, "rb") as f:
         return pickle.load(f)
 
 
-#: values computed only for the events of the topologies their cut applies to (NaN elsewhere, since the
-#: kstartautau round): compared where the channel has that cut and the event passes every cut up to "topology"
-EVENT_SHAPE = ("thrust", "cos_thrust", "r2")
+#: per search, values computed only for the events a cut reads them on (NaN elsewhere), with that cut and the
+#: running AND before it: kstartautau's event shape, since its round, only for events that reach "event shape"
+#: (the step after "topology"); compared there, and not at all for a channel without that cut
+PARTIAL_VALUES: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "kstartautau": (("thrust", "cos_thrust", "r2"), "event shape", "topology"),
+}
 
 
-def compared(before: tuple, after: tuple, name: str) -> tuple[np.ndarray, np.ndarray, str]:
+def compared(before: tuple, after: tuple, name: str, search: str) -> tuple[np.ndarray, np.ndarray, str]:
     """(before, after, name) of one per-event value of a (cuts, values) selection, on the events where it is defined."""
     b, a = before[1][name], after[1][name]
-    if name in EVENT_SHAPE:
-        read = before[0]["topology"] if "event shape" in before[0] else np.zeros(len(b), bool)
+    partial, cut, reached = PARTIAL_VALUES.get(search, ((), "", ""))
+    if name in partial:
+        read = before[0][reached] if cut in before[0] else np.zeros(len(b), bool)
         b, a = b[read], a[read]
     return b, a, name
 
 
-def compare(before: dict, after: dict) -> int:
+def compare(before: dict, after: dict, search: str) -> int:
     """Print per histogram the largest relative bin difference; return the number of differing bins."""
     differing = 0
     for path in before:
@@ -107,7 +113,7 @@ def compare(before: dict, after: dict) -> int:
         for calibration in calibrations:
             keys = [key for key in sb if key[0] == calibration]
             cuts = sum(not np.array_equal(sb[k][0][n], sa[k][0][n]) for k in keys for n in sb[k][0])
-            pairs = [compared(sb[k], sa[k], n) for k in keys for n in sb[k][1]]
+            pairs = [compared(sb[k], sa[k], n, search) for k in keys for n in sb[k][1]]
             identical = all(np.array_equal(b, a, equal_nan=True) and b.dtype == a.dtype for b, a, _ in pairs)
             largest, worst = max((float(np.nanmax(np.abs(a.astype(float) - b.astype(float)) / np.maximum(np.abs(b.astype(float)), 1e-300),
                                                   initial=0.0)), n) for b, a, n in pairs)
@@ -126,16 +132,17 @@ def compare(before: dict, after: dict) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("search", help="the search whose processor runs (bkscalar, kstartautau, ...)")
     parser.add_argument("samples", type=Path)
     parser.add_argument("--before", type=Path, required=True)
     parser.add_argument("--after", type=Path, default=HERE)
-    parser.add_argument("--experiment", default="belle", choices=("belle", "belle2"))
+    parser.add_argument("--experiment", default="belle2", choices=("belle", "belle2"))
     parser.add_argument("--events", type=int, default=10_000, help="events per file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        before = run(args.before, args.samples, args.events, Path(tmp) / "before.pkl", args.experiment)
-        after = run(args.after, args.samples, args.events, Path(tmp) / "after.pkl", args.experiment)
-    differing = compare(before, after)
+        before = run(args.before, args.samples, args.events, Path(tmp) / "before.pkl", args.experiment, args.search)
+        after = run(args.after, args.samples, args.events, Path(tmp) / "after.pkl", args.experiment, args.search)
+    differing = compare(before, after, args.search)
     print(f"bins, cuts, values or cutflows that differ: {differing}")
     sys.exit(1 if differing else 0)
 
