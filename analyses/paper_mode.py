@@ -29,8 +29,9 @@ from belle_rare.configs.processes import load_catalogue
 from belle_rare.core.atomic import write_json as write_json_atomic
 from belle_rare.core.errors import UserError
 
-# a generating worker holds one output file's events in memory: 200,000 filtered tau pairs took 12.7 GB
-# (OOM on a 24 GB machine with two workers); 50,000 keeps a worker near 3 GB
+# events per written file: the unit a production resumes and a run spreads over workers. Files are written in
+# blocks of production.WRITE_BLOCK_EVENTS, so a worker's memory no longer grows with this number (it once held a
+# whole file: 200,000 filtered tau pairs took 12.7 GB); changing it changes which events files above one block hold
 EVENTS_PER_FILE = 50_000
 
 
