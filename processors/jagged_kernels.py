@@ -289,27 +289,3 @@ def segment_argmin(offsets: np.ndarray, values: np.ndarray) -> np.ndarray:
                 best = j
         out[i] = best
     return out
-
-
-@numba.njit(cache=True)
-def _n_unordered_pairs(offsets: np.ndarray) -> int:
-    total = 0
-    for i in range(len(offsets) - 1):
-        m = offsets[i + 1] - offsets[i]
-        total += m * (m - 1) // 2
-    return total
-
-
-@numba.njit(cache=True)
-def pair_rows(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Content rows (first, second) of every unordered pair of entries of each list, in
-    ``ak.argcombinations(x, 2)`` order (0-1, 0-2, ..., 1-2, ...)."""
-    n = _n_unordered_pairs(offsets)
-    first, second = np.empty(n, np.int64), np.empty(n, np.int64)
-    k = 0
-    for i in range(len(offsets) - 1):
-        for a in range(offsets[i], offsets[i + 1]):
-            for b in range(a + 1, offsets[i + 1]):
-                first[k], second[k] = a, b
-                k += 1
-    return first, second

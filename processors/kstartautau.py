@@ -47,7 +47,7 @@ from belle_rare.processors.columns import expand, in_range
 from belle_rare.processors.event_shape import cos_theta_thrust, fox_wolfram_r2_flat, thrust_axis_flat
 from belle_rare.processors.extra_energy import ExtraEnergyCuts, counted_clusters
 from belle_rare.processors.jagged_kernels import (
-    flatten, list_index, offsets_of, pair_rows, segment_argmin, segment_count, segment_sum, take,
+    flatten, list_index, offsets_of, pairs, segment_argmin, segment_count, segment_sum, take,
 )
 from belle_rare.processors.registry import Demo, Search, Training, builtin_file
 
@@ -272,8 +272,7 @@ def p4_of(records: Any, mass: Any, scale: float = 1.0) -> kin.P4:
 def curler_duplicates(tracks: ak.Array, cfg: Curler) -> ak.Array:
     """Per track: True if it is the worse of a duplicate pair (Belle's curler removal: the pair member
     with the larger IP distance sqrt((5 dr)^2 + dz^2) is dropped)."""
-    pairs = ak.argcombinations(tracks, 2)
-    i, j = ak.unzip(pairs)
+    i, j = ak.unzip(ak.argcombinations(tracks, 2))
     a, b = tracks[i], tracks[j]
     pt_a, pt_b = np.hypot(a.px, a.py), np.hypot(b.px, b.py)
     cos = kin.cos_angle(kin.Vec3(a.px, a.py, a.pz), kin.Vec3(b.px, b.py, b.pz))
@@ -291,7 +290,7 @@ def curler_duplicates_flat(offsets: np.ndarray, px: np.ndarray, py: np.ndarray, 
                            dz: np.ndarray, cfg: Curler) -> np.ndarray:
     """``curler_duplicates`` on flat track columns (lists by ``offsets``): per track, True if it is the
     worse of a duplicate pair; the same operations on the same pairs, so the same flags."""
-    i, j = pair_rows(offsets)
+    _, i, j = pairs(offsets, np.ones(offsets[-1], dtype=bool))  # every two tracks of an event, content rows
     pt = np.hypot(px, py)
     pt_a, pt_b = pt[i], pt[j]
     cos = kin.cos_angle(kin.Vec3(px[i], py[i], pz[i]), kin.Vec3(px[j], py[j], pz[j]))

@@ -18,9 +18,8 @@ from belle_rare.stats import fast_scan
 from belle_rare.stats.counting import OneBin
 from belle_rare.stats.model_config import Published, load_stats_config
 from belle_rare.stats.search_limits import compute_search_limits, expected_with_background_observed, limit_rows, with_limit_rows
-from belle_rare.stats.synthetic import SIGMA_TAUTAU_NB, book, count_axis, set_bins, write_run_output
 from belle_rare.stats.validation import validation_rows
-from belle_rare.simulation.production import gamma_star_share
+from tests.test_stats_factorised import _run  # Asimov tau3mu output: tautau of weight w in given regions
 
 PAPER = Published(expected=1.8e-8, cl=0.90, source="test", expected_observation="background", expected_background=0.7)
 
@@ -64,24 +63,6 @@ def test_only_a_paper_with_that_convention_gets_it():
     assert expected_with_background_observed(median, one_bin, 0.90) is None
     assert expected_with_background_observed(None, one_bin, 0.90) is None
     assert expected_with_background_observed(PAPER, None, 0.90) is None
-
-
-def _run(tmp_path, regions: dict[str, float], w: float) -> None:
-    """Asimov tau3mu output: background ``tautau`` of weight ``w`` per event with ``regions`` events, signal 50 in SR_pass."""
-    histograms = {}
-    h = book(histograms, "yields", count_axis())
-    set_bins(h, "sig_tau3mu", "3mu", "SR_pass", 50.0, 1.0)
-    for syst in ("leptonID", "tracking", "trigger", "momentumScale", "luminosity"):
-        for suffix, f in (("Up", 1.01), ("Down", 0.99)):
-            set_bins(h, "sig_tau3mu", "3mu", "SR_pass", 50.0 * f, 1.0, variation=syst + suffix)
-    for region, n in regions.items():
-        set_bins(h, "tautau", "3mu", region, n * w, n * w * w)
-    datasets = {
-        "sig_tau3mu": {"kind": "signal", "process": "sig_tau3mu", "parameters": {},
-                       "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-8 * gamma_star_share("sig_tau3mu", "belle2")},
-        "tautau": {"kind": "background", "cross_section_nb": SIGMA_TAUTAU_NB, "parameters": {}, "scale": w},
-    }
-    write_run_output(tmp_path, "tau3mu", "belle2", 424.0, datasets, histograms, {"sr_area_fraction": {"3mu": 1 / 16}})
 
 
 def test_limits_json_and_validation_rows_carry_both_conventions(tmp_path):
