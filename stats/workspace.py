@@ -29,11 +29,11 @@ from belle_rare.stats import histograms as H
 from belle_rare.stats.errors import NoSignalError, StatsError
 from belle_rare.core.histograms import physics_axes
 from belle_rare.processors import registry  # the search config: the sideband fit's ellipse and sidebands
-from belle_rare.stats.model_config import Channel, DataDriven, HistoSys, Lumi, NormFactor, NormSys, Sample, SidebandFit, StatError, StatsConfig
+from belle_rare.stats.model_config import (Channel, DataDriven, HistoSys, Lumi, NormFactor, NormSys, Sample, SidebandFit, StatError,
+                                          StatsConfig, TailFit)
 from belle_rare.stats.histograms import RunOutput, Yields, fit_shape
 from belle_rare.stats.sideband_fit import Plane, PlaneGeometry, SidebandEstimate, estimate_background
 from belle_rare.stats.factorised import factorised_estimate, summed_estimate
-from belle_rare.stats.model_config import TailFit
 from belle_rare.stats.tail_fit import fit_exponential_tail
 from belle_rare.stats.mc_bound import BoundedCount, McBound, bounded_count, fill_empty_fraction, mc_bound
 
@@ -467,14 +467,21 @@ def _tail_fits(cb: _ChannelBuilder, tf: TailFit, datasets: list[str], notes: lis
         return {}
     edges = np.asarray(physics_axes(h)[0].edges, float)
     lo, hi = tf.window[channel]
+    ratio = tf.window_over_band[channel]
+
+    def bins_in(start: float, stop: float) -> np.ndarray:
+        return (edges[:-1] >= start - 1e-9) & (edges[1:] <= stop + 1e-9)
+
+    # both fit ranges together (where the effective events are counted), and the nominal one
+    span, in_fit = bins_in(min(tf.fit_range[0], tf.alternative_range[0]), tf.fit_range[1]), bins_in(*tf.fit_range)
+
+    def summed(d: str, regions: list[str]) -> Yields:
+        ys = [H.yields(cb.run, tf.histogram, d, channel, r) for r in regions]
+        return Yields(sum(y.values for y in ys), sum(y.variances for y in ys))
+
     out: dict[str, dict] = {}
     for d in datasets:
-        def summed(regions: list[str]) -> Yields:
-            ys = [H.yields(cb.run, tf.histogram, d, channel, r) for r in regions]
-            return Yields(sum(y.values for y in ys), sum(y.variances for y in ys))
-        total, passed = summed(tf.regions), summed(tf.pass_regions)
-        fit_lo = min(tf.fit_range[0], tf.alternative_range[0])
-        span = (edges[:-1] >= fit_lo - 1e-9) & (edges[1:] <= tf.fit_range[1] + 1e-9)
+        total, passed = summed(d, tf.regions), summed(d, tf.pass_regions)
         w, w2 = total.values[span].sum(), total.variances[span].sum()
         if w <= 0 or w**2 / w2 < tf.min_effective_events:
             continue
@@ -485,8 +492,6 @@ def _tail_fits(cb: _ChannelBuilder, tf: TailFit, datasets: list[str], notes: lis
         (v, var), (v_alt, _) = (f.integral(lo, hi) for f in fits)
         if not (math.isfinite(v) and math.isfinite(var) and math.isfinite(v_alt)):
             continue
-        ratio = tf.window_over_band[channel]
-        in_fit = (edges[:-1] >= tf.fit_range[0] - 1e-9) & (edges[1:] <= tf.fit_range[1] + 1e-9)
         t, p = (float(total.values[in_fit].sum()), float(total.variances[in_fit].sum())), \
             (float(passed.values[in_fit].sum()), float(passed.variances[in_fit].sum()))
         out[d] = {
