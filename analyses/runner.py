@@ -302,7 +302,8 @@ def release_chunk_file() -> None:
 def chunk_events(file: Any, item: Any, schema: Any, metadata: dict, uproot_options: dict, iteritems_options: dict,
                  buffer_cache: Any) -> Any:
     """The chunk's NanoEvents (virtual), as coffea's ``NanoEventsFactory.from_root`` builds them from
-    an open file, without its ``typenames`` of every branch (read by no schema of ours)."""
+    an open file, without its ``typenames`` of every branch (read by no schema of ours) and with the
+    base form of the process's earlier chunks of the same tree layout (``base_form_of``)."""
     from coffea.nanoevents import NanoEventsFactory
     from coffea.nanoevents.mapping.uproot import TrivialUprootOpener, UprootSourceMapping
 
@@ -312,8 +313,50 @@ def chunk_events(file: Any, item: Any, schema: Any, metadata: dict, uproot_optio
     mapping = UprootSourceMapping(TrivialUprootOpener({partition_key[0]: tree.file.file_path}, uproot_options), start, stop,
                                   cache={}, file_handle=file, use_ak_forth=True, virtual=True, buffer_cache=buffer_cache)
     mapping.preload_column_source(partition_key[0], partition_key[1], tree)
-    base_form = mapping._extract_base_form(tree, iteritems_options=iteritems_options)
-    return NanoEventsFactory._from_mapping(mapping, partition_key, base_form, schema, metadata, mode="virtual").events()
+    return NanoEventsFactory._from_mapping(mapping, partition_key, base_form_of(mapping, tree, iteritems_options), schema,
+                                           metadata, mode="virtual").events()
+
+
+#: the base forms this process built, by tree layout (``tree_layout``), as JSON: a run's files share one layout
+_BASE_FORMS: dict[tuple, str] = {}
+
+
+def base_form_of(mapping: Any, tree: Any, iteritems_options: dict) -> dict:
+    """coffea's base form of the tree's (read) branches (``UprootSourceMapping._extract_base_form``), built
+    once per process and tree layout: it interprets every branch it lists (~85 us each, ~10 ms for a
+    search without a read filter) although a chunk reads only some (the others are never interpreted
+    now), and normalises each form through JSON. A tree with another layout or any branch beyond plain
+    leaves (``tree_layout`` None) gets its own base form."""
+    import json
+
+    layout = tree_layout(tree, iteritems_options)
+    if layout is None:
+        return mapping._extract_base_form(tree, iteritems_options=iteritems_options)
+    cached = _BASE_FORMS.get(layout)
+    if cached is None:
+        if len(_BASE_FORMS) >= 16:  # a handful of layouts per process; bounded anyway
+            _BASE_FORMS.clear()
+        cached = _BASE_FORMS[layout] = json.dumps(mapping._extract_base_form(tree, iteritems_options=iteritems_options))
+    return json.loads(cached)  # a fresh copy: the schema edits the form it is given
+
+
+def tree_layout(tree: Any, iteritems_options: dict) -> tuple | None:
+    """What the base form of ``tree``'s branches listed by ``iteritems_options`` depends on, or None
+    when a branch is not a plain ``TBranch`` of leaves (objects, sub-branches: not cached). For a plain
+    TBranch uproot's interpretation (``identify.interpretation_of`` -> ``_from_leaves``) follows from its
+    leaves' class (the type), title (dimensions, the counter of a jagged branch), length, length type,
+    signedness and counter; the form adds the branch title (doc) and the tree title."""
+    layout: list[Any] = [repr(sorted(iteritems_options.items())), tree.title]
+    for key, branch in tree.iteritems(**iteritems_options):
+        if branch.classname != "TBranch" or len(branch.branches) != 0:
+            return None
+        leaves = []
+        for leaf in branch.member("fLeaves"):
+            count = leaf.member("fLeafCount")
+            leaves.append((leaf.classname, leaf.member("fTitle"), leaf.member("fLen"), leaf.member("fLenType"),
+                           leaf.member("fIsUnsigned"), None if count is None else count.member("fName")))
+        layout.append((key, branch.title, tuple(leaves)))
+    return tuple(layout)
 
 
 def checked_metadata(datasets: dict[str, Dataset], files: dict[str, dict[str, Any]]) -> dict[Any, dict[str, Any]]:

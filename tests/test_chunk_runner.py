@@ -72,3 +72,27 @@ def test_one_file_held_per_thread(samples):
     finally:
         release_chunk_file()
     assert g.file.closed
+
+
+def test_base_form_built_once_per_layout(samples):
+    """``base_form_of`` gives coffea's base form for every file, with and without a read filter, from one
+    entry per layout, as a fresh copy (the schema edits the form it is given)."""
+    import json
+
+    import uproot
+    from coffea.nanoevents.mapping.uproot import UprootSourceMapping
+
+    from belle_rare.processors.registry import get_search
+
+    search = get_search("taulgamma")
+    read = search.processor("belle", search.load_config()).read_filter()
+    runner._BASE_FORMS.clear()
+    files = sorted(samples.glob("*.root"))
+    for path in files:
+        with uproot.open(path) as f:
+            tree = f["tree"]
+            for options in ({}, {"filter_name": read}):
+                form = runner.base_form_of(UprootSourceMapping, tree, options)
+                assert json.dumps(form) == json.dumps(UprootSourceMapping._extract_base_form(tree, options)), path
+                form["fields"].clear()  # what a schema may do to its copy
+    assert len(files) == 3 and len(runner._BASE_FORMS) == 2  # one layout (tau pairs and signal alike), two filters
