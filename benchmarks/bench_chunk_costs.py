@@ -8,8 +8,9 @@ For every file, each step timed alone (``time.process_time``), the median over f
 file's header and the tree's metadata), opening the file (``runner.CHUNK_UPROOT_OPTIONS``), parsing
 the tree's metadata (every branch's TBranch / TLeaf models), building the chunk's events as
 ``runner.ChunkRunner`` does (``chunk_events``: the base form of the read branches, the schema,
-virtual arrays), the type names of the remaining branches (what coffea's ``from_root`` adds and
-``ChunkRunner`` skips), and the processor's ``process`` with its reads (nominal pass with ``--nominal``).
+virtual arrays; its base form comes from the process's cache after the first file), the processor's
+``process`` with its reads (nominal pass with ``--nominal``), and then the type names of the branches
+it did not read (what coffea's ``from_root`` adds and ``ChunkRunner`` skips).
 """
 
 from __future__ import annotations
@@ -69,10 +70,10 @@ def main() -> None:
                     metadata = {"dataset": ds.name, "filename": path, "is_data": ds.is_data}
                     events = chunk_events(f, item, BelleSchema, metadata, CHUNK_UPROOT_OPTIONS, iteritems, None)
                     step("events (base form, schema)")
-                    tree.typenames()
-                    step("type names of the other branches")
                     proc.process(events)
                     step("process (with its reads)")
+                    tree.typenames()
+                    step("type names of the other branches")
                 if rep:
                     for name, t in times.items():
                         steps.setdefault(name, []).append(t)
