@@ -10,6 +10,7 @@ import contextlib
 import io
 import re
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import uproot
 from coffea import processor
 
 from belle_rare.analyses.checkpoints import ChunkCheckpointer, checkpoint_root, prepare_checkpoints, run_fingerprint
@@ -36,7 +38,11 @@ from belle_rare.core.provenance import code_version
 #: 1.35-1.46 x for 10 x the events; flat after, ``benchmarks/bench_memory_growth.py``). The cache only
 #: saved coffea's second read of a collection's first branch (offsets, then content: 3 of 39 branches
 #: of a bkscalar chunk, ~4 ms per 10,000 events); a ``gc.collect()`` per chunk instead costs ~50 ms.
-CHUNK_UPROOT_OPTIONS = {"array_cache": None, "object_cache": None}
+#: The files are read through uproot's memory map (``MemmapSource``), not its default fsspec source,
+#: which hands every branch read to an asyncio thread: ~0.23 CPU ms more per branch (11.4 vs 6.3
+#: CPU ms for zprime's 22 branches of a 10,000-event file). Local paths only, which ``validate_inputs``
+#: requires anyway (the samples directory is on a local or shared file system).
+CHUNK_UPROOT_OPTIONS = {"array_cache": None, "object_cache": None, "handler": uproot.source.file.MemmapSource}
 
 
 @dataclass
@@ -125,7 +131,7 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
     # here so that a failure is the one-line error below (and shown again if the run succeeds)
     held = io.StringIO()
     with make_executor(opts.executor, opts.workers, opts.scheduler, opts.cluster, status=opts.progress) as executor:
-        runner = processor.Runner(
+        runner = ChunkRunner(
             executor=executor,
             schema=BelleSchema,
             chunksize=opts.chunksize,
@@ -142,6 +148,8 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
                     output = runner(files, proc, treename="tree", uproot_options=CHUNK_UPROOT_OPTIONS, iteritems_options={"filter_name": read} if read else {})
             except Exception as err:  # coffea wraps a chunk's failure with its file and entry range
                 raise UserError(_failure_message(err, checkpointer is not None)) from err
+            finally:
+                release_chunk_file()  # the iterative executor's chunks ran in this process
     sys.stderr.write(held.getvalue())
     elapsed = time.perf_counter() - start
     # categories in a fixed order (the processor's channels first, nominal first), whatever the merge order
@@ -198,6 +206,157 @@ def run_search(opts: RunOptions) -> dict[str, Any]:
             "columns": columns,
             # removed by the caller once the outputs are written (analyses.checkpoints.remove_checkpoints)
             "checkpoints": checkpoint_root(opts.out, search.name) if checkpointer is not None else None}
+
+
+class ChunkRunner(processor.Runner):
+    """coffea's ``Runner`` whose chunks (ROOT, without metrics or preloading) keep the file they read
+    open for the next chunk of the same file in the same worker thread (``chunk_file``), and build
+    their events without the type names of every branch of the tree.
+
+    coffea's own ``_work_function`` opens the file for every chunk, parses the tree's metadata
+    (~20 CPU ms for the ~125 branches of a belle-rare tree) and its factory asks every branch for its
+    type name (~10 ms: the interpretation of all ~125 branches, for a ``typenames`` entry of the base
+    form that only the EDM4HEP schema reads; ``BelleSchema`` does not). Consecutive chunks of one file
+    (files larger than the chunk size) reuse the parsed tree and its branches' interpretations; the
+    events are built by coffea's own mapping (``UprootSourceMapping``, ``_extract_base_form`` with the
+    processor's ``iteritems_options``) and factory (``NanoEventsFactory._from_mapping``), as its
+    ``from_root`` builds them. Anything else (parquet, ``savemetrics``, preloaded branches) goes to
+    coffea's ``_work_function`` unchanged. Memory stays flat: one file per worker thread is held,
+    opened with ``CHUNK_UPROOT_OPTIONS`` (no array cache: no chunk's arrays are kept with it)."""
+
+    @staticmethod
+    def _work_function(format: str, xrootdtimeout: int, schema: Any, use_dataframes: bool, savemetrics: bool, item: Any,
+                       processor_instance: Any, uproot_options: dict, iteritems_options: dict, checkpointer: Any,
+                       cache_function: Any) -> dict:
+        import cloudpickle
+        import lz4.frame
+        import uuid
+
+        heavy = processor_instance == "heavy"
+        work = item[0] if heavy else item
+        if format != "root" or use_dataframes or savemetrics or schema is None or work.preload is not None:
+            return processor.Runner._work_function(format, xrootdtimeout, schema, use_dataframes, savemetrics, item,
+                                                   processor_instance, uproot_options, iteritems_options, checkpointer,
+                                                   cache_function)
+        if heavy:
+            item, processor_instance = item
+        if not isinstance(processor_instance, processor.ProcessorABC) and not callable(processor_instance):
+            processor_instance = cloudpickle.loads(lz4.frame.decompress(processor_instance))
+        metadata = {"dataset": item.dataset, "filename": item.filename, "treename": item.treename,
+                    "entrystart": item.entrystart, "entrystop": item.entrystop,
+                    "fileuuid": str(uuid.UUID(bytes=item.fileuuid)) if len(item.fileuuid) > 0 else ""}
+        if item.usermeta is not None:
+            metadata.update(item.usermeta)
+        if checkpointer is not None:
+            out = checkpointer.load(metadata, processor_instance)
+            if out is not None:
+                return out
+        # the same messages as coffea's (``_failure_message`` reads the file name from them)
+        options = dict(uproot_options)
+        options.setdefault("timeout", xrootdtimeout)
+        try:
+            file = chunk_file(item.filename, options)
+        except Exception as e:
+            raise Exception(f"Failed to open file: {item!r}. The error was: {e!r}.") from e
+        try:
+            events = chunk_events(file, item, schema, metadata, options, iteritems_options, cache_function())
+        except Exception as e:
+            raise Exception(f"Failed creating nanoevents: {item!r}. The error was: {e!r}.") from e
+        try:
+            out = processor_instance.process(events) if isinstance(processor_instance, processor.ProcessorABC) else processor_instance(events)
+        except Exception as e:
+            raise Exception(f"Failed processing file: {item!r}. The error was: {e!r}.") from e
+        if out is None:
+            raise ValueError("Output of process() should not be None. Make sure your processor's process() function returns an accumulator.")
+        out = {"out": out, "processed": {item}}
+        if checkpointer is not None:
+            checkpointer.save(out, metadata, processor_instance)
+        return out
+
+
+#: the file the last chunk of this worker thread read (``chunk_file``): {"key": (path, options), "file": ...}
+_HELD = threading.local()
+
+
+def chunk_file(path: str, options: dict) -> Any:
+    """The file ``path`` opened with ``options`` (an uproot ``ReadOnlyDirectory``): the one the previous
+    chunk of this thread read when it is the same, else newly opened (the previous one closed).
+    Opened with a per-file object cache, so that its tree's metadata is parsed once per file."""
+    key = (path, repr(sorted(options.items())))
+    if getattr(_HELD, "key", None) == key and not _HELD.file.file.closed:
+        return _HELD.file
+    release_chunk_file()
+    _HELD.file = uproot.open({path: None}, **{**options, "object_cache": {}})
+    _HELD.key = key
+    return _HELD.file
+
+
+def release_chunk_file() -> None:
+    """Close the file this thread's last chunk read (if any)."""
+    file = getattr(_HELD, "file", None)
+    _HELD.file, _HELD.key = None, None
+    if file is not None:
+        file.close()
+
+
+def chunk_events(file: Any, item: Any, schema: Any, metadata: dict, uproot_options: dict, iteritems_options: dict,
+                 buffer_cache: Any) -> Any:
+    """The chunk's NanoEvents (virtual), as coffea's ``NanoEventsFactory.from_root`` builds them from
+    an open file, without its ``typenames`` of every branch (read by no schema of ours) and with the
+    base form of the process's earlier chunks of the same tree layout (``base_form_of``)."""
+    from coffea.nanoevents import NanoEventsFactory
+    from coffea.nanoevents.mapping.uproot import TrivialUprootOpener, UprootSourceMapping
+
+    tree = file[item.treename]
+    start, stop = max(item.entrystart, 0), min(item.entrystop, tree.num_entries)
+    partition_key = (str(tree.file.uuid), tree.object_path, f"{start}-{stop}")
+    mapping = UprootSourceMapping(TrivialUprootOpener({partition_key[0]: tree.file.file_path}, uproot_options), start, stop,
+                                  cache={}, file_handle=file, use_ak_forth=True, virtual=True, buffer_cache=buffer_cache)
+    mapping.preload_column_source(partition_key[0], partition_key[1], tree)
+    return NanoEventsFactory._from_mapping(mapping, partition_key, base_form_of(mapping, tree, iteritems_options), schema,
+                                           metadata, mode="virtual").events()
+
+
+#: the base forms this process built, by tree layout (``tree_layout``), as JSON: a run's files share one layout
+_BASE_FORMS: dict[tuple, str] = {}
+
+
+def base_form_of(mapping: Any, tree: Any, iteritems_options: dict) -> dict:
+    """coffea's base form of the tree's (read) branches (``UprootSourceMapping._extract_base_form``), built
+    once per process and tree layout: it interprets every branch it lists (~85 us each, ~10 ms for a
+    search without a read filter) although a chunk reads only some (the others are never interpreted
+    now), and normalises each form through JSON. A tree with another layout or any branch beyond plain
+    leaves (``tree_layout`` None) gets its own base form."""
+    import json
+
+    layout = tree_layout(tree, iteritems_options)
+    if layout is None:
+        return mapping._extract_base_form(tree, iteritems_options=iteritems_options)
+    cached = _BASE_FORMS.get(layout)
+    if cached is None:
+        if len(_BASE_FORMS) >= 16:  # a handful of layouts per process; bounded anyway
+            _BASE_FORMS.clear()
+        cached = _BASE_FORMS[layout] = json.dumps(mapping._extract_base_form(tree, iteritems_options=iteritems_options))
+    return json.loads(cached)  # a fresh copy: the schema edits the form it is given
+
+
+def tree_layout(tree: Any, iteritems_options: dict) -> tuple | None:
+    """What the base form of ``tree``'s branches listed by ``iteritems_options`` depends on, or None
+    when a branch is not a plain ``TBranch`` of leaves (objects, sub-branches: not cached). For a plain
+    TBranch uproot's interpretation (``identify.interpretation_of`` -> ``_from_leaves``) follows from its
+    leaves' class (the type), title (dimensions, the counter of a jagged branch), length, length type,
+    signedness and counter; the form adds the branch title (doc) and the tree title."""
+    layout: list[Any] = [repr(sorted(iteritems_options.items())), tree.title]
+    for key, branch in tree.iteritems(**iteritems_options):
+        if branch.classname != "TBranch" or len(branch.branches) != 0:
+            return None
+        leaves = []
+        for leaf in branch.member("fLeaves"):
+            count = leaf.member("fLeafCount")
+            leaves.append((leaf.classname, leaf.member("fTitle"), leaf.member("fLen"), leaf.member("fLenType"),
+                           leaf.member("fIsUnsigned"), None if count is None else count.member("fName")))
+        layout.append((key, branch.title, tuple(leaves)))
+    return tuple(layout)
 
 
 def checked_metadata(datasets: dict[str, Dataset], files: dict[str, dict[str, Any]]) -> dict[Any, dict[str, Any]]:

@@ -102,6 +102,7 @@ def study(samples: list[Path]) -> dict:
     search = get_search("taulgamma")
     config = search.load_config()
     proc = search.processor("belle", config)
+    proc.truth_links = True  # lepton_mc_index / photon_mc_index among the selection values
     nominal = [c for c in calibrations("belle", nominal_only=True)][0]
     assert isinstance(nominal, Calibration)
     result: dict = {}

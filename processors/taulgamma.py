@@ -265,6 +265,10 @@ class TauLGammaProcessor(SearchProcessor):
     config_model = TauLGammaConfig
     region_weights_only = True  # every Selection value is one entry per event
     reads_declared_branches_only = True  # every branch it reads is a field of Track / Photon or in branches
+    #: the candidate's truth links (``lepton_mc_index``, ``photon_mc_index`` among the selection values)
+    #: for benchmarks/bench_taulgamma_background.py, which sets it; off in runs (nothing reads them
+    #: there): Track_mcIndex and Photon_mcIndex are not read (issue 15: fewer branches per chunk)
+    truth_links = False
     branches = (
         "nTrack", "Track_px", "Track_py", "Track_pz", "Track_E", "Track_charge", "Track_dr", "Track_dz", "Track_eIDBelle",
         "Track_muIDBelle", "nPhoton", "Photon_E", "Photon_px", "Photon_py", "Photon_pz",
@@ -338,7 +342,8 @@ class TauLGammaProcessor(SearchProcessor):
         names = ["px", "py", "pz", "E", "charge", "dr", "dz", pid.muon_branch, pid.electron_branch]
         if self.pid_weighted(events):
             names += [pid_weighting.pass_probability_field(fields, v, c) for v, c in self.pid_requirements()]
-        return list(dict.fromkeys(names + [f for f in ("mcPDG", "mcIndex") if f in fields]))
+        truth = ("mcPDG", "mcIndex") if self.truth_links else ("mcPDG",)
+        return list(dict.fromkeys(names + [f for f in truth if f in fields]))
 
     def chunk_objects(self, events: ak.Array) -> TwoTrackInputs:
         """The events with two opposite tracks from the IP, their tracks and photons, flattened to
@@ -346,7 +351,7 @@ class TauLGammaProcessor(SearchProcessor):
         cfg = self.config
         k = cfg.tracks.n_tracks
         t_off, trk = jk.flatten(events.Track, self._track_fields(events))
-        g_fields = ["px", "py", "pz", "E"] + (["mcIndex"] if "mcIndex" in events.Photon.fields else [])
+        g_fields = ["px", "py", "pz", "E"] + (["mcIndex"] if self.truth_links and "mcIndex" in events.Photon.fields else [])
         g_off, pho = jk.flatten(events.Photon, g_fields)
         ip = (abs(trk["dr"]) < cfg.tracks.dr_max) & (abs(trk["dz"]) < cfg.tracks.dz_max)
         keep = (jk.segment_count(t_off, ip) == k) & (jk.segment_sum(t_off, trk["charge"], ip) == 0)
