@@ -37,7 +37,7 @@ from belle_rare.processors.event_objects import Bins, PhotonCuts, TrackCuts, Win
 from belle_rare.processors.event_shape import fox_wolfram_r2_flat
 from belle_rare.processors.lifetime import lifetime_weight, proper_decay_length
 from belle_rare.processors.registry import Demo, Search, builtin_file
-from belle_rare.processors.vertex_fit import TrackParameters, VertexFit, closest_approach, fit_pairs
+from belle_rare.processors.vertex_fit import TrackParameters, VertexFit, closest_approach, covariance_branches, fit_pairs
 
 DECAYS = ("ee", "mumu", "pipi", "KK")
 DAUGHTER_MASS = {"ee": pdg_mass(11), "mumu": pdg_mass(13), "pipi": pdg_mass(211), "KK": pdg_mass(321)}
@@ -52,6 +52,8 @@ CANDIDATE_CUTS = (
 #: those that depend on the S pair alone (evaluated per pair)
 PAIR_CUTS = CANDIDATE_CUTS[1:-2]
 TRACK_FIELDS = ("px", "py", "pz", "charge", "dr", "dz")
+#: the perigee-covariance track fields the vertex fit reads
+TRACK_COVARIANCE_FIELDS = tuple(name for name, _, _ in covariance_branches())
 
 
 def decay_of(channel: str) -> str:
@@ -246,10 +248,20 @@ class BKScalarProcessor(SearchProcessor):
     config_model = BKScalarConfig
     branches = (
         "nTrack", "Track_px", "Track_py", "Track_pz", "Track_E", "Track_charge", "Track_dr", "Track_dz",
-        "Track_electronID", "Track_muonID", "Track_pionID", "Track_kaonID", "Track_cov_d0_d0",
+        *(f"Track_{f}" for f in TRACK_COVARIANCE_FIELDS),
         "nPhoton", "Photon_E", "Photon_px", "Photon_py", "Photon_pz",
         "beamE", "beamPx", "beamPy", "beamPz", "__weight__",
     )
+
+    def required_branches(self) -> list[str]:
+        """The class's branches and the particle-ID branch of every ID cut of the config."""
+        return super().required_branches() + [f"Track_{f}" for f in self.id_fields() if f"Track_{f}" not in self.branches]
+
+    def id_fields(self) -> list[str]:
+        """The track ID fields the config's cuts read (kaon, pion, each S daughter decay)."""
+        cfg = self.config
+        cuts = [cfg.kaon, cfg.pion, *(getattr(cfg.daughters, d) for d in DaughterId.model_fields)]
+        return sorted({cut.id_branch for cut in cuts})
 
     def setup(self) -> None:
         if self.pid_weighting:
@@ -274,7 +286,7 @@ class BKScalarProcessor(SearchProcessor):
         n = len(events)
         _, beta, roots = event_frame(events)
         trk = events.Track
-        offsets, stored = jagged.flatten(trk, [f for f in trk.fields if f in TRACK_FIELDS or f.startswith("cov_") or f.endswith("ID")])
+        offsets, stored = jagged.flatten(trk, [*TRACK_FIELDS, *self.id_fields(), *TRACK_COVARIANCE_FIELDS])
         counts = np.diff(offsets)
         start = offsets[:-1]
         flat = dict(stored)
