@@ -32,6 +32,12 @@ def window_sums(values: np.ndarray, variances: np.ndarray, m2_edges: np.ndarray,
     return s, (s * s / v if v > 0 else 0.0)
 
 
+def punzi_sensitivity(efficiency: float, background: float, luminosity_fb: float, a: float = 3.0, b: float = 1.28155) -> float:
+    """The Punzi-net's figure of merit in fb (feichtip/punzinet src/punzinet/fom.py punzi_sensitivity)."""
+    return (a**2 / 8 + 9 * b**2 / 13 + a * np.sqrt(background) + b * np.sqrt(b**2 + 4 * a * np.sqrt(background) + 4 * background) / 2) \
+        / efficiency / luminosity_fb
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", required=True, help="the run's results directory (DIR/zprime/histograms.coffea)")
@@ -66,10 +72,15 @@ def main() -> None:
     meta_path = bdt.model_paths("zprime", "belle2", model_dir)[1]
     meta = json.loads(meta_path.read_text())
     print(f"\nworking points ({meta_path}; estimate: {meta.get('working_point_estimate', 'plain window count')}):")
-    print(f"  {'M':>4s} {'cut':>7s} {'eff':>6s} {'B chosen':>9s} {'sim. bkg kept':>13s} {'B quoted':>9s} {'B before':>9s}")
+    print(f"  {'M':>4s} {'cut':>7s} {'eff':>6s} {'B chosen':>9s} {'sim. bkg kept':>13s} {'B quoted':>9s} {'B before':>9s}"
+          f" {'S(50/fb) fb':>11s}")
+    lumi = float(meta.get("luminosity_fb", run.luminosity_fb))
     for m, wp in meta["working_points"].items():
+        # the Punzi-net example's own figure of merit at its 50 /fb (examples/punzi_training.ipynb, last figure:
+        # ~2.6-3 fb at 2-5 GeV, ~4 fb at 6 GeV, ~10 fb at 0.7 and 7 GeV, read off the plot)
+        s50 = punzi_sensitivity(max(wp["quoted_efficiency"], 1e-6), wp["quoted_background"] * 50.0 / lumi, 50.0)
         print(f"  {m:>4s} {wp['cut']:7.4f} {wp['quoted_efficiency']:6.3f} {wp['background']:9.4g} "
-              f"{wp['background_events_above_cut']:13d} {wp['quoted_background']:9.4g} {wp['background_before']:9.4g}")
+              f"{wp['background_events_above_cut']:13d} {wp['quoted_background']:9.4g} {wp['background_before']:9.4g} {s50:11.3g}")
 
 
 if __name__ == "__main__":
