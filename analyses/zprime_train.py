@@ -33,6 +33,7 @@ from coffea import processor
 from belle_rare.analyses.datasets import fileset, load_datasets, validate_inputs
 from belle_rare.analyses.executors import make_executor
 from belle_rare.analyses.runner import _manifest_seed, luminosity_for
+from belle_rare.analyses.zprime_scan import load_scan_config
 from belle_rare.core.errors import UserError
 from belle_rare.core.provenance import code_version
 from belle_rare.processors import bdt
@@ -51,7 +52,14 @@ class Hyperparameters:
     folds: int = 3
     n_estimators: int = 200
     max_depth: int = 3
-    min_background_events: int = 10   # a working point keeps >= this many simulated background events (both halves)
+    min_background_events: int = 10   # plain estimate only: a working point keeps >= this many simulated background events
+    # the background a working point is chosen on: "factorised" (window before the cut x the pass fraction within
+    # sideband_half_width GeV^2 of the window, per process; zprime_classifier.factorised_working_points) or "plain"
+    # (the simulated events above the cut in the window, >= min_background_events of them)
+    working_point_estimate: str = "factorised"
+    # GeV^2 each side of the window centre: ~8 x the window's simulated events; within the 1-16 GeV^2 ladder of the
+    # scan's own factorised estimate (configs/stats/zprime.yaml factorised.sideband_widths); representative
+    sideband_half_width: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,7 @@ class Collected:
 
     signals: dict[float, dict[str, np.ndarray]]
     background: dict[str, np.ndarray]
+    by_process: dict[str, dict[str, np.ndarray]]   # the background columns per process (datasets of a process joined)
     totals: dict[float, float]
     info: dict[str, Any]
     config: Any
@@ -79,6 +88,7 @@ def collect(samples: Path, executor: str = "iterative", workers: int = 1, chunks
     processed = {name: sum(files.values()) for name, files in output.get("processed", {}).items()}
     cols = output.get("columns", {}).get("classifier_inputs", {})
     signals, totals, parts = {}, {}, []
+    by_process: dict[str, list[dict[str, np.ndarray]]] = {}
     for name, ds in datasets.items():   # a loop over datasets
         if name not in cols or ds.is_data or "mumu" not in cols[name]:
             continue
@@ -93,6 +103,7 @@ def collect(samples: Path, executor: str = "iterative", workers: int = 1, chunks
             totals[mass] = scale * float(output["cutflow"][name]["mumu"]["weighted"]["all events"])
         else:
             parts.append(c)
+            by_process.setdefault(ds.process or name, []).append(c)
     if not signals or not parts:
         raise UserError(f"belle-rare train zprime: {samples} needs {config.signal_prefix}* signal samples (one per trained "
                         f"mass) and simulated backgrounds; found {len(signals)} signal and {len(parts)} background datasets "
@@ -100,7 +111,8 @@ def collect(samples: Path, executor: str = "iterative", workers: int = 1, chunks
     background = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     info = {"luminosity_fb": lumi, "datasets": {n: {"events": processed.get(n, 0), "seed": _manifest_seed(d),
                                                    "manifest": str(d.manifest)} for n, d in datasets.items()}}
-    return Collected(signals, background, totals, info, config)
+    joined = {p: {k: np.concatenate([c[k] for c in cs]) for k in cs[0]} for p, cs in by_process.items()}
+    return Collected(signals, background, joined, totals, info, config)
 
 
 def train(samples: Path, out: Path | None, hyper: Hyperparameters = Hyperparameters(), executor: str = "iterative",
@@ -114,11 +126,21 @@ def train(samples: Path, out: Path | None, hyper: Hyperparameters = Hyperparamet
     table = zc.training_table(c.signals, c.background, masses, windows)
     settings = bdt.TrainingSettings(folds=hyper.folds, n_estimators=hyper.n_estimators, max_depth=hyper.max_depth)
     model, oof = zc.train(table, settings)
-    points = zc.chosen_and_quoted(table, oof, c.totals, hyper.folds, min_background_events=hyper.min_background_events)
+    if hyper.working_point_estimate == "factorised":
+        exclude = load_scan_config(None).factorised.exclude_m2   # the mu mu peak, as the scan's factorised estimate
+        points = zc.factorised_working_points(model, table, oof, zc.BackgroundEvents.of(c.by_process), windows, c.totals,
+                                              hyper.folds, half_width=hyper.sideband_half_width, exclude=exclude)
+        punzi = {"a": settings.punzi_a, "background": "factorised", "sideband_half_width": hyper.sideband_half_width,
+                 "exclude_m2": {k: list(v) for k, v in exclude.items()}}
+    elif hyper.working_point_estimate == "plain":
+        points = zc.chosen_and_quoted(table, oof, c.totals, hyper.folds, min_background_events=hyper.min_background_events)
+        punzi = {"a": settings.punzi_a, "background": "plain", "min_background_events": hyper.min_background_events}
+    else:
+        raise UserError(f"zprime training: working_point_estimate '{hyper.working_point_estimate}' is not factorised or plain")
     meta = {"working_points": points, "masses": masses, "windows_m2": windows.tolist(),
             "mass_hypothesis": "an event is classified at the trained mass nearest sqrt(M2_recoil)",
             "chosen_on": "(__event__ // folds) % 2 == 0 (sums x 2); quoted_* on the other half",
-            "punzi": {"a": settings.punzi_a, "min_background_events": hyper.min_background_events},
+            "punzi": punzi, "working_point_estimate": hyper.working_point_estimate,
             "hyperparameters": {"n_estimators": settings.n_estimators, "max_depth": settings.max_depth,
                                 "learning_rate": settings.learning_rate, "seed": settings.seed},
             "training_samples": c.info["datasets"], "luminosity_fb": c.info["luminosity_fb"],
@@ -136,6 +158,8 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     for (mass, wp), (lo, hi) in zip(result["meta"]["working_points"].items(), result["windows"]):
         lines.append(f"{mass:>5} {lo:6.2f}-{hi:6.2f} {wp['efficiency_before']:10.3f} {wp['quoted_efficiency']:9.3f} "
                      f"{wp['background_before']:10.3g} {wp['quoted_background']:9.3g} "
-                     f"{wp['background_events_before']:6d}->{wp['quoted_background_events']:<6d} {wp['cut']:.4f}")
-    lines.append(f"(after: quoted on the half the working point was not chosen on, x 2; background at {lumi:g} /fb, PID-weighted)")
+                     f"{wp['background_events_before']:6d}->{wp['quoted_background_events']:<6d} {wp['cut']:.4f}"
+                     + (f" plain {wp['quoted_background_plain']:.3g}" if "quoted_background_plain" in wp else ""))
+    lines.append(f"(after: quoted on the half the working point was not chosen on, x 2; background at {lumi:g} /fb, PID-weighted; "
+                 f"B after: {result['meta'].get('working_point_estimate', 'plain')}, plain: the simulated events above the cut)")
     return lines

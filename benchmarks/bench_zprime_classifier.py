@@ -14,7 +14,9 @@ e e mu mu, hard ISR; filtered / biased productions welcome) in DIR.
    window M^2 +- 2 sigma (sigma of the search YAML's paper_m2_resolution), a background event once per window.
 3. k-fold xgboost (folds ``__event__ % k``), out-of-fold scores.
 4. Per mass, the Punzi working point (a = 3) chosen on the half ``(__event__ // k) % 2 == 0`` and its
-   efficiency and background quoted on the other half (``zprime_classifier.chosen_and_quoted``).
+   efficiency and background quoted on the other half; the background factorised (window before the cut x the
+   pass fraction within 4 GeV^2, ``zprime_classifier.factorised_working_points``) or, ``--estimate plain``, the
+   simulated events above the cut in the window (``zprime_classifier.chosen_and_quoted``).
 5. ``--save DIR``: the artefacts ``DIR/zprime_belle2.json`` and ``_meta.json`` (``working_points`` per mass),
    what ``processors/zprime.py`` loads (``classifier`` block of configs/searches/zprime.yaml).
 Prints, per mass, the efficiency (of all generated signal) and background (events at 79.7 /fb in the window,
@@ -38,10 +40,14 @@ def main() -> None:
     parser.add_argument("--max-depth", type=int, default=3)
     parser.add_argument("--min-background-events", type=int, default=10,
                         help="a working point keeps at least this many simulated background events in the window (both halves)")
+    parser.add_argument("--estimate", choices=["factorised", "plain"], default="factorised",
+                        help="the background the working points are chosen on (analyses/zprime_train.Hyperparameters)")
+    parser.add_argument("--sideband-half-width", type=float, default=4.0, help="GeV^2 (factorised estimate)")
     parser.add_argument("--save", type=Path, default=None, help="write zprime_belle2.json / _meta.json here")
     args = parser.parse_args()
     start, cpu = time.perf_counter(), time.process_time()
-    hyper = zprime_train.Hyperparameters(args.folds, args.n_estimators, args.max_depth, args.min_background_events)
+    hyper = zprime_train.Hyperparameters(args.folds, args.n_estimators, args.max_depth, args.min_background_events,
+                                         args.estimate, args.sideband_half_width)
     result = zprime_train.train(args.samples, args.save, hyper, trainer="benchmarks/bench_zprime_classifier.py")
     print("\n".join(zprime_train.summary_lines(result)))
     if result["paths"]:

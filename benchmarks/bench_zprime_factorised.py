@@ -7,6 +7,10 @@ covariance of the shared window events (``zprime_background.closure_pulls``), sh
 width ~1. Non-overlapping windows only (every ``2 half_width / step``-th hypothesis), raw (unsmoothed) spectra.
 
     .venv/bin/python benchmarks/bench_zprime_factorised.py --results /tmp/zprime4-L-out
+
+``--independent DIR``: a run over independent (larger) samples of some of the same background datasets; per such
+dataset the factorised after-cut windows of ``--results`` (non-overlapping, ``--mass-range``) are summed against the
+plain after-cut windows of DIR: the closure where the after-cut windows of ``--results`` hold no simulated event.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ def main() -> None:
     ap.add_argument("--results", required=True)
     ap.add_argument("--min-events", type=float, nargs="+", default=[10.0, 3.0],
                     help="plain after-cut effective events for a window to enter the closure")
+    ap.add_argument("--independent", default=None, help="results directory of a run over independent samples")
+    ap.add_argument("--mass-range", type=float, nargs=2, default=[3.0, 6.0], help="GeV, with --independent")
     args = ap.parse_args()
     cfg = zs.load_scan_config(None)
     run = load_run_output(args.results, "zprime")
@@ -63,6 +69,8 @@ def main() -> None:
                       f"sum factorised / plain {ratio:.3f}")
             else:
                 print(f"{name:40s} plain >= {m:4g} ev: no window")
+    if args.independent:
+        independent_closure(args.independent, cfg, spec, p, pick, args.mass_range)
     for m, parts in all_pulls.items():
         x = np.concatenate(parts) if parts else np.zeros(0)
         if len(x):
@@ -78,6 +86,32 @@ def main() -> None:
             configured = f.closure_systematic if at else f.closure_systematic_nearest
             print(f"    relative systematic on eps for rms 1: {lo:.3f} (configured for this run: {configured:g}); "
                   f"rms with the configured one {rms(configured):.3f}")
+
+
+def independent_closure(results: str, cfg: zs.ScanConfig, spec: zs.Spectra, p: zs.Plan, pick: np.ndarray,
+                        mass_range: list[float]) -> None:
+    """Per dataset in both runs: sum over the picked windows in ``mass_range`` of the factorised after-cut yield (this
+    run: pre-cut window x sideband pass fraction, raw, with its variance) against the other run's plain after-cut sum."""
+    other = load_run_output(results, "zprime")
+    f = cfg.factorised
+    use = pick[(p.mass[pick] >= mass_range[0]) & (p.mass[pick] <= mass_range[1])]
+    for name, fi in sorted(spec.factor_inputs.items()):   # a loop over background datasets
+        if name not in other.histograms:
+            continue
+        pf = zs.sideband_pass_fraction(fi, spec.m2_edges, p, f, exclude=f.exclude_m2.get(spec.background_sets[name][1]))
+        s_w, sv_w = zs._gather_1d(fi.raw_before_m2, p), zs._gather_1d(fi.raw_before_m2_var, p)
+        fact = (pf.eps * s_w)[use]
+        fact_var = (pf.var * s_w**2 + pf.eps**2 * sv_w)[use]
+        values, variances, _, _ = zs._hist2d(other, name, cfg)
+        plain = zs._gather_1d(values.sum(axis=1), p)[use]
+        plain_var = zs._gather_1d(variances.sum(axis=1), p)[use]
+        n_eff = plain.sum() ** 2 / plain_var.sum() if plain_var.sum() > 0 else 0.0
+        pull = (fact.sum() - plain.sum()) / np.sqrt(fact_var.sum() + plain_var.sum())
+        print(f"{name:40s} independent closure, {len(use)} windows at {mass_range[0]:g}-{mass_range[1]:g} GeV: factorised "
+              f"{fact.sum():.4g} +- {np.sqrt(fact_var.sum()):.2g} (this run, {zb.effective_events(zs._gather_1d(fi.raw_after_m2, p)[use].sum(), zs._gather_1d(fi.raw_after_m2_var, p)[use].sum()):.0f} "
+              f"simulated events after the cut) vs plain {plain.sum():.4g} +- {np.sqrt(plain_var.sum()):.2g} "
+              f"({n_eff:.0f} effective events; {results}): ratio "
+              f"{f'{fact.sum() / plain.sum():.2f}' if plain.sum() > 0 else 'n/a'}, pull {pull:+.2f}")
 
 
 if __name__ == "__main__":
