@@ -69,7 +69,15 @@ def topology(manifest_path: Path, n_files: int | None) -> None:
             add(f"(e mu mu) preselected, {k} good e", steps[-1] & e_mu_mu & (n_e_good == k), w)
         in_plane = steps[-1] & (v["m"] > 1.6) & (v["m"] < 1.95) & (v["de"] > -0.5) & (v["de"] < 0.3)
         add("preselected, in the (M, dE) plane", in_plane, w)
-        add("preselected, in the 20 sigma window", steps[-1] & (v["distance"] < 20), w)
+        window = steps[-1] & (v["distance"] < proc.config.signal_region.outer_n_sigma)
+        ellipse = steps[-1] & (v["distance"] < proc.config.signal_region.n_sigma)
+        bdt_pass = v["score"] > proc.working_point
+        for label, mask in (("20 sigma window", window), ("window, BDT pass", window & bdt_pass),
+                            ("5 sigma ellipse", ellipse), ("ellipse, BDT pass", ellipse & bdt_pass)):
+            for k in range(4):
+                add(f"{label}, triplet with {k} electron(s)", mask & (n_e_triplet == k), w)
+            for k in (1, 2):
+                add(f"{label}, (e mu mu) with {k} good e", mask & e_mu_mu & (n_e_good == k), w)
         roots = np.sqrt(ak.to_numpy(ev.beamE) ** 2 - ak.to_numpy(ev.beamPx) ** 2 - ak.to_numpy(ev.beamPy) ** 2
                         - ak.to_numpy(ev.beamPz) ** 2)
         for i in np.flatnonzero(in_plane):
