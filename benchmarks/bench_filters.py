@@ -10,6 +10,10 @@ generated event of a reconstructed selection is measured on both and compared:
   -0.602 < cos theta < 0.829" (the e gamma preselection);
 - taulphi (Belle II): uds and tautau, each against itself --filter taulphi; ">= 4 good tracks and an
   opposite-charge pair of non-electron tracks with M(KK) in 1.005-1.035 GeV" (before kaon ID).
+- tau3mu_eemumu (Belle II): eemumu --filter tau3mu against eemumu_tagged --filter tau3mu (tagged scattered
+  e+- enhanced, weighted); ">= 4 good tracks, zero total charge, three of them in one hemisphere" (tau3mu's
+  topology before muon ID, electrons kept: the tagged e+- is the third muon candidate). The plain
+  reference is itself filtered: unfiltered, 0.02 % of the events are selected.
 
 Rates: sum of __weight__ over selected / generated events (the filter's rejected events count in
 the denominator). Their agreement (pull) is the closure; the figure of merit is the statistical
@@ -17,6 +21,10 @@ variance of the rate times the CPU seconds spent (generation + detector + writin
 filtered is the gain in effective events per CPU second.
 
     .venv/bin/python benchmarks/bench_filters.py --events 20000
+    .venv/bin/python benchmarks/bench_filters.py --searches tau3mu_eemumu --manifests PLAIN.json BIASED.json
+
+``--manifests`` measures existing samples instead (the first is the plain reference; CPU from their manifests'
+``cpu_seconds``), e.g. a paper run's `eemumu --filter tau3mu` against its `eemumu_tagged --filter tau3mu`.
 """
 
 from __future__ import annotations
@@ -112,8 +120,26 @@ def select_taulphi(ev: ak.Array) -> np.ndarray:
     return ak.to_numpy((ak.sum(good, axis=1) >= 4) & ak.any(pair, axis=1))
 
 
-SELECTIONS = {"tau3mu": select_tau3mu, "taulgamma": select_taulgamma, "taulphi": select_taulphi}
-FILTER_OF = {"taulgamma_isr": "taulgamma"}  # cases that use another search's filter and selection
+def select_tau3mu_with_electrons(ev: ak.Array) -> np.ndarray:
+    """>= 4 good tracks with total charge 0, three of them in one (lab) hemisphere about the leading one, and
+    their momenta summing to more than 4 GeV (``select_tau3mu`` without the electron veto: e e mu mu's third muon
+    candidate is a tagged e+-, and tau3mu's triplet carries sqrt(s) / 2; the momentum sum removes the mu pairs with
+    a conversion pair, which have no tag and come 1000 x less often in eemumu_tagged, weighted 1000 x up)."""
+    good = good_tracks(ev)
+    px, py, pz = ev.Track_px[good], ev.Track_py[good], ev.Track_pz[good]
+    lead = ak.argmax(px**2 + py**2 + pz**2, axis=1, keepdims=True)
+    same = (px * ak.firsts(px[lead]) + py * ak.firsts(py[lead]) + pz * ak.firsts(pz[lead])) > 0
+    n_same = ak.fill_none(ak.sum(same, axis=1), 0)
+    n_good = ak.num(px)
+    hard = ak.sum(np.sqrt(px**2 + py**2 + pz**2), axis=1) > 4.0
+    return ak.to_numpy((n_good >= 4) & (ak.sum(ev.Track_charge[good], axis=1) == 0) & ((n_same >= 3) | (n_good - n_same >= 3)) & hard)
+
+
+SELECTIONS = {"tau3mu": select_tau3mu, "taulgamma": select_taulgamma, "taulphi": select_taulphi,
+              "tau3mu_eemumu": select_tau3mu_with_electrons}
+FILTER_OF = {"taulgamma_isr": "taulgamma", "tau3mu_eemumu": "tau3mu"}  # cases that use another search's filter
+SELECTION_OF = {"taulgamma_isr": "taulgamma"}  # ... and selection (default: the case's own, else its filter's)
+PLAIN_FILTERED = {"tau3mu_eemumu"}  # cases whose plain reference is filtered too
 
 
 def rate(ev: ak.Array, generated: int, selection) -> tuple[float, float, int, float]:
@@ -134,9 +160,9 @@ def measure(experiment: str, process: str, events: int, seed: int, search: str, 
     cpu = time.process_time()
     manifest = produce(req, progress=False)
     cpu = time.process_time() - cpu
-    r, err, n, mean_w = rate(read(manifest, out), manifest["generated_events"], SELECTIONS[FILTER_OF.get(search, search)])
+    r, err, n, mean_w = rate(read(manifest, out), manifest["generated_events"], SELECTIONS[SELECTION_OF.get(search, search)])
     return {
-        "sample": f"{process}" + (f" --filter {search}" if filtered else ""),
+        "sample": f"{process}" + (f" --filter {FILTER_OF.get(search, search)}" if filtered else ""),
         "generated": manifest["generated_events"], "written": manifest["events"],
         "filter_efficiency": manifest["filter_efficiency"], "filter_efficiency_error": manifest["filter_efficiency_error"],
         "cpu_seconds": round(cpu, 2), "written_per_cpu_second": round(manifest["events"] / cpu, 1),
@@ -147,6 +173,18 @@ def measure(experiment: str, process: str, events: int, seed: int, search: str, 
     }
 
 
+def measure_existing(path: Path, search: str) -> dict:
+    """As ``measure`` on an existing sample (its manifest): rate of the case's selection, CPU from the manifest."""
+    manifest = json.loads(path.read_text())
+    cpu = sum(f["cpu_seconds"] for f in manifest["files"])
+    r, err, n, mean_w = rate(read(manifest, path.parent), manifest["generated_events"], SELECTIONS[SELECTION_OF.get(search, search)])
+    return {"sample": manifest["dataset"], "generated": manifest["generated_events"], "written": manifest["events"],
+            "filter_efficiency": manifest.get("filter_efficiency", 1.0), "filter_efficiency_error": manifest.get("filter_efficiency_error", 0.0),
+            "cpu_seconds": round(cpu, 2), "written_per_cpu_second": round(manifest["events"] / cpu, 1),
+            "generated_per_cpu_second": round(manifest["generated_events"] / cpu, 1),
+            "selected": n, "mean_selected_weight": mean_w, "rate": r, "rate_error": err, "variance_x_cpu": err**2 * cpu}
+
+
 # search -> experiment, [(plain process, [(process, filtered) compared with it])]
 CASES = {
     "tau3mu": ("belle2", [("tautau", [("tautau", True), ("tautau_3prong", False), ("tautau_3prong", True)])]),
@@ -154,6 +192,8 @@ CASES = {
     # the hard-ISR tau pairs (issue 11) against themselves filtered
     "taulgamma_isr": ("belle", [("tautau_hard_isr", [("tautau_hard_isr", True)])]),
     "taulphi": ("belle2", [("uds", [("uds", True)]), ("tautau", [("tautau", True)])]),
+    # tau3mu's e e mu mu (issue 11): the tag-enhanced production against the plain one, both filtered
+    "tau3mu_eemumu": ("belle2", [("eemumu", [("eemumu_tagged", True)])]),
 }
 
 
@@ -164,13 +204,14 @@ def main() -> None:
     parser.add_argument("--searches", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--manifests", type=Path, nargs="+", help="existing samples of one search's case (plain first)")
     args = parser.parse_args()
     results: dict[str, list[dict]] = {}
     for search in args.searches:
         experiment, groups = CASES[search]
         for plain_process, variants in groups:
-            rows = []
-            for i, (process, filtered) in enumerate([(plain_process, False), *variants]):
+            rows = [measure_existing(m, search) for m in args.manifests or []]
+            for i, (process, filtered) in enumerate([] if rows else [(plain_process, search in PLAIN_FILTERED), *variants]):
                 n = args.events // 4 if filtered else args.events
                 if process == "ee" and not filtered:
                     n = args.plain_bhabha_events or 10 * args.events

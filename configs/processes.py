@@ -50,6 +50,16 @@ class BhabhaCentralEnhancement(StrictModel):
     cos_theta_max: float = pydantic.Field(gt=0, lt=1)
 
 
+class TwoPhotonTagEnhancement(StrictModel):
+    """``two_photon``: events with one (two) scattered e+- inside |cos theta| < ``cos_theta_max`` (their
+    hard-process frame) sampled ``factor`` (``double_factor``) times more often than the cross section
+    gives; the weight restores it (simulation/generators/two_photon.py ``sample_tag_enhanced_events``)."""
+
+    cos_theta_max: float = pydantic.Field(gt=0, lt=1)
+    factor: float = pydantic.Field(gt=1)
+    double_factor: float = pydantic.Field(gt=1)
+
+
 class ZprimeCoupling(StrictModel):
     """The L_mu - L_tau Z' a ``zprime`` sample represents (simulation/generators/lmu_ltau.py): its
     coupling g', which invisible-BR model, its total width as a fraction of its mass (0: negligible)
@@ -125,13 +135,15 @@ class Process(StrictModel):
     gamma_star_mass: GammaStarMass | None = None
     # isr_pair: the ISR photon's angle biased into the barrel (weighted)
     isr_central_enhancement: IsrCentralEnhancement | None = None
+    # two_photon: scattered beam leptons inside the tracker made more frequent (weighted; issue 11, tau3mu)
+    two_photon_tag_enhancement: TwoPhotonTagEnhancement | None = None
 
     @property
     def biased(self) -> bool:
         """A weighted, biased variant of another process's physics (an alternative sample of the
         same cross section, never generated beside it into one sample directory)."""
         return (self.tau_decay_enhancement is not None or self.bhabha_central_enhancement is not None
-                or self.isr_central_enhancement is not None)
+                or self.isr_central_enhancement is not None or self.two_photon_tag_enhancement is not None)
 
 
 class TrackPairMass(StrictModel):
@@ -249,6 +261,8 @@ class Catalogue(StrictModel):
         for name, proc in self.processes.items():
             if proc.bhabha_central_enhancement is not None and proc.generator != "bhabha":
                 raise ValueError(f"processes.{name}.bhabha_central_enhancement: only for the bhabha generator")
+            if proc.two_photon_tag_enhancement is not None and proc.generator != "two_photon":
+                raise ValueError(f"processes.{name}.two_photon_tag_enhancement: only for the two_photon generator")
         total = sum(bf for bf, _, _ in self.tau_decays)
         if abs(total - 1.0) > 1e-3:
             raise ValueError(f"tau_decays: branching fractions sum to {total:.4f}, not 1")

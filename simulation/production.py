@@ -501,6 +501,8 @@ def _biased_production(proc) -> dict[str, Any] | None:
         return {"bhabha_central_enhancement": proc.bhabha_central_enhancement.model_dump(), "weights": "__weight__"}
     if proc.isr_central_enhancement is not None:
         return {"isr_central_enhancement": proc.isr_central_enhancement.model_dump(), "weights": "__weight__"}
+    if proc.two_photon_tag_enhancement is not None:
+        return {"two_photon_tag_enhancement": proc.two_photon_tag_enhancement.model_dump(), "weights": "__weight__"}
     return None
 
 

@@ -166,6 +166,11 @@ class DedicatedGenerator:
             return np.array([11, -11]), [e_minus, e_plus], weight
         if self.proc.generator == "two_photon":
             lepton = int(self.params["lepton"])
+            tags = self.proc.two_photon_tag_enhancement
+            if tags is not None:  # biased production: tagged beam leptons more often, weighted back
+                momenta, weight = two_photon.sample_tag_enhanced_events(
+                    sqrt_s, lepton, self.params["w_min"], self.rng, (tags.cos_theta_max, tags.factor, tags.double_factor))
+                return np.array([11, -11, lepton, -lepton]), list(momenta), weight
             momenta = two_photon.sample_events(sqrt_s, lepton, self.params["w_min"], self.rng)
             return np.array([11, -11, lepton, -lepton]), list(momenta), None
         mu_minus, mu_plus, zp = self._zprime.sample(sqrt_s, self.rng)

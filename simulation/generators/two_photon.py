@@ -110,6 +110,48 @@ def sample_q2(x: np.ndarray, q2_max: np.ndarray, rng: np.random.Generator) -> np
     return out
 
 
+def _bracket_integral(x: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Integral over ln Q^2 from ``low`` to ``high`` of the bracket of ``photon_density``, 1 - x + x^2/2 - (1 - x) Q2min / Q^2."""
+    q2_min = ELECTRON_MASS**2 * x**2 / (1.0 - x)
+    return (1 - x + x * x / 2) * np.log(high / low) - (1 - x) * q2_min * (1 / low - 1 / high)
+
+
+def tag_q2(x: np.ndarray, energy: np.ndarray | float, cos_theta_max: float) -> np.ndarray:
+    """Q^2 at which a beam lepton of ``energy`` keeping (1 - x) of it scatters to cos theta = ``cos_theta_max``."""
+    m2 = ELECTRON_MASS**2
+    e_out = (1 - x) * energy
+    p_in, p_out = np.sqrt(energy**2 - m2), np.sqrt(np.clip(e_out**2 - m2, 0.0, None))
+    return 2 * (energy * e_out - m2 - cos_theta_max * p_in * p_out)
+
+
+def sample_q2_steered(x: np.ndarray, energy: np.ndarray | float, cos_theta_max: float, share: float,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Q^2 drawn with probability ``share`` from ``photon_density`` restricted to Q^2 > ``tag_q2`` (the
+    scattered lepton at |cos theta| < cos_theta_max or backwards), else over the full range, and the
+    ratio r = true / proposal density: 1 / ((1 - share) + share [Q^2 > tag_q2] / F), F the restricted share
+    of the density (analytic, ``_bracket_integral``). Where the restricted range is empty, r = 1."""
+    x = np.asarray(x, dtype=float)
+    q2_min, q2_max = ELECTRON_MASS**2 * x**2 / (1.0 - x), q2_range(x, energy)[1]
+    q2_low = tag_q2(x, energy, cos_theta_max)
+    usable = (q2_low > q2_min) & (q2_low < q2_max)
+    full = sample_q2(x, q2_max, rng)
+    low = np.where(usable, q2_low, q2_min)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fraction = np.where(usable, _bracket_integral(x, low, q2_max) / _bracket_integral(x, q2_min, q2_max), 1.0)
+    # the restricted draw: ln Q^2 uniform above q2_low, hit-or-miss on the bracket (as sample_q2)
+    out = full.copy()
+    pending = np.flatnonzero(usable & (rng.uniform(size=x.size) < share))
+    while pending.size:
+        xp = x[pending]
+        q2 = low[pending] * np.exp(rng.uniform(size=pending.size) * np.log(q2_max[pending] / low[pending]))
+        bracket_max = 1 - xp + xp * xp / 2
+        keep = rng.uniform(size=pending.size) * bracket_max < bracket_max - (1 - xp) * q2_min[pending] / q2
+        out[pending[keep]] = q2[keep]
+        pending = pending[~keep]
+    ratio = np.where(usable, 1.0 / ((1 - share) + share * (out >= low) / fraction), 1.0)
+    return out, ratio
+
+
 def sigma_transverse(w2: np.ndarray, q2: np.ndarray, lepton_mass: float) -> np.ndarray:
     """gamma* gamma -> l+ l- for a transverse photon of virtuality ``q2`` on a real one (GeV^-2; Gilman flux).
 
@@ -212,18 +254,25 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def sample_photons(sqrt_s: np.ndarray, w_min: float, lepton_mass: float,
-                   rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+                   rng: np.random.Generator, steer: tuple[float, float] | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
     """Weighted proposals: the scattered (e-, e+) four-momenta (n, 4) and their weights (GeV^-2).
 
     Mean weight = the EPA cross section with W > ``w_min``: x1, x2 from ``sample_fractions``, each Q^2
     from its density over the full range, the azimuths uniform; the weight then takes the exact
     W^2 = (q1 + q2)^2 into sigma_T and the cut, times the flux-factor ratio sqrt(X) / (2 omega1 omega2).
+    ``steer = (cos_theta_max, share)``: each Q^2 drawn with probability ``share`` above the Q^2 at which
+    the scattered lepton reaches |cos theta| = cos_theta_max (``sample_q2_steered``), the weight times
+    the density ratio, so the mean weight is unchanged (tag-enhanced production only).
     """
     s = sqrt_s**2
     x1, x2, weight = sample_fractions(s, w_min, lepton_mass, rng)
     energy = sqrt_s / 2
     n = sqrt_s.size
-    q2 = [sample_q2(x, q2_range(x, energy)[1], rng) for x in (x1, x2)]
+    if steer is None:
+        q2 = [sample_q2(x, q2_range(x, energy)[1], rng) for x in (x1, x2)]
+    else:
+        (q2a, ra), (q2b, rb) = (sample_q2_steered(x, energy, steer[0], steer[1], rng) for x in (x1, x2))
+        q2, weight = [q2a, q2b], weight * ra * rb
     e_minus = _scattered(energy, x1, q2[0], rng.uniform(0, 2 * np.pi, n), +1.0)
     e_plus = _scattered(energy, x2, q2[1], rng.uniform(0, 2 * np.pi, n), -1.0)
     p_in = np.sqrt(energy**2 - ELECTRON_MASS**2)
@@ -264,6 +313,96 @@ def sample_events(sqrt_s: np.ndarray, lepton: int, w_min: float, rng: np.random.
         return sample_photons(sqrt_s[idx], w_min, m, rng)
 
     e_minus, e_plus = hit_or_miss(n, propose, w_max, rng, [(4,), (4,)], tries_per_round)
+    return _with_pair(sqrt_s, e_minus, e_plus, m, rng)
+
+
+# ---------------------------------------------------------------- tag-enhanced production (issue 11)
+# tau -> 3 mu's e e mu mu background needs the scattered e+- inside the tracker (a tagged lepton faking
+# the third muon, README "eemumu_tagged"): ~1 % of the events, of which the double tags that reach its
+# window are 4e-4 of the cross section. The enhanced production samples the events from the true density
+# times a bias b = (1, factor, double_factor) by the number of tagged leptons and weights each back by
+# N(sqrt s) / b (mean 1), N the mean bias of the true events (a pilot's, ``tag_normalisation``).
+TAG_PILOT_EVENTS = 400_000
+TAG_GRID_STEP = 0.25  # GeV: N(sqrt s) tabulated on this grid and fitted (it falls by ~1.6 over the ISR range)
+TAG_GRID_LOW = 7.0    # GeV: below the lowest sqrt(s') of the dedicated generators' ISR (x <= 0.5: 7.48 GeV)
+
+
+def tagged_leptons(e_minus: np.ndarray, e_plus: np.ndarray, cos_theta_max: float) -> np.ndarray:
+    """Number of scattered beam leptons (0-2) with |cos theta| < ``cos_theta_max`` in their hard-process frame."""
+    def inside(p: np.ndarray) -> np.ndarray:
+        return np.abs(p[:, 2]) < cos_theta_max * np.sqrt(np.sum(p[:, :3] ** 2, axis=1))
+    return inside(e_minus).astype(np.int64) + inside(e_plus).astype(np.int64)
+
+
+TagBias = tuple[float, float, float]  # (cos_theta_max, factor for one tagged lepton, factor for two)
+# share of each photon's Q^2 proposals drawn in the tag range (``sample_q2_steered``): without it the
+# hit-or-miss bound, set by the double tags, would be 261 x the plain one at double_factor 1000 (216 us of
+# proposals per event; 37 x and 37 us with it)
+TAG_PROPOSAL_SHARE = 0.5
+
+
+def tag_bias(e_minus: np.ndarray, e_plus: np.ndarray, bias: TagBias) -> np.ndarray:
+    """How much more often the enhanced production makes each event: 1, factor or double_factor by its tags."""
+    cos_theta_max, factor, double_factor = bias
+    return np.array([1.0, factor, double_factor])[tagged_leptons(e_minus, e_plus, cos_theta_max)]
+
+
+@functools.lru_cache(maxsize=64)
+def _tag_pilot(sqrt_s: float, w_min: float, lepton: int, bias: TagBias) -> tuple[float, float]:
+    """(N, 1.5 x max of W x r x bias) from ``TAG_PILOT_EVENTS`` proposals at ``sqrt_s`` (their own fixed stream).
+
+    N = E[W bias] / E[W] is the mean bias of the true (unweighted) events: the normalisation that gives
+    the weights N / bias a mean of 1 (statistical precision ~0.5 % per pilot, tests/test_two_photon_bias.py).
+    """
+    rng = np.random.default_rng([20_240_101, int(round(sqrt_s * 1000))])
+    # steered proposals, their weights W x r: sums over them are integrals over the true density
+    weight, (e_minus, e_plus) = sample_photons(np.full(TAG_PILOT_EVENTS, sqrt_s), w_min, LEPTON_MASS[lepton], rng,
+                                               steer=(bias[0], TAG_PROPOSAL_SHARE))
+    biased = weight * tag_bias(e_minus, e_plus, bias)
+    return float(biased.sum() / weight.sum()), 1.5 * float(biased.max())
+
+
+@functools.lru_cache(maxsize=16)
+def _tag_normalisation_fit(w_min: float, lepton: int, bias: TagBias, top: float) -> np.ndarray:
+    """Cubic in sqrt(s) fitted to the pilots' N on a ``TAG_GRID_STEP`` grid from ``TAG_GRID_LOW`` to ``top``
+    (pooling the grid's pilots: ~0.2 % on N where a single pilot has ~0.5 %)."""
+    grid = np.arange(TAG_GRID_LOW, top + TAG_GRID_STEP / 2, TAG_GRID_STEP)
+    values = [_tag_pilot(float(g), w_min, lepton, bias)[0] for g in grid]
+    return np.polyfit(grid, values, 3)
+
+
+def tag_normalisation(sqrt_s: np.ndarray, w_min: float, lepton: int, bias: TagBias) -> np.ndarray:
+    """N(sqrt s) = E[bias] over the true events at each ``sqrt_s`` (``_tag_normalisation_fit``)."""
+    sqrt_s = np.asarray(sqrt_s, dtype=float)
+    top = max(math.ceil(float(sqrt_s.max()) / TAG_GRID_STEP) * TAG_GRID_STEP, 10.75)  # one fit for every chunk of a run
+    return np.polyval(_tag_normalisation_fit(w_min, lepton, bias, top), sqrt_s)
+
+
+def sample_tag_enhanced_events(sqrt_s: np.ndarray, lepton: int, w_min: float, rng: np.random.Generator,
+                               bias: TagBias, tries_per_round: int = 16) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """As ``sample_events``, events with one (two) scattered e+- inside |cos theta| < cos_theta_max
+    (hard-process frame) made factor (double_factor) times more likely, ``bias`` = (cos_theta_max, factor,
+    double_factor); returns the four-momenta and the weights N(sqrt s) / bias (true / biased probability,
+    mean 1; ``tag_normalisation``)."""
+    sqrt_s = np.asarray(sqrt_s, dtype=float)
+    m = LEPTON_MASS[lepton]
+    n = sqrt_s.size
+    # the hit-or-miss bound of W x bias: a pilot at sqrt(s) rounded up to 50 MeV, as ``max_weight``
+    w_max = _tag_pilot(math.ceil(sqrt_s.max() * 20) / 20, w_min, lepton, bias)[1]
+
+    def propose(idx: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        weight, (e_minus, e_plus) = sample_photons(sqrt_s[idx], w_min, m, rng, steer=(bias[0], TAG_PROPOSAL_SHARE))
+        return weight * tag_bias(e_minus, e_plus, bias), [e_minus, e_plus]
+
+    e_minus, e_plus = hit_or_miss(n, propose, w_max, rng, [(4,), (4,)], tries_per_round)
+    weight = tag_normalisation(sqrt_s, w_min, lepton, bias) / tag_bias(e_minus, e_plus, bias)
+    return _with_pair(sqrt_s, e_minus, e_plus, m, rng), weight
+
+
+def _with_pair(sqrt_s: np.ndarray, e_minus: np.ndarray, e_plus: np.ndarray, m: float,
+               rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """(e-, e+, l-, l+): the lepton pair of the two photons that left ``e_minus`` and ``e_plus``."""
+    n = sqrt_s.size
     energy = sqrt_s / 2
     p_in = np.sqrt(energy**2 - ELECTRON_MASS**2)
     beam_minus = np.column_stack([np.zeros(n), np.zeros(n), p_in, energy])
