@@ -163,6 +163,9 @@ class TailFit(StrictModel):
     window_over_band: dict[str, Annotated[float, pydantic.Field(ge=1)]]
     min_effective_events: Annotated[float, pydantic.Field(gt=0)] = 10.0
     replaces_window_below: Annotated[float, pydantic.Field(ge=0)] = 0.0
+    # the window count's cut efficiency: the fit range's pass fraction, or 1 (``unmeasured``: the cut's pass
+    # fraction rises towards the window, so the fit range's is optimistic there; benchmarks/bench_taulphi_bound.py)
+    efficiency: Literal["fit_range", "unmeasured"] = "fit_range"
 
     @pydantic.model_validator(mode="after")
     def _ranges(self) -> "TailFit":

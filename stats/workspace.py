@@ -496,12 +496,14 @@ def _tail_fits(cb: _ChannelBuilder, tf: TailFit, datasets: list[str], notes: lis
             continue
         t, p = (float(total.values[in_fit].sum()), float(total.variances[in_fit].sum())), \
             (float(passed.values[in_fit].sum()), float(passed.variances[in_fit].sum()))
+        if tf.efficiency == "unmeasured":  # no pass / fail counts: the estimate takes eps 1 (efficiency_taken_as_one)
+            t = p = (0.0, 0.0)
         out[d] = {
             "before": BoundedCount(v * ratio, (var + (v - v_alt) ** 2) * ratio**2, None),
             "pass": p, "fail": (max(t[0] - p[0], 0.0), max(t[1] - p[1], 0.0)),
             "record": {**fits[0].as_dict(), "window_count": v * ratio, "fit_uncertainty": math.sqrt(var) * ratio,
                        "alternative_range": list(tf.alternative_range), "alternative_window_count": v_alt * ratio,
-                       "slope_alternative_per_gev": fits[1].b},
+                       "slope_alternative_per_gev": fits[1].b, "efficiency": tf.efficiency},
         }
     return out
 
@@ -609,7 +611,8 @@ def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str
         notes.append(f"{channel.name}: no event (or < {sparse_below:g} effective events) before the cut in the window of {', '.join(from_tail)}: their dE distribution "
                      "below the window fitted (exponential) and extrapolated into it, +- the fit and the fit-range difference")
     if eps_one:
-        notes.append(f"{channel.name}: no event of {', '.join(eps_one)} on either side of the cut: its efficiency is taken as 1")
+        notes.append(f"{channel.name}: {', '.join(eps_one)}: the cut's efficiency unmeasured near the window (no event on either side "
+                     "of the cut, or a tail fit with efficiency: unmeasured): taken as 1")
     for d, r in sorted(bound_scaled.items()):
         notes.append(f"{channel.name}: the bound of {d} (no event near the window) x its pass fraction of the cut in {r['histogram']} "
                      f"{r['range']}: {r['efficiency']:.3g} ({r['effective_events']:.0f} effective events"
