@@ -165,3 +165,70 @@ def test_factorisation_closes_for_a_cut_independent_of_de_and_fails_for_one_risi
             assert abs(pull) < 3
         else:
             assert factorised / plain < 0.3 and pull < -5
+
+
+def test_taulphi_bb_generator_filter_matches_a_brute_force_triplet_search_and_is_looser_than_the_window():
+    """``taulphi_bb`` (configs/processes.yaml): a K+K- pair in the window and a third charged particle with M in 1.5-2.1
+    GeV and CM energy above sqrt(s) / 2 - 2.0 GeV; production's columnar search against every ordered triplet of 300
+    random events (a phi -> K+K- pair boosted at random plus two pions), and its cuts outside the search's window
+    and the tail fit's range."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_filters import _truth
+
+    from belle_rare.configs.processes import load_catalogue
+    from belle_rare.core.units import pdg_mass
+    from belle_rare.processors.registry import get_search
+    from belle_rare.simulation.production import passes_filter
+
+    spec = load_catalogue().search_filters["taulphi_bb"]
+    box, tail = get_search("taulphi").load_config().signal_region, load_stats_config("taulphi").channels[0].samples[1].data_driven.factorised.tail_fit
+    assert spec.track_triplet.mass[0] < box.rsb_m_range[0] and spec.track_triplet.mass[1] > box.rsb_m_range[1]
+    assert spec.track_triplet.de_min < min(tail.fit_range[0], tail.alternative_range[0])
+    rng = np.random.default_rng(5)
+    mk, mpi, mphi = pdg_mass(321), pdg_mass(211), 1.0195
+    events = []
+    for _ in range(300):
+        u = rng.normal(size=3)
+        u /= np.linalg.norm(u)
+        pk = math.sqrt(mphi**2 / 4 - mk**2)
+        p_phi = rng.normal(size=3) * 1.5
+        e_phi = math.sqrt(mphi**2 + p_phi @ p_phi)
+        beta, gamma = p_phi / e_phi, e_phi / mphi
+        kaons = []
+        for sign in (1, -1):  # boost the two back-to-back kaons by the phi's velocity
+            p, e = sign * pk * u, math.sqrt(pk**2 + mk**2)
+            bp = beta @ p
+            p_lab = p + ((gamma - 1) * bp / (beta @ beta) + gamma * e) * beta
+            kaons.append(p_lab)
+        pions = [rng.normal(size=3) * 1.5 for _ in range(2)]
+        events.append([(321, *kaons[0]), (-321, *kaons[1]), (211, *pions[0]), (-211, *pions[1])])
+    got = passes_filter(_truth(events), spec)
+    # brute force: the beams of _truth (E 11, pz 3 GeV: sqrt(s) = 10.583 GeV)
+    beam = np.array([11.0, 0.0, 0.0, 3.0])
+    roots = math.sqrt(beam[0] ** 2 - beam[3] ** 2)
+    expected = []
+    for ev in events:
+        tracks = [(pdg, np.array(p)) for pdg, *p in ev]
+        ok = False
+        for i in range(4):
+            for j in range(4):
+                for k in range(4):
+                    if len({i, j, k}) < 3 or i > j:
+                        continue
+                    (qa, pa), (qb, pb), (_, pc) = tracks[i], tracks[j], tracks[k]
+                    ea, eb = math.sqrt(pa @ pa + mk**2), math.sqrt(pb @ pb + mk**2)
+                    m_kk = math.sqrt(max((ea + eb) ** 2 - (pa + pb) @ (pa + pb), 0.0))
+                    e = ea + eb + math.sqrt(pc @ pc + mpi**2)
+                    p = pa + pb + pc
+                    m = math.sqrt(max(e**2 - p @ p, 0.0))
+                    e_cm = (e * beam[0] - p[2] * beam[3]) / roots
+                    in_acc = all(math.hypot(x[0], x[1]) > spec.charged_pt_min and
+                                 spec.charged_theta_deg[0] < math.degrees(math.acos(x[2] / math.sqrt(x @ x))) < spec.charged_theta_deg[1]
+                                 for x in (pa, pb, pc))
+                    ok |= (in_acc and np.sign(qa) != np.sign(qb) and spec.track_pair_mass.window[0] < m_kk < spec.track_pair_mass.window[1]
+                           and spec.track_triplet.mass[0] < m < spec.track_triplet.mass[1] and e_cm - roots / 2 > spec.track_triplet.de_min)
+        n_acc = sum(math.hypot(p[0], p[1]) > spec.charged_pt_min and
+                    spec.charged_theta_deg[0] < math.degrees(math.acos(p[2] / math.sqrt(p @ p))) < spec.charged_theta_deg[1] for _, p in tracks)
+        expected.append(ok and n_acc >= spec.min_charged)
+    assert got.tolist() == expected
+    assert 10 < sum(expected) < 290  # both outcomes occur
