@@ -100,7 +100,8 @@ def study(results: Path) -> dict:
                 continue
             cuts = sorted({wp, *LOOSER_CUTS})
             out["trend"][f"{d} {ch}"] = {f"{cut:g}": [{"slice": s, **dict(zip(("eps", "rel"), pass_fraction(band_counts(grid, *s, cut)))),
-                                                       "effective_before": band_counts(grid, *s, cut)["effective_before"]}
+                                                       "effective_before": band_counts(grid, *s, cut)["effective_before"],
+                                                       "none_passing": band_counts(grid, *s, cut)["after"] <= 0}
                                                       for s in SLICES] for cut in cuts}
             for cut in cuts:
                 near = band_counts(grid, *NEAR, cut)
@@ -131,11 +132,13 @@ def main() -> None:
     args = ap.parse_args()
     res = study(args.results)
     print(f"working point BDT > {res['working_point']:g}")
-    print("\n1. BDT pass fraction per dE slice (M in the window's range, before the BDT): eps (effective events before)")
+    print("\n1. BDT pass fraction per dE slice (M in the window's range, before the BDT): eps (effective events before); "
+          "'0/n': none of n effective events passes")
     print("   slices: " + " ".join(f"[{lo:g},{hi:g}]" for lo, hi in SLICES))
     for key, per_cut in res["trend"].items():
         for cut, rows in per_cut.items():
-            cells = " ".join(f"{r['eps']:.2g}({r['effective_before']:.0f})" if r["effective_before"] > 0 else "-" for r in rows)
+            cells = " ".join("-" if r["effective_before"] <= 0 else f"0/{r['effective_before']:.0f}" if r["none_passing"]
+                             else f"{r['eps']:.2g}({r['effective_before']:.0f})" for r in rows)
             print(f"   {key:38s} > {cut:7s} {cells}")
     print("\n2. closure, near-window band [-0.05, 0.05] after the cut: plain vs count before x pass fraction in a range below")
     for c in res["closure"]:
