@@ -164,6 +164,16 @@ class PairRecoil(StrictModel):
     m2: tuple[float, float]
 
 
+class TrackTriplet(StrictModel):
+    """A ``track_pair_mass`` pair and a third charged particle of the acceptance (mass of ``third_hypothesis``)
+    whose invariant mass lies in ``mass`` (GeV) and whose CM energy exceeds sqrt(s) / 2 + ``de_min`` (GeV; the
+    beams of the truth record): a candidate that can reach a (M, dE) window (taulphi's B B, issue 11)."""
+
+    mass: tuple[float, float]
+    de_min: float
+    third_hypothesis: int = pydantic.Field(default=211, gt=0)
+
+
 class GeneratorFilter(StrictModel):
     """Generator-level event filter; every requirement given must hold (lab frame, final-state particles).
 
@@ -186,9 +196,13 @@ class GeneratorFilter(StrictModel):
     max_charged_pt_min: float = pydantic.Field(default=0.0, ge=0)
     # a recoil against the two hardest charged particles in the acceptance (zprime: recoil mass and angle)
     pair_recoil: PairRecoil | None = None
+    # a track_pair_mass pair plus a third charged particle forming an energetic candidate (taulphi's B B)
+    track_triplet: TrackTriplet | None = None
 
     @pydantic.model_validator(mode="after")
     def _complete(self) -> "GeneratorFilter":
+        if self.track_triplet is not None and self.track_pair_mass is None:
+            raise ValueError("track_triplet needs track_pair_mass (the pair it extends)")
         if (self.min_photon_energy is None) != (self.photon_theta_deg is None):
             raise ValueError("min_photon_energy and photon_theta_deg go together")
         if self.min_photon_energy is None and self.min_charged == 0 and self.track_pair_mass is None and self.max_charged is None:

@@ -55,6 +55,11 @@ NMINUS1 = {
                                r"$\cos\theta^*_{\mathrm{miss}}$"),
     "nminus1_n_tracks": ("track multiplicity", "n_tracks", (14, 2.5, 16.5), "good tracks"),
 }
+# BDT-score edges of the ``de_score`` histogram (the working point is added at booking): where a dataset's
+# BDT pass fraction is read as a function of dE, at the working point and at looser cuts (issue 11: the bound
+# of a dataset with no event near the window is scaled by its pass fraction; configs/stats/taulphi.yaml
+# `bound_efficiency`, benchmarks/bench_taulphi_bound.py checks it against dE and looser cuts)
+SCORE_EDGES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999)
 FEATURES = (
     "thrust", "fox_wolfram_r2", "roe_thrust", "cos_thrust_signal_roe", "roe_mass", "roe_delta_e", "n_tracks",
     "n_photons", "p_miss_t_cm", "cos_theta_miss_cm", "m_miss2", "lepton_p_cm", "phi_p_cm", "cos_lepton_phi",
@@ -226,8 +231,18 @@ class TauLPhiProcessor(bdt.BDTProcessor):
             "m_kk": new_hist(regular(*cfg.m_kk, "m_kk", r"$M_{K^+K^-}$ [GeV]")),
             "de_tail": new_hist(regular(*cfg.de_tail, "de", r"$\Delta E$ [GeV], $M_{\ell\phi}$ in the window's range")),
             "bdt_score": new_hist(regular(*cfg.bdt, "score", "BDT score (-1: no model)")),
+            # dE (M in the window's mass range, as de_tail) x BDT score, before the BDT: the pass fraction vs dE
+            "de_score": new_hist(regular(*cfg.de_tail, "de", r"$\Delta E$ [GeV], $M_{\ell\phi}$ in the window's range"),
+                                 hist.axis.Variable(self._score_edges(), name="score", label="BDT score")),
             **{name: new_hist(regular(*bins, value, label)) for name, (_, value, bins, label) in NMINUS1.items()},
         }
+
+    def _score_edges(self) -> list[float]:
+        """SCORE_EDGES with the working point among them (a cut on the axis lands on the working point);
+        -1 (no model) below and 1 above (scores are probabilities)."""
+        wp = self.working_point
+        inner = set(SCORE_EDGES) | ({float(wp)} if np.isfinite(wp) and 0.0 < wp < 1.0 else set())
+        return [-1.0, *sorted(inner), 1.0 + 1e-9]
 
     # ------------------------------------------------------------------ physics
     def chunk_objects(self, events: ak.Array) -> FlatChunk:
@@ -399,6 +414,8 @@ class TauLPhiProcessor(bdt.BDTProcessor):
             hists["m_de"].fill(channel=channel, region=region, m=v["m"][mask], de=v["de"][mask], weight=weight[mask])
             tail = mask & in_range(v["m"], self.config.signal_region.rsb_m_range)
             hists["de_tail"].fill(channel=channel, region=region, de=v["de"][tail], weight=weight[tail])
+        tail = passed & in_range(v["m"], self.config.signal_region.rsb_m_range)
+        hists["de_score"].fill(channel=channel, region="presel", de=v["de"][tail], score=v["score"][tail], weight=weight[tail])
         hists["bdt_score"].fill(channel=channel, region="presel", score=v["score"][passed], weight=weight[passed])
         hists["m_kk"].fill(channel=channel, region="presel", m_kk=v["m_kk"][passed], weight=weight[passed])
         for name, (step, value, _, _) in NMINUS1.items():

@@ -262,6 +262,8 @@ def passes_filter(truth, spec: GeneratorFilter) -> np.ndarray:
         keep &= ak.to_numpy(ak.sum(charged, axis=1) >= spec.min_charged)
         if spec.track_pair_mass is not None:
             keep &= _has_pair_in_window(mc[charged], charge[charged], spec.track_pair_mass)
+        if spec.track_triplet is not None:
+            keep &= _has_triplet(truth, mc[charged], charge[charged], spec.track_pair_mass, spec.track_triplet)
     if spec.max_charged is not None:
         lo, hi = spec.charged_theta_deg
         pt = np.sqrt(mc.px**2 + mc.py**2)
@@ -318,6 +320,36 @@ def _has_pair_in_window(mc, charge, spec) -> np.ndarray:
     m = np.sqrt(np.maximum(m2, 0.0))
     good = (a.q * b.q < 0) & (m > spec.window[0]) & (m < spec.window[1])
     return ak.to_numpy(ak.any(good, axis=1))
+
+
+def _has_triplet(truth, mc, charge, pair, spec) -> np.ndarray:
+    """Events with an opposite-charge pair in ``pair``'s mass window and a third particle (``spec``: the triplet's
+    mass window and CM energy above sqrt(s) / 2 + de_min, beams from the truth record). The pairs in the window
+    are few, so pairs x third particles stays small (all triplets of a B B event would be ~10^2 per event)."""
+    import awkward as ak
+
+    from belle_rare.core.units import pdg_mass
+
+    m_pair, m_third = pdg_mass(pair.hypothesis), pdg_mass(spec.third_hypothesis)
+    p2 = mc.px**2 + mc.py**2 + mc.pz**2
+    tracks = ak.zip({"px": mc.px, "py": mc.py, "pz": mc.pz, "p2": p2, "q": charge, "i": ak.local_index(mc.px)})
+    a, b = ak.unzip(ak.combinations(tracks, 2))
+    ea, eb = np.sqrt(a.p2 + m_pair**2), np.sqrt(b.p2 + m_pair**2)
+    m2 = (ea + eb) ** 2 - (a.px + b.px) ** 2 - (a.py + b.py) ** 2 - (a.pz + b.pz) ** 2
+    m = np.sqrt(np.maximum(m2, 0.0))
+    good = (a.q * b.q < 0) & (m > pair.window[0]) & (m < pair.window[1])
+    pairs = ak.zip({"E": (ea + eb)[good], "px": (a.px + b.px)[good], "py": (a.py + b.py)[good], "pz": (a.pz + b.pz)[good],
+                    "ia": a.i[good], "ib": b.i[good]})
+    pr, third = ak.unzip(ak.cartesian([pairs, tracks]))
+    e = pr.E + np.sqrt(third.p2 + m_third**2)
+    px, py, pz = pr.px + third.px, pr.py + third.py, pr.pz + third.pz
+    mass = np.sqrt(np.maximum(e**2 - px**2 - py**2 - pz**2, 0.0))
+    # CM energy E* = (E E_beam - p . p_beam) / sqrt(s), the beams' total four-momentum per event
+    beam = {c: ak.Array(ak.to_numpy(truth[f"beam_{c}"])) for c in ("px", "py", "pz", "E")}
+    roots = np.sqrt(beam["E"] ** 2 - beam["px"] ** 2 - beam["py"] ** 2 - beam["pz"] ** 2)
+    e_cm = (e * beam["E"] - px * beam["px"] - py * beam["py"] - pz * beam["pz"]) / roots
+    ok = (third.i != pr.ia) & (third.i != pr.ib) & (mass > spec.mass[0]) & (mass < spec.mass[1]) & (e_cm - roots / 2 > spec.de_min)
+    return ak.to_numpy(ak.any(ok, axis=1))
 
 
 def cross_section(req: Request) -> tuple[float, str]:

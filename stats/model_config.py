@@ -163,6 +163,9 @@ class TailFit(StrictModel):
     window_over_band: dict[str, Annotated[float, pydantic.Field(ge=1)]]
     min_effective_events: Annotated[float, pydantic.Field(gt=0)] = 10.0
     replaces_window_below: Annotated[float, pydantic.Field(ge=0)] = 0.0
+    # the window count's cut efficiency: the fit range's pass fraction, or 1 (``unmeasured``: the cut's pass
+    # fraction rises towards the window, so the fit range's is optimistic there; benchmarks/bench_taulphi_bound.py)
+    efficiency: Literal["fit_range", "unmeasured"] = "fit_range"
 
     @pydantic.model_validator(mode="after")
     def _ranges(self) -> "TailFit":
@@ -174,6 +177,27 @@ class TailFit(StrictModel):
                 raise ValueError(f"tail_fit.{name}: must end below every channel's window (a fit of the window itself is not an extrapolation)")
         if set(self.window) != set(self.window_over_band):
             raise ValueError("tail_fit: 'window' and 'window_over_band' must name the same channels")
+        return self
+
+
+class BoundEfficiency(StrictModel):
+    """The cut's pass fraction of a dataset that still carries its bound (no event in the window, in ``looser`` nor
+    enough for ``tail_fit``; per dataset): its ``pass_regions`` over ``regions`` of ``histogram`` (one axis) in
+    ``range`` on that axis, where it has events, instead of 1. No event passing: the Beta(1, n + 1) mean
+    1 / (n + 2) of n effective events (stats/mc_bound.py ``fill_empty_fraction``), +-100 %. Fewer than
+    ``min_effective_events`` there: eps stays 1 (unmeasured). b = bound x share x eps: the bound of the count
+    before the cut (issue 11: a bound that knows the cut)."""
+
+    histogram: str
+    regions: list[str] = pydantic.Field(min_length=1)
+    pass_regions: list[str] = pydantic.Field(min_length=1)
+    range: tuple[float, float]
+    min_effective_events: Annotated[float, pydantic.Field(gt=0)] = 10.0
+
+    @pydantic.model_validator(mode="after")
+    def _range(self) -> "BoundEfficiency":
+        if not self.range[0] < self.range[1]:
+            raise ValueError(f"bound_efficiency.range: low edge {self.range[0]} not below high edge {self.range[1]}")
         return self
 
 
@@ -190,7 +214,8 @@ class FactorisedEfficiency(StrictModel):
     ``per_dataset``: b = sum_d N_d x eps_d, each dataset's count times its own efficiency (the cut
     keeps different fractions of different processes, so one pooled eps would weight them by their
     share of the control region, not of the signal region). ``looser`` (per dataset only): where a
-    dataset with no event in the window is counted instead (:class:`LooserRegion`)."""
+    dataset with no event in the window is counted instead (:class:`LooserRegion`); ``bound_efficiency``: the
+    pass fraction a dataset that keeps its bound is scaled by (:class:`BoundEfficiency`)."""
 
     before_regions: list[str] = pydantic.Field(min_length=1)
     pass_regions: list[str] = pydantic.Field(min_length=1)
@@ -201,6 +226,7 @@ class FactorisedEfficiency(StrictModel):
     per_dataset: bool = False
     looser: LooserRegion | None = None
     tail_fit: TailFit | None = None
+    bound_efficiency: BoundEfficiency | None = None
 
     @pydantic.model_validator(mode="after")
     def _disjoint(self) -> "FactorisedEfficiency":
@@ -210,6 +236,8 @@ class FactorisedEfficiency(StrictModel):
             raise ValueError("factorised: 'looser' needs 'per_dataset: true'")
         if self.tail_fit is not None and not self.per_dataset:
             raise ValueError("factorised: 'tail_fit' needs 'per_dataset: true'")
+        if self.bound_efficiency is not None and not self.per_dataset:
+            raise ValueError("factorised: 'bound_efficiency' needs 'per_dataset: true'")
         if self.fail_regions is not None and set(self.pass_regions) & set(self.fail_regions):
             raise ValueError("factorised: 'pass_regions' and 'fail_regions' must not share a region")
         if self.before_from == "window_area" and self.window_regions is None:

@@ -30,7 +30,7 @@ from belle_rare.stats.errors import NoSignalError, StatsError
 from belle_rare.core.histograms import physics_axes
 from belle_rare.processors import registry  # the search config: the sideband fit's ellipse and sidebands
 from belle_rare.stats.model_config import (Channel, DataDriven, HistoSys, Lumi, NormFactor, NormSys, Sample, SidebandFit, StatError,
-                                          StatsConfig, TailFit)
+                                          StatsConfig, TailFit, BoundEfficiency)
 from belle_rare.stats.histograms import RunOutput, Yields, fit_shape
 from belle_rare.stats.sideband_fit import Plane, PlaneGeometry, SidebandEstimate, estimate_background
 from belle_rare.stats.factorised import factorised_estimate, summed_estimate
@@ -424,9 +424,11 @@ def _factorised_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
 
             looser = (looser_yields(lz.regions), looser_yields(lz.pass_regions), lz.window_share[channel.channel_value])
         tails = _tail_fits(cb, fz.tail_fit, sets, notes) if fz.tail_fit is not None else {}
+        bound_eps = _bound_efficiencies(cb, fz.bound_efficiency, sets, notes) if fz.bound_efficiency is not None else {}
         return _per_dataset_factorised(cb, sample, notes, bounds, what, before_from, before_regions, scale,
                                        per_dataset(before_regions), pass_yields, fail_yields, looser, poisson_before=not data_sets,
-                                       tails=tails, sparse_below=fz.tail_fit.replaces_window_below if fz.tail_fit else 0.0)
+                                       tails=tails, sparse_below=fz.tail_fit.replaces_window_below if fz.tail_fit else 0.0,
+                                       bound_efficiencies=bound_eps)
     before = count(before_regions, label)
     passed = count(fz.pass_regions, "efficiency numerator", pass_yields)
     failed = count(fail_regions, "efficiency complement", fail_yields)
@@ -494,13 +496,45 @@ def _tail_fits(cb: _ChannelBuilder, tf: TailFit, datasets: list[str], notes: lis
             continue
         t, p = (float(total.values[in_fit].sum()), float(total.variances[in_fit].sum())), \
             (float(passed.values[in_fit].sum()), float(passed.variances[in_fit].sum()))
+        if tf.efficiency == "unmeasured":  # no pass / fail counts: the estimate takes eps 1 (efficiency_taken_as_one)
+            t = p = (0.0, 0.0)
         out[d] = {
             "before": BoundedCount(v * ratio, (var + (v - v_alt) ** 2) * ratio**2, None),
             "pass": p, "fail": (max(t[0] - p[0], 0.0), max(t[1] - p[1], 0.0)),
             "record": {**fits[0].as_dict(), "window_count": v * ratio, "fit_uncertainty": math.sqrt(var) * ratio,
                        "alternative_range": list(tf.alternative_range), "alternative_window_count": v_alt * ratio,
-                       "slope_alternative_per_gev": fits[1].b},
+                       "slope_alternative_per_gev": fits[1].b, "efficiency": tf.efficiency},
         }
+    return out
+
+
+def _bound_efficiencies(cb: _ChannelBuilder, be: BoundEfficiency, datasets: list[str], notes: list[str]) -> dict[str, dict]:
+    """dataset -> its cut pass fraction in ``be.range`` of ``be.histogram`` (``pass`` / ``fail``: count, variance,
+    the empty side Beta-filled; ``record`` for limits.json), for the datasets with >= ``be.min_effective_events``
+    effective events there; the others keep eps 1 (:class:`~belle_rare.stats.model_config.BoundEfficiency`)."""
+    channel = cb.channel.channel_value
+    try:
+        h = H.template(cb.run, be.histogram)
+    except StatsError:  # a run output written before the processor filled it: the bound keeps eps 1, and say so
+        notes.append(f"{cb.channel.name}: no histogram '{be.histogram}' in the run (re-run the search): bounds not scaled by a pass fraction")
+        return {}
+    edges = np.asarray(physics_axes(h)[0].edges, float)
+    inside = (edges[:-1] >= be.range[0] - 1e-9) & (edges[1:] <= be.range[1] + 1e-9)
+
+    def summed(d: str, regions: list[str]) -> tuple[float, float]:
+        ys = [H.yields(cb.run, be.histogram, d, channel, r) for r in regions]
+        return float(sum(y.values[inside].sum() for y in ys)), float(sum(y.variances[inside].sum() for y in ys))
+
+    out: dict[str, dict] = {}
+    for d in datasets:
+        (t, t2), (p, p2) = summed(d, be.regions), summed(d, be.pass_regions)
+        if t <= 0 or t2 <= 0 or t**2 / t2 < be.min_effective_events:
+            continue
+        filled_p, filled_f, _ = fill_empty_fraction({d: (p, p2)}, {d: (max(t - p, 0.0), max(t2 - p2, 0.0))})
+        pf, ff = filled_p[d], filled_f[d]
+        out[d] = {"pass": pf, "fail": ff,
+                  "record": {"histogram": be.histogram, "range": list(be.range), "effective_events": t**2 / t2,
+                             "passed_weighted": p, "efficiency": pf[0] / (pf[0] + ff[0]), "beta_filled": p <= 0}}
     return out
 
 
@@ -509,15 +543,19 @@ def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str
                             before_yields: dict[str, tuple[float, float]], pass_yields: dict[str, tuple[float, float]],
                             fail_yields: dict[str, tuple[float, float]],
                             looser: tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]], float] | None,
-                            poisson_before: bool, tails: dict[str, dict] | None = None, sparse_below: float = 0.0):
+                            poisson_before: bool, tails: dict[str, dict] | None = None, sparse_below: float = 0.0,
+                            bound_efficiencies: dict[str, dict] | None = None):
     """b = sum_d N_d x scale x eps_d (``factorised.per_dataset``): each dataset's count before the cut
     times its own pass fraction. A dataset with no event before the cut in the window: with ``looser``
     (total, pass, window share), its looser count x the share and the looser region's efficiency; empty
     there too (or without ``looser``), its bound (x the share) and efficiency 1 (unmeasured). ``tails``
     (:func:`_tail_fits`) comes after ``looser``: a dataset with no event in the window nor in the looser region
-    (or with fewer than ``sparse_below`` effective events in the window) takes its extrapolated window count."""
+    (or with fewer than ``sparse_below`` effective events in the window) takes its extrapolated window count.
+    ``bound_efficiencies`` (:func:`_bound_efficiencies`): a dataset that keeps its bound takes the pass fraction
+    measured there instead of 1."""
     channel, parts, no_event, from_looser, eps_one = cb.channel, {}, {}, [], []
     tails, from_tail = tails or {}, []
+    bound_efficiencies, bound_scaled = bound_efficiencies or {}, {}
     loose_total, loose_pass, share = looser if looser is not None else ({}, {}, 1.0)
     datasets = sorted(set(before_yields) | set(pass_yields) | set(fail_yields) | set(loose_total))
     for d in datasets:
@@ -541,6 +579,9 @@ def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str
             b0 = bounded_count(f"before {d}", {d: zero}, cb.run.datasets)
             bound = McBound(b0.bound.region, {k: w * share for k, w in b0.bound.weights.items()}) if b0.bound else None
             before, p, f = BoundedCount(0.0, 0.0, bound), zero, zero
+            if d in bound_efficiencies and bound is not None:  # the bound of the count before the cut x its pass fraction
+                p, f = bound_efficiencies[d]["pass"], bound_efficiencies[d]["fail"]
+                bound_scaled[d] = bound_efficiencies[d]["record"]
         if before.value <= 0:
             continue  # no weight per event known: nothing to bound
         if p[0] <= 0 and f[0] <= 0:  # nothing of d on either side of the cut: eps unmeasured, taken as 1
@@ -550,7 +591,9 @@ def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str
             passed, failed = (bounded_count(f"{label} {d}", {d: y}, cb.run.datasets) for label, y in (("pass", p), ("fail", f)))
         parts[d] = (before, passed, failed)
         if before.bound is not None:
-            bounds.append(_bound_record(sample.name, f"count before the cut, {d} ({what}; x window share {share:.4g})", before.bound))
+            scaled = (f"; x its pass fraction {bound_scaled[d]['efficiency']:.3g} in {bound_scaled[d]['histogram']} "
+                      f"{bound_scaled[d]['range']}" if d in bound_scaled else "")
+            bounds.append(_bound_record(sample.name, f"count before the cut, {d} ({what}; x window share {share:.4g}{scaled})", before.bound))
     est = summed_estimate(parts, poisson_before=poisson_before, before_scale=scale)
     b = est.value
     for d, p in est.parts.items():
@@ -568,7 +611,12 @@ def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str
         notes.append(f"{channel.name}: no event (or < {sparse_below:g} effective events) before the cut in the window of {', '.join(from_tail)}: their dE distribution "
                      "below the window fitted (exponential) and extrapolated into it, +- the fit and the fit-range difference")
     if eps_one:
-        notes.append(f"{channel.name}: no event of {', '.join(eps_one)} on either side of the cut: its efficiency is taken as 1")
+        notes.append(f"{channel.name}: {', '.join(eps_one)}: the cut's efficiency unmeasured near the window (no event on either side "
+                     "of the cut, or a tail fit with efficiency: unmeasured): taken as 1")
+    for d, r in sorted(bound_scaled.items()):
+        notes.append(f"{channel.name}: the bound of {d} (no event near the window) x its pass fraction of the cut in {r['histogram']} "
+                     f"{r['range']}: {r['efficiency']:.3g} ({r['effective_events']:.0f} effective events"
+                     f"{', none passing: the Beta mean 1 / (n + 2)' if r['beta_filled'] else ''})")
     if no_event:
         notes.append(f"{channel.name}: of it, {sum(no_event.values()):.2%} from datasets with no event before the cut "
                      f"({', '.join(sorted(no_event))})")
@@ -580,6 +628,8 @@ def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str
     record = {**est.as_dict(), "from_mc_bound": bool(bounds), "no_event_share": sum(no_event.values()),
               "from_looser_regions": from_looser, "efficiency_taken_as_one": eps_one,
               "from_tail_fit": {d: tails[d]["record"] for d in from_tail},
+              "bound_scaled_by_efficiency": {d: {**r, "scaled_bound": est.parts[d].value} for d, r in sorted(bound_scaled.items())
+                                             if d in est.parts},
               "before_from": before_from, "before_regions": before_regions, "n_before_counted": est.n_before, "area_fraction": scale}
     return [{"name": sample.name, "data": [b], "modifiers": modifiers}], np.array([b]), False, bounds, record
 

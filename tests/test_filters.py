@@ -89,7 +89,7 @@ def test_filter_config_errors():
     with pytest.raises(ValueError, match="go together"):
         GeneratorFilter(min_photon_energy=0.5)
     cat = load_catalogue()
-    assert set(cat.search_filters) == {"tau3mu", "taulgamma", "taulphi", "zprime", "zprime_recoil"}
+    assert set(cat.search_filters) == {"tau3mu", "taulgamma", "taulphi", "taulphi_bb", "zprime", "zprime_recoil"}
 
 
 def test_search_filters_are_looser_than_the_selections():
