@@ -15,17 +15,18 @@ import math
 import sys
 from pathlib import Path
 
-import hist
 import numpy as np
 import pytest
 import yaml
 
 from belle_rare.stats.model_config import BoundEfficiency, FactorisedEfficiency, StatsConfig, load_stats_config
 from belle_rare.stats.search_limits import Settings, compute_search_limits
-from belle_rare.stats.synthetic import SIGMA_TAUTAU_NB, book, count_axis, set_bins, write_run_output
+from belle_rare.stats.synthetic import set_bins, write_run_output
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_taulphi_bound import band_counts, pass_fraction  # noqa: E402
+
+from tests.test_taulphi_tail import CHANNELS, signal_and_tau_pairs  # noqa: E402  (the synthetic run's signal and tau pairs)
 
 AREA = {"ephi": 0.05, "muphi": 0.08}
 SHARE = {"ephi": 0.1125, "muphi": 0.07706}  # configs/stats/taulphi.yaml looser.window_share
@@ -48,22 +49,10 @@ def _config(bound_efficiency: dict | None) -> StatsConfig:
 def _run(tmp_path, w_bb: float, far: float, far_pass: float) -> None:
     """tau pairs in the window; B B (``mixed``) with ``far`` events at dE = -3 GeV only (none in the window, the
     plane or the tail fit's range), ``far_pass`` of them passing the BDT."""
-    histograms, datasets = {}, {}
-    h = book(histograms, "yields", count_axis())
-    plane = book(histograms, "m_de", hist.axis.Regular(1, 1.60, 1.95, name="m"), hist.axis.Regular(1, -0.5, 0.3, name="de"),
-                 systematics=False)
-    tail = book(histograms, "de_tail", hist.axis.Regular(86, -4.0, 0.3, name="de"), systematics=False)
+    histograms, datasets, h, plane, tail = signal_and_tau_pairs()
     far_bins, pass_bins = np.zeros(86), np.zeros(86)
     far_bins[20], pass_bins[20] = far, far_pass  # dE in [-3.0, -2.95]
-    for channel, sig in (("ephi", "sig_tauephi"), ("muphi", "sig_taumuphi")):
-        for region in ("SR", "SR_presel"):
-            set_bins(h, sig, channel, region, 40.0, 1.0)
-        for syst in ("leptonID", "tracking", "trigger", "momentumScale", "luminosity"):
-            for suffix, f in (("Up", 1.01), ("Down", 0.99)):
-                set_bins(h, sig, channel, "SR", 40.0 * f, 1.0, variation=syst + suffix)
-        datasets[sig] = {"kind": "signal", "process": sig, "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-6 * 0.491, "parameters": {}}
-        for region, n in (("SR", 5), ("RSB", 95), ("SR_presel", 50), ("RSB_presel", 950)):
-            set_bins(h, "tautau", channel, region, n * 0.5, n * 0.25)
+    for channel in CHANNELS:
         set_bins(h, "mixed", channel, "other_presel", far * w_bb, far * w_bb**2)
         set_bins(tail, "mixed", channel, "presel", far_bins * w_bb, far_bins * w_bb**2)
         if far_pass > 0:

@@ -95,15 +95,18 @@ def _exp_bins(n_total: float, slope: float, top: float = -0.05) -> np.ndarray:
     return n_total * per / per.sum()
 
 
-def _run(tmp_path, w_bb: float, bb_tail: np.ndarray, w_cc: float, cc_plane: float) -> None:
-    """tau pairs in the window; B B (``mixed``) only in the tail histogram (none in the window or the plane);
-    charm only in the plane (its tail below min_effective_events). BDT keeps half of B B's tail."""
+CHANNELS = {"ephi": "sig_tauephi", "muphi": "sig_taumuphi"}
+
+
+def signal_and_tau_pairs() -> tuple[dict, dict, hist.Hist, hist.Hist, hist.Hist]:
+    """A synthetic taulphi run's histograms (``yields``, the ``m_de`` plane, ``de_tail``) and datasets, holding both
+    signals (with their systematic variations) and tau pairs in the SR / RSB; the tests add their B B and charm."""
     histograms, datasets = {}, {}
     h = book(histograms, "yields", count_axis())
     plane = book(histograms, "m_de", hist.axis.Regular(1, 1.60, 1.95, name="m"), hist.axis.Regular(1, -0.5, 0.3, name="de"),
                  systematics=False)
     tail = book(histograms, "de_tail", hist.axis.Regular(86, -4.0, 0.3, name="de"), systematics=False)
-    for channel, sig in (("ephi", "sig_tauephi"), ("muphi", "sig_taumuphi")):
+    for channel, sig in CHANNELS.items():
         for region in ("SR", "SR_presel"):
             set_bins(h, sig, channel, region, 40.0, 1.0)
         for syst in ("leptonID", "tracking", "trigger", "momentumScale", "luminosity"):
@@ -112,6 +115,14 @@ def _run(tmp_path, w_bb: float, bb_tail: np.ndarray, w_cc: float, cc_plane: floa
         datasets[sig] = {"kind": "signal", "process": sig, "cross_section_nb": 2 * SIGMA_TAUTAU_NB * 1e-6 * 0.491, "parameters": {}}
         for region, n in (("SR", 5), ("RSB", 95), ("SR_presel", 50), ("RSB_presel", 950)):
             set_bins(h, "tautau", channel, region, n * 0.5, n * 0.25)
+    return histograms, datasets, h, plane, tail
+
+
+def _run(tmp_path, w_bb: float, bb_tail: np.ndarray, w_cc: float, cc_plane: float) -> None:
+    """tau pairs in the window; B B (``mixed``) only in the tail histogram (none in the window or the plane);
+    charm only in the plane (its tail below min_effective_events). BDT keeps half of B B's tail."""
+    histograms, datasets, h, plane, tail = signal_and_tau_pairs()
+    for channel in CHANNELS:
         set_bins(h, "mixed", channel, "other_presel", 2000 * w_bb, 2000 * w_bb**2)
         set_bins(tail, "mixed", channel, "presel", bb_tail * w_bb, bb_tail * w_bb**2)
         set_bins(tail, "mixed", channel, "BDT", 0.5 * bb_tail * w_bb, 0.5 * bb_tail * w_bb**2)
