@@ -29,8 +29,8 @@ from belle_rare.stats import histograms as H
 from belle_rare.stats.errors import NoSignalError, StatsError
 from belle_rare.core.histograms import physics_axes
 from belle_rare.processors import registry  # the search config: the sideband fit's ellipse and sidebands
-from belle_rare.stats.model_config import (Channel, DataDriven, HistoSys, Lumi, NormFactor, NormSys, Sample, SidebandFit, StatError,
-                                          StatsConfig, TailFit, BoundEfficiency)
+from belle_rare.stats.model_config import (BoundEfficiency, Channel, DataDriven, HistoSys, Lumi, NormFactor, NormSys, Sample,
+                                          SidebandFit, StatError, StatsConfig, TailFit)
 from belle_rare.stats.histograms import RunOutput, Yields, fit_shape
 from belle_rare.stats.sideband_fit import Plane, PlaneGeometry, SidebandEstimate, estimate_background
 from belle_rare.stats.factorised import factorised_estimate, summed_estimate
