@@ -189,7 +189,6 @@ def _fit_pairs_kernel(first: np.ndarray, second: np.ndarray, measured: np.ndarra
     params = np.empty(7)
     # a track's model depends on 5 of the 7 parameters (V, its own phi and tanLambda): its Jacobian
     # columns ``columns``; the other two columns are zero and add nothing to the normal equations
-    jac = np.empty((4, 5))
     columns = np.empty(5, dtype=np.int64)
     jt_w = np.empty((5, 4))
     residual = np.empty(4)
@@ -218,28 +217,31 @@ def _fit_pairs_kernel(first: np.ndarray, second: np.ndarray, measured: np.ndarra
                 residual[1] = np.arctan2(np.sin(wrapped), np.cos(wrapped))
                 residual[2] = measured[t, 2] - (vz - path * tl)
                 residual[3] = measured[t, 3] - tl
-                # d(d0, phi0, z0, tanLambda) / d(Vx, Vy, Vz, phi, tanLambda)
-                jac[:, :] = 0.0
-                jac[0, 0], jac[0, 1], jac[0, 3] = s, -c, path
-                jac[1, 3] = 1.0
-                jac[2, 0], jac[2, 1], jac[2, 2], jac[2, 3], jac[2, 4] = -tl * c, -tl * s, 1.0, tl * d0, -path
-                jac[3, 4] = 1.0
-                for a in range(5):
-                    for b in range(4):
-                        acc = 0.0
-                        for q in range(4):
-                            acc += jac[q, a] * weight[t, q, b]
-                        jt_w[a, b] = acc
+                # d(d0, phi0, z0, tanLambda) / d(Vx, Vy, Vz, phi, tanLambda): rows 1 and 3 are unit
+                # vectors and 9 of the 20 entries zero, so J^T W and J^T W J are written out without the
+                # products by 0 and 1 (the remaining terms are summed in the order of the full 4-term
+                # sums: x + 0 * w and 1 * w are exact, so every result has the same bits as the dense loops)
+                j00, j01, j03 = s, -c, path
+                j20, j21, j23, j24 = -tl * c, -tl * s, tl * d0, -path
+                for b in range(4):
+                    w0, w1, w2, w3 = weight[t, 0, b], weight[t, 1, b], weight[t, 2, b], weight[t, 3, b]
+                    jt_w[0, b] = j00 * w0 + j20 * w2
+                    jt_w[1, b] = j01 * w0 + j21 * w2
+                    jt_w[2, b] = w2
+                    jt_w[3, b] = (j03 * w0 + w1) + j23 * w2
+                    jt_w[4, b] = j24 * w2 + w3
                 for a in range(5):
                     acc_g = 0.0
                     for q in range(4):
                         acc_g += jt_w[a, q] * residual[q]
                     gradient[columns[a]] += acc_g
-                    for b in range(5):
-                        acc = 0.0
-                        for q in range(4):
-                            acc += jt_w[a, q] * jac[q, b]
-                        normal[columns[a], columns[b]] += acc
+                    r0, r1, r2, r3 = jt_w[a, 0], jt_w[a, 1], jt_w[a, 2], jt_w[a, 3]
+                    row = columns[a]
+                    normal[row, columns[0]] += r0 * j00 + r2 * j20
+                    normal[row, columns[1]] += r0 * j01 + r2 * j21
+                    normal[row, columns[2]] += r2
+                    normal[row, columns[3]] += (r0 * j03 + r1) + r2 * j23
+                    normal[row, columns[4]] += r2 * j24 + r3
                 for a in range(4):
                     for b in range(4):
                         total += residual[a] * weight[t, a, b] * residual[b]
