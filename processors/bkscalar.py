@@ -37,7 +37,7 @@ from belle_rare.processors.event_objects import Bins, PhotonCuts, TrackCuts, Win
 from belle_rare.processors.event_shape import fox_wolfram_r2_flat
 from belle_rare.processors.lifetime import lifetime_weight, proper_decay_length
 from belle_rare.processors.registry import Demo, Search, builtin_file
-from belle_rare.processors.vertex_fit import TrackParameters, VertexFit, closest_approach, covariance_branches, fit_pairs
+from belle_rare.processors.vertex_fit import TrackParameters, VertexFit, closest_approach_pairs, covariance_branches, fit_pairs
 
 DECAYS = ("ee", "mumu", "pipi", "KK")
 DAUGHTER_MASS = {"ee": pdg_mass(11), "mumu": pdg_mass(13), "pipi": pdg_mass(211), "KK": pdg_mass(321)}
@@ -347,7 +347,7 @@ class BKScalarProcessor(SearchProcessor):
         i, j = np.where(swap, j, i), np.where(swap, i, j)
         tracks = TrackParameters.from_columns(flat)
         # a loose pointing requirement at the lines' closest approach before the fit (far below the cut)
-        start_point = closest_approach(tracks.take(i), tracks.take(j))
+        start_point = closest_approach_pairs(tracks, i, j)
         p_pair = flat["px"][i] + flat["px"][j], flat["py"][i] + flat["py"][j]
         pointing = (start_point[:, 0] * p_pair[0] + start_point[:, 1] * p_pair[1]) / np.maximum(
             np.hypot(start_point[:, 0], start_point[:, 1]) * np.hypot(*p_pair), np.finfo(float).tiny)

@@ -114,21 +114,33 @@ def _model(vertex: np.ndarray, phi: np.ndarray, tl: np.ndarray) -> tuple[np.ndar
     return h, jac
 
 
-def closest_approach(t1: TrackParameters, t2: TrackParameters) -> np.ndarray:
-    """Midpoint of the shortest segment between the two measured lines (the fit's starting point)."""
+def _lines(t: TrackParameters) -> tuple[np.ndarray, np.ndarray]:
+    """Each measured line's point of closest approach to the z axis (n, 3) and unit direction (n, 3)."""
+    origin = np.stack([t.d0 * np.sin(t.phi0), -t.d0 * np.cos(t.phi0), t.z0], axis=1)
+    u = np.stack([np.cos(t.phi0), np.sin(t.phi0), t.tan_lambda], axis=1)
+    return origin, u / np.linalg.norm(u, axis=1, keepdims=True)
 
-    def line(t: TrackParameters) -> tuple[np.ndarray, np.ndarray]:
-        origin = np.stack([t.d0 * np.sin(t.phi0), -t.d0 * np.cos(t.phi0), t.z0], axis=1)
-        u = np.stack([np.cos(t.phi0), np.sin(t.phi0), t.tan_lambda], axis=1)
-        return origin, u / np.linalg.norm(u, axis=1, keepdims=True)
 
-    (o1, u1), (o2, u2) = line(t1), line(t2)
+def _midpoint(o1: np.ndarray, u1: np.ndarray, o2: np.ndarray, u2: np.ndarray) -> np.ndarray:
+    """Midpoint of the shortest segment between the lines (o1, u1) and (o2, u2), row by row."""
     w0 = o1 - o2
     b, d, e = np.sum(u1 * u2, axis=1), np.sum(u1 * w0, axis=1), np.sum(u2 * w0, axis=1)
     denom = np.where(1.0 - b * b < 1e-12, 1.0, 1.0 - b * b)
     s = (b * e - d) / denom
     t = (e - b * d) / denom
     return 0.5 * (o1 + s[:, None] * u1 + o2 + t[:, None] * u2)
+
+
+def closest_approach(t1: TrackParameters, t2: TrackParameters) -> np.ndarray:
+    """Midpoint of the shortest segment between the two measured lines (the fit's starting point)."""
+    return _midpoint(*_lines(t1), *_lines(t2))
+
+
+def closest_approach_pairs(tracks: TrackParameters, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """``closest_approach(tracks.take(first), tracks.take(second))`` with each track's line computed once
+    (a track is in many pairs; the same operations per row, so the same bits) and no covariance copied."""
+    origin, u = _lines(tracks)
+    return _midpoint(origin[first], u[first], origin[second], u[second])
 
 
 @numba.njit(cache=True)
@@ -276,9 +288,15 @@ def fit_pairs(tracks: TrackParameters, first: np.ndarray, second: np.ndarray, st
     n = len(first)
     if start is None:
         start = closest_approach(tracks.take(first), tracks.take(second))
-    weight = np.linalg.inv(tracks.covariance) if len(tracks.d0) else np.zeros((0, 4, 4))
+    # only the tracks in some pair (in bkscalar ~60 %): each matrix is inverted alone (LAPACK per matrix),
+    # so the subset's inverses have the same bits as the full stack's
+    used = np.zeros(len(tracks.d0), dtype=bool)
+    used[first] = used[second] = True
+    local = np.cumsum(used) - 1
+    subset = tracks.take(np.flatnonzero(used))
+    weight = np.linalg.inv(subset.covariance) if len(subset.d0) else np.zeros((0, 4, 4))
     vertex, covariance, chi2, directions = np.empty((n, 3)), np.empty((n, 3, 3)), np.empty(n), np.empty((n, 4))
-    _fit_pairs_kernel(first, second, np.ascontiguousarray(tracks.vector()), np.ascontiguousarray(weight),
+    _fit_pairs_kernel(local[first], local[second], np.ascontiguousarray(subset.vector()), np.ascontiguousarray(weight),
                       np.ascontiguousarray(start, dtype=np.float64), iterations, vertex, covariance, chi2, directions)
 
     def momentum(phi: np.ndarray, tl: np.ndarray, pt: np.ndarray) -> np.ndarray:
