@@ -155,11 +155,19 @@ class Pairs:
     Tracks are straight lines, so the fit's geometry does not depend on the momentum scale: one fit per
     chunk serves every calibration (``ScalarEvents.p1`` / ``p2`` carry the scaled momenta)."""
 
-    event: np.ndarray
+    event: np.ndarray       # sorted
     i: np.ndarray
     j: np.ndarray
     fit: VertexFit
     theta_ok: np.ndarray
+
+    def per_event_max(self, values: np.ndarray, n: int) -> np.ndarray:
+        """The largest of ``values`` (one per pair, integer) per event of ``n``, -1 where the event has no pair."""
+        out = np.full(n, -1, dtype=values.dtype)
+        if len(values):
+            first = np.flatnonzero(np.r_[True, self.event[1:] != self.event[:-1]])
+            out[self.event[first]] = np.maximum.reduceat(values, first)
+        return out
 
 
 @dataclass(frozen=True)
@@ -486,9 +494,14 @@ class BKScalarProcessor(SearchProcessor):
         pair = self._cached(o, ("pair masses", x), lambda: self._pair_masses(o, x))
         pair_cuts = self._cached(o, ("pair cuts", x), lambda: self._pair_cuts(o, x))
 
-        event_cuts = {"B candidate": np.bincount(event, minlength=o.chunk.n) > 0}
-        for name, running in pair_cuts.items():
-            event_cuts[name] = np.bincount(event[running[cp]], minlength=o.chunk.n) > 0
+        # an event passes the k-th pair cut if one of its pairs in a B candidate passes the first k: the
+        # highest stage per event over the pairs in a candidate (-1: none; 0: "B candidate" only)
+        stage = self._cached(o, ("pair stage", x), lambda: np.sum(list(pair_cuts.values()), axis=0, dtype=np.int8))
+        in_candidate = self._cached(o, ("in candidate", mode), lambda: np.bincount(cp, minlength=len(o.chunk.pairs.i)) > 0)
+        best_stage = o.chunk.pairs.per_event_max(np.where(in_candidate, stage, np.int8(-1)), o.chunk.n)
+        event_cuts = {"B candidate": best_stage >= 0}
+        for k, name in enumerate(pair_cuts, start=1):
+            event_cuts[name] = best_stage >= k
         # every candidate cut but M_bc and dE passed: the (M_bc, dE) control plane
         before = np.flatnonzero(pair_cuts["conversion veto"][cp])
         cs, cp, event = cs[before], cp[before], event[before]
