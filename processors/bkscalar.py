@@ -326,16 +326,27 @@ class BKScalarProcessor(SearchProcessor):
         arrays with the stored dtypes: the same operations as the awkward expressions it replaced."""
         cfg = self.config
         g, scale = calibration.photon_energy_scale, calibration.momentum_scale
-        px, py, pz, e = (c * g for c in chunk.photons)
-        g_ok = (e > cfg.photons.e_min) & in_range(kin.cos_theta(px, py, pz), cfg.photons.cos_theta)
-        photon_event = jagged.list_index(chunk.photon_offsets)[g_ok]
-        g_cm = kin.to_cm(px[g_ok], py[g_ok], pz[g_ok], e[g_ok], *(b[photon_event] for b in chunk.beta_stored))
-        tx, ty, tz = chunk.momenta
-        t_lab = (tx * scale, ty * scale, tz * scale, np.sqrt((tx**2 + ty**2 + tz**2) * scale**2 + PION_MASS**2))
-        good = chunk.prompt
-        t_cm = kin.to_cm(*(c[good] for c in t_lab), *(b[chunk.track_event[good]] for b in chunk.beta_stored))
-        t_offsets = jagged.offsets_of(jagged.segment_count(chunk.offsets, good))
-        g_offsets = jagged.offsets_of(jagged.segment_count(chunk.photon_offsets, g_ok))
+
+        def photons_cm() -> tuple[np.ndarray, Any]:
+            px, py, pz, e = (c * g for c in chunk.photons)
+            g_ok = (e > cfg.photons.e_min) & in_range(kin.cos_theta(px, py, pz), cfg.photons.cos_theta)
+            photon_event = jagged.list_index(chunk.photon_offsets)[g_ok]
+            g_cm = kin.to_cm(px[g_ok], py[g_ok], pz[g_ok], e[g_ok], *(b[photon_event] for b in chunk.beta_stored))
+            return jagged.offsets_of(jagged.segment_count(chunk.photon_offsets, g_ok)), g_cm
+
+        def tracks_cm() -> tuple[np.ndarray, Any]:
+            tx, ty, tz = chunk.momenta
+            t_lab = (tx * scale, ty * scale, tz * scale, np.sqrt((tx**2 + ty**2 + tz**2) * scale**2 + PION_MASS**2))
+            good = chunk.prompt
+            t_cm = kin.to_cm(*(c[good] for c in t_lab), *(b[chunk.track_event[good]] for b in chunk.beta_stored))
+            return jagged.offsets_of(jagged.segment_count(chunk.offsets, good)), t_cm
+
+        # the 5 calibrations have 3 momentum and 3 photon-energy scales: each side boosted once per scale
+        for key, make in ((("R2 photons", g), photons_cm), (("R2 tracks", scale), tracks_cm)):
+            if key not in chunk.cache:
+                chunk.cache[key] = make()
+        g_offsets, g_cm = chunk.cache[("R2 photons", g)]
+        t_offsets, t_cm = chunk.cache[("R2 tracks", scale)]
         both = [jagged.concat_lists(t_offsets, t_cm[k], g_offsets, g_cm[k]) for k in range(3)]
         r2 = fox_wolfram_r2_flat(both[0][0], *(content for _, content in both))
         return np.asarray(r2, dtype=np.float64)
@@ -427,12 +438,21 @@ class BKScalarProcessor(SearchProcessor):
             members = (ka[window], pi[window])
             sys_event = o.chunk.track_event[members[0]]
 
-        # B candidates: (K or K*0) x S pair in the same event, no shared track
-        cs, cp = _cartesian(sys_event, pairs.event, o.chunk.n)
-        distinct = np.ones(len(cs), dtype=bool)
-        for m in members:
-            distinct &= (m[cs] != pairs.i[cp]) & (m[cs] != pairs.j[cp])
-        cs, cp = cs[distinct], cp[distinct]
+        def combine() -> tuple[np.ndarray, np.ndarray]:
+            # B candidates: (K or K*0) x S pair in the same event, no shared track
+            cs, cp = _cartesian(sys_event, pairs.event, o.chunk.n)
+            distinct = np.ones(len(cs), dtype=bool)
+            for m in members:
+                distinct &= (m[cs] != pairs.i[cp]) & (m[cs] != pairs.j[cp])
+            return cs[distinct], cp[distinct]
+
+        if mode == "K":
+            # the prompt kaons do not depend on the momentum scale: one set of combinations per chunk
+            if ("K combinations",) not in o.chunk.cache:
+                o.chunk.cache[("K combinations",)] = combine()
+            cs, cp = o.chunk.cache[("K combinations",)]
+        else:
+            cs, cp = combine()
         return system, cs, cp, pairs.event[cp]
 
     def _pair_masses(self, o: ScalarEvents, x: str) -> dict[str, np.ndarray]:
