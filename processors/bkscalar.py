@@ -236,14 +236,20 @@ def _cartesian(event_a: np.ndarray, event_b: np.ndarray, n: int) -> tuple[np.nda
 
 
 def _first_per_event(event: np.ndarray, score: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
-    """Index of the lowest-score valid candidate per event, -1 where none."""
+    """Index of the lowest-score valid candidate per event, -1 where none; ``event`` sorted. Ties (and
+    events whose valid scores are all NaN) go to the first candidate, as a stable sort by (event, score)
+    would: the minimum per event run, then its first occurrence, without sorting."""
     best = np.full(n, -1)
     idx = np.flatnonzero(valid)
     if len(idx) == 0:
         return best
-    order = idx[np.lexsort((score[idx], event[idx]))]
-    ev, first = np.unique(event[order], return_index=True)
-    best[ev] = order[first]
+    ev, sc = event[idx], score[idx]
+    starts = np.flatnonzero(np.r_[True, ev[1:] != ev[:-1]])
+    run = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(idx)]))
+    lowest = np.fmin.reduceat(sc, starts)[run]  # NaN only where every score of the event is
+    hits = np.flatnonzero((sc == lowest) | np.isnan(lowest))
+    first = hits[np.r_[True, run[hits][1:] != run[hits][:-1]]]
+    best[ev[first]] = idx[first]
     return best
 
 
