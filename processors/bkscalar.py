@@ -260,6 +260,8 @@ class BKScalarProcessor(SearchProcessor):
     experiments = ("belle2",)
     channels = CHANNELS
     config_model = BKScalarConfig
+    # every Selection value is one entry per event (the lifetime weights, a dict, are nominal only)
+    region_weights_only = True
     branches = (
         "nTrack", "Track_px", "Track_py", "Track_pz", "Track_E", "Track_charge", "Track_dr", "Track_dz",
         *(f"Track_{f}" for f in TRACK_COVARIANCE_FIELDS),
