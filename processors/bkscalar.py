@@ -150,16 +150,20 @@ class BKScalarConfig(StrictModel):
 # ---------------------------------------------------------------------------------------------- objects
 @dataclass(frozen=True)
 class Pairs:
-    """Every opposite-charge track pair of the chunk, flat: event, global track indices (positive first),
-    its vertex fit (momenta at momentum scale 1) and whether both daughters pass the polar-angle window.
-    Tracks are straight lines, so the fit's geometry does not depend on the momentum scale: one fit per
-    chunk serves every calibration (``ScalarEvents.p1`` / ``p2`` carry the scaled momenta)."""
+    """The opposite-charge track pairs of the chunk that pass the prefit pointing and whose tracks pass
+    some channel's daughter ID, flat: event, global track indices (positive first), its vertex fit
+    (momenta at momentum scale 1) and whether both daughters pass the polar-angle window. Tracks are
+    straight lines, so the fit's geometry does not depend on the momentum scale: one fit per chunk
+    serves every calibration (``ScalarEvents.p1`` / ``p2`` carry the scaled momenta). The pairs that
+    pass the pointing but no daughter ID (~40 %) are kept apart, unfitted (``unidentified``: event, i,
+    j): every channel drops them at "S daughter ID", so they only count towards "B candidate"."""
 
     event: np.ndarray       # sorted
     i: np.ndarray
     j: np.ndarray
     fit: VertexFit
     theta_ok: np.ndarray
+    unidentified: tuple[np.ndarray, np.ndarray, np.ndarray]
 
     def per_event_max(self, values: np.ndarray, n: int) -> np.ndarray:
         """The largest of ``values`` (one per pair, integer) per event of ``n``, -1 where the event has no pair."""
@@ -212,16 +216,6 @@ def _flat_pairs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     combos = ak.argcombinations(local, 2)
     event = np.repeat(np.arange(len(counts)), ak.to_numpy(ak.num(combos)))
     return event, ak.to_numpy(ak.flatten(combos["0"])), ak.to_numpy(ak.flatten(combos["1"]))
-
-
-def _with_unfitted(fit: VertexFit, fitted: np.ndarray) -> VertexFit:
-    """``fit`` of the pairs where ``fitted`` is true, spread over all pairs (NaN where not fitted)."""
-    def spread(values: np.ndarray) -> np.ndarray:
-        out = np.full((len(fitted), *values.shape[1:]), np.nan)
-        out[fitted] = values
-        return out
-
-    return VertexFit(spread(fit.vertex), spread(fit.covariance), spread(fit.chi2), spread(fit.p1), spread(fit.p2))
 
 
 def _cartesian(event_a: np.ndarray, event_b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -382,12 +376,13 @@ class BKScalarProcessor(SearchProcessor):
         pe, i, j, start_point = pe[keep], i[keep], j[keep], start_point[keep]
         # only pairs whose two tracks pass some channel's daughter ID are fitted (~40 % are not: every
         # channel's selection drops them at "S daughter ID", before any fitted value is read); the
-        # rest stay in the list (the "B candidate" step counts them) with NaN fit results
+        # rest are kept apart for the "B candidate" step
         identified = np.zeros(len(i), dtype=bool)
         for ident in (cfg.daughters[x] for x in DECAYS):
             identified |= (flat[ident.id_branch][i] > ident.id_min) & (flat[ident.id_branch][j] > ident.id_min)
-        fit = _with_unfitted(fit_pairs(tracks, i[identified], j[identified], start_point[identified]), identified)
-        return Pairs(pe, i, j, fit, self._daughter_theta_ok(fit))
+        fit = fit_pairs(tracks, i[identified], j[identified], start_point[identified])
+        return Pairs(pe[identified], i[identified], j[identified], fit, self._daughter_theta_ok(fit),
+                     (pe[~identified], i[~identified], j[~identified]))
 
     def _daughter_theta_ok(self, fit: VertexFit) -> np.ndarray:
         """Both daughters' polar angle, seen from the IP, where their line from the vertex leaves the CDC
@@ -419,9 +414,10 @@ class BKScalarProcessor(SearchProcessor):
             values["lifetime_weights"] = o.lifetime_weights
         return Selection(cuts, values=values, regions={"SR": signal})
 
-    def _b_system(self, o: ScalarEvents, mode: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    def _b_system(self, o: ScalarEvents, mode: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The prompt K+ (or K*0 -> K+ pi-) four-momenta, and every (system, S pair) combination in the same
-        event with no shared track: (system, system index, pair index, event) per B candidate."""
+        event with no shared track: (system, system index, pair index, event) per B candidate; and per
+        event whether it has a B candidate, with an identified or an unidentified pair."""
         cfg, t, pairs = self.config, o.tracks, o.chunk.pairs
         kaons = np.flatnonzero(o.chunk.prompt & (t[cfg.kaon.id_branch] > cfg.kaon.id_min))
         if mode == "K":
@@ -446,22 +442,31 @@ class BKScalarProcessor(SearchProcessor):
             members = (ka[window], pi[window])
             sys_event = o.chunk.track_event[members[0]]
 
-        def combine() -> tuple[np.ndarray, np.ndarray]:
+        def combine(event: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             # B candidates: (K or K*0) x S pair in the same event, no shared track
-            cs, cp = _cartesian(sys_event, pairs.event, o.chunk.n)
+            cs, cp = _cartesian(sys_event, event, o.chunk.n)
             distinct = np.ones(len(cs), dtype=bool)
             for m in members:
-                distinct &= (m[cs] != pairs.i[cp]) & (m[cs] != pairs.j[cp])
+                distinct &= (m[cs] != i[cp]) & (m[cs] != j[cp])
             return cs[distinct], cp[distinct]
+
+        def candidates() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            cs, cp = combine(pairs.event, pairs.i, pairs.j)
+            has = np.bincount(pairs.event[cp], minlength=o.chunk.n) > 0
+            # the unidentified pairs only of the events without a candidate so far
+            event, i, j = pairs.unidentified
+            rest = ~has[event]
+            _, cp_rest = combine(event[rest], i[rest], j[rest])
+            return cs, cp, has | (np.bincount(event[rest][cp_rest], minlength=o.chunk.n) > 0)
 
         if mode == "K":
             # the prompt kaons do not depend on the momentum scale: one set of combinations per chunk
             if ("K combinations",) not in o.chunk.cache:
-                o.chunk.cache[("K combinations",)] = combine()
-            cs, cp = o.chunk.cache[("K combinations",)]
+                o.chunk.cache[("K combinations",)] = candidates()
+            cs, cp, has_candidate = o.chunk.cache[("K combinations",)]
         else:
-            cs, cp = combine()
-        return system, cs, cp, pairs.event[cp]
+            cs, cp, has_candidate = candidates()
+        return system, cs, cp, pairs.event[cp], has_candidate
 
     def _pair_masses(self, o: ScalarEvents, x: str) -> dict[str, np.ndarray]:
         """Per fitted pair, in the S decay's mass hypothesis (refitted momenta at the vertex): energies,
@@ -518,16 +523,16 @@ class BKScalarProcessor(SearchProcessor):
         cfg = self.config
         x, mode = decay_of(channel), b_mode_of(channel)
         fit = o.chunk.pairs.fit
-        system, cs, cp, event = self._cached(o, ("system", mode), lambda: self._b_system(o, mode))
+        system, cs, cp, event, has_candidate = self._cached(o, ("system", mode), lambda: self._b_system(o, mode))
         pair = self._cached(o, ("pair masses", x), lambda: self._pair_masses(o, x))
         pair_cuts = self._cached(o, ("pair cuts", x), lambda: self._pair_cuts(o, x))
 
         # an event passes the k-th pair cut if one of its pairs in a B candidate passes the first k: the
-        # highest stage per event over the pairs in a candidate (-1: none; 0: "B candidate" only)
+        # highest stage per event over the (identified) pairs in a candidate (-1: none)
         stage = self._cached(o, ("pair stage", x), lambda: np.sum(list(pair_cuts.values()), axis=0, dtype=np.int8))
         in_candidate = self._cached(o, ("in candidate", mode), lambda: np.bincount(cp, minlength=len(o.chunk.pairs.i)) > 0)
         best_stage = o.chunk.pairs.per_event_max(np.where(in_candidate, stage, np.int8(-1)), o.chunk.n)
-        event_cuts = {"B candidate": best_stage >= 0}
+        event_cuts = {"B candidate": has_candidate}
         for k, name in enumerate(pair_cuts, start=1):
             event_cuts[name] = best_stage >= k
         # every candidate cut but M_bc and dE passed: the (M_bc, dE) control plane

@@ -37,7 +37,9 @@ def test_pair_stage_flags_equal_one_bincount_per_cut_over_the_candidates():
     rng = np.random.default_rng(8)
     n, n_pairs, n_candidates = 200, 300, 400
     event = np.sort(rng.integers(0, n, n_pairs))
-    pairs = Pairs(event, np.zeros(n_pairs, dtype=int), np.zeros(n_pairs, dtype=int), None, np.ones(n_pairs, dtype=bool))
+    none = np.zeros(0, dtype=int)
+    pairs = Pairs(event, np.zeros(n_pairs, dtype=int), np.zeros(n_pairs, dtype=int), None, np.ones(n_pairs, dtype=bool),
+                  (none, none, none))
     cp = np.sort(rng.integers(0, n_pairs, n_candidates))  # candidates' pairs (some pairs in none)
     running, cuts = np.ones(n_pairs, dtype=bool), []
     for _ in range(7):
