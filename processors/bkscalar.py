@@ -17,7 +17,7 @@ datasets whose generation parameters carry ``ctau``, for targets up to twice the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import awkward as ak
 import hist
@@ -37,7 +37,9 @@ from belle_rare.processors.event_objects import Bins, PhotonCuts, TrackCuts, Win
 from belle_rare.processors.event_shape import fox_wolfram_r2_flat
 from belle_rare.processors.lifetime import lifetime_weight, proper_decay_length
 from belle_rare.processors.registry import Demo, Search, builtin_file
-from belle_rare.processors.vertex_fit import TrackParameters, VertexFit, closest_approach_pairs, covariance_branches, fit_pairs
+from belle_rare.processors.vertex_fit import (
+    TrackParameters, VertexFit, closest_approach_pairs, covariance_branches, fit_pairs, measured_lines,
+)
 
 DECAYS = ("ee", "mumu", "pipi", "KK")
 DAUGHTER_MASS = {"ee": pdg_mass(11), "mumu": pdg_mass(13), "pipi": pdg_mass(211), "KK": pdg_mass(321)}
@@ -154,9 +156,11 @@ class Pairs:
     some channel's daughter ID, flat: event, global track indices (positive first), its vertex fit
     (momenta at momentum scale 1) and whether both daughters pass the polar-angle window. Tracks are
     straight lines, so the fit's geometry does not depend on the momentum scale: one fit per chunk
-    serves every calibration (``ScalarEvents.p1`` / ``p2`` carry the scaled momenta). The pairs that
-    pass the pointing but no daughter ID (~40 %) are kept apart, unfitted (``unidentified``: event, i,
-    j): every channel drops them at "S daughter ID", so they only count towards "B candidate"."""
+    serves every calibration (``ScalarEvents.p1`` / ``p2`` carry the scaled momenta). The pairs whose
+    tracks pass no daughter ID (about half) are kept apart, unfitted and before the prefit pointing
+    (``unidentified``: event, i, j; ``pointing_ok(i, j)`` the pointing requirement): every channel drops
+    them at "S daughter ID", so they only count towards "B candidate", which needs them only in the
+    events that have no candidate with an identified pair."""
 
     event: np.ndarray       # sorted
     i: np.ndarray
@@ -164,6 +168,7 @@ class Pairs:
     fit: VertexFit
     theta_ok: np.ndarray
     unidentified: tuple[np.ndarray, np.ndarray, np.ndarray]
+    pointing_ok: Callable[[np.ndarray, np.ndarray], np.ndarray]
 
     def per_event_max(self, values: np.ndarray, n: int) -> np.ndarray:
         """The largest of ``values`` (one per pair, integer) per event of ``n``, -1 where the event has no pair."""
@@ -367,22 +372,31 @@ class BKScalarProcessor(SearchProcessor):
         swap = flat["charge"][i] < 0
         i, j = np.where(swap, j, i), np.where(swap, i, j)
         tracks = TrackParameters.from_columns(flat)
-        # a loose pointing requirement at the lines' closest approach before the fit (far below the cut)
-        start_point = closest_approach_pairs(tracks, i, j)
-        p_pair = flat["px"][i] + flat["px"][j], flat["py"][i] + flat["py"][j]
-        pointing = (start_point[:, 0] * p_pair[0] + start_point[:, 1] * p_pair[1]) / np.maximum(
-            np.hypot(start_point[:, 0], start_point[:, 1]) * np.hypot(*p_pair), np.finfo(float).tiny)
-        keep = pointing > cfg.vertex.prefit_cos_alpha_min
-        pe, i, j, start_point = pe[keep], i[keep], j[keep], start_point[keep]
-        # only pairs whose two tracks pass some channel's daughter ID are fitted (~40 % are not: every
-        # channel's selection drops them at "S daughter ID", before any fitted value is read); the
-        # rest are kept apart for the "B candidate" step
+        lines: list[Any] = []
+
+        def pointing(i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """A loose pointing requirement at the lines' closest approach before the fit (far below the
+            cut), and that starting point; row by row, so the same bits for any subset of pairs."""
+            if not lines:
+                lines.append(measured_lines(tracks))
+            start_point = closest_approach_pairs(tracks, i, j, lines[0])
+            p_pair = flat["px"][i] + flat["px"][j], flat["py"][i] + flat["py"][j]
+            cos_alpha = (start_point[:, 0] * p_pair[0] + start_point[:, 1] * p_pair[1]) / np.maximum(
+                np.hypot(start_point[:, 0], start_point[:, 1]) * np.hypot(*p_pair), np.finfo(float).tiny)
+            return cos_alpha > cfg.vertex.prefit_cos_alpha_min, start_point
+
+        # only pairs whose two tracks pass some channel's daughter ID are fitted (about half are not:
+        # every channel's selection drops them at "S daughter ID", before any fitted value is read);
+        # the rest are kept apart for the "B candidate" step
         identified = np.zeros(len(i), dtype=bool)
         for ident in (cfg.daughters[x] for x in DECAYS):
             identified |= (flat[ident.id_branch][i] > ident.id_min) & (flat[ident.id_branch][j] > ident.id_min)
-        fit = fit_pairs(tracks, i[identified], j[identified], start_point[identified])
-        return Pairs(pe[identified], i[identified], j[identified], fit, self._daughter_theta_ok(fit),
-                     (pe[~identified], i[~identified], j[~identified]))
+        unidentified = (pe[~identified], i[~identified], j[~identified])
+        pe, i, j = pe[identified], i[identified], j[identified]
+        keep, start_point = pointing(i, j)
+        pe, i, j, start_point = pe[keep], i[keep], j[keep], start_point[keep]
+        fit = fit_pairs(tracks, i, j, start_point)
+        return Pairs(pe, i, j, fit, self._daughter_theta_ok(fit), unidentified, lambda i, j: pointing(i, j)[0])
 
     def _daughter_theta_ok(self, fit: VertexFit) -> np.ndarray:
         """Both daughters' polar angle, seen from the IP, where their line from the vertex leaves the CDC
@@ -453,9 +467,10 @@ class BKScalarProcessor(SearchProcessor):
         def candidates() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             cs, cp = combine(pairs.event, pairs.i, pairs.j)
             has = np.bincount(pairs.event[cp], minlength=o.chunk.n) > 0
-            # the unidentified pairs only of the events without a candidate so far
+            # the unidentified pairs (that pass the prefit pointing) only of the events without a candidate so far
             event, i, j = pairs.unidentified
-            rest = ~has[event]
+            rest = np.flatnonzero(~has[event])
+            rest = rest[pairs.pointing_ok(i[rest], j[rest])]
             _, cp_rest = combine(event[rest], i[rest], j[rest])
             return cs, cp, has | (np.bincount(event[rest][cp_rest], minlength=o.chunk.n) > 0)
 

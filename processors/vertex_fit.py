@@ -114,7 +114,7 @@ def _model(vertex: np.ndarray, phi: np.ndarray, tl: np.ndarray) -> tuple[np.ndar
     return h, jac
 
 
-def _lines(t: TrackParameters) -> tuple[np.ndarray, np.ndarray]:
+def measured_lines(t: TrackParameters) -> tuple[np.ndarray, np.ndarray]:
     """Each measured line's point of closest approach to the z axis (n, 3) and unit direction (n, 3)."""
     origin = np.stack([t.d0 * np.sin(t.phi0), -t.d0 * np.cos(t.phi0), t.z0], axis=1)
     u = np.stack([np.cos(t.phi0), np.sin(t.phi0), t.tan_lambda], axis=1)
@@ -133,13 +133,15 @@ def _midpoint(o1: np.ndarray, u1: np.ndarray, o2: np.ndarray, u2: np.ndarray) ->
 
 def closest_approach(t1: TrackParameters, t2: TrackParameters) -> np.ndarray:
     """Midpoint of the shortest segment between the two measured lines (the fit's starting point)."""
-    return _midpoint(*_lines(t1), *_lines(t2))
+    return _midpoint(*measured_lines(t1), *measured_lines(t2))
 
 
-def closest_approach_pairs(tracks: TrackParameters, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+def closest_approach_pairs(tracks: TrackParameters, first: np.ndarray, second: np.ndarray,
+                           lines: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """``closest_approach(tracks.take(first), tracks.take(second))`` with each track's line computed once
-    (a track is in many pairs; the same operations per row, so the same bits) and no covariance copied."""
-    origin, u = _lines(tracks)
+    (a track is in many pairs; the same operations per row, so the same bits) and no covariance copied.
+    ``lines``: ``measured_lines(tracks)`` if already computed."""
+    origin, u = measured_lines(tracks) if lines is None else lines
     return _midpoint(origin[first], u[first], origin[second], u[second])
 
 
