@@ -158,7 +158,8 @@ class Pairs:
     straight lines, so the fit's geometry does not depend on the momentum scale: one fit per chunk
     serves every calibration (``ScalarEvents.p1`` / ``p2`` carry the scaled momenta). The pairs whose
     tracks pass no daughter ID (about half) are kept apart, unfitted and before the prefit pointing
-    (``unidentified``: event, i, j; ``pointing_ok(i, j)`` the pointing requirement): every channel drops
+    (``unidentified``: event, i, j; ``pointing_ok(index)`` the pointing requirement of those at ``index``,
+    computed once per pair on first use): every channel drops
     them at "S daughter ID", so they only count towards "B candidate", which needs them only in the
     events that have no candidate with an identified pair."""
 
@@ -168,7 +169,7 @@ class Pairs:
     fit: VertexFit
     theta_ok: np.ndarray
     unidentified: tuple[np.ndarray, np.ndarray, np.ndarray]
-    pointing_ok: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    pointing_ok: Callable[[np.ndarray], np.ndarray]
 
     def per_event_max(self, values: np.ndarray, n: int) -> np.ndarray:
         """The largest of ``values`` (one per pair, integer) per event of ``n``, -1 where the event has no pair."""
@@ -392,11 +393,18 @@ class BKScalarProcessor(SearchProcessor):
         for ident in (cfg.daughters[x] for x in DECAYS):
             identified |= (flat[ident.id_branch][i] > ident.id_min) & (flat[ident.id_branch][j] > ident.id_min)
         unidentified = (pe[~identified], i[~identified], j[~identified])
+        known = np.full(len(unidentified[0]), -1, dtype=np.int8)  # their pointing: -1 not yet computed
+
+        def unidentified_pointing(index: np.ndarray) -> np.ndarray:
+            todo = index[known[index] < 0]
+            known[todo] = pointing(unidentified[1][todo], unidentified[2][todo])[0]
+            return known[index] == 1
+
         pe, i, j = pe[identified], i[identified], j[identified]
         keep, start_point = pointing(i, j)
         pe, i, j, start_point = pe[keep], i[keep], j[keep], start_point[keep]
         fit = fit_pairs(tracks, i, j, start_point)
-        return Pairs(pe, i, j, fit, self._daughter_theta_ok(fit), unidentified, lambda i, j: pointing(i, j)[0])
+        return Pairs(pe, i, j, fit, self._daughter_theta_ok(fit), unidentified, unidentified_pointing)
 
     def _daughter_theta_ok(self, fit: VertexFit) -> np.ndarray:
         """Both daughters' polar angle, seen from the IP, where their line from the vertex leaves the CDC
@@ -470,7 +478,7 @@ class BKScalarProcessor(SearchProcessor):
             # the unidentified pairs (that pass the prefit pointing) only of the events without a candidate so far
             event, i, j = pairs.unidentified
             rest = np.flatnonzero(~has[event])
-            rest = rest[pairs.pointing_ok(i[rest], j[rest])]
+            rest = rest[pairs.pointing_ok(rest)]
             _, cp_rest = combine(event[rest], i[rest], j[rest])
             return cs, cp, has | (np.bincount(event[rest][cp_rest], minlength=o.chunk.n) > 0)
 

@@ -39,7 +39,7 @@ def test_pair_stage_flags_equal_one_bincount_per_cut_over_the_candidates():
     event = np.sort(rng.integers(0, n, n_pairs))
     none = np.zeros(0, dtype=int)
     pairs = Pairs(event, np.zeros(n_pairs, dtype=int), np.zeros(n_pairs, dtype=int), None, np.ones(n_pairs, dtype=bool),
-                  (none, none, none), lambda i, j: np.ones(len(i), dtype=bool))
+                  (none, none, none), lambda index: np.ones(len(index), dtype=bool))
     cp = np.sort(rng.integers(0, n_pairs, n_candidates))  # candidates' pairs (some pairs in none)
     running, cuts = np.ones(n_pairs, dtype=bool), []
     for _ in range(7):
