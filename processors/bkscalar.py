@@ -17,7 +17,7 @@ datasets whose generation parameters carry ``ctau``, for targets up to twice the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import awkward as ak
 import hist
@@ -37,7 +37,9 @@ from belle_rare.processors.event_objects import Bins, PhotonCuts, TrackCuts, Win
 from belle_rare.processors.event_shape import fox_wolfram_r2_flat
 from belle_rare.processors.lifetime import lifetime_weight, proper_decay_length
 from belle_rare.processors.registry import Demo, Search, builtin_file
-from belle_rare.processors.vertex_fit import TrackParameters, VertexFit, closest_approach, covariance_branches, fit_pairs
+from belle_rare.processors.vertex_fit import (
+    TrackParameters, VertexFit, closest_approach_pairs, covariance_branches, fit_pairs, measured_lines,
+)
 
 DECAYS = ("ee", "mumu", "pipi", "KK")
 DAUGHTER_MASS = {"ee": pdg_mass(11), "mumu": pdg_mass(13), "pipi": pdg_mass(211), "KK": pdg_mass(321)}
@@ -150,16 +152,32 @@ class BKScalarConfig(StrictModel):
 # ---------------------------------------------------------------------------------------------- objects
 @dataclass(frozen=True)
 class Pairs:
-    """Every opposite-charge track pair of the chunk, flat: event, global track indices (positive first),
-    its vertex fit (momenta at momentum scale 1) and whether both daughters pass the polar-angle window.
-    Tracks are straight lines, so the fit's geometry does not depend on the momentum scale: one fit per
-    chunk serves every calibration (``ScalarEvents.p1`` / ``p2`` carry the scaled momenta)."""
+    """The opposite-charge track pairs of the chunk that pass the prefit pointing and whose tracks pass
+    some channel's daughter ID, flat: event, global track indices (positive first), its vertex fit
+    (momenta at momentum scale 1) and whether both daughters pass the polar-angle window. Tracks are
+    straight lines, so the fit's geometry does not depend on the momentum scale: one fit per chunk
+    serves every calibration (``ScalarEvents.p1`` / ``p2`` carry the scaled momenta). The pairs whose
+    tracks pass no daughter ID (about half) are kept apart, unfitted and before the prefit pointing
+    (``unidentified``: event, i, j; ``pointing_ok(index)`` the pointing requirement of those at ``index``,
+    computed once per pair on first use): every channel drops
+    them at "S daughter ID", so they only count towards "B candidate", which needs them only in the
+    events that have no candidate with an identified pair."""
 
-    event: np.ndarray
+    event: np.ndarray       # sorted
     i: np.ndarray
     j: np.ndarray
     fit: VertexFit
     theta_ok: np.ndarray
+    unidentified: tuple[np.ndarray, np.ndarray, np.ndarray]
+    pointing_ok: Callable[[np.ndarray], np.ndarray]
+
+    def per_event_max(self, values: np.ndarray, n: int) -> np.ndarray:
+        """The largest of ``values`` (one per pair, integer) per event of ``n``, -1 where the event has no pair."""
+        out = np.full(n, -1, dtype=values.dtype)
+        if len(values):
+            first = np.flatnonzero(np.r_[True, self.event[1:] != self.event[:-1]])
+            out[self.event[first]] = np.maximum.reduceat(values, first)
+        return out
 
 
 @dataclass(frozen=True)
@@ -206,16 +224,6 @@ def _flat_pairs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return event, ak.to_numpy(ak.flatten(combos["0"])), ak.to_numpy(ak.flatten(combos["1"]))
 
 
-def _with_unfitted(fit: VertexFit, fitted: np.ndarray) -> VertexFit:
-    """``fit`` of the pairs where ``fitted`` is true, spread over all pairs (NaN where not fitted)."""
-    def spread(values: np.ndarray) -> np.ndarray:
-        out = np.full((len(fitted), *values.shape[1:]), np.nan)
-        out[fitted] = values
-        return out
-
-    return VertexFit(spread(fit.vertex), spread(fit.covariance), spread(fit.chi2), spread(fit.p1), spread(fit.p2))
-
-
 def _cartesian(event_a: np.ndarray, event_b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (into a, into b) of every a x b combination within the same event (a, b sorted by event)."""
     count_a, count_b = np.bincount(event_a, minlength=n), np.bincount(event_b, minlength=n)
@@ -228,14 +236,20 @@ def _cartesian(event_a: np.ndarray, event_b: np.ndarray, n: int) -> tuple[np.nda
 
 
 def _first_per_event(event: np.ndarray, score: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
-    """Index of the lowest-score valid candidate per event, -1 where none."""
+    """Index of the lowest-score valid candidate per event, -1 where none; ``event`` sorted. Ties (and
+    events whose valid scores are all NaN) go to the first candidate, as a stable sort by (event, score)
+    would: the minimum per event run, then its first occurrence, without sorting."""
     best = np.full(n, -1)
     idx = np.flatnonzero(valid)
     if len(idx) == 0:
         return best
-    order = idx[np.lexsort((score[idx], event[idx]))]
-    ev, first = np.unique(event[order], return_index=True)
-    best[ev] = order[first]
+    ev, sc = event[idx], score[idx]
+    starts = np.flatnonzero(np.r_[True, ev[1:] != ev[:-1]])
+    run = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(idx)]))
+    lowest = np.fmin.reduceat(sc, starts)[run]  # NaN only where every score of the event is
+    hits = np.flatnonzero((sc == lowest) | np.isnan(lowest))
+    first = hits[np.r_[True, run[hits][1:] != run[hits][:-1]]]
+    best[ev[first]] = idx[first]
     return best
 
 
@@ -246,6 +260,8 @@ class BKScalarProcessor(SearchProcessor):
     experiments = ("belle2",)
     channels = CHANNELS
     config_model = BKScalarConfig
+    # every Selection value is one entry per event (the lifetime weights, a dict, are nominal only)
+    region_weights_only = True
     branches = (
         "nTrack", "Track_px", "Track_py", "Track_pz", "Track_E", "Track_charge", "Track_dr", "Track_dz",
         *(f"Track_{f}" for f in TRACK_COVARIANCE_FIELDS),
@@ -318,16 +334,27 @@ class BKScalarProcessor(SearchProcessor):
         arrays with the stored dtypes: the same operations as the awkward expressions it replaced."""
         cfg = self.config
         g, scale = calibration.photon_energy_scale, calibration.momentum_scale
-        px, py, pz, e = (c * g for c in chunk.photons)
-        g_ok = (e > cfg.photons.e_min) & in_range(kin.cos_theta(px, py, pz), cfg.photons.cos_theta)
-        photon_event = jagged.list_index(chunk.photon_offsets)[g_ok]
-        g_cm = kin.to_cm(px[g_ok], py[g_ok], pz[g_ok], e[g_ok], *(b[photon_event] for b in chunk.beta_stored))
-        tx, ty, tz = chunk.momenta
-        t_lab = (tx * scale, ty * scale, tz * scale, np.sqrt((tx**2 + ty**2 + tz**2) * scale**2 + PION_MASS**2))
-        good = chunk.prompt
-        t_cm = kin.to_cm(*(c[good] for c in t_lab), *(b[chunk.track_event[good]] for b in chunk.beta_stored))
-        t_offsets = jagged.offsets_of(jagged.segment_count(chunk.offsets, good))
-        g_offsets = jagged.offsets_of(jagged.segment_count(chunk.photon_offsets, g_ok))
+
+        def photons_cm() -> tuple[np.ndarray, Any]:
+            px, py, pz, e = (c * g for c in chunk.photons)
+            g_ok = (e > cfg.photons.e_min) & in_range(kin.cos_theta(px, py, pz), cfg.photons.cos_theta)
+            photon_event = jagged.list_index(chunk.photon_offsets)[g_ok]
+            g_cm = kin.to_cm(px[g_ok], py[g_ok], pz[g_ok], e[g_ok], *(b[photon_event] for b in chunk.beta_stored))
+            return jagged.offsets_of(jagged.segment_count(chunk.photon_offsets, g_ok)), g_cm
+
+        def tracks_cm() -> tuple[np.ndarray, Any]:
+            tx, ty, tz = chunk.momenta
+            t_lab = (tx * scale, ty * scale, tz * scale, np.sqrt((tx**2 + ty**2 + tz**2) * scale**2 + PION_MASS**2))
+            good = chunk.prompt
+            t_cm = kin.to_cm(*(c[good] for c in t_lab), *(b[chunk.track_event[good]] for b in chunk.beta_stored))
+            return jagged.offsets_of(jagged.segment_count(chunk.offsets, good)), t_cm
+
+        # the 5 calibrations have 3 momentum and 3 photon-energy scales: each side boosted once per scale
+        for key, make in ((("R2 photons", g), photons_cm), (("R2 tracks", scale), tracks_cm)):
+            if key not in chunk.cache:
+                chunk.cache[key] = make()
+        g_offsets, g_cm = chunk.cache[("R2 photons", g)]
+        t_offsets, t_cm = chunk.cache[("R2 tracks", scale)]
         both = [jagged.concat_lists(t_offsets, t_cm[k], g_offsets, g_cm[k]) for k in range(3)]
         r2 = fox_wolfram_r2_flat(both[0][0], *(content for _, content in both))
         return np.asarray(r2, dtype=np.float64)
@@ -346,21 +373,38 @@ class BKScalarProcessor(SearchProcessor):
         swap = flat["charge"][i] < 0
         i, j = np.where(swap, j, i), np.where(swap, i, j)
         tracks = TrackParameters.from_columns(flat)
-        # a loose pointing requirement at the lines' closest approach before the fit (far below the cut)
-        start_point = closest_approach(tracks.take(i), tracks.take(j))
-        p_pair = flat["px"][i] + flat["px"][j], flat["py"][i] + flat["py"][j]
-        pointing = (start_point[:, 0] * p_pair[0] + start_point[:, 1] * p_pair[1]) / np.maximum(
-            np.hypot(start_point[:, 0], start_point[:, 1]) * np.hypot(*p_pair), np.finfo(float).tiny)
-        keep = pointing > cfg.vertex.prefit_cos_alpha_min
-        pe, i, j, start_point = pe[keep], i[keep], j[keep], start_point[keep]
-        # only pairs whose two tracks pass some channel's daughter ID are fitted (~40 % are not: every
-        # channel's selection drops them at "S daughter ID", before any fitted value is read); the
-        # rest stay in the list (the "B candidate" step counts them) with NaN fit results
+        lines: list[Any] = []
+
+        def pointing(i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """A loose pointing requirement at the lines' closest approach before the fit (far below the
+            cut), and that starting point; row by row, so the same bits for any subset of pairs."""
+            if not lines:
+                lines.append(measured_lines(tracks))
+            start_point = closest_approach_pairs(tracks, i, j, lines[0])
+            p_pair = flat["px"][i] + flat["px"][j], flat["py"][i] + flat["py"][j]
+            cos_alpha = (start_point[:, 0] * p_pair[0] + start_point[:, 1] * p_pair[1]) / np.maximum(
+                np.hypot(start_point[:, 0], start_point[:, 1]) * np.hypot(*p_pair), np.finfo(float).tiny)
+            return cos_alpha > cfg.vertex.prefit_cos_alpha_min, start_point
+
+        # only pairs whose two tracks pass some channel's daughter ID are fitted (about half are not:
+        # every channel's selection drops them at "S daughter ID", before any fitted value is read);
+        # the rest are kept apart for the "B candidate" step
         identified = np.zeros(len(i), dtype=bool)
         for ident in (cfg.daughters[x] for x in DECAYS):
             identified |= (flat[ident.id_branch][i] > ident.id_min) & (flat[ident.id_branch][j] > ident.id_min)
-        fit = _with_unfitted(fit_pairs(tracks, i[identified], j[identified], start_point[identified]), identified)
-        return Pairs(pe, i, j, fit, self._daughter_theta_ok(fit))
+        unidentified = (pe[~identified], i[~identified], j[~identified])
+        known = np.full(len(unidentified[0]), -1, dtype=np.int8)  # their pointing: -1 not yet computed
+
+        def unidentified_pointing(index: np.ndarray) -> np.ndarray:
+            todo = index[known[index] < 0]
+            known[todo] = pointing(unidentified[1][todo], unidentified[2][todo])[0]
+            return known[index] == 1
+
+        pe, i, j = pe[identified], i[identified], j[identified]
+        keep, start_point = pointing(i, j)
+        pe, i, j, start_point = pe[keep], i[keep], j[keep], start_point[keep]
+        fit = fit_pairs(tracks, i, j, start_point)
+        return Pairs(pe, i, j, fit, self._daughter_theta_ok(fit), unidentified, unidentified_pointing)
 
     def _daughter_theta_ok(self, fit: VertexFit) -> np.ndarray:
         """Both daughters' polar angle, seen from the IP, where their line from the vertex leaves the CDC
@@ -392,9 +436,10 @@ class BKScalarProcessor(SearchProcessor):
             values["lifetime_weights"] = o.lifetime_weights
         return Selection(cuts, values=values, regions={"SR": signal})
 
-    def _b_system(self, o: ScalarEvents, mode: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    def _b_system(self, o: ScalarEvents, mode: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The prompt K+ (or K*0 -> K+ pi-) four-momenta, and every (system, S pair) combination in the same
-        event with no shared track: (system, system index, pair index, event) per B candidate."""
+        event with no shared track: (system, system index, pair index, event) per B candidate; and per
+        event whether it has a B candidate, with an identified or an unidentified pair."""
         cfg, t, pairs = self.config, o.tracks, o.chunk.pairs
         kaons = np.flatnonzero(o.chunk.prompt & (t[cfg.kaon.id_branch] > cfg.kaon.id_min))
         if mode == "K":
@@ -419,13 +464,32 @@ class BKScalarProcessor(SearchProcessor):
             members = (ka[window], pi[window])
             sys_event = o.chunk.track_event[members[0]]
 
-        # B candidates: (K or K*0) x S pair in the same event, no shared track
-        cs, cp = _cartesian(sys_event, pairs.event, o.chunk.n)
-        distinct = np.ones(len(cs), dtype=bool)
-        for m in members:
-            distinct &= (m[cs] != pairs.i[cp]) & (m[cs] != pairs.j[cp])
-        cs, cp = cs[distinct], cp[distinct]
-        return system, cs, cp, pairs.event[cp]
+        def combine(event: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            # B candidates: (K or K*0) x S pair in the same event, no shared track
+            cs, cp = _cartesian(sys_event, event, o.chunk.n)
+            distinct = np.ones(len(cs), dtype=bool)
+            for m in members:
+                distinct &= (m[cs] != i[cp]) & (m[cs] != j[cp])
+            return cs[distinct], cp[distinct]
+
+        def candidates() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            cs, cp = combine(pairs.event, pairs.i, pairs.j)
+            has = np.bincount(pairs.event[cp], minlength=o.chunk.n) > 0
+            # the unidentified pairs (that pass the prefit pointing) only of the events without a candidate so far
+            event, i, j = pairs.unidentified
+            rest = np.flatnonzero(~has[event])
+            rest = rest[pairs.pointing_ok(rest)]
+            _, cp_rest = combine(event[rest], i[rest], j[rest])
+            return cs, cp, has | (np.bincount(event[rest][cp_rest], minlength=o.chunk.n) > 0)
+
+        if mode == "K":
+            # the prompt kaons do not depend on the momentum scale: one set of combinations per chunk
+            if ("K combinations",) not in o.chunk.cache:
+                o.chunk.cache[("K combinations",)] = candidates()
+            cs, cp, has_candidate = o.chunk.cache[("K combinations",)]
+        else:
+            cs, cp, has_candidate = candidates()
+        return system, cs, cp, pairs.event[cp], has_candidate
 
     def _pair_masses(self, o: ScalarEvents, x: str) -> dict[str, np.ndarray]:
         """Per fitted pair, in the S decay's mass hypothesis (refitted momenta at the vertex): energies,
@@ -482,13 +546,18 @@ class BKScalarProcessor(SearchProcessor):
         cfg = self.config
         x, mode = decay_of(channel), b_mode_of(channel)
         fit = o.chunk.pairs.fit
-        system, cs, cp, event = self._cached(o, ("system", mode), lambda: self._b_system(o, mode))
+        system, cs, cp, event, has_candidate = self._cached(o, ("system", mode), lambda: self._b_system(o, mode))
         pair = self._cached(o, ("pair masses", x), lambda: self._pair_masses(o, x))
         pair_cuts = self._cached(o, ("pair cuts", x), lambda: self._pair_cuts(o, x))
 
-        event_cuts = {"B candidate": np.bincount(event, minlength=o.chunk.n) > 0}
-        for name, running in pair_cuts.items():
-            event_cuts[name] = np.bincount(event[running[cp]], minlength=o.chunk.n) > 0
+        # an event passes the k-th pair cut if one of its pairs in a B candidate passes the first k: the
+        # highest stage per event over the (identified) pairs in a candidate (-1: none)
+        stage = self._cached(o, ("pair stage", x), lambda: np.sum(list(pair_cuts.values()), axis=0, dtype=np.int8))
+        in_candidate = self._cached(o, ("in candidate", mode), lambda: np.bincount(cp, minlength=len(o.chunk.pairs.i)) > 0)
+        best_stage = o.chunk.pairs.per_event_max(np.where(in_candidate, stage, np.int8(-1)), o.chunk.n)
+        event_cuts = {"B candidate": has_candidate}
+        for k, name in enumerate(pair_cuts, start=1):
+            event_cuts[name] = best_stage >= k
         # every candidate cut but M_bc and dE passed: the (M_bc, dE) control plane
         before = np.flatnonzero(pair_cuts["conversion veto"][cp])
         cs, cp, event = cs[before], cp[before], event[before]
