@@ -77,13 +77,17 @@ def hadron_like(ev: ak.Array) -> ak.Array:
 def select_tau3mu(ev: ak.Array) -> np.ndarray:
     """>= 4 good tracks with total charge 0, and three non-electron good tracks in one (lab) hemisphere about the leading one."""
     good = good_tracks(ev)
-    cand = hadron_like(ev)
-    px, py, pz = ev.Track_px[cand], ev.Track_py[cand], ev.Track_pz[cand]
+    return ak.to_numpy((ak.sum(good, axis=1) >= 4) & (ak.sum(ev.Track_charge[good], axis=1) == 0)
+                       & three_in_a_hemisphere(ev, hadron_like(ev)))
+
+
+def three_in_a_hemisphere(ev: ak.Array, tracks: ak.Array) -> ak.Array:
+    """Whether three of the ``tracks`` (a track mask) lie in one (lab) hemisphere about the leading one."""
+    px, py, pz = ev.Track_px[tracks], ev.Track_py[tracks], ev.Track_pz[tracks]
     lead = ak.argmax(px**2 + py**2 + pz**2, axis=1, keepdims=True)
     same = (px * ak.firsts(px[lead]) + py * ak.firsts(py[lead]) + pz * ak.firsts(pz[lead])) > 0
     n_same = ak.fill_none(ak.sum(same, axis=1), 0)
-    n_cand = ak.num(px)
-    return ak.to_numpy((ak.sum(good, axis=1) >= 4) & (ak.sum(ev.Track_charge[good], axis=1) == 0) & ((n_same >= 3) | (n_cand - n_same >= 3)))
+    return (n_same >= 3) | (ak.num(px) - n_same >= 3)
 
 
 def select_taulgamma(ev: ak.Array) -> np.ndarray:
@@ -127,12 +131,9 @@ def select_tau3mu_with_electrons(ev: ak.Array) -> np.ndarray:
     a conversion pair, which have no tag and come 1000 x less often in eemumu_tagged, weighted 1000 x up)."""
     good = good_tracks(ev)
     px, py, pz = ev.Track_px[good], ev.Track_py[good], ev.Track_pz[good]
-    lead = ak.argmax(px**2 + py**2 + pz**2, axis=1, keepdims=True)
-    same = (px * ak.firsts(px[lead]) + py * ak.firsts(py[lead]) + pz * ak.firsts(pz[lead])) > 0
-    n_same = ak.fill_none(ak.sum(same, axis=1), 0)
-    n_good = ak.num(px)
     hard = ak.sum(np.sqrt(px**2 + py**2 + pz**2), axis=1) > 4.0
-    return ak.to_numpy((n_good >= 4) & (ak.sum(ev.Track_charge[good], axis=1) == 0) & ((n_same >= 3) | (n_good - n_same >= 3)) & hard)
+    return ak.to_numpy((ak.num(px) >= 4) & (ak.sum(ev.Track_charge[good], axis=1) == 0)
+                       & three_in_a_hemisphere(ev, good) & hard)
 
 
 SELECTIONS = {"tau3mu": select_tau3mu, "taulgamma": select_taulgamma, "taulphi": select_taulphi,
