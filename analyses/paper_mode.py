@@ -210,11 +210,16 @@ def channel_rows(search: str, results: Path) -> list[dict[str, Any]]:
         used = [e for e in entry.get("background_estimates", []) if e.get("used", True) and e.get("channel") == channel]
         b = entry.get("background_events")
         sigma = (sum(e["uncertainty"] ** 2 for e in used if e.get("uncertainty") is not None) ** 0.5) if used else None
+        # the simulated statistics alone, without the Poisson term of the data count a data-driven estimate
+        # (N_before x eps, N_RSB x r_MC) carries as the data would: the part more simulation shrinks
+        simulated = [e["value"] * e["simulation_rel_uncertainty"] for e in used if e.get("simulation_rel_uncertainty") is not None]
+        sigma_simulation = sum(x * x for x in simulated) ** 0.5 if used and len(simulated) == len(used) else None
         from_bound = entry.get("background_from_mc_bound", False)
         paper_b = _paper_value(paper_background, channel)
         efficiency_row = efficiency_rows.get(f"signal efficiency ({channel})", {})
         if (window := tagged.get(("expected background", channel))) is not None:
             b, sigma, paper_b = window["ours"], window.get("uncertainty"), window.get("paper")
+            sigma_simulation = sigma  # a simulated count: sqrt(sum w^2) and MC bounds, nothing from data
             from_bound = window.get("simulated_events", 1) == 0 or window.get("mc_bound_events", 0.0) > 0
         efficiency_row = tagged.get(("signal efficiency", channel), efficiency_row)
         published = entry.get("published") or {}
@@ -222,6 +227,7 @@ def channel_rows(search: str, results: Path) -> list[dict[str, Any]]:
             "channel": channel,
             "background": b,
             "background_uncertainty": sigma,
+            "background_simulation_uncertainty": sigma_simulation,
             "background_from_mc_bound": from_bound,
             "paper_background": paper_b,
             "equivalent_luminosity_fb": (lumi * b / sigma**2) if (b and sigma) else None,
@@ -248,7 +254,7 @@ def category_rows(validation: list[dict[str, Any]], lumi: float) -> list[dict[st
         window, category = quantity.removeprefix("expected background, ").rsplit(", ", 1)
         b, sigma = r.get("ours"), r.get("uncertainty")
         efficiency = by_quantity.get(f"signal efficiency, {window}, {category}", {}).get("ours")
-        rows.append({"channel": category, "background": b, "background_uncertainty": sigma,
+        rows.append({"channel": category, "background": b, "background_uncertainty": sigma, "background_simulation_uncertainty": sigma,
                      "background_from_mc_bound": r.get("simulated_events", 1) == 0 or r.get("mc_bound_events", 0.0) > 0,
                      "paper_background": r.get("paper"),
                      "equivalent_luminosity_fb": (lumi * b / sigma**2) if (b and sigma) else None,
@@ -272,7 +278,7 @@ def _fmt(value: float | None, fmt: str = ".3g") -> str:
 def print_paper_table(document: dict[str, Any], console: Console) -> None:
     table = Table(title=f"paper-luminosity mode (scale {document['scale']:g}): {document['core_hours']:.2f} core-hours "
                         f"(budget {document['budget_core_hours']:g})")
-    for col in ("search", "channel", "b", "+-", "paper b", "L_eq (/fb)", "eff", "paper eff", "exp. limit", "exp. n=b",
+    for col in ("search", "channel", "b", "+-", "sim. +-", "paper b", "L_eq (/fb)", "eff", "paper eff", "exp. limit", "exp. n=b",
                 "publ. exp.", "publ. obs.", "core-h"):
         table.add_column(col, justify="left" if col in ("search", "channel") else "right")
     for name, rec in document["searches"].items():
@@ -280,12 +286,14 @@ def print_paper_table(document: dict[str, Any], console: Console) -> None:
             table.add_row(
                 name if k == 0 else "", row["channel"],
                 _fmt(row["background"]) + ("\u2020" if row["background_from_mc_bound"] else ""),
-                _fmt(row["background_uncertainty"]), _fmt(row["paper_background"]), _fmt(row["equivalent_luminosity_fb"]),
+                _fmt(row["background_uncertainty"]), _fmt(row.get("background_simulation_uncertainty")),
+                _fmt(row["paper_background"]), _fmt(row["equivalent_luminosity_fb"]),
                 _fmt(row["efficiency"]), _fmt(row["paper_efficiency"]), _fmt(row["expected_limit"]),
                 _fmt(row.get("expected_limit_n_obs_b")), _fmt(row["published_expected"]),
                 _fmt(row["published_observed"]), f"{rec['core_hours']['total']:.2f}" if k == 0 else "",
             )
     console.print(table)
-    console.print("L_eq: the luminosity at which a plain simulated count would have the estimate's relative precision "
+    console.print("sim. +-: the simulated statistics' part of +- (without the Poisson term of the data count a "
+                  "data-driven estimate carries); L_eq: the luminosity at which a plain simulated count would have the estimate's relative precision "
                   "(L b / sigma_b^2); exp. n=b: the expected limit with n_obs = b, where that is the paper's convention; "
                   "\u2020 rests on the MC statistical bound")

@@ -75,6 +75,11 @@ class FactorisedEstimate:
         return (f / (p + f)) * math.sqrt(rel2)
 
     @property
+    def rel_simulation(self) -> float:
+        """The relative uncertainty from the simulated statistics alone (no Poisson term of the data)."""
+        return math.hypot(math.sqrt(self.before.variance) / self.before.value, self.rel_efficiency)
+
+    @property
     def uncertainty(self) -> float:
         return self.value * math.hypot(self.rel_before, self.rel_efficiency)
 
@@ -84,7 +89,7 @@ class FactorisedEstimate:
 
     def as_dict(self) -> dict:
         return {
-            "value": self.value, "uncertainty": self.uncertainty,
+            "value": self.value, "uncertainty": self.uncertainty, "simulation_rel_uncertainty": self.rel_simulation,
             "n_before": self.before.value * self.before_scale, "n_before_rel_uncertainty": self.rel_before,
             "efficiency": self.efficiency, "efficiency_rel_uncertainty": self.rel_efficiency,
             "control_pass": self.passed.value, "control_fail": self.failed.value,
@@ -140,7 +145,7 @@ class SummedFactorisedEstimate:
     @property
     def rel_simulation(self) -> float:
         """The relative uncertainty from the simulated statistics alone (no Poisson term of the data)."""
-        return math.sqrt(sum(p.value**2 * (p.rel_before**2 + p.rel_efficiency**2) for p in self.parts.values())) / self.value
+        return math.sqrt(sum((p.value * p.rel_simulation) ** 2 for p in self.parts.values())) / self.value
 
     @property
     def uncertainty(self) -> float:

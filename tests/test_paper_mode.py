@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from rich.console import Console
@@ -137,6 +138,31 @@ def test_fitted_limit_row_uses_the_reports_signal_window(tmp_path):
     (run / "validation.json").write_text(json.dumps(validation))
     (row,) = channel_rows("kstartautau", run)
     assert row["background_from_mc_bound"] and row["background"] == 20.0
+
+
+def test_simulation_uncertainty_leaves_out_the_data_count_poisson_term(tmp_path):
+    """A data-driven estimate (N_before x eps) carries the Poisson term of the data count it stands for; the
+    table's "sim. +-" is the simulated statistics alone (what more simulation shrinks), summed over the used
+    estimates, and "-" when an estimate does not split its uncertainty."""
+    from belle_rare.analyses.paper_mode import channel_rows
+
+    run = tmp_path / "taulphi"
+    run.mkdir()
+    estimates = [{"channel": "ephi", "estimate": "factorised", "used": True, "value": 0.1, "uncertainty": 0.06,
+                  "simulation_rel_uncertainty": 0.3},
+                 {"channel": "ephi", "estimate": "factorised", "used": True, "value": 0.2, "uncertainty": 0.1,
+                  "simulation_rel_uncertainty": 0.2},
+                 {"channel": "ephi", "estimate": "transfer_factor", "used": False, "value": 5.0, "uncertainty": 5.0}]
+    (run / "limits.json").write_text(json.dumps({"luminosity_fb": 190.0, "limits": [
+        {"limit": "ephi", "background_events": 0.3, "background_estimates": estimates}]}))
+    (row,) = channel_rows("taulphi", run)
+    assert row["background_uncertainty"] == pytest.approx(math.hypot(0.06, 0.1))
+    assert row["background_simulation_uncertainty"] == pytest.approx(math.hypot(0.1 * 0.3, 0.2 * 0.2))
+    del estimates[1]["simulation_rel_uncertainty"]
+    (run / "limits.json").write_text(json.dumps({"luminosity_fb": 190.0, "limits": [
+        {"limit": "ephi", "background_events": 0.3, "background_estimates": estimates}]}))
+    (row,) = channel_rows("taulphi", run)
+    assert row["background_simulation_uncertainty"] is None
 
 
 def test_an_entry_can_name_the_search_it_runs():

@@ -124,6 +124,9 @@ def test_uncertainty_by_hand():
     assert est.rel_efficiency * est.efficiency == pytest.approx(math.sqrt(1280 / 160000))
     assert est.rel_before == pytest.approx(math.sqrt(1 / 100 + 25 / 100**2))
     assert est.uncertainty == pytest.approx(20.0 * math.sqrt(0.01 + 0.0025 + 1280 / 160000 / 0.04))
+    # the simulated statistics alone: the same without the data count's 1 / N
+    assert est.rel_simulation == pytest.approx(math.sqrt(0.0025 + 1280 / 160000 / 0.04))
+    assert est.as_dict()["simulation_rel_uncertainty"] == pytest.approx(est.rel_simulation)
     # P empty: the bound w = 3 (+- 3) is the numerator; eps = 3 / 19 with (F / (P + F)) x 100 %
     empty = factorised_estimate(BoundedCount(100.0, 25.0, None), BoundedCount(0.0, 0.0, McBound("B", {"tautau": 3.0})),
                                 BoundedCount(16.0, 16.0, None), False)
