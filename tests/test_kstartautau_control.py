@@ -49,6 +49,28 @@ def test_fit_recovers_an_injected_branching_fraction_and_its_error():
     assert asimov.background_norms["B Bbar"] == pytest.approx(1.2, rel=1e-3)
 
 
+def test_template_statistics_widen_the_error_as_barlow_beeston_lite():
+    """One bin, signal only, Asimov: the gamma factor and mu are degenerate, so var(mu) / mu^2 = 1 / s + sigma^2
+    (data and the template's relative error sigma in quadrature); with zero variance the fit is the data-only one;
+    several bins: the error grows with the templates' variance and the Asimov point stays at mu = 1, gamma = 1."""
+    s, sigma = np.array([400.0]), 0.1
+    fit = fit_templates(s, s, {}, template_variance=(sigma * s) ** 2)
+    assert fit.mu == pytest.approx(1.0, rel=1e-6) and fit.converged
+    assert fit.mu_error == pytest.approx(np.sqrt(1 / 400 + sigma**2), rel=1e-6)
+    signal, bb, other = shapes()
+    total = signal + bb + other
+    plain = fit_templates(total, signal, {"B Bbar": bb, "other": other})
+    none = fit_templates(total, signal, {"B Bbar": bb, "other": other}, template_variance=np.zeros_like(total))
+    assert none.mu_error == pytest.approx(plain.mu_error, rel=1e-9) and len(none.template_factors) == 0
+    errors = []
+    for rel in (0.02, 0.1, 0.3):
+        fit = fit_templates(total, signal, {"B Bbar": bb, "other": other}, template_variance=(rel * total) ** 2)
+        assert fit.converged and fit.mu == pytest.approx(1.0, abs=1e-4)
+        assert np.allclose(fit.template_factors, 1.0, atol=1e-4)
+        errors.append(fit.mu_error)
+    assert plain.mu_error < errors[0] < errors[1] < errors[2]
+
+
 def test_an_empty_background_group_is_left_out():
     signal, bb, _ = shapes()
     fit = fit_templates(signal + bb, signal, {"B Bbar": bb, "other": np.zeros_like(bb)})
@@ -107,8 +129,10 @@ def test_measure_control_reports_the_branching_fraction_beside_the_generator_and
     }
     datasets = {"ctl_dlnu": {"kind": "signal", "process": CONTROL_PROCESS}, "mixed": {"kind": "background", "process": "mixed"},
                 "uds": {"kind": "background", "process": "uds"}, "data": {"kind": "data", "process": "data"}}
-    d, s, b, read = build_templates(histograms, datasets, "eecl", "control_low", ["epi", "mupi"])
+    d, s, b, read, variance = build_templates(histograms, datasets, "eecl", "control_low", ["epi", "mupi"])
     assert np.allclose(s, generic_true) and np.allclose(b["B Bbar"], bb) and np.allclose(b["other"], other) and np.allclose(d, data)
+    # one fill per bin and channel with the bin's content as weight: sum w^2 = content^2 / 2 over the two channels
+    assert np.allclose(variance, ((bb + generic_true) ** 2 + other**2) / 2)
     rows = measure_control({"processor": FakeProcessor(), "histograms": histograms, "metadata": {"datasets": datasets}})
     assert [r["key"] for r in rows] == ["control_sample", "control_sample"]
     br_gen = generator_branching_fraction()
