@@ -20,6 +20,16 @@ def _columns(rng: np.random.Generator, n: int, m2: np.ndarray, shift: float, fir
     return {**cols, "m2_recoil": m2, "weight": np.full(n, weight), "event": np.arange(first_event, first_event + n)}
 
 
+def _toy(rng: np.random.Generator, n_signal: int, shift: float, n_bkg: int, bkg_weight: float) -> tuple:
+    """(windows, signals per mass, background, training table) of the toy: signals peaked at each M^2 with the
+    features shifted by ``shift``, background flat in M2_recoil with weight ``bkg_weight`` per event."""
+    windows = zc.m2_windows(MASSES, RESOLUTION)
+    signals = {m: _columns(rng, n_signal, rng.normal(m * m, RESOLUTION[m], n_signal), shift, 100_000 * (i + 1), 0.01)
+               for i, m in enumerate(MASSES)}
+    background = _columns(rng, n_bkg, rng.uniform(-0.5, 40.0, n_bkg), 0.0, 0, bkg_weight)
+    return windows, signals, background, zc.training_table(signals, background, MASSES, windows)
+
+
 def test_windows_are_two_sigma_around_the_mass_squared():
     w = zc.m2_windows([1.0, 2.0, 6.0], RESOLUTION)
     assert w[0] == pytest.approx([1.0 - 0.6, 1.0 + 0.6])
@@ -29,12 +39,7 @@ def test_windows_are_two_sigma_around_the_mass_squared():
 
 def test_classifier_separates_and_each_mass_gets_a_punzi_working_point():
     rng = np.random.default_rng(3)
-    windows = zc.m2_windows(MASSES, RESOLUTION)
-    signals = {m: _columns(rng, 1500, rng.normal(m * m, RESOLUTION[m], 1500), 1.0, 100_000 * (i + 1), 0.01)
-               for i, m in enumerate(MASSES)}
-    n_bkg = 30_000
-    background = _columns(rng, n_bkg, rng.uniform(-0.5, 40.0, n_bkg), 0.0, 0, 1.0)
-    table = zc.training_table(signals, background, MASSES, windows)
+    windows, signals, background, table = _toy(rng, 1500, 1.0, 30_000, 1.0)
     # background rows: exactly the events inside each window, tagged with that window's mass
     for mass, (lo, hi) in zip(MASSES, windows):
         inside = np.sum((background["m2_recoil"] > lo) & (background["m2_recoil"] < hi))
@@ -67,11 +72,7 @@ def test_nearest_mass_picks_the_trained_mass_nearest_the_recoil_mass():
 def test_shipped_form_round_trip_and_working_points_on_independent_halves(tmp_path):
     """Working points chosen on one half, quoted on the other; saved, loaded and applied as the processor does."""
     rng = np.random.default_rng(5)
-    windows = zc.m2_windows(MASSES, RESOLUTION)
-    signals = {m: _columns(rng, 1500, rng.normal(m * m, RESOLUTION[m], 1500), 1.0, 100_000 * (i + 1), 0.01)
-               for i, m in enumerate(MASSES)}
-    background = _columns(rng, 30_000, rng.uniform(-0.5, 40.0, 30_000), 0.0, 0, 1.0)
-    table = zc.training_table(signals, background, MASSES, windows)
+    windows, signals, background, table = _toy(rng, 1500, 1.0, 30_000, 1.0)
     model, oof = zc.train(table, bdt.TrainingSettings(folds=2, n_estimators=30))
     totals = {m: 15.0 for m in MASSES}
     points = zc.chosen_and_quoted(table, oof, totals, folds=2, min_background_events=20)
@@ -124,12 +125,7 @@ def test_factorised_working_points_cut_past_the_plain_counts_floor_and_quote_the
     simulated events above the cut (the floor every shipped working point sat on, README zprime limits); the
     factorised one cuts harder, and its quoted background (the other half) matches an independent large sample."""
     rng = np.random.default_rng(11)
-    windows = zc.m2_windows(MASSES, RESOLUTION)
-    signals = {m: _columns(rng, 2000, rng.normal(m * m, RESOLUTION[m], 2000), 1.2, 100_000 * (i + 1), 0.01)
-               for i, m in enumerate(MASSES)}
-    n_bkg = 120_000
-    background = _columns(rng, n_bkg, rng.uniform(-0.5, 40.0, n_bkg), 0.0, 0, 5.0)
-    table = zc.training_table(signals, background, MASSES, windows)
+    windows, signals, background, table = _toy(rng, 2000, 1.2, 120_000, 5.0)
     model, oof = zc.train(table, bdt.TrainingSettings(folds=2, n_estimators=40))
     totals = {m: 20.0 for m in MASSES}
     plain = zc.chosen_and_quoted(table, oof, totals, folds=2, min_background_events=20)
