@@ -439,6 +439,10 @@ class Published(StrictModel):
     # computed on our b (limits.json ``expected_paper_convention``) to compare like with like.
     expected_observation: Literal["median", "background"] = "median"
     expected_background: float | None = pydantic.Field(default=None, ge=0)  # the paper's b for it
+    # The count the paper observed in its signal region (counting analyses): its observed limit rests on
+    # it, so ours is also computed at that count (limits.json ``limit_at_paper_count``), the like-with-like
+    # partner of a published observed limit (an expected limit against it mixes in the paper's fluctuation).
+    observed_events: int | None = pydantic.Field(default=None, ge=0)
 
 
 class Signal(StrictModel):

@@ -257,13 +257,12 @@ def _single_limit(config, run, signal, hyp, target, channels, s: Settings, cl, o
     stem = f"{signal}_{target}"
     entry = _entry(config, run, signal, target, channels, hyp, built, cl, res.observed, list(res.expected), res.calculator, res.calculator_reason, method)
     entry.update(ntoys=res.ntoys, seed=res.seed, workspace=f"workspaces/{stem}.json", cls_points=res.points_dict())
-    paper_expected = expected_with_background_observed(config.signals[signal].published.get(target), one_bin, cl)
-    if paper_expected is not None:
-        per_event = entry["physics"]["expected"][2] / entry["signal_events"]["expected"][2] if entry["signal_events"]["expected"][2] else None
-        entry["expected_paper_convention"] = {
-            **paper_expected,
-            "physics": None if per_event is None else paper_expected["signal_events"] * per_event,
-        }
+    published = config.signals[signal].published.get(target)
+    per_event = entry["physics"]["expected"][2] / entry["signal_events"]["expected"][2] if entry["signal_events"]["expected"][2] else None
+    for key, limit in (("expected_paper_convention", expected_with_background_observed(published, one_bin, cl)),
+                       ("limit_at_paper_count", limit_at_paper_count(published, one_bin, cl))):
+        if limit is not None:
+            entry[key] = {**limit, "physics": None if per_event is None else limit["signal_events"] * per_event}
     shape = _shape_fit_limit(config, run, signal, hyp, target, channels, built, s, cl, out, notes, entry)
     if shape is not None:
         return shape
@@ -295,6 +294,22 @@ def expected_with_background_observed(published: Published | None, one_bin: OneB
     return {"observation": b, "signal_events": events, "method": method,
             "definition": "the limit with the observed count set to the expected background, the paper's expected "
                           f"limit (its b: {published.expected_background})"}
+
+
+def limit_at_paper_count(published: Published | None, one_bin: OneBin | None, cl: float) -> dict | None:
+    """Our limit at the count the paper observed (``published.observed_events``; taulphi 2 / 0, tau3mu 1),
+    with our b and uncertainties: exact Poisson CLs. A published observed limit carries the paper's
+    fluctuation of its count; this is what our efficiency and background make of that same count. None
+    without a published count, for a model that is not one bin, and when b is an MC bound of >=
+    TOY_BACKGROUND_THRESHOLD events (a handful of observed events against it says nothing)."""
+    if published is None or published.observed_events is None or one_bin is None or not 0 <= one_bin.b < TOY_BACKGROUND_THRESHOLD:
+        return None
+    rel_b = one_bin.b_unc / one_bin.b if one_bin.b > 0 else 0.0
+    n = published.observed_events
+    events = float(fast_scan.poisson_limits([n], [one_bin.b], rel_b, one_bin.s_rel_unc, cl=cl).observed[0])
+    return {"observation": n, "background": one_bin.b, "signal_events": events, "method": "exact Poisson CLs",
+            "definition": f"the limit with the paper's observed count n_obs = {n} and our b: the like-with-like partner "
+                          "of the published observed limit"}
 
 
 def _add_postfit_plot(config, run, signal, stem, channels, built, res, out: SearchLimits) -> None:
@@ -537,7 +552,8 @@ def write_search_limits(result: SearchLimits, results_dir: str | Path, make_plot
     return written
 
 
-LIMIT_ROW_PREFIXES = ("expected limit (", "background used by the limit (", "expected limit, n_obs = b (")
+LIMIT_ROW_PREFIXES = ("expected limit (", "background used by the limit (", "expected limit, n_obs = b (",
+                      "limit at the paper's count (")
 
 
 def limit_rows(document: dict) -> list[dict]:
@@ -560,6 +576,11 @@ def limit_rows(document: dict) -> list[dict]:
                          "paper": published.get("expected"), "unit": "",
                          "note": f"like with like: {paper_convention['method']} on our b = {paper_convention['observation']:.3g} "
                                  f"(the paper's b {published.get('expected_background')}){bound}"})
+        if (at_count := entry.get("limit_at_paper_count")) is not None:
+            rows.append({"quantity": f"limit at the paper's count ({entry['limit']})", "ours": at_count["physics"],
+                         "paper": published.get("observed"), "unit": "",
+                         "note": f"like with like for an observed limit: {at_count['method']} at the paper's n_obs = "
+                                 f"{at_count['observation']} on our b = {at_count['background']:.3g}{bound}"})
         rows.append({"quantity": f"background used by the limit ({entry['limit']})", "ours": entry.get("background_events"),
                      "paper": None, "unit": "events",
                      "note": f"at {document.get('luminosity_fb')} /fb, estimate {', '.join(entry.get('background_estimate') or ['MC count'])}{bound}"})
