@@ -257,25 +257,26 @@ def _log_cls(q: np.ndarray, q_a: np.ndarray) -> np.ndarray:
 
 
 def _curves(x: np.ndarray, w: Windows, fits: Fits, starts: dict, steps: int) -> np.ndarray:
-    """log CLs (6, H) at yields x (6, H): row 0 observed, rows 1-5 expected -2..+2 sigma (Asimov q only).
-    ``starts`` keeps each curve's last conditional fit (warm starts)."""
+    """log CLs (6, H) at yields x (6, H): row 0 observed, rows 1-5 expected -2..+2 sigma (Asimov q only);
+    x of one row (1, H): the observed curve alone. ``starts`` keeps each curve's last conditional fit (warm starts)."""
     aux = nominal_aux(w)
     out = np.empty_like(x)
     q, starts["obs"] = qtilde(x[0], w.n, aux, w, fits.free, starts["obs"], steps)
     q_a, starts["obs_a"] = qtilde(x[0], fits.asimov_n, fits.asimov_aux, w, fits.asimov_free, starts["obs_a"], steps)
     out[0] = _log_cls(q, q_a)
     bands = np.asarray(BAND_SIGMAS, dtype=float)[::-1]
-    for r in range(1, 6):  # the five band curves: a fixed, small loop (not over hypotheses)
+    for r in range(1, len(x)):  # the five band curves: a fixed, small loop (not over hypotheses)
         q_a, starts[r] = qtilde(x[r], fits.asimov_n, fits.asimov_aux, w, fits.asimov_free, starts[r], steps)
         out[r] = np.log(np.maximum(ndtr(-(bands[r - 1] + np.sqrt(q_a))), _TINY)) - np.log(ndtr(-bands[r - 1]))
     return out
 
 
-def upper_limits(w: Windows, cl: float = 0.90, iterations: int = ROOT_STEPS) -> tuple[FastLimits, Fits]:
+def upper_limits(w: Windows, cl: float = 0.90, iterations: int = ROOT_STEPS, bands: bool = True) -> tuple[FastLimits, Fits]:
     """Observed and expected (-2..+2 sigma) upper limits on the signal yield x of every hypothesis, and the fits.
 
     Each of the six curves log CLs(x) - log(1 - cl) is solved by the Illinois variant of regula falsi on
-    [0, x_max] (CLs(0) = 1), all hypotheses at once."""
+    [0, x_max] (CLs(0) = 1), all hypotheses at once. ``bands=False``: the observed curve alone (the same
+    values: each curve is solved on its own; toys need no bands), expected limits empty (0, H)."""
     fits = fit_all(w)
     # solved in F(x) = sqrt(-2 log CLs) - sqrt(-2 log(1 - cl)): -2 log CLs grows ~ q ~ x^2, so F is close to
     # linear in x and regula falsi converges in a few steps (on log CLs itself it crawls)
@@ -289,10 +290,11 @@ def upper_limits(w: Windows, cl: float = 0.90, iterations: int = ROOT_STEPS) -> 
     # bracket: a few times the counting limit of the whole window with its shape uncertainty fully
     # correlated (the 2D fit does better), widened by 4 where that is not yet excluded
     sigma_win = np.hypot(np.sqrt(b_win + 1.0), np.sum(np.where(w.mask, w.sigma_b, 0.0), axis=1))
-    hi = np.tile(3.0 * 1.645 * sigma_win + 10.0 + 2.0 * fits.free.x, (6, 1))
-    lo = np.zeros((6, h))
-    starts: dict = {k: fits.background.copy() for k in ("obs", "obs_a", 1, 2, 3, 4, 5)}
-    f_lo = np.zeros((6, h)) - target
+    rows = 6 if bands else 1
+    hi = np.tile(3.0 * 1.645 * sigma_win + 10.0 + 2.0 * fits.free.x, (rows, 1))
+    lo = np.zeros((rows, h))
+    starts: dict = {k: fits.background.copy() for k in ("obs", "obs_a", *range(1, rows))}
+    f_lo = np.zeros((rows, h)) - target
     f_hi = curves(hi, starts, COLD_STEPS)
     for _ in range(BRACKET_WIDENINGS):  # a few widenings, each over all hypotheses at once
         wide = ~(f_hi > 0)
@@ -305,7 +307,7 @@ def upper_limits(w: Windows, cl: float = 0.90, iterations: int = ROOT_STEPS) -> 
         for k, v in fresh.items():
             keep = ~wide[0] if k in ("obs", "obs_a") else ~wide[k]
             starts[k] = select(keep, starts[k], v)
-    side = np.zeros((6, h))
+    side = np.zeros((rows, h))
     x = hi
     for _ in range(iterations):
         x = np.where(f_hi != f_lo, hi - f_hi * (hi - lo) / (f_hi - f_lo), 0.5 * (lo + hi))

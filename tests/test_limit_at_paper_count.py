@@ -4,7 +4,7 @@ An observed limit rests on the count the paper observed: taulphi saw 2 events in
 in mu phi, tau3mu 1 over 0.7. Our expected (median) limit against such a number mixes in the paper's
 fluctuation (e phi: 2 events over 0.23 weaken its limit about 2 x), so the stats layer also computes our
 limit at the paper's count with our b and efficiency (``Published.observed_events``; limits.json
-``limit_at_paper_count``, a validation row, the paper-mode table's ``n=paper`` column).
+``limit_at_paper_count``, a validation row, the paper-mode table's ``obs. partner`` column).
 """
 
 from __future__ import annotations
@@ -78,4 +78,4 @@ def test_limits_json_validation_and_paper_table_carry_it(tmp_path):
     assert row["paper"] == pytest.approx(1.9e-8)  # the published observed limit
     (tmp_path / "limits.json").write_text(json.dumps(document))
     (table_row,) = channel_rows("tau3mu", tmp_path)
-    assert table_row["limit_at_paper_count"] == pytest.approx(at_count["physics"])
+    assert table_row["observed_partner"] == pytest.approx(at_count["physics"])
