@@ -483,7 +483,7 @@ def build(samples: SignalSamples, spec: Spectra, p: Plan, cfg: ScanConfig, lumin
     sigma_b = np.sqrt((shape_unc[:, None, None] * b) ** 2 + var + flat**2)
     obs = observed if observed is not None else (spec.observed if spec.observed is not None else None)
     n = _gather(obs, p, k) if obs is not None else b_all
-    flat_shape = lambda a: a.reshape(len(p.mass), -1)  # noqa: E731
+    flat_shape = lambda a: a.reshape(len(p.mass), -1)  # noqa: E731  (H, K x n_theta), as observed_windows
     total = np.maximum(flat_shape(shape).sum(axis=1), 1e-300)
     eff_unc = range_values(p.peak, cfg.systematics.ranges, "efficiency")
     w = ts.Windows(
@@ -492,6 +492,12 @@ def build(samples: SignalSamples, spec: Spectra, p: Plan, cfg: ScanConfig, lumin
         kappa=np.hypot(eff_unc, cfg.systematics.luminosity), mask=np.repeat(mask, n_theta, axis=1))
     at_hypothesis = any(fi.pass_masses is not None for fi in spec.factor_inputs.values())
     return Model(w, per_fb * total, bound, flat_shape(b_all).sum(axis=1), factorised, b_plain, at_hypothesis)
+
+
+def observed_windows(w: ts.Windows, observed: np.ndarray, p: Plan) -> ts.Windows:
+    """``w`` with its counts taken from the 2D histogram ``observed`` (a toy), as ``build`` gathers them: nothing
+    else in the windows depends on the observation, so toys need not rebuild the templates."""
+    return dataclasses.replace(w, n=_gather(observed, p, int(p.width.max())).reshape(len(p.mass), -1))
 
 
 def _gather_1d(spectrum: np.ndarray, p: Plan) -> np.ndarray:
@@ -610,12 +616,12 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
     if cfg.look_elsewhere.toys > 0:
         rng = np.random.default_rng(cfg.look_elsewhere.seed)
         mean = np.maximum(spec.background, 0.0)
-        toy_z = np.stack([local_z(build(samples, spec, p, cfg, run.luminosity_fb, rng.poisson(mean).astype(float)).windows)
+        toy_z = np.stack([local_z(observed_windows(model.windows, rng.poisson(mean).astype(float), p))
                           for _ in range(cfg.look_elsewhere.toys)])   # a loop over toys, each vectorised
         calibration = calibrate(toy_z, cfg.look_elsewhere.level)
     toys_done = time.perf_counter()
-    minimum = (minimum_observed_limit(samples, spec, p, cfg, run.luminosity_fb, table.frame["expected"].to_numpy(), per_fb, cl)
-               if cfg.minimum_limit.toys > 0 else None)
+    minimum = (minimum_observed_limit(model.windows, p, spec.background, cfg.minimum_limit, table.frame["expected"].to_numpy(),
+                                      per_fb, cl) if cfg.minimum_limit.toys > 0 else None)
     excess = largest_excess(table, {CHANNEL: calibration} if calibration else None)
     total_cal = scan_calibration(table, {CHANNEL: calibration} if calibration else None)
     table.metadata["look_elsewhere"] = {"calibration": total_cal.to_dict()}
@@ -663,21 +669,20 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
     return table, document
 
 
-def minimum_observed_limit(samples: SignalSamples, spec: Spectra, p: Plan, cfg: ScanConfig, luminosity_fb: float,
-                           expected_fb: np.ndarray, per_fb: np.ndarray, cl: float) -> dict:
+def minimum_observed_limit(w: ts.Windows, p: Plan, background: np.ndarray, mc: MinimumLimit, expected_fb: np.ndarray,
+                           per_fb: np.ndarray, cl: float) -> dict:
     """The smallest observed sigma x BR limit over the scan in background-only toys: the like-with-like
     partner of a paper's "upper limits as small as X" (PRL 130 231801: 0.2 fb). The minimum of an observed
     curve over hundreds of overlapping windows sits below the best median expected limit, as the minimum of
     many draws does. Poisson toys of the whole 2D spectrum (the look-elsewhere toys' recipe, own seed),
     each through the same vectorised fits, observed curve only, over the hypotheses whose median expected
     limit is within ``minimum_limit.within`` of the best (the others can only lower the minimum)."""
-    mc = cfg.minimum_limit
     rows = np.flatnonzero(expected_fb <= mc.within * np.nanmin(expected_fb))
     rng = np.random.default_rng(mc.seed)
-    mean = np.maximum(spec.background, 0.0)
+    mean = np.maximum(background, 0.0)
     minima, at = [], []
     for _ in range(mc.toys):   # a loop over toys, each vectorised over the hypotheses
-        windows = ts.subset(build(samples, spec, p, cfg, luminosity_fb, rng.poisson(mean).astype(float)).windows, rows)
+        windows = ts.subset(observed_windows(w, rng.poisson(mean).astype(float), p), rows)
         observed = ts.upper_limits(windows, cl, bands=False)[0].observed / per_fb[rows]
         minima.append(float(np.nanmin(observed)))
         at.append(float(p.mass[rows][np.nanargmin(observed)]))

@@ -91,3 +91,23 @@ def test_the_minimum_over_many_hypotheses_falls_below_the_best_median(tmp_path):
     # no toys configured: no record
     _, plain = zs.compute(tmp_path, cfg=_config(0, 1.5))
     assert plain["limits"][0]["minimum_observed_limit"] is None
+
+
+def test_toy_windows_are_the_rebuilt_windows(tmp_path):
+    """observed_windows (the toys' shortcut) gives the counts build() gathers from the same toy, and nothing else changes."""
+    from belle_rare.processors.registry import get_search
+    from belle_rare.stats.histograms import load_run_output
+
+    _run(tmp_path, background_per_bin=0.3)
+    cfg = _config(0, 1.5)
+    run = load_run_output(tmp_path, "zprime")
+    samples, _ = zs.signal_samples(run, cfg, get_search("zprime").load_config().paper_m2_resolution)
+    spec = zs.spectra(run, cfg)
+    p = zs.plan(zs.hypotheses(samples, cfg), samples, spec.m2_edges, cfg)
+    model = zs.build(samples, spec, p, cfg, run.luminosity_fb)
+    toy = np.random.default_rng(3).poisson(spec.background).astype(float)
+    rebuilt = zs.build(samples, spec, p, cfg, run.luminosity_fb, toy).windows
+    shortcut = zs.observed_windows(model.windows, toy, p)
+    for field in ("n", "s", "s_up", "s_down", "b", "sigma_b", "kappa", "mask"):
+        np.testing.assert_array_equal(getattr(shortcut, field), getattr(rebuilt, field))
+    assert not np.array_equal(shortcut.n, model.windows.n)   # the toy, not the Asimov counts
