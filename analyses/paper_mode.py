@@ -28,6 +28,7 @@ from belle_rare.configs.paper_mode import PaperMode, PaperSample, PaperSearch, l
 from belle_rare.configs.processes import load_catalogue
 from belle_rare.core.atomic import write_json as write_json_atomic
 from belle_rare.core.errors import UserError
+from belle_rare.stats.search_limits import observed_partner
 
 # events per written file: the unit a production resumes and a run spreads over workers. Files are written in
 # blocks of production.WRITE_BLOCK_EVENTS, so a worker's memory no longer grows with this number (it once held a
@@ -236,10 +237,7 @@ def channel_rows(search: str, results: Path) -> list[dict[str, Any]]:
             "expected_limit": (entry.get("physics") or {}).get("expected", [None] * 5)[2],
             # the paper's own convention where it differs from the median (tau3mu: n_obs = b)
             "expected_limit_n_obs_b": (entry.get("expected_paper_convention") or {}).get("physics"),
-            # the partner of a published observed limit: ours at the count the paper observed (counting), the
-            # median smallest observed limit of the scan in background-only toys (zprime's "as small as 0.2 fb")
-            "observed_partner": ((entry.get("limit_at_paper_count") or {}).get("physics")
-                                 or (entry.get("minimum_observed_limit") or {}).get("median")),
+            "observed_partner": observed_partner(entry),
             "published_expected": published.get("expected"),
             "published_observed": published.get("observed"),
         })

@@ -312,6 +312,17 @@ def limit_at_paper_count(published: Published | None, one_bin: OneBin | None, cl
                           "of the published observed limit"}
 
 
+def observed_partner(entry: dict) -> float | None:
+    """Ours beside a published observed limit (a limits.json entry): the limit at the paper's observed count
+    (``limit_at_paper_count``, counting searches) or the median smallest observed limit of a scan in
+    background-only toys (``minimum_observed_limit``, zprime); None where neither was computed."""
+    for key, name in (("limit_at_paper_count", "physics"), ("minimum_observed_limit", "median")):
+        value = (entry.get(key) or {}).get(name)
+        if value is not None:
+            return value
+    return None
+
+
 def _add_postfit_plot(config, run, signal, stem, channels, built, res, out: SearchLimits) -> None:
     """A post-fit stack (stats.plots.plot_postfit) for a binned fit: every channel one 1-D fit histogram of
     several bins; the signal drawn at the observed limit."""

@@ -19,7 +19,7 @@ from belle_rare.configs.loader import ConfigError
 from belle_rare.stats.histograms import has_run_output
 from belle_rare.processors import registry
 from belle_rare.stats.model_config import has_stats_model
-from belle_rare.stats.search_limits import Settings, run_search_limits
+from belle_rare.stats.search_limits import Settings, observed_partner, run_search_limits
 
 
 def _rows_of(search: str, document: dict) -> list[dict]:
@@ -43,6 +43,7 @@ def _rows_of(search: str, document: dict) -> list[dict]:
                 "observed": best["physics"]["observed"],
                 "published_expected": published.get("expected"),
                 "published_observed": published.get("observed"),
+                "observed_partner": observed_partner(best),
                 "method": best["method"],
                 # a scan hook's entry stands for a whole curve and says how many hypotheses it holds
                 "hypotheses": best.get("hypotheses", len(entries)),
@@ -102,20 +103,23 @@ def print_summary(rows: list[dict], console: Console | None = None) -> None:
     """One table: search, channel, our expected and observed limit, the published ones."""
     console = console or Console(width=None if Console().is_terminal else 150)
     table = Table(title="Upper limits (ours vs published)")
-    numeric = ("CL", "b", "expected", "observed", "publ. exp.", "publ. obs.")
+    numeric = ("CL", "b", "expected", "observed", "publ. exp.", "obs. partner", "publ. obs.")
     for col in ("search", "signal", "channel", "CL", "quantity", *numeric[1:], "method"):
         table.add_column(col, justify="right" if col in numeric else "left")
     for r in rows:
         if "error" in r:
-            table.add_row(r["search"], "", "", "", "", "", "", "", "", "", f"[red]error: {r['error']}[/red]")
+            table.add_row(r["search"], *[""] * (len(numeric) + 3), f"[red]error: {r['error']}[/red]")
             continue
         quantity = ("BR" if r["quantity"] == "branching_fraction" else "sigma") + (f" [{r['unit']}]" if r["unit"] else "")
         channel = r["channel"] + (f" ({r['hypotheses']} hyp., best)" if r["hypotheses"] > 1 else "")
         method = r["method"] + (" [Asimov]" if r["asimov"] else "")
         table.add_row(
             r["search"], r["label"], channel, f"{r['cl']:.2f}", quantity, _background(r), _fmt(r["expected"]), _fmt(r["observed"]),
-            _fmt(r["published_expected"]), _fmt(r["published_observed"]), method,
+            _fmt(r["published_expected"]), _fmt(r.get("observed_partner")), _fmt(r["published_observed"]), method,
         )
     console.print(table)
+    if any(r.get("observed_partner") is not None for r in rows):
+        console.print("obs. partner: ours beside a published observed limit -- the limit at the count the paper observed "
+                      "(counting) or the median smallest observed limit of the scan in background-only toys (zprime)")
     if any(r.get("background_from_mc_bound") for r in rows):
         console.print(MC_BOUND_LEGEND)

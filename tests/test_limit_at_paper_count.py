@@ -79,3 +79,22 @@ def test_limits_json_validation_and_paper_table_carry_it(tmp_path):
     (tmp_path / "limits.json").write_text(json.dumps(document))
     (table_row,) = channel_rows("tau3mu", tmp_path)
     assert table_row["observed_partner"] == pytest.approx(at_count["physics"])
+    # make run's closing table too
+    from rich.console import Console
+
+    from belle_rare.stats.summary import _rows_of, print_summary
+
+    (summary_row,) = _rows_of("tau3mu", document)
+    assert summary_row["observed_partner"] == pytest.approx(at_count["physics"])
+    console = Console(record=True, width=250)
+    print_summary([summary_row, {"search": "broken", "error": "bad input"}], console)
+    text = console.export_text()
+    assert "obs. partner" in text and f"{at_count['physics']:.3g}" in text and "error: bad input" in text
+
+
+def test_a_scan_entry_offers_its_toys_minimum():
+    from belle_rare.stats.search_limits import observed_partner
+
+    assert observed_partner({"minimum_observed_limit": {"median": 0.41}}) == pytest.approx(0.41)
+    assert observed_partner({"limit_at_paper_count": {"physics": 2.5e-7}}) == pytest.approx(2.5e-7)
+    assert observed_partner({"physics": {"expected": [1] * 5}}) is None
