@@ -54,6 +54,7 @@ class FactorisedEstimate:
     failed: BoundedCount
     poisson_before: bool  # add 1 / N_before (a simulated count standing for the data's Poisson count)
     before_scale: float = 1.0  # N_before = before x this (a window count x the area fraction of the SR)
+    plain: bool = False  # a plain simulated count in the signal region after the cut (plain_count): eps 1, no scale
 
     @property
     def efficiency(self) -> float:
@@ -93,8 +94,15 @@ class FactorisedEstimate:
             "n_before": self.before.value * self.before_scale, "n_before_rel_uncertainty": self.rel_before,
             "efficiency": self.efficiency, "efficiency_rel_uncertainty": self.rel_efficiency,
             "control_pass": self.passed.value, "control_fail": self.failed.value,
-            "from_mc_bound": self.from_mc_bound,
+            "from_mc_bound": self.from_mc_bound, "plain_count": self.plain,
         }
+
+
+def plain_count(count: BoundedCount) -> FactorisedEstimate:
+    """A dataset's plain simulated count in the signal region after the cut, as a part of a summed
+    estimate: the count itself (efficiency 1, no area scale), its simulated variance, no Poisson term."""
+    return FactorisedEstimate(count, BoundedCount(1.0, 0.0, None), BoundedCount(0.0, 0.0, None), poisson_before=False,
+                              plain=True)
 
 
 def factorised_estimate(before: BoundedCount, passed: BoundedCount, failed: BoundedCount, poisson_before: bool,
@@ -113,7 +121,8 @@ def factorised_estimate(before: BoundedCount, passed: BoundedCount, failed: Boun
 @dataclass(frozen=True)
 class SummedFactorisedEstimate:
     """b = sum_d N_d x before_scale x eps_d (one :class:`FactorisedEstimate` per dataset, each
-    without the Poisson term), with the Poisson term of the summed count before the cut."""
+    without the Poisson term), with the Poisson term of the summed count before the cut. Parts that are
+    plain counts (:func:`plain_count`) add their value and simulated variance and stand for no data count."""
 
     parts: dict[str, FactorisedEstimate]
     poisson_before: bool
@@ -124,8 +133,8 @@ class SummedFactorisedEstimate:
 
     @property
     def n_before(self) -> float:
-        """The summed count before the cut (unscaled: the count the data would see)."""
-        return sum(p.before.value for p in self.parts.values())
+        """The summed count before the cut of the factorised parts (unscaled: the count the data would see)."""
+        return sum(p.before.value for p in self.parts.values() if not p.plain)
 
     @property
     def efficiency(self) -> float:
@@ -136,7 +145,11 @@ class SummedFactorisedEstimate:
     @property
     def rel_before(self) -> float:
         mc2 = sum((p.value * p.rel_before) ** 2 for p in self.parts.values()) / self.value**2
-        return math.sqrt((1.0 / self.n_before if self.poisson_before else 0.0) + mc2)
+        # the data count's Poisson term, on the factorised parts' share: (b_f / b)^2 / N_f (1 / N_before without plain parts)
+        factorised = sum(p.value for p in self.parts.values() if not p.plain)
+        n = self.n_before
+        poisson = (factorised / self.value) ** 2 / n if self.poisson_before and n > 0 else 0.0
+        return math.sqrt(poisson + mc2)
 
     @property
     def rel_efficiency(self) -> float:
@@ -167,11 +180,13 @@ class SummedFactorisedEstimate:
 
 
 def summed_estimate(parts: dict[str, tuple[BoundedCount, BoundedCount, BoundedCount]], poisson_before: bool,
-                    before_scale: float = 1.0) -> SummedFactorisedEstimate:
+                    before_scale: float = 1.0, plain: dict[str, BoundedCount] | None = None) -> SummedFactorisedEstimate:
     """``parts``: dataset -> (before, passed, failed) counts; the datasets with a positive count before
-    the cut and passing it enter (StatsError if none does)."""
+    the cut and passing it enter (StatsError if none does, and no ``plain`` count either). ``plain``:
+    dataset -> its plain count in the signal region after the cut, taken as it is (:func:`plain_count`)."""
     estimates = {d: factorised_estimate(b, p, f, poisson_before=False, before_scale=before_scale)
                  for d, (b, p, f) in parts.items() if b.value > 0 and p.value > 0}
+    estimates.update({d: plain_count(c) for d, c in (plain or {}).items() if c.value > 0})
     if not estimates:
         raise StatsError("factorised estimate per dataset: no dataset with a count before the cut and a pass fraction")
     return SummedFactorisedEstimate(estimates, poisson_before)

@@ -227,6 +227,12 @@ class FactorisedEfficiency(StrictModel):
     looser: LooserRegion | None = None
     tail_fit: TailFit | None = None
     bound_efficiency: BoundEfficiency | None = None
+    # A background dataset with at least this many effective simulated events (Kish) in the channel's region
+    # (the signal region after the cut) takes that plain count instead of being factorised; the others are
+    # factorised as configured. The factorisation assumes a flat window and a pass fraction independent of
+    # the (M, dE) position; the plain count tests it once it has statistics, and then replaces it
+    # (limits.json ``plain_count_datasets`` keeps both and their pull). Simulation only (no pseudo-data).
+    plain_min_events: float | None = pydantic.Field(default=None, gt=0)
 
     @pydantic.model_validator(mode="after")
     def _disjoint(self) -> "FactorisedEfficiency":

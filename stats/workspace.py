@@ -29,11 +29,11 @@ from belle_rare.stats import histograms as H
 from belle_rare.stats.errors import NoSignalError, StatsError
 from belle_rare.core.histograms import physics_axes
 from belle_rare.processors import registry  # the search config: the sideband fit's ellipse and sidebands
-from belle_rare.stats.model_config import (BoundEfficiency, Channel, DataDriven, HistoSys, Lumi, NormFactor, NormSys, Sample,
+from belle_rare.stats.model_config import (BoundEfficiency, Channel, DataDriven, FactorisedEfficiency, HistoSys, Lumi, NormFactor, NormSys, Sample,
                                           SidebandFit, StatError, StatsConfig, TailFit)
 from belle_rare.stats.histograms import RunOutput, Yields, fit_shape
 from belle_rare.stats.sideband_fit import Plane, PlaneGeometry, SidebandEstimate, estimate_background
-from belle_rare.stats.factorised import factorised_estimate, summed_estimate
+from belle_rare.stats.factorised import SummedFactorisedEstimate, factorised_estimate, plain_count, summed_estimate
 from belle_rare.stats.tail_fit import fit_exponential_tail
 from belle_rare.stats.mc_bound import BoundedCount, McBound, bounded_count, fill_empty_fraction, mc_bound
 
@@ -407,6 +407,7 @@ def _factorised_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
     if filled:
         notes.append(f"{channel.name}: efficiency of the cut: {', '.join(sorted(set(filled)))} empty on one side of it: that side "
                      "is the other's yield / (n + 1), the Beta posterior mean of n events all on one side (stats/mc_bound.py)")
+    plain = _plain_counts(cb, fz, [] if data_sets else sets, h_sb)
     if fz.per_dataset:
         looser = None
         if fz.looser is not None:
@@ -428,7 +429,10 @@ def _factorised_sample(cb: _ChannelBuilder, sample: Sample, notes: list[str]):
         return _per_dataset_factorised(cb, sample, notes, bounds, what, before_from, before_regions, scale,
                                        per_dataset(before_regions), pass_yields, fail_yields, looser, poisson_before=not data_sets,
                                        tails=tails, sparse_below=fz.tail_fit.replaces_window_below if fz.tail_fit else 0.0,
-                                       bound_efficiencies=bound_eps)
+                                       bound_efficiencies=bound_eps, plain=plain)
+    if plain:
+        return _pooled_with_plain(cb, sample, notes, bounds, before_from, before_regions, scale, per_dataset(before_regions),
+                                  pass_yields, fail_yields, plain, poisson_before=not data_sets)
     before = count(before_regions, label)
     passed = count(fz.pass_regions, "efficiency numerator", pass_yields)
     failed = count(fail_regions, "efficiency complement", fail_yields)
@@ -538,13 +542,87 @@ def _bound_efficiencies(cb: _ChannelBuilder, be: BoundEfficiency, datasets: list
     return out
 
 
+def _plain_counts(cb: _ChannelBuilder, fz: FactorisedEfficiency, datasets: list[str], histogram: str) -> dict[str, BoundedCount]:
+    """The datasets with >= ``fz.plain_min_events`` effective simulated events (Kish) in the channel's region,
+    with their count there (``factorised.plain_min_events``; none when it is not set)."""
+    if fz.plain_min_events is None:
+        return {}
+    return {d: BoundedCount(v, var, None) for d, (v, var) in cb.per_dataset(datasets, None, histogram).items()
+            if v > 0 and var > 0 and v * v / var >= fz.plain_min_events}
+
+
+def _plain_closure(plain: dict[str, BoundedCount], factorised: dict[str, tuple[BoundedCount, BoundedCount, BoundedCount]],
+                   scale: float) -> dict[str, dict]:
+    """Per plain-counted dataset: its count beside what its own factorisation gives (simulated statistics only)
+    and their pull: the closure of the factorisation where the plain count has statistics."""
+    out = {}
+    for d, c in sorted(plain.items()):
+        record = {"plain": c.value, "plain_uncertainty": math.sqrt(c.variance), "effective_events": c.value**2 / c.variance}
+        before, passed, failed = factorised.get(d, (None, None, None))
+        if before is not None and before.value > 0 and passed.value > 0:
+            f = factorised_estimate(before, passed, failed, poisson_before=False, before_scale=scale)
+            sigma = math.hypot(f.uncertainty, record["plain_uncertainty"])
+            record.update(factorised=f.value, factorised_uncertainty=f.uncertainty,
+                          pull=(f.value - c.value) / sigma if sigma > 0 else None)
+        out[d] = record
+    return out
+
+
+def _plain_note(channel: str, closure: dict[str, dict], threshold: float) -> str:
+    terms = "; ".join(f"{d} {r['plain']:.3g} +- {r['plain_uncertainty']:.2g} ({r['effective_events']:.0f} effective events)"
+                      + (f", factorised {r['factorised']:.3g} +- {r['factorised_uncertainty']:.2g}, pull {r['pull']:+.1f}"
+                         if r.get("pull") is not None else "") for d, r in closure.items())
+    return (f"{channel}: plain simulated count in the signal region for the datasets with >= {threshold:g} effective events "
+            f"there (factorised.plain_min_events), the others factorised: {terms}")
+
+
+def _pooled_with_plain(cb: _ChannelBuilder, sample: Sample, notes: list[str], bounds: list[dict], before_from: str,
+                       before_regions: list[str], scale: float, before_yields: dict[str, tuple[float, float]],
+                       pass_yields: dict[str, tuple[float, float]], fail_yields: dict[str, tuple[float, float]],
+                       plain: dict[str, BoundedCount], poisson_before: bool):
+    """The pooled factorisation (one eps) of the datasets without plain statistics in the signal region, plus the
+    plain counts of the others (``factorised.plain_min_events``)."""
+    channel = cb.channel
+    zero = (0.0, 0.0)
+    own = {d: tuple(bounded_count(f"{label} {d}", {d: y.get(d, zero)}, cb.run.datasets)
+                    for label, y in (("before", before_yields), ("pass", pass_yields), ("fail", fail_yields)))
+           for d in plain}
+    rest = sorted((set(before_yields) | set(pass_yields) | set(fail_yields)) - set(plain))
+    parts = {}
+    if rest:
+        counts = [bounded_count(f"{label} ({', '.join(rest)})", {d: y.get(d, zero) for d in rest}, cb.run.datasets)
+                  for label, y in (("before", before_yields), ("pass", pass_yields), ("fail", fail_yields))]
+        for c, label in zip(counts, ("count before the cut", "efficiency numerator", "efficiency complement")):
+            if c.bound is not None:
+                bounds.append(_bound_record(sample.name, f"{label}, pooled datasets without plain statistics", c.bound))
+        if counts[0].value > 0 and counts[1].value > 0:
+            parts[f"pooled: {', '.join(rest)}"] = factorised_estimate(*counts, poisson_before=False, before_scale=scale)
+    parts.update({d: plain_count(c) for d, c in plain.items()})
+    est = SummedFactorisedEstimate(parts, poisson_before)
+    b = est.value
+    closure = _plain_closure(plain, own, scale)
+    notes.append(_plain_note(channel.name, closure, sample.data_driven.factorised.plain_min_events))
+    area = f" x area fraction {scale:.4g}" if before_from == "window_area" else ""
+    notes.append(f"{channel.name}: background '{sample.name}' = plain counts + N({'+'.join(before_regions)}){area} x eps of the rest "
+                 f"= {b:.4g} +- {est.uncertainty:.2g} (simulation alone +- {est.rel_simulation * b:.2g}): "
+                 + ", ".join(f"{d} {p.value:.3g}" for d, p in est.parts.items()))
+    modifiers: list[dict] = [{"name": f"before_cut_{channel.name}", "type": "shapesys", "data": [b * est.rel_before]}]
+    if est.rel_efficiency > 0:
+        rel = est.rel_efficiency
+        modifiers.append({"name": f"cut_efficiency_{channel.name}", "type": "normsys", "data": {"hi": 1 + rel, "lo": max(1 - rel, 1e-3)}})
+    modifiers += _sample_normsys(cb, sample)
+    record = {**est.as_dict(), "from_mc_bound": bool(bounds), "before_from": before_from, "before_regions": before_regions,
+              "n_before_counted": est.n_before, "area_fraction": scale, "plain_count_datasets": closure}
+    return [{"name": sample.name, "data": [b], "modifiers": modifiers}], np.array([b]), False, bounds, record
+
+
 def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str], bounds: list[dict], what: str,
                             before_from: str, before_regions: list[str], scale: float,
                             before_yields: dict[str, tuple[float, float]], pass_yields: dict[str, tuple[float, float]],
                             fail_yields: dict[str, tuple[float, float]],
                             looser: tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]], float] | None,
                             poisson_before: bool, tails: dict[str, dict] | None = None, sparse_below: float = 0.0,
-                            bound_efficiencies: dict[str, dict] | None = None):
+                            bound_efficiencies: dict[str, dict] | None = None, plain: dict[str, BoundedCount] | None = None):
     """b = sum_d N_d x scale x eps_d (``factorised.per_dataset``): each dataset's count before the cut
     times its own pass fraction. A dataset with no event before the cut in the window: with ``looser``
     (total, pass, window share), its looser count x the share and the looser region's efficiency; empty
@@ -552,7 +630,8 @@ def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str
     (:func:`_tail_fits`) comes after ``looser``: a dataset with no event in the window nor in the looser region
     (or with fewer than ``sparse_below`` effective events in the window) takes its extrapolated window count.
     ``bound_efficiencies`` (:func:`_bound_efficiencies`): a dataset that keeps its bound takes the pass fraction
-    measured there instead of 1."""
+    measured there instead of 1. ``plain`` (:func:`_plain_counts`): datasets taken as their plain count in the
+    signal region, their factorisation kept beside it as the closure."""
     channel, parts, no_event, from_looser, eps_one = cb.channel, {}, {}, [], []
     tails, from_tail = tails or {}, []
     bound_efficiencies, bound_scaled = bound_efficiencies or {}, {}
@@ -594,7 +673,12 @@ def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str
             scaled = (f"; x its pass fraction {bound_scaled[d]['efficiency']:.3g} in {bound_scaled[d]['histogram']} "
                       f"{bound_scaled[d]['range']}" if d in bound_scaled else "")
             bounds.append(_bound_record(sample.name, f"count before the cut, {d} ({what}; x window share {share:.4g}{scaled})", before.bound))
-    est = summed_estimate(parts, poisson_before=poisson_before, before_scale=scale)
+    plain = plain or {}
+    closure = _plain_closure(plain, parts, scale) if plain else {}
+    if plain:
+        notes.append(_plain_note(channel.name, closure, sample.data_driven.factorised.plain_min_events))
+    est = summed_estimate({d: p for d, p in parts.items() if d not in plain}, poisson_before=poisson_before, before_scale=scale,
+                          plain=plain)
     b = est.value
     for d, p in est.parts.items():
         if d in from_looser or (d in from_tail and before_yields.get(d, (0.0, 0.0))[0] <= 0) or p.before.bound is not None:
@@ -630,7 +714,8 @@ def _per_dataset_factorised(cb: _ChannelBuilder, sample: Sample, notes: list[str
               "from_tail_fit": {d: tails[d]["record"] for d in from_tail},
               "bound_scaled_by_efficiency": {d: {**r, "scaled_bound": est.parts[d].value} for d, r in sorted(bound_scaled.items())
                                              if d in est.parts},
-              "before_from": before_from, "before_regions": before_regions, "n_before_counted": est.n_before, "area_fraction": scale}
+              "before_from": before_from, "before_regions": before_regions, "n_before_counted": est.n_before, "area_fraction": scale,
+              **({"plain_count_datasets": closure} if plain else {})}
     return [{"name": sample.name, "data": [b], "modifiers": modifiers}], np.array([b]), False, bounds, record
 
 

@@ -52,22 +52,25 @@ def _run(tmp_path, regions: dict[str, float], w: float, more: dict[str, tuple[fl
     write_run_output(tmp_path, "tau3mu", "belle2", 424.0, datasets, histograms, {"sr_area_fraction": {"3mu": AREA}})
 
 
-def _before_from(mode: str) -> StatsConfig:
-    """The tau3mu stats model with N before the BDT from ``mode`` ("ellipse" or "window_area")."""
+def _before_from(mode: str | None, plain_min_events: float | None = None) -> StatsConfig:
+    """The tau3mu stats model with N before the BDT from ``mode`` ("ellipse" or "window_area"; None: the YAML's)
+    and ``plain_min_events`` (None: every dataset factorised, whatever the YAML says: the factorisation itself)."""
     config = load_stats_config("tau3mu")
     channel = config.channels[0]
     samples = []
     for sample in channel.samples:
         dd = sample.data_driven
         if dd is not None:
-            dd = dd.model_copy(update={"factorised": dd.factorised.model_copy(update={"before_from": mode})})
+            update = {"plain_min_events": plain_min_events, **({"before_from": mode} if mode else {})}
+            dd = dd.model_copy(update={"factorised": dd.factorised.model_copy(update=update)})
         samples.append(sample.model_copy(update={"data_driven": dd}))
     return config.model_copy(update={"channels": [channel.model_copy(update={"samples": samples})]})
 
 
-def _estimates(tmp_path, estimate: str | None = None, before_from: str | None = "ellipse") -> tuple[dict, dict]:
+def _estimates(tmp_path, estimate: str | None = None, before_from: str | None = "ellipse",
+               plain_min_events: float | None = None) -> tuple[dict, dict]:
     """limits.json's entry and its estimates by name; ``before_from`` None: the YAML's choice."""
-    config = _before_from(before_from) if before_from else None
+    config = _before_from(before_from, plain_min_events)
     entry = compute_search_limits("tau3mu", tmp_path, Settings(background_estimate=estimate), config).document["limits"][0]
     return entry, {e["estimate"]: e for e in entry["background_estimates"]}
 
@@ -265,3 +268,53 @@ def test_window_area_needs_the_window_and_falls_back_to_the_ellipse_without_the_
     est = {e["estimate"]: e for e in document["limits"][0]["background_estimates"]}
     assert est["factorised"]["before_from"] == "ellipse" and est["factorised"]["n_before"] == pytest.approx(30.0)
     assert any("no sr_area_fraction" in n for n in document["notes"])
+
+
+def test_a_dataset_with_statistics_in_the_signal_region_takes_its_plain_count(tmp_path):
+    """plain_min_events: tautau (40 simulated events in A, w 0.01) is counted there; uds (2 in A) stays factorised,
+    pooled over the datasets without plain statistics; the record keeps tautau's own factorisation and its pull."""
+    w, wu = 0.01, 0.5
+    tautau = {"SR_pass": 40, "SR_fail": 400, "outer_pass": 100, "outer_fail": 2000}   # A / C = 1 / 10, B / D = 1 / 20
+    uds = {"SR_pass": 2, "SR_fail": 30, "outer_pass": 10, "outer_fail": 300}
+    _run(tmp_path, tautau, w, more={"uds": (wu, uds)})
+    _, est = _estimates(tmp_path, before_from="window_area", plain_min_events=10)
+    fact = est["factorised"]
+    uds_window = sum(uds.values()) * wu
+    uds_eps = uds["outer_pass"] / (uds["outer_pass"] + uds["outer_fail"])
+    assert fact["value"] == pytest.approx(40 * w + uds_window * AREA * uds_eps)
+    closure = fact["plain_count_datasets"]
+    assert set(closure) == {"tautau"}
+    t = closure["tautau"]
+    assert t["plain"] == pytest.approx(40 * w) and t["effective_events"] == pytest.approx(40)
+    own = sum(tautau.values()) * w * AREA * tautau["outer_pass"] / (tautau["outer_pass"] + tautau["outer_fail"])
+    assert t["factorised"] == pytest.approx(own)
+    assert t["pull"] == pytest.approx((own - 40 * w) / math.hypot(t["factorised_uncertainty"], t["plain_uncertainty"]))
+    # the uncertainty by hand: the plain count's sqrt(40) w; the pooled uds part's window count (the Poisson term of
+    # the data count it stands for, uds_window events, on its own share of b; and its simulated variance, 1 / n) and
+    # its pass fraction
+    uds_part = uds_window * AREA * uds_eps
+    n_uds = sum(uds.values())
+    rel_eps = (1 - uds_eps) * math.sqrt(1 / uds["outer_pass"] + 1 / uds["outer_fail"])
+    var = (math.sqrt(40) * w) ** 2 + uds_part**2 * (1 / uds_window + 1 / n_uds) + (uds_part * rel_eps) ** 2
+    assert fact["uncertainty"] == pytest.approx(math.sqrt(var), rel=1e-9)
+    # without the option every dataset is factorised (the shipped YAML's behaviour below 10 events)
+    _, before = _estimates(tmp_path, before_from="window_area")
+    assert "plain_count_datasets" not in before["factorised"]
+
+
+def test_summed_estimate_with_plain_parts_by_hand():
+    from belle_rare.stats.factorised import summed_estimate
+
+    parts = {"a": (BoundedCount(200.0, 200.0, None), BoundedCount(10.0, 10.0, None), BoundedCount(90.0, 90.0, None))}
+    plain = {"b": BoundedCount(3.0, 0.25, None)}
+    est = summed_estimate(parts, poisson_before=True, before_scale=0.5, plain=plain)
+    fa = 200 * 0.5 * 0.1
+    assert est.value == pytest.approx(fa + 3.0)
+    assert est.n_before == pytest.approx(200.0)   # the data count the factorised part stands for
+    rel_eps_a = 0.9 * math.sqrt(1 / 10 + 1 / 90)
+    var = (fa * math.sqrt(1 / 200)) ** 2 + fa**2 / 200 + 0.25 + (fa * rel_eps_a) ** 2
+    assert est.uncertainty == pytest.approx(math.sqrt(var), rel=1e-9)
+    assert est.as_dict()["per_dataset"]["b"]["plain_count"] is True
+    # only plain parts: no Poisson term at all
+    only = summed_estimate({}, poisson_before=True, plain=plain)
+    assert only.value == pytest.approx(3.0) and only.uncertainty == pytest.approx(0.5)
