@@ -101,8 +101,15 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
                          "ours_error": fraction * float(np.sqrt(per_event * (1 - per_event) / n_all)) if n_all else None,
                          "paper": ref, "unit": "", "note": f"{int(counts[key])} of {int(n_all)} generated {ds} events x the "
                          f"gamma* slice share {fraction:.3f} (per produced decay)" + (f"; {model_note}" if key == "signal region" else "")})
-        plane = summed(hists, "m_de", ds, CHANNEL, region=sum)
         scale = meta["datasets"][ds]["scale"]
+        # what the limit's normalisation uses: the signal region's yield with the data / MC correction weights
+        # (tracking, trigger, lepton ID), as the paper's efficiency includes its corrections
+        weighted = _sum(hists, [ds], [REGIONS["A"]])[0] / scale
+        rows.append({"quantity": f"signal efficiency with the correction weights ({CHANNEL})",
+                     "ours": fraction * weighted / n_all if n_all else None, "paper": paper.efficiency, "unit": "",
+                     "note": f"the signal region's yield with the nominal data / MC correction weights / (sigma L), x the "
+                             f"gamma* slice share {fraction:.3f}: the efficiency the limit's normalisation uses"})
+        plane = summed(hists, "m_de", ds, CHANNEL, region=sum)
         ell = cfg.signal_region
         for axis, centre in (("m", ell.m_mean), ("de", ell.de_mean)):
             name = "M_3mu" if axis == "m" else "dE_3mu"

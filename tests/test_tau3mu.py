@@ -228,3 +228,15 @@ def test_rest_of_event_thrust_on_preselected_events_only_changes_nothing(samples
     for dataset, hists in restricted["histograms"].items():
         for name, h in hists.items():
             np.testing.assert_array_equal(h.values(flow=True), reference["histograms"][dataset][name].values(flow=True), err_msg=name)
+
+
+def test_the_corrected_efficiency_row_is_the_limits_normalisation(run):
+    """The report's efficiency with the data / MC correction weights is the efficiency the limit divides by (the
+    raw-count row beside it counts selected events without the weights)."""
+    from belle_rare.stats.search_limits import compute_search_limits
+
+    rows = {r["quantity"]: r for r in json.loads((run / "validation.json").read_text())}
+    corrected, raw = rows["signal efficiency with the correction weights (3mu)"], rows["signal efficiency (3mu)"]
+    entry = compute_search_limits("tau3mu", run.parent).document["limits"][0]
+    assert corrected["ours"] == pytest.approx(entry["normalisation"]["efficiency"], rel=1e-9)
+    assert corrected["ours"] != pytest.approx(raw["ours"], rel=1e-6)   # the corrections move it
