@@ -52,25 +52,26 @@ def _run(tmp_path, regions: dict[str, float], w: float, more: dict[str, tuple[fl
     write_run_output(tmp_path, "tau3mu", "belle2", 424.0, datasets, histograms, {"sr_area_fraction": {"3mu": AREA}})
 
 
-def _before_from(mode: str | None, plain_min_events: float | None = None) -> StatsConfig:
+def _before_from(mode: str | None, plain_min_events: float | None = None, per_dataset: bool = False) -> StatsConfig:
     """The tau3mu stats model with N before the BDT from ``mode`` ("ellipse" or "window_area"; None: the YAML's)
-    and ``plain_min_events`` (None: every dataset factorised, whatever the YAML says: the factorisation itself)."""
+    and ``plain_min_events`` (None: every dataset factorised, whatever the YAML says: the factorisation itself);
+    ``per_dataset``: each dataset its own pass fraction (taulphi's form) instead of one pooled."""
     config = load_stats_config("tau3mu")
     channel = config.channels[0]
     samples = []
     for sample in channel.samples:
         dd = sample.data_driven
         if dd is not None:
-            update = {"plain_min_events": plain_min_events, **({"before_from": mode} if mode else {})}
+            update = {"plain_min_events": plain_min_events, "per_dataset": per_dataset, **({"before_from": mode} if mode else {})}
             dd = dd.model_copy(update={"factorised": dd.factorised.model_copy(update=update)})
         samples.append(sample.model_copy(update={"data_driven": dd}))
     return config.model_copy(update={"channels": [channel.model_copy(update={"samples": samples})]})
 
 
 def _estimates(tmp_path, estimate: str | None = None, before_from: str | None = "ellipse",
-               plain_min_events: float | None = None) -> tuple[dict, dict]:
+               plain_min_events: float | None = None, per_dataset: bool = False) -> tuple[dict, dict]:
     """limits.json's entry and its estimates by name; ``before_from`` None: the YAML's choice."""
-    config = _before_from(before_from, plain_min_events)
+    config = _before_from(before_from, plain_min_events, per_dataset)
     entry = compute_search_limits("tau3mu", tmp_path, Settings(background_estimate=estimate), config).document["limits"][0]
     return entry, {e["estimate"]: e for e in entry["background_estimates"]}
 
@@ -270,14 +271,16 @@ def test_window_area_needs_the_window_and_falls_back_to_the_ellipse_without_the_
     assert any("no sr_area_fraction" in n for n in document["notes"])
 
 
-def test_a_dataset_with_statistics_in_the_signal_region_takes_its_plain_count(tmp_path):
-    """plain_min_events: tautau (40 simulated events in A, w 0.01) is counted there; uds (2 in A) stays factorised,
-    pooled over the datasets without plain statistics; the record keeps tautau's own factorisation and its pull."""
+@pytest.mark.parametrize("per_dataset", [False, True])
+def test_a_dataset_with_statistics_in_the_signal_region_takes_its_plain_count(tmp_path, per_dataset):
+    """plain_min_events: tautau (40 simulated events in A, w 0.01) is counted there; uds (2 in A) stays factorised
+    (pooled over the datasets without plain statistics, or per dataset: one dataset, the same); the record keeps
+    tautau's own factorisation and its pull."""
     w, wu = 0.01, 0.5
     tautau = {"SR_pass": 40, "SR_fail": 400, "outer_pass": 100, "outer_fail": 2000}   # A / C = 1 / 10, B / D = 1 / 20
     uds = {"SR_pass": 2, "SR_fail": 30, "outer_pass": 10, "outer_fail": 300}
     _run(tmp_path, tautau, w, more={"uds": (wu, uds)})
-    _, est = _estimates(tmp_path, before_from="window_area", plain_min_events=10)
+    _, est = _estimates(tmp_path, before_from="window_area", plain_min_events=10, per_dataset=per_dataset)
     fact = est["factorised"]
     uds_window = sum(uds.values()) * wu
     uds_eps = uds["outer_pass"] / (uds["outer_pass"] + uds["outer_fail"])
@@ -298,7 +301,7 @@ def test_a_dataset_with_statistics_in_the_signal_region_takes_its_plain_count(tm
     var = (math.sqrt(40) * w) ** 2 + uds_part**2 * (1 / uds_window + 1 / n_uds) + (uds_part * rel_eps) ** 2
     assert fact["uncertainty"] == pytest.approx(math.sqrt(var), rel=1e-9)
     # without the option every dataset is factorised (the shipped YAML's behaviour below 10 events)
-    _, before = _estimates(tmp_path, before_from="window_area")
+    _, before = _estimates(tmp_path, before_from="window_area", per_dataset=per_dataset)
     assert "plain_count_datasets" not in before["factorised"]
 
 
