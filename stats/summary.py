@@ -105,7 +105,8 @@ def print_summary(rows: list[dict], console: Console | None = None) -> None:
     table = Table(title="Upper limits (ours vs published)")
     numeric = ("CL", "b", "expected", "observed", "publ. exp.", "obs. partner", "publ. obs.")
     for col in ("search", "signal", "channel", "CL", "quantity", *numeric[1:], "method"):
-        table.add_column(col, justify="right" if col in numeric else "left")
+        # the names and numbers stay whole on a narrow console (a log file: 150 columns); the label and the method wrap
+        table.add_column(col, justify="right" if col in numeric else "left", no_wrap=col not in ("signal", "method"))
     for r in rows:
         if "error" in r:
             table.add_row(r["search"], *[""] * (len(numeric) + 3), f"[red]error: {r['error']}[/red]")
