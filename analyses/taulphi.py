@@ -85,6 +85,12 @@ def measure(result: dict[str, Any]) -> list[dict[str, Any]]:
                          "ours": counts[key] / n_all if n_all else None, "paper": None, "unit": "",
                          "note": "selected / generated events of the sample (not the paper's definition)"})
             scale = meta["datasets"][ds]["scale"]
+            # what the limit's normalisation uses: the signal region's yield with the data / MC correction weights
+            weighted = _sum(hists, [ds], channel, "SR" if has_model else "SR_presel")[0] / scale
+            rows.append({"quantity": f"signal efficiency with the correction weights ({channel})",
+                         "ours": weighted / n_all * sub_bf if n_all else None, "paper": paper["efficiency"], "unit": "",
+                         "note": f"{definition}, with the nominal data / MC correction weights: the efficiency the limit's "
+                                 "normalisation uses"})
             plane = summed(hists, "m_de", ds, channel, region="presel")
             box = cfg.signal_region
             for axis, centre in (("m", box.m_mean), ("de", box.de_mean)):

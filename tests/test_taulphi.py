@@ -170,3 +170,5 @@ def test_limit_is_on_br_tau_to_l_phi_and_efficiency_in_the_papers_definition(run
         assert rows[f"signal efficiency ({channel})"]["ours"] == pytest.approx(per_event * sub_bf)
         # the limit's efficiency (weighted: corrections applied) agrees with the paper-definition count
         assert norm["efficiency"] == pytest.approx(per_event * sub_bf, rel=0.15)
+        # and is the report's row with the correction weights exactly
+        assert rows[f"signal efficiency with the correction weights ({channel})"]["ours"] == pytest.approx(norm["efficiency"], rel=1e-9)
