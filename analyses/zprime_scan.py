@@ -494,6 +494,26 @@ def build(samples: SignalSamples, spec: Spectra, p: Plan, cfg: ScanConfig, lumin
     return Model(w, per_fb * total, bound, flat_shape(b_all).sum(axis=1), factorised, b_plain, at_hypothesis)
 
 
+def background_spectrum(w: ts.Windows, p: Plan, plain: np.ndarray) -> np.ndarray:
+    """The background the fits expect as one (M2, theta) spectrum, for toys: each M2 bin takes the background of
+    the window centred nearest to it (its factorised yields and MC bound included), bins outside every window the
+    plain simulated spectrum ``plain``. Poisson toys of it fluctuate each window around the b its fit uses, with
+    overlapping windows sharing their counts (toys of the plain after-cut spectrum would sit below the factorised
+    windows and bias the toys' limits low)."""
+    n_theta = plain.shape[1]
+    k = int(p.width.max())
+    b = w.b.reshape(len(p.mass), k, n_theta)
+    h, i = np.nonzero(np.arange(k)[None, :] < p.width[:, None])          # every (hypothesis, window bin) pair
+    bins = p.first[h] + i
+    distance = np.abs(i + 0.5 - p.width[h] / 2.0)                        # from the window's centre, in bins
+    order = np.lexsort((distance, bins))                                 # per M2 bin, the nearest centre first
+    first_of_bin = np.unique(bins[order], return_index=True)[1]
+    nearest = order[first_of_bin]
+    out = np.array(plain, dtype=float, copy=True)
+    out[bins[nearest]] = b[h[nearest], i[nearest]]
+    return out
+
+
 def observed_windows(w: ts.Windows, observed: np.ndarray, p: Plan) -> ts.Windows:
     """``w`` with its counts taken from the 2D histogram ``observed`` (a toy), as ``build`` gathers them: nothing
     else in the windows depends on the observation, so toys need not rebuild the templates."""
@@ -613,14 +633,18 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
         **couplings)
     # look-elsewhere: background-only Poisson toys of the whole 2D spectrum through the same fast fits
     calibration = None
+
+    def toy_mean() -> np.ndarray:
+        return background_spectrum(model.windows, p, np.maximum(spec.background, 0.0))
+
     if cfg.look_elsewhere.toys > 0:
         rng = np.random.default_rng(cfg.look_elsewhere.seed)
-        mean = np.maximum(spec.background, 0.0)
+        mean = toy_mean()
         toy_z = np.stack([local_z(observed_windows(model.windows, rng.poisson(mean).astype(float), p))
                           for _ in range(cfg.look_elsewhere.toys)])   # a loop over toys, each vectorised
         calibration = calibrate(toy_z, cfg.look_elsewhere.level)
     toys_done = time.perf_counter()
-    minimum = (minimum_observed_limit(model.windows, p, spec.background, cfg.minimum_limit, table.frame["expected"].to_numpy(),
+    minimum = (minimum_observed_limit(model.windows, p, toy_mean(), cfg.minimum_limit, table.frame["expected"].to_numpy(),
                                       per_fb, cl) if cfg.minimum_limit.toys > 0 else None)
     excess = largest_excess(table, {CHANNEL: calibration} if calibration else None)
     total_cal = scan_calibration(table, {CHANNEL: calibration} if calibration else None)
@@ -674,12 +698,12 @@ def minimum_observed_limit(w: ts.Windows, p: Plan, background: np.ndarray, mc: M
     """The smallest observed sigma x BR limit over the scan in background-only toys: the like-with-like
     partner of a paper's "upper limits as small as X" (PRL 130 231801: 0.2 fb). The minimum of an observed
     curve over hundreds of overlapping windows sits below the best median expected limit, as the minimum of
-    many draws does. Poisson toys of the whole 2D spectrum (the look-elsewhere toys' recipe, own seed),
+    many draws does. Poisson toys of ``background`` (:func:`background_spectrum`; the look-elsewhere toys' recipe, own seed),
     each through the same vectorised fits, observed curve only, over the hypotheses whose median expected
     limit is within ``minimum_limit.within`` of the best (the others can only lower the minimum)."""
     rows = np.flatnonzero(expected_fb <= mc.within * np.nanmin(expected_fb))
     rng = np.random.default_rng(mc.seed)
-    mean = np.maximum(background, 0.0)
+    mean = np.maximum(background, 0.0)   # background_spectrum: what the fits expect
     minima, at = [], []
     for _ in range(mc.toys):   # a loop over toys, each vectorised over the hypotheses
         windows = ts.subset(observed_windows(w, rng.poisson(mean).astype(float), p), rows)

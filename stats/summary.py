@@ -103,10 +103,9 @@ def print_summary(rows: list[dict], console: Console | None = None) -> None:
     """One table: search, channel, our expected and observed limit, the published ones."""
     console = console or Console(width=None if Console().is_terminal else 150)
     table = Table(title="Upper limits (ours vs published)")
-    numeric = ("CL", "b", "expected", "observed", "publ. exp.", "obs. partner", "publ. obs.")
+    numeric = ("CL", "b", "expected", "observed", "publ. exp.", "publ. obs.")
     for col in ("search", "signal", "channel", "CL", "quantity", *numeric[1:], "method"):
-        # the names and numbers stay whole on a narrow console (a log file: 150 columns); the label and the method wrap
-        table.add_column(col, justify="right" if col in numeric else "left", no_wrap=col not in ("signal", "method"))
+        table.add_column(col, justify="right" if col in numeric else "left")
     for r in rows:
         if "error" in r:
             table.add_row(r["search"], *[""] * (len(numeric) + 3), f"[red]error: {r['error']}[/red]")
@@ -116,11 +115,13 @@ def print_summary(rows: list[dict], console: Console | None = None) -> None:
         method = r["method"] + (" [Asimov]" if r["asimov"] else "")
         table.add_row(
             r["search"], r["label"], channel, f"{r['cl']:.2f}", quantity, _background(r), _fmt(r["expected"]), _fmt(r["observed"]),
-            _fmt(r["published_expected"]), _fmt(r.get("observed_partner")), _fmt(r["published_observed"]), method,
+            _fmt(r["published_expected"]), _fmt(r["published_observed"]), method,
         )
     console.print(table)
-    if any(r.get("observed_partner") is not None for r in rows):
-        console.print("obs. partner: ours beside a published observed limit -- the limit at the count the paper observed "
-                      "(counting) or the median smallest observed limit of the scan in background-only toys (zprime)")
+    partners = [f"{r['search']} {r['channel']} {_fmt(r['observed_partner'])} (published {_fmt(r['published_observed'])})"
+                for r in rows if r.get("observed_partner") is not None]
+    if partners:  # below the table: one more column would squeeze the numbers on a 120-column console
+        console.print("Like with like for a published observed limit -- ours at the count the paper observed (counting) or "
+                      "the median smallest observed limit of the scan in background-only toys (zprime): " + "; ".join(partners))
     if any(r.get("background_from_mc_bound") for r in rows):
         console.print(MC_BOUND_LEGEND)

@@ -89,7 +89,8 @@ def test_limits_json_validation_and_paper_table_carry_it(tmp_path):
     console = Console(record=True, width=250)
     print_summary([summary_row, {"search": "broken", "error": "bad input"}], console)
     text = console.export_text()
-    assert "obs. partner" in text and f"{at_count['physics']:.3g}" in text and "error: bad input" in text
+    assert "Like with like for a published observed limit" in text and f"3mu {at_count['physics']:.3g}" in text
+    assert "error: bad input" in text
 
 
 def test_a_scan_entry_offers_its_toys_minimum():

@@ -80,7 +80,7 @@ def test_inspect_zprime_notebook_executes(tmp_path, monkeypatch):
     assert main(["run", "zprime", "--experiment", "belle2", "--samples", str(samples), "--out", str(out), "--executor", "iterative"]) == 0
     config = tmp_path / "zprime_stats.yaml"
     shipped = (NOTEBOOKS.parents[1] / "configs" / "stats" / "zprime.yaml").read_text()
-    config.write_text(shipped.replace("toys: 30 ", "toys: 0 "))
+    config.write_text(shipped.replace("toys: 30", "toys: 0"))   # the look-elsewhere and the minimum-limit toys
     assert main(["limit", "zprime", "--results", str(out), "--scan-config", str(config), "--no-plots"]) == 0
     monkeypatch.setenv("BELLE_RARE_RUN", str(out / "zprime"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
