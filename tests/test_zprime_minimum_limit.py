@@ -35,8 +35,9 @@ def test_observed_only_path_returns_the_full_paths_observed_limits():
     assert observed.expected.shape == (0, h)
 
 
-def _run(tmp_path, background_per_bin: float) -> None:
-    """A flat background in (M2, theta) of unit-weight events and two signal samples (3 and 5 GeV)."""
+def _run(tmp_path, background_per_bin: float = 0.0, events: np.ndarray | None = None, weight: float = 1.0) -> None:
+    """A background of ``events`` simulated events per (M2, theta) bin of weight ``weight`` (default: a flat
+    ``background_per_bin`` of unit-weight events) and two signal samples (3 and 5 GeV)."""
     import hist
 
     from belle_rare.stats.synthetic import book, write_run_output
@@ -45,10 +46,10 @@ def _run(tmp_path, background_per_bin: float) -> None:
     hists = {}
     h = book(hists, cfg.scan.histogram, hist.axis.Regular(1630, -0.5, 81.0, name="m2"),
              hist.axis.Regular(N_THETA, 0.0, 180.0, name="theta"), systematics=False)
-    flat = np.full((1630, N_THETA), background_per_bin)
+    events = np.full((1630, N_THETA), background_per_bin) if events is None else events
     for region in ("selected", "classified"):
-        h.set_bins("tautau_mumu", zs.CHANNEL, region, flat, flat)
-    datasets = {"tautau_mumu": {"kind": "background", "process": "tautau_mumu", "max_event_weight": 1.0}}
+        h.set_bins("tautau_mumu", zs.CHANNEL, region, weight * events, weight**2 * events)
+    datasets = {"tautau_mumu": {"kind": "background", "process": "tautau_mumu", "max_event_weight": weight}}
     for m, width in ((3.0, 0.27), (5.0, 0.24)):
         sig = np.exp(-0.5 * ((MID - m**2) / width) ** 2)
         sig = np.repeat((2000 * sig / sig.sum() / N_THETA)[:, None], N_THETA, axis=1)
@@ -119,27 +120,10 @@ def test_toys_fluctuate_around_the_background_the_fits_use(tmp_path):
     Asimov median (with ~15 events per fit bin; with < 1 per bin, as in the paper-mode windows, the toys' observed
     limits sit below the Asimov band: the per-bin shape gammas absorb the empty bins); toys of the plain spectrum
     would observe nothing against a large b."""
-    import hist
-
-    from belle_rare.stats.synthetic import book, write_run_output
-
-    cfg = zs.load_scan_config()
-    hists = {}
-    h = book(hists, cfg.scan.histogram, hist.axis.Regular(1630, -0.5, 81.0, name="m2"),
-             hist.axis.Regular(N_THETA, 0.0, 180.0, name="theta"), systematics=False)
     far = np.zeros((1630, N_THETA))
     far[1500:, :] = 1.0                        # simulated events only far above the windows, weight W each
     weight = 3000.0                            # a bound of ~15 events per fit bin: the asymptotic regime
-    for region in ("selected", "classified"):
-        h.set_bins("tautau_mumu", zs.CHANNEL, region, weight * far, weight**2 * far)
-    datasets = {"tautau_mumu": {"kind": "background", "process": "tautau_mumu", "max_event_weight": weight}}
-    for m, width in ((3.0, 0.27), (5.0, 0.24)):
-        sig = np.exp(-0.5 * ((MID - m**2) / width) ** 2)
-        sig = np.repeat((2000 * sig / sig.sum() / N_THETA)[:, None], N_THETA, axis=1)
-        for region in ("selected", "classified"):
-            h.set_bins(f"sig_zprime_m{m:g}", zs.CHANNEL, region, sig, sig * 1e-3)
-        datasets[f"sig_zprime_m{m:g}"] = {"kind": "signal", "parameters": {"mass": m}, "cross_section_nb": 1e-6}
-    write_run_output(tmp_path, "zprime", "belle2", 79.7, datasets, hists)
+    _run(tmp_path, events=far, weight=weight)
     table, doc = zs.compute(tmp_path, cfg=_config(60, 1.0))
     best = table.frame.loc[table.frame["expected"].idxmin()]
     assert best["mc_bound_events"] == pytest.approx(weight)     # one event's weight, spread flat over the window
