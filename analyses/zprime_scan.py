@@ -633,18 +633,16 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
         **couplings)
     # look-elsewhere: background-only Poisson toys of the whole 2D spectrum through the same fast fits
     calibration = None
-
-    def toy_mean() -> np.ndarray:
-        return background_spectrum(model.windows, p, np.maximum(spec.background, 0.0))
-
+    # both kinds of toys fluctuate around the background the fits expect
+    toy_mean = (np.maximum(background_spectrum(model.windows, p, np.maximum(spec.background, 0.0)), 0.0)
+                if cfg.look_elsewhere.toys > 0 or cfg.minimum_limit.toys > 0 else None)
     if cfg.look_elsewhere.toys > 0:
         rng = np.random.default_rng(cfg.look_elsewhere.seed)
-        mean = toy_mean()
-        toy_z = np.stack([local_z(observed_windows(model.windows, rng.poisson(mean).astype(float), p))
+        toy_z = np.stack([local_z(observed_windows(model.windows, rng.poisson(toy_mean).astype(float), p))
                           for _ in range(cfg.look_elsewhere.toys)])   # a loop over toys, each vectorised
         calibration = calibrate(toy_z, cfg.look_elsewhere.level)
     toys_done = time.perf_counter()
-    minimum = (minimum_observed_limit(model.windows, p, toy_mean(), cfg.minimum_limit, table.frame["expected"].to_numpy(),
+    minimum = (minimum_observed_limit(model.windows, p, toy_mean, cfg.minimum_limit, table.frame["expected"].to_numpy(),
                                       per_fb, cl) if cfg.minimum_limit.toys > 0 else None)
     excess = largest_excess(table, {CHANNEL: calibration} if calibration else None)
     total_cal = scan_calibration(table, {CHANNEL: calibration} if calibration else None)
@@ -703,10 +701,9 @@ def minimum_observed_limit(w: ts.Windows, p: Plan, background: np.ndarray, mc: M
     limit is within ``minimum_limit.within`` of the best (the others can only lower the minimum)."""
     rows = np.flatnonzero(expected_fb <= mc.within * np.nanmin(expected_fb))
     rng = np.random.default_rng(mc.seed)
-    mean = np.maximum(background, 0.0)   # background_spectrum: what the fits expect
     minima, at = [], []
     for _ in range(mc.toys):   # a loop over toys, each vectorised over the hypotheses
-        windows = ts.subset(observed_windows(w, rng.poisson(mean).astype(float), p), rows)
+        windows = ts.subset(observed_windows(w, rng.poisson(background).astype(float), p), rows)
         observed = ts.upper_limits(windows, cl, bands=False)[0].observed / per_fb[rows]
         minima.append(float(np.nanmin(observed)))
         at.append(float(p.mass[rows][np.nanargmin(observed)]))
