@@ -235,8 +235,9 @@ def channel_rows(search: str, results: Path) -> list[dict[str, Any]]:
             "efficiency": efficiency_row.get("ours") or entry.get("normalisation", {}).get("efficiency"),
             "paper_efficiency": efficiency_row.get("paper"),
             "expected_limit": (entry.get("physics") or {}).get("expected", [None] * 5)[2],
-            # the paper's own convention where it differs from the median (tau3mu: n_obs = b)
-            "expected_limit_n_obs_b": (entry.get("expected_paper_convention") or {}).get("physics"),
+            # the paper's own convention where it differs from the Asimov median (tau3mu: n_obs = b; zprime: the
+            # median of background-only toys)
+            "expected_limit_paper_convention": (entry.get("expected_paper_convention") or {}).get("physics"),
             "observed_partner": observed_partner(entry),
             "published_expected": published.get("expected"),
             "published_observed": published.get("observed"),
@@ -260,7 +261,7 @@ def category_rows(validation: list[dict[str, Any]], lumi: float) -> list[dict[st
                      "background_from_mc_bound": r.get("simulated_events", 1) == 0 or r.get("mc_bound_events", 0.0) > 0,
                      "paper_background": r.get("paper"),
                      "equivalent_luminosity_fb": (lumi * b / sigma**2) if (b and sigma) else None,
-                     "efficiency": efficiency, "paper_efficiency": None, "expected_limit": None, "expected_limit_n_obs_b": None, "observed_partner": None,
+                     "efficiency": efficiency, "paper_efficiency": None, "expected_limit": None, "expected_limit_paper_convention": None, "observed_partner": None,
                      "published_expected": None, "published_observed": None})
     return rows
 
@@ -280,7 +281,7 @@ def _fmt(value: float | None, fmt: str = ".3g") -> str:
 def print_paper_table(document: dict[str, Any], console: Console) -> None:
     table = Table(title=f"paper-luminosity mode (scale {document['scale']:g}): {document['core_hours']:.2f} core-hours "
                         f"(budget {document['budget_core_hours']:g})")
-    for col in ("search", "channel", "b", "+-", "sim. +-", "paper b", "L_eq (/fb)", "eff", "paper eff", "exp. limit", "exp. n=b",
+    for col in ("search", "channel", "b", "+-", "sim. +-", "paper b", "L_eq (/fb)", "eff", "paper eff", "exp. limit", "exp. paper",
                 "publ. exp.", "obs. partner", "publ. obs.", "core-h"):
         table.add_column(col, justify="left" if col in ("search", "channel") else "right")
     for name, rec in document["searches"].items():
@@ -291,13 +292,14 @@ def print_paper_table(document: dict[str, Any], console: Console) -> None:
                 _fmt(row["background_uncertainty"]), _fmt(row.get("background_simulation_uncertainty")),
                 _fmt(row["paper_background"]), _fmt(row["equivalent_luminosity_fb"]),
                 _fmt(row["efficiency"]), _fmt(row["paper_efficiency"]), _fmt(row["expected_limit"]),
-                _fmt(row.get("expected_limit_n_obs_b")), _fmt(row["published_expected"]),
+                _fmt(row.get("expected_limit_paper_convention")), _fmt(row["published_expected"]),
                 _fmt(row.get("observed_partner")), _fmt(row["published_observed"]), f"{rec['core_hours']['total']:.2f}" if k == 0 else "",
             )
     console.print(table)
     console.print("sim. +-: the simulated statistics' part of +- (without the Poisson term of the data count a "
                   "data-driven estimate carries); L_eq: the luminosity at which a plain simulated count would have the estimate's relative precision "
-                  "(L b / sigma_b^2); exp. n=b: the expected limit with n_obs = b, where that is the paper's convention; "
+                  "(L b / sigma_b^2); exp. paper: the expected limit in the paper's own convention where it differs from exp. limit "
+                  "(tau3mu: n_obs = b; zprime: the best median of background-only toys, exp. limit being Asimov); "
                   "obs. partner: ours beside a published observed limit, at the count the paper observed (counting) or the "
                   "median smallest observed limit of the scan in background-only toys (zprime); "
                   "\u2020 rests on the MC statistical bound")

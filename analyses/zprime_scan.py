@@ -41,6 +41,7 @@ from typing import Literal
 
 import numpy as np
 import pydantic
+from scipy.special import ndtr
 
 from belle_rare.analyses import zprime_background as zb
 from belle_rare.analyses.hepdata_record import plot_limit_curve, write_hepdata
@@ -56,6 +57,7 @@ from belle_rare.stats import template_scan as ts
 from belle_rare.stats.errors import StatsError
 from belle_rare.stats.histograms import RunOutput, load_run_output, run_output_dir
 from belle_rare.stats.look_elsewhere import calibrate
+from belle_rare.stats.fast_scan import BAND_SIGMAS
 from belle_rare.stats.scan_table import EXPECTED_COLUMNS, ScanTable, largest_excess, scan_calibration
 from belle_rare.stats.search_limits import SearchLimits, Settings
 
@@ -64,6 +66,8 @@ CHANNEL = "mumu"
 QUANTITY = "sigma(e+e- -> mu+ mu- Z') x BR(Z' -> invisible)"
 FB_PER_NB = 1e6
 MODELS = ("vanilla", "fully_invisible")
+# the expected bands from background-only toys (the paper's construction), beside the Asimov ones of EXPECTED_COLUMNS
+TOY_EXPECTED_COLUMNS = tuple(f"toy_{c}" for c in EXPECTED_COLUMNS)
 #: the paper's smallest observed limit (fb): "We set upper limits as small as 0.2 fb"
 PUBLISHED = {"observed": 0.2, "source": "Belle II, PRL 130 231801 (79.7 /fb): 'upper limits as small as 0.2 fb'", "cl": 0.90}
 
@@ -111,14 +115,19 @@ class LookElsewhere(StrictModel):
     seed: int = 1
 
 
-class MinimumLimit(StrictModel):
-    """Background-only toys of the smallest observed limit over the scan (``minimum_observed_limit``)."""
+class BackgroundToys(StrictModel):
+    """Background-only Poisson toys of the observed curve (the look-elsewhere toys' recipe, own seed), for the
+    smallest observed limit over the scan (``minimum_observed_limit``) and, with ``bands``, the expected bands
+    as the paper draws them ("the median limits from background-only simulated samples", PRL 130 231801)."""
 
     toys: int = pydantic.Field(0, ge=0)
-    # the hypotheses whose median expected limit is within this factor of the best one: where the minimum of an
-    # observed curve falls (leaving the others out can only raise the toys' minima)
-    within: float = pydantic.Field(1.5, ge=1.0)
     seed: int = 2
+    # the toys' observed curve at every hypothesis: its per-hypothesis quantiles are the expected bands (the
+    # scan table's toy_expected_* columns); without, only the hypotheses the minimum needs
+    bands: bool = False
+    # the minimum over the hypotheses whose median expected (Asimov) limit is within this factor of the best one:
+    # where the minimum of an observed curve falls (the others can only lower it, rarely)
+    minimum_within: float = pydantic.Field(1.5, ge=1.0)
 
 
 class Factorised(StrictModel):
@@ -149,7 +158,7 @@ class ScanConfig(StrictModel):
     mc_bound: MCBound = MCBound()
     smoothing: Smoothing = Smoothing()
     look_elsewhere: LookElsewhere = LookElsewhere()
-    minimum_limit: MinimumLimit = MinimumLimit()
+    background_toys: BackgroundToys = BackgroundToys()
     # plain: each background dataset's after-cut template as simulated; factorised: where a window holds fewer
     # than factorised.min_events simulated events after the cut, the pre-cut window x the sidebands' pass fraction
     background_estimate: Literal["plain", "factorised"] = "plain"
@@ -614,11 +623,20 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
     z = ts.local_significance(model.windows, fits)
     scanned = time.perf_counter()
     per_fb = model.signal_per_fb
+    expected_fb = limits.expected[2] / per_fb
+    # both kinds of toys fluctuate around the background the fits expect
+    toy_mean = (np.maximum(background_spectrum(model.windows, p, np.maximum(spec.background, 0.0)), 0.0)
+                if cfg.look_elsewhere.toys > 0 or cfg.background_toys.toys > 0 else None)
+    toys = (toy_observed_limits(model.windows, p, toy_mean, cfg.background_toys, expected_fb, per_fb, cl)
+            if cfg.background_toys.toys > 0 else None)
+    toy_columns = ({name: band for name, band in zip(TOY_EXPECTED_COLUMNS, toy_bands(toys))}
+                   if toys is not None and cfg.background_toys.bands else {})
+    toys_done = time.perf_counter()
     couplings = {}
     for m in MODELS:
         unit = unit_coupling_cross_section(samples, masses, m)
         couplings[f"coupling_observed_{m}"] = lmu_ltau.coupling_limit(limits.observed / per_fb, unit)
-        couplings[f"coupling_expected_{m}"] = lmu_ltau.coupling_limit(limits.expected[2] / per_fb, unit)
+        couplings[f"coupling_expected_{m}"] = lmu_ltau.coupling_limit(expected_fb, unit)
         couplings[f"sigma_unit_coupling_fb_{m}"] = unit
     table = ScanTable.from_arrays(
         CHANNEL, masses, limits.observed / per_fb, limits.expected / per_fb, z, p.sigma / (2 * masses),
@@ -630,20 +648,15 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
                                       for i in range(len(masses))], dtype=object),
         signal_events_observed=limits.observed, signal_events_expected=limits.expected[2],
         signal_yield_fit=fits.free.x, nearest_sample=np.array([samples.datasets[i] for i in p.nearest], dtype=object),
-        **couplings)
+        **toy_columns, **couplings)
     # look-elsewhere: background-only Poisson toys of the whole 2D spectrum through the same fast fits
     calibration = None
-    # both kinds of toys fluctuate around the background the fits expect
-    toy_mean = (np.maximum(background_spectrum(model.windows, p, np.maximum(spec.background, 0.0)), 0.0)
-                if cfg.look_elsewhere.toys > 0 or cfg.minimum_limit.toys > 0 else None)
     if cfg.look_elsewhere.toys > 0:
         rng = np.random.default_rng(cfg.look_elsewhere.seed)
         toy_z = np.stack([local_z(observed_windows(model.windows, rng.poisson(toy_mean).astype(float), p))
                           for _ in range(cfg.look_elsewhere.toys)])   # a loop over toys, each vectorised
         calibration = calibrate(toy_z, cfg.look_elsewhere.level)
-    toys_done = time.perf_counter()
-    minimum = (minimum_observed_limit(model.windows, p, toy_mean, cfg.minimum_limit, table.frame["expected"].to_numpy(),
-                                      per_fb, cl) if cfg.minimum_limit.toys > 0 else None)
+    minimum = minimum_observed_limit(toys, expected_fb, p.mass, cfg.background_toys) if toys is not None else None
     excess = largest_excess(table, {CHANNEL: calibration} if calibration else None)
     total_cal = scan_calibration(table, {CHANNEL: calibration} if calibration else None)
     table.metadata["look_elsewhere"] = {"calibration": total_cal.to_dict()}
@@ -668,6 +681,9 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
         "published": PUBLISHED,
         # the like-with-like partner of the published smallest observed limit
         "minimum_observed_limit": minimum,
+        # the paper's expected curve is the toys' median ("the median limits from background-only simulated
+        # samples"): its best value, beside the Asimov median of "physics"
+        "expected_paper_convention": toy_expected_summary(table) if toy_columns else None,
         "asimov_observation": asimov, "background_from_mc_bound": bool(on_bound),
         "background_events": float(best["window_background"]),   # in the best hypothesis's window (with any bound)
     }
@@ -685,32 +701,69 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
         "background_estimate": background_estimate_summary(cfg, model, masses),
         "largest_excess": excess.to_dict(), "look_elsewhere": table.metadata["look_elsewhere"],
         "seconds": {"prepare": round(prepared - start, 2), "scan": round(scanned - prepared, 2),
-                    "look_elsewhere": round(toys_done - scanned, 2), "minimum_limit": round(finished - toys_done, 2)},
+                    "background_toys": round(toys_done - scanned, 2), "look_elsewhere": round(finished - toys_done, 2)},
         "limits": [entry],
     }
     return table, document
 
 
-def minimum_observed_limit(w: ts.Windows, p: Plan, background: np.ndarray, mc: MinimumLimit, expected_fb: np.ndarray,
-                           per_fb: np.ndarray, cl: float) -> dict:
+@dataclass(frozen=True)
+class ToyLimits:
+    """The observed sigma x BR limits (fb) of background-only toys: ``observed`` (toys, len(rows)) at the
+    hypotheses ``rows``."""
+
+    rows: np.ndarray
+    observed: np.ndarray
+    seed: int
+
+
+def toy_observed_limits(w: ts.Windows, p: Plan, background: np.ndarray, cfg: BackgroundToys, expected_fb: np.ndarray,
+                        per_fb: np.ndarray, cl: float) -> ToyLimits:
+    """Poisson toys of ``background`` (:func:`background_spectrum`), each through the same vectorised fits,
+    observed curve only: at every hypothesis with ``bands``, else at those the minimum needs (median expected
+    limit within ``minimum_within`` of the best)."""
+    rows = (np.arange(len(expected_fb)) if cfg.bands
+            else np.flatnonzero(expected_fb <= cfg.minimum_within * np.nanmin(expected_fb)))
+    rng = np.random.default_rng(cfg.seed)
+    observed = np.empty((cfg.toys, len(rows)))
+    for t in range(cfg.toys):   # a loop over toys, each vectorised over the hypotheses
+        windows = observed_windows(w, rng.poisson(background).astype(float), p)
+        if len(rows) < len(expected_fb):
+            windows = ts.subset(windows, rows)
+        observed[t] = ts.upper_limits(windows, cl, bands=False)[0].observed / per_fb[rows]
+    return ToyLimits(rows, observed, cfg.seed)
+
+
+def toy_bands(toys: ToyLimits) -> np.ndarray:
+    """(5, H): the toys' observed limits at the quantiles of -2..+2 sigma, per hypothesis (the expected band as
+    the paper constructs it)."""
+    return np.nanpercentile(toys.observed, 100.0 * ndtr(np.asarray(BAND_SIGMAS, dtype=float)), axis=0)
+
+
+def toy_expected_summary(table: ScanTable) -> dict:
+    """The best (smallest) toy median expected limit of the scan and where, with its band there."""
+    f = table.frame
+    i = f["toy_expected"].idxmin()
+    return {"physics": float(f.loc[i, "toy_expected"]), "mass": float(f.loc[i, "mass"]),
+            "band": [float(f.loc[i, c]) for c in TOY_EXPECTED_COLUMNS],
+            "asimov_at_mass": float(f.loc[i, "expected"]),
+            "definition": "the median observed limit in background-only Poisson toys (the paper's expected curve, "
+                          "PRL 130 231801 Fig. 2); scan table toy_expected_* columns"}
+
+
+def minimum_observed_limit(toys: ToyLimits, expected_fb: np.ndarray, mass: np.ndarray, cfg: BackgroundToys) -> dict:
     """The smallest observed sigma x BR limit over the scan in background-only toys: the like-with-like
     partner of a paper's "upper limits as small as X" (PRL 130 231801: 0.2 fb). The minimum of an observed
     curve over hundreds of overlapping windows sits below the best median expected limit, as the minimum of
-    many draws does. Poisson toys of ``background`` (:func:`background_spectrum`; the look-elsewhere toys' recipe, own seed),
-    each through the same vectorised fits, observed curve only, over the hypotheses whose median expected
-    limit is within ``minimum_limit.within`` of the best (the others can only lower the minimum)."""
-    rows = np.flatnonzero(expected_fb <= mc.within * np.nanmin(expected_fb))
-    rng = np.random.default_rng(mc.seed)
-    minima, at = [], []
-    for _ in range(mc.toys):   # a loop over toys, each vectorised over the hypotheses
-        windows = ts.subset(observed_windows(w, rng.poisson(background).astype(float), p), rows)
-        observed = ts.upper_limits(windows, cl, bands=False)[0].observed / per_fb[rows]
-        minima.append(float(np.nanmin(observed)))
-        at.append(float(p.mass[rows][np.nanargmin(observed)]))
+    many draws does. Over the hypotheses whose median expected limit is within ``minimum_within`` of the best."""
+    within = expected_fb[toys.rows] <= cfg.minimum_within * np.nanmin(expected_fb)
+    observed, rows = toys.observed[:, within], toys.rows[within]
+    minima = np.nanmin(observed, axis=1)
+    at = mass[rows][np.nanargmin(observed, axis=1)]
     q16, q50, q84 = np.percentile(minima, [16, 50, 84])
-    return {"toys": mc.toys, "seed": mc.seed, "within": mc.within, "hypotheses": int(len(rows)),
+    return {"toys": int(len(minima)), "seed": toys.seed, "within": cfg.minimum_within, "hypotheses": int(len(rows)),
             "best_expected": float(np.nanmin(expected_fb)), "median": float(q50), "quantiles_16_84": [float(q16), float(q84)],
-            "minima": minima, "at_mass": at, "published": PUBLISHED["observed"],
+            "minima": minima.tolist(), "at_mass": at.tolist(), "published": PUBLISHED["observed"],
             "definition": "the smallest observed limit over the scan (fb) in background-only Poisson toys, beside the "
                           "paper's 'upper limits as small as' (the minimum of its observed curve)"}
 
@@ -741,9 +794,15 @@ def write_plots(table: ScanTable, base: Path, experiment: str, lumi: float, cl: 
     f = table.frame.sort_values("mass")
     m = f["mass"].to_numpy()
     exp = f[list(EXPECTED_COLUMNS)].to_numpy().T
-    written = plot_limit_curve(m, f["observed"].to_numpy(), exp, base / "limit_sigma",
-                               rf"{100 * cl:g}% CL UL on $\sigma(e^+e^-\to\mu^+\mu^-Z')\times\mathcal{{B}}(Z'\to$inv.) [fb]",
-                               r"$L_\mu - L_\tau$ $Z'$, negligible width", experiment, lumi, xlabel=r"$M_{Z'}$ [GeV/$c^2$]")
+    ylabel = rf"{100 * cl:g}% CL UL on $\sigma(e^+e^-\to\mu^+\mu^-Z')\times\mathcal{{B}}(Z'\to$inv.) [fb]"
+    written = plot_limit_curve(m, f["observed"].to_numpy(), exp, base / "limit_sigma", ylabel,
+                               r"$L_\mu - L_\tau$ $Z'$, negligible width; expected bands: Asimov", experiment, lumi,
+                               xlabel=r"$M_{Z'}$ [GeV/$c^2$]")
+    if all(c in f.columns for c in TOY_EXPECTED_COLUMNS):   # the paper's construction of the bands
+        written += plot_limit_curve(m, f["observed"].to_numpy(), f[list(TOY_EXPECTED_COLUMNS)].to_numpy().T,
+                                    base / "limit_sigma_toys", ylabel,
+                                    r"$L_\mu - L_\tau$ $Z'$; expected bands: background-only toys", experiment, lumi,
+                                    xlabel=r"$M_{Z'}$ [GeV/$c^2$]")
     plt.style.use(mplhep.style.ROOT)
     for name, ylabel in (("coupling", rf"{100 * cl:g}% CL UL on $g'$"), ("local_significance", r"local significance [$\sigma$]")):
         fig, ax = plt.subplots(figsize=(8, 6))

@@ -88,7 +88,7 @@ def test_tiny_paper_run_records_core_hours_and_resumes(tmp_path):
     assert filtered["events"] == 1500 and filtered["generated_events"] > filtered["events"]
     (row,) = rec["channels"]
     assert row["channel"] == "3mu" and row["background"] > 0 and row["efficiency"] > 0
-    assert row["expected_limit_n_obs_b"] > 0 and row["published_expected"] == 1.8e-8  # the paper's convention, beside
+    assert row["expected_limit_paper_convention"] > 0 and row["published_expected"] == 1.8e-8  # the paper's convention, beside
     manifest = tmp_path / "samples" / "tau3mu" / "belle2_tautau_3prong_filter_tau3mu.json"
     before = manifest.stat().st_mtime_ns
     assert run_paper_mode(tmp_path, 1.0, 1, 7, None, console, plan=plan, executor="iterative") == 0

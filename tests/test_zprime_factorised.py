@@ -143,7 +143,7 @@ def test_scan_uses_the_factorised_background_and_says_where(tmp_path):
         datasets[name] = {"kind": "signal", "parameters": {"mass": m}, "cross_section_nb": 1e-6}
     write_run_output(tmp_path, "zprime", "belle2", 79.7, datasets, hists)
     fast = cfg.model_copy(update={"look_elsewhere": cfg.look_elsewhere.model_copy(update={"toys": 0}),
-                                  "minimum_limit": cfg.minimum_limit.model_copy(update={"toys": 0})})
+                                  "background_toys": cfg.background_toys.model_copy(update={"toys": 0})})
     table, doc = zs.compute(tmp_path, cfg=fast)
     rec = doc["background_estimate"]
     assert rec["method"] == "factorised"
