@@ -122,8 +122,7 @@ class BackgroundToys(StrictModel):
 
     toys: int = pydantic.Field(0, ge=0)
     seed: int = 2
-    # the toys' observed curve at every hypothesis: its per-hypothesis quantiles are the expected bands (the
-    # scan table's toy_expected_* columns); without, only the hypotheses the minimum needs
+    # also the expected bands from as many toys of each window on its own (the scan table's toy_expected_* columns)
     bands: bool = False
     # the minimum over the hypotheses whose median expected (Asimov) limit is within this factor of the best one:
     # where the minimum of an observed curve falls (the others can only lower it, rarely)
@@ -629,8 +628,9 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
                 if cfg.look_elsewhere.toys > 0 or cfg.background_toys.toys > 0 else None)
     toys = (toy_observed_limits(model.windows, p, toy_mean, cfg.background_toys, expected_fb, per_fb, cl)
             if cfg.background_toys.toys > 0 else None)
-    toy_columns = ({name: band for name, band in zip(TOY_EXPECTED_COLUMNS, toy_bands(toys))}
-                   if toys is not None and cfg.background_toys.bands else {})
+    toy_columns = ({name: band / per_fb for name, band in
+                    zip(TOY_EXPECTED_COLUMNS, toy_bands(model.windows, cfg.background_toys.toys, cfg.background_toys.seed, cl))}
+                   if cfg.background_toys.toys > 0 and cfg.background_toys.bands else {})
     toys_done = time.perf_counter()
     couplings = {}
     for m in MODELS:
@@ -719,25 +719,28 @@ class ToyLimits:
 
 def toy_observed_limits(w: ts.Windows, p: Plan, background: np.ndarray, cfg: BackgroundToys, expected_fb: np.ndarray,
                         per_fb: np.ndarray, cl: float) -> ToyLimits:
-    """Poisson toys of ``background`` (:func:`background_spectrum`), each through the same vectorised fits,
-    observed curve only: at every hypothesis with ``bands``, else at those the minimum needs (median expected
-    limit within ``minimum_within`` of the best)."""
-    rows = (np.arange(len(expected_fb)) if cfg.bands
-            else np.flatnonzero(expected_fb <= cfg.minimum_within * np.nanmin(expected_fb)))
+    """Poisson toys of the whole spectrum ``background`` (:func:`background_spectrum`: overlapping windows share
+    their counts, as the minimum of one observed curve needs), each through the same vectorised fits, observed
+    curve only, at the hypotheses the minimum needs (median expected limit within ``minimum_within`` of the best)."""
+    rows = np.flatnonzero(expected_fb <= cfg.minimum_within * np.nanmin(expected_fb))
     rng = np.random.default_rng(cfg.seed)
     observed = np.empty((cfg.toys, len(rows)))
     for t in range(cfg.toys):   # a loop over toys, each vectorised over the hypotheses
-        windows = observed_windows(w, rng.poisson(background).astype(float), p)
-        if len(rows) < len(expected_fb):
-            windows = ts.subset(windows, rows)
+        windows = ts.subset(observed_windows(w, rng.poisson(background).astype(float), p), rows)
         observed[t] = ts.upper_limits(windows, cl, bands=False)[0].observed / per_fb[rows]
     return ToyLimits(rows, observed, cfg.seed)
 
 
-def toy_bands(toys: ToyLimits) -> np.ndarray:
-    """(5, H): the toys' observed limits at the quantiles of -2..+2 sigma, per hypothesis (the expected band as
-    the paper constructs it)."""
-    return np.nanpercentile(toys.observed, 100.0 * ndtr(np.asarray(BAND_SIGMAS, dtype=float)), axis=0)
+def toy_bands(w: ts.Windows, toys: int, seed: int, cl: float) -> np.ndarray:
+    """(5, H) expected limits in signal events, -2..+2 sigma, as the paper constructs them: the quantiles of
+    the observed limit over background-only toys. A hypothesis's band depends on its own window alone, so each
+    window draws its own counts from the background its fit expects (``w.b``, factorised yields and MC bounds
+    included): neighbouring windows need not agree on one spectrum (their factorised yields differ), and a toy
+    of a shared spectrum would fluctuate a window around another window's background."""
+    rng = np.random.default_rng([seed, 1])   # a stream of its own, beside the minimum's
+    observed = np.stack([ts.upper_limits(dataclasses.replace(w, n=rng.poisson(w.b).astype(float)), cl, bands=False)[0].observed
+                         for _ in range(toys)])   # a loop over toys, each vectorised over the hypotheses
+    return np.nanpercentile(observed, 100.0 * ndtr(np.asarray(BAND_SIGMAS, dtype=float)), axis=0)
 
 
 def toy_expected_summary(table: ScanTable) -> dict:
