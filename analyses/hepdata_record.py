@@ -45,14 +45,18 @@ def curve_label(channel: str, lifetime_cm: float) -> str:
 
 def with_gaps(x: np.ndarray, *ys: np.ndarray, factor: float = 5.0) -> tuple[np.ndarray, ...]:
     """Sorted ``x`` and ``ys`` with a NaN point inserted where consecutive x are more than ``factor`` times the
-    median spacing apart (vetoed mass windows), so lines break there instead of bridging the gap."""
+    smaller of the neighbouring spacings apart (vetoed mass windows), so lines break there instead of bridging
+    the gap. Local, not the median spacing: a scan in equal steps of M^2 (or of the resolution) has steps that
+    grow smoothly towards low mass, which a global yardstick would cut into isolated, invisible points."""
     order = np.argsort(x)
     x = np.asarray(x, float)[order]
     ys = tuple(np.asarray(y, float)[..., order] for y in ys)
     if len(x) < 3:
         return (x, *ys)
     step = np.diff(x)
-    gaps = np.flatnonzero(step > factor * np.median(step)) + 1
+    before = np.concatenate([[np.inf], step[:-1]])
+    after = np.concatenate([step[1:], [np.inf]])
+    gaps = np.flatnonzero(step > factor * np.minimum(before, after)) + 1
     x = np.insert(x, gaps, np.nan)
     return (x, *(np.insert(y, gaps, np.nan, axis=-1) for y in ys))
 

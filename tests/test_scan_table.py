@@ -130,6 +130,14 @@ def test_hepdata_record_and_plots(tmp_path):
     from belle_rare.analyses.hepdata_record import with_gaps
     x, y = with_gaps(np.array([0.0, 0.1, 0.2, 1.0, 1.1]), np.arange(5.0))
     assert np.isnan(x[3]) and np.isnan(y[3]) and len(x) == 6
+    # hypotheses equally spaced in M^2 (zprime's scan): the steps in M shrink 16 x from 0.5 to 8 GeV, smoothly:
+    # no break (with the median spacing as yardstick the low-mass points were isolated, and their line not drawn)
+    m = np.sqrt(np.linspace(0.25, 64.0, 300))
+    assert len(with_gaps(m, m)[0]) == 300
+    # a vetoed window in such a scan still breaks the line, once
+    vetoed = m[(m < 3.0) | (m > 3.5)]
+    x, _ = with_gaps(vetoed, vetoed)
+    assert np.isnan(x).sum() == 1 and x[np.flatnonzero(np.isnan(x))[0] - 1] < 3.0 < 3.5 < x[np.flatnonzero(np.isnan(x))[0] + 1]
 
 
 def test_search_scan_hook_replaces_the_generic_path(monkeypatch, tmp_path):
