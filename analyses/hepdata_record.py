@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from belle_rare.core.atomic import save_figure  # noqa: E402
 from belle_rare.stats.plots import EXPERIMENT_LABELS  # noqa: E402
-from belle_rare.stats.scan_table import EXPECTED_COLUMNS, ScanTable  # noqa: E402
+from belle_rare.stats.scan_table import EXPECTED_COLUMNS, TOY_EXPECTED_COLUMNS, ScanTable  # noqa: E402
 
 if TYPE_CHECKING:
     from hepdata_lib import Submission
@@ -159,14 +159,19 @@ def hepdata_submission(table: ScanTable, quantity: str, unit: str = "", cl: floa
         tab.add_variable(mass)
         observed = Variable(f"Observed {quantity} upper limit", is_independent=False, is_binned=False, units=unit)
         observed.values = rows["observed"].to_numpy()
-        expected = Variable(f"Expected {quantity} upper limit", is_independent=False, is_binned=False, units=unit)
-        exp = rows[list(EXPECTED_COLUMNS)].to_numpy().T
-        expected.values = exp[2]
-        for sigma, (lo, hi) in ((1, (1, 3)), (2, (0, 4))):
-            band = Uncertainty(f"{sigma} sigma", is_symmetric=False)
-            band.values = list(zip(exp[lo] - exp[2], exp[hi] - exp[2]))
-            expected.add_uncertainty(band)
-        for var in (observed, expected):
+        expected = []
+        for columns, label in ((EXPECTED_COLUMNS, "Expected"), (TOY_EXPECTED_COLUMNS, "Expected (background-only toys)")):
+            if not set(columns) <= set(rows.columns):
+                continue
+            var = Variable(f"{label} {quantity} upper limit", is_independent=False, is_binned=False, units=unit)
+            exp = rows[list(columns)].to_numpy().T
+            var.values = exp[2]
+            for sigma, (lo, hi) in ((1, (1, 3)), (2, (0, 4))):
+                band = Uncertainty(f"{sigma} sigma", is_symmetric=False)
+                band.values = list(zip(exp[lo] - exp[2], exp[hi] - exp[2]))
+                var.add_uncertainty(band)
+            expected.append(var)
+        for var in (observed, *expected):
             var.add_qualifier("CL", f"{100 * cl:g}%")
             var.add_qualifier("channel", channel)
             if not math.isnan(lifetime):

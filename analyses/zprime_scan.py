@@ -58,7 +58,7 @@ from belle_rare.stats.errors import StatsError
 from belle_rare.stats.histograms import RunOutput, load_run_output, run_output_dir
 from belle_rare.stats.look_elsewhere import calibrate
 from belle_rare.stats.fast_scan import BAND_SIGMAS
-from belle_rare.stats.scan_table import EXPECTED_COLUMNS, ScanTable, largest_excess, scan_calibration
+from belle_rare.stats.scan_table import EXPECTED_COLUMNS, TOY_EXPECTED_COLUMNS, ScanTable, largest_excess, scan_calibration
 from belle_rare.stats.search_limits import SearchLimits, Settings
 
 SIGNAL = "zprime"
@@ -66,8 +66,6 @@ CHANNEL = "mumu"
 QUANTITY = "sigma(e+e- -> mu+ mu- Z') x BR(Z' -> invisible)"
 FB_PER_NB = 1e6
 MODELS = ("vanilla", "fully_invisible")
-# the expected bands from background-only toys (the paper's construction), beside the Asimov ones of EXPECTED_COLUMNS
-TOY_EXPECTED_COLUMNS = tuple(f"toy_{c}" for c in EXPECTED_COLUMNS)
 #: the paper's smallest observed limit (fb): "We set upper limits as small as 0.2 fb"
 PUBLISHED = {"observed": 0.2, "source": "Belle II, PRL 130 231801 (79.7 /fb): 'upper limits as small as 0.2 fb'", "cl": 0.90}
 

@@ -28,6 +28,8 @@ from belle_rare.stats.errors import StatsError
 from belle_rare.stats.look_elsewhere import Calibration, global_p_value, rice_calibration, significance_of
 
 EXPECTED_COLUMNS = ("expected_m2", "expected_m1", "expected", "expected_p1", "expected_p2")
+# optional: the same bands as the quantiles of the observed limit over background-only toys (a scan that runs them)
+TOY_EXPECTED_COLUMNS = tuple(f"toy_{c}" for c in EXPECTED_COLUMNS)
 COLUMNS = ("channel", "mass", "lifetime_cm", "observed", *EXPECTED_COLUMNS, "local_significance", "resolution")
 _METADATA_KEY = b"belle_rare.scan_table"
 

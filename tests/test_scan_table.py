@@ -22,7 +22,8 @@ from belle_rare.stats.look_elsewhere import (
     toy_calibration,
 )
 from belle_rare.stats.peak_scan import fit_all, local_significance, windows
-from belle_rare.stats.scan_table import COLUMNS, ScanTable, largest_excess, read_scan_table, scan_calibration
+from belle_rare.stats.scan_table import (COLUMNS, EXPECTED_COLUMNS, TOY_EXPECTED_COLUMNS, ScanTable, largest_excess, read_scan_table,
+                                         scan_calibration)
 
 
 def _table() -> ScanTable:
@@ -123,6 +124,16 @@ def test_hepdata_record_and_plots(tmp_path):
     first = expected["values"][0]
     assert first["value"] == pytest.approx(1.1e-7 * 1.0, rel=1e-3)  # expected median at m = 0.1
     assert first["errors"][0]["asymerror"]["plus"] == pytest.approx(0.4 * 1.1e-7, rel=1e-3)
+    assert len(doc["dependent_variables"]) == 2          # observed, expected: no toy columns, no toy band
+    # a scan with toy bands (zprime): a second expected variable with its own bands, beside the Asimov one
+    toys = ScanTable(table.frame.assign(**{t: 0.5 * table.frame[c] for t, c in zip(TOY_EXPECTED_COLUMNS, EXPECTED_COLUMNS)}),
+                     table.metadata)
+    write_hepdata(toys, tmp_path / "toys" / "hepdata", "BR(B -> K S) x BR(S -> x x)")
+    doc = yaml.safe_load((tmp_path / "toys" / "hepdata" / "limits_k_mumu_ctau_10_cm.yaml").read_text())
+    toy = doc["dependent_variables"][2]
+    assert toy["header"]["name"].startswith("Expected (background-only toys)")
+    assert toy["values"][0]["value"] == pytest.approx(0.5 * first["value"])
+    assert toy["values"][0]["errors"][0]["asymerror"]["plus"] == pytest.approx(0.5 * first["errors"][0]["asymerror"]["plus"])
     assert plot_limit_curve(table.frame["mass"][:40], table.frame["observed"][:40], table.expected[:, :40],
                             tmp_path / "curve", "BR")[0].stat().st_size > 0
     assert len(plot_limit_grid(table, tmp_path / "grid", "BR", panel_of=lambda c: (0, int(c == "K_mumu")),
