@@ -37,7 +37,7 @@ def test_observed_only_path_returns_the_full_paths_observed_limits():
 
 
 def test_toy_bands_in_the_asymptotic_regime_are_the_asimov_bands():
-    """20-60 background events per bin: the quantiles of the observed limit over 80 background-only toys of each
+    """20-60 background events per bin: the quantiles of the observed limit over 50 background-only toys of each
     window (the paper's construction) reproduce the Asimov median and +-1 sigma band (an independent construction)."""
     rng = np.random.default_rng(12)
     h, k = 12, 12
@@ -47,13 +47,13 @@ def test_toy_bands_in_the_asymptotic_regime_are_the_asimov_bands():
     w = ts.Windows(n=b.copy(), s=s, s_up=s * 1.05, s_down=s * 0.95, b=b, sigma_b=0.05 * b,
                    kappa=np.full(h, 0.05), mask=np.ones((h, k), dtype=bool))
     asimov = ts.upper_limits(w, 0.90)[0].expected
-    toys = zs.toy_bands(w, 80, seed=5, cl=0.90)
+    toys = zs.toy_bands(w, 50, seed=5, cl=0.90)
     assert toys.shape == (5, h) and np.all(np.diff(toys, axis=0) >= 0)
     ratio = toys / asimov
-    # each quantile from 80 toys scatters by ~5.5 % (the spread of these ratios measured with 100 toys: 4-5.5 %):
-    # 3 sigma per hypothesis, and the mean over the 12 hypotheses to ~1.6 %, where a bias of the construction would show
-    assert np.all(np.abs(ratio[1:4] - 1.0) < 0.18)
-    assert np.all(np.abs(ratio[1:4].mean(axis=1) - 1.0) < 0.05)
+    # each quantile from 50 toys scatters by ~7 % (the spread of these ratios measured with 100 toys: 4-5.5 %):
+    # 3 sigma per hypothesis, and the mean over the 12 hypotheses to ~2 %, where a bias of the construction would show
+    assert np.all(np.abs(ratio[1:4] - 1.0) < 0.21)
+    assert np.all(np.abs(ratio[1:4].mean(axis=1) - 1.0) < 0.06)
 
 
 def _run(tmp_path, background_per_bin: float = 0.0, events: np.ndarray | None = None, weight: float = 1.0) -> None:

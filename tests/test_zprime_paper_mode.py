@@ -21,7 +21,17 @@ def test_shipped_zprime_entry_scans_the_paper_masses_with_filtered_backgrounds()
     assert not entry.pid_weights
 
 
-def test_tiny_zprime_paper_run(tmp_path):
+def test_tiny_zprime_paper_run(tmp_path, monkeypatch):
+    from belle_rare.analyses import zprime_scan
+
+    shipped = zprime_scan.load_scan_config
+
+    def few_toys(path=None):   # the shipped scan with 3 toys of each kind: the toys are tested in test_zprime_minimum_limit
+        cfg = shipped(path)
+        return cfg.model_copy(update={"look_elsewhere": cfg.look_elsewhere.model_copy(update={"toys": 3}),
+                                      "background_toys": cfg.background_toys.model_copy(update={"toys": 3})})
+
+    monkeypatch.setattr(zprime_scan, "load_scan_config", few_toys)
     plan = PaperMode.model_validate({"budget_core_hours": 0.01, "searches": {"zprime": {
         "experiment": "belle2",
         "samples": [{"process": "sig_zprime", "parameters": {"mass": 2.0}, "events": 800},
@@ -34,5 +44,7 @@ def test_tiny_zprime_paper_run(tmp_path):
     assert rec["core_hours"]["total"] > 0
     (row,) = rec["channels"]
     assert row["channel"] == "mumu" and row["expected_limit"] > 0 and row["published_observed"] == 0.2
+    # the paper's convention (toy median) and the like-with-like partner of its observed limit (toy minimum)
+    assert row["expected_limit_paper_convention"] > 0 and row["observed_partner"] > 0
     limits = json.loads((tmp_path / "results" / "zprime" / "limits.json").read_text())
     assert limits["background_estimate"]["method"] == "factorised" and limits["hypotheses"] > 1
