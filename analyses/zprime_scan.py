@@ -37,6 +37,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Literal
 
 import numpy as np
@@ -652,7 +653,7 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
     if cfg.look_elsewhere.toys > 0:
         rng = np.random.default_rng(cfg.look_elsewhere.seed)
         toy_z = np.stack([local_z(observed_windows(model.windows, rng.poisson(toy_mean).astype(float), p))
-                          for _ in range(cfg.look_elsewhere.toys)])   # a loop over toys, each vectorised
+                          for _ in toy_progress(cfg.look_elsewhere.toys, "look-elsewhere toys")])   # each vectorised
         calibration = calibrate(toy_z, cfg.look_elsewhere.level)
     minimum = minimum_observed_limit(toys, expected_fb, p.mass, cfg.background_toys) if toys is not None else None
     excess = largest_excess(table, {CHANNEL: calibration} if calibration else None)
@@ -705,6 +706,13 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
     return table, document
 
 
+def toy_progress(n: int, what: str) -> Iterable[int]:
+    """range(n) behind a transient progress bar on a terminal: a paper-mode scan's toys take minutes."""
+    from rich.progress import track
+
+    return track(range(n), description=f"zprime: {what}", transient=True)
+
+
 @dataclass(frozen=True)
 class ToyLimits:
     """The observed sigma x BR limits (fb) of background-only toys: ``observed`` (toys, len(rows)) at the
@@ -723,7 +731,7 @@ def toy_observed_limits(w: ts.Windows, p: Plan, background: np.ndarray, cfg: Bac
     rows = np.flatnonzero(expected_fb <= cfg.minimum_within * np.nanmin(expected_fb))
     rng = np.random.default_rng(cfg.seed)
     observed = np.empty((cfg.toys, len(rows)))
-    for t in range(cfg.toys):   # a loop over toys, each vectorised over the hypotheses
+    for t in toy_progress(cfg.toys, "toys of the smallest observed limit"):   # each vectorised over the hypotheses
         windows = ts.subset(observed_windows(w, rng.poisson(background).astype(float), p), rows)
         observed[t] = ts.upper_limits(windows, cl, bands=False)[0].observed / per_fb[rows]
     return ToyLimits(rows, observed, cfg.seed)
@@ -737,7 +745,7 @@ def toy_bands(w: ts.Windows, toys: int, seed: int, cl: float) -> np.ndarray:
     of a shared spectrum would fluctuate a window around another window's background."""
     rng = np.random.default_rng([seed, 1])   # a stream of its own, beside the minimum's
     observed = np.stack([ts.upper_limits(dataclasses.replace(w, n=rng.poisson(w.b).astype(float)), cl, bands=False)[0].observed
-                         for _ in range(toys)])   # a loop over toys, each vectorised over the hypotheses
+                         for _ in toy_progress(toys, "toys of the expected bands")])   # each vectorised over the hypotheses
     return np.nanpercentile(observed, 100.0 * ndtr(np.asarray(BAND_SIGMAS, dtype=float)), axis=0)
 
 
