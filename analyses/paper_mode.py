@@ -235,8 +235,8 @@ def channel_rows(search: str, results: Path) -> list[dict[str, Any]]:
             "efficiency": efficiency_row.get("ours") or entry.get("normalisation", {}).get("efficiency"),
             "paper_efficiency": efficiency_row.get("paper"),
             "expected_limit": (entry.get("physics") or {}).get("expected", [None] * 5)[2],
-            # the paper's own convention where it differs from the Asimov median (tau3mu: n_obs = b; zprime: the
-            # median of background-only toys)
+            # the paper's own convention where it differs from our median (tau3mu: n_obs = b; zprime: the median of
+            # background-only toys, ours being Asimov)
             "expected_limit_paper_convention": (entry.get("expected_paper_convention") or {}).get("physics"),
             "observed_partner": observed_partner(entry),
             "published_expected": published.get("expected"),

@@ -22,7 +22,8 @@
    M2), so that a few heavy weighted events give a template rather than spikes.
 6. Fit and limits: ``stats.template_scan`` (vectorised over all hypotheses; pyhf spot checks in
    ``benchmarks/bench_zprime_scan.py``), 90 % CL CLs on sigma(e+e- -> mu mu Z') x BR(Z' -> inv) = x /
-   (sum of the template over the window) in fb, with expected bands and the local significance.
+   (sum of the template over the window) in fb, with expected bands and the local significance; with
+   ``background_toys.bands`` also the bands as the paper draws them, quantiles of background-only toys.
 7. g' for the vanilla and fully invisible L_mu - L_tau models (``lmu_ltau.coupling_limit``): the samples'
    sigma x BR at their g', turned into sigma at g' = 1 without the BR and interpolated in log between
    masses, times each model's BR(inv).
@@ -35,9 +36,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Literal
 
 import numpy as np
@@ -56,9 +57,9 @@ from belle_rare.simulation.generators import lmu_ltau
 from belle_rare.stats import model_config
 from belle_rare.stats import template_scan as ts
 from belle_rare.stats.errors import StatsError
+from belle_rare.stats.fast_scan import BAND_SIGMAS
 from belle_rare.stats.histograms import RunOutput, load_run_output, run_output_dir
 from belle_rare.stats.look_elsewhere import calibrate
-from belle_rare.stats.fast_scan import BAND_SIGMAS
 from belle_rare.stats.scan_table import EXPECTED_COLUMNS, TOY_EXPECTED_COLUMNS, ScanTable, largest_excess, scan_calibration
 from belle_rare.stats.search_limits import SearchLimits, Settings
 
@@ -115,9 +116,10 @@ class LookElsewhere(StrictModel):
 
 
 class BackgroundToys(StrictModel):
-    """Background-only Poisson toys of the observed curve (the look-elsewhere toys' recipe, own seed), for the
-    smallest observed limit over the scan (``minimum_observed_limit``) and, with ``bands``, the expected bands
-    as the paper draws them ("the median limits from background-only simulated samples", PRL 130 231801)."""
+    """Background-only Poisson toys of the observed curve: of the whole spectrum (the look-elsewhere toys'
+    recipe, own seed) for the smallest observed limit over the scan (``minimum_observed_limit``) and, with
+    ``bands``, of each window on its own for the expected bands as the paper draws them ("the median limits
+    from background-only simulated samples", PRL 130 231801)."""
 
     toys: int = pydantic.Field(0, ge=0)
     seed: int = 2
@@ -625,8 +627,8 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
     # both kinds of toys fluctuate around the background the fits expect
     toy_mean = (np.maximum(background_spectrum(model.windows, p, np.maximum(spec.background, 0.0)), 0.0)
                 if cfg.look_elsewhere.toys > 0 or cfg.background_toys.toys > 0 else None)
-    toys = (toy_observed_limits(model.windows, p, toy_mean, cfg.background_toys, expected_fb, per_fb, cl)
-            if cfg.background_toys.toys > 0 else None)
+    minimum_toys = (toy_observed_limits(model.windows, p, toy_mean, cfg.background_toys, expected_fb, per_fb, cl)
+                    if cfg.background_toys.toys > 0 else None)
     toy_columns = ({name: band / per_fb for name, band in
                     zip(TOY_EXPECTED_COLUMNS, toy_bands(model.windows, cfg.background_toys.toys, cfg.background_toys.seed, cl))}
                    if cfg.background_toys.toys > 0 and cfg.background_toys.bands else {})
@@ -655,7 +657,8 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
         toy_z = np.stack([local_z(observed_windows(model.windows, rng.poisson(toy_mean).astype(float), p))
                           for _ in toy_progress(cfg.look_elsewhere.toys, "look-elsewhere toys")])   # each vectorised
         calibration = calibrate(toy_z, cfg.look_elsewhere.level)
-    minimum = minimum_observed_limit(toys, expected_fb, p.mass, cfg.background_toys) if toys is not None else None
+    minimum = (minimum_observed_limit(minimum_toys, expected_fb, p.mass, cfg.background_toys)
+               if minimum_toys is not None else None)
     excess = largest_excess(table, {CHANNEL: calibration} if calibration else None)
     total_cal = scan_calibration(table, {CHANNEL: calibration} if calibration else None)
     table.metadata["look_elsewhere"] = {"calibration": total_cal.to_dict()}
