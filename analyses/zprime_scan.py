@@ -39,7 +39,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pydantic
@@ -163,6 +163,20 @@ class ScanConfig(StrictModel):
     # than factorised.min_events simulated events after the cut, the pre-cut window x the sidebands' pass fraction
     background_estimate: Literal["plain", "factorised"] = "plain"
     factorised: Factorised = Factorised()
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _renamed_minimum_limit(cls, data: Any) -> Any:
+        """Scan YAMLs written before the toy bands: ``minimum_limit: {toys, within, seed}`` is ``background_toys``
+        with ``minimum_within`` (no bands), so a user's own reduced scan keeps working."""
+        if isinstance(data, dict) and "minimum_limit" in data:
+            if "background_toys" in data:
+                raise ValueError("minimum_limit and background_toys: give background_toys only (minimum_limit is its old name)")
+            old = dict(data["minimum_limit"] or {})
+            if "within" in old:
+                old["minimum_within"] = old.pop("within")
+            data = {k: v for k, v in data.items() if k != "minimum_limit"} | {"background_toys": old}
+        return data
 
 
 def load_scan_config(path: Path | None = None) -> ScanConfig:

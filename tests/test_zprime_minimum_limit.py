@@ -184,3 +184,22 @@ def test_toys_fluctuate_around_the_background_the_fits_use(tmp_path):
     m = doc["limits"][0]["minimum_observed_limit"]
     assert m["median"] == pytest.approx(best["expected"], rel=0.25)
     assert m["quantiles_16_84"][1] < best["expected_p2"]
+
+
+def test_a_scan_yaml_with_the_old_minimum_limit_block_still_loads(tmp_path):
+    """``minimum_limit: {toys, within, seed}`` (scan YAMLs written before the toy bands) reads as
+    ``background_toys`` without bands; both blocks at once is a one-line error naming them."""
+    import yaml
+
+    from belle_rare.configs.loader import ConfigError, config_path
+
+    doc = yaml.safe_load(config_path("stats", "zprime_demo.yaml").read_text())
+    doc.pop("background_toys")
+    doc["minimum_limit"] = {"toys": 7, "within": 1.2, "seed": 3}
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump(doc))
+    assert zs.load_scan_config(old).background_toys == zs.BackgroundToys(toys=7, seed=3, bands=False, minimum_within=1.2)
+    doc["background_toys"] = {"toys": 1}
+    old.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match="minimum_limit and background_toys"):
+        zs.load_scan_config(old)
