@@ -33,7 +33,7 @@ from belle_rare.stats.model_config import (BoundEfficiency, Channel, DataDriven,
                                           SidebandFit, StatError, StatsConfig, TailFit)
 from belle_rare.stats.histograms import RunOutput, Yields, fit_shape
 from belle_rare.stats.sideband_fit import Plane, PlaneGeometry, SidebandEstimate, estimate_background
-from belle_rare.stats.factorised import SummedFactorisedEstimate, factorised_estimate, plain_count, summed_estimate
+from belle_rare.stats.factorised import factorised_estimate, summed_estimate
 from belle_rare.stats.tail_fit import fit_exponential_tail
 from belle_rare.stats.mc_bound import BoundedCount, McBound, bounded_count, fill_empty_fraction, mc_bound
 
@@ -588,17 +588,15 @@ def _pooled_with_plain(cb: _ChannelBuilder, sample: Sample, notes: list[str], bo
                     for label, y in (("before", before_yields), ("pass", pass_yields), ("fail", fail_yields)))
            for d in plain}
     rest = sorted((set(before_yields) | set(pass_yields) | set(fail_yields)) - set(plain))
-    parts = {}
+    pooled = {}
     if rest:
-        counts = [bounded_count(f"{label} ({', '.join(rest)})", {d: y.get(d, zero) for d in rest}, cb.run.datasets)
-                  for label, y in (("before", before_yields), ("pass", pass_yields), ("fail", fail_yields))]
+        counts = tuple(bounded_count(f"{label} ({', '.join(rest)})", {d: y.get(d, zero) for d in rest}, cb.run.datasets)
+                       for label, y in (("before", before_yields), ("pass", pass_yields), ("fail", fail_yields)))
         for c, label in zip(counts, ("count before the cut", "efficiency numerator", "efficiency complement")):
             if c.bound is not None:
                 bounds.append(_bound_record(sample.name, f"{label}, pooled datasets without plain statistics", c.bound))
-        if counts[0].value > 0 and counts[1].value > 0:
-            parts[f"pooled: {', '.join(rest)}"] = factorised_estimate(*counts, poisson_before=False, before_scale=scale)
-    parts.update({d: plain_count(c) for d, c in plain.items()})
-    est = SummedFactorisedEstimate(parts, poisson_before)
+        pooled[f"pooled: {', '.join(rest)}"] = counts
+    est = summed_estimate(pooled, poisson_before=poisson_before, before_scale=scale, plain=plain)
     b = est.value
     closure = _plain_closure(plain, own, scale)
     notes.append(_plain_note(channel.name, closure, sample.data_driven.factorised.plain_min_events))
