@@ -7,6 +7,7 @@ the file — or, with ``--skip-bad-files``, a listed skip — instead of a failu
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,16 @@ class Dataset:
         if self.is_data or processed_events == 0:
             return 1.0
         return self.cross_section_nb * NB_TO_INV_FB * self.filter_efficiency * luminosity_fb / processed_events
+
+
+def of_process(name: str, process: str | None, wanted: str) -> bool:
+    """Whether dataset ``name``, generated from catalogue ``process`` (None where its manifest does not say),
+    is a sample of ``wanted``: its process, else its name -- ``wanted`` itself or with its parameters
+    (``sig_zprime_m3``, simulation/production.py ``Request.dataset``), never another process that shares the
+    prefix (``sig_zprime_wide_m3`` is not a ``sig_zprime`` sample)."""
+    if process:
+        return process == wanted
+    return re.fullmatch(rf"{re.escape(wanted)}(_[a-z]+-?[0-9.]+(e[+-]?[0-9]+)?)*", name) is not None
 
 
 def load_datasets(samples: Path, experiment: str) -> dict[str, Dataset]:

@@ -70,16 +70,25 @@ def _experiment_label(ax, experiment: str, lumi_fb: float | None) -> None:
 
 def plot_limit_curve(mass: np.ndarray, observed: np.ndarray, expected: np.ndarray, path: str | Path, ylabel: str,
                      title: str = "", experiment: str = "", lumi_fb: float | None = None,
-                     xlabel: str = r"$m$ [GeV/$c^2$]", logy: bool = True) -> list[Path]:
-    """One limit curve: ``expected`` (5, H) rows -2..+2 sigma. PNG + PDF, atomically."""
+                     xlabel: str = r"$m$ [GeV/$c^2$]", logy: bool = True,
+                     others: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+                     label: str = "") -> list[Path]:
+    """One limit curve: ``expected`` (5, H) rows -2..+2 sigma. PNG + PDF, atomically. ``others``: further
+    curves drawn over it without bands, label -> (mass, observed, expected median); ``label`` names the main
+    curve in the legend when there are others."""
     x, obs, exp = with_gaps(np.asarray(mass), np.asarray(observed), np.asarray(expected))
+    suffix = f" ({label})" if label else ""
     plt.style.use(mplhep.style.ROOT)
     fig, ax = plt.subplots(figsize=(8, 6))
     try:
         ax.fill_between(x, exp[0], exp[4], color=YELLOW, lw=0, label=r"Expected $\pm 2\sigma$")
         ax.fill_between(x, exp[1], exp[3], color=GREEN, lw=0, label=r"Expected $\pm 1\sigma$")
-        ax.plot(x, exp[2], "k--", lw=1.2, label="Expected")
-        ax.plot(x, obs, "k-", lw=1.2, label="Observed")
+        ax.plot(x, exp[2], "k--", lw=1.2, label="Expected" + suffix)
+        ax.plot(x, obs, "k-", lw=1.2, label="Observed" + suffix)
+        for (name, (m_o, obs_o, exp_o)), colour in zip((others or {}).items(), LIFETIME_COLOURS[1:]):
+            x_o, o_o, e_o = with_gaps(np.asarray(m_o), np.asarray(obs_o), np.asarray(exp_o)[None, :])
+            ax.plot(x_o, e_o[0], "--", color=colour, lw=1.0, label=f"Expected ({name})")
+            ax.plot(x_o, o_o, "-", color=colour, lw=1.2, label=f"Observed ({name})")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel, fontsize=16)
         if logy and np.all(exp[0][np.isfinite(exp[0])] > 0):

@@ -48,7 +48,8 @@ from scipy.special import ndtr
 from belle_rare.analyses import zprime_background as zb
 from belle_rare.analyses.hepdata_record import plot_limit_curve, write_hepdata
 from belle_rare.configs.loader import StrictModel
-from belle_rare.configs.processes import load_catalogue
+from belle_rare.analyses.datasets import of_process
+from belle_rare.configs.processes import ZprimeCoupling, load_catalogue
 from belle_rare.core.atomic import save_figure, write_json
 from belle_rare.core.errors import UserError
 from belle_rare.processors.registry import get_search
@@ -147,12 +148,22 @@ class Factorised(StrictModel):
     sidebands_at_hypothesis: bool = True
 
 
+class Benchmark(StrictModel):
+    """Another signal model scanned like the main one, on the same background (the paper's Gamma = 0.1 M_Z'):
+    its catalogue process and the subdirectory of the scan's outputs it writes to."""
+
+    process: str
+    output: str = pydantic.Field(pattern=r"^[A-Za-z0-9_]+$")
+
+
 class ScanConfig(StrictModel):
     search: str
     experiment: str
     poi: str
     cl: float = pydantic.Field(gt=0, lt=1)
-    signal_prefix: str = "sig_zprime"
+    signal_process: str = "sig_zprime"
+    # scanned after the main model when the run has their samples (Asimov bands; no toys)
+    benchmarks: list[Benchmark] = []
     systematics: Systematics
     scan: ScanSettings = ScanSettings()
     mc_bound: MCBound = MCBound()
@@ -166,9 +177,14 @@ class ScanConfig(StrictModel):
 
     @pydantic.model_validator(mode="before")
     @classmethod
-    def _renamed_minimum_limit(cls, data: Any) -> Any:
-        """Scan YAMLs written before the toy bands: ``minimum_limit: {toys, within, seed}`` is ``background_toys``
-        with ``minimum_within`` (no bands), so a user's own reduced scan keeps working."""
+    def _renamed_keys(cls, data: Any) -> Any:
+        """Scan YAMLs written before the toy bands and the benchmarks keep working: ``minimum_limit: {toys,
+        within, seed}`` is ``background_toys`` with ``minimum_within`` (no bands), ``signal_prefix`` is
+        ``signal_process`` (datasets are now matched on their catalogue process, not a name prefix)."""
+        if isinstance(data, dict) and "signal_prefix" in data:
+            if "signal_process" in data:
+                raise ValueError("signal_prefix and signal_process: give signal_process only (signal_prefix is its old name)")
+            data = {k: v for k, v in data.items() if k != "signal_prefix"} | {"signal_process": data["signal_prefix"]}
         if isinstance(data, dict) and "minimum_limit" in data:
             if "background_toys" in data:
                 raise ValueError("minimum_limit and background_toys: give background_toys only (minimum_limit is its old name)")
@@ -271,10 +287,14 @@ def core_width(edges: np.ndarray, counts: np.ndarray, centre: float, width: floa
     return mean, sigma
 
 
+class NoSignalSamples(StatsError):
+    """The run has no usable sample of the scan's signal process (none, or all below ``min_signal_events``)."""
+
+
 def signal_samples(run: RunOutput, cfg: ScanConfig, paper_sigma: dict[float, float]) -> tuple[SignalSamples, list[str]]:
     rows, notes = [], []
     for name, info in run.datasets.items():
-        if info.get("kind") != "signal" or not name.startswith(cfg.signal_prefix):
+        if info.get("kind") != "signal" or not of_process(name, info.get("process"), cfg.signal_process):
             continue
         values, variances, m2_edges, _ = _hist2d(run, name, cfg)
         total, var = float(values.sum()), float(variances.sum())
@@ -288,7 +308,7 @@ def signal_samples(run: RunOutput, cfg: ScanConfig, paper_sigma: dict[float, flo
         xs = float(info["cross_section_nb"])
         rows.append((mass, total / (xs * FB_PER_NB * run.luminosity_fb), peak, sigma, values / total, n_eff, xs, name))
     if not rows:
-        raise StatsError(f"zprime: no signal dataset '{cfg.signal_prefix}*' with >= {cfg.scan.min_signal_events:g} "
+        raise NoSignalSamples(f"zprime: no {cfg.signal_process} signal dataset with >= {cfg.scan.min_signal_events:g} "
                          "effective selected events in the run")
     rows.sort(key=lambda r: r[0])
     cols = list(zip(*rows))
@@ -587,12 +607,39 @@ def _factorised_dataset(fi: FactorInputs, after: np.ndarray, m2_edges: np.ndarra
 
 
 # ---------------------------------------------------------------------------------------------- couplings
-def unit_coupling_cross_section(samples: SignalSamples, masses: np.ndarray, model: str) -> np.ndarray:
+def signal_model(process: str) -> ZprimeCoupling:
+    """The L_mu - L_tau model a signal process was generated with (configs/processes.yaml zprime_model)."""
+    zm = load_catalogue().get(process).zprime_model
+    if zm is None:
+        raise StatsError(f"zprime: signal process '{process}' has no zprime_model (configs/processes.yaml)")
+    return zm
+
+
+def coupling_models(zm: ZprimeCoupling) -> tuple[str, ...]:
+    """The invisible-BR models whose g' a sample model's limits convert to: both for a negligible width (BR(inv)
+    follows from the widths at any g'); only its own for a wide Z' (the width is set apart from g', by alpha_D in
+    the fully invisible model: the paper's Gamma = 0.1 M benchmark)."""
+    return MODELS if zm.width_over_mass == 0.0 else (zm.invisible,)
+
+
+def signal_label(process: str, tex: bool = False) -> str:
+    """The signal model in words (limits.json) or in TeX (plots): its width, and its invisible model if wide."""
+    zm = signal_model(process)
+    if zm.width_over_mass == 0.0:
+        return "negligible width"
+    if tex:
+        return rf"$\Gamma_{{Z'}} = {zm.width_over_mass:g}\,M_{{Z'}}$, {zm.invisible.replace('_', ' ')}"
+    return f"Gamma = {zm.width_over_mass:g} M_Z', {zm.invisible.replace('_', ' ')}"
+
+
+def unit_coupling_cross_section(samples: SignalSamples, masses: np.ndarray, model: str,
+                                process: str = "sig_zprime") -> np.ndarray:
     """sigma(e+e- -> mu mu Z') x BR(inv) in fb at g' = 1 for ``model``, from the samples' cross sections
-    (sigma x BR at the process's g' and model, with ISR): divided by g'^2 and that BR, log-interpolated in M."""
-    zm = load_catalogue().get("sig_zprime").zprime_model
-    if zm is None or zm.width_over_mass != 0.0:
-        raise StatsError("zprime: the g' curves assume the negligible-width signal samples (zprime_model.width_over_mass = 0)")
+    (sigma x BR at the process's g' and model, with ISR): divided by g'^2 and that BR, log-interpolated in M.
+    With a fixed width (a wide Z') sigma still scales as g'^2."""
+    zm = signal_model(process)
+    if model not in coupling_models(zm):
+        raise StatsError(f"zprime: {process} (Gamma/M = {zm.width_over_mass:g}, {zm.invisible}) gives no g' in the {model} model")
     br_sample = lmu_ltau.invisible_branching_fraction(samples.mass, zm.invisible)
     sigma_total = samples.cross_section_nb * FB_PER_NB / zm.coupling**2 / br_sample
     log_sigma = np.interp(masses, samples.mass, np.log(sigma_total))
@@ -648,8 +695,9 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
                    if cfg.background_toys.toys > 0 and cfg.background_toys.bands else {})
     toys_done = time.perf_counter()
     couplings = {}
-    for m in MODELS:
-        unit = unit_coupling_cross_section(samples, masses, m)
+    models = coupling_models(signal_model(cfg.signal_process))
+    for m in models:
+        unit = unit_coupling_cross_section(samples, masses, m, cfg.signal_process)
         couplings[f"coupling_observed_{m}"] = lmu_ltau.coupling_limit(limits.observed / per_fb, unit)
         couplings[f"coupling_expected_{m}"] = lmu_ltau.coupling_limit(expected_fb, unit)
         couplings[f"sigma_unit_coupling_fb_{m}"] = unit
@@ -712,8 +760,9 @@ def compute(results_dir: str | Path, settings: Settings | None = None, cfg: Scan
                                "effective_events": float(n)}
                            for d, m, e, pk, sg, n in zip(samples.datasets, samples.mass, samples.efficiency, samples.peak,
                                                          samples.sigma, samples.effective_events)},
+        "signal_model": signal_label(cfg.signal_process),
         "couplings": {m: {"best_expected": float(np.nanmin(couplings[f"coupling_expected_{m}"])),
-                          "at_mass_max_expected": float(couplings[f"coupling_expected_{m}"][-1])} for m in MODELS},
+                          "at_mass_max_expected": float(couplings[f"coupling_expected_{m}"][-1])} for m in models},
         "background_estimate": background_estimate_summary(cfg, model, masses),
         "largest_excess": excess.to_dict(), "look_elsewhere": table.metadata["look_elsewhere"],
         "seconds": {"prepare": round(prepared - start, 2), "scan": round(scanned - prepared, 2),
@@ -812,17 +861,27 @@ def background_estimate_summary(cfg: ScanConfig, model: Model, masses: np.ndarra
 
 
 # ---------------------------------------------------------------------------------------------- outputs
-def write_plots(table: ScanTable, base: Path, experiment: str, lumi: float, cl: float) -> list[Path]:
+def write_plots(table: ScanTable, base: Path, experiment: str, lumi: float, cl: float, process: str = "sig_zprime",
+                benchmarks: dict[str, ScanTable] | None = None) -> list[Path]:
+    """limit_sigma (Asimov bands), limit_sigma_toys (toy bands, if computed), coupling, local_significance; with
+    ``benchmarks`` (label -> their scan tables) also limit_sigma_benchmarks: their curves over this one's (Fig. 2)."""
     import matplotlib.pyplot as plt
     import mplhep
 
     f = table.frame.sort_values("mass")
     m = f["mass"].to_numpy()
     exp = f[list(EXPECTED_COLUMNS)].to_numpy().T
+    label = signal_label(process, tex=True)
     ylabel = rf"{100 * cl:g}% CL UL on $\sigma(e^+e^-\to\mu^+\mu^-Z')\times\mathcal{{B}}(Z'\to$inv.) [fb]"
     written = plot_limit_curve(m, f["observed"].to_numpy(), exp, base / "limit_sigma", ylabel,
-                               r"$L_\mu - L_\tau$ $Z'$, negligible width; expected bands: Asimov", experiment, lumi,
+                               rf"$L_\mu - L_\tau$ $Z'$, {label}; expected bands: Asimov", experiment, lumi,
                                xlabel=r"$M_{Z'}$ [GeV/$c^2$]")
+    if benchmarks:
+        others = {name: (t.frame["mass"].to_numpy(), t.frame["observed"].to_numpy(), t.frame["expected"].to_numpy())
+                  for name, t in benchmarks.items()}
+        written += plot_limit_curve(m, f["observed"].to_numpy(), exp, base / "limit_sigma_benchmarks", ylabel,
+                                    r"$L_\mu - L_\tau$ $Z'$; expected bands: Asimov", experiment, lumi,
+                                    xlabel=r"$M_{Z'}$ [GeV/$c^2$]", others=others, label=label)
     if all(c in f.columns for c in TOY_EXPECTED_COLUMNS):   # the paper's construction of the bands
         written += plot_limit_curve(m, f["observed"].to_numpy(), f[list(TOY_EXPECTED_COLUMNS)].to_numpy().T,
                                     base / "limit_sigma_toys", ylabel,
@@ -833,7 +892,7 @@ def write_plots(table: ScanTable, base: Path, experiment: str, lumi: float, cl: 
         fig, ax = plt.subplots(figsize=(8, 6))
         try:
             if name == "coupling":
-                for model, colour in zip(MODELS, ("C0", "C3")):
+                for model, colour in zip((mm for mm in MODELS if f"coupling_observed_{mm}" in f.columns), ("C0", "C3")):
                     ax.plot(m, f[f"coupling_observed_{model}"], "-", color=colour, lw=1.2, label=f"{model.replace('_', ' ')}, observed")
                     ax.plot(m, f[f"coupling_expected_{model}"], "--", color=colour, lw=1.0, label=f"{model.replace('_', ' ')}, expected")
                 ax.set_yscale("log")
@@ -854,13 +913,49 @@ def limit(search: str, results_dir: str | Path, settings: Settings | None = None
     """The ``Search.scan`` hook: compute, then write the scan table, plots, HEPData record and limits.json."""
     if search != SIGNAL:
         raise UserError(f"analyses.zprime_scan.limit is zprime's scan, not '{search}''s")
-    table, document = compute(results_dir, settings, cfg)
+    s = settings or Settings()
+    cfg = cfg or load_scan_config(s.scan_config_of(SIGNAL))
+    table, document = compute(results_dir, s, cfg)
     base = run_output_dir(results_dir, search)
+    document["benchmarks"], tables = {}, {}
+    for b in cfg.benchmarks:
+        try:
+            b_table, b_doc = compute(results_dir, s, benchmark_config(cfg, b))
+        except NoSignalSamples as err:
+            document["notes"].append(f"benchmark {b.process} not scanned: {err}")
+            continue
+        write_outputs(b_table, b_doc, base / b.output, make_plots, b.process)
+        tables[signal_label(b.process, tex=True)] = b_table
+        document["benchmarks"][b.output] = benchmark_summary(b, b_table, b_doc)
+    write_outputs(table, document, base, make_plots, cfg.signal_process, tables)   # last: the main limits.json
+    return SearchLimits(search, document)
+
+
+def benchmark_config(cfg: ScanConfig, b: Benchmark) -> ScanConfig:
+    """The scan of a benchmark signal model: the main configuration with its signal process, without toys."""
+    return cfg.model_copy(update={"signal_process": b.process, "benchmarks": [],
+                                  "look_elsewhere": cfg.look_elsewhere.model_copy(update={"toys": 0}),
+                                  "background_toys": cfg.background_toys.model_copy(update={"toys": 0})})
+
+
+def benchmark_summary(b: Benchmark, table: ScanTable, document: dict) -> dict:
+    """The main limits.json's record of a benchmark scan: its best expected limit, where, and its files."""
+    f = table.frame
+    i = f["expected"].idxmin()
+    return {"process": b.process, "signal_model": document["signal_model"], "hypotheses": int(len(f)),
+            "best_expected": float(f.loc[i, "expected"]), "observed_there": float(f.loc[i, "observed"]),
+            "mass": float(f.loc[i, "mass"]), "couplings": document["couplings"],
+            "limits_json": f"{b.output}/limits.json"}
+
+
+def write_outputs(table: ScanTable, document: dict, base: Path, make_plots: bool, process: str,
+                  benchmarks: dict[str, ScanTable] | None = None) -> None:
+    """scan.parquet / .csv, plots/, hepdata/ and (last: its presence means the set is complete) limits.json."""
     written = [table.write(base / "scan.parquet"), table.write(base / "scan.csv")]
     if make_plots:
-        written += write_plots(table, base / "plots", document["experiment"], document["luminosity_fb"], document["cl"])
+        written += write_plots(table, base / "plots", document["experiment"], document["luminosity_fb"], document["cl"],
+                               process, benchmarks)
     written += write_hepdata(table, base / "hepdata", QUANTITY, unit="fb", cl=document["cl"],
-                             comment=f"zprime scan (belle-rare): {document['observations']}")
+                             comment=f"zprime scan (belle-rare), {signal_label(process)}: {document['observations']}")
     document["files"] = [str(q.relative_to(base)) for q in written] + ["limits.json"]
-    write_json(base / "limits.json", document)  # last: its presence means the set is complete
-    return SearchLimits(search, document)
+    write_json(base / "limits.json", document)

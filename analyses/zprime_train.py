@@ -5,7 +5,7 @@ one model serves every Z' mass (processors/zprime_classifier.py). Steps:
 
 1. The zprime processor in training mode over the sample directory (no model; backgrounds PID-weighted: every
    muon candidate weighted by its probability to pass muonID > 0.5, processors/pid_weighting.py), at the
-   search's 79.7 /fb; its ``classifier_inputs`` columns. Every ``sig_zprime*`` dataset is one trained mass
+   search's 79.7 /fb; its ``classifier_inputs`` columns. Every ``sig_zprime`` dataset (its ``signal_process``) is one trained mass
    (its ``mass`` parameter), every simulated background dataset background.
 2. The training table: each trained mass sees the events of its window M^2 +- 2 sigma(M2_recoil) (sigma of the
    search YAML's ``paper_m2_resolution``), a background event once per window (``zprime_classifier.training_table``).
@@ -30,7 +30,7 @@ import numpy as np
 import xgboost
 from coffea import processor
 
-from belle_rare.analyses.datasets import fileset, load_datasets, validate_inputs
+from belle_rare.analyses.datasets import fileset, load_datasets, of_process, validate_inputs
 from belle_rare.analyses.executors import make_executor
 from belle_rare.analyses.runner import _manifest_seed, luminosity_for
 from belle_rare.analyses.zprime_scan import load_scan_config
@@ -96,7 +96,7 @@ def collect(samples: Path, executor: str = "iterative", workers: int = 1, chunks
         c = {k: np.asarray(v.value) for k, v in cols[name]["mumu"].items()}
         c["weight"] = c["weight"] * scale
         if ds.kind == "signal":
-            if not name.startswith(config.signal_prefix) or "mass" not in ds.parameters:
+            if not of_process(name, ds.process, config.signal_process) or "mass" not in ds.parameters:
                 continue
             mass = float(ds.parameters["mass"])
             signals[mass] = c
@@ -105,7 +105,7 @@ def collect(samples: Path, executor: str = "iterative", workers: int = 1, chunks
             parts.append(c)
             by_process.setdefault(ds.process or name, []).append(c)
     if not signals or not parts:
-        raise UserError(f"belle-rare train zprime: {samples} needs {config.signal_prefix}* signal samples (one per trained "
+        raise UserError(f"belle-rare train zprime: {samples} needs {config.signal_process} signal samples (one per trained "
                         f"mass) and simulated backgrounds; found {len(signals)} signal and {len(parts)} background datasets "
                         "with selected events")
     background = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -72,7 +72,7 @@ class Classifier(StrictModel):
 
 class ZprimeConfig(StrictModel):
     luminosity: str
-    signal_prefix: str      # every dataset of the mass scan starts with it (sig_zprime_m<mass>)
+    signal_process: str     # the catalogue process of the trained masses' samples (sig_zprime_m<mass>)
     trigger: TriggerLines
     tracks: TrackCuts
     muons: Muons

@@ -11,6 +11,7 @@ from belle_rare.analyses import zprime_scan as zs
 from belle_rare.simulation.generators import lmu_ltau
 from belle_rare.stats import fast_scan
 from belle_rare.stats import template_scan as ts
+from belle_rare.stats.scan_table import read_scan_table
 
 # pyhf's published validation case 1bin_shapesys: s = 10, b = 50 +- 7, n = 55, mu = 1
 SHAPESYS_CLS_OBS = 0.4541865
@@ -165,3 +166,87 @@ def test_a_dataset_that_selected_nothing_is_an_empty_plane(tmp_path):
     np.testing.assert_allclose(m2_edges, np.linspace(-0.5, 81.0, 41))
     full, _, _, _ = zs._hist2d(run, "tautau", cfg)
     assert full.sum() == pytest.approx(40 * 36)
+
+
+def _benchmark_run(tmp_path, wide: bool = True) -> None:
+    """A flat background (0.5 unit-weight events per 0.05 GeV^2 x 5 deg) and signal samples at 3 and 5 GeV of the
+    negligible-width model (Gaussian M2 peaks, the recoil resolution) and, with ``wide``, of the Gamma = 0.1 M
+    benchmark (the Breit-Wigner in M2, scale M Gamma = 0.1 M^2, folded with the same resolution)."""
+    import hist
+
+    from belle_rare.stats.synthetic import book, write_run_output
+
+    cfg = zs.load_scan_config()
+    # 0.1 GeV^2 x 15 deg bins (the processor's: 0.05 x 5): a quarter of the fits' cost, peaks still resolved
+    edges = np.linspace(-0.5, 81.0, 816)
+    mid = 0.5 * (edges[1:] + edges[:-1])
+    hists = {}
+    h = book(hists, cfg.scan.histogram, hist.axis.Regular(815, -0.5, 81.0, name="m2"),
+             hist.axis.Regular(12, 0.0, 180.0, name="theta"), systematics=False)
+    for region in ("selected", "classified"):
+        h.set_bins("tautau_mumu", zs.CHANNEL, region, np.full((815, 12), 6.0), np.full((815, 12), 6.0))
+    datasets = {"tautau_mumu": {"kind": "background", "process": "tautau_mumu", "max_event_weight": 1.0}}
+    models = [("sig_zprime", 0.0)] + ([("sig_zprime_wide", 0.1)] if wide else [])
+    for process, width in models:
+        for m, resolution in ((3.0, 0.27), (5.0, 0.24)):
+            gauss = np.exp(-0.5 * (np.arange(-20, 21) * 0.1 / resolution) ** 2)
+            peak = np.exp(-0.5 * ((mid - m**2) / resolution) ** 2) if width == 0 else \
+                np.convolve(1.0 / (1.0 + ((mid - m**2) / (width * m**2)) ** 2), gauss / gauss.sum(), mode="same")
+            sig = np.repeat((4000 * peak / peak.sum() / 12)[:, None], 12, axis=1)
+            name = f"{process}_m{m:g}"
+            for region in ("selected", "classified"):
+                h.set_bins(name, zs.CHANNEL, region, sig, sig * 1e-3)
+            datasets[name] = {"kind": "signal", "process": process, "parameters": {"mass": m}, "cross_section_nb": 1e-5}
+    write_run_output(tmp_path, "zprime", "belle2", 79.7, datasets, hists)
+
+
+def _no_toys() -> zs.ScanConfig:
+    cfg = zs.load_scan_config()
+    return cfg.model_copy(update={"background_estimate": "plain", "scan": cfg.scan.model_copy(update={"theta_rebin": 1}),
+                                  "look_elsewhere": cfg.look_elsewhere.model_copy(update={"toys": 0}),
+                                  "background_toys": cfg.background_toys.model_copy(update={"toys": 0})})
+
+
+def test_the_wide_width_benchmark_is_scanned_on_its_own_samples(tmp_path):
+    """The paper's Gamma = 0.1 M benchmark: the main scan takes the negligible-width samples only (the wide ones
+    share the name prefix), the benchmark scan its own, with wider windows (its core width) and hence weaker
+    limits on the same flat background, g' in the fully invisible model only; both overlaid in the main plots."""
+    import json
+
+    _benchmark_run(tmp_path)
+    zs.limit("zprime", tmp_path, cfg=_no_toys())
+    main = json.loads((tmp_path / "zprime" / "limits.json").read_text())
+    wide = json.loads((tmp_path / "zprime" / "wide_width" / "limits.json").read_text())
+    assert set(main["signal_samples"]) == {"sig_zprime_m3", "sig_zprime_m5"}
+    assert set(wide["signal_samples"]) == {"sig_zprime_wide_m3", "sig_zprime_wide_m5"}
+    assert main["signal_model"] == "negligible width" and wide["signal_model"].startswith("Gamma = 0.1 M_Z'")
+    for m in ("3", "5"):
+        narrow_sigma = main["signal_samples"][f"sig_zprime_m{m}"]["m2_sigma"]
+        wide_sigma = wide["signal_samples"][f"sig_zprime_wide_m{m}"]["m2_sigma"]
+        # the core of the Breit-Wigner (HWHM 0.1 M^2) folded with the resolution: wider than the resolution alone
+        assert narrow_sigma == pytest.approx(0.27 if m == "3" else 0.24, rel=0.05)
+        assert wide_sigma > 2.5 * narrow_sigma
+    assert set(wide["couplings"]) == {"fully_invisible"} and set(main["couplings"]) == {"vanilla", "fully_invisible"}
+    narrow_table = read_scan_table(tmp_path / "zprime" / "scan.parquet").frame
+    wide_table = read_scan_table(tmp_path / "zprime" / "wide_width" / "scan.parquet").frame
+    assert len(wide_table) < len(narrow_table) / 2            # hypotheses one core width apart
+    at = np.interp(4.0, wide_table["mass"], wide_table["expected"]), np.interp(4.0, narrow_table["mass"], narrow_table["expected"])
+    assert at[0] > 1.5 * at[1]                                 # more background under a wider peak, less signal inside
+    summary = main["benchmarks"]["wide_width"]
+    assert summary["best_expected"] == pytest.approx(wide_table["expected"].min())
+    assert summary["limits_json"] == "wide_width/limits.json"
+    assert (tmp_path / "zprime" / "plots" / "limit_sigma_benchmarks.png").is_file()
+    assert "coupling_observed_vanilla" not in wide_table.columns
+
+
+def test_a_run_without_the_benchmark_samples_scans_the_main_model_and_says_so(tmp_path):
+    _benchmark_run(tmp_path, wide=False)
+    zs.limit("zprime", tmp_path, cfg=_no_toys(), make_plots=False)
+    import json
+
+    main = json.loads((tmp_path / "zprime" / "limits.json").read_text())
+    assert main["benchmarks"] == {} and not (tmp_path / "zprime" / "wide_width").exists()
+    assert any(n.startswith("benchmark sig_zprime_wide not scanned") for n in main["notes"])
+    # the old key of the signal process still loads
+    old = zs.ScanConfig.model_validate({**_no_toys().model_dump(exclude={"signal_process"}), "signal_prefix": "sig_zprime"})
+    assert old.signal_process == "sig_zprime"
