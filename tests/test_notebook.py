@@ -71,9 +71,11 @@ def test_inspect_bkscalar_notebook_executes(tmp_path, monkeypatch):
 
 
 def test_inspect_zprime_notebook_executes(tmp_path, monkeypatch):
-    """Two signal masses (the scan between them) and a tau-pair background; the limit without look-elsewhere toys."""
+    """Two signal masses (the scan between them), one of the Gamma = 0.1 M benchmark and a tau-pair background;
+    the limit without look-elsewhere toys."""
     samples = tmp_path / "samples"
-    for process, mass, events in (("sig_zprime", 2.0, 1200), ("sig_zprime", 3.0, 1200), ("tautau", None, 500)):
+    for process, mass, events in (("sig_zprime", 2.0, 1200), ("sig_zprime", 3.0, 1200), ("sig_zprime_wide", 3.0, 1200),
+                                  ("tautau", None, 500)):
         produce(Request("belle2", process, events, 5, samples, events_per_file=1500,
                         parameters={"mass": mass} if mass else {}), progress=False)
     out = tmp_path / "out"
@@ -86,6 +88,7 @@ def test_inspect_zprime_notebook_executes(tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     text = _execute(NOTEBOOKS / "inspect_zprime.ipynb")
     assert "Run zprime on belle2" in text and "hypotheses" in text and "sigma x BR <" in text and "largest local excess" in text
+    assert "wide_width: Gamma = 0.1 M_Z', fully invisible, 1 hypotheses" in text
 
 
 def test_inspect_kstartautau_notebook_executes(tmp_path, monkeypatch):

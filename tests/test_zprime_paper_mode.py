@@ -15,7 +15,9 @@ def test_shipped_zprime_entry_scans_the_paper_masses_with_filtered_backgrounds()
     entry = load_paper_mode().searches["zprime"]
     masses = sorted(s.parameters["mass"] for s in entry.samples if s.process == "sig_zprime")
     assert masses[0] == 0.5 and masses[-1] == 8.0 and len(masses) == 16   # the paper's range, up to 8 GeV
-    backgrounds = {s.process: s for s in entry.samples if s.process != "sig_zprime"}
+    wide = sorted(s.parameters["mass"] for s in entry.samples if s.process == "sig_zprime_wide")
+    assert wide == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]                 # the Gamma = 0.1 M benchmark
+    backgrounds = {s.process: s for s in entry.samples if s.process not in ("sig_zprime", "sig_zprime_wide")}
     assert set(backgrounds) == {"mumu", "mumu_hard_isr", "tautau_mumu", "tautau_hard_isr", "eemumu"}
     assert all(s.filter == "zprime_recoil" for s in backgrounds.values())
     assert not entry.pid_weights
