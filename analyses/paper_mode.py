@@ -9,7 +9,9 @@ need for the same precision, the efficiency, the limits beside the published one
 core-hours spent (CPU seconds of every generation chunk and every processed chunk).
 
 A sample whose manifest already matches its request (same process, filter, parameters, seed and
-events) is not produced again, so an interrupted paper run resumes where it stopped.
+events) is not produced again, so an interrupted paper run resumes where it stopped. A sample's seed is
+the plan's seed plus its position in its search's list: a new sample goes at the end of the list, or
+every sample after it is produced anew.
 """
 
 from __future__ import annotations

@@ -476,8 +476,14 @@ def remove_files(req: Request, chunks: list[Chunk]) -> None:
 
 
 def produce(req: Request, workers: int = 1, scheduler: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run a whole request; write ``<out>/<experiment>_<dataset>.json`` last. Returns the manifest."""
+    """Run a whole request; write ``<out>/<experiment>_<dataset>.json`` last. Returns the manifest.
+
+    An earlier production of the same dataset in ``<out>`` loses its manifest first: its files are about to be
+    overwritten (or, on failure, removed), so a run stopped half-way must not leave a manifest that describes files
+    it no longer matches (a resumed paper-mode run would trust it)."""
     start = time.perf_counter()
+    validate_request(req)
+    (req.out / f"{req.experiment}_{req.dataset}.json").unlink(missing_ok=True)
     results = run_chunks(req, workers, scheduler, progress)
     settings = results[0].pop("generator_settings")
     for r in results[1:]:
@@ -558,6 +564,7 @@ def produce_pseudo_data(
     if luminosity_fb <= 0:
         raise UserError(f"--luminosity: must be positive, got {luminosity_fb}")
     start = time.perf_counter()
+    (out / f"{experiment}_data.json").unlink(missing_ok=True)   # as produce(): no manifest over replaced files
     catalogue = load_catalogue()
     rng = np.random.default_rng([seed, 4])
     components: dict[str, Any] = {}

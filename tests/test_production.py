@@ -196,3 +196,26 @@ def test_an_interrupted_file_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         produce(Request("belle2", "tautau", 250, 9, tmp_path, events_per_file=250), progress=False)
     assert calls["n"] == 2 and list(tmp_path.iterdir()) == []
+
+
+def test_a_stopped_regeneration_leaves_no_manifest_over_the_files_it_replaced(tmp_path, monkeypatch):
+    """A sample regenerated into the same directory (another seed) and stopped after its first file: the earlier
+    manifest must be gone, not left describing files that are now the new production's or removed (a resumed
+    paper-mode run compares manifests to decide what to regenerate)."""
+    import belle_rare.simulation.production as production
+
+    produce(Request("belle2", "mumu", 200, 3, tmp_path, events_per_file=100), progress=False)
+    manifest = tmp_path / "belle2_mumu.json"
+    assert manifest.is_file()
+    real, calls = production.produce_chunk, {"n": 0}
+
+    def stopped(req, chunk):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(req, chunk)
+
+    monkeypatch.setattr(production, "produce_chunk", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        produce(Request("belle2", "mumu", 200, 4, tmp_path, events_per_file=100), progress=False)
+    assert calls["n"] == 2 and not manifest.exists()
