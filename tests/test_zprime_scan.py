@@ -8,6 +8,7 @@ import pyhf
 import pytest
 
 from belle_rare.analyses import zprime_scan as zs
+from belle_rare.processors.registry import get_search
 from belle_rare.simulation.generators import lmu_ltau
 from belle_rare.stats import fast_scan
 from belle_rare.stats import template_scan as ts
@@ -169,7 +170,7 @@ def test_a_dataset_that_selected_nothing_is_an_empty_plane(tmp_path):
 
 
 def _benchmark_run(tmp_path, wide: bool = True) -> None:
-    """A flat background (0.5 unit-weight events per 0.05 GeV^2 x 5 deg) and signal samples at 3 and 5 GeV of the
+    """A flat background (0.5 unit-weight events per 0.05 GeV^2 x 5 deg) and signal samples at 3 and 6 GeV of the
     negligible-width model (Gaussian M2 peaks, the recoil resolution) and, with ``wide``, of the Gamma = 0.1 M
     benchmark (the Breit-Wigner in M2, scale M Gamma = 0.1 M^2, folded with the same resolution)."""
     import hist
@@ -188,7 +189,7 @@ def _benchmark_run(tmp_path, wide: bool = True) -> None:
     datasets = {"tautau_mumu": {"kind": "background", "process": "tautau_mumu", "max_event_weight": 1.0}}
     models = [("sig_zprime", 0.0)] + ([("sig_zprime_wide", 0.1)] if wide else [])
     for process, width in models:
-        for m, resolution in ((3.0, 0.27), (5.0, 0.24)):
+        for m, resolution in ((3.0, 0.27), (6.0, 0.24)):
             gauss = np.exp(-0.5 * (np.arange(-20, 21) * 0.1 / resolution) ** 2)
             peak = np.exp(-0.5 * ((mid - m**2) / resolution) ** 2) if width == 0 else \
                 np.convolve(1.0 / (1.0 + ((mid - m**2) / (width * m**2)) ** 2), gauss / gauss.sum(), mode="same")
@@ -217,15 +218,17 @@ def test_the_wide_width_benchmark_is_scanned_on_its_own_samples(tmp_path):
     zs.limit("zprime", tmp_path, cfg=_no_toys())
     main = json.loads((tmp_path / "zprime" / "limits.json").read_text())
     wide = json.loads((tmp_path / "zprime" / "wide_width" / "limits.json").read_text())
-    assert set(main["signal_samples"]) == {"sig_zprime_m3", "sig_zprime_m5"}
-    assert set(wide["signal_samples"]) == {"sig_zprime_wide_m3", "sig_zprime_wide_m5"}
+    assert set(main["signal_samples"]) == {"sig_zprime_m3", "sig_zprime_m6"}
+    assert set(wide["signal_samples"]) == {"sig_zprime_wide_m3", "sig_zprime_wide_m6"}
     assert main["signal_model"] == "negligible width" and wide["signal_model"].startswith("Gamma = 0.1 M_Z'")
-    for m in ("3", "5"):
-        narrow_sigma = main["signal_samples"][f"sig_zprime_m{m}"]["m2_sigma"]
-        wide_sigma = wide["signal_samples"][f"sig_zprime_wide_m{m}"]["m2_sigma"]
-        # the core of the Breit-Wigner (HWHM 0.1 M^2) folded with the resolution: wider than the resolution alone
-        assert narrow_sigma == pytest.approx(0.27 if m == "3" else 0.24, rel=0.05)
-        assert wide_sigma > 2.5 * narrow_sigma
+    resolution = get_search("zprime").load_config().paper_m2_resolution
+    for m in (3.0, 6.0):
+        narrow = main["signal_samples"][f"sig_zprime_m{m:g}"]
+        wide_sample = wide["signal_samples"][f"sig_zprime_wide_m{m:g}"]
+        # the narrow peak's fitted core; the wide one's from the model: M^2 and hypot(resolution, M Gamma), Gamma = 0.1 M
+        assert narrow["m2_sigma"] == pytest.approx(0.27 if m == 3.0 else 0.24, rel=0.05)
+        assert wide_sample["m2_peak"] == m**2
+        assert wide_sample["m2_sigma"] == pytest.approx(np.hypot(resolution[m], 0.1 * m**2), rel=1e-12)
     assert set(wide["couplings"]) == {"fully_invisible"} and set(main["couplings"]) == {"vanilla", "fully_invisible"}
     narrow_table = read_scan_table(tmp_path / "zprime" / "scan.parquet").frame
     wide_table = read_scan_table(tmp_path / "zprime" / "wide_width" / "scan.parquet").frame
