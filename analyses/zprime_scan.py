@@ -46,9 +46,9 @@ import pydantic
 from scipy.special import ndtr
 
 from belle_rare.analyses import zprime_background as zb
+from belle_rare.analyses.datasets import of_process
 from belle_rare.analyses.hepdata_record import plot_limit_curve, write_hepdata
 from belle_rare.configs.loader import StrictModel
-from belle_rare.analyses.datasets import of_process
 from belle_rare.configs.processes import ZprimeCoupling, load_catalogue
 from belle_rare.core.atomic import save_figure, write_json
 from belle_rare.core.errors import UserError

@@ -5,7 +5,7 @@ one model serves every Z' mass (processors/zprime_classifier.py). Steps:
 
 1. The zprime processor in training mode over the sample directory (no model; backgrounds PID-weighted: every
    muon candidate weighted by its probability to pass muonID > 0.5, processors/pid_weighting.py), at the
-   search's 79.7 /fb; its ``classifier_inputs`` columns. Every ``sig_zprime`` dataset (its ``signal_process``) is one trained mass
+   search's 79.7 /fb; its ``classifier_inputs`` columns. Every sample of its ``signal_process`` (sig_zprime) is one trained mass
    (its ``mass`` parameter), every simulated background dataset background.
 2. The training table: each trained mass sees the events of its window M^2 +- 2 sigma(M2_recoil) (sigma of the
    search YAML's ``paper_m2_resolution``), a background event once per window (``zprime_classifier.training_table``).
