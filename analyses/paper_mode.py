@@ -244,7 +244,19 @@ def channel_rows(search: str, results: Path) -> list[dict[str, Any]]:
             "published_expected": published.get("expected"),
             "published_observed": published.get("observed"),
         })
-    return rows + category_rows(validation, lumi)
+    return rows + benchmark_rows(limits) + category_rows(validation, lumi)
+
+
+def benchmark_rows(limits: dict[str, Any]) -> list[dict[str, Any]]:
+    """A scan's other signal models (zprime: the Gamma = 0.1 M benchmark; limits.json ``benchmarks``), one row each:
+    their best expected limit, no background or efficiency of their own (windows differ by mass)."""
+    channel = limits["limits"][0]["limit"] if limits.get("limits") else ""
+    return [{"channel": f"{channel} ({b['signal_model']})", "background": None, "background_uncertainty": None,
+             "background_simulation_uncertainty": None, "background_from_mc_bound": False, "paper_background": None,
+             "equivalent_luminosity_fb": None, "efficiency": None, "paper_efficiency": None,
+             "expected_limit": b["best_expected"], "expected_limit_paper_convention": None, "observed_partner": None,
+             "published_expected": None, "published_observed": None}
+            for b in (limits.get("benchmarks") or {}).values()]
 
 
 def category_rows(validation: list[dict[str, Any]], lumi: float) -> list[dict[str, Any]]:

@@ -38,15 +38,19 @@ def test_tiny_zprime_paper_run(tmp_path, monkeypatch):
         "experiment": "belle2",
         "samples": [{"process": "sig_zprime", "parameters": {"mass": 2.0}, "events": 800},
                     {"process": "sig_zprime", "parameters": {"mass": 3.0}, "events": 800},
+                    {"process": "sig_zprime_wide", "parameters": {"mass": 3.0}, "events": 800},
                     {"process": "tautau_mumu", "filter": "zprime_recoil", "events": 800}]}}})
     console = Console(file=open(tmp_path / "log.txt", "w"), width=200)
     assert run_paper_mode(tmp_path, 1.0, 1, 7, None, console, plan=plan, executor="iterative") == 0
     doc = json.loads((tmp_path / "paper_mode.json").read_text())
     rec = doc["searches"]["zprime"]
     assert rec["core_hours"]["total"] > 0
-    (row,) = rec["channels"]
+    row, wide = rec["channels"]
     assert row["channel"] == "mumu" and row["expected_limit"] > 0 and row["published_observed"] == 0.2
     # the paper's convention (toy median) and the like-with-like partner of its observed limit (toy minimum)
     assert row["expected_limit_paper_convention"] > 0 and row["observed_partner"] > 0
     limits = json.loads((tmp_path / "results" / "zprime" / "limits.json").read_text())
     assert limits["background_estimate"]["method"] == "factorised" and limits["hypotheses"] > 1
+    # the Gamma = 0.1 M benchmark: its own row, its best expected limit, weaker than the narrow one (wider window)
+    assert wide["channel"] == "mumu (Gamma = 0.1 M_Z', fully invisible)"
+    assert wide["expected_limit"] == limits["benchmarks"]["wide_width"]["best_expected"] > row["expected_limit"]
