@@ -294,6 +294,15 @@ def test_back_to_back_pair_has_thrust_one_along_the_pair():
     np.testing.assert_allclose(es.fox_wolfram_r2(px, py, pz), 1.0, rtol=1e-12)
 
 
+def test_collinear_momenta_have_thrust_one_without_any_plane_to_enumerate():
+    """Every pair collinear: the exact step has no plane through two momenta, the hardest-momentum seed finds the axis."""
+    d = np.array([0.6, 0.0, 0.8])
+    px, py, pz = event_arrays([np.array([1.5 * d, -0.4 * d, -2.0 * d, 0.7 * d])])
+    axis, thrust = es.thrust_axis(px, py, pz)
+    assert thrust[0] == pytest.approx(1.0, rel=1e-12)
+    np.testing.assert_allclose([axis.x[0], axis.y[0], axis.z[0]], d, atol=1e-12)
+
+
 def test_three_coplanar_momenta_at_120_degrees_have_thrust_two_thirds():
     angles = np.deg2rad([10.0, 130.0, 250.0])
     p = 1.7 * np.stack([np.cos(angles), np.sin(angles), np.zeros(3)], axis=1)
