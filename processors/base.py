@@ -329,10 +329,12 @@ class SearchProcessor(processor.ProcessorABC):
                               is_lepton: np.ndarray, tracks_per_event: int = 1) -> None:
         """``leptonID`` (data / MC efficiency ratio) on the true ``species`` tracks and ``fakeRate``
         (pion fake-rate ratio) on the others, multiplied over each event's ``tracks_per_event``
-        candidate tracks (flat arrays, event after event)."""
+        candidate tracks (flat arrays, event after event). A NaN momentum or angle is no track (an
+        event without a candidate): weight 1, not a correction read at made-up kinematics."""
         cset = self.corrections
         n = len(p) // tracks_per_event
-        p, cos_theta, is_lepton = np.asarray(p), np.asarray(cos_theta), np.asarray(is_lepton, dtype=bool)
+        p, cos_theta, is_lepton = np.asarray(p, float), np.asarray(cos_theta, float), np.asarray(is_lepton, dtype=bool)
+        track = np.isfinite(p) & np.isfinite(cos_theta)
 
         def per_event(correction: Callable[..., Any], applies: np.ndarray) -> Callable[[Syst], np.ndarray]:
             # evaluated on the tracks it applies to only (correctionlib is per element: the same
@@ -345,8 +347,8 @@ class SearchProcessor(processor.ProcessorABC):
                 return np.prod(w.reshape(n, tracks_per_event), axis=1)
             return weight
 
-        weights.add("leptonID", *vary(per_event(corrections.lepton_id_weight, is_lepton), n))
-        weights.add("fakeRate", *vary(per_event(corrections.fake_rate_weight, ~is_lepton), n))
+        weights.add("leptonID", *vary(per_event(corrections.lepton_id_weight, is_lepton & track), n))
+        weights.add("fakeRate", *vary(per_event(corrections.fake_rate_weight, ~is_lepton & track), n))
 
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
         """Fill the histograms with a ``variation`` axis (called once per variation)."""

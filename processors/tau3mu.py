@@ -398,7 +398,7 @@ class Tau3MuProcessor(bdt.BDTProcessor):
         """Tracking (3 signal + 1 tag track), trigger, luminosity, muon ID (pion fake rate by truth)."""
         v = selection.values
         self.add_common_weights(weights, len(v["m"]), 4)
-        p, cos = np.nan_to_num(v["mu_p"], nan=1.0).ravel(), np.nan_to_num(v["mu_cos"], nan=0.0).ravel()
+        p, cos = v["mu_p"].ravel(), v["mu_cos"].ravel()   # NaN: no candidate (weight 1)
         self.add_lepton_id_weights(weights, "mu", p, cos, (np.abs(v["mu_pdg"]) == 13).ravel(), tracks_per_event=3)
 
     # ------------------------------------------------------------------ fills

@@ -396,7 +396,7 @@ class TauLPhiProcessor(bdt.BDTProcessor):
         """Tracking (3 signal + 1 tag), trigger, luminosity, lepton ID (pion fake rate by truth)."""
         v = selection.values
         self.add_common_weights(weights, len(v["m"]), 4)
-        p, cos = np.nan_to_num(v["lepton_p"], nan=1.0), np.nan_to_num(v["lepton_cos"], nan=0.0)
+        p, cos = v["lepton_p"], v["lepton_cos"]   # NaN: no candidate (weight 1)
         self.add_lepton_id_weights(weights, SPECIES[channel], p, cos, np.abs(v["lepton_pdg"]) == LEPTON_PDG[channel])
 
     # ------------------------------------------------------------------ fills

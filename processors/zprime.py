@@ -307,7 +307,7 @@ class ZprimeProcessor(SearchProcessor):
         """Tracking (2 tracks), trigger, luminosity, muon ID (pion fake rate for tracks that are not muons)."""
         v = selection.values
         self.add_common_weights(weights, len(v["m2_recoil"]), 2)
-        p, cos = np.nan_to_num(v["mu_p"], nan=1.0).ravel(), np.nan_to_num(v["mu_cos"], nan=0.0).ravel()
+        p, cos = v["mu_p"].ravel(), v["mu_cos"].ravel()   # NaN: no candidate (weight 1)
         self.add_lepton_id_weights(weights, "mu", p, cos, (np.abs(np.nan_to_num(v["mu_pdg"])) == 13).ravel(), tracks_per_event=2)
 
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:

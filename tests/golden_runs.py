@@ -17,7 +17,9 @@ taulgamma own ellipse, tau3mu's refitted ellipse and retrained BDT); and after B
 tracks (taulgamma: "exactly two tracks") and taulphi's BDT retrained on FSR samples with its background
 estimated per process in the (M, dE) window (issue 11); and after tau3mu's published expected limit (n_obs = b =
 0.7: the paper b in its rows, an n_obs = b row) and taulphi's working point chosen on the background its limit uses
-(BDT > 0.9985; issue 11);
+(BDT > 0.9985; issue 11); and after the lepton-ID / fake-rate corrections of events without a candidate became 1 instead
+of the correction read at placeholder kinematics (p = 1 GeV, cos = 0, or correctionlib's reading of NaN): the weighted
+"trigger" row of the cutflows only (tau3mu +10-17 %, taulgamma -0.3 to -4 %, taulphi -9 %; stop 27);
 ``tests/test_golden.py`` reruns them and compares. After a deliberate physics change, re-record with
 ``python tests/golden_runs.py`` and say why in the commit.
 """

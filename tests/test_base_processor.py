@@ -187,3 +187,24 @@ def test_a_pickled_processor_is_unpickled_once_per_process():
     assert first.required_branches() == proc.required_branches()
     other = search.processor("belle2", search.load_config(), pid_weighting=not proc.pid_weighting)
     assert pickle.loads(cloudpickle.dumps(other)) is not first
+
+
+def test_lepton_id_weights_of_a_missing_candidate_are_one():
+    """Candidate tracks with NaN momentum (an event without a candidate) get no lepton-ID or fake-rate correction:
+    weight 1, in every variation, not the correction read at placeholder kinematics; real tracks get theirs, each
+    event the product over its tracks."""
+    from belle_rare.processors.base import FlatWeights
+
+    proc = ToyProcessor("belle2", None)
+    cset = corrections.load("belle2")
+    p = np.array([1.8, 2.5, np.nan, np.nan, 1.2, np.nan])          # 3 events x 2 tracks
+    cos = np.array([0.3, -0.2, np.nan, np.nan, 0.5, np.nan])
+    is_mu = np.array([True, False, False, False, True, False])
+    weights = FlatWeights(3)
+    proc.add_lepton_id_weights(weights, "mu", p, cos, is_mu, tracks_per_event=2)
+    lid = lambda i, s="nominal": float(corrections.lepton_id_weight(cset, "mu", p[i:i + 1], cos[i:i + 1], s)[0])  # noqa: E731
+    fake = lambda i, s="nominal": float(corrections.fake_rate_weight(cset, "mu", p[i:i + 1], cos[i:i + 1], s)[0])  # noqa: E731
+    assert lid(0) != 1.0 and fake(1) != 1.0                          # the corrections do something at real tracks
+    np.testing.assert_allclose(weights.weight(), [lid(0) * fake(1), 1.0, lid(4)], rtol=1e-12)
+    for variation in ("leptonIDUp", "fakeRateDown"):
+        assert weights.weight(variation)[1] == 1.0
