@@ -325,30 +325,35 @@ class SearchProcessor(processor.ProcessorABC):
         weights.add("trigger", *vary(lambda s: corrections.trigger_weight(cset, key, s), n_events))
         weights.add("luminosity", *vary(lambda s: corrections.luminosity_weight(cset, self.config.luminosity, s), n_events))
 
-    def add_lepton_id_weights(self, weights: Weights, species: str, p: np.ndarray, cos_theta: np.ndarray,
+    def add_lepton_id_weights(self, weights: Weights, species: str | np.ndarray, p: np.ndarray, cos_theta: np.ndarray,
                               is_lepton: np.ndarray, tracks_per_event: int = 1) -> None:
-        """``leptonID`` (data / MC efficiency ratio) on the true ``species`` tracks and ``fakeRate``
-        (pion fake-rate ratio) on the others, multiplied over each event's ``tracks_per_event``
-        candidate tracks (flat arrays, event after event). A NaN momentum or angle is no track (an
-        event without a candidate): weight 1, not a correction read at made-up kinematics."""
+        """``leptonID`` (data / MC efficiency ratio) on the tracks that are their ``species`` and
+        ``fakeRate`` (pion fake-rate ratio) on the others, multiplied over each event's
+        ``tracks_per_event`` candidate tracks (flat arrays, event after event). ``species`` is one
+        lepton ("e", "mu") for every track, or one per track ("" for a track identified as neither:
+        no correction). A NaN momentum or angle is no track (an event without a candidate): weight 1,
+        not a correction read at made-up kinematics."""
         cset = self.corrections
         n = len(p) // tracks_per_event
         p, cos_theta, is_lepton = np.asarray(p, float), np.asarray(cos_theta, float), np.asarray(is_lepton, dtype=bool)
         track = np.isfinite(p) & np.isfinite(cos_theta)
+        per_track = np.broadcast_to(np.asarray(species, dtype=object), p.shape)
+        # correctionlib is per element: evaluated on the tracks each correction applies to only
+        by_species = {s: track & (per_track == s) for s in ("e", "mu")}
 
-        def per_event(correction: Callable[..., Any], applies: np.ndarray) -> Callable[[Syst], np.ndarray]:
-            # evaluated on the tracks it applies to only (correctionlib is per element: the same
-            # values; about half the tracks each), 1 elsewhere
-            p_in, cos_in = p[applies], cos_theta[applies]
+        def per_event(correction: Callable[..., Any], lepton: bool) -> Callable[[Syst], np.ndarray]:
+            applies = {name: mask & (is_lepton == lepton) for name, mask in by_species.items()}
 
             def weight(s: Syst) -> np.ndarray:
                 w = np.ones(len(p))
-                w[applies] = np.asarray(correction(cset, species, p_in, cos_in, s), float)
+                for name, mask in applies.items():
+                    if mask.any():
+                        w[mask] = np.asarray(correction(cset, name, p[mask], cos_theta[mask], s), float)
                 return np.prod(w.reshape(n, tracks_per_event), axis=1)
             return weight
 
-        weights.add("leptonID", *vary(per_event(corrections.lepton_id_weight, is_lepton & track), n))
-        weights.add("fakeRate", *vary(per_event(corrections.fake_rate_weight, ~is_lepton & track), n))
+        weights.add("leptonID", *vary(per_event(corrections.lepton_id_weight, True), n))
+        weights.add("fakeRate", *vary(per_event(corrections.fake_rate_weight, False), n))
 
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
         """Fill the histograms with a ``variation`` axis (called once per variation)."""

@@ -775,24 +775,12 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
         v = selection.values
         n = len(v["eecl"])
         self.add_common_weights(weights, n, 4)
-        cset = self.corrections
-
-        def factor(syst: Any, fake: bool) -> np.ndarray:
-            out = np.ones(n)
-            for k in (1, 2):  # the two tau tracks
-                p, cos, pdg = v[f"p_lab{k}"], v[f"cos_lab{k}"], v[f"pdg{k}"]
-                for code, species, lepton_pdg in ((ELECTRON, "e", 11), (MUON, "mu", 13)):
-                    sel = (v[f"s{k}"] == code) & np.isfinite(p)
-                    if not sel.any():
-                        continue
-                    true = (pdg[sel] == lepton_pdg) | (pdg[sel] == 0)  # no truth: taken as a true lepton
-                    weight = corrections.fake_rate_weight if fake else corrections.lepton_id_weight
-                    w = np.asarray(weight(cset, species, p[sel], np.nan_to_num(cos[sel]), syst), dtype=float)
-                    out[sel] *= np.where(~true if fake else true, w, 1.0)
-            return out
-
-        weights.add("leptonID", *vary(lambda syst: factor(syst, False), n))
-        weights.add("fakeRate", *vary(lambda syst: factor(syst, True), n))
+        # the two tau tracks of each event, interleaved; no truth (pdg 0) is taken as a true lepton
+        s, pdg = (np.stack([v[f"{name}1"], v[f"{name}2"]], axis=1).ravel() for name in ("s", "pdg"))
+        species = np.where(s == ELECTRON, "e", np.where(s == MUON, "mu", ""))
+        is_lepton = (pdg == 0) | np.where(s == ELECTRON, pdg == 11, pdg == 13)
+        p, cos = (np.stack([v[f"{name}1"], v[f"{name}2"]], axis=1).ravel() for name in ("p_lab", "cos_lab"))
+        self.add_lepton_id_weights(weights, species, p, cos, is_lepton, tracks_per_event=2)
 
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
         v, sr = selection.values, selection.regions["SR"]

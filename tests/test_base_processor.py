@@ -208,3 +208,26 @@ def test_lepton_id_weights_of_a_missing_candidate_are_one():
     np.testing.assert_allclose(weights.weight(), [lid(0) * fake(1), 1.0, lid(4)], rtol=1e-12)
     for variation in ("leptonIDUp", "fakeRateDown"):
         assert weights.weight(variation)[1] == 1.0
+
+
+def test_lepton_id_weights_with_a_species_per_track():
+    """Per-track species (kstartautau's tau tracks: e, mu or neither): each identified track gets its own
+    species' correction, a track identified as neither gets none, whatever its truth."""
+    from belle_rare.processors.base import FlatWeights
+
+    proc = ToyProcessor("belle2", None)
+    cset = corrections.load("belle2")
+    p = np.array([1.5, 2.0, 1.1, 0.9, 2.2, 1.7])                     # 3 events x 2 tracks
+    cos = np.array([0.1, -0.4, 0.6, 0.2, -0.1, 0.3])
+    species = np.array(["e", "mu", "", "mu", "e", ""])
+    is_lepton = np.array([True, False, False, True, False, True])
+    weights = FlatWeights(3)
+    proc.add_lepton_id_weights(weights, species, p, cos, is_lepton, tracks_per_event=2)
+
+    def one(correction, s, i, syst="nominal"):
+        return float(correction(cset, s, p[i:i + 1], cos[i:i + 1], syst)[0])
+    lid, fake = corrections.lepton_id_weight, corrections.fake_rate_weight
+    expected = [one(lid, "e", 0) * one(fake, "mu", 1), one(lid, "mu", 3), one(fake, "e", 4)]
+    assert len({round(x, 12) for x in expected}) == 3 and 1.0 not in expected
+    np.testing.assert_allclose(weights.weight(), expected, rtol=1e-12)
+    np.testing.assert_allclose(weights.weight("leptonIDUp")[1], one(lid, "mu", 3, "up"), rtol=1e-12)
