@@ -291,16 +291,19 @@ class ZprimeProcessor(SearchProcessor):
         regions = {"selected": selected}
         if self.classifier is not None:
             # the classifier at the Punzi working point of the event's nearest trained mass: the scan's input region
-            event = np.asarray(ak.to_numpy(events["__event__"]), dtype=np.int64)
+            event = np.asarray(ak.to_numpy(events["__event__"]), dtype=np.int64)[selected]
+            inputs = {k: full[k][selected] for k in (*FEATURES, "m2_recoil")}
             passed = np.zeros(len(selected), bool)
-            passed[selected] = self.classifier.passes({k: full[k][selected] for k in (*FEATURES, "m2_recoil")}, event[selected])
-            regions["classified"] = passed
-            if o.nominal:  # m2_pass is filled with the nominal calibration only (fill_nominal)
+            # m2_pass (every event classified at every trained mass) feeds the factorised background's sidebands
+            # only: filled with the nominal calibration (fill_nominal), not for signal datasets
+            if o.nominal and events.metadata.get("kind") != "signal":
                 every = np.zeros((len(selected), len(self.classifier.masses)), bool)
-                every[selected] = self.classifier.passes_at_every_mass(
-                    {k: full[k][selected] for k in FEATURES}, event[selected])
+                passed[selected], every[selected] = self.classifier.passes_with_every_mass(inputs, event)
                 values["pass_by_mass"] = every
                 full["pass_by_mass"] = every
+            else:
+                passed[selected] = self.classifier.passes(inputs, event)
+            regions["classified"] = passed
         return Selection(cuts=cuts, values={k: full[k] for k in values}, regions=regions)
 
     def add_weights(self, weights: Any, selection: Selection, channel: str) -> None:

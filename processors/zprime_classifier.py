@@ -160,6 +160,12 @@ class ClassifierCut:
         score, idx = self.scores(columns, event)
         return score > self.cuts[idx]
 
+    def passes_with_every_mass(self, columns: Mapping[str, np.ndarray], event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(passes, passes_at_every_mass)`` from one classification per event and mass: ``passes`` is the
+        column of each event's nearest trained mass (a row's score does not depend on the other rows)."""
+        every = self.passes_at_every_mass(columns, event)
+        return every[np.arange(len(event)), nearest_mass(columns["m2_recoil"], self.masses)], every
+
 
 def _key(mass: float) -> str:
     """The metadata key of a trained mass (JSON keys are strings)."""

@@ -92,6 +92,12 @@ def test_shipped_form_round_trip_and_working_points_on_independent_halves(tmp_pa
     inside = (sig["m2_recoil"] > windows[1][0]) & (sig["m2_recoil"] < windows[1][1])
     eff = passed[inside].sum() * 0.01 / 15.0
     assert eff == pytest.approx(0.5 * (points["3"]["efficiency"] + points["3"]["quoted_efficiency"]), abs=1e-9)
+    # the processor's nominal pass on background classifies each event once per trained mass and reads its
+    # nearest mass's column: the same decisions as classifying it at that mass alone
+    mixed = {k: np.concatenate([background[k][:3000], sig[k]]) for k in sig}
+    nearest, every = cut.passes_with_every_mass(mixed, mixed["event"])
+    assert np.array_equal(nearest, cut.passes(mixed, mixed["event"])) and 0 < nearest.sum() < len(nearest)
+    assert np.array_equal(every, cut.passes_at_every_mass(mixed, mixed["event"]))
     with pytest.raises(bdt.ModelArtefactError):
         zc.ClassifierCut.from_model(bdt.KFoldModel(zc.MODEL_FEATURES, model.boosters, {}))
 

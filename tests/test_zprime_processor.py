@@ -146,6 +146,11 @@ def test_generated_signal_peaks_at_the_zprime_mass_squared(zprime_processor, tmp
     here = zc.nearest_mass(centre, zprime_processor.classifier.masses) == list(zprime_processor.classifier.masses).index(mass)
     assert here[window].sum() > 5 and at_mass[here] == pytest.approx(classified[here])
     assert np.all(at_mass <= selected + 1e-9) and at_mass.sum() > classified[window].sum()
+    # a signal dataset (the fileset's kind) skips m2_pass, which only the background's sidebands use; the rest is unchanged
+    events.metadata["kind"] = "signal"
+    as_signal = zprime_processor.process(events)["histograms"][req.dataset]
+    assert as_signal["m2_pass"].values().sum() == 0
+    assert np.array_equal(as_signal["m2_theta"].values(), h.values())
 
 
 def test_m2_pass_books_every_trained_mass_whatever_the_dataset_selects(zprime_processor):
