@@ -99,6 +99,16 @@ def vary(correction: Callable[[Syst], Any], size: int) -> tuple[np.ndarray, np.n
     return tuple(np.broadcast_to(np.asarray(correction(s), dtype=float), (size,)).copy() for s in ("nominal", "up", "down"))
 
 
+def add_varied(weights: Weights, name: str, correction: Callable[[Syst], Any], size: int) -> None:
+    """``weights.add(name, nominal, up, down)`` of ``correction`` at the three systs; the nominal alone where
+    the weights serve a pass that fills no weight variation (``FlatWeights.nominal_only``: the shifted
+    calibrations), so up and down are not evaluated there."""
+    if getattr(weights, "nominal_only", False):
+        weights.add(name, np.broadcast_to(np.asarray(correction("nominal"), dtype=float), (size,)).copy())
+    else:
+        weights.add(name, *vary(correction, size))
+
+
 @dataclass
 class Selection:
     """What a search's ``select`` returns for one channel (every array has one entry per event).
@@ -200,6 +210,9 @@ class FlatWeights(Weights):
     every variation (7 weights per channel and calibration). For flat numpy arrays this does coffea's
     eager arithmetic itself (the same operations in the same order: the same weights bit for bit,
     ``tests/test_base_processor.py``); anything else goes through coffea's ``add``."""
+
+    #: set for a pass that fills the nominal weight only (a shifted calibration): ``add_varied`` then adds no variations
+    nominal_only: bool = False
 
     def add(self, name: str, weight: Any, weightUp: Any = None, weightDown: Any = None, shift: bool = False) -> None:
         flat = (_flat_numpy(weight) and isinstance(self._weight, np.ndarray)
@@ -321,9 +334,9 @@ class SearchProcessor(processor.ProcessorABC):
         tracks, the trigger efficiency of payload key ``trigger`` (default: the search's name) and
         the luminosity of the search's data set."""
         cset, key = self.corrections, trigger or self.name
-        weights.add("tracking", *vary(lambda s: corrections.tracking_weight(cset, n_tracks, s), n_events))
-        weights.add("trigger", *vary(lambda s: corrections.trigger_weight(cset, key, s), n_events))
-        weights.add("luminosity", *vary(lambda s: corrections.luminosity_weight(cset, self.config.luminosity, s), n_events))
+        add_varied(weights, "tracking", lambda s: corrections.tracking_weight(cset, n_tracks, s), n_events)
+        add_varied(weights, "trigger", lambda s: corrections.trigger_weight(cset, key, s), n_events)
+        add_varied(weights, "luminosity", lambda s: corrections.luminosity_weight(cset, self.config.luminosity, s), n_events)
 
     def add_lepton_id_weights(self, weights: Weights, species: str | np.ndarray, p: np.ndarray, cos_theta: np.ndarray,
                               is_lepton: np.ndarray, tracks_per_event: int = 1) -> None:
@@ -352,8 +365,8 @@ class SearchProcessor(processor.ProcessorABC):
                 return np.prod(w.reshape(n, tracks_per_event), axis=1)
             return weight
 
-        weights.add("leptonID", *vary(per_event(corrections.lepton_id_weight, True), n))
-        weights.add("fakeRate", *vary(per_event(corrections.fake_rate_weight, False), n))
+        add_varied(weights, "leptonID", per_event(corrections.lepton_id_weight, True), n)
+        add_varied(weights, "fakeRate", per_event(corrections.fake_rate_weight, False), n)
 
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:
         """Fill the histograms with a ``variation`` axis (called once per variation)."""
@@ -429,13 +442,14 @@ class SearchProcessor(processor.ProcessorABC):
         return kind == "background"
 
     def event_weights(self, events: ak.Array | None, selection: Selection, channel: str, is_data: bool,
-                      generator_weight: np.ndarray | None = None) -> Weights:
+                      generator_weight: np.ndarray | None = None, nominal_only: bool = False) -> Weights:
         """The event weights (generator weight, PID / candidate weights, the search's corrections with
-        their variations); ``generator_weight``: the events' ``__weight__`` if already read (then
-        ``events`` is not used)."""
+        their variations, or without them if ``nominal_only``); ``generator_weight``: the events'
+        ``__weight__`` if already read (then ``events`` is not used)."""
         if generator_weight is None:
             generator_weight = np.asarray(ak.to_numpy(events["__weight__"]), dtype=float)
         weights = FlatWeights(len(generator_weight), storeIndividual=False)
+        weights.nominal_only = nominal_only
         weights.add("generator", generator_weight)
         if PID_WEIGHT_VALUE in selection.values:
             # PID-weighted candidates (processors/pid_weighting.py): P(the candidate passes the PID cuts)
@@ -459,7 +473,9 @@ class SearchProcessor(processor.ProcessorABC):
                 if self.region_weights_only and not calibration.is_nominal:
                     yield calibration, channel, selection, self._region_weights(generator_weight, selection, channel, is_data)
                 else:
-                    yield calibration, channel, selection, self.event_weights(events, selection, channel, is_data, generator_weight)
+                    # a shifted calibration fills its nominal weight only (``process``)
+                    yield calibration, channel, selection, self.event_weights(events, selection, channel, is_data, generator_weight,
+                                                                              nominal_only=not calibration.is_nominal)
 
     def _region_weights(self, generator_weight: np.ndarray, selection: Selection, channel: str, is_data: bool) -> "RegionWeights":
         """``event_weights`` of the events in any region only (``region_weights_only``), 0 elsewhere."""
@@ -468,7 +484,7 @@ class SearchProcessor(processor.ProcessorABC):
             used |= np.asarray(mask, dtype=bool)
         inside = Selection(selection.cuts, {k: np.asarray(v)[used] for k, v in selection.values.items()})
         nominal = np.zeros(len(used))
-        nominal[used] = self.event_weights(None, inside, channel, is_data, generator_weight[used]).weight()
+        nominal[used] = self.event_weights(None, inside, channel, is_data, generator_weight[used], nominal_only=True).weight()
         return RegionWeights(nominal)
 
     def process(self, events: ak.Array) -> dict[str, Any]:

@@ -33,7 +33,6 @@ import pydantic
 from coffea.analysis_tools import Weights
 from particle import Particle
 
-from belle_rare import corrections
 from belle_rare.configs.loader import StrictModel
 from belle_rare.core.errors import UserError
 from belle_rare.core.histograms import count_axis, fill_counts, new_hist, regular
@@ -41,7 +40,7 @@ from belle_rare.core.units import pdg_mass
 from belle_rare.processors import bdt
 from belle_rare.processors import kinematics as kin
 from belle_rare.processors.base import (
-    CANDIDATE_WEIGHT_VALUE, Calibration, Selection, TriggerLines, fill_counts_of_variations, packed, vary,
+    CANDIDATE_WEIGHT_VALUE, Calibration, Selection, TriggerLines, fill_counts_of_variations, packed,
 )
 from belle_rare.processors.columns import expand, in_range
 from belle_rare.processors.event_shape import cos_theta_thrust, fox_wolfram_r2_flat, thrust_axis_flat

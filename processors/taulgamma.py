@@ -23,7 +23,7 @@ from belle_rare.core.units import pdg_mass
 from belle_rare.processors import jagged_kernels as jk
 from belle_rare.processors import kinematics as kin
 from belle_rare.processors import pid_weighting
-from belle_rare.processors.base import Calibration, SearchProcessor, Selection, calibrations, packed, signal_datasets_of, vary
+from belle_rare.processors.base import Calibration, SearchProcessor, Selection, add_varied, calibrations, packed, signal_datasets_of
 from belle_rare.processors.base import TriggerLines
 from belle_rare.processors.brems_recovery import BremsRecovery, recover_brems_flat
 from belle_rare.processors.columns import expand, in_range
@@ -637,7 +637,7 @@ class TauLGammaProcessor(SearchProcessor):
         true_lepton = np.abs(v["lepton_pdg"]) == lepton_pdg if "lepton_pdg" in v else np.ones(n, bool)
         p, cos = v["lepton_p"], v["lepton_cos"]
         self.add_common_weights(weights, n, 2, f"taulgamma_{channel}")
-        weights.add("photonEff", *vary(lambda s: corrections.photon_efficiency_weight(cset, 1, s), n))
+        add_varied(weights, "photonEff", lambda s: corrections.photon_efficiency_weight(cset, 1, s), n)
         self.add_lepton_id_weights(weights, species, p, cos, true_lepton)
 
     def fill(self, hists: dict[str, hist.Hist], selection: Selection, channel: str, variation: str, weight: np.ndarray) -> None:

@@ -10,7 +10,7 @@ from coffea.analysis_tools import Weights
 
 from belle_rare import corrections
 from belle_rare.core.histograms import new_hist, regular
-from belle_rare.processors.base import Calibration, SearchProcessor, Selection, calibrations, packed, vary
+from belle_rare.processors.base import Calibration, SearchProcessor, Selection, add_varied, calibrations, packed
 from synthetic_events import Event, Track, from_angles, make_events
 
 PION_MASS = 0.13957
@@ -38,7 +38,7 @@ class ToyProcessor(SearchProcessor):
     def add_weights(self, weights: Weights, selection, channel):
         n = len(selection.values["n"])
         cset = corrections.load(self.experiment)
-        weights.add("tracking", *vary(lambda s: corrections.tracking_weight(cset, 2, s), n))
+        add_varied(weights, "tracking", lambda s: corrections.tracking_weight(cset, 2, s), n)
 
     def fill(self, hists, selection, channel, variation, weight):
         m = selection.regions["SR"]
@@ -231,3 +231,26 @@ def test_lepton_id_weights_with_a_species_per_track():
     assert len({round(x, 12) for x in expected}) == 3 and 1.0 not in expected
     np.testing.assert_allclose(weights.weight(), expected, rtol=1e-12)
     np.testing.assert_allclose(weights.weight("leptonIDUp")[1], one(lid, "mu", 3, "up"), rtol=1e-12)
+
+
+def test_add_varied_evaluates_only_the_nominal_for_a_nominal_only_pass():
+    """A shifted calibration fills its nominal weight only: ``add_varied`` evaluates the correction at the
+    nominal alone there, with the same nominal weight, bit for bit, as the full (nominal, up, down) add."""
+    from belle_rare.processors.base import FlatWeights
+
+    factors = {"nominal": np.array([0.9, 1.1, 1.0]), "up": np.array([1.0, 1.2, 1.1]), "down": np.array([0.8, 1.0, 0.9])}
+    asked: list[str] = []
+
+    def correction(syst):
+        asked.append(syst)
+        return factors[syst]
+
+    full, nominal_only = FlatWeights(3), FlatWeights(3)
+    nominal_only.nominal_only = True
+    add_varied(full, "tracking", correction, 3)
+    assert asked == ["nominal", "up", "down"]
+    asked.clear()
+    add_varied(nominal_only, "tracking", correction, 3)
+    assert asked == ["nominal"]
+    assert np.array_equal(full.weight(), nominal_only.weight())
+    assert set(full.variations) == {"trackingUp", "trackingDown"} and not nominal_only.variations
