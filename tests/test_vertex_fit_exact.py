@@ -127,3 +127,26 @@ def test_closest_approach_pairs_equals_closest_approach_of_copied_tracks():
     tracks, first, second = _tracks_and_pairs(300, 5)
     expected = closest_approach(tracks.take(first), tracks.take(second))
     assert closest_approach_pairs(tracks, first, second).tobytes() == expected.tobytes()
+
+
+def test_stored_covariance_built_per_row_equals_the_full_stack():
+    """``TrackParameters.from_columns`` builds the covariance only for the tracks a fit takes: the same values as
+    the full (n, 4, 4) stack's rows (float32 columns, as stored), and the same fits."""
+    from belle_rare.simulation.detector.tracking import covariance_branches
+
+    rng = np.random.default_rng(12)
+    n = 500
+    columns = {k: rng.normal(0.0, 1.0, n).astype(np.float32) for k in ("px", "py", "pz", "dr", "dz")}
+    for name, i, j in covariance_branches():
+        columns[name] = (rng.uniform(1e-4, 1e-3, n) if i == j else rng.uniform(-1e-6, 1e-6, n)).astype(np.float32)
+    full = np.zeros((n, 4, 4))
+    for name, i, j in covariance_branches():
+        full[:, i, j] = full[:, j, i] = np.asarray(columns[name], dtype=np.float64)
+    tracks = TrackParameters.from_columns(columns)
+    rows = rng.choice(n, 120, replace=False)
+    assert tracks.covariance[rows].tobytes() == full[rows].tobytes()
+    assert tracks.take(rows).covariance.tobytes() == full[rows].tobytes()
+    first, second = rows[:60], rows[60:]
+    eager = TrackParameters(tracks.d0, tracks.phi0, tracks.z0, tracks.tan_lambda, full, tracks.pt)
+    a, b = fit_pairs(tracks, first, second), fit_pairs(eager, first, second)
+    assert a.vertex.tobytes() == b.vertex.tobytes() and a.covariance.tobytes() == b.covariance.tobytes()
