@@ -428,18 +428,22 @@ class SearchProcessor(processor.ProcessorABC):
             fired |= np.asarray(ak.to_numpy(events[branch]), dtype=float) > 0.5
         return fired
 
+    def dataset_kind(self, events: ak.Array) -> str:
+        """"data", "signal" or "background": the fileset metadata's ``kind`` when it names one; without it,
+        "data" for ``is_data``, else "signal" for one of the config's ``signal_datasets``, else background."""
+        meta = events.metadata
+        if meta.get("kind") is not None:
+            return str(meta["kind"])
+        if meta.get("is_data", False):
+            return "data"
+        signals = set((getattr(self.config, "signal_datasets", None) or {}).values())
+        return "signal" if meta.get("dataset") in signals else "background"
+
     def pid_weighted(self, events: ak.Array) -> bool:
         """Whether this chunk's PID requirements are replaced by weights: a background dataset
-        (fileset metadata ``kind``; without it, any dataset that is not one of the config's
-        ``signal_datasets``) with PID weighting on. Signal and data keep the thrown PID."""
+        (``dataset_kind``) with PID weighting on. Signal and data keep the thrown PID."""
         meta = events.metadata
-        if not self.pid_weighting or meta.get("is_data", False):
-            return False
-        kind = meta.get("kind")
-        if kind is None:
-            signals = set((getattr(self.config, "signal_datasets", None) or {}).values())
-            kind = "signal" if meta.get("dataset") in signals else "background"
-        return kind == "background"
+        return self.pid_weighting and not meta.get("is_data", False) and self.dataset_kind(events) == "background"
 
     def event_weights(self, events: ak.Array | None, selection: Selection, channel: str, is_data: bool,
                       generator_weight: np.ndarray | None = None, nominal_only: bool = False) -> Weights:

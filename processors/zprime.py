@@ -296,7 +296,7 @@ class ZprimeProcessor(SearchProcessor):
             passed = np.zeros(len(selected), bool)
             # m2_pass (every event classified at every trained mass) feeds the factorised background's sidebands
             # only: filled with the nominal calibration (fill_nominal), not for signal datasets
-            if o.nominal and events.metadata.get("kind") != "signal":
+            if o.nominal and self.dataset_kind(events) != "signal":
                 every = np.zeros((len(selected), len(self.classifier.masses)), bool)
                 passed[selected], every[selected] = self.classifier.passes_with_every_mass(inputs, event)
                 values["pass_by_mass"] = every
