@@ -50,7 +50,10 @@ def measure(tree: Path, search: str, samples: Path, chunksize: int) -> dict[str,
     """{mode: (events, CPU seconds)} of the nominal pass and of all variations with the code in ``tree``."""
     code = CHILD.replace("HERE", repr(str(HERE))).replace("MARK", MARK)
     out = subprocess.run([sys.executable, "-c", code, str(tree.resolve()), search, str(samples), str(chunksize)],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True)
+    if out.returncode:
+        tail = out.stderr.strip().splitlines()[-1:] or [f"exit status {out.returncode}"]
+        raise SystemExit(f"bench_code_versions: {search} with the code in {tree} failed: {tail[0]}")
     rows = [line[len(MARK):].split() for line in out.stdout.splitlines() if line.startswith(MARK)]
     return {mode: (int(n), float(cpu)) for mode, n, cpu in rows}
 

@@ -9,7 +9,7 @@ import numba
 import numpy as np
 
 from belle_rare.processors.vertex_fit import (
-    ITERATIONS, TrackParameters, _lu_factor, _lu_solve, closest_approach, closest_approach_pairs, fit_pairs,
+    FIXED_STEPS, TrackParameters, _lu_factor, _lu_solve, closest_approach, closest_approach_pairs, fit_pairs,
 )
 from tests.test_vertex_fit import _random_pairs
 
@@ -111,9 +111,9 @@ def test_sparse_kernel_and_subset_inversion_give_the_dense_fits_bits():
     start = closest_approach(tracks.take(first), tracks.take(second))
     out = np.empty((n, 3)), np.empty((n, 3, 3)), np.empty(n), np.empty((n, 4))
     _dense_kernel(first, second, np.ascontiguousarray(tracks.vector()), np.linalg.inv(tracks.covariance), start,
-                  ITERATIONS, *out)
+                  FIXED_STEPS - 1, *out)
     vertex, covariance, chi2, directions = out
-    fit = fit_pairs(tracks, first, second, start)
+    fit = fit_pairs(tracks, first, second, start, FIXED_STEPS, tolerance=0.0)
     assert fit.vertex.tobytes() == vertex.tobytes()
     assert fit.covariance.tobytes() == covariance.tobytes()
     assert fit.chi2.tobytes() == chi2.tobytes()
