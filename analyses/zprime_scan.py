@@ -82,10 +82,23 @@ class M2Range(StrictModel):
     background_shape: float = pydantic.Field(ge=0)
 
 
+class PhotonVeto(StrictModel):
+    """The background-shape uncertainty from the photon-veto inefficiency, relative, per fit bin by the bin's own
+    M2_recoil: ``below`` under ``m2_below`` GeV^2, ``above`` over it."""
+
+    m2_below: float
+    below: float = pydantic.Field(ge=0)
+    above: float = pydantic.Field(ge=0)
+
+    def at(self, m2: np.ndarray) -> np.ndarray:
+        return np.where(m2 < self.m2_below, self.below, self.above)
+
+
 class Systematics(StrictModel):
     ranges: list[M2Range] = pydantic.Field(min_length=1)
     resolution: float = pydantic.Field(ge=0, lt=1)
     luminosity: float = pydantic.Field(ge=0, lt=1)
+    photon_veto: PhotonVeto | None = None      # None: not applied
 
 
 class ScanSettings(StrictModel):
@@ -464,6 +477,12 @@ def _gather(hist2d: np.ndarray, p: Plan, k: int) -> np.ndarray:
     return np.where(mask[:, :, None], hist2d[idx], 0.0)
 
 
+def window_bin_centres(m2_edges: np.ndarray, p: Plan, k: int) -> np.ndarray:
+    """(H, k) M2_recoil centres of each window's bins (bins past a window's width: its last bin's)."""
+    index = p.first[:, None] + np.minimum(np.arange(k)[None, :], p.width[:, None] - 1)
+    return 0.5 * (m2_edges[index] + m2_edges[index + 1])
+
+
 def range_values(m2: np.ndarray, ranges: list[M2Range], attr: str) -> np.ndarray:
     """The systematic ``attr`` of the M2_recoil range holding each m2 (the nearest range outside them all)."""
     lo = np.array([r.m2[0] for r in ranges])
@@ -534,7 +553,11 @@ def build(samples: SignalSamples, spec: Spectra, p: Plan, cfg: ScanConfig, lumin
     cells = (mask.sum(axis=1) * n_theta).astype(float)
     flat = np.where(mask[:, :, None], (bound / cells)[:, None, None], 0.0)
     b_all = b + flat
-    sigma_b = np.sqrt((shape_unc[:, None, None] * b) ** 2 + var + flat**2)
+    # per fit bin: the window's background-shape uncertainty and, by the bin's own M2_recoil, the photon veto's
+    shape_var = np.broadcast_to(shape_unc[:, None] ** 2, mask.shape)
+    if cfg.systematics.photon_veto is not None:
+        shape_var = shape_var + cfg.systematics.photon_veto.at(window_bin_centres(spec.m2_edges, p, k)) ** 2
+    sigma_b = np.sqrt(shape_var[:, :, None] * b**2 + var + flat**2)
     obs = observed if observed is not None else (spec.observed if spec.observed is not None else None)
     n = _gather(obs, p, k) if obs is not None else b_all
     flat_shape = lambda a: a.reshape(len(p.mass), -1)  # noqa: E731  (H, K x n_theta), as observed_windows

@@ -31,10 +31,11 @@ MASSES_GEV = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 7.9)
 
 
 def without_systematics(cfg: zs.ScanConfig) -> zs.ScanConfig:
-    """``cfg`` with zero efficiency, background-shape, resolution and luminosity uncertainties."""
+    """``cfg`` with zero efficiency, background-shape, photon-veto, resolution and luminosity uncertainties."""
     s = cfg.systematics
     ranges = [r.model_copy(update={"efficiency": 0.0, "background_shape": 0.0}) for r in s.ranges]
-    return cfg.model_copy(update={"systematics": s.model_copy(update={"resolution": 0.0, "luminosity": 0.0, "ranges": ranges})})
+    return cfg.model_copy(update={"systematics": s.model_copy(update={"resolution": 0.0, "luminosity": 0.0, "ranges": ranges,
+                                                                       "photon_veto": None})})
 
 
 def scaled_background_ratios(results: str, cfg: zs.ScanConfig, masses: tuple[float, ...], factors: list[float]) -> None:

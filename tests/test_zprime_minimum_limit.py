@@ -56,9 +56,11 @@ def test_toy_bands_in_the_asymptotic_regime_are_the_asimov_bands():
     assert np.all(np.abs(ratio[1:4].mean(axis=1) - 1.0) < 0.06)
 
 
-def _run(tmp_path, background_per_bin: float = 0.0, events: np.ndarray | None = None, weight: float = 1.0) -> None:
+def _run(tmp_path, background_per_bin: float = 0.0, events: np.ndarray | None = None, weight: float = 1.0,
+         signals: tuple[tuple[float, float], ...] = ((3.0, 0.27), (5.0, 0.24))) -> None:
     """A background of ``events`` simulated events per (M2, theta) bin of weight ``weight`` (default: a flat
-    ``background_per_bin`` of unit-weight events) and two signal samples (3 and 5 GeV)."""
+    ``background_per_bin`` of unit-weight events) and signal samples at ``signals`` (mass GeV, sigma(M2) GeV^2;
+    default 3 and 5 GeV)."""
     import hist
 
     from belle_rare.stats.synthetic import book, write_run_output
@@ -71,7 +73,7 @@ def _run(tmp_path, background_per_bin: float = 0.0, events: np.ndarray | None = 
     for region in ("selected", "classified"):
         h.set_bins("tautau_mumu", zs.CHANNEL, region, weight * events, weight**2 * events)
     datasets = {"tautau_mumu": {"kind": "background", "process": "tautau_mumu", "max_event_weight": weight}}
-    for m, width in ((3.0, 0.27), (5.0, 0.24)):
+    for m, width in signals:
         sig = np.exp(-0.5 * ((MID - m**2) / width) ** 2)
         sig = np.repeat((2000 * sig / sig.sum() / N_THETA)[:, None], N_THETA, axis=1)
         for region in ("selected", "classified"):

@@ -131,6 +131,35 @@ def test_systematics_by_m2_range():
     assert list(zs.range_values(m2, ranges, "background_shape")) == [0.032, 0.032, 0.086, 0.25, 0.25]
 
 
+def test_photon_veto_uncertainty_per_fit_bin_by_its_own_m2(tmp_path):
+    """The paper's photon-veto background-shape uncertainty (34 % below M2_recoil = 1 GeV^2, 5 % above) enters each
+    fit bin by the bin's own M2, in quadrature with the window's background-shape uncertainty: sigma_b^2 grows by
+    exactly veto(M2)^2 b^2 per bin, and windows straddling 1 GeV^2 (signal samples at 0.8 and 1.2 GeV) carry both."""
+    from belle_rare.processors.registry import get_search
+    from belle_rare.stats.histograms import load_run_output
+    from tests.test_zprime_minimum_limit import _config, _run
+
+    _run(tmp_path, background_per_bin=0.3, signals=((0.8, 0.25), (1.2, 0.25)))
+    cfg = _config(0, 1.5)
+    veto = cfg.systematics.photon_veto
+    assert (veto.m2_below, veto.below, veto.above) == (1.0, 0.34, 0.05)   # configs/stats/zprime.yaml, the paper's
+    run = load_run_output(tmp_path, "zprime")
+    samples, _ = zs.signal_samples(run, cfg, get_search("zprime").load_config().paper_m2_resolution)
+    spec = zs.spectra(run, cfg)
+    p = zs.plan(zs.hypotheses(samples, cfg), samples, spec.m2_edges, cfg)
+    with_veto = zs.build(samples, spec, p, cfg, run.luminosity_fb).windows
+    no_veto = cfg.model_copy(update={"systematics": cfg.systematics.model_copy(update={"photon_veto": None})})
+    without = zs.build(samples, spec, p, no_veto, run.luminosity_fb).windows
+    n_theta = with_veto.b.shape[1] // int(p.width.max())
+    m2 = np.repeat(zs.window_bin_centres(spec.m2_edges, p, int(p.width.max())), n_theta, axis=1)
+    expected = np.where(m2 < 1.0, 0.34, 0.05)
+    mask = with_veto.mask
+    np.testing.assert_allclose((with_veto.sigma_b**2 - without.sigma_b**2)[mask], (expected**2 * without.b**2)[mask],
+                               rtol=1e-9)
+    straddling = np.any(mask & (m2 < 1.0), axis=1) & np.any(mask & (m2 > 1.0), axis=1)
+    assert straddling.sum() >= 2 and np.array_equal(with_veto.b, without.b)
+
+
 def test_coupling_from_the_samples_cross_sections():
     """g'_UL = sqrt(sigma_UL / sigma(g' = 1) x BR): at a sample's mass the sample's own sigma x BR / g'^2."""
     samples, _ = _samples()
