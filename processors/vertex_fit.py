@@ -31,7 +31,7 @@ atan2) gained nothing measurable, so the transcendental calls are not what the s
 Convergence: the fit had 5 fixed steps, after which 0.33 % of the pairs with chi^2 < 20 of real bkscalar chunks
 were still > 100 um from the minimum (nearly parallel tracks zig-zag towards it). It now steps until two steps
 in a row move the vertex by < ``TOLERANCE`` (at most ``MAX_STEPS``) and says whether it got there (``converged``):
-0.13 % > 100 um, 91 % of all pairs converged, the kernel ~10 % faster (66 % of the pairs stop after 3 steps, 75 %
+0.13 % > 100 um, 91 % of all pairs converged, the kernel ~10 % faster (~3 % of bkscalar's nominal pass) (66 % of the pairs stop after 3 steps, 75 %
 after at most 4; the unconverged take all 10).
 """
 
