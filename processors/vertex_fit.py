@@ -346,8 +346,8 @@ def fit_pairs(tracks: TrackParameters, first: np.ndarray, second: np.ndarray, st
     """Common vertex of the pairs (``tracks[first[k]]``, ``tracks[second[k]]``) of straight tracks.
 
     Each track's covariance is inverted once (a track is in many pairs), then one numba loop fits every
-    pair (``_fit_pairs_kernel``) until a step moves the vertex by less than ``tolerance`` cm, in at most
-    ``max_steps`` linearisations (``tolerance=0``: exactly ``max_steps`` plain Gauss-Newton steps).
+    pair (``_fit_pairs_kernel``) until two steps in a row move the vertex by less than ``tolerance`` cm, in at
+    most ``max_steps`` steps (``tolerance=0``: exactly ``max_steps`` plain Gauss-Newton steps).
     ``start``: the starting vertices if already computed (default: the lines' closest approach)."""
     first, second = np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64)
     n = len(first)
