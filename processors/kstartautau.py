@@ -49,6 +49,7 @@ from belle_rare.processors.jagged_kernels import (
     flatten, list_index, offsets_of, pairs, segment_argmin, segment_count, segment_sum, take,
 )
 from belle_rare.processors.registry import Demo, Search, Training, builtin_file
+from belle_rare.processors.vertex_fit import TrackParameters, covariance_branches, fit_pairs
 
 Window = tuple[float, float]
 
@@ -104,6 +105,7 @@ class KstarCuts(StrictModel):
     p_min: float  # GeV (lab)
     mass: Window  # GeV
     flavour_opposite_tag: bool
+    vertex_fit: bool  # a candidate whose K+ pi- vertex fit fails is rejected (``kstar_vertex_fits``)
 
 
 class TauId(StrictModel):
@@ -268,6 +270,20 @@ def p4_of(records: Any, mass: Any, scale: float = 1.0) -> kin.P4:
     return lab_p4(records.px, records.py, records.pz, mass, scale)
 
 
+def kstar_vertex_fits(tracks: TrackParameters, n_events: int, n_tracks: int) -> np.ndarray:
+    """(n_events, n_tracks^2): whether the vertex fit of the event's tracks a and b succeeds, at a n_tracks + b
+    (symmetric; ``tracks`` holds each event's ``n_tracks`` tracks in a row). Belle "reject[s] candidates if the
+    vertex fit fails": here when ``VertexFit.succeeded`` is False (no convergence in ``vertex_fit.MAX_STEPS``
+    steps, or a singular normal matrix: two tracks on one line)."""
+    a, b = np.triu_indices(n_tracks, 1)
+    first = np.arange(n_events)[:, None] * n_tracks
+    fit = fit_pairs(tracks, (first + a).ravel(), (first + b).ravel())
+    ok = fit.succeeded.reshape(n_events, len(a))
+    out = np.zeros((n_events, n_tracks * n_tracks), dtype=bool)
+    out[:, a * n_tracks + b] = out[:, b * n_tracks + a] = ok
+    return out
+
+
 def curler_duplicates(tracks: ak.Array, cfg: Curler) -> ak.Array:
     """Per track: True if it is the worse of a duplicate pair (Belle's curler removal: the pair member
     with the larger IP distance sqrt((5 dr)^2 + dz^2) is dropped)."""
@@ -362,6 +378,7 @@ class KstarChunk:
     n_ks: np.ndarray
     n_klm: np.ndarray
     shape: EventShapeInputs | None
+    pair_fit_ok: np.ndarray | None  # (events, n_tracks^2): the vertex fit of tracks (a, b) succeeds, at a n_tracks + b
 
 
 @dataclass
@@ -407,7 +424,8 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
     def required_branches(self) -> list[str]:
         c = self.cuts
         pid = [f"Track_{c.kstar.kaon_branch}", f"Track_{c.tau_id.electron_branch}", f"Track_{c.tau_id.muon_branch}"]
-        return super().required_branches() + pid
+        fit = [f"Track_{name}" for name, _, _ in covariance_branches()] if c.kstar.vertex_fit else []
+        return super().required_branches() + pid + fit
 
     def setup(self) -> None:
         """Belle II: one stored k-fold model per category (``kstartautau_<category>_belle2``); Belle: none.
@@ -442,8 +460,9 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
         kept events' tracks, photons, pi0s, K_S and K_L counts as flat numpy columns."""
         c = self.cuts
         # every track once as flat columns; the signal side: outside the tag, not a curler duplicate, from the IP
+        covariance = [name for name, _, _ in covariance_branches()] if c.kstar.vertex_fit else []
         fields = ["px", "py", "pz", "charge", "dr", "dz", "inTag", c.kstar.kaon_branch, c.tau_id.electron_branch,
-                  c.tau_id.muon_branch] + (["mcPDG"] if "mcPDG" in events.Track.fields else [])
+                  c.tau_id.muon_branch] + (["mcPDG"] if "mcPDG" in events.Track.fields else []) + covariance
         trk_offsets, trk = flatten(events.Track, list(dict.fromkeys(fields)))
         outside = trk["inTag"] == 0
         side_offsets = offsets_of(segment_count(trk_offsets, outside))
@@ -479,7 +498,12 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
         kept_track = np.repeat(keep, np.diff(trk_offsets))
         # exactly n_tracks per kept event: a regular (events, n_tracks) block per field
         tracks = {f: col[signal_side & kept_track].reshape(n_kept, c.tracks.n_tracks) for f, col in trk.items()
-                  if f not in ("dr", "dz", "inTag")}
+                  if f not in ("dr", "dz", "inTag") and f not in covariance}
+        pair_fit_ok = None
+        if c.kstar.vertex_fit:
+            kept_side = signal_side & kept_track
+            fitted = TrackParameters.from_columns({f: trk[f][kept_side] for f in ("dr", "dz", "px", "py", "pz", *covariance)})
+            pair_fit_ok = kstar_vertex_fits(fitted, n_kept, c.tracks.n_tracks)
         tag_cols = {f: tag[f][keep[has_tag]] for f in ("px", "py", "pz", "E", "flavour")}
         beam = {f: ak.to_numpy(ev[f]) for f in ("beamPx", "beamPy", "beamPz", "beamE")}
         photon_fields = ["E", "px", "py", "pz", "clusterReg", "clusterE9E21", "inTag"]
@@ -506,7 +530,7 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
             shape = EventShapeInputs.of(kept_offsets, {f: trk[f][kept_track] for f in ("px", "py", "pz", "inTag")}, pho_offsets, pho_in_tag)
         return KstarChunk(keep, values, masks, tracks, tag_cols, beam, pho_offsets, pho, list_index(pho_offsets), pho_in_tag,
                           pi0_offsets, pi0, pi0_event, ~(pho_in_tag[pi0["gamma1Index"]] | pho_in_tag[pi0["gamma2Index"]]),
-                          n_ks, n_klm, shape)
+                          n_ks, n_klm, shape, pair_fit_ok)
 
     def objects(self, events: ak.Array, calibration: Calibration, chunk: KstarChunk | None = None) -> SignalSide:
         """The signal side of the events with a tag and exactly ``n_tracks`` clean tracks outside it."""
@@ -545,6 +569,8 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
         k_charge = trk["charge"][:, ik]
         ok = (ik != ip) & (k_charge != trk["charge"][:, ip]) & (kid[:, ik] > ks.kaon_id_min) & (kid[:, ip] < ks.pion_id_max)
         ok = ok & (p_lab[:, ik] > ks.p_min) & (p_lab[:, ip] > ks.p_min)
+        if chunk.pair_fit_ok is not None:
+            ok = ok & chunk.pair_fit_ok  # the closest to m_K*0 among the candidates whose fit succeeded (paper)
         if ks.flavour_opposite_tag:
             # a K+ (K*0) comes from a B0 (flavour +1): its tag is a B0bar (flavour -1)
             ok = ok & (k_charge == -chunk.tag["flavour"][:, None])

@@ -131,6 +131,14 @@ class VertexFit:
     converged: np.ndarray | None = None
 
     @cached_property
+    def succeeded(self) -> np.ndarray:
+        """The fit converged to a vertex with a covariance: a pair whose normal matrix is singular, or numerically
+        so (two tracks on one line: a vertex variance <= 0 or not finite), or that did not converge has failed."""
+        converged = np.ones(len(self.chi2), dtype=bool) if self.converged is None else self.converged
+        variances = np.diagonal(self.covariance, axis1=1, axis2=2)
+        return converged & np.isfinite(self.chi2) & np.all(np.isfinite(variances) & (variances > 0.0), axis=1)
+
+    @cached_property
     def dv(self) -> np.ndarray:
         """Transverse distance of the vertex from the interaction point (cm)."""
         return np.hypot(self.vertex[:, 0], self.vertex[:, 1])
@@ -192,9 +200,9 @@ def closest_approach_pairs(tracks: TrackParameters, first: np.ndarray, second: n
 
 
 @numba.njit(cache=True)
-def _lu_factor(a: np.ndarray, pivots: np.ndarray) -> None:
+def _lu_factor(a: np.ndarray, pivots: np.ndarray) -> bool:
     """In-place LU factorisation with partial pivoting (LAPACK dgetf2's order: pivot, scale by its
-    reciprocal, rank-1 update of the trailing block)."""
+    reciprocal, rank-1 update of the trailing block). False if ``a`` is singular (a zero pivot)."""
     n = a.shape[0]
     for k in range(n):
         p, largest = k, abs(a[k, k])
@@ -205,12 +213,15 @@ def _lu_factor(a: np.ndarray, pivots: np.ndarray) -> None:
         if p != k:
             for c in range(n):
                 a[k, c], a[p, c] = a[p, c], a[k, c]
+        if a[k, k] == 0.0:
+            return False
         reciprocal = 1.0 / a[k, k]
         for r in range(k + 1, n):
             a[r, k] *= reciprocal
         for r in range(k + 1, n):
             for c in range(k + 1, n):
                 a[r, c] -= a[r, k] * a[k, c]
+    return True
 
 
 @numba.njit(cache=True)
@@ -290,7 +301,8 @@ def _fit_pairs_kernel(first: np.ndarray, second: np.ndarray, measured: np.ndarra
     by less than ``tolerance`` twice in a row (``converged``), after at most ``max_steps`` steps; ``tolerance`` <= 0:
     exactly ``max_steps`` steps (the fit before the convergence test, the tests' reference). Outputs per
     pair: vertex, the vertex block of the inverse normal matrix, chi^2 and (phi1, tanLambda1, phi2,
-    tanLambda2), chi^2 and covariance at the last linearisation point (before the last step).
+    tanLambda2), chi^2 and covariance at the last linearisation point (before the last step); a pair whose
+    normal matrix is singular gets NaN everywhere and ``converged`` False.
     """
     normal = np.empty((7, 7))
     lu = np.empty((7, 7))
@@ -308,14 +320,16 @@ def _fit_pairs_kernel(first: np.ndarray, second: np.ndarray, measured: np.ndarra
         params[0], params[1], params[2] = start[k, 0], start[k, 1], start[k, 2]
         params[3], params[4] = measured[first[k], 1], measured[first[k], 3]
         params[5], params[6] = measured[second[k], 1], measured[second[k], 3]
-        done, previous = False, np.inf
+        done, singular, previous = False, False, np.inf
         for _ in range(max_steps):
             normal[:, :] = 0.0
             gradient[:] = 0.0
             total = _linearise(first[k], 0, params, measured, weight, normal, gradient, columns, jt_w, residual, 0.0)
             chi2[k] = _linearise(second[k], 1, params, measured, weight, normal, gradient, columns, jt_w, residual, total)
             lu[:, :] = normal
-            _lu_factor(lu, pivots)
+            if not _lu_factor(lu, pivots):
+                singular = True
+                break
             step[:] = gradient
             _lu_solve(lu, pivots, step)
             for a in range(7):
@@ -328,6 +342,11 @@ def _fit_pairs_kernel(first: np.ndarray, second: np.ndarray, measured: np.ndarra
                 break
             previous = moved
         converged[k] = done
+        if singular:
+            # no vertex: the two lines coincide (a track and its duplicate), the normal equations have no solution
+            chi2[k] = np.nan
+            vertex[k, :] = covariance[k, :, :] = directions[k, :] = np.nan
+            continue
         # lu holds the last linearisation point's normal matrix: its inverse's vertex block
         for b in range(3):
             step[:] = 0.0

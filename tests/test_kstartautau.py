@@ -459,3 +459,53 @@ def test_rho_pick_kernel_is_awkwards_argmin():
     reference = ak.fill_none(ak.argmin(ak.unflatten(values, counts), axis=1), -1)
     pick = segment_argmin(offsets, values)
     assert np.array_equal(np.where(pick >= 0, pick - offsets[:-1], -1), ak.to_numpy(reference))
+
+
+def test_kstar_vertex_fits_flag_each_pair_of_the_event_symmetrically():
+    """Per event, the (a, b) and (b, a) entries of ``kstar_vertex_fits`` are the one fit of tracks a and b:
+    three prompt tracks from the IP fit; a track's reversed duplicate (the same line) fails with it."""
+    from belle_rare.processors.kstartautau import kstar_vertex_fits
+    from belle_rare.processors.vertex_fit import TrackParameters
+
+    cov = np.diag([1e-4, 1e-5, 1e-4, 1e-5])
+    # event 0: three tracks from near the IP and the reversed duplicate of the first (rows 0-3); event 1: four from the IP
+    phi = np.array([0.3, 2.0, -1.5, 0.3 + np.pi, 0.1, 1.2, 2.5, -2.0])
+    tl = np.array([0.4, -0.2, 0.8, -0.4, 0.1, 0.3, -0.5, 0.6])
+    d0 = np.array([0.02, 0.001, -0.001, -0.02, 0.001, -0.002, 0.001, 0.0])  # d0 is signed by the direction
+    z0 = np.array([0.03, 0.002, 0.001, 0.03, 0.0, 0.001, -0.002, 0.001])
+    tracks = TrackParameters(d0, phi, z0, tl, np.stack([cov] * 8), np.full(8, 0.8))
+    ok = kstar_vertex_fits(tracks, 2, 4).reshape(2, 4, 4)
+    assert np.array_equal(ok, ok.transpose(0, 2, 1))
+    assert not ok[0, 0, 3]
+    off_diagonal = ~np.eye(4, dtype=bool)
+    assert np.all(ok[1][off_diagonal]) and np.all(ok[0][:3, :3][~np.eye(3, dtype=bool)])
+    assert not np.any(ok[:, np.arange(4), np.arange(4)])  # a track with itself is never a candidate
+
+
+def test_kstar_candidate_whose_vertex_fit_fails_is_rejected(processor, tmp_path):
+    """Belle: "We fit the vertex for K*0 candidates, and reject candidates if the vertex fit fails." A pion on
+    the kaon's own line (its momentum reversed, as a curler duplicate's but too hard to be removed as one) leaves the K+ pi- vertex undetermined: the event stops
+    at the K*0 candidate step; with the fit switched off the same event gets past it."""
+    from belle_rare.processors.registry import get_search
+
+    base = find(clean_mumu)
+    b = beams("belle")
+    kaon, pion = base.event.tracks[4], base.event.tracks[5]
+    # a 1 GeV/c kaon across the barrel and a pion with its momentum reversed (too hard to be removed as a curler
+    # duplicate): the stored float32 components only change sign, so the two lines are parallel
+    k_dir = (0.6, 0.48, 0.64)
+    k_new = kin.P4(*k_dir, math.sqrt(1.0 + KAON_MASS**2))
+    pi_new = kin.P4(*(-x for x in k_dir), math.sqrt(1.0 + PION_MASS**2))
+    # the same point of closest approach: d0 is signed by the direction, so the reversed track's is -d0
+    event = base.event.with_track(4, kaon.replace(p4=b.to_cm(k_new), dr=0.02, dz=0.03)).with_track(
+        5, pion.replace(p4=b.to_cm(pi_new), dr=-0.02, dz=0.03))
+    for tau_track in (6, 7):  # neither kaon nor pion (0.4 < R_K < 0.6): the K+ pi- pair is the only candidate
+        event = event.with_track(tau_track, event.tracks[tau_track].with_pid(atcPIDBelle=0.5))
+    case = replace(base, event=event)
+    assert stops(processor, {"pion on the kaon's line": case}, "mumu", tmp_path)["pion on the kaon's line"] == "K*0 candidate"
+
+    s = get_search("kstartautau")
+    config = s.load_config()
+    no_fit = config.model_copy(update={"belle": config.belle.model_copy(update={
+        "kstar": config.belle.kstar.model_copy(update={"vertex_fit": False})})})
+    assert stops(s.processor("belle", no_fit), {"same event, no fit": case}, "mumu", tmp_path)["same event, no fit"] != "K*0 candidate"

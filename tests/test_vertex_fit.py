@@ -146,3 +146,25 @@ def test_no_pairs_is_an_empty_fit():
     t1, t2 = _synthetic_pairs(3, seed=14)[1:]
     fit = fit_pairs(TrackParameters.concatenate(t1, t2), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     assert fit.vertex.shape == (0, 3) and fit.chi2.shape == (0,) and fit.dv.shape == (0,)
+
+
+def test_coincident_lines_are_a_failed_fit_not_an_error():
+    """Two tracks on one line leave the vertex's position along it free. An exactly singular normal matrix (the
+    same track twice, along x) is a failed fit (NaN, not converged: it raised ZeroDivisionError before), a
+    reversed duplicate (Belle's curlers) does not converge; the other pairs of the same call are fitted as if
+    alone."""
+    cov = np.diag([1e-4, 1e-4, 1e-4, 1e-4])
+    along_x = TrackParameters(np.zeros(2), np.zeros(2), np.zeros(2), np.zeros(2), np.stack([cov, cov]), np.full(2, 0.5))
+    t1, t2 = _synthetic_pairs(5, seed=15)[1:]
+    reversed_t1 = TrackParameters(t1.d0, t1.phi0 + np.pi, t1.z0, -t1.tan_lambda, t1.covariance, t1.pt)
+    tracks = TrackParameters.concatenate(along_x, t1, t2, reversed_t1)
+    pairs = np.arange(5)
+    first = np.concatenate([[0], 2 + pairs, 2 + pairs])
+    second = np.concatenate([[1], 12 + pairs, 7 + pairs])
+    fit = fit_pairs(tracks, first, second)
+    assert not fit.converged[0] and np.isnan(fit.chi2[0]) and np.all(np.isnan(fit.vertex[0]))
+    assert not np.any(fit.converged[1:6])
+    alone = fit_pairs(tracks, first[6:], second[6:])
+    np.testing.assert_array_equal(fit.vertex[6:], alone.vertex)
+    np.testing.assert_array_equal(fit.chi2[6:], alone.chi2)
+    assert np.all(alone.converged)
