@@ -175,28 +175,44 @@ def measured_lines(t: TrackParameters) -> tuple[np.ndarray, np.ndarray]:
     return origin, u / np.linalg.norm(u, axis=1, keepdims=True)
 
 
-def _midpoint(o1: np.ndarray, u1: np.ndarray, o2: np.ndarray, u2: np.ndarray) -> np.ndarray:
-    """Midpoint of the shortest segment between the lines (o1, u1) and (o2, u2), row by row."""
-    w0 = o1 - o2
-    b, d, e = np.sum(u1 * u2, axis=1), np.sum(u1 * w0, axis=1), np.sum(u2 * w0, axis=1)
-    denom = np.where(1.0 - b * b < 1e-12, 1.0, 1.0 - b * b)
-    s = (b * e - d) / denom
-    t = (e - b * d) / denom
-    return 0.5 * (o1 + s[:, None] * u1 + o2 + t[:, None] * u2)
+@numba.njit(cache=True)
+def _midpoint_pairs_kernel(origin: np.ndarray, u: np.ndarray, first: np.ndarray, second: np.ndarray, out: np.ndarray) -> None:
+    """Midpoint of the shortest segment between the lines (origin, u)[first[k]] and [second[k]], into ``out[k]``
+    (the stacked numpy expression's operations in its order, so its bits: ``tests/test_vertex_fit_exact.py``)."""
+    for k in range(len(first)):
+        a, b = first[k], second[k]
+        w0x, w0y, w0z = origin[a, 0] - origin[b, 0], origin[a, 1] - origin[b, 1], origin[a, 2] - origin[b, 2]
+        cos_ab = u[a, 0] * u[b, 0] + u[a, 1] * u[b, 1] + u[a, 2] * u[b, 2]
+        d = u[a, 0] * w0x + u[a, 1] * w0y + u[a, 2] * w0z
+        e = u[b, 0] * w0x + u[b, 1] * w0y + u[b, 2] * w0z
+        denom = 1.0 - cos_ab * cos_ab
+        if denom < 1e-12:  # parallel lines: any point of the common perpendicular plane
+            denom = 1.0
+        s = (cos_ab * e - d) / denom
+        t = (e - cos_ab * d) / denom
+        for c in range(3):
+            out[k, c] = 0.5 * (origin[a, c] + s * u[a, c] + origin[b, c] + t * u[b, c])
 
 
 def closest_approach(t1: TrackParameters, t2: TrackParameters) -> np.ndarray:
     """Midpoint of the shortest segment between the two measured lines (the fit's starting point)."""
-    return _midpoint(*measured_lines(t1), *measured_lines(t2))
+    n = len(t1.d0)
+    origin, u = (np.concatenate(pair) for pair in zip(measured_lines(t1), measured_lines(t2)))
+    out = np.empty((n, 3))
+    _midpoint_pairs_kernel(origin, u, np.arange(n), n + np.arange(n), out)
+    return out
 
 
 def closest_approach_pairs(tracks: TrackParameters, first: np.ndarray, second: np.ndarray,
                            lines: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """``closest_approach(tracks.take(first), tracks.take(second))`` with each track's line computed once
-    (a track is in many pairs; the same operations per row, so the same bits) and no covariance copied.
+    (a track is in many pairs; the same operations per row, so the same bits), no covariance and no line copied.
     ``lines``: ``measured_lines(tracks)`` if already computed."""
     origin, u = measured_lines(tracks) if lines is None else lines
-    return _midpoint(origin[first], u[first], origin[second], u[second])
+    out = np.empty((len(first), 3))
+    _midpoint_pairs_kernel(np.ascontiguousarray(origin), np.ascontiguousarray(u), np.asarray(first, dtype=np.int64),
+                           np.asarray(second, dtype=np.int64), out)
+    return out
 
 
 @numba.njit(cache=True)

@@ -1,7 +1,8 @@
 """The bks-perf2 round's rewrites of the pair fit (issue 15) give the same bits as the code they replaced:
 the sparse J^T W / J^T W J of ``_fit_pairs_kernel`` against the dense 4-term loops (kept here, compiled
-by numba as before), the inversion of only the paired tracks' covariances, and ``closest_approach_pairs``
-against ``closest_approach`` on copied tracks."""
+by numba as before), the inversion of only the paired tracks' covariances, ``closest_approach_pairs``
+against ``closest_approach`` on copied tracks, and the numba midpoint kernel against the stacked numpy expression
+it replaced."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numba
 import numpy as np
 
 from belle_rare.processors.vertex_fit import (
-    FIXED_STEPS, TrackParameters, _lu_factor, _lu_solve, closest_approach, closest_approach_pairs, fit_pairs,
+    FIXED_STEPS, TrackParameters, _lu_factor, _lu_solve, _midpoint_pairs_kernel, closest_approach, closest_approach_pairs,
+    fit_pairs, measured_lines,
 )
 from tests.test_vertex_fit import _random_pairs
 
@@ -127,6 +129,32 @@ def test_closest_approach_pairs_equals_closest_approach_of_copied_tracks():
     tracks, first, second = _tracks_and_pairs(300, 5)
     expected = closest_approach(tracks.take(first), tracks.take(second))
     assert closest_approach_pairs(tracks, first, second).tobytes() == expected.tobytes()
+
+
+def _stacked_midpoint(o1: np.ndarray, u1: np.ndarray, o2: np.ndarray, u2: np.ndarray) -> np.ndarray:
+    """``vertex_fit._midpoint`` before the numba kernel, verbatim (stacked numpy, row by row)."""
+    w0 = o1 - o2
+    b, d, e = np.sum(u1 * u2, axis=1), np.sum(u1 * w0, axis=1), np.sum(u2 * w0, axis=1)
+    denom = np.where(1.0 - b * b < 1e-12, 1.0, 1.0 - b * b)
+    s = (b * e - d) / denom
+    t = (e - b * d) / denom
+    return 0.5 * (o1 + s[:, None] * u1 + o2 + t[:, None] * u2)
+
+
+def test_midpoint_kernel_has_the_bits_of_the_stacked_expression():
+    """Random lines, some exactly parallel (the denominator's guard): the kernel's start points are the
+    stacked expression's, bit for bit, through both public entry points."""
+    tracks, first, second = _tracks_and_pairs(300, 5)
+    first, second = np.concatenate([first, [0, 3]]), np.concatenate([second, [0, 3]])  # a line with itself
+    origin, u = measured_lines(tracks)
+    expected = _stacked_midpoint(origin[first], u[first], origin[second], u[second])
+    out = np.empty((len(first), 3))
+    _midpoint_pairs_kernel(origin, u, first, second, out)
+    assert out.tobytes() == expected.tobytes()
+    assert closest_approach_pairs(tracks, first, second).tobytes() == expected.tobytes()
+    assert closest_approach(tracks.take(first), tracks.take(second)).tobytes() == expected.tobytes()
+    # the parallel guard: a line with itself gives its own point nearest the z axis, not NaN
+    assert np.array_equal(out[-2:], origin[[0, 3]])
 
 
 def test_stored_covariance_built_per_row_equals_the_full_stack():
