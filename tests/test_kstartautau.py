@@ -484,8 +484,8 @@ def test_kstar_vertex_fits_flag_each_pair_of_the_event_symmetrically():
 
 def test_kstar_candidate_whose_vertex_fit_fails_is_rejected(processor, tmp_path):
     """Belle: "We fit the vertex for K*0 candidates, and reject candidates if the vertex fit fails." A pion on
-    the kaon's own line (its momentum reversed, as a curler duplicate's but too hard to be removed as one) leaves the K+ pi- vertex undetermined: the event stops
-    at the K*0 candidate step; with the fit switched off the same event gets past it."""
+    the kaon's own line leaves the K+ pi- vertex undetermined: the event stops at the K*0 candidate step; with
+    the fit switched off the same event gets past it."""
     from belle_rare.processors.registry import get_search
 
     base = find(clean_mumu)
