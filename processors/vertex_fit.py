@@ -186,7 +186,7 @@ def _midpoint_pairs_kernel(origin: np.ndarray, u: np.ndarray, first: np.ndarray,
         d = u[a, 0] * w0x + u[a, 1] * w0y + u[a, 2] * w0z
         e = u[b, 0] * w0x + u[b, 1] * w0y + u[b, 2] * w0z
         denom = 1.0 - cos_ab * cos_ab
-        if denom < 1e-12:  # parallel lines: any point of the common perpendicular plane
+        if denom < 1e-12:  # parallel lines: no unique shortest segment, one of them is taken
             denom = 1.0
         s = (cos_ab * e - d) / denom
         t = (e - cos_ab * d) / denom
