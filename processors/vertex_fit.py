@@ -26,7 +26,9 @@ as before (``tests/test_vertex_fit_exact.py`` keeps the dense kernel as the refe
 (~0.12 s per 10,000-event bkscalar chunk, ~25 % of its all-variation CPU; 53,723 pairs) is ~22 ms per
 Gauss-Newton step (kernel with 1 / 2 / 5 steps: 41 / 63 / 128 ms) and ~18 ms per-pair setup and covariance
 solves; caching each track's first-step cos / sin (and skipping the exact-zero first phi residual's
-atan2) gained nothing measurable, so the transcendental calls are not what the steps cost.
+atan2) gained nothing measurable, so the transcendental calls are not what the steps cost. The start points (the
+lines' closest approach) are a numba loop over the pairs too, with the stacked numpy expression's bits (bkscalar's
+nominal pass x0.91, ``benchmarks/bench_midpoint_ab.py``).
 
 Convergence: the fit had 5 fixed steps, after which 0.33 % of the pairs with chi^2 < 20 of real bkscalar chunks
 were still > 100 um from the minimum (nearly parallel tracks zig-zag towards it). It now steps until two steps
