@@ -4,11 +4,12 @@ The background left in the 3-6 GeV windows is mostly mu pairs with hard ISR (REA
 shipped samples take it from Pythia's QED ISR shower (``mumu_hard_isr``: collinear-logarithmic, several photons, the
 gamma* mass slice 1-10 GeV). ``mumu_isr_central`` is the same slice from the dedicated first-order generator
 (``simulation/generators/isr.py``: one photon, the Kuraev-Fadin energy spectrum times the Born cross section, the
-exact first-order polar angle, the photon forced into the barrel in 75 % of the events and weighted back). Neither
+exact first-order polar angle, the photon forced into the barrel in 75 % of the events and weighted back; Pythia's
+FSR off the muons, as in the shower sample). Neither
 is KKMC; where they agree, the background does not hang on the shower's approximations. Both samples are made with
 the same generator filter (``zprime_recoil``, looser than the selection: ``bench_zprime_filter_closure.py``), run
 through the zprime processor, and compared per M2_recoil range (the paper's three systematic ranges) in region
-``selected`` (every cut before the classifier) and ``classified`` (after it), at 79.7 /fb. First, at generator level
+``selected`` (every cut before the classifier) and ``classified`` (after it), at the search's 79.7 /fb. First, at generator level
 (the stored ``MCParticle`` record, no detector): the events whose true mu-pair recoil points into the ECL barrel, per
 range, with their mean number of photons above 0.1 GeV and the share with such a photon inside the barrel (a
 barrel photon is vetoed unless the response loses it; one outside leaves the recoil unseen).
@@ -33,6 +34,7 @@ from rich.console import Console
 from belle_rare.analyses import zprime_scan as zs
 from belle_rare.analyses.run_command import write_outputs
 from belle_rare.analyses.runner import RunOptions, run_search
+from belle_rare.configs.experiment import load_experiment
 from belle_rare.processors.registry import get_search
 from belle_rare.stats.histograms import load_run_output
 
@@ -101,9 +103,10 @@ def main() -> None:
     cfg = zs.load_scan_config(None)
     config = get_search("zprime").load_config()
     barrel = tuple(config.recoil.theta_lab_deg)
-    print(f"generator level, 79.7 /fb: true recoil in {barrel[0]:g}-{barrel[1]:g} deg (lab), per M2 range (GeV^2)")
+    luminosity = load_experiment("belle2").luminosity_fb[config.luminosity]
+    print(f"generator level, {luminosity:g} /fb: true recoil in {barrel[0]:g}-{barrel[1]:g} deg (lab), per M2 range (GeV^2)")
     for process in MODELS:
-        truth_table(args.samples, process, barrel, 79.7)
+        truth_table(args.samples, process, barrel, luminosity)
     with tempfile.TemporaryDirectory() as tmp:
         runs = [run_one(args.samples, process, Path(tmp), args.workers) for process in MODELS]
     print(f"\nzprime's selection, {runs[0][0].luminosity_fb:g} /fb; yield +- simulated statistics per M2_recoil range (GeV^2)")
