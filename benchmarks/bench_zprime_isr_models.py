@@ -50,10 +50,14 @@ def range_sum(values: np.ndarray, variances: np.ndarray, edges: np.ndarray, lo: 
     return float(values[inside].sum()), float(np.sqrt(variances[inside].sum()))
 
 
+def manifest_of(samples: Path, process: str) -> Path:
+    """``process``'s manifest in ``samples``, plain or filtered (``belle2_<process>_filter_<name>.json``)."""
+    return next(samples.glob(f"belle2_{process}.json"), None) or next(samples.glob(f"belle2_{process}_filter_*.json"))
+
+
 def truth_table(samples: Path, process: str, barrel: tuple[float, float], luminosity_fb: float) -> None:
     """Generator level: per M2 range, the events whose true recoil (beams - both muons, lab) points into ``barrel``."""
-    manifest_path = next(samples.glob(f"belle2_{process}.json"), None) or next(samples.glob(f"belle2_{process}_filter_*.json"))
-    manifest = json.loads(manifest_path.read_text())
+    manifest = json.loads(manifest_of(samples, process).read_text())
     per_weight = manifest["cross_section_nb"] * 1e6 * luminosity_fb / manifest["generated_events"]
     sums = np.zeros((len(RANGES), 4))  # sum w, sum w^2, sum w n_photons, sum w [a barrel photon]
     for f in manifest["files"]:
@@ -83,7 +87,7 @@ def truth_table(samples: Path, process: str, barrel: tuple[float, float], lumino
 def run_one(samples: Path, process: str, work: Path, workers: int) -> tuple[object, str]:
     """Run zprime on ``process``'s sample of ``samples`` alone (the loader keeps one sample of a physics process per
     directory): its manifest and files linked into a directory of their own. Returns (run output, dataset name)."""
-    manifest = next(samples.glob(f"belle2_{process}.json"), None) or next(samples.glob(f"belle2_{process}_filter_*.json"))
+    manifest = manifest_of(samples, process)
     own = work / process
     own.mkdir(parents=True, exist_ok=True)
     for f in [manifest, *samples.glob(f"{manifest.stem}_*.root")]:

@@ -496,12 +496,12 @@ class KstarTauTauProcessor(bdt.BDTProcessor):
         ev = events[keep]
         n_kept = int(keep.sum())
         kept_track = np.repeat(keep, np.diff(trk_offsets))
+        kept_side = signal_side & kept_track  # the kept events' signal-side tracks
         # exactly n_tracks per kept event: a regular (events, n_tracks) block per field
-        tracks = {f: col[signal_side & kept_track].reshape(n_kept, c.tracks.n_tracks) for f, col in trk.items()
+        tracks = {f: col[kept_side].reshape(n_kept, c.tracks.n_tracks) for f, col in trk.items()
                   if f not in ("dr", "dz", "inTag") and f not in covariance}
         pair_fit_ok = None
         if c.kstar.vertex_fit:
-            kept_side = signal_side & kept_track
             fitted = TrackParameters.from_columns({f: trk[f][kept_side] for f in ("dr", "dz", "px", "py", "pz", *covariance)})
             pair_fit_ok = kstar_vertex_fits(fitted, n_kept, c.tracks.n_tracks)
         tag_cols = {f: tag[f][keep[has_tag]] for f in ("px", "py", "pz", "E", "flavour")}
