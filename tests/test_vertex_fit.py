@@ -32,14 +32,31 @@ def stacked_numpy_fit(t1: TrackParameters, t2: TrackParameters, steps: int = FIX
             normal += jt_w @ jac
             gradient += np.einsum("nij,nj->ni", jt_w, r)
             chi2 += np.einsum("ni,nij,nj->n", r, w, r)
-        params = params + np.linalg.solve(normal, gradient[:, :, None])[:, :, 0]
-    cov = np.linalg.inv(normal)
+        params = params + _each_or_nan(np.linalg.solve, normal, gradient[:, :, None])[:, :, 0]
+    cov = _each_or_nan(np.linalg.inv, normal)
 
     def momentum(phi: np.ndarray, tl: np.ndarray, pt: np.ndarray) -> np.ndarray:
         return np.stack([pt * np.cos(phi), pt * np.sin(phi), pt * tl], axis=1)
 
     return VertexFit(params[:, :3], cov[:, :3, :3], chi2,
                      momentum(params[:, 3], params[:, 4], t1.pt), momentum(params[:, 5], params[:, 6], t2.pt))
+
+
+def _each_or_nan(solve, matrices: np.ndarray, *rest: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """``solve`` on the stack, or, where LAPACK finds a matrix of it exactly singular, matrix by matrix with NaN for
+    those: a pair that runs away in a long reference fit can reach one, and which pair does depends on the BLAS
+    build's rounding (OpenBLAS 0.3.30 on this AMD EPYC: one of 2,000 random pairs at step 51 of 60)."""
+    try:
+        return solve(matrices, *rest)
+    except np.linalg.LinAlgError:
+        each = []
+        for k in range(len(matrices)):
+            try:
+                each.append(solve(matrices[k], *(r[k] for r in rest)))
+            except np.linalg.LinAlgError:
+                each.append(None)
+        shape = next(r.shape for r in each if r is not None)
+        return np.stack([np.full(shape, np.nan) if r is None else r for r in each])
 
 
 def _difference(a: VertexFit, b: VertexFit) -> dict[str, np.ndarray]:
@@ -81,7 +98,8 @@ def _one_ulp_up(t: TrackParameters) -> TrackParameters:
 def test_numba_fit_equals_the_stacked_numpy_fit_where_it_converged():
     """Pairs from a common vertex: where 5 Gauss-Newton steps converged (the vertex moves < 1e-9 in 12),
     every fitted value equals the old fit's to ~1e-12 relative (chi^2 at its last linearisation point:
-    1e-11). The rest (4 %, nearly parallel pairs) differ by no more than the old fit itself does when
+    1e-10, where the old fit moves by up to 6e-11 when its input moves by one ulp: since stop 33 the kernel
+    solves the normal equations through their block structure, not with LAPACK's LU). The rest (4 %, nearly parallel pairs) differ by no more than the old fit itself does when
     its input moves by one ulp: an unconverged fit's rounding is not reproducible by any other code."""
     t1, t2 = _synthetic_pairs(3000, seed=11)[1:]
     old, new = stacked_numpy_fit(t1, t2), fit_vertex(t1, t2, FIXED_STEPS, tolerance=0.0)
@@ -89,7 +107,7 @@ def test_numba_fit_equals_the_stacked_numpy_fit_where_it_converged():
     assert converged.mean() > 0.9
     difference = _difference(new, old)
     for name, d in difference.items():
-        assert d[converged].max() < (1e-11 if name == "chi2" else 2e-12), name
+        assert d[converged].max() < (1e-10 if name == "chi2" else 2e-12), name
     ulp = _largest(_difference(stacked_numpy_fit(_one_ulp_up(t1), t2), old))[~converged]
     assert _largest(difference)[~converged].max() < 10 * ulp.max()
 

@@ -10,7 +10,7 @@ import numba
 import numpy as np
 
 from belle_rare.processors.vertex_fit import (
-    FIXED_STEPS, TrackParameters, _lu_factor, _lu_solve, _midpoint_pairs_kernel, closest_approach, closest_approach_pairs,
+    FIXED_STEPS, TrackParameters, _midpoint_pairs_kernel, _solve_normal_equations, closest_approach, closest_approach_pairs,
     fit_pairs, measured_lines,
 )
 from tests.test_vertex_fit import _random_pairs
@@ -18,10 +18,12 @@ from tests.test_vertex_fit import _random_pairs
 
 @numba.njit
 def _dense_kernel(first, second, measured, weight, start, iterations, vertex, covariance, chi2, directions):  # noqa: ANN001
-    """``_fit_pairs_kernel`` before the sparse rewrite, verbatim (dense 4 x 5 Jacobian and 4-term sums)."""
+    """``_fit_pairs_kernel`` before the sparse rewrite, verbatim (dense 4 x 5 Jacobian and 4-term sums) but for the
+    solve of the normal equations, which is today's (``_solve_normal_equations``; it replaced a 7 x 7 LU, checked
+    against LAPACK in ``test_vertex_fit.py``)."""
     normal = np.empty((7, 7))
-    lu = np.empty((7, 7))
-    pivots = np.empty(7, dtype=np.int64)
+    vertex_covariance = np.empty((3, 3))
+    schur, rhs, track_inverse = np.empty((3, 3)), np.empty(3), np.empty((2, 2, 2))
     gradient = np.empty(7)
     params = np.empty(7)
     jac = np.empty((4, 5))
@@ -76,19 +78,11 @@ def _dense_kernel(first, second, measured, weight, start, iterations, vertex, co
                 for a in range(4):
                     for b in range(4):
                         total += residual[a] * weight[t, a, b] * residual[b]
-            lu[:, :] = normal
-            _lu_factor(lu, pivots)
-            column[:] = gradient
-            _lu_solve(lu, pivots, column)
+            _solve_normal_equations(normal, gradient, column, vertex_covariance, schur, rhs, track_inverse)
             for a in range(7):
                 params[a] += column[a]
         chi2[k] = total
-        for b in range(3):
-            column[:] = 0.0
-            column[b] = 1.0
-            _lu_solve(lu, pivots, column)
-            for a in range(3):
-                covariance[k, a, b] = column[a]
+        covariance[k, :, :] = vertex_covariance
         for a in range(3):
             vertex[k, a] = params[a]
         for a in range(4):
