@@ -218,6 +218,55 @@ def closest_approach_pairs(tracks: TrackParameters, first: np.ndarray, second: n
 
 
 @numba.njit(cache=True)
+def _invert_covariances(covariance: np.ndarray, out: np.ndarray) -> None:
+    """``out[k]`` = ``covariance[k]``^-1 for a stack of symmetric positive-definite matrices, through each one's
+    Cholesky factor L (C = L L^T, C^-1 = L^-T L^-1; the lower triangle is read); NaN for a matrix that is not
+    positive definite (a fit with it fails instead of the chunk). ``np.linalg.inv`` per 4 x 4 matrix cost more
+    than the fit's Gauss-Newton steps (README "Scale")."""
+    m = covariance.shape[1]
+    low, low_inv = np.empty((m, m)), np.empty((m, m))
+    for k in range(covariance.shape[0]):
+        positive = True
+        for j in range(m):
+            pivot = covariance[k, j, j]
+            for q in range(j):
+                pivot -= low[j, q] * low[j, q]
+            if not pivot > 0.0:
+                positive = False
+                break
+            low[j, j] = np.sqrt(pivot)
+            for i in range(j + 1, m):
+                value = covariance[k, i, j]
+                for q in range(j):
+                    value -= low[i, q] * low[j, q]
+                low[i, j] = value / low[j, j]
+        if not positive:
+            out[k, :, :] = np.nan
+            continue
+        for j in range(m):
+            low_inv[j, j] = 1.0 / low[j, j]
+            for i in range(j + 1, m):
+                value = 0.0
+                for q in range(j, i):
+                    value -= low[i, q] * low_inv[q, j]
+                low_inv[i, j] = value / low[i, i]
+        for a in range(m):
+            for b in range(a, m):
+                value = 0.0
+                for q in range(b, m):
+                    value += low_inv[q, a] * low_inv[q, b]
+                out[k, a, b] = out[k, b, a] = value
+
+
+def inverse_covariances(covariance: np.ndarray) -> np.ndarray:
+    """The inverses of a (n, d, d) stack of covariance matrices (``_invert_covariances``)."""
+    covariance = np.ascontiguousarray(covariance, dtype=np.float64)
+    out = np.empty_like(covariance)
+    _invert_covariances(covariance, out)
+    return out
+
+
+@numba.njit(cache=True)
 def _solve_normal_equations(normal: np.ndarray, gradient: np.ndarray, step: np.ndarray, covariance: np.ndarray,
                             schur: np.ndarray, rhs: np.ndarray, track_inverse: np.ndarray) -> bool:
     """``step`` = N^-1 g and ``covariance`` = the vertex block of N^-1 for the fit's 7 x 7 normal matrix N, through
@@ -395,13 +444,13 @@ def fit_pairs(tracks: TrackParameters, first: np.ndarray, second: np.ndarray, st
     n = len(first)
     if start is None:
         start = closest_approach(tracks.take(first), tracks.take(second))
-    # only the tracks in some pair (in bkscalar ~60 %): each matrix is inverted alone (LAPACK per matrix),
-    # so the subset's inverses have the same bits as the full stack's
+    # only the tracks in some pair (in bkscalar ~60 %): each matrix is inverted alone, so the subset's inverses
+    # have the same bits as the full stack's
     used = np.zeros(len(tracks.d0), dtype=bool)
     used[first] = used[second] = True
     local = np.cumsum(used) - 1
     subset = tracks.take(np.flatnonzero(used))
-    weight = np.linalg.inv(subset.covariance) if len(subset.d0) else np.zeros((0, 4, 4))
+    weight = inverse_covariances(subset.covariance) if len(subset.d0) else np.zeros((0, 4, 4))
     vertex, covariance, chi2, directions = np.empty((n, 3)), np.empty((n, 3, 3)), np.empty(n), np.empty((n, 4))
     converged = np.empty(n, dtype=bool)
     _fit_pairs_kernel(local[first], local[second], np.ascontiguousarray(subset.vector()), np.ascontiguousarray(weight),

@@ -13,6 +13,10 @@ import golden_runs
 
 # float sums in another order (coffea Weights multiplies corrections one by one)
 RTOL = 1e-9
+# a fitted parameter's error (``ours_error`` of the resolution fits: scipy's curve_fit covariance from the SVD of
+# a finite-difference Jacobian) moves in its last digits with the LAPACK build and CPU: 1.2-1.7e-9 between the
+# machine that recorded the golden file and OpenBLAS 0.3.30 on an AMD EPYC (stop 33)
+RTOL_FIT_ERROR = 1e-7
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +32,15 @@ def golden():
     return json.loads(golden_runs.GOLDEN.read_text())
 
 
-def _close(a, b) -> bool:
+def _close(a, b, rtol: float = RTOL) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(_close(a[k], b[k], RTOL_FIT_ERROR if k == "ours_error" else rtol) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_close(x, y, rtol) for x, y in zip(a, b))
     if isinstance(a, float) or isinstance(b, float):
         if a is None or b is None:
             return a is b
-        return math.isclose(a, b, rel_tol=RTOL, abs_tol=1e-12) or (math.isnan(a) and math.isnan(b))
+        return math.isclose(a, b, rel_tol=rtol, abs_tol=1e-12) or (math.isnan(a) and math.isnan(b))
     return a == b
 
 

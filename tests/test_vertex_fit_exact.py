@@ -10,7 +10,7 @@ import numba
 import numpy as np
 
 from belle_rare.processors.vertex_fit import (
-    FIXED_STEPS, TrackParameters, _midpoint_pairs_kernel, _solve_normal_equations, closest_approach, closest_approach_pairs,
+    FIXED_STEPS, TrackParameters, _midpoint_pairs_kernel, _solve_normal_equations, inverse_covariances, closest_approach, closest_approach_pairs,
     fit_pairs, measured_lines,
 )
 from tests.test_vertex_fit import _random_pairs
@@ -106,7 +106,7 @@ def test_sparse_kernel_and_subset_inversion_give_the_dense_fits_bits():
     n = len(first)
     start = closest_approach(tracks.take(first), tracks.take(second))
     out = np.empty((n, 3)), np.empty((n, 3, 3)), np.empty(n), np.empty((n, 4))
-    _dense_kernel(first, second, np.ascontiguousarray(tracks.vector()), np.linalg.inv(tracks.covariance), start,
+    _dense_kernel(first, second, np.ascontiguousarray(tracks.vector()), inverse_covariances(tracks.covariance), start,
                   FIXED_STEPS - 1, *out)
     vertex, covariance, chi2, directions = out
     fit = fit_pairs(tracks, first, second, start, FIXED_STEPS, tolerance=0.0)
