@@ -266,7 +266,7 @@ def inverse_covariances(covariance: np.ndarray) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _solve_normal_equations(normal: np.ndarray, gradient: np.ndarray, step: np.ndarray, covariance: np.ndarray,
                             schur: np.ndarray, rhs: np.ndarray, track_inverse: np.ndarray) -> bool:
     """``step`` = N^-1 g and ``covariance`` = the vertex block of N^-1 for the fit's 7 x 7 normal matrix N, through
@@ -321,13 +321,13 @@ def _solve_normal_equations(normal: np.ndarray, gradient: np.ndarray, step: np.n
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _linearise(t: int, side: int, params: np.ndarray, measured: np.ndarray, weight: np.ndarray, normal: np.ndarray,
-               gradient: np.ndarray, columns: np.ndarray, jt_w: np.ndarray, residual: np.ndarray, total: float) -> float:
+               gradient: np.ndarray, jt_w: np.ndarray, residual: np.ndarray, total: float) -> float:
     """Add track ``t`` (the pair's ``side`` 0 or 1) to the normal equations at ``params``; ``total`` plus its
     chi^2 (one running sum over both tracks, as the fit has always summed it)."""
-    columns[0], columns[1], columns[2], columns[3], columns[4] = 0, 1, 2, 3 + 2 * side, 4 + 2 * side
-    phi, tl = params[3 + 2 * side], params[4 + 2 * side]
+    own = 2 * side  # the track's (phi, tanLambda) are parameters 3 + own, 4 + own; the vertex 0-2
+    phi, tl = params[3 + own], params[4 + own]
     c, s = np.cos(phi), np.sin(phi)
     vx, vy, vz = params[0], params[1], params[2]
     d0 = vx * s - vy * c
@@ -355,14 +355,14 @@ def _linearise(t: int, side: int, params: np.ndarray, measured: np.ndarray, weig
         acc_g = 0.0
         for q in range(4):
             acc_g += jt_w[a, q] * residual[q]
-        gradient[columns[a]] += acc_g
+        row = a if a < 3 else a + own
+        gradient[row] += acc_g
         r0, r1, r2, r3 = jt_w[a, 0], jt_w[a, 1], jt_w[a, 2], jt_w[a, 3]
-        row = columns[a]
-        normal[row, columns[0]] += r0 * j00 + r2 * j20
-        normal[row, columns[1]] += r0 * j01 + r2 * j21
-        normal[row, columns[2]] += r2
-        normal[row, columns[3]] += (r0 * j03 + r1) + r2 * j23
-        normal[row, columns[4]] += r2 * j24 + r3
+        normal[row, 0] += r0 * j00 + r2 * j20
+        normal[row, 1] += r0 * j01 + r2 * j21
+        normal[row, 2] += r2
+        normal[row, 3 + own] += (r0 * j03 + r1) + r2 * j23
+        normal[row, 4 + own] += r2 * j24 + r3
     for a in range(4):
         for b in range(4):
             total += residual[a] * weight[t, a, b] * residual[b]
@@ -389,9 +389,8 @@ def _fit_pairs_kernel(first: np.ndarray, second: np.ndarray, measured: np.ndarra
     schur, rhs, track_inverse = np.empty((3, 3)), np.empty(3), np.empty((2, 2, 2))
     gradient = np.empty(7)
     params = np.empty(7)
-    # a track's model depends on 5 of the 7 parameters (V, its own phi and tanLambda): its Jacobian
-    # columns ``columns``; the other two columns are zero and add nothing to the normal equations
-    columns = np.empty(5, dtype=np.int64)
+    # a track's model depends on 5 of the 7 parameters (V, its own phi and tanLambda): the other two Jacobian
+    # columns are zero and add nothing to the normal equations (``_linearise`` writes the 5 x 5 block)
     jt_w = np.empty((5, 4))
     residual = np.empty(4)
     step = np.empty(7)
@@ -404,8 +403,8 @@ def _fit_pairs_kernel(first: np.ndarray, second: np.ndarray, measured: np.ndarra
         for _ in range(max_steps):
             normal[:, :] = 0.0
             gradient[:] = 0.0
-            total = _linearise(first[k], 0, params, measured, weight, normal, gradient, columns, jt_w, residual, 0.0)
-            chi2[k] = _linearise(second[k], 1, params, measured, weight, normal, gradient, columns, jt_w, residual, total)
+            total = _linearise(first[k], 0, params, measured, weight, normal, gradient, jt_w, residual, 0.0)
+            chi2[k] = _linearise(second[k], 1, params, measured, weight, normal, gradient, jt_w, residual, total)
             if not _solve_normal_equations(normal, gradient, step, vertex_covariance, schur, rhs, track_inverse):
                 singular = True
                 break
