@@ -34,7 +34,7 @@ from belle_rare.processors import kinematics as kin
 from belle_rare.processors.base import Calibration, SearchProcessor, Selection, packed
 from belle_rare.processors.columns import in_range
 from belle_rare.processors.event_objects import Bins, PhotonCuts, TrackCuts, Window, event_frame, good_tracks
-from belle_rare.processors.event_shape import fox_wolfram_r2_flat
+from belle_rare.processors.event_shape import fox_wolfram_r2_two_lists
 from belle_rare.processors.lifetime import lifetime_weight, proper_decay_length
 from belle_rare.processors.registry import Demo, Search, builtin_file
 from belle_rare.processors.vertex_fit import (
@@ -355,9 +355,7 @@ class BKScalarProcessor(SearchProcessor):
                 chunk.cache[key] = make()
         g_offsets, g_cm = chunk.cache[("R2 photons", g)]
         t_offsets, t_cm = chunk.cache[("R2 tracks", scale)]
-        both = [jagged.concat_lists(t_offsets, t_cm[k], g_offsets, g_cm[k]) for k in range(3)]
-        r2 = fox_wolfram_r2_flat(both[0][0], *(content for _, content in both))
-        return np.asarray(r2, dtype=np.float64)
+        return fox_wolfram_r2_two_lists(t_offsets, tuple(t_cm[:3]), g_offsets, tuple(g_cm[:3]))
 
     def _fitted_pairs(self, flat: dict[str, np.ndarray], counts: np.ndarray, start: np.ndarray, track_event: np.ndarray,
                       prompt: np.ndarray, n: int) -> Pairs:

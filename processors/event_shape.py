@@ -291,3 +291,49 @@ def fox_wolfram_r2_flat(offsets: np.ndarray, px: np.ndarray, py: np.ndarray, pz:
 def cos_theta_thrust(axis_a: Vec3, axis_b: Vec3) -> Array:
     """|cos| of the angle between two thrust axes (e.g. basf2 cosTBTO); axes have no sign."""
     return abs(cos_angle(axis_a, axis_b))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _fox_wolfram_r2_of_two(offsets_a: np.ndarray, a: tuple, offsets_b: np.ndarray, b: tuple, one: np.ndarray,
+                           out: np.ndarray) -> None:
+    """R2 per event of list i of ``a`` followed by list i of ``b`` (``fox_wolfram_r2_two_lists``): each sum in the
+    concatenated list's order and dtypes -- |p| and its sum in the momenta's dtype (``one``: 1 in it), the
+    p_a p_b / |p| sums in float64."""
+    zero = one[0] - one[0]
+    for i in range(len(offsets_a) - 1):
+        m = np.zeros(6)
+        total = zero
+        for px, py, pz, lo, hi in ((a[0], a[1], a[2], offsets_a[i], offsets_a[i + 1]),
+                                   (b[0], b[1], b[2], offsets_b[i], offsets_b[i + 1])):
+            for j in range(lo, hi):
+                x, y, z = px[j], py[j], pz[j]
+                mag = np.sqrt(x * x + y * y + z * z)
+                inv = np.float64(one[0] / mag) if mag > zero else 0.0
+                m[0] += (x * x) * inv
+                m[1] += (x * y) * inv
+                m[2] += (x * z) * inv
+                m[3] += (y * y) * inv
+                m[4] += (y * z) * inv
+                m[5] += (z * z) * inv
+                total += mag
+        frob2 = 0.0 + 1.0 * m[0] * m[0]
+        frob2 = frob2 + 2.0 * m[1] * m[1]
+        frob2 = frob2 + 2.0 * m[2] * m[2]
+        frob2 = frob2 + 1.0 * m[3] * m[3]
+        frob2 = frob2 + 2.0 * m[4] * m[4]
+        frob2 = frob2 + 1.0 * m[5] * m[5]
+        h0 = total * total
+        h2 = 1.5 * frob2 - np.float64((one[0] / (one[0] + one[0])) * h0)
+        out[i] = h2 / np.float64(h0)
+
+
+def fox_wolfram_r2_two_lists(offsets_a: np.ndarray, a: tuple[np.ndarray, np.ndarray, np.ndarray], offsets_b: np.ndarray,
+                             b: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """``fox_wolfram_r2_flat`` of the per-event concatenation of two jagged momentum lists (tracks, then photons),
+    without building it, with its bits (float64 per event)."""
+    dtype = np.result_type(*a, *b)
+    a, b = (tuple(np.ascontiguousarray(c, dtype=dtype) for c in side) for side in (a, b))
+    out = np.empty(len(offsets_a) - 1)
+    _fox_wolfram_r2_of_two(np.asarray(offsets_a, dtype=np.int64), a, np.asarray(offsets_b, dtype=np.int64), b,
+                           np.ones(1, dtype=dtype), out)
+    return out

@@ -29,7 +29,7 @@ from belle_rare.processors import pid_weighting
 from belle_rare.processors.base import Calibration, Selection, packed, signal_datasets_of
 from belle_rare.processors.base import TriggerLines, fill_counts_of_variations
 from belle_rare.processors.columns import expand, in_range
-from belle_rare.processors.event_shape import fox_wolfram_r2_flat
+from belle_rare.processors.event_shape import fox_wolfram_r2_two_lists
 from belle_rare.processors.registry import Demo, Search, Training, builtin_file
 from belle_rare.processors.event_objects import (
     Bins, FlatChunk, FlatEventObjects, PhotonCuts, RoeCuts, TrackCuts, Window, flat_chunk, flat_event_objects,
@@ -276,8 +276,7 @@ class TauLPhiProcessor(bdt.BDTProcessor):
         m_kk = kin.mass(*(x + y for x, y in zip(k_a, k_b)))
         phi_ok = (t["charge"][a] + t["charge"][b] == 0) & in_range(m_kk, kc.phi_mass_window)
         tg_offsets = jk.offsets_of(jk.segment_count(o.offsets, o.good))
-        merged = [jk.concat_lists(tg_offsets, c[o.good], o.g_offsets, g) for c, g in zip(o.t_cm[:3], o.g_cm[:3])]
-        r2 = fox_wolfram_r2_flat(merged[0][0], *(content for _, content in merged))
+        r2 = fox_wolfram_r2_two_lists(tg_offsets, tuple(c[o.good] for c in o.t_cm[:3]), o.g_offsets, tuple(o.g_cm[:3]))
         return PhiEvents(common=o, r2=r2, pair_offsets=pair_offsets, phi_a=a, phi_b=b, m_kk=m_kk, phi_ok=phi_ok)
 
     def select(self, events: ak.Array, objects: PhiEvents, channel: str) -> Selection:
