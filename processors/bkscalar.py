@@ -493,16 +493,22 @@ class BKScalarProcessor(SearchProcessor):
         """Per fitted pair, in the S decay's mass hypothesis (refitted momenta at the vertex): energies,
         momentum sum, M, M_red, and M with both tracks as pions (the K_S veto)."""
         m_x = DAUGHTER_MASS[x]
-        # |p|^2 of each daughter, the hypothesis-independent part (summed x, y, z in that order, as np.sum)
-        p1_sq, p2_sq, s4 = self._cached(o, ("pair momenta",), lambda: (
-            *(p[:, 0] ** 2 + p[:, 1] ** 2 + p[:, 2] ** 2 for p in (o.p1, o.p2)), o.p1 + o.p2))
+        # |p|^2 of each daughter, the hypothesis-independent part (summed x, y, z in that order, as np.sum),
+        # and M with both tracks as pions (the K_S veto of every decay)
+        p1_sq, p2_sq, s4, m_pipi = self._cached(o, ("pair momenta",), lambda: self._pair_momenta(o))
         e1 = np.sqrt(p1_sq + m_x**2)
         e2 = np.sqrt(p2_sq + m_x**2)
         m_s = kin.mass(s4[:, 0], s4[:, 1], s4[:, 2], e1 + e2)
-        e1_pi, e2_pi = (np.sqrt(p_sq + PION_MASS**2) for p_sq in (p1_sq, p2_sq))
         return {"E1": e1, "E2": e2, "px": s4[:, 0], "py": s4[:, 1], "pz": s4[:, 2], "m_s": m_s,
-                "m_red": np.sqrt(np.maximum(m_s**2 - 4 * m_x**2, 0.0)),
-                "m_pipi": kin.mass(s4[:, 0], s4[:, 1], s4[:, 2], e1_pi + e2_pi)}
+                "m_red": np.sqrt(np.maximum(m_s**2 - 4 * m_x**2, 0.0)), "m_pipi": m_pipi}
+
+    @staticmethod
+    def _pair_momenta(o: ScalarEvents) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per fitted pair: each daughter's |p|^2, the momentum sum and the pi pi mass."""
+        p1_sq, p2_sq = (p[:, 0] ** 2 + p[:, 1] ** 2 + p[:, 2] ** 2 for p in (o.p1, o.p2))
+        s4 = o.p1 + o.p2
+        e1_pi, e2_pi = (np.sqrt(p_sq + PION_MASS**2) for p_sq in (p1_sq, p2_sq))
+        return p1_sq, p2_sq, s4, kin.mass(s4[:, 0], s4[:, 1], s4[:, 2], e1_pi + e2_pi)
 
     def _cached(self, o: ScalarEvents, key: tuple[Any, ...], make: Any) -> Any:
         """``make()`` once per chunk, momentum scale and ``key`` (shared by channels and calibrations)."""
