@@ -13,10 +13,11 @@ import golden_runs
 
 # float sums in another order (coffea Weights multiplies corrections one by one)
 RTOL = 1e-9
-# a fitted parameter's error (``ours_error`` of the resolution fits: scipy's curve_fit covariance from the SVD of
-# a finite-difference Jacobian) moves in its last digits with the LAPACK build and CPU: 1.2-1.7e-9 between the
-# machine that recorded the golden file and OpenBLAS 0.3.30 on an AMD EPYC (stop 33)
-RTOL_FIT_ERROR = 1e-7
+# the validation rows of the resolution fits (a bifurcated Gaussian by scipy's curve_fit, trust-region steps on a
+# finite-difference Jacobian, its covariance from that Jacobian's SVD) move in their last digits with the LAPACK
+# build and CPU: up to 1.7e-9 relative and 2.3e-12 absolute (a mean of 2e-4 GeV) between the machine that
+# recorded the golden file and OpenBLAS 0.3.30 on an AMD EPYC (stop 33)
+RTOL_FIT, ATOL_FIT = 1e-7, 1e-10
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +33,20 @@ def golden():
     return json.loads(golden_runs.GOLDEN.read_text())
 
 
-def _close(a, b, rtol: float = RTOL) -> bool:
+def _is_resolution_fit(row) -> bool:
+    return isinstance(row, dict) and "bifurcated Gaussian" in str(row.get("note", ""))
+
+
+def _close(a, b, rtol: float = RTOL, atol: float = 1e-12) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_close(a[k], b[k], RTOL_FIT_ERROR if k == "ours_error" else rtol) for k in a)
+        tolerances = (RTOL_FIT, ATOL_FIT) if _is_resolution_fit(b) else (rtol, atol)
+        return a.keys() == b.keys() and all(_close(a[k], b[k], *tolerances) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_close(x, y, rtol) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_close(x, y, rtol, atol) for x, y in zip(a, b))
     if isinstance(a, float) or isinstance(b, float):
         if a is None or b is None:
             return a is b
-        return math.isclose(a, b, rel_tol=rtol, abs_tol=1e-12) or (math.isnan(a) and math.isnan(b))
+        return math.isclose(a, b, rel_tol=rtol, abs_tol=atol) or (math.isnan(a) and math.isnan(b))
     return a == b
 
 
