@@ -300,8 +300,10 @@ def _fox_wolfram_r2_of_two(offsets_a: np.ndarray, a: tuple, offsets_b: np.ndarra
     concatenated list's order and dtypes -- |p| and its sum in the momenta's dtype (``one``: 1 in it), the
     p_a p_b / |p| sums in float64."""
     zero = one[0] - one[0]
+    half = one[0] / (one[0] + one[0])  # the flat code's 0.5 * h0 stays in h0's dtype
+    m = np.empty(6)
     for i in range(len(offsets_a) - 1):
-        m = np.zeros(6)
+        m[:] = 0.0
         total = zero
         for px, py, pz, lo, hi in ((a[0], a[1], a[2], offsets_a[i], offsets_a[i + 1]),
                                    (b[0], b[1], b[2], offsets_b[i], offsets_b[i + 1])):
@@ -323,7 +325,7 @@ def _fox_wolfram_r2_of_two(offsets_a: np.ndarray, a: tuple, offsets_b: np.ndarra
         frob2 = frob2 + 2.0 * m[4] * m[4]
         frob2 = frob2 + 1.0 * m[5] * m[5]
         h0 = total * total
-        h2 = 1.5 * frob2 - np.float64((one[0] / (one[0] + one[0])) * h0)
+        h2 = 1.5 * frob2 - np.float64(half * h0)
         out[i] = h2 / np.float64(h0)
 
 

@@ -17,9 +17,10 @@ cos(alpha), the transverse pointing angle between the IP -> vertex vector and th
 
 Speed (issue 15): the fit was stacked numpy ((n, 7, 7) solves, (n, 4, 7) Jacobians, ~1 s per
 10,000-event chunk and momentum scale); ``fit_pairs`` inverts each track's covariance once and runs the
-same Gauss-Newton steps per pair in ``_fit_pairs_kernel``, ~3 x faster per pair. Converged fits agree with the stacked version to ~1e-12 relative; a fit
-whose 5 steps have not converged (nearly parallel tracks) differs by the stacked fit's own rounding
-sensitivity (``tests/test_vertex_fit.py`` keeps the stacked fit as the reference). The kernel now skips
+same Gauss-Newton steps per pair in ``_fit_pairs_kernel``, ~3 x faster per pair. Converged fits agree with
+the stacked version to ~1e-12 relative; a fit whose 5 steps have not converged (nearly parallel tracks)
+differs by the stacked fit's own rounding sensitivity (``tests/test_vertex_fit.py`` keeps the stacked fit as
+the reference). The kernel now skips
 the Jacobian's zero and unit products and inverts only the paired tracks' covariances, with the same bits
 as before (``tests/test_vertex_fit_exact.py`` keeps the dense kernel as the reference); what remains
 (~0.12 s per 10,000-event bkscalar chunk, ~25 % of its all-variation CPU; 53,723 pairs) is ~22 ms per
@@ -32,7 +33,7 @@ their block-arrow shape (``_solve_normal_equations``: two 2 x 2 track blocks and
 inverse is the vertex covariance) instead of a 7 x 7 LU with partial pivoting; the weights are Cholesky inverses
 in numba (``inverse_covariances``; ``np.linalg.inv`` per 4 x 4 matrix cost ~0.4 s per 100,000-event chunk); the
 linearisation and the solve are inlined into the kernel. The kernel on a 100,000-event B+ B- chunk (541k pairs)
-2.3 -> 0.66 CPU s, bkscalar's nominal pass x0.65 (README "Scale").
+2.3 -> 0.66 CPU s; with R2 without concatenated lists, bkscalar's nominal pass x0.61 (README "Scale").
 
 Convergence: the fit had 5 fixed steps, after which 0.33 % of the pairs with chi^2 < 20 of real bkscalar chunks
 were still > 100 um from the minimum (nearly parallel tracks zig-zag towards it). It now steps until two steps
