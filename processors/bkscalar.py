@@ -216,14 +216,6 @@ class ScalarEvents:
     momentum_scale: float
 
 
-def _flat_pairs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All (event, local a, local b) with a < b within events of ``counts`` entries, without a Python loop."""
-    local = ak.local_index(ak.unflatten(np.zeros(int(counts.sum())), counts))
-    combos = ak.argcombinations(local, 2)
-    event = np.repeat(np.arange(len(counts)), ak.to_numpy(ak.num(combos)))
-    return event, ak.to_numpy(ak.flatten(combos["0"])), ak.to_numpy(ak.flatten(combos["1"]))
-
-
 def _cartesian(event_a: np.ndarray, event_b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (into a, into b) of every a x b combination within the same event (a, b sorted by event)."""
     count_a, count_b = np.bincount(event_a, minlength=n), np.bincount(event_b, minlength=n)
@@ -303,14 +295,13 @@ class BKScalarProcessor(SearchProcessor):
         _, beta, roots = event_frame(events)
         trk = events.Track
         offsets, stored = jagged.flatten(trk, [*TRACK_FIELDS, *self.id_fields(), *TRACK_COVARIANCE_FIELDS])
-        counts = np.diff(offsets)
         start = offsets[:-1]
         flat = dict(stored)
         for f in ("px", "py", "pz"):
             flat[f] = stored[f].astype(np.float64)
         track_event = jagged.list_index(offsets)
         prompt = ak.to_numpy(ak.flatten(good_tracks(trk, cfg.tracks)))
-        pairs = self._fitted_pairs(flat, counts, start, track_event, prompt, n)
+        pairs = self._fitted_pairs(flat, offsets, track_event, prompt, n)
         photon_offsets, photons = jagged.flatten(events.Photon, ["px", "py", "pz", "E"])
         beta_stored = tuple(np.asarray(ak.to_numpy(c)) for c in beta)
         return ScalarChunk(n, start, track_event, flat, prompt, tuple(np.asarray(c, dtype=np.float64) for c in beta_stored),
@@ -357,16 +348,16 @@ class BKScalarProcessor(SearchProcessor):
         t_offsets, t_cm = chunk.cache[("R2 tracks", scale)]
         return fox_wolfram_r2_two_lists(t_offsets, tuple(t_cm[:3]), g_offsets, tuple(g_cm[:3]))
 
-    def _fitted_pairs(self, flat: dict[str, np.ndarray], counts: np.ndarray, start: np.ndarray, track_event: np.ndarray,
-                      prompt: np.ndarray, n: int) -> Pairs:
+    def _fitted_pairs(self, flat: dict[str, np.ndarray], offsets: np.ndarray, track_event: np.ndarray, prompt: np.ndarray,
+                      n: int) -> Pairs:
         """Every opposite-charge pair of the events with a prompt kaon candidate, vertex-fitted."""
         cfg = self.config
-        # every opposite-charge pair, positive track first, fitted to a common vertex
-        pe, a, b = _flat_pairs(counts)
-        i, j = start[pe] + a, start[pe] + b
-        # only in events with a prompt kaon candidate (every channel needs one)
+        # every opposite-charge pair (in ak.argcombinations' order), positive track first, fitted to a common
+        # vertex; only in events with a prompt kaon candidate (every channel needs one)
         has_kaon = np.bincount(track_event[prompt & (flat[cfg.kaon.id_branch] > cfg.kaon.id_min)], minlength=n) > 0
-        keep = (flat["charge"][i] * flat["charge"][j] < 0) & has_kaon[pe]
+        pair_offsets, i, j = jagged.pairs(offsets, has_kaon[track_event])
+        pe = jagged.list_index(pair_offsets)
+        keep = flat["charge"][i] * flat["charge"][j] < 0
         pe, i, j = pe[keep], i[keep], j[keep]
         swap = flat["charge"][i] < 0
         i, j = np.where(swap, j, i), np.where(swap, i, j)
