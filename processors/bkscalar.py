@@ -217,14 +217,11 @@ class ScalarEvents:
 
 
 def _cartesian(event_a: np.ndarray, event_b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (into a, into b) of every a x b combination within the same event (a, b sorted by event)."""
-    count_a, count_b = np.bincount(event_a, minlength=n), np.bincount(event_b, minlength=n)
-    start_a, start_b = np.cumsum(count_a) - count_a, np.cumsum(count_b) - count_b
-    per_event = count_a * count_b
-    event = np.repeat(np.arange(n), per_event)
-    k = np.arange(int(per_event.sum())) - np.repeat(np.cumsum(per_event) - per_event, per_event)
-    nb = np.maximum(count_b[event], 1)
-    return start_a[event] + k // nb, start_b[event] + k % nb
+    """Index pairs (into a, into b) of every a x b combination within the same event (a, b sorted by event),
+    a outer, b inner."""
+    offsets_a, offsets_b = (jagged.offsets_of(np.bincount(e, minlength=n)) for e in (event_a, event_b))
+    _, ia, ib = jagged.cartesian(offsets_a, np.ones(len(event_a), dtype=bool), offsets_b, np.ones(len(event_b), dtype=bool))
+    return ia, ib
 
 
 def _first_per_event(event: np.ndarray, score: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
