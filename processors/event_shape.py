@@ -22,7 +22,7 @@ import awkward as ak
 import numba
 import numpy as np
 
-from belle_rare.processors.jagged_kernels import offsets_of, segment_sum
+from belle_rare.processors.jagged_kernels import offsets_of
 from belle_rare.processors.kinematics import Array, Vec3, cos_angle, momentum
 
 # 2**(5-1) = 16 sign-combination seeds: cheap at B-factory multiplicities (30-40 particles)
@@ -272,20 +272,10 @@ def fox_wolfram_r2(px: ak.Array, py: ak.Array, pz: ak.Array) -> ak.Array:
 
 def fox_wolfram_r2_flat(offsets: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> np.ndarray:
     """``fox_wolfram_r2`` on flat momenta (lists by int64 ``offsets``), the same operations and
-    dtypes (``ak.where`` with a float fill gives float64, as here)."""
-    mag = momentum(px, py, pz)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        inv = np.where(mag > 0.0, 1.0 / mag, 0.0).astype(np.float64)
-    comps = (px, py, pz)
-    frob2 = 0.0
-    for a in range(3):
-        for b in range(a, 3):
-            m_ab = segment_sum(offsets, comps[a] * comps[b] * inv)
-            frob2 = frob2 + (1.0 if a == b else 2.0) * m_ab * m_ab
-    h0 = segment_sum(offsets, mag) ** 2
-    h2 = 1.5 * frob2 - 0.5 * h0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return h2 / h0
+    dtypes (``ak.where`` with a float fill gives float64, as here): ``fox_wolfram_r2_two_lists`` with an
+    empty second list."""
+    empty = np.zeros(0, dtype=np.result_type(px, py, pz))
+    return fox_wolfram_r2_two_lists(offsets, (px, py, pz), np.zeros(len(offsets), dtype=np.int64), (empty, empty, empty))
 
 
 def cos_theta_thrust(axis_a: Vec3, axis_b: Vec3) -> Array:
@@ -331,8 +321,9 @@ def _fox_wolfram_r2_of_two(offsets_a: np.ndarray, a: tuple, offsets_b: np.ndarra
 
 def fox_wolfram_r2_two_lists(offsets_a: np.ndarray, a: tuple[np.ndarray, np.ndarray, np.ndarray], offsets_b: np.ndarray,
                              b: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-    """``fox_wolfram_r2_flat`` of the per-event concatenation of two jagged momentum lists (tracks, then photons),
-    without building it, with its bits (float64 per event)."""
+    """Fox-Wolfram R2 per event of the concatenation of two jagged momentum lists (tracks, then photons), without
+    building it: the bits of ``fox_wolfram_r2`` on the concatenated lists (float64 per event; the one
+    implementation, ``fox_wolfram_r2_flat`` calls it with an empty second list)."""
     dtype = np.result_type(*a, *b)
     a, b = (tuple(np.ascontiguousarray(c, dtype=dtype) for c in side) for side in (a, b))
     out = np.empty(len(offsets_a) - 1)

@@ -20,9 +20,8 @@ Speed (issue 15): the fit was stacked numpy ((n, 7, 7) solves, (n, 4, 7) Jacobia
 same Gauss-Newton steps per pair in ``_fit_pairs_kernel``, ~3 x faster per pair. Converged fits agree with
 the stacked version to ~1e-12 relative; a fit whose 5 steps have not converged (nearly parallel tracks)
 differs by the stacked fit's own rounding sensitivity (``tests/test_vertex_fit.py`` keeps the stacked fit as
-the reference). The kernel now skips
-the Jacobian's zero and unit products and inverts only the paired tracks' covariances, with the same bits
-as before (``tests/test_vertex_fit_exact.py`` keeps the dense kernel as the reference); what remains
+the reference). The kernel now skips the Jacobian's zero and unit products and inverts only the paired tracks'
+covariances, with the same bits as before (``tests/test_vertex_fit_exact.py`` keeps the dense kernel as the reference); what remains
 (~0.12 s per 10,000-event bkscalar chunk, ~25 % of its all-variation CPU; 53,723 pairs) is ~22 ms per
 Gauss-Newton step (kernel with 1 / 2 / 5 steps: 41 / 63 / 128 ms) and ~18 ms per-pair setup and covariance
 solves; caching each track's first-step cos / sin (and skipping the exact-zero first phi residual's

@@ -195,7 +195,6 @@ def test_coincident_lines_are_a_failed_fit_not_an_error():
     assert np.all(alone.converged)
 
 
-
 def _exact_inverse(matrix: np.ndarray) -> np.ndarray:
     """The inverse of a float matrix in exact rational arithmetic (Gauss-Jordan on Fractions), rounded once."""
     n = len(matrix)

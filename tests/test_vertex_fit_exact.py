@@ -10,8 +10,8 @@ import numba
 import numpy as np
 
 from belle_rare.processors.vertex_fit import (
-    FIXED_STEPS, TrackParameters, _midpoint_pairs_kernel, _solve_normal_equations, inverse_covariances, closest_approach, closest_approach_pairs,
-    fit_pairs, measured_lines,
+    FIXED_STEPS, TrackParameters, _midpoint_pairs_kernel, _solve_normal_equations, closest_approach, closest_approach_pairs,
+    fit_pairs, inverse_covariances, measured_lines,
 )
 from tests.test_vertex_fit import _random_pairs
 
